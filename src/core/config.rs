@@ -1,0 +1,78 @@
+//! Tunables of the server core, with the defaults BRIEF.md decides ("State", "Rules that
+//! keep a public server safe"). Every table and queue bound lives here.
+
+/// Configuration of a [`super::Server`]. Times are milliseconds unless the name says `_s`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
+    /// UTF-8; longer is cut at a character boundary when the server is built).
+    pub alias: String,
+    /// Keepalive interval advised in the OK, seconds (default 25, as WireGuard advises).
+    /// The advised value is never more than a third of the TTL.
+    pub keepalive_s: u16,
+    /// A client not heard from for this long goes offline (default 75 000 ms: three missed
+    /// 25 s keepalives).
+    pub ttl_ms: u64,
+    /// Freshness window for signed packets, seconds either side of the server clock (60).
+    pub freshness_s: u64,
+    /// An address-check cookie is made under a secret that changes every this many
+    /// milliseconds and is accepted for two periods (default 60 000: valid 1-2 minutes).
+    pub cookie_period_ms: u64,
+    /// Most clients online at once (directory entries); when full, a client that never
+    /// kept alive is evicted, else registration gets 503.
+    pub max_clients: usize,
+    /// Most offline fingerprints remembered for lookup status 1.
+    pub max_offline: usize,
+    /// Most verified certificates cached by fingerprint.
+    pub max_cert_cache: usize,
+    /// Most events queued for one offline recipient.
+    pub queue_depth: usize,
+    /// A queued event is dropped after this many milliseconds (default 10 minutes).
+    pub queue_age_ms: u64,
+    /// Total bytes of queued events across all recipients (default 16 MiB).
+    pub queue_bytes: usize,
+    /// Lookup answers to one source IP: bytes per second (token bucket, burst = 1 s).
+    pub lookup_bytes_per_s: u32,
+    /// Registrations (certificate parsing and signature checks) per second per source
+    /// prefix (/24 for IPv4, /64 for IPv6), burst twice that.
+    pub register_per_s: u32,
+    /// At most one punch request per (asker, target) pair per this many milliseconds.
+    pub punch_interval_ms: u64,
+    /// Most entries in each rate-limit table (per-IP, per-prefix, per-pair); when full, new
+    /// sources are refused (fail closed) until idle entries are swept.
+    pub max_rate_entries: usize,
+    /// Rate limits do not apply to loopback sources (127.0.0.0/8, ::1).
+    pub exempt_loopback: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            alias: "rendezvous".to_string(),
+            keepalive_s: 25,
+            ttl_ms: 75_000,
+            freshness_s: 60,
+            cookie_period_ms: 60_000,
+            max_clients: 1_000_000,
+            max_offline: 1_000_000,
+            max_cert_cache: 100_000,
+            queue_depth: 32,
+            queue_age_ms: 600_000,
+            queue_bytes: 16 << 20,
+            lookup_bytes_per_s: 16 * 1024,
+            register_per_s: 20,
+            punch_interval_ms: 1_000,
+            max_rate_entries: 100_000,
+            exempt_loopback: true,
+        }
+    }
+}
+
+impl Config {
+    /// The keepalive interval sent in the OK: `keepalive_s`, but at most a third of the TTL
+    /// and at least 1 s.
+    pub fn advised_keepalive_s(&self) -> u16 {
+        let third = (self.ttl_ms / 3000).max(1);
+        u16::try_from(u64::from(self.keepalive_s).min(third)).unwrap_or(u16::MAX)
+    }
+}

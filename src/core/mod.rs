@@ -1,0 +1,12 @@
+//! The I/O-free server core: the fingerprint -> address directory, relay queues, rate
+//! limits and cookies, fed `(now, source, bytes)` and returning datagrams to send.
+//! It never reads a clock or touches a socket (see `net` for the event loop).
+
+pub mod config;
+pub mod cookie;
+pub mod limits;
+pub mod queue;
+mod server;
+
+pub use config::Config;
+pub use server::{status, ClientView, Now, Out, Server, Stats};

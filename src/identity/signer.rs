@@ -1,0 +1,683 @@
+//! The signing side: a client's own certificate and private key, made fresh with rcgen or
+//! loaded from the files OpenSSL and rcgen write, used to sign Root packets.
+//! Source: BRIEF.md, "UDP plane" (the signature covers `timestamp || payload`).
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
+    RSA_PKCS1_SHA256,
+};
+use x509_parser::der_parser::asn1_rs::{Any, Class, Tag};
+use x509_parser::oid_registry::OID_EC_P256;
+use x509_parser::prelude::FromDer;
+use x509_parser::time::ASN1Time;
+
+use super::cert::{fingerprint, parse_exact};
+use super::pem::{pem_blocks, pem_encode, CERTIFICATE_LABEL};
+use super::{IdentityError, KeyAlgorithm, VerifyingKey};
+use crate::wire::Fingerprint;
+
+/// File name of the certificate inside an identity directory (PEM).
+pub const CERT_FILE: &str = "cert.pem";
+/// Alternative certificate file name, read when [`CERT_FILE`] is absent (raw DER).
+pub const CERT_DER_FILE: &str = "cert.der";
+/// File name of the private key inside an identity directory (PEM, mode 0600).
+pub const KEY_FILE: &str = "key.pem";
+
+/// Validity of a generated certificate: starts this many seconds before now (clock skew).
+const BACKDATE_SECS: i64 = 86_400;
+/// Validity of a generated certificate: ends this many seconds after now (10 years).
+const LIFETIME_SECS: i64 = 3_652 * 86_400;
+/// Longest common name accepted by [`Identity::generate`] (X.520 `ub-common-name`).
+const MAX_COMMON_NAME: usize = 64;
+
+const PKCS8_LABEL: &str = "PRIVATE KEY";
+const SEC1_LABEL: &str = "EC PRIVATE KEY";
+const PKCS1_LABEL: &str = "RSA PRIVATE KEY";
+const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+
+/// Private key bytes, overwritten with zeros when dropped (best effort).
+struct SecretBytes(Vec<u8>);
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        // Keep the compiler from treating the zeroing as a dead store.
+        std::hint::black_box(&self.0);
+    }
+}
+
+enum Signer {
+    Ed25519(Ed25519KeyPair),
+    EcdsaP256(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+}
+
+impl Signer {
+    fn public_key(&self) -> &[u8] {
+        match self {
+            Signer::Ed25519(k) => k.public_key().as_ref(),
+            Signer::EcdsaP256(k) => k.public_key().as_ref(),
+            Signer::Rsa(k) => k.public_key().as_ref(),
+        }
+    }
+}
+
+struct Inner {
+    cert_der: Vec<u8>,
+    fingerprint: Fingerprint,
+    verifying_key: VerifyingKey,
+    signer: Signer,
+    /// The private key file's PEM label and DER body, written back unchanged by `save`.
+    key_label: &'static str,
+    key_der: SecretBytes,
+    rng: SystemRandom,
+}
+
+/// A client's identity: its self-signed certificate and the matching private key.
+///
+/// Cheap to clone (the key is shared) and safe to share between threads. The key pair is
+/// parsed once, when the identity is made or loaded. `Debug` shows the algorithm and
+/// fingerprint only, never key material.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("algorithm", &self.algorithm())
+            .field("fingerprint", &self.inner.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> anyhow::Result<i64> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    i64::try_from(secs).context("the system clock is out of range")
+}
+
+impl Identity {
+    /// Makes a new self-signed certificate (rcgen) with a fresh key: subject and issuer
+    /// `CN=<common_name>`, valid from now minus 1 day to now plus 10 years.
+    ///
+    /// # Errors
+    /// For [`KeyAlgorithm::Rsa`] (ring cannot generate RSA keys: make one with
+    /// `openssl req -x509 -newkey rsa:2048 -nodes ...` and [`Identity::load`] it), for an
+    /// empty common name or one longer than 64 characters, or if key generation fails.
+    pub fn generate(alg: KeyAlgorithm, common_name: &str) -> anyhow::Result<Identity> {
+        let rcgen_alg = match alg {
+            KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::Rsa => bail!(
+                "cannot generate RSA keys; use ed25519 or ecdsa-p256, or make an RSA key \
+                 with `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem` \
+                 and load it"
+            ),
+        };
+        if common_name.is_empty() {
+            bail!("the certificate's common name must not be empty");
+        }
+        if common_name.chars().count() > MAX_COMMON_NAME {
+            bail!("the certificate's common name is longer than {MAX_COMMON_NAME} characters");
+        }
+        let key_pair = rcgen::KeyPair::generate_for(rcgen_alg)
+            .with_context(|| format!("generating a {alg} key"))?;
+        let mut params = rcgen::CertificateParams::default();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        let now = unix_now()?;
+        params.not_before = ASN1Time::from_timestamp(now.saturating_sub(BACKDATE_SECS))
+            .map_err(|e| anyhow!("certificate start time: {e}"))?
+            .to_datetime();
+        params.not_after = ASN1Time::from_timestamp(now.saturating_add(LIFETIME_SECS))
+            .map_err(|e| anyhow!("certificate end time: {e}"))?
+            .to_datetime();
+        let cert = params
+            .self_signed(&key_pair)
+            .context("signing the new certificate")?;
+        let key_der = SecretBytes(key_pair.serialize_der());
+        Self::from_parts(
+            cert.der().to_vec(),
+            PKCS8_LABEL,
+            key_der,
+            "the generated certificate",
+            "the generated key",
+        )
+    }
+
+    /// Loads an identity from a directory: `DIR/cert.pem` (one `CERTIFICATE` PEM block;
+    /// or, when absent, `DIR/cert.der`, raw DER) and `DIR/key.pem`.
+    ///
+    /// The key may be PKCS#8 (`PRIVATE KEY`: as rcgen writes it, and as
+    /// `openssl req -x509 -newkey ed25519 -nodes` or
+    /// `-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes` or `-newkey rsa:2048 -nodes`
+    /// write it, including OpenSSL's PKCS#8 v1 Ed25519 keys without a public key), SEC1
+    /// (`EC PRIVATE KEY`, P-256) or PKCS#1 (`RSA PRIVATE KEY`). The key must belong to the
+    /// certificate. Dates and the self-signature are not checked here (a server does that
+    /// with [`super::verify_self_signed`]), so an expired identity still loads.
+    ///
+    /// # Errors
+    /// Naming the file and what is wrong: a missing or unreadable file, malformed PEM, no
+    /// or several certificates, a certificate with an unsupported key, an encrypted key
+    /// (decrypt it with `openssl pkey -in key.pem -out key.pem`), a key of another type
+    /// than the certificate's, or a key that does not match the certificate.
+    pub fn load(dir: &Path) -> anyhow::Result<Identity> {
+        let (cert_der, cert_path) = read_cert(dir)?;
+        // Report a bad certificate before looking at the key.
+        parse_exact(&cert_der)
+            .and_then(|c| VerifyingKey::from_spki(c.public_key()))
+            .map_err(|e| anyhow!("{}: {e}", cert_path.display()))?;
+        let key_path = dir.join(KEY_FILE);
+        let key_text = fs::read(&key_path)
+            .with_context(|| format!("reading the private key {}", key_path.display()))?;
+        warn_if_readable_by_others(&key_path);
+        let blocks = pem_blocks(&key_text).map_err(|e| anyhow!("{}: {e}", key_path.display()))?;
+        let mut found = None;
+        for block in blocks {
+            let label = match block.label.as_str() {
+                PKCS8_LABEL => PKCS8_LABEL,
+                SEC1_LABEL => SEC1_LABEL,
+                PKCS1_LABEL => PKCS1_LABEL,
+                ENCRYPTED_LABEL => bail!(
+                    "{}: the private key is encrypted; write it unencrypted with \
+                     `openssl pkey -in key.pem -out key.pem` (or make it with -nodes)",
+                    key_path.display()
+                ),
+                _ => continue,
+            };
+            found = Some((label, SecretBytes(block.contents)));
+            break;
+        }
+        let Some((label, key_der)) = found else {
+            bail!(
+                "{}: no PEM block labelled PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY",
+                key_path.display()
+            );
+        };
+        Self::from_parts(
+            cert_der,
+            label,
+            key_der,
+            &cert_path.display().to_string(),
+            &key_path.display().to_string(),
+        )
+    }
+
+    /// Writes `DIR/cert.pem` and `DIR/key.pem` (the key with mode 0600 on Unix), creating
+    /// `DIR` if needed. Each file is written to a temporary name, synced and renamed over
+    /// the old one, so a crash never leaves a half-written key. The key is written in the
+    /// form it was loaded in (PKCS#8 for generated identities).
+    ///
+    /// # Errors
+    /// If the directory cannot be created or a file cannot be written or renamed.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let cert_pem = pem_encode(CERTIFICATE_LABEL, &self.inner.cert_der);
+        write_atomic(&dir.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
+        let key_pem =
+            SecretBytes(pem_encode(self.inner.key_label, &self.inner.key_der.0).into_bytes());
+        write_atomic(&dir.join(KEY_FILE), &key_pem.0, 0o600)?;
+        sync_dir(dir);
+        Ok(())
+    }
+
+    /// The certificate's exact DER bytes (what goes into a registration's `cert` field).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.inner.cert_der
+    }
+
+    /// The certificate as one PEM `CERTIFICATE` block.
+    pub fn cert_pem(&self) -> String {
+        pem_encode(CERTIFICATE_LABEL, &self.inner.cert_der)
+    }
+
+    /// The fingerprint that names this client: SHA-256 of [`Identity::cert_der`].
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.inner.fingerprint
+    }
+
+    /// The key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.inner.verifying_key.algorithm()
+    }
+
+    /// The certificate's public key, as a server sees it.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.inner.verifying_key
+    }
+
+    /// Signs `message` (for a Root packet: `timestamp || payload` as on the wire) the way
+    /// [`VerifyingKey::verify`] checks it: Ed25519 pure (64 bytes), ECDSA P-256 with
+    /// SHA-256 in DER (at most 72 bytes), RSA PKCS#1 v1.5 SHA-256 (modulus length).
+    ///
+    /// Returns an empty vector, which no server accepts, in the one case signing can fail:
+    /// the system random generator is unavailable (ECDSA and RSA only). Use
+    /// [`Identity::try_sign`] to see that error.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.try_sign(message).unwrap_or_default()
+    }
+
+    /// [`Identity::sign`], reporting a failure instead of returning an empty signature.
+    ///
+    /// # Errors
+    /// [`IdentityError::SigningFailed`] if the system random generator fails.
+    pub fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        let inner = &self.inner;
+        match &inner.signer {
+            Signer::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
+            Signer::EcdsaP256(k) => k
+                .sign(&inner.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| IdentityError::SigningFailed),
+            Signer::Rsa(k) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &inner.rng, message, &mut sig)
+                    .map_err(|_| IdentityError::SigningFailed)?;
+                Ok(sig)
+            }
+        }
+    }
+
+    /// Builds an identity from a certificate and a private key (PEM label + DER body),
+    /// checking that the key belongs to the certificate. `cert_name`/`key_name` name the
+    /// sources in error messages.
+    fn from_parts(
+        cert_der: Vec<u8>,
+        key_label: &'static str,
+        key_der: SecretBytes,
+        cert_name: &str,
+        key_name: &str,
+    ) -> anyhow::Result<Identity> {
+        let cert = parse_exact(&cert_der).map_err(|e| anyhow!("{cert_name}: {e}"))?;
+        let verifying_key =
+            VerifyingKey::from_spki(cert.public_key()).map_err(|e| anyhow!("{cert_name}: {e}"))?;
+        drop(cert);
+        let alg = verifying_key.algorithm();
+        let rng = SystemRandom::new();
+        let der = key_der.0.as_slice();
+        let signer = match (alg, key_label) {
+            (KeyAlgorithm::Ed25519, PKCS8_LABEL) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map(Signer::Ed25519)
+                .map_err(|e| {
+                    anyhow!("{key_name}: not a PKCS#8 Ed25519 private key ({e}), but {cert_name} holds an Ed25519 public key")
+                })?,
+            (KeyAlgorithm::EcdsaP256, PKCS8_LABEL) => {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
+                    .map(Signer::EcdsaP256)
+                    .map_err(|e| {
+                        anyhow!("{key_name}: not a PKCS#8 ECDSA P-256 private key ({e}), but {cert_name} holds a P-256 public key")
+                    })?
+            }
+            (KeyAlgorithm::EcdsaP256, SEC1_LABEL) => {
+                let private = sec1_private_key(der).map_err(|why| anyhow!("{key_name}: {why}"))?;
+                EcdsaKeyPair::from_private_key_and_public_key(
+                    &ECDSA_P256_SHA256_ASN1_SIGNING,
+                    private,
+                    verifying_key.public_key(),
+                    &rng,
+                )
+                .map(Signer::EcdsaP256)
+                .map_err(|_| anyhow!("{key_name}: this private key does not belong to {cert_name}"))?
+            }
+            (KeyAlgorithm::Rsa, PKCS8_LABEL) => RsaKeyPair::from_pkcs8(der)
+                .map(Signer::Rsa)
+                .map_err(|e| {
+                    anyhow!("{key_name}: not a PKCS#8 RSA private key of 2048-4096 bits ({e}), but {cert_name} holds an RSA public key")
+                })?,
+            (KeyAlgorithm::Rsa, PKCS1_LABEL) => RsaKeyPair::from_der(der)
+                .map(Signer::Rsa)
+                .map_err(|e| {
+                    anyhow!("{key_name}: not a PKCS#1 RSA private key of 2048-4096 bits ({e})")
+                })?,
+            (alg, label) => bail!(
+                "{key_name}: a {label:?} PEM block cannot hold a key for {cert_name}, whose key is {alg}"
+            ),
+        };
+        if signer.public_key() != verifying_key.public_key() {
+            bail!(
+                "{key_name}: this private key does not belong to {cert_name} (public keys differ)"
+            );
+        }
+        Ok(Identity {
+            inner: Arc::new(Inner {
+                fingerprint: fingerprint(&cert_der),
+                cert_der,
+                verifying_key,
+                signer,
+                key_label,
+                key_der,
+                rng,
+            }),
+        })
+    }
+}
+
+/// Reads `DIR/cert.pem`, or `DIR/cert.der` when there is no `cert.pem`; returns the DER
+/// and the path it came from.
+fn read_cert(dir: &Path) -> anyhow::Result<(Vec<u8>, PathBuf)> {
+    let pem_path = dir.join(CERT_FILE);
+    match fs::read(&pem_path) {
+        Ok(text) => {
+            // A DER file saved under the PEM name starts with a SEQUENCE tag, not text.
+            if text.first() == Some(&0x30) {
+                return Ok((text, pem_path));
+            }
+            let mut certs =
+                super::certs_from_pem(&text).map_err(|e| anyhow!("{}: {e}", pem_path.display()))?;
+            match certs.len() {
+                1 => Ok((certs.remove(0), pem_path)),
+                0 => bail!("{}: no CERTIFICATE PEM block found", pem_path.display()),
+                n => bail!(
+                    "{}: holds {n} certificates; expected exactly one (the self-signed \
+                     client certificate)",
+                    pem_path.display()
+                ),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let der_path = dir.join(CERT_DER_FILE);
+            match fs::read(&der_path) {
+                Ok(der) => Ok((der, der_path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "no certificate in {}: neither {CERT_FILE} nor {CERT_DER_FILE} exists",
+                    dir.display()
+                ),
+                Err(e) => Err(e).with_context(|| format!("reading {}", der_path.display())),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", pem_path.display())),
+    }
+}
+
+/// The 32-byte private scalar of a SEC1 `ECPrivateKey` (RFC 5915) on P-256:
+/// `SEQUENCE { version INTEGER (1), privateKey OCTET STRING, [0] parameters OPTIONAL,
+/// [1] publicKey OPTIONAL }`. The public key is taken from the certificate instead.
+fn sec1_private_key(der: &[u8]) -> Result<&[u8], &'static str> {
+    const BAD: &str = "not a SEC1 EC private key (RFC 5915)";
+    let (rest, outer) = Any::from_der(der).map_err(|_| BAD)?;
+    if !rest.is_empty() || outer.tag() != Tag::Sequence {
+        return Err(BAD);
+    }
+    let (rest, version) = Any::from_der(outer.data).map_err(|_| BAD)?;
+    if version.tag() != Tag::Integer || version.data != [1] {
+        return Err(BAD);
+    }
+    let (mut rest, private) = Any::from_der(rest).map_err(|_| BAD)?;
+    if private.tag() != Tag::OctetString || private.data.len() != 32 {
+        return Err("not a P-256 private key (the private scalar is not 32 bytes)");
+    }
+    while !rest.is_empty() {
+        let (next, field) = Any::from_der(rest).map_err(|_| BAD)?;
+        if field.class() == Class::ContextSpecific && field.tag() == Tag(0) {
+            let (_, curve) = Any::from_der(field.data).map_err(|_| BAD)?;
+            if curve.tag() != Tag::Oid || curve.data != OID_EC_P256.as_bytes() {
+                return Err("the EC private key is not on the P-256 curve (prime256v1)");
+            }
+        }
+        rest = next;
+    }
+    Ok(private.data)
+}
+
+/// Writes `data` to `path` via a temporary file in the same directory: created with
+/// `mode` (Unix), synced, then renamed over `path`.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    // A stale temporary file from a crashed run may have other permissions: start over.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
+    }
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let result = (|| -> std::io::Result<()> {
+        let mut file = options.open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Syncs a directory so that renames in it are durable (best effort; Unix only).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Logs a warning when a private key file can be read by group or others (Unix).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "private key {} is accessible by other users (mode {:o}); run chmod 600 on it",
+                    path.display(),
+                    mode & 0o777
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::verify_self_signed;
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    }
+
+    #[test]
+    fn generate_save_load_round_trip() {
+        for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let sub = dir.path().join("nested").join("id");
+            let id = Identity::generate(alg, "round-trip").expect("generate");
+            assert_eq!(id.algorithm(), alg);
+            id.save(&sub).expect("save");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(sub.join(KEY_FILE))
+                    .expect("meta")
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+            let back = Identity::load(&sub).expect("load");
+            assert_eq!(back.cert_der(), id.cert_der());
+            assert_eq!(back.fingerprint(), id.fingerprint());
+            assert_eq!(back.algorithm(), alg);
+            // A signature by the loaded key verifies with the original certificate.
+            let v = verify_self_signed(id.cert_der(), now()).expect("verify");
+            let msg = b"\x00\x00\x00\x00\x65\x00\x00\x00payload";
+            v.key
+                .verify(msg, &back.sign(msg))
+                .expect("loaded key signs");
+            // Saving again over existing files works and keeps the key private.
+            back.save(&sub).expect("save again");
+            assert_eq!(
+                Identity::load(&sub).expect("reload").fingerprint(),
+                id.fingerprint()
+            );
+            let leftovers: Vec<_> = fs::read_dir(&sub)
+                .expect("dir")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+        }
+    }
+
+    #[test]
+    fn sign_verify_and_flipped_byte() {
+        for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256] {
+            let id = Identity::generate(alg, "signer").expect("generate");
+            let key = verify_self_signed(id.cert_der(), now())
+                .expect("verify")
+                .key;
+            assert_eq!(&key, id.verifying_key());
+            let msg = b"timestamp and payload";
+            let sig = id.sign(msg);
+            match alg {
+                KeyAlgorithm::Ed25519 => assert_eq!(sig.len(), 64),
+                _ => assert!(sig.len() <= 72 && sig.len() >= 8, "{}", sig.len()),
+            }
+            key.verify(msg, &sig).expect("good signature");
+            assert_eq!(
+                key.verify(b"other message", &sig),
+                Err(IdentityError::BadSignature)
+            );
+            for i in 0..sig.len() {
+                let mut bad = sig.clone();
+                bad[i] ^= 0x80;
+                assert_eq!(
+                    key.verify(msg, &bad),
+                    Err(IdentityError::BadSignature),
+                    "byte {i}"
+                );
+            }
+            assert_eq!(
+                key.verify(msg, &sig[..sig.len() - 1]),
+                Err(IdentityError::BadSignature)
+            );
+            // Another identity's key does not accept it.
+            let other = Identity::generate(alg, "other").expect("generate");
+            assert_eq!(
+                other.verifying_key().verify(msg, &sig),
+                Err(IdentityError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn generate_refuses_rsa_and_bad_names() {
+        assert!(Identity::generate(KeyAlgorithm::Rsa, "x").is_err());
+        assert!(Identity::generate(KeyAlgorithm::Ed25519, "").is_err());
+        assert!(Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(65)).is_err());
+        assert!(Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Identity::load(dir.path()).expect_err("empty dir");
+        assert!(
+            err.to_string().contains("neither cert.pem nor cert.der"),
+            "{err}"
+        );
+
+        let a = Identity::generate(KeyAlgorithm::Ed25519, "a").expect("a");
+        let b = Identity::generate(KeyAlgorithm::Ed25519, "b").expect("b");
+        let c = Identity::generate(KeyAlgorithm::EcdsaP256, "c").expect("c");
+        a.save(dir.path()).expect("save");
+        // Mismatched key of the same type.
+        let bdir = tempfile::tempdir().expect("tempdir");
+        b.save(bdir.path()).expect("save");
+        fs::copy(bdir.path().join(KEY_FILE), dir.path().join(KEY_FILE)).expect("copy");
+        let err = format!("{:#}", Identity::load(dir.path()).expect_err("mismatch"));
+        assert!(
+            err.contains("key.pem") && err.contains("does not belong"),
+            "{err}"
+        );
+        // Key of another type.
+        let cdir = tempfile::tempdir().expect("tempdir");
+        c.save(cdir.path()).expect("save");
+        fs::copy(cdir.path().join(KEY_FILE), dir.path().join(KEY_FILE)).expect("copy");
+        let err = format!("{:#}", Identity::load(dir.path()).expect_err("wrong type"));
+        assert!(err.contains("key.pem") && err.contains("Ed25519"), "{err}");
+        // Missing key.
+        fs::remove_file(dir.path().join(KEY_FILE)).expect("rm");
+        let err = format!("{:#}", Identity::load(dir.path()).expect_err("no key"));
+        assert!(err.contains("key.pem"), "{err}");
+        // Encrypted key.
+        fs::write(
+            dir.path().join(KEY_FILE),
+            pem_encode(ENCRYPTED_LABEL, b"whatever"),
+        )
+        .expect("write");
+        let err = format!("{:#}", Identity::load(dir.path()).expect_err("encrypted"));
+        assert!(err.contains("encrypted"), "{err}");
+        // Garbage certificate.
+        fs::write(
+            dir.path().join(CERT_FILE),
+            pem_encode(CERTIFICATE_LABEL, b"junk"),
+        )
+        .expect("write");
+        let err = format!("{:#}", Identity::load(dir.path()).expect_err("bad cert"));
+        assert!(
+            err.contains("cert.pem") && err.contains("well-formed"),
+            "{err}"
+        );
+        // Two certificates.
+        fs::write(dir.path().join(CERT_FILE), a.cert_pem() + &b.cert_pem()).expect("write");
+        let err = format!("{:#}", Identity::load(dir.path()).expect_err("two certs"));
+        assert!(err.contains("2 certificates"), "{err}");
+    }
+
+    #[test]
+    fn load_cert_der_and_sec1_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = Identity::generate(KeyAlgorithm::EcdsaP256, "der").expect("generate");
+        id.save(dir.path()).expect("save");
+        fs::remove_file(dir.path().join(CERT_FILE)).expect("rm");
+        fs::write(dir.path().join(CERT_DER_FILE), id.cert_der()).expect("write");
+        let back = Identity::load(dir.path()).expect("load from cert.der");
+        assert_eq!(back.fingerprint(), id.fingerprint());
+        let err = sec1_private_key(b"\x30\x00").expect_err("empty seq");
+        assert!(err.contains("SEC1"));
+        assert!(sec1_private_key(&[]).is_err());
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let id = Identity::generate(KeyAlgorithm::Ed25519, "dbg").expect("generate");
+        let text = format!("{id:?}");
+        assert!(text.contains("Ed25519") && text.contains(&id.fingerprint().to_hex()));
+        assert!(!text.contains("PRIVATE"));
+    }
+}

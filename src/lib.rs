@@ -1,0 +1,5 @@
+pub mod core;
+pub mod identity;
+#[cfg(feature = "net")]
+pub mod net;
+pub mod wire;

@@ -1,0 +1,119 @@
+//! The only code that touches sockets, mio or the clock: binds the UDP socket (dual-stack
+//! `[::]` by default) and runs the event loop around the I/O-free [`crate::core::Server`].
+//!
+//! Each wake drains the socket under a budget with `recvmmsg` (up to 32 datagrams per system
+//! call on Linux) and sends the core's replies with `sendmmsg`; a reply the kernel cannot
+//! take now waits in a bounded queue until the socket is writable, or is dropped when full.
+
+mod batch;
+
+use crate::core::{Now, Server};
+use batch::Batch;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const UDP: Token = Token(0);
+/// Datagrams read per wake before the loop checks timers again.
+const READ_BUDGET: usize = 1024;
+/// Socket buffer size asked of the kernel, in bytes.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds a non-blocking UDP socket on `addr`. For the IPv6 unspecified address `[::]` the
+/// socket is dual-stack (IPv4 clients arrive as IPv4-mapped addresses).
+///
+/// # Errors
+/// The OS error of `socket`, `bind` or a socket option.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(false)?;
+    }
+    // Larger buffers absorb bursts; the kernel caps them at net.core.rmem_max.
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+/// The core's clock reading: monotonic milliseconds since `origin` and Unix seconds.
+pub fn now(origin: Instant) -> Now {
+    let unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Now {
+        mono_ms: u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
+        unix_s,
+    }
+}
+
+/// Runs the UDP event loop until `stop` is set (checked at least every 500 ms).
+///
+/// # Errors
+/// Only setup errors (poll creation, registration); per-datagram errors are logged and the
+/// loop goes on.
+pub fn run(
+    socket: std::net::UdpSocket,
+    server: &mut Server,
+    origin: Instant,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
+    let mut socket = UdpSocket::from_std(socket);
+    let v6_socket = socket.local_addr()?.is_ipv6();
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut socket, UDP, Interest::READABLE)?;
+    let mut events = Events::with_capacity(64);
+    let mut batch = Batch::new(v6_socket);
+    let mut want_write = false;
+    let mut more_to_read = true;
+    while !stop.load(Ordering::Relaxed) {
+        let now_ = now(origin);
+        let timeout = if more_to_read {
+            Duration::ZERO
+        } else {
+            let until = server
+                .poll_timeout()
+                .map_or(500, |d| d.saturating_sub(now_.mono_ms).min(500));
+            Duration::from_millis(until)
+        };
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            if ev.is_readable() {
+                more_to_read = true;
+            }
+        }
+        let now_ = now(origin);
+        server.handle_timeout(now_);
+        if more_to_read {
+            more_to_read = batch.drain(&socket, server, now_, READ_BUDGET);
+        }
+        // Flush what the core produced; keep the rest for when the socket is writable.
+        let pending = batch.flush(&socket);
+        if pending != want_write {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            poll.registry().reregister(&mut socket, UDP, interest)?;
+            want_write = pending;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! The one error type of the wire layer: a small `Copy` enum with static context.
+
+/// Why bytes could not be read as (or written into) a wire format.
+///
+/// Every parser in [`crate::wire`] returns this; none panics on any input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The input ends before a fixed field or a length-prefixed blob does.
+    #[error("truncated: the packet ends inside a field")]
+    Truncated,
+    /// Bytes remain after the last field of a fixed layout.
+    #[error("trailing data after the last field")]
+    TrailingData,
+    /// The datagram is over 1400 bytes (answered with 413).
+    #[error("datagram larger than 1400 bytes")]
+    TooLarge,
+    /// A Root packet type outside 0-9 (the Root parses; its payload cannot).
+    #[error("unknown packet type")]
+    UnknownType,
+    /// A params byte with a bit other than 0x01, 0x02 or 0x04 set.
+    #[error("params byte has reserved bits set")]
+    BadParams,
+    /// A length field that contradicts the layout (zero-length certificate, empty or
+    /// oversized relay event, cookie that is neither absent nor 16 bytes).
+    #[error("a length field does not fit the layout")]
+    BadLength,
+    /// An address family byte other than 4 or 6 (or other than 0 where no address is sent).
+    #[error("address family must be 4 or 6")]
+    BadFamily,
+    /// A lookup status byte other than 0, 1 or 2.
+    #[error("unknown lookup status")]
+    BadStatus,
+    /// A text field that is not UTF-8.
+    #[error("text field is not valid UTF-8")]
+    BadUtf8,
+    /// A fixed-width name with a NUL followed by a non-NUL byte.
+    #[error("name field has a NUL byte followed by text")]
+    InteriorNul,
+    /// Text longer than its fixed-width field (names are refused, never cut).
+    #[error("text longer than its fixed field")]
+    NameTooLong,
+    /// The output buffer is too small for what is being emitted.
+    #[error("output buffer too small")]
+    BufferTooSmall,
+}
