@@ -1,3 +1,4 @@
+pub mod client;
 pub mod core;
 pub mod identity;
 #[cfg(feature = "net")]

@@ -1,1 +1,427 @@
-fn main(){}
+//! The `rendezvous` command: `serve` runs the server; `identity`, `register`, `lookup`,
+//! `send` and `punch` are a client, so the server can be used without writing code.
+//! Thin: everything real lives in the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rendezvous::client::{Client, ClientError, Incoming};
+use rendezvous::core::{Config, Server};
+use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::udp::LookupStatus;
+use rendezvous::wire::Fingerprint;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default port, shared by the UDP plane and (later) the TCP plane.
+const DEFAULT_PORT: u16 = 4747;
+
+#[derive(Parser)]
+#[command(name = "rendezvous", version, about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (UDP, dual-stack on [::] by default).
+    Serve(ServeArgs),
+    /// Make or show a client identity (self-signed certificate and key).
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// Register with a server, keep alive, and print events, punch requests and direct
+    /// datagrams as they arrive, one line each (runs until killed).
+    Register {
+        #[command(flatten)]
+        conn: Conn,
+        /// Seconds between keepalives; 0 sends none (default: what the server advises).
+        #[arg(long)]
+        keepalive: Option<u64>,
+    },
+    /// Look a fingerprint up: prints `online addr=.. age=.. home=..`, `offline ..` or `unknown`.
+    Lookup {
+        #[command(flatten)]
+        conn: Conn,
+        /// The fingerprint (64 hex digits).
+        fingerprint: String,
+    },
+    /// Relay a text event to a fingerprint (queued by the server if it is offline).
+    Send {
+        #[command(flatten)]
+        conn: Conn,
+        /// The recipient's fingerprint (64 hex digits).
+        fingerprint: String,
+        /// The event text (1 to 1200 bytes).
+        text: String,
+    },
+    /// Look a peer up and exchange a datagram with it directly (UDP hole punching).
+    Punch {
+        #[command(flatten)]
+        conn: Conn,
+        /// The peer's fingerprint (64 hex digits).
+        fingerprint: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address and port to listen on (UDP).
+    #[arg(long, default_value_t = SocketAddr::from(([0u16; 8], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Directory for durable state (contacts, journal: the TCP plane). The UDP plane keeps
+    /// its directory in RAM only and writes nothing here.
+    #[arg(long, conflicts_with = "memory_only")]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in RAM; nothing is written to disk.
+    #[arg(long)]
+    memory_only: bool,
+    /// Seconds without a keepalive after which a client is offline.
+    #[arg(long, default_value_t = 75)]
+    ttl: u64,
+    /// Keepalive interval advised to clients, seconds (at most a third of --ttl).
+    #[arg(long, default_value_t = 25)]
+    keepalive: u16,
+    /// This server's alias, sent as the home server in lookup answers (<= 255 bytes).
+    #[arg(long, default_value = "rendezvous")]
+    alias: String,
+    /// Freshness window for signed packets, seconds either side of the server's clock.
+    #[arg(long, default_value_t = 60)]
+    freshness: u64,
+    /// Most clients online at once.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_clients: usize,
+    /// Registrations per second per source /24 or /64 (loopback is exempt).
+    #[arg(long, default_value_t = 20)]
+    register_rate: u32,
+    /// Lookup answer bytes per second per source IP (loopback is exempt).
+    #[arg(long, default_value_t = 16384)]
+    lookup_bytes: u32,
+}
+
+#[derive(Subcommand)]
+enum IdentityCmd {
+    /// Create a new identity: DIR/cert.pem and DIR/key.pem; prints the fingerprint.
+    New {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Key algorithm.
+        #[arg(long, value_enum, default_value_t = Alg::Ed25519)]
+        algorithm: Alg,
+        /// Common name in the certificate.
+        #[arg(long, default_value = "rendezvous client")]
+        name: String,
+    },
+    /// Print the fingerprint of the identity in DIR.
+    Show {
+        /// Directory holding cert.pem and key.pem.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Alg {
+    Ed25519,
+    P256,
+}
+
+#[derive(Args)]
+struct Conn {
+    /// Server address, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// Identity directory (cert.pem + key.pem, from `rendezvous identity new` or openssl).
+    #[arg(long)]
+    identity: PathBuf,
+    /// Use the shifted layout with this many junk bytes per shift.
+    #[arg(long)]
+    shift: Option<u8>,
+    /// Local address to bind (default: any, ephemeral port).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve(a) => serve(a),
+        Cmd::Identity(c) => identity(c),
+        Cmd::Register { conn, keepalive } => register(conn, keepalive),
+        Cmd::Lookup { conn, fingerprint } => lookup(conn, &fingerprint),
+        Cmd::Send {
+            conn,
+            fingerprint,
+            text,
+        } => send(conn, &fingerprint, &text),
+        Cmd::Punch {
+            conn,
+            fingerprint,
+            timeout,
+        } => punch(conn, &fingerprint, timeout),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if a.ttl == 0 {
+        bail!("--ttl must be at least 1 second");
+    }
+    if a.alias.len() > 255 {
+        bail!("--alias is {} bytes; at most 255", a.alias.len());
+    }
+    if let Some(dir) = &a.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    let cfg = Config {
+        alias: a.alias,
+        keepalive_s: a.keepalive,
+        ttl_ms: a.ttl.saturating_mul(1000),
+        freshness_s: a.freshness,
+        max_clients: a.max_clients,
+        register_per_s: a.register_rate,
+        lookup_bytes_per_s: a.lookup_bytes,
+        ..Config::default()
+    };
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    let socket = rendezvous::net::bind_udp(a.listen)
+        .with_context(|| format!("cannot listen on UDP {}", a.listen))?;
+    let local = socket.local_addr()?;
+    let origin = Instant::now();
+    let mut server = Server::new(cfg, seed, rendezvous::net::now(origin));
+    tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), "serving");
+    say(&format!("listening udp {local}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    rendezvous::net::run(socket, &mut server, origin, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn identity(c: IdentityCmd) -> Result<ExitCode> {
+    match c {
+        IdentityCmd::New {
+            out,
+            algorithm,
+            name,
+        } => {
+            let alg = match algorithm {
+                Alg::Ed25519 => KeyAlgorithm::Ed25519,
+                Alg::P256 => KeyAlgorithm::EcdsaP256,
+            };
+            let id = Identity::generate(alg, &name)?;
+            id.save(&out)?;
+            say(&id.fingerprint().to_hex());
+        }
+        IdentityCmd::Show { dir } => {
+            let id = Identity::load(&dir)?;
+            say(&id.fingerprint().to_hex());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resolve(server: &str) -> Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve server address {server:?} (want HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("server address {server:?} resolves to nothing"))
+}
+
+fn parse_fp(text: &str) -> Result<Fingerprint> {
+    Fingerprint::from_hex(text).with_context(|| format!("bad fingerprint {text:?}"))
+}
+
+fn connect(conn: &Conn) -> Result<Client> {
+    let server = resolve(&conn.server)?;
+    let id = Identity::load(&conn.identity)?;
+    let mut c = Client::new(server, id, conn.bind)
+        .with_context(|| "cannot open a UDP socket".to_string())?;
+    c.set_shift(conn.shift);
+    Ok(c)
+}
+
+/// Registers, printing the `registered` line; returns the advised keepalive (s) and epoch.
+fn do_register(c: &mut Client) -> Result<(u64, u32), ClientError> {
+    let info = c.register(5, Duration::from_secs(2))?;
+    let fp = c.identity().fingerprint();
+    let (ka, epoch, public) = match info {
+        Some(i) => (u64::from(i.keepalive_s), i.boot_epoch, i.reflexive.to_string()),
+        None => (25, 0, "?".to_string()),
+    };
+    say(&format!(
+        "registered fingerprint={fp} public={public} keepalive={ka} epoch={epoch}"
+    ));
+    Ok((ka, epoch))
+}
+
+fn text_of(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn register(conn: Conn, keepalive: Option<u64>) -> Result<ExitCode> {
+    let mut c = connect(&conn)?;
+    let (advised, mut epoch) = do_register(&mut c)?;
+    let interval = keepalive.unwrap_or(advised);
+    let me = c.identity().fingerprint();
+    let hello = format!("hello from {me}");
+    let mut next_ka = Instant::now() + Duration::from_secs(interval.max(1));
+    // Hole punching: (peer address, hellos left, next send time).
+    let mut punches: Vec<(SocketAddr, u32, Instant)> = Vec::new();
+    let mut answered: Vec<SocketAddr> = Vec::new();
+    loop {
+        let now = Instant::now();
+        if interval > 0 && now >= next_ka {
+            c.keepalive()?;
+            next_ka = now + Duration::from_secs(interval);
+        }
+        for p in punches.iter_mut().filter(|p| p.1 > 0 && p.2 <= now) {
+            let _ = c.send_direct(p.0, hello.as_bytes());
+            p.1 -= 1;
+            p.2 = now + Duration::from_millis(250);
+        }
+        punches.retain(|p| p.1 > 0);
+        let mut wake = now + Duration::from_secs(1);
+        if interval > 0 {
+            wake = wake.min(next_ka);
+        }
+        for p in &punches {
+            wake = wake.min(p.2);
+        }
+        let Some(msg) = c.recv(wake.saturating_duration_since(now))? else {
+            continue;
+        };
+        match msg {
+            Incoming::Relay { from, event } => {
+                say(&format!("event from={from} text={}", text_of(&event)))
+            }
+            Incoming::Punch { peer, addr } => {
+                say(&format!("punch from={peer} addr={addr}"));
+                punches.push((addr, 20, Instant::now()));
+            }
+            Incoming::Direct { from, data } => {
+                say(&format!("direct from={from} text={}", text_of(&data)));
+                if data.starts_with(b"hello from ") && !answered.contains(&from) {
+                    answered.push(from);
+                    let _ = c.send_direct(from, format!("hello back from {me}").as_bytes());
+                }
+            }
+            Incoming::Error {
+                status,
+                request_type,
+                detail,
+            } => {
+                say(&format!(
+                    "error status={status} request={request_type} detail={detail}"
+                ));
+                if status == 404 && request_type == 0 {
+                    // The server does not know our address: it restarted. Register again.
+                    let (_, e) = do_register(&mut c)?;
+                    epoch = e;
+                }
+            }
+            Incoming::Ok(Some(info)) if info.boot_epoch != epoch => {
+                let (_, e) = do_register(&mut c)?;
+                epoch = e;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn lookup(conn: Conn, fingerprint: &str) -> Result<ExitCode> {
+    let target = parse_fp(fingerprint)?;
+    let mut c = connect(&conn)?;
+    c.register(5, Duration::from_secs(2))?;
+    let (status, home) = c.lookup(target, Duration::from_secs(3))?;
+    say(&match status {
+        LookupStatus::Online { addr, age_s } => format!("online addr={addr} age={age_s} home={home}"),
+        LookupStatus::Offline { age_s } => format!("offline age={age_s} home={home}"),
+        LookupStatus::Unknown => "unknown".to_string(),
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn send(conn: Conn, fingerprint: &str, text: &str) -> Result<ExitCode> {
+    let dest = parse_fp(fingerprint)?;
+    if text.is_empty() || text.len() > 1200 {
+        bail!("event text must be 1 to 1200 bytes, got {}", text.len());
+    }
+    let mut c = connect(&conn)?;
+    c.register(5, Duration::from_secs(2))?;
+    c.send_event(dest, text.as_bytes())?;
+    // Accepted events are not acknowledged; a refusal comes back as an error. Wait briefly.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while let Some(m) = c.recv(deadline.saturating_duration_since(Instant::now()))? {
+        if let Incoming::Error {
+            status,
+            request_type: 4,
+            detail,
+        } = m
+        {
+            bail!("server refused the event: {status} {detail}");
+        }
+    }
+    say("sent");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitCode> {
+    let target = parse_fp(fingerprint)?;
+    let mut c = connect(&conn)?;
+    c.register(5, Duration::from_secs(2))?;
+    let me = c.identity().fingerprint();
+    let (status, _) = c.lookup(target, Duration::from_secs(3))?;
+    let LookupStatus::Online { addr, .. } = status else {
+        bail!("peer {target} is not online at this server ({status:?})");
+    };
+    let hello = format!("hello from {me}");
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut next = Instant::now();
+    while Instant::now() < deadline {
+        if Instant::now() >= next {
+            c.send_direct(addr, hello.as_bytes())?;
+            next = Instant::now() + Duration::from_millis(250);
+        }
+        let wait = next.min(deadline).saturating_duration_since(Instant::now());
+        if let Some(Incoming::Direct { from, data }) = c.recv(wait)? {
+            say(&format!("direct from={from} text={}", text_of(&data)));
+            // Make sure the peer hears from us too.
+            c.send_direct(from, format!("hello back from {me}").as_bytes())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    eprintln!("error: no datagram from {target} at {addr} within {timeout} s (hole punching failed)");
+    Ok(ExitCode::FAILURE)
+}

@@ -13,8 +13,10 @@ use std::process::Command;
 use rendezvous::identity::{certs_from_pem, parse_certificate};
 use rendezvous::wire::Fingerprint;
 
-const CERT_DIR: &str = "/etc/ssl/certs";
-const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The store; `CA_CERT_DIR` overrides it (to test the missing-store path).
+fn cert_dir() -> PathBuf {
+    std::env::var_os("CA_CERT_DIR").map_or_else(|| PathBuf::from("/etc/ssl/certs"), PathBuf::from)
+}
 /// Fewer certificates than this means the store is not really there.
 const MIN_CERTS: usize = 50;
 
@@ -26,7 +28,8 @@ fn in_ci() -> bool {
 fn missing(what: &str) {
     assert!(
         !in_ci(),
-        "{what}; CI=true so this is a failure: install it (apt-get install ca-certificates openssl)"
+        "{what}; with CI=true this is a failure: install the ca-certificates and openssl packages \
+         (apt-get install ca-certificates openssl)"
     );
     eprintln!("note: skipping: {what} (install ca-certificates and openssl to run this test)");
 }
@@ -61,7 +64,7 @@ fn openssl_present() -> bool {
 }
 
 fn pem_files() -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(CERT_DIR) else {
+    let Ok(entries) = fs::read_dir(cert_dir()) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
@@ -77,7 +80,10 @@ fn pem_files() -> Vec<PathBuf> {
 fn every_system_ca_certificate_parses_with_openssl_fingerprint() {
     let files = pem_files();
     if files.is_empty() {
-        missing(&format!("no *.pem certificates in {CERT_DIR}"));
+        missing(&format!(
+            "no *.pem certificates in {}",
+            cert_dir().display()
+        ));
         return;
     }
     let openssl = openssl_present();
@@ -124,27 +130,31 @@ fn every_system_ca_certificate_parses_with_openssl_fingerprint() {
         fingerprints.insert(info.fingerprint);
         checked += 1;
     }
-    eprintln!("checked {checked} distinct CA certificates from {CERT_DIR}/*.pem");
+    let dir = cert_dir();
+    let dir = dir.display();
+    eprintln!("checked {checked} distinct CA certificates from {dir}/*.pem");
     assert!(
         checked >= MIN_CERTS,
-        "only {checked} certificates in {CERT_DIR}; expected at least {MIN_CERTS}"
+        "only {checked} certificates in {dir}; expected at least {MIN_CERTS}"
     );
 
-    // The concatenated bundle, if present, holds the same certificates.
-    if let Ok(bundle) = fs::read(BUNDLE) {
+    // The concatenated bundle, if present: every certificate in it parses too.
+    let bundle_path = cert_dir().join("ca-certificates.crt");
+    let bundle_name = bundle_path.display();
+    if let Ok(bundle) = fs::read(&bundle_path) {
         let ders = certs_from_pem(&bundle).expect("bundle PEM readable");
         let mut from_bundle = BTreeSet::new();
         for (i, der) in ders.iter().enumerate() {
             let info = parse_certificate(der)
-                .unwrap_or_else(|e| panic!("{BUNDLE}: certificate #{i}: {e}"));
+                .unwrap_or_else(|e| panic!("{bundle_name}: certificate #{i}: {e}"));
             from_bundle.insert(info.fingerprint);
         }
-        eprintln!("checked {} certificates from {BUNDLE}", ders.len());
+        eprintln!("checked {} certificates from {bundle_name}", ders.len());
         assert!(from_bundle.len() >= MIN_CERTS);
-        let only_files: Vec<_> = fingerprints.difference(&from_bundle).collect();
-        assert!(
-            only_files.is_empty(),
-            "certificates in {CERT_DIR}/*.pem missing from {BUNDLE}: {only_files:?}"
+        // Not asserted equal: a store may hold files (local CAs) the bundle lacks.
+        eprintln!(
+            "{} of them also in {dir}/*.pem",
+            fingerprints.intersection(&from_bundle).count()
         );
     }
 }
@@ -153,7 +163,10 @@ fn every_system_ca_certificate_parses_with_openssl_fingerprint() {
 fn system_ca_certificates_refuse_trailing_and_truncated_bytes() {
     let files = pem_files();
     if files.is_empty() {
-        missing(&format!("no *.pem certificates in {CERT_DIR}"));
+        missing(&format!(
+            "no *.pem certificates in {}",
+            cert_dir().display()
+        ));
         return;
     }
     let mut checked = 0usize;

@@ -149,7 +149,14 @@ impl Identity {
         let cert = params
             .self_signed(&key_pair)
             .context("signing the new certificate")?;
-        let key_der = SecretBytes(key_pair.serialize_der());
+        let mut key_der = SecretBytes(key_pair.serialize_der());
+        if alg == KeyAlgorithm::Ed25519 {
+            // ring writes PKCS#8 v2 with the public key in a form OpenSSL 3.0 cannot read;
+            // keep the v1 form OpenSSL itself writes (the seed alone).
+            if let Some(v1) = ed25519_pkcs8_v1(&key_der.0) {
+                key_der = v1;
+            }
+        }
         Self::from_parts(
             cert.der().to_vec(),
             PKCS8_LABEL,
@@ -433,6 +440,41 @@ fn sec1_private_key(der: &[u8]) -> Result<&[u8], &'static str> {
     Ok(private.data)
 }
 
+/// DER of the AlgorithmIdentifier `SEQUENCE { OID 1.3.101.112 (Ed25519) }`.
+const ED25519_ALG_ID: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// Re-encodes an Ed25519 PKCS#8 key (v1 or v2) as PKCS#8 v1 (RFC 8410):
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID Ed25519 }, OCTET STRING { OCTET STRING seed } }`.
+/// `None` if `der` is not an Ed25519 PKCS#8 key of the expected shape.
+fn ed25519_pkcs8_v1(der: &[u8]) -> Option<SecretBytes> {
+    let (rest, outer) = Any::from_der(der).ok()?;
+    if !rest.is_empty() || outer.tag() != Tag::Sequence {
+        return None;
+    }
+    let (rest, version) = Any::from_der(outer.data).ok()?;
+    if version.tag() != Tag::Integer || !(version.data == [0] || version.data == [1]) {
+        return None;
+    }
+    let alg_len = ED25519_ALG_ID.len();
+    if rest.get(..alg_len)? != ED25519_ALG_ID {
+        return None;
+    }
+    let (_, private) = Any::from_der(rest.get(alg_len..)?).ok()?;
+    // The privateKey OCTET STRING wraps CurvePrivateKey ::= OCTET STRING (32-byte seed).
+    if private.tag() != Tag::OctetString || private.data.len() != 34 {
+        return None;
+    }
+    if private.data.get(..2)? != [0x04, 0x20] {
+        return None;
+    }
+    let mut v1 = Vec::with_capacity(48);
+    v1.extend_from_slice(&[0x30, 0x2e, 0x02, 0x01, 0x00]);
+    v1.extend_from_slice(&ED25519_ALG_ID);
+    v1.extend_from_slice(&[0x04, 0x22]);
+    v1.extend_from_slice(private.data);
+    Some(SecretBytes(v1))
+}
+
 /// Writes `data` to `path` via a temporary file in the same directory: created with
 /// `mode` (Unix), synced, then renamed over `path`.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
@@ -671,6 +713,24 @@ mod tests {
         let err = sec1_private_key(b"\x30\x00").expect_err("empty seq");
         assert!(err.contains("SEC1"));
         assert!(sec1_private_key(&[]).is_err());
+    }
+
+    #[test]
+    fn ed25519_keys_are_kept_as_pkcs8_v1() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("keygen");
+        let v2 = kp.serialize_der();
+        let v1 = ed25519_pkcs8_v1(&v2).expect("convert");
+        assert_eq!(v1.0.len(), 48);
+        let a = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v2).expect("v2");
+        let b = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v1.0).expect("v1");
+        assert_eq!(a.public_key().as_ref(), b.public_key().as_ref());
+        // Converting v1 again is the identity.
+        assert_eq!(ed25519_pkcs8_v1(&v1.0).expect("again").0, v1.0);
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("keygen");
+        assert!(ed25519_pkcs8_v1(&ec.serialize_der()).is_none());
+        for cut in 0..v2.len() {
+            assert!(ed25519_pkcs8_v1(&v2[..cut]).is_none());
+        }
     }
 
     #[test]
