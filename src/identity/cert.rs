@@ -341,6 +341,36 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Random edits of a valid certificate (overwrite, insert, cut) never panic, and
+        /// anything that still verifies has a fingerprint of its own bytes.
+        #[test]
+        fn random_edits_never_panic(
+            edits in proptest::collection::vec(
+                (0usize..2000, proptest::prelude::any::<u8>(), 0u8..3),
+                1..6,
+            ),
+            ed in proptest::prelude::any::<bool>(),
+        ) {
+            let alg = if ed { KeyAlgorithm::Ed25519 } else { KeyAlgorithm::EcdsaP256 };
+            let id = Identity::generate(alg, "prop").expect("generate");
+            let mut der = id.cert_der().to_vec();
+            for (pos, byte, op) in edits {
+                let at = pos % (der.len() + 1);
+                match op {
+                    0 if at < der.len() => der[at] = byte,
+                    1 => der.insert(at, byte),
+                    _ => der.truncate(at),
+                }
+            }
+            if let Ok(v) = verify_self_signed(&der, now()) {
+                proptest::prop_assert_eq!(v.fingerprint, fingerprint(&der));
+            }
+            let _ = parse_certificate(&der);
+        }
+    }
+
     #[test]
     fn truncation_at_every_offset_is_an_error() {
         for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256] {

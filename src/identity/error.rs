@@ -22,7 +22,10 @@ pub enum IdentityError {
     NotSelfSigned,
     /// Issuer equals subject, but the signature on the certificate does not verify with
     /// the certificate's own public key (or uses an algorithm that cannot be checked).
-    #[error("certificate's self-signature does not verify with its own public key")]
+    #[error(
+        "certificate's self-signature does not verify with its own key \
+         (or uses an unsupported signature algorithm)"
+    )]
     BadSelfSignature,
     /// The current time is before the certificate's `notBefore`.
     #[error("certificate is not valid yet (check the clock, or the certificate's notBefore)")]
@@ -51,4 +54,59 @@ pub enum IdentityError {
     /// Making a signature failed (only possible if the system random generator fails).
     #[error("signing failed: the system random number generator is unavailable")]
     SigningFailed,
+}
+
+impl IdentityError {
+    /// The same text as `Display`, as a `&'static str`: for error replies (a type-7
+    /// detail field) and logs on paths that must not allocate.
+    pub fn detail(self) -> &'static str {
+        use IdentityError as E;
+        match self {
+            E::CertMalformed => "certificate is not a well-formed DER X.509 certificate",
+            E::CertTrailingData => {
+                "certificate is followed by extra bytes; send exactly one DER certificate"
+            }
+            E::NotSelfSigned => "certificate is not self-signed (issuer differs from subject)",
+            E::BadSelfSignature => {
+                "certificate's self-signature does not verify with its own key \
+                 (or uses an unsupported signature algorithm)"
+            }
+            E::NotYetValid => {
+                "certificate is not valid yet (check the clock, or the certificate's notBefore)"
+            }
+            E::Expired => "certificate has expired; make a new one",
+            E::UnsupportedKey => "unsupported key type; use Ed25519, ECDSA P-256 or RSA 2048-4096",
+            E::RsaKeySize => "RSA key size must be 2048 to 4096 bits",
+            E::KeyMalformed => "public key is malformed for its algorithm",
+            E::BadSignature => "signature does not verify with the certificate's key",
+            E::PemMalformed => "PEM text is malformed (missing END line, bad base64, or not text)",
+            E::SigningFailed => "signing failed: the system random number generator is unavailable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_matches_display_and_fits_a_detail_field() {
+        for e in [
+            IdentityError::CertMalformed,
+            IdentityError::CertTrailingData,
+            IdentityError::NotSelfSigned,
+            IdentityError::BadSelfSignature,
+            IdentityError::NotYetValid,
+            IdentityError::Expired,
+            IdentityError::UnsupportedKey,
+            IdentityError::RsaKeySize,
+            IdentityError::KeyMalformed,
+            IdentityError::BadSignature,
+            IdentityError::PemMalformed,
+            IdentityError::SigningFailed,
+        ] {
+            assert_eq!(e.detail(), e.to_string());
+            assert!(e.detail().len() <= 255);
+        }
+    }
 }

@@ -215,13 +215,12 @@ fn rsa_modulus_bits(der: &[u8]) -> Result<usize, IdentityError> {
     if !rest.is_empty() {
         return Err(IdentityError::KeyMalformed);
     }
-    let modulus = match key.modulus.iter().position(|&b| b != 0) {
-        Some(first) => &key.modulus[first..],
-        None => return Err(IdentityError::KeyMalformed),
+    let mut digits = key.modulus.iter().skip_while(|&&b| b == 0);
+    let Some(&top) = digits.next() else {
+        return Err(IdentityError::KeyMalformed);
     };
-    let top = modulus.first().copied().unwrap_or(0);
     let top_bits = 8 - top.leading_zeros() as usize;
-    Ok((modulus.len() - 1) * 8 + top_bits)
+    Ok(digits.count() * 8 + top_bits)
 }
 
 #[cfg(test)]

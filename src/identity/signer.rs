@@ -316,18 +316,20 @@ impl Identity {
         let alg = verifying_key.algorithm();
         let rng = SystemRandom::new();
         let der = key_der.0.as_slice();
+        let wrong_kind = |kind: &str, e: ring::error::KeyRejected| {
+            anyhow!(
+                "{key_name}: not a {kind} private key ({e}), but {cert_name} holds an {alg} \
+                 public key"
+            )
+        };
         let signer = match (alg, key_label) {
             (KeyAlgorithm::Ed25519, PKCS8_LABEL) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
                 .map(Signer::Ed25519)
-                .map_err(|e| {
-                    anyhow!("{key_name}: not a PKCS#8 Ed25519 private key ({e}), but {cert_name} holds an Ed25519 public key")
-                })?,
+                .map_err(|e| wrong_kind("PKCS#8 Ed25519", e))?,
             (KeyAlgorithm::EcdsaP256, PKCS8_LABEL) => {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
                     .map(Signer::EcdsaP256)
-                    .map_err(|e| {
-                        anyhow!("{key_name}: not a PKCS#8 ECDSA P-256 private key ({e}), but {cert_name} holds a P-256 public key")
-                    })?
+                    .map_err(|e| wrong_kind("PKCS#8 ECDSA P-256", e))?
             }
             (KeyAlgorithm::EcdsaP256, SEC1_LABEL) => {
                 let private = sec1_private_key(der).map_err(|why| anyhow!("{key_name}: {why}"))?;
@@ -338,20 +340,18 @@ impl Identity {
                     &rng,
                 )
                 .map(Signer::EcdsaP256)
-                .map_err(|_| anyhow!("{key_name}: this private key does not belong to {cert_name}"))?
+                .map_err(|_| {
+                    anyhow!("{key_name}: this private key does not belong to {cert_name}")
+                })?
             }
             (KeyAlgorithm::Rsa, PKCS8_LABEL) => RsaKeyPair::from_pkcs8(der)
                 .map(Signer::Rsa)
-                .map_err(|e| {
-                    anyhow!("{key_name}: not a PKCS#8 RSA private key of 2048-4096 bits ({e}), but {cert_name} holds an RSA public key")
-                })?,
+                .map_err(|e| wrong_kind("PKCS#8 RSA (2048-4096 bits)", e))?,
             (KeyAlgorithm::Rsa, PKCS1_LABEL) => RsaKeyPair::from_der(der)
                 .map(Signer::Rsa)
-                .map_err(|e| {
-                    anyhow!("{key_name}: not a PKCS#1 RSA private key of 2048-4096 bits ({e})")
-                })?,
+                .map_err(|e| wrong_kind("PKCS#1 RSA (2048-4096 bits)", e))?,
             (alg, label) => bail!(
-                "{key_name}: a {label:?} PEM block cannot hold a key for {cert_name}, whose key is {alg}"
+                "{key_name}: a {label:?} PEM block cannot hold the {alg} key {cert_name} needs"
             ),
         };
         if signer.public_key() != verifying_key.public_key() {
@@ -731,6 +731,13 @@ mod tests {
         for cut in 0..v2.len() {
             assert!(ed25519_pkcs8_v1(&v2[..cut]).is_none());
         }
+    }
+
+    #[test]
+    fn identity_is_send_sync_clone() {
+        fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+        assert_traits::<Identity>();
+        assert_traits::<crate::identity::VerifiedCertificate>();
     }
 
     #[test]
