@@ -21,7 +21,11 @@ use std::time::{Duration, Instant};
 const DEFAULT_PORT: u16 = 4747;
 
 #[derive(Parser)]
-#[command(name = "rendezvous", version, about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay")]
+#[command(
+    name = "rendezvous",
+    version,
+    about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -186,8 +190,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     if a.ttl == 0 {
@@ -274,7 +277,11 @@ fn do_register(c: &mut Client) -> Result<(u64, u32), ClientError> {
     let info = c.register(5, Duration::from_secs(2))?;
     let fp = c.identity().fingerprint();
     let (ka, epoch, public) = match info {
-        Some(i) => (u64::from(i.keepalive_s), i.boot_epoch, i.reflexive.to_string()),
+        Some(i) => (
+            u64::from(i.keepalive_s),
+            i.boot_epoch,
+            i.reflexive.to_string(),
+        ),
         None => (25, 0, "?".to_string()),
     };
     say(&format!(
@@ -366,7 +373,9 @@ fn lookup(conn: Conn, fingerprint: &str) -> Result<ExitCode> {
     c.register(5, Duration::from_secs(2))?;
     let (status, home) = c.lookup(target, Duration::from_secs(3))?;
     say(&match status {
-        LookupStatus::Online { addr, age_s } => format!("online addr={addr} age={age_s} home={home}"),
+        LookupStatus::Online { addr, age_s } => {
+            format!("online addr={addr} age={age_s} home={home}")
+        }
         LookupStatus::Offline { age_s } => format!("offline age={age_s} home={home}"),
         LookupStatus::Unknown => "unknown".to_string(),
     });
@@ -422,6 +431,8 @@ fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    eprintln!("error: no datagram from {target} at {addr} within {timeout} s (hole punching failed)");
+    eprintln!(
+        "error: no datagram from {target} at {addr} within {timeout} s (hole punching failed)"
+    );
     Ok(ExitCode::FAILURE)
 }

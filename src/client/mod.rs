@@ -110,7 +110,11 @@ impl Client {
     ///
     /// # Errors
     /// The socket's bind error.
-    pub fn new(server: SocketAddr, identity: Identity, bind: Option<SocketAddr>) -> io::Result<Self> {
+    pub fn new(
+        server: SocketAddr,
+        identity: Identity,
+        bind: Option<SocketAddr>,
+    ) -> io::Result<Self> {
         let bind = bind.unwrap_or_else(|| {
             if server.is_ipv6() {
                 "[::]:0".parse().expect("literal")
@@ -196,7 +200,11 @@ impl Client {
     /// # Errors
     /// [`ClientError::Unavailable`] after the attempts; [`ClientError::Refused`] when the
     /// server answers with an error; [`ClientError::Io`].
-    pub fn register(&mut self, attempts: u32, timeout: Duration) -> Result<Option<OkInfo>, ClientError> {
+    pub fn register(
+        &mut self,
+        attempts: u32,
+        timeout: Duration,
+    ) -> Result<Option<OkInfo>, ClientError> {
         let mut cookie: Option<[u8; COOKIE_LEN]> = None;
         for _ in 0..attempts.max(1) {
             self.send_register(cookie.as_ref())?;
@@ -247,14 +255,20 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError::Unavailable`] on timeout, [`ClientError::Refused`] on an error reply.
-    pub fn lookup(&mut self, target: Fingerprint, timeout: Duration) -> Result<(LookupStatus, String), ClientError> {
+    pub fn lookup(
+        &mut self,
+        target: Fingerprint,
+        timeout: Duration,
+    ) -> Result<(LookupStatus, String), ClientError> {
         self.send_lookup(target)?;
         let deadline = Instant::now() + timeout;
         while let Some(msg) = self.recv_server_until(deadline)? {
             match msg {
-                Incoming::LookupAnswer { target: t, status, home } if t == target => {
-                    return Ok((status, home))
-                }
+                Incoming::LookupAnswer {
+                    target: t,
+                    status,
+                    home,
+                } if t == target => return Ok((status, home)),
                 Incoming::Error {
                     status,
                     request_type: 5,
@@ -328,7 +342,12 @@ impl Client {
             self.sock.set_read_timeout(Some(left))?;
             let (n, from) = match self.sock.recv_from(&mut self.buf) {
                 Ok(x) => x,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(None)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -356,12 +375,18 @@ pub fn decode(data: &[u8]) -> Incoming {
     match Payload::parse(root.packet_type, root.payload) {
         Ok(Payload::Ok(info)) => Incoming::Ok(info),
         Ok(Payload::Cookie(c)) => Incoming::Cookie(c),
-        Ok(Payload::ServerEvent(ServerEvent::Punch { peer, addr })) => Incoming::Punch { peer, addr },
+        Ok(Payload::ServerEvent(ServerEvent::Punch { peer, addr })) => {
+            Incoming::Punch { peer, addr }
+        }
         Ok(Payload::Relay(r)) => Incoming::Relay {
             from: r.peer,
             event: r.event.to_vec(),
         },
-        Ok(Payload::LookupAnswer(LookupAnswer { target, status, home })) => Incoming::LookupAnswer {
+        Ok(Payload::LookupAnswer(LookupAnswer {
+            target,
+            status,
+            home,
+        })) => Incoming::LookupAnswer {
             target,
             status,
             home: home.to_string(),

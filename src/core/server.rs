@@ -12,7 +12,7 @@ use super::cookie::CookieJar;
 use super::limits::{is_loopback, prefix_of, Buckets, Interval};
 use super::queue::{QueueError, RelayQueues};
 use crate::identity::{self, VerifyingKey};
-use crate::wire::root::{PARAM_FROM_SERVER, MAX_DATAGRAM};
+use crate::wire::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{
     canonical_addr, cut_utf8, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo,
     Payload, Register, Relay, ServerEvent,
@@ -240,10 +240,14 @@ impl Server {
     /// The next monotonic time (ms) at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
         let expiry = self.expiry.first().map(|&(d, _)| d);
-        [expiry, self.queues.next_deadline(), Some(self.next_sweep_ms)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            expiry,
+            self.queues.next_deadline(),
+            Some(self.next_sweep_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Expires clients past their TTL, drops queued events past their age and sweeps idle
@@ -332,7 +336,15 @@ impl Server {
             PacketType::Fetch => self.fetch(now, src, &root, limit, out),
             _ => {
                 let t = u8::from(ty);
-                self.error(out, src, shift, limit, status::BAD_REQUEST, t, "unknown packet type");
+                self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::BAD_REQUEST,
+                    t,
+                    "unknown packet type",
+                );
             }
         }
     }
@@ -506,10 +518,28 @@ impl Server {
         // Cheap checks first: layout, freshness window, cookie, rate per prefix.
         let reg = match Register::parse(root.payload) {
             Ok(r) => r,
-            Err(e) => return self.error(out, src, shift, limit, status::BAD_REQUEST, t, wire_detail(e)),
+            Err(e) => {
+                return self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::BAD_REQUEST,
+                    t,
+                    wire_detail(e),
+                )
+            }
         };
         if !self.check_window(now, root.timestamp) {
-            return self.error(out, src, shift, limit, status::CONFLICT, t, "timestamp outside the freshness window; check the clock");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::CONFLICT,
+                t,
+                "timestamp outside the freshness window; check the clock",
+            );
         }
         let cookie_ok = reg
             .cookie
@@ -522,7 +552,15 @@ impl Server {
             return;
         }
         if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
-            return self.error(out, src, shift, limit, status::RATE_LIMITED, t, "too many registrations from this network; slow down");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::RATE_LIMITED,
+                t,
+                "too many registrations from this network; slow down",
+            );
         }
         // Expensive checks: certificate (cached by fingerprint) and signature.
         let fp = identity::fingerprint(reg.cert);
@@ -546,7 +584,15 @@ impl Server {
             return self.error(out, src, shift, limit, status::TOO_LARGE, t, "too large");
         };
         if key.verify(msg, root.signature).is_err() {
-            return self.error(out, src, shift, limit, status::UNAUTHORIZED, t, "signature does not verify with the certificate's key");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::UNAUTHORIZED,
+                t,
+                "signature does not verify with the certificate's key",
+            );
         }
         let digest = packet_digest(PacketType::Register, root.payload);
         if let Freshness::Stale(why) = self.check_fresh(&fp, root.timestamp, digest) {
@@ -562,11 +608,21 @@ impl Server {
                 .find(|f| self.clients.get(f).is_some_and(|c| !c.kept_alive));
             match victim {
                 Some(v) => self.go_offline(v, now),
-                None => return self.error(out, src, shift, limit, status::FULL, t, "directory full"),
+                None => {
+                    return self.error(out, src, shift, limit, status::FULL, t, "directory full")
+                }
             }
         }
         if !self.record_fresh(now, fp, root.timestamp, digest) {
-            return self.error(out, src, shift, limit, status::FULL, t, "freshness table full");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::FULL,
+                t,
+                "freshness table full",
+            );
         }
         // Accept: bind fp -> src (moving it if it had another address, and unbinding any
         // other fingerprint that held src).
@@ -649,22 +705,73 @@ impl Server {
         self.cfg.exempt_loopback && is_loopback(src.ip())
     }
 
-    fn relay(&mut self, now: Now, src: SocketAddr, root: &Root<'_>, limit: usize, out: &mut Out<'_>) {
+    fn relay(
+        &mut self,
+        now: Now,
+        src: SocketAddr,
+        root: &Root<'_>,
+        limit: usize,
+        out: &mut Out<'_>,
+    ) {
         let shift = root.shift_len;
         let t = u8::from(PacketType::Relay);
         let Some(from) = self.by_addr.get(&src).copied() else {
-            return self.error(out, src, shift, limit, status::FORBIDDEN, t, "register before relaying");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::FORBIDDEN,
+                t,
+                "register before relaying",
+            );
         };
         let relay = match Relay::parse(root.payload) {
             Ok(r) => r,
-            Err(WireError::BadLength) => return self.error(out, src, shift, limit, status::TOO_LARGE, t, "event larger than 1200 bytes"),
-            Err(e) => return self.error(out, src, shift, limit, status::BAD_REQUEST, t, wire_detail(e)),
+            Err(WireError::BadLength) => {
+                return self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::TOO_LARGE,
+                    t,
+                    "event larger than 1200 bytes",
+                )
+            }
+            Err(e) => {
+                return self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::BAD_REQUEST,
+                    t,
+                    wire_detail(e),
+                )
+            }
         };
         if root.signature.is_empty() {
-            return self.error(out, src, shift, limit, status::UNAUTHORIZED, t, "relay must be signed");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::UNAUTHORIZED,
+                t,
+                "relay must be signed",
+            );
         }
         if !self.check_window(now, root.timestamp) {
-            return self.error(out, src, shift, limit, status::CONFLICT, t, "timestamp outside the freshness window; check the clock");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::CONFLICT,
+                t,
+                "timestamp outside the freshness window; check the clock",
+            );
         }
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
             return self.error(out, src, shift, limit, status::TOO_LARGE, t, "too large");
@@ -674,7 +781,15 @@ impl Server {
             .get(&from)
             .is_some_and(|c| c.key.verify(msg, root.signature).is_ok());
         if !verified {
-            return self.error(out, src, shift, limit, status::UNAUTHORIZED, t, "signature does not verify with the registered certificate");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::UNAUTHORIZED,
+                t,
+                "signature does not verify with the registered certificate",
+            );
         }
         let digest = packet_digest(PacketType::Relay, root.payload);
         if let Freshness::Stale(why) = self.check_fresh(&from, root.timestamp, digest) {
@@ -694,10 +809,26 @@ impl Server {
                 timestamp: now.unix_s,
             };
             if header.len() + forward.buffer_len() > MAX_DATAGRAM {
-                return self.error(out, src, shift, limit, status::TOO_LARGE, t, "event too large for the recipient's shifted layout");
+                return self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::TOO_LARGE,
+                    t,
+                    "event too large for the recipient's shifted layout",
+                );
             }
             if !self.record_fresh(now, from, root.timestamp, digest) {
-                return self.error(out, src, shift, limit, status::FULL, t, "freshness table full");
+                return self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::FULL,
+                    t,
+                    "freshness table full",
+                );
             }
             self.send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
             self.stats.relayed += 1;
@@ -710,21 +841,56 @@ impl Server {
                     }
                     self.stats.queued += 1;
                 }
-                Err(QueueError::RecipientFull) => self.error(out, src, shift, limit, status::FULL, t, "recipient's queue is full"),
-                Err(QueueError::GlobalFull) => self.error(out, src, shift, limit, status::FULL, t, "relay queue full"),
+                Err(QueueError::RecipientFull) => self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::FULL,
+                    t,
+                    "recipient's queue is full",
+                ),
+                Err(QueueError::GlobalFull) => {
+                    self.error(out, src, shift, limit, status::FULL, t, "relay queue full")
+                }
             }
         }
     }
 
-    fn lookup(&mut self, now: Now, src: SocketAddr, root: &Root<'_>, limit: usize, out: &mut Out<'_>) {
+    fn lookup(
+        &mut self,
+        now: Now,
+        src: SocketAddr,
+        root: &Root<'_>,
+        limit: usize,
+        out: &mut Out<'_>,
+    ) {
         let shift = root.shift_len;
         let t = u8::from(PacketType::Lookup);
         let Some(asker) = self.by_addr.get(&src).copied() else {
-            return self.error(out, src, shift, limit, status::FORBIDDEN, t, "register before looking up");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::FORBIDDEN,
+                t,
+                "register before looking up",
+            );
         };
         let target = match parse_lookup(root.payload) {
             Ok(fp) => fp,
-            Err(e) => return self.error(out, src, shift, limit, status::BAD_REQUEST, t, wire_detail(e)),
+            Err(e) => {
+                return self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::BAD_REQUEST,
+                    t,
+                    wire_detail(e),
+                )
+            }
         };
         let (status, home, online) = match self.clients.get(&target) {
             Some(c) => (
@@ -752,7 +918,8 @@ impl Server {
             status,
             home: "",
         };
-        let cost = (probe.buffer_len() + home_len + 12 + 4 * usize::from(shift.unwrap_or(0))) as u64;
+        let cost =
+            (probe.buffer_len() + home_len + 12 + 4 * usize::from(shift.unwrap_or(0))) as u64;
         if !self.exempt(src) && !self.lookup_budget.take(src.ip(), cost, now.mono_ms) {
             self.stats.dropped += 1;
             return;
@@ -765,7 +932,14 @@ impl Server {
             status,
             home: if home { &alias } else { "" },
         };
-        self.send(out, now.unix_s, src, shift, &Payload::LookupAnswer(answer), MAX_DATAGRAM);
+        self.send(
+            out,
+            now.unix_s,
+            src,
+            shift,
+            &Payload::LookupAnswer(answer),
+            MAX_DATAGRAM,
+        );
         self.alias = alias;
         self.stats.lookups += 1;
         if let Some((taddr, tshift)) = online {
@@ -779,14 +953,37 @@ impl Server {
         }
     }
 
-    fn fetch(&mut self, now: Now, src: SocketAddr, root: &Root<'_>, limit: usize, out: &mut Out<'_>) {
+    fn fetch(
+        &mut self,
+        now: Now,
+        src: SocketAddr,
+        root: &Root<'_>,
+        limit: usize,
+        out: &mut Out<'_>,
+    ) {
         let shift = root.shift_len;
         let t = u8::from(PacketType::Fetch);
         let Some(fp) = self.by_addr.get(&src).copied() else {
-            return self.error(out, src, shift, limit, status::FORBIDDEN, t, "register before fetching");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::FORBIDDEN,
+                t,
+                "register before fetching",
+            );
         };
         if !root.payload.is_empty() {
-            return self.error(out, src, shift, limit, status::BAD_REQUEST, t, "fetch has no payload");
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::BAD_REQUEST,
+                t,
+                "fetch has no payload",
+            );
         }
         self.deliver_queued(now, fp, out);
     }
@@ -819,15 +1016,5 @@ fn wire_detail(e: WireError) -> &'static str {
 }
 
 fn identity_detail(e: identity::IdentityError) -> &'static str {
-    use identity::IdentityError as E;
-    match e {
-        E::CertMalformed => "certificate is not valid DER X.509",
-        E::CertTrailingData => "bytes left over after the certificate",
-        E::NotSelfSigned => "certificate is not self-signed",
-        E::BadSelfSignature => "certificate's self-signature does not verify",
-        E::NotYetValid => "certificate is not valid yet",
-        E::Expired => "certificate has expired",
-        E::UnsupportedKey => "certificate key must be Ed25519, ECDSA P-256 or RSA 2048-4096",
-        _ => "certificate refused",
-    }
+    e.detail()
 }

@@ -47,9 +47,13 @@ fn to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, which it can contain.
-            let sin = unsafe { &*(ss as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
@@ -69,7 +73,11 @@ fn to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 /// Writes `addr` as a kernel socket address for a socket of the given family (IPv4
 /// destinations become IPv4-mapped on an IPv6 socket); returns its length.
-fn from_std(addr: SocketAddr, v6_socket: bool, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+fn from_std(
+    addr: SocketAddr,
+    v6_socket: bool,
+    out: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
     let addr = match (addr, v6_socket) {
         (SocketAddr::V4(v4), true) => {
             SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
@@ -80,7 +88,8 @@ fn from_std(addr: SocketAddr, v6_socket: bool, out: &mut libc::sockaddr_storage)
     match addr {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe { &mut *(out as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
+            let sin =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = v4.port().to_be();
             sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
@@ -141,13 +150,15 @@ impl Tx {
                 let i = self.start + k;
                 iov[k].iov_base = self.bufs[i].as_mut_ptr().cast();
                 iov[k].iov_len = self.lens[i];
-                hdrs[k].msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                hdrs[k].msg_hdr.msg_name =
+                    (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
                 hdrs[k].msg_hdr.msg_namelen = self.addr_lens[i];
                 hdrs[k].msg_hdr.msg_iov = &mut iov[k];
                 hdrs[k].msg_hdr.msg_iovlen = 1;
             }
             // SAFETY: hdrs[..count] point at live buffers owned by self for the call.
-            let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as u32, libc::MSG_DONTWAIT) };
+            let n =
+                unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as u32, libc::MSG_DONTWAIT) };
             if n < 0 {
                 match errno() {
                     libc::EAGAIN => return false,
@@ -191,7 +202,13 @@ impl Batch {
 
     /// Reads datagrams until the socket is empty or `budget` were read, handing each to the
     /// core; returns true when the budget ran out first (more may be waiting).
-    pub fn drain(&mut self, socket: &UdpSocket, server: &mut Server, now: Now, budget: usize) -> bool {
+    pub fn drain(
+        &mut self,
+        socket: &UdpSocket,
+        server: &mut Server,
+        now: Now,
+        budget: usize,
+    ) -> bool {
         let fd = socket.as_raw_fd();
         let mut total = 0;
         let Batch { rx, rx_addrs, tx } = self;
@@ -210,7 +227,13 @@ impl Batch {
             }
             // SAFETY: every header points at a live buffer of the stated size.
             let n = unsafe {
-                libc::recvmmsg(fd, hdrs.as_mut_ptr(), N as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    N as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
             };
             if n < 0 {
                 match errno() {
@@ -280,10 +303,7 @@ mod tests {
     #[test]
     fn sockaddr_round_trip() {
         let mut ss = zeroed_storage();
-        for (a, v6) in [
-            ("192.0.2.7:4747", false),
-            ("[2001:db8::1]:9", true),
-        ] {
+        for (a, v6) in [("192.0.2.7:4747", false), ("[2001:db8::1]:9", true)] {
             let a: SocketAddr = a.parse().unwrap();
             from_std(a, v6, &mut ss);
             assert_eq!(to_std(&ss), Some(a));
@@ -291,7 +311,9 @@ mod tests {
         let v4: SocketAddr = "192.0.2.7:4747".parse().unwrap();
         from_std(v4, true, &mut ss);
         let back = to_std(&ss).unwrap();
-        assert_eq!(back, "[::ffff:192.0.2.7]:4747".parse::<SocketAddr>().unwrap());
-
+        assert_eq!(
+            back,
+            "[::ffff:192.0.2.7]:4747".parse::<SocketAddr>().unwrap()
+        );
     }
 }

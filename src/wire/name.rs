@@ -55,7 +55,10 @@ mod tests {
         let full = "é".repeat(128);
         emit_padded(&full, &mut f).unwrap();
         assert_eq!(parse_padded(&f), Ok(full.as_str()));
-        assert_eq!(emit_padded(&"x".repeat(257), &mut f), Err(WireError::NameTooLong));
+        assert_eq!(
+            emit_padded(&"x".repeat(257), &mut f),
+            Err(WireError::NameTooLong)
+        );
         let mut p = [0u8; PHONE_LEN];
         p[0] = b'1';
         p[2] = b'2';

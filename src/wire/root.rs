@@ -348,7 +348,10 @@ mod tests {
         let v = h.to_vec(b"xy").unwrap();
         assert_eq!(v.len(), bytes.len());
         let r2 = Root::parse(&v).unwrap();
-        assert_eq!((r2.signature, r2.timestamp, r2.payload), (&b"S"[..], 9, &b"xy"[..]));
+        assert_eq!(
+            (r2.signature, r2.timestamp, r2.payload),
+            (&b"S"[..], 9, &b"xy"[..])
+        );
     }
 
     #[test]

@@ -87,11 +87,15 @@ pub fn parse_addr(buf: &[u8], pos: &mut usize) -> Result<SocketAddr, WireError> 
     let family = take(buf, pos, 1)?[0];
     let ip = match family {
         4 => {
-            let b: [u8; 4] = take(buf, pos, 4)?.try_into().map_err(|_| WireError::Truncated)?;
+            let b: [u8; 4] = take(buf, pos, 4)?
+                .try_into()
+                .map_err(|_| WireError::Truncated)?;
             IpAddr::V4(Ipv4Addr::from(b))
         }
         6 => {
-            let b: [u8; 16] = take(buf, pos, 16)?.try_into().map_err(|_| WireError::Truncated)?;
+            let b: [u8; 16] = take(buf, pos, 16)?
+                .try_into()
+                .map_err(|_| WireError::Truncated)?;
             IpAddr::V6(Ipv6Addr::from(b))
         }
         _ => return Err(WireError::BadFamily),
@@ -487,7 +491,8 @@ impl<'a> ErrorReply<'a> {
         let status = BigEndian::read_u16(take(buf, &mut pos, 2)?);
         let request_type = take(buf, &mut pos, 1)?[0];
         let n = usize::from(take(buf, &mut pos, 1)?[0]);
-        let detail = core::str::from_utf8(take(buf, &mut pos, n)?).map_err(|_| WireError::BadUtf8)?;
+        let detail =
+            core::str::from_utf8(take(buf, &mut pos, n)?).map_err(|_| WireError::BadUtf8)?;
         done(buf, pos)?;
         Ok(ErrorReply {
             status,
