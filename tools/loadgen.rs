@@ -1,1 +1,378 @@
-fn main(){}
+//! `loadgen`: a small load generator for one `rendezvous serve` on loopback, and a plain
+//! UDP sink server that answers the same packets with the least possible work (the
+//! same-run baseline the figures are reported against).
+//!
+//! ```text
+//! loadgen sink --listen 127.0.0.1:5000              # baseline server
+//! loadgen keepalive --target 127.0.0.1:4747 --secs 5 # open loop + in-order probe
+//! loadgen lookup    --target 127.0.0.1:4747 --secs 5 # closed loop, window per socket
+//! ```
+//! Keepalives get no answer, so their rate is measured open-loop: each socket sends
+//! bursts with `sendmmsg`, then a lookup whose answer proves the server has processed
+//! everything before it on that socket; kernel receive-buffer drops (from /proc/net/snmp)
+//! are subtracted. Lookups are measured closed-loop with a window of requests in flight.
+//! Every run is bounded by `--secs` and stops by itself.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rendezvous::client::Client;
+use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::root::PARAM_TO_SERVER;
+use rendezvous::wire::{Fingerprint, PacketType, RootHeader};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 32;
+
+#[derive(Parser)]
+#[command(about = "Load generator and baseline sink for rendezvous (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A baseline UDP server: answers lookups (type 5) with a datagram of a lookup
+    /// answer's size, ignores everything else; registrations get a fake OK.
+    Sink {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+    },
+    /// Keepalives per second the target sustains.
+    Keepalive(Load),
+    /// Lookups per second the target answers.
+    Lookup(Load),
+}
+
+#[derive(clap::Args)]
+struct Load {
+    #[arg(long)]
+    target: SocketAddr,
+    /// Client sockets (each a registered identity).
+    #[arg(long, default_value_t = 32)]
+    sockets: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Lookups in flight per socket (lookup mode) / keepalive bursts per probe (keepalive).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// The target is the baseline sink (skip real registration).
+    #[arg(long)]
+    sink: bool,
+    /// The target's process id: report its CPU use and the rate per core-second.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+/// CPU seconds (user + system) used so far by process `pid` (Linux /proc).
+fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+/// `cpu=.. per_core=..` for a rate over `secs` given CPU readings before and after.
+fn cpu_report(before: Option<f64>, after: Option<f64>, secs: f64, count: u64) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if a > b => {
+            let cpu = (a - b) / secs;
+            format!(
+                " server_cpu={:.0}% per_core_second={:.0}",
+                cpu * 100.0,
+                count as f64 / (a - b)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Sink { listen, secs } => sink(listen, secs),
+        Cmd::Keepalive(l) => keepalive(&l),
+        Cmd::Lookup(l) => lookup(&l),
+    }
+}
+
+/// Kernel-wide UDP receive-buffer drops so far (Linux), for drop accounting.
+fn udp_rcvbuf_errors() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/snmp") else {
+        return 0;
+    };
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    h.split_whitespace()
+        .zip(v.split_whitespace())
+        .find(|(k, _)| *k == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn packet(ty: PacketType, payload: &[u8]) -> Vec<u8> {
+    RootHeader {
+        params: PARAM_TO_SERVER,
+        shift_len: None,
+        packet_type: ty,
+        signature: &[],
+        timestamp: 0,
+    }
+    .to_vec(payload)
+    .expect("small packet")
+}
+
+/// Sends `pkt` `n` times on a connected socket with sendmmsg; returns how many went.
+fn send_many(sock: &UdpSocket, pkt: &[u8], n: usize) -> usize {
+    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let n = n.min(BATCH);
+    for i in 0..n {
+        iov[i].iov_base = pkt.as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = pkt.len();
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the headers point at `pkt`, alive for the call; the socket is connected.
+    let r = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as u32,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    r.max(0) as usize
+}
+
+/// Receives up to BATCH datagrams (non-blocking); returns how many, and how many of them
+/// were lookup answers (type 6).
+fn recv_many(sock: &UdpSocket, bufs: &mut [[u8; 1500]; BATCH]) -> (usize, usize) {
+    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..BATCH {
+        iov[i].iov_base = bufs[i].as_mut_ptr().cast();
+        iov[i].iov_len = 1500;
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at a live buffer of 1500 bytes.
+    let r = unsafe {
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            BATCH as u32,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r <= 0 {
+        return (0, 0);
+    }
+    let r = r as usize;
+    let answers = (0..r)
+        .filter(|&i| hdrs[i].msg_len >= 2 && bufs[i][1] == u8::from(PacketType::LookupAnswer))
+        .count();
+    (r, answers)
+}
+
+/// Opens `n` client sockets connected to `target`, registered (unless `sink`).
+fn clients(l: &Load) -> Result<Vec<(UdpSocket, Fingerprint)>> {
+    let mut out = Vec::with_capacity(l.sockets);
+    for i in 0..l.sockets {
+        let id = Identity::generate(KeyAlgorithm::Ed25519, &format!("load{i}"))?;
+        let fp = id.fingerprint();
+        let bind: SocketAddr = if l.target.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        }
+        .parse()?;
+        let sock = if l.sink {
+            UdpSocket::bind(bind)?
+        } else {
+            let mut c = Client::new(l.target, id, Some(bind))?;
+            c.register(3, Duration::from_secs(2))
+                .with_context(|| format!("registering load client {i} at {}", l.target))?;
+            c.into_socket()
+        };
+        sock.connect(l.target)?;
+        sock.set_nonblocking(true)?;
+        out.push((sock, fp));
+    }
+    Ok(out)
+}
+
+fn drain(socks: &[(UdpSocket, Fingerprint)], bufs: &mut [[u8; 1500]; BATCH]) {
+    for (s, _) in socks {
+        while recv_many(s, bufs).0 > 0 {}
+    }
+}
+
+fn keepalive(l: &Load) -> Result<()> {
+    let socks = clients(l)?;
+    let mut bufs = Box::new([[0u8; 1500]; BATCH]);
+    drain(&socks, &mut bufs);
+    let ka = packet(PacketType::Keepalive, &[]);
+    let drops0 = udp_rcvbuf_errors();
+    let cpu0 = cpu_secs(l.pid);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(l.secs);
+    let mut sent = 0u64;
+    let mut probes = 0u64;
+    let mut lost_probes = 0u64;
+    'run: while Instant::now() < end {
+        for (i, (s, _)) in socks.iter().enumerate() {
+            for _ in 0..l.window {
+                sent += send_many(s, &ka, BATCH) as u64;
+            }
+            // Probe: a lookup answered only after this socket's keepalives were handled.
+            let target = socks[(i + 1) % socks.len()].1;
+            let probe = packet(PacketType::Lookup, &target.0);
+            let _ = s.send(&probe);
+            probes += 1;
+            let deadline = Instant::now() + Duration::from_millis(500);
+            loop {
+                let (_, answers) = recv_many(s, &mut bufs);
+                if answers > 0 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    lost_probes += 1;
+                    break;
+                }
+                if Instant::now() > end + Duration::from_secs(1) {
+                    break 'run;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let drops = udp_rcvbuf_errors().saturating_sub(drops0);
+    let handled = sent.saturating_sub(drops);
+    println!(
+        "keepalive: sent={sent} kernel_drops={drops} handled={handled} secs={secs:.2} rate={:.0}/s probes={probes} lost_probes={lost_probes}{}",
+        handled as f64 / secs,
+        cpu_report(cpu0, cpu_secs(l.pid), secs, handled)
+    );
+    Ok(())
+}
+
+fn lookup(l: &Load) -> Result<()> {
+    let socks = clients(l)?;
+    let mut bufs = Box::new([[0u8; 1500]; BATCH]);
+    drain(&socks, &mut bufs);
+    let pkts: Vec<Vec<u8>> = (0..socks.len())
+        .map(|i| packet(PacketType::Lookup, &socks[(i + 1) % socks.len()].1 .0))
+        .collect();
+    let mut inflight = vec![0usize; socks.len()];
+    let mut last_answer = vec![Instant::now(); socks.len()];
+    let cpu0 = cpu_secs(l.pid);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(l.secs);
+    let mut answers = 0u64;
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        for (i, (s, _)) in socks.iter().enumerate() {
+            let now = Instant::now();
+            if inflight[i] > 0 && now.duration_since(last_answer[i]) > Duration::from_millis(200) {
+                inflight[i] = 0; // lost: refill the window
+            }
+            if inflight[i] < l.window {
+                let n = send_many(s, &pkts[i], l.window - inflight[i]);
+                inflight[i] += n;
+                sent += n as u64;
+            }
+            let (_, a) = recv_many(s, &mut bufs);
+            if a > 0 {
+                answers += a as u64;
+                inflight[i] = inflight[i].saturating_sub(a);
+                last_answer[i] = Instant::now();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "lookup: sent={sent} answers={answers} secs={secs:.2} rate={:.0}/s{}",
+        answers as f64 / secs,
+        cpu_report(cpu0, cpu_secs(l.pid), secs, answers)
+    );
+    Ok(())
+}
+
+fn sink(listen: SocketAddr, secs: u64) -> Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!("the sink listens on loopback only");
+    }
+    let sock = rendezvous::net::bind_udp(listen)?;
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    println!("listening udp {}", sock.local_addr()?);
+    // Same size as a lookup answer for an IPv4 client with alias "rendezvous".
+    let answer = {
+        let mut p = packet(PacketType::LookupAnswer, &[0u8; 32 + 1 + 7 + 4 + 1 + 10]);
+        p[0] = 1;
+        p
+    };
+    let ok = {
+        let mut p = packet(PacketType::Ok, &[0, 25, 0, 0, 0, 1, 4, 127, 0, 0, 1, 0, 1]);
+        p[0] = 1;
+        p
+    };
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut bufs = Box::new([[0u8; 1500]; BATCH]);
+    let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    while Instant::now() < end {
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i].iov_base = bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = 1500;
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        }
+        // SAFETY: every header points at live buffers; blocks for at most the read timeout.
+        let r = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        for i in 0..r.max(0) as usize {
+            let reply = match bufs[i].get(1).copied().map(PacketType::from) {
+                Some(PacketType::Lookup) => &answer,
+                Some(PacketType::Register) => &ok,
+                _ => continue,
+            };
+            // SAFETY: the address was filled in by recvmmsg with msg_namelen bytes.
+            unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    reply.as_ptr().cast(),
+                    reply.len(),
+                    libc::MSG_DONTWAIT,
+                    (&addrs[i] as *const libc::sockaddr_storage).cast(),
+                    hdrs[i].msg_hdr.msg_namelen,
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -146,6 +146,12 @@ impl Client {
         self.sock.local_addr()
     }
 
+    /// Gives up the client, keeping its (registered) socket, e.g. for a load generator that
+    /// drives the socket itself.
+    pub fn into_socket(self) -> UdpSocket {
+        self.sock
+    }
+
     /// The server this client talks to.
     pub fn server(&self) -> SocketAddr {
         self.server

@@ -59,9 +59,7 @@ fn ci() -> bool {
 
 fn in_path(prog: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(Into::into))
-        .any(|dir| dir.join(prog).is_file())
+    std::env::split_paths(&path).any(|dir| dir.join(prog).is_file())
 }
 
 /// Whether this process can build namespaces: root, and `ip`, `nft` and `sysctl` installed.
@@ -80,9 +78,9 @@ pub fn can_run(test: &str) -> bool {
     };
     match problem {
         None => true,
-        Some(why) if ci() => panic!("{test}: {why}, and CI=true forbids skipping"),
+        Some(why) if ci() => panic!("NAT test {test}: {why}, and CI=true forbids skipping"),
         Some(why) => {
-            eprintln!("note: skipping {test}: {why}");
+            eprintln!("note: skipping NAT test {test}: {why}");
             false
         }
     }
@@ -108,7 +106,10 @@ pub struct Netns {
 impl Netns {
     /// `ip netns add NAME`, then brings `lo` up.
     pub fn create(name: &str) -> Netns {
-        assert!(name.starts_with(PREFIX), "namespace names start with {PREFIX}");
+        assert!(
+            name.starts_with(PREFIX),
+            "namespace names start with {PREFIX}"
+        );
         ip(&["netns", "add", name]);
         let ns = Netns {
             name: name.to_string(),
@@ -151,7 +152,10 @@ impl Netns {
         let mut cmd = self.command(prog);
         cmd.args(args).env("LC_ALL", "C");
         let what = format!("[{}] {prog} {}", self.name, args.join(" "));
-        run(&what, cmd, CMD_TIMEOUT).assert_success(&what).stdout.clone()
+        run(&what, cmd, CMD_TIMEOUT)
+            .assert_success(&what)
+            .stdout
+            .clone()
     }
 
     /// `sysctl -w KEY=VALUE` inside the namespace, then reads it back and checks it.
@@ -337,8 +341,22 @@ impl NatTopology {
         topo.inet.sysctl("net.ipv4.ip_forward", "1");
 
         for (nat, client, wan, gw, lan, client_ip) in [
-            (&topo.nat1, &topo.c1, NAT1_WAN_IP, SERVER_IP, NAT1_LAN_IP, C1_IP),
-            (&topo.nat2, &topo.c2, NAT2_WAN_IP, INET_TO_NAT2_IP, NAT2_LAN_IP, C2_IP),
+            (
+                &topo.nat1,
+                &topo.c1,
+                NAT1_WAN_IP,
+                SERVER_IP,
+                NAT1_LAN_IP,
+                C1_IP,
+            ),
+            (
+                &topo.nat2,
+                &topo.c2,
+                NAT2_WAN_IP,
+                INET_TO_NAT2_IP,
+                NAT2_LAN_IP,
+                C2_IP,
+            ),
         ] {
             addr(nat, "wan", &format!("{wan}/30"));
             addr(nat, "lan", &format!("{lan}/24"));
