@@ -486,22 +486,38 @@ impl Server {
         }
     }
 
-    /// Records an accepted signed packet; false when the table is full (caller answers 503).
-    fn record_fresh(&mut self, now: Now, fp: Fingerprint, ts: u64, digest: u64) -> bool {
-        if !self.fresh.contains_key(&fp) && self.fresh.len() >= self.cfg.max_clients {
-            let oldest = now.unix_s.saturating_sub(self.cfg.freshness_s);
-            self.fresh.retain(|_, f| f.last_ts >= oldest);
-            if self.fresh.len() >= self.cfg.max_clients {
-                return false;
-            }
+    /// Most fingerprints with freshness state: twice the directory, so that every online
+    /// client always has room whatever the offline ones hold.
+    fn fresh_cap(&self) -> usize {
+        self.cfg.max_clients.saturating_mul(2).max(16)
+    }
+
+    /// Makes room for freshness state of `fp` if needed: drops entries whose newest
+    /// timestamp has left the window (no packet that old passes the window check anyway),
+    /// then entries of fingerprints that are not online. False when still full.
+    fn fresh_room(&mut self, now: Now, fp: &Fingerprint) -> bool {
+        if self.fresh.contains_key(fp) || self.fresh.len() < self.fresh_cap() {
+            return true;
         }
+        let oldest = now.unix_s.saturating_sub(self.cfg.freshness_s);
+        self.fresh.retain(|_, f| f.last_ts >= oldest);
+        if self.fresh.len() < self.fresh_cap() {
+            return true;
+        }
+        let clients = &self.clients;
+        self.fresh.retain(|k, _| clients.contains_key(k));
+        self.fresh.len() < self.fresh_cap()
+    }
+
+    /// Records an accepted signed packet; the caller has made room with
+    /// [`Self::fresh_room`].
+    fn record_fresh(&mut self, fp: Fingerprint, ts: u64, digest: u64) {
         let f = self.fresh.entry(fp).or_default();
         if ts > f.last_ts {
             f.last_ts = ts;
             f.digests.clear();
         }
         f.digests.push(digest);
-        true
     }
 
     fn register(
@@ -598,6 +614,17 @@ impl Server {
         if let Freshness::Stale(why) = self.check_fresh(&fp, root.timestamp, digest) {
             return self.error(out, src, shift, limit, status::CONFLICT, t, why);
         }
+        if !self.fresh_room(now, &fp) {
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::FULL,
+                t,
+                "freshness table full",
+            );
+        }
         // Room in the directory (evicting a client that never kept alive if full).
         if !self.clients.contains_key(&fp) && self.clients.len() >= self.cfg.max_clients {
             let victim = self
@@ -613,17 +640,7 @@ impl Server {
                 }
             }
         }
-        if !self.record_fresh(now, fp, root.timestamp, digest) {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::FULL,
-                t,
-                "freshness table full",
-            );
-        }
+        self.record_fresh(fp, root.timestamp, digest);
         // Accept: bind fp -> src (moving it if it had another address, and unbinding any
         // other fingerprint that held src).
         if let Some(other) = self.by_addr.get(&src).copied() {
@@ -795,6 +812,17 @@ impl Server {
         if let Freshness::Stale(why) = self.check_fresh(&from, root.timestamp, digest) {
             return self.error(out, src, shift, limit, status::CONFLICT, t, why);
         }
+        if !self.fresh_room(now, &from) {
+            return self.error(
+                out,
+                src,
+                shift,
+                limit,
+                status::FULL,
+                t,
+                "freshness table full",
+            );
+        }
         let dest = relay.peer;
         let forward = Payload::Relay(Relay {
             peer: from,
@@ -819,26 +847,13 @@ impl Server {
                     "event too large for the recipient's shifted layout",
                 );
             }
-            if !self.record_fresh(now, from, root.timestamp, digest) {
-                return self.error(
-                    out,
-                    src,
-                    shift,
-                    limit,
-                    status::FULL,
-                    t,
-                    "freshness table full",
-                );
-            }
+            self.record_fresh(from, root.timestamp, digest);
             self.send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
             self.stats.relayed += 1;
         } else {
             match self.queues.push(dest, from, relay.event, now.mono_ms) {
                 Ok(()) => {
-                    if !self.record_fresh(now, from, root.timestamp, digest) {
-                        // cannot happen for a registered sender with a fresh entry; keep it
-                        // queued rather than half-undo
-                    }
+                    self.record_fresh(from, root.timestamp, digest);
                     self.stats.queued += 1;
                 }
                 Err(QueueError::RecipientFull) => self.error(
@@ -918,8 +933,14 @@ impl Server {
             status,
             home: "",
         };
-        let cost =
-            (probe.buffer_len() + home_len + 12 + 4 * usize::from(shift.unwrap_or(0))) as u64;
+        let header = RootHeader {
+            params: PARAM_FROM_SERVER,
+            shift_len: shift,
+            packet_type: PacketType::LookupAnswer,
+            signature: &[],
+            timestamp: 0,
+        };
+        let cost = (header.len() + probe.buffer_len() + home_len) as u64;
         if !self.exempt(src) && !self.lookup_budget.take(src.ip(), cost, now.mono_ms) {
             self.stats.dropped += 1;
             return;

@@ -20,8 +20,9 @@ pub enum WireError {
     /// A params byte with a bit other than 0x01, 0x02 or 0x04 set.
     #[error("params byte has reserved bits set")]
     BadParams,
-    /// A length field that contradicts the layout (zero-length certificate, empty or
-    /// oversized relay event, cookie that is neither absent nor 16 bytes).
+    /// A length field that contradicts the layout (zero-length certificate, relay event over
+    /// 1200 bytes, cookie that is neither absent nor 16 bytes). An empty relay event is
+    /// [`WireError::Truncated`].
     #[error("a length field does not fit the layout")]
     BadLength,
     /// An address family byte other than 4 or 6 (or other than 0 where no address is sent).

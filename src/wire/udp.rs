@@ -381,8 +381,8 @@ impl<'a> LookupAnswer<'a> {
     /// Parses a type-6 payload.
     ///
     /// # Errors
-    /// [`WireError::BadStatus`], [`WireError::BadFamily`] (an address with status 1 or 2, or
-    /// none with status 0), [`WireError::BadUtf8`], [`WireError::Truncated`],
+    /// [`WireError::BadStatus`], [`WireError::BadFamily`] (an address or a non-zero port with
+    /// status 1 or 2, or no address with status 0), [`WireError::BadUtf8`], [`WireError::Truncated`],
     /// [`WireError::TrailingData`].
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
         let mut pos = 0;
@@ -399,7 +399,9 @@ impl<'a> LookupAnswer<'a> {
                 if take(buf, &mut pos, 1)?[0] != 0 {
                     return Err(WireError::BadFamily);
                 }
-                take(buf, &mut pos, 2)?; // port 0
+                if take(buf, &mut pos, 2)? != [0, 0] {
+                    return Err(WireError::BadFamily); // no address: port must be 0
+                }
                 let age_s = BigEndian::read_u32(take(buf, &mut pos, 4)?);
                 if status == STATUS_OFFLINE {
                     LookupStatus::Offline { age_s }
