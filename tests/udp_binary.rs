@@ -545,3 +545,54 @@ fn openssl_made_certificates_register_with_openssl_signatures() {
         }
     }
 }
+
+#[test]
+fn dual_stack_socket_serves_ipv4_and_ipv6_clients() {
+    let mut cmd = bin();
+    cmd.args(["serve", "--memory-only", "--listen", "[::]:0"]);
+    let server = Server::spawn("server-dual", cmd);
+    let port = server.addr.port();
+    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let mk = |srv: SocketAddr, bind: &str| {
+        let id = Identity::generate(KeyAlgorithm::Ed25519, "dual").unwrap();
+        Client::new(srv, id, Some(bind.parse().unwrap())).unwrap()
+    };
+    let mut a = mk(v4, "127.0.0.1:0");
+    let mut b = mk(v6, "[::1]:0");
+    // The IPv4 client is seen as IPv4 (not as an IPv4-mapped IPv6 address).
+    let ok_a = a.register(3, T).unwrap().unwrap();
+    assert_eq!(ok_a.reflexive, a.local_addr().unwrap());
+    let ok_b = b.register(3, T).unwrap().unwrap();
+    assert_eq!(ok_b.reflexive, b.local_addr().unwrap());
+    let (fa, fb) = (a.identity().fingerprint(), b.identity().fingerprint());
+    assert!(
+        matches!(status_of(&mut a, fb), LookupStatus::Online { addr, .. } if addr == b.local_addr().unwrap())
+    );
+    assert!(
+        matches!(status_of(&mut b, fa), LookupStatus::Online { addr, .. } if addr == a.local_addr().unwrap())
+    );
+    // Events cross families both ways.
+    a.send_event(fb, b"4 to 6").unwrap();
+    let ev = wait_for(&mut b, "event over IPv6", |m| {
+        matches!(m, Incoming::Relay { .. })
+    });
+    assert_eq!(
+        ev,
+        Incoming::Relay {
+            from: fa,
+            event: b"4 to 6".to_vec()
+        }
+    );
+    b.send_event(fa, b"6 to 4").unwrap();
+    let ev = wait_for(&mut a, "event over IPv4", |m| {
+        matches!(m, Incoming::Relay { .. })
+    });
+    assert_eq!(
+        ev,
+        Incoming::Relay {
+            from: fb,
+            event: b"6 to 4".to_vec()
+        }
+    );
+}
