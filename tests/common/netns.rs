@@ -305,6 +305,7 @@ impl NatTopology {
             "tag must be alphanumeric"
         );
         sweep_stale();
+        let setup_started = std::time::Instant::now();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let base = format!("{PREFIX}{}-{tag}{n}", std::process::id());
         let ns = |role: &str| Netns::create(&format!("{base}-{role}"));
@@ -372,11 +373,10 @@ impl NatTopology {
             addr(client, "eth0", &format!("{client_ip}/24"));
             client.ip(&["route", "add", "default", "via", lan]);
         }
+        eprintln!(
+            "NAT topology {base}: built in {:.1?}",
+            setup_started.elapsed()
+        );
         topo
-    }
-
-    /// The `ip netns exec` command line pieces for the binary under test in `ns`.
-    pub fn bin_in(ns: &Netns) -> Command {
-        ns.command(super::BIN)
     }
 }
