@@ -108,6 +108,21 @@ struct ServeArgs {
     /// Lookup answer bytes per second per source IP (loopback is exempt).
     #[arg(long, default_value_t = 16384)]
     lookup_bytes: u32,
+    /// At most one punch request per (asker, target) pair per this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    punch_interval_ms: u64,
+    /// Most events queued for one offline recipient.
+    #[arg(long, default_value_t = 32)]
+    queue_depth: usize,
+    /// Most events one sender may have queued for offline recipients.
+    #[arg(long, default_value_t = 256)]
+    queue_per_sender: usize,
+    /// Seconds a queued event waits before it is dropped.
+    #[arg(long, default_value_t = 600)]
+    queue_age: u64,
+    /// Total bytes of queued events, all recipients together.
+    #[arg(long, default_value_t = 16 << 20)]
+    queue_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +211,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     if a.ttl == 0 {
         bail!("--ttl must be at least 1 second");
     }
+    if a.keepalive == 0 {
+        bail!("--keepalive must be at least 1 second");
+    }
     if a.alias.len() > 255 {
         bail!("--alias is {} bytes; at most 255", a.alias.len());
     }
@@ -211,6 +229,11 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         max_clients: a.max_clients,
         register_per_s: a.register_rate,
         lookup_bytes_per_s: a.lookup_bytes,
+        punch_interval_ms: a.punch_interval_ms,
+        queue_depth: a.queue_depth,
+        queue_per_sender: a.queue_per_sender,
+        queue_age_ms: a.queue_age.saturating_mul(1000),
+        queue_bytes: a.queue_bytes,
         ..Config::default()
     };
     let mut seed = [0u8; 32];
@@ -272,11 +295,12 @@ fn connect(conn: &Conn) -> Result<Client> {
     Ok(c)
 }
 
-/// Registers, printing the `registered` line; returns the advised keepalive (s) and epoch.
-fn do_register(c: &mut Client) -> Result<(u64, u32), ClientError> {
+/// Registers and prints the `registered` line with the keepalive interval this client
+/// uses (`chosen`, else the server's advice); returns that interval (s) and the epoch.
+fn do_register(c: &mut Client, chosen: Option<u64>) -> Result<(u64, u32), ClientError> {
     let info = c.register(5, Duration::from_secs(2))?;
     let fp = c.identity().fingerprint();
-    let (ka, epoch, public) = match info {
+    let (advised, epoch, public) = match info {
         Some(i) => (
             u64::from(i.keepalive_s),
             i.boot_epoch,
@@ -284,6 +308,7 @@ fn do_register(c: &mut Client) -> Result<(u64, u32), ClientError> {
         ),
         None => (25, 0, "?".to_string()),
     };
+    let ka = chosen.unwrap_or(advised);
     say(&format!(
         "registered fingerprint={fp} public={public} keepalive={ka} epoch={epoch}"
     ));
@@ -299,8 +324,7 @@ fn text_of(data: &[u8]) -> String {
 
 fn register(conn: Conn, keepalive: Option<u64>) -> Result<ExitCode> {
     let mut c = connect(&conn)?;
-    let (advised, mut epoch) = do_register(&mut c)?;
-    let interval = keepalive.unwrap_or(advised);
+    let (mut interval, mut epoch) = do_register(&mut c, keepalive)?;
     let me = c.identity().fingerprint();
     let hello = format!("hello from {me}");
     let mut next_ka = Instant::now() + Duration::from_secs(interval.max(1));
@@ -354,13 +378,11 @@ fn register(conn: Conn, keepalive: Option<u64>) -> Result<ExitCode> {
                 ));
                 if status == 404 && request_type == 0 {
                     // The server does not know our address: it restarted. Register again.
-                    let (_, e) = do_register(&mut c)?;
-                    epoch = e;
+                    (interval, epoch) = do_register(&mut c, keepalive)?;
                 }
             }
             Incoming::Ok(Some(info)) if info.boot_epoch != epoch => {
-                let (_, e) = do_register(&mut c)?;
-                epoch = e;
+                (interval, epoch) = do_register(&mut c, keepalive)?;
             }
             _ => {}
         }
@@ -425,6 +447,11 @@ fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitCode> {
         }
         let wait = next.min(deadline).saturating_duration_since(Instant::now());
         if let Some(Incoming::Direct { from, data }) = c.recv(wait)? {
+            // Only the peer's hello counts (it names the fingerprint we looked up).
+            let text = String::from_utf8_lossy(&data);
+            if !text.ends_with(&target.to_hex()) || !text.starts_with("hello ") {
+                continue;
+            }
             say(&format!("direct from={from} text={}", text_of(&data)));
             // Make sure the peer hears from us too.
             c.send_direct(from, format!("hello back from {me}").as_bytes())?;

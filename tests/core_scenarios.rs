@@ -493,7 +493,7 @@ fn register_flow_with_cookie() {
             &a,
             Reply::Ok(OkInfo {
                 keepalive_s: 25,
-                boot_epoch: u32::from_be_bytes([0x5e; 4]),
+                boot_epoch: net.server.boot_epoch(),
                 reflexive: a.addr,
             })
         )]

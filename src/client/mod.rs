@@ -236,14 +236,16 @@ impl Client {
         Err(ClientError::Unavailable(self.server))
     }
 
-    /// Sends a keepalive, padded to [`KEEPALIVE_LEN`] bytes, unsigned.
+    /// Sends a keepalive, unsigned, padded to [`KEEPALIVE_LEN`] bytes plus the 4 shifts of
+    /// the shifted layout, so a 404 in the same layout fits.
     ///
     /// # Errors
     /// The socket's send error.
     pub fn keepalive(&self) -> io::Result<()> {
         let mut p = self.packet(&Payload::Keepalive, false);
-        if p.len() < KEEPALIVE_LEN {
-            p.resize(KEEPALIVE_LEN, 0);
+        let want = KEEPALIVE_LEN + 4 * usize::from(self.shift.unwrap_or(0));
+        if p.len() < want {
+            p.resize(want, 0);
         }
         self.send_raw(&p)
     }

@@ -27,6 +27,9 @@ pub struct Config {
     pub max_cert_cache: usize,
     /// Most events queued for one offline recipient.
     pub queue_depth: usize,
+    /// Most events one sender may have queued (for all recipients together), so that one
+    /// client cannot fill the global limit.
+    pub queue_per_sender: usize,
     /// A queued event is dropped after this many milliseconds (default 10 minutes).
     pub queue_age_ms: u64,
     /// Total bytes of queued events across all recipients (default 16 MiB).
@@ -57,6 +60,7 @@ impl Default for Config {
             max_offline: 1_000_000,
             max_cert_cache: 100_000,
             queue_depth: 32,
+            queue_per_sender: 256,
             queue_age_ms: 600_000,
             queue_bytes: 16 << 20,
             lookup_bytes_per_s: 16 * 1024,
@@ -69,10 +73,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The keepalive interval sent in the OK: `keepalive_s`, but at most a third of the TTL
-    /// and at least 1 s.
+    /// The keepalive interval sent in the OK, seconds: `keepalive_s`, but at most a third of
+    /// the TTL, and at least 1.
     pub fn advised_keepalive_s(&self) -> u16 {
         let third = (self.ttl_ms / 3000).max(1);
-        u16::try_from(u64::from(self.keepalive_s).min(third)).unwrap_or(u16::MAX)
+        u16::try_from(u64::from(self.keepalive_s).min(third).max(1)).unwrap_or(u16::MAX)
     }
 }

@@ -166,14 +166,29 @@ impl Server {
     /// address-check cookies and picks the boot epoch and the junk of shifted replies.
     pub fn new(cfg: Config, seed: [u8; 32], now: Now) -> Self {
         let alias = cut_utf8(&cfg.alias, 255).to_string();
-        let boot_epoch = u32::from_be_bytes([seed[0], seed[1], seed[2], seed[3]]);
-        let junk = u64::from_be_bytes([
-            seed[4], seed[5], seed[6], seed[7], seed[8], seed[9], seed[10], seed[11],
-        ]) | 1;
+        // Independent values from the seed: the epoch and the junk of shifted replies are
+        // visible on the wire, so the cookie key must share no bits with them.
+        let derive = |label: &[u8]| {
+            let mut h = Sha256::new();
+            h.update(seed);
+            h.update(label);
+            let d: [u8; 32] = h.finalize().into();
+            d
+        };
+        let e = derive(b"boot epoch");
+        let boot_epoch = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+        let j = derive(b"shift junk");
+        let junk = u64::from_be_bytes([j[0], j[1], j[2], j[3], j[4], j[5], j[6], j[7]]) | 1;
+        let cookie_key = derive(b"address-check cookie");
         let cap = cfg.max_clients.min(1 << 16);
         Server {
-            cookies: CookieJar::new(seed, cfg.cookie_period_ms),
-            queues: RelayQueues::new(cfg.queue_depth, cfg.queue_age_ms, cfg.queue_bytes),
+            cookies: CookieJar::new(cookie_key, cfg.cookie_period_ms),
+            queues: RelayQueues::new(
+                cfg.queue_depth,
+                cfg.queue_per_sender,
+                cfg.queue_age_ms,
+                cfg.queue_bytes,
+            ),
             lookup_budget: Buckets::new(
                 cfg.lookup_bytes_per_s,
                 cfg.lookup_bytes_per_s,
@@ -868,6 +883,15 @@ impl Server {
                 Err(QueueError::GlobalFull) => {
                     self.error(out, src, shift, limit, status::FULL, t, "relay queue full")
                 }
+                Err(QueueError::SenderFull) => self.error(
+                    out,
+                    src,
+                    shift,
+                    limit,
+                    status::RATE_LIMITED,
+                    t,
+                    "too many of your events wait for offline recipients",
+                ),
             }
         }
     }
