@@ -158,6 +158,16 @@ pub struct Server {
     stats: Stats,
 }
 
+/// What a refusal needs to know of its request: where to answer, in which layout, how
+/// large the answer may be (no amplification), and the request's type byte.
+#[derive(Debug, Clone, Copy)]
+struct Req {
+    src: SocketAddr,
+    shift: Option<u8>,
+    limit: usize,
+    ty: u8,
+}
+
 /// Where the core's datagrams go: `out(destination, bytes)`.
 pub type Out<'a> = dyn FnMut(SocketAddr, &[u8]) + 'a;
 
@@ -350,16 +360,13 @@ impl Server {
             PacketType::Lookup => self.lookup(now, src, &root, limit, out),
             PacketType::Fetch => self.fetch(now, src, &root, limit, out),
             _ => {
-                let t = u8::from(ty);
-                self.error(
-                    out,
+                let req = Req {
                     src,
                     shift,
                     limit,
-                    status::BAD_REQUEST,
-                    t,
-                    "unknown packet type",
-                );
+                    ty: u8::from(ty),
+                };
+                self.refuse(out, req, status::BAD_REQUEST, "unknown packet type");
             }
         }
     }
@@ -450,6 +457,11 @@ impl Server {
         if self.send(out, 0, dst, shift, &reply, limit) {
             self.stats.errors[status_index(code)] += 1;
         }
+    }
+
+    /// Answers `req` with a type-7 error (see [`Self::error`]).
+    fn refuse(&mut self, out: &mut Out<'_>, req: Req, code: u16, detail: &str) {
+        self.error(out, req.src, req.shift, req.limit, code, req.ty, detail);
     }
 
     fn keepalive(
@@ -544,31 +556,23 @@ impl Server {
         out: &mut Out<'_>,
     ) {
         let shift = root.shift_len;
-        let t = u8::from(PacketType::Register);
         let limit = self.reply_limit(src, len);
+        let req = Req {
+            src,
+            shift,
+            limit,
+            ty: u8::from(PacketType::Register),
+        };
         // Cheap checks first: layout, freshness window, cookie, rate per prefix.
         let reg = match Register::parse(root.payload) {
             Ok(r) => r,
-            Err(e) => {
-                return self.error(
-                    out,
-                    src,
-                    shift,
-                    limit,
-                    status::BAD_REQUEST,
-                    t,
-                    wire_detail(e),
-                )
-            }
+            Err(e) => return self.refuse(out, req, status::BAD_REQUEST, wire_detail(e)),
         };
         if !self.check_window(now, root.timestamp) {
-            return self.error(
+            return self.refuse(
                 out,
-                src,
-                shift,
-                limit,
+                req,
                 status::CONFLICT,
-                t,
                 "timestamp outside the freshness window; check the clock",
             );
         }
@@ -583,13 +587,10 @@ impl Server {
             return;
         }
         if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
-            return self.error(
+            return self.refuse(
                 out,
-                src,
-                shift,
-                limit,
+                req,
                 status::RATE_LIMITED,
-                t,
                 "too many registrations from this network; slow down",
             );
         }
@@ -607,38 +608,27 @@ impl Server {
                 }
                 Err(e) => {
                     let msg = identity_detail(e);
-                    return self.error(out, src, shift, limit, status::UNAUTHORIZED, t, msg);
+                    return self.refuse(out, req, status::UNAUTHORIZED, msg);
                 }
             },
         };
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return self.error(out, src, shift, limit, status::TOO_LARGE, t, "too large");
+            return self.refuse(out, req, status::TOO_LARGE, "too large");
         };
         if key.verify(msg, root.signature).is_err() {
-            return self.error(
+            return self.refuse(
                 out,
-                src,
-                shift,
-                limit,
+                req,
                 status::UNAUTHORIZED,
-                t,
                 "signature does not verify with the certificate's key",
             );
         }
         let digest = packet_digest(PacketType::Register, root.payload);
         if let Freshness::Stale(why) = self.check_fresh(&fp, root.timestamp, digest) {
-            return self.error(out, src, shift, limit, status::CONFLICT, t, why);
+            return self.refuse(out, req, status::CONFLICT, why);
         }
         if !self.fresh_room(now, &fp) {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::FULL,
-                t,
-                "freshness table full",
-            );
+            return self.refuse(out, req, status::FULL, "freshness table full");
         }
         // Room in the directory (evicting a client that never kept alive if full).
         if !self.clients.contains_key(&fp) && self.clients.len() >= self.cfg.max_clients {
@@ -650,9 +640,7 @@ impl Server {
                 .find(|f| self.clients.get(f).is_some_and(|c| !c.kept_alive));
             match victim {
                 Some(v) => self.go_offline(v, now),
-                None => {
-                    return self.error(out, src, shift, limit, status::FULL, t, "directory full")
-                }
+                None => return self.refuse(out, req, status::FULL, "directory full"),
             }
         }
         self.record_fresh(fp, root.timestamp, digest);
@@ -746,97 +734,54 @@ impl Server {
         out: &mut Out<'_>,
     ) {
         let shift = root.shift_len;
-        let t = u8::from(PacketType::Relay);
+        let req = Req {
+            src,
+            shift,
+            limit,
+            ty: u8::from(PacketType::Relay),
+        };
         let Some(from) = self.by_addr.get(&src).copied() else {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::FORBIDDEN,
-                t,
-                "register before relaying",
-            );
+            return self.refuse(out, req, status::FORBIDDEN, "register before relaying");
         };
         let relay = match Relay::parse(root.payload) {
             Ok(r) => r,
             Err(WireError::BadLength) => {
-                return self.error(
-                    out,
-                    src,
-                    shift,
-                    limit,
-                    status::TOO_LARGE,
-                    t,
-                    "event larger than 1200 bytes",
-                )
+                return self.refuse(out, req, status::TOO_LARGE, "event larger than 1200 bytes")
             }
-            Err(e) => {
-                return self.error(
-                    out,
-                    src,
-                    shift,
-                    limit,
-                    status::BAD_REQUEST,
-                    t,
-                    wire_detail(e),
-                )
-            }
+            Err(e) => return self.refuse(out, req, status::BAD_REQUEST, wire_detail(e)),
         };
         if root.signature.is_empty() {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::UNAUTHORIZED,
-                t,
-                "relay must be signed",
-            );
+            return self.refuse(out, req, status::UNAUTHORIZED, "relay must be signed");
         }
         if !self.check_window(now, root.timestamp) {
-            return self.error(
+            return self.refuse(
                 out,
-                src,
-                shift,
-                limit,
+                req,
                 status::CONFLICT,
-                t,
                 "timestamp outside the freshness window; check the clock",
             );
         }
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return self.error(out, src, shift, limit, status::TOO_LARGE, t, "too large");
+            return self.refuse(out, req, status::TOO_LARGE, "too large");
         };
         let verified = self
             .clients
             .get(&from)
             .is_some_and(|c| c.key.verify(msg, root.signature).is_ok());
         if !verified {
-            return self.error(
+            return self.refuse(
                 out,
-                src,
-                shift,
-                limit,
+                req,
                 status::UNAUTHORIZED,
-                t,
                 "signature does not verify with the registered certificate",
             );
         }
         let digest = packet_digest(PacketType::Relay, root.payload);
         if let Freshness::Stale(why) = self.check_fresh(&from, root.timestamp, digest) {
-            return self.error(out, src, shift, limit, status::CONFLICT, t, why);
+            return self.refuse(out, req, status::CONFLICT, why);
         }
         if !self.fresh_room(now, &from) {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::FULL,
-                t,
-                "freshness table full",
-            );
+            return self.refuse(out, req, status::FULL, "freshness table full");
         }
         let dest = relay.peer;
         let forward = Payload::Relay(Relay {
@@ -852,13 +797,10 @@ impl Server {
                 timestamp: now.unix_s,
             };
             if header.len() + forward.buffer_len() > MAX_DATAGRAM {
-                return self.error(
+                return self.refuse(
                     out,
-                    src,
-                    shift,
-                    limit,
+                    req,
                     status::TOO_LARGE,
-                    t,
                     "event too large for the recipient's shifted layout",
                 );
             }
@@ -871,25 +813,16 @@ impl Server {
                     self.record_fresh(from, root.timestamp, digest);
                     self.stats.queued += 1;
                 }
-                Err(QueueError::RecipientFull) => self.error(
-                    out,
-                    src,
-                    shift,
-                    limit,
-                    status::FULL,
-                    t,
-                    "recipient's queue is full",
-                ),
-                Err(QueueError::GlobalFull) => {
-                    self.error(out, src, shift, limit, status::FULL, t, "relay queue full")
+                Err(QueueError::RecipientFull) => {
+                    self.refuse(out, req, status::FULL, "recipient's queue is full")
                 }
-                Err(QueueError::SenderFull) => self.error(
+                Err(QueueError::GlobalFull) => {
+                    self.refuse(out, req, status::FULL, "relay queue full")
+                }
+                Err(QueueError::SenderFull) => self.refuse(
                     out,
-                    src,
-                    shift,
-                    limit,
+                    req,
                     status::RATE_LIMITED,
-                    t,
                     "too many of your events wait for offline recipients",
                 ),
             }
@@ -905,31 +838,18 @@ impl Server {
         out: &mut Out<'_>,
     ) {
         let shift = root.shift_len;
-        let t = u8::from(PacketType::Lookup);
+        let req = Req {
+            src,
+            shift,
+            limit,
+            ty: u8::from(PacketType::Lookup),
+        };
         let Some(asker) = self.by_addr.get(&src).copied() else {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::FORBIDDEN,
-                t,
-                "register before looking up",
-            );
+            return self.refuse(out, req, status::FORBIDDEN, "register before looking up");
         };
         let target = match parse_lookup(root.payload) {
             Ok(fp) => fp,
-            Err(e) => {
-                return self.error(
-                    out,
-                    src,
-                    shift,
-                    limit,
-                    status::BAD_REQUEST,
-                    t,
-                    wire_detail(e),
-                )
-            }
+            Err(e) => return self.refuse(out, req, status::BAD_REQUEST, wire_detail(e)),
         };
         let (status, home, online) = match self.clients.get(&target) {
             Some(c) => (
@@ -1007,28 +927,17 @@ impl Server {
         out: &mut Out<'_>,
     ) {
         let shift = root.shift_len;
-        let t = u8::from(PacketType::Fetch);
+        let req = Req {
+            src,
+            shift,
+            limit,
+            ty: u8::from(PacketType::Fetch),
+        };
         let Some(fp) = self.by_addr.get(&src).copied() else {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::FORBIDDEN,
-                t,
-                "register before fetching",
-            );
+            return self.refuse(out, req, status::FORBIDDEN, "register before fetching");
         };
         if !root.payload.is_empty() {
-            return self.error(
-                out,
-                src,
-                shift,
-                limit,
-                status::BAD_REQUEST,
-                t,
-                "fetch has no payload",
-            );
+            return self.refuse(out, req, status::BAD_REQUEST, "fetch has no payload");
         }
         self.deliver_queued(now, fp, out);
     }
