@@ -4,3 +4,4 @@ pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod wire;
+pub mod store;

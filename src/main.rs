@@ -4,9 +4,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::{Client, ClientError, Incoming};
+use rendezvous::core::tcp::{Cidr, TcpConfig, TcpCore};
 use rendezvous::core::{Config, Server};
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::store::thread::StoreThread;
+use rendezvous::store::{MemoryStore, SqliteStore, Store};
 use rendezvous::wire::udp::LookupStatus;
 use rendezvous::wire::Fingerprint;
 use std::io::Write;
@@ -63,6 +67,9 @@ enum Cmd {
         /// The event text (1 to 1200 bytes).
         text: String,
     },
+    /// Contacts on the TCP plane (client role).
+    #[command(subcommand)]
+    Contacts(ContactsCmd),
     /// Look a peer up and exchange a datagram with it directly (UDP hole punching).
     Punch {
         #[command(flatten)]
@@ -75,18 +82,52 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ContactsCmd {
+    /// Set one contact; returns once the server says it is durable.
+    Update {
+        /// Server address, HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// Owner (at most 256 bytes).
+        user: String,
+        /// Contact name (at most 256 bytes).
+        contact: String,
+        /// Phone number (at most 20 bytes).
+        phone: String,
+    },
+    /// Print every contact: `USER<TAB>CONTACT<TAB>PHONE`, in (user, contact) order.
+    List {
+        /// Server address, HOST:PORT.
+        #[arg(long)]
+        server: String,
+    },
+}
+
 #[derive(Args)]
 struct ServeArgs {
     /// Address and port to listen on (UDP).
     #[arg(long, default_value_t = SocketAddr::from(([0u16; 8], DEFAULT_PORT)))]
     listen: SocketAddr,
-    /// Directory for durable state (contacts, journal: the TCP plane). The UDP plane keeps
-    /// its directory in RAM only and writes nothing here.
-    #[arg(long, conflicts_with = "memory_only")]
-    data_dir: Option<PathBuf>,
+    /// Directory for durable state (contacts and the Lamport clock, in SQLite). The UDP
+    /// plane's directory stays in RAM and never touches the disk.
+    #[arg(
+        long,
+        conflicts_with = "memory_only",
+        default_value = "rendezvous-data"
+    )]
+    data_dir: PathBuf,
     /// Keep everything in RAM; nothing is written to disk.
     #[arg(long)]
     memory_only: bool,
+    /// A peer server to federate with, HOST:PORT (repeatable): connected to as role 1,
+    /// with heartbeats and reconnects; it may also connect to us.
+    #[arg(long)]
+    peer: Vec<String>,
+    /// A network whose hosts may connect as servers (role 1), CIDR (repeatable). The
+    /// contacts plane is otherwise unauthenticated: see the README.
+    #[arg(long)]
+    allow_peer: Vec<String>,
     /// Seconds without a keepalive after which a client is offline.
     #[arg(long, default_value_t = 75)]
     ttl: u64,
@@ -175,6 +216,7 @@ fn main() -> ExitCode {
         Cmd::Identity(c) => identity(c),
         Cmd::Register { conn, keepalive } => register(conn, keepalive),
         Cmd::Lookup { conn, fingerprint } => lookup(conn, &fingerprint),
+        Cmd::Contacts(c) => contacts(c),
         Cmd::Send {
             conn,
             fingerprint,
@@ -217,10 +259,33 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     if a.alias.len() > 255 {
         bail!("--alias is {} bytes; at most 255", a.alias.len());
     }
-    if let Some(dir) = &a.data_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    }
+    let peers = a
+        .peer
+        .iter()
+        .map(|p| resolve(p))
+        .collect::<Result<Vec<_>>>()?;
+    let allow_peers = a
+        .allow_peer
+        .iter()
+        .map(|c| Cidr::parse(c).map_err(|e| anyhow::anyhow!("--allow-peer {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let store: Box<dyn Store> = if a.memory_only {
+        Box::new(MemoryStore::new())
+    } else {
+        Box::new(
+            SqliteStore::open(&a.data_dir)
+                .with_context(|| format!("cannot open the store in {}", a.data_dir.display()))?,
+        )
+    };
+    let clock = store
+        .clock()
+        .context("cannot read the Lamport clock from the store")?;
+    let tcp_cfg = TcpConfig {
+        name: a.alias.clone(),
+        peers,
+        allow_peers,
+        ..TcpConfig::default()
+    };
     let cfg = Config {
         alias: a.alias,
         keepalive_s: a.keepalive,
@@ -242,12 +307,21 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let socket = rendezvous::net::bind_udp(a.listen)
         .with_context(|| format!("cannot listen on UDP {}", a.listen))?;
     let local = socket.local_addr()?;
+    let listener = rendezvous::net::tcp::bind_tcp(local)
+        .with_context(|| format!("cannot listen on TCP {local}"))?;
     let origin = Instant::now();
     let mut server = Server::new(cfg, seed, rendezvous::net::now(origin));
-    tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), "serving");
+    tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), clock, memory_only = a.memory_only, "serving");
     say(&format!("listening udp {local}"));
+    say(&format!("listening tcp {}", listener.local_addr()?));
+    let core = TcpCore::new(tcp_cfg, clock, rendezvous::net::now(origin).mono_ms);
+    let tcp = rendezvous::net::TcpParts {
+        listener,
+        core,
+        store: Box::new(move |wake| StoreThread::spawn(store, wake)),
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    rendezvous::net::run(socket, &mut server, origin, stop)?;
+    rendezvous::net::run(socket, &mut server, Some(tcp), origin, stop)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -462,4 +536,35 @@ fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitCode> {
         "error: no datagram from {target} at {addr} within {timeout} s (hole punching failed)"
     );
     Ok(ExitCode::FAILURE)
+}
+
+fn contacts(c: ContactsCmd) -> Result<ExitCode> {
+    let t = Duration::from_secs(30);
+    match c {
+        ContactsCmd::Update {
+            server,
+            user,
+            contact,
+            phone,
+        } => {
+            let addr = resolve(&server)?;
+            let mut cl = ContactsClient::connect(addr, "rendezvous-cli", t)
+                .with_context(|| format!("cannot connect to TCP {addr}"))?;
+            cl.update(&user, &contact, &phone)?;
+            cl.barrier()
+                .context("the server did not confirm the write")?;
+            say("ok");
+        }
+        ContactsCmd::List { server } => {
+            let addr = resolve(&server)?;
+            let mut cl = ContactsClient::connect(addr, "rendezvous-cli", t)
+                .with_context(|| format!("cannot connect to TCP {addr}"))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            cl.list_each(|u, c, p| {
+                let _ = writeln!(out, "{u}\t{c}\t{p}");
+            })?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

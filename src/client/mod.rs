@@ -3,6 +3,8 @@
 //! peers up, relays events and exchanges datagrams with peers directly (hole punching).
 //! Source: seed 001 ("client behaviour") and BRIEF.md, "UDP plane".
 
+pub mod contacts;
+
 use crate::identity::Identity;
 use crate::wire::root::{signed_message, PARAM_TO_SERVER};
 use crate::wire::udp::{

@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod limits;
 pub mod queue;
 mod server;
+pub mod tcp;
 
 pub use config::Config;
 pub use server::{status, ClientView, Now, Out, Server, Stats};

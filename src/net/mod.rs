@@ -6,6 +6,7 @@
 //! take now waits in a bounded queue until the socket is writable, or is dropped when full.
 
 mod batch;
+pub mod tcp;
 
 use crate::core::{Now, Server};
 use batch::Batch;
@@ -58,14 +59,30 @@ pub fn now(origin: Instant) -> Now {
     }
 }
 
-/// Runs the UDP event loop until `stop` is set (checked at least every 500 ms).
+/// Starts the store thread, given the function that wakes the loop.
+pub type StartStore = Box<dyn FnOnce(Box<dyn Fn() + Send>) -> crate::store::thread::StoreThread>;
+
+/// The TCP plane's parts handed to [`run`]: the bound listener, the core (with the clock
+/// read from the store) and a function that starts the store thread given a wake-up.
+pub struct TcpParts {
+    /// The listener (same port as UDP).
+    pub listener: std::net::TcpListener,
+    /// The TCP core.
+    pub core: crate::core::tcp::TcpCore,
+    /// Starts the store thread; its argument wakes the loop.
+    pub store: StartStore,
+}
+
+/// Runs the event loop (UDP, and TCP when `tcp` is given) until `stop` is set (checked at
+/// least every 500 ms).
 ///
 /// # Errors
-/// Only setup errors (poll creation, registration); per-datagram errors are logged and the
-/// loop goes on.
+/// Only setup errors (poll creation, registration); per-datagram and per-connection errors
+/// are logged and the loop goes on.
 pub fn run(
     socket: std::net::UdpSocket,
     server: &mut Server,
+    tcp: Option<TcpParts>,
     origin: Instant,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
@@ -74,18 +91,39 @@ pub fn run(
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut socket, UDP, Interest::READABLE)?;
+    let mut tcp = match tcp {
+        None => None,
+        Some(parts) => {
+            let waker = Arc::new(mio::Waker::new(poll.registry(), tcp::WAKER)?);
+            let store = (parts.store)(Box::new(move || {
+                let _ = waker.wake();
+            }));
+            Some(tcp::TcpIo::new(
+                parts.listener,
+                parts.core,
+                store,
+                poll.registry(),
+            )?)
+        }
+    };
     let mut events = Events::with_capacity(64);
     let mut batch = Batch::new(v6_socket);
     let mut want_write = false;
     let mut more_to_read = true;
     while !stop.load(Ordering::Relaxed) {
         let now_ = now(origin);
-        let timeout = if more_to_read {
+        let tcp_busy = tcp.as_ref().is_some_and(|t| t.busy());
+        let timeout = if more_to_read || tcp_busy {
             Duration::ZERO
         } else {
-            let until = server
-                .poll_timeout()
-                .map_or(500, |d| d.saturating_sub(now_.mono_ms).min(500));
+            let deadline = [
+                server.poll_timeout(),
+                tcp.as_ref().and_then(|t| t.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let until = deadline.map_or(500, |d| d.saturating_sub(now_.mono_ms).min(500));
             Duration::from_millis(until)
         };
         match poll.poll(&mut events, Some(timeout)) {
@@ -93,15 +131,22 @@ pub fn run(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        let now_ = now(origin);
         for ev in events.iter() {
-            if ev.is_readable() {
-                more_to_read = true;
+            if ev.token() == UDP {
+                if ev.is_readable() {
+                    more_to_read = true;
+                }
+            } else if let Some(t) = tcp.as_mut() {
+                t.on_event(poll.registry(), ev, now_.mono_ms);
             }
         }
-        let now_ = now(origin);
         server.handle_timeout(now_);
         if more_to_read {
             more_to_read = batch.drain(&socket, server, now_, READ_BUDGET);
+        }
+        if let Some(t) = tcp.as_mut() {
+            t.turn(poll.registry(), now_.mono_ms);
         }
         // Flush what the core produced; keep the rest for when the socket is writable.
         let pending = batch.flush(&socket);

@@ -43,4 +43,11 @@ pub enum WireError {
     /// The output buffer is too small for what is being emitted.
     #[error("output buffer too small")]
     BufferTooSmall,
+    /// A TCP-plane command byte that is no command of the connection's role (or, for a
+    /// record or status frame, not the byte that starts one).
+    #[error("unknown command")]
+    UnknownCommand,
+    /// A TCP-plane hello whose role byte is neither 1 (server) nor 2 (client).
+    #[error("hello role must be 1 (server) or 2 (client)")]
+    BadRole,
 }

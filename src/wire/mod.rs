@@ -9,6 +9,7 @@ mod error;
 mod fingerprint;
 pub mod name;
 pub mod root;
+pub mod tcp;
 pub mod udp;
 
 pub use error::WireError;

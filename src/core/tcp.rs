@@ -1,0 +1,1235 @@
+//! The I/O-free TCP plane (seed 003, BRIEF.md "TCP plane"): connections as byte streams in
+//! and out, the Lamport clock, last-writer-wins merges, answers in the order asked, and
+//! federated peer links. It never touches a socket, a clock or the database: the event
+//! loop feeds it bytes, time and store events, and carries out what it asks (bytes to
+//! write, connections to open or close, requests for the store thread).
+//!
+//! Durability before reads: every store request goes through one ordered channel, so a
+//! snapshot or barrier queued behind a write batch runs only after that batch committed.
+
+use crate::store::{Contact, Write};
+use crate::wire::tcp::{
+    self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
+};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// Identifies a TCP connection between the loop and the core.
+pub type ConnId = u64;
+
+/// An IP network (`--allow-peer CIDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address.
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/PREFIX` (or a bare address: a /32 or /128).
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (a, p) = text.split_once('/').unwrap_or((text, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{text:?}: not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{text:?}: prefix must be 0..={max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// True when `ip` (IPv4-mapped IPv6 counts as IPv4) lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (a, b, bits) = match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (
+                u128::from(u32::from(n)) << 96,
+                u128::from(u32::from(i)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), self.prefix),
+            _ => return false,
+        };
+        if bits == 0 {
+            return true;
+        }
+        let mask = u128::MAX << (128 - u32::from(bits));
+        a & mask == b & mask
+    }
+}
+
+/// Tunables of the TCP plane. Times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// This server's name, sent in its hellos (at most 256 bytes).
+    pub name: String,
+    /// A connection without a complete hello this long after accept is closed with 408.
+    pub hello_timeout_ms: u64,
+    /// Bytes of unsent output per connection; a connection over it is dropped (except a
+    /// streamed answer, which waits for the reader).
+    pub max_out: usize,
+    /// Contacts per store page when streaming ListAll / AskForUpdate.
+    pub page: usize,
+    /// Heartbeat interval on links to peers.
+    pub heartbeat_ms: u64,
+    /// Reconnect backoff after a failed or lost link: starts here, doubles...
+    pub backoff_min_ms: u64,
+    /// ... up to here.
+    pub backoff_max_ms: u64,
+    /// Peers to connect to (`--peer`); their addresses may also open role-1 connections.
+    pub peers: Vec<SocketAddr>,
+    /// Networks whose hosts may open role-1 (server) connections (`--allow-peer`).
+    pub allow_peers: Vec<Cidr>,
+    /// A received clock more than this far ahead of ours is refused (409), except by a
+    /// fresh server (clock 0), which accepts up to 2^31 to catch up with an older mesh.
+    pub max_clock_jump: u32,
+    /// A connection whose pending output made no progress for this long is dropped.
+    pub stall_ms: u64,
+    /// Answers waiting per connection before the core stops reading its requests.
+    pub max_pending: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            name: "rendezvous".into(),
+            hello_timeout_ms: 10_000,
+            max_out: 1 << 20,
+            page: 512,
+            heartbeat_ms: 5_000,
+            backoff_min_ms: 250,
+            backoff_max_ms: 30_000,
+            peers: Vec::new(),
+            allow_peers: Vec::new(),
+            max_clock_jump: 1 << 24,
+            stall_ms: 120_000,
+            max_pending: 64,
+        }
+    }
+}
+
+/// A request for the store thread, carried out in the order issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreRequest {
+    /// Apply a batch atomically and durably.
+    Apply {
+        /// Increasing batch number.
+        seq: u64,
+        /// The writes.
+        batch: Vec<Write>,
+    },
+    /// Answer [`StoreEvent::BarrierDone`] (everything before is durable).
+    Barrier {
+        /// Echoed back.
+        tag: u64,
+    },
+    /// Open a consistent snapshot for a streamed answer.
+    Snapshot {
+        /// Stream id, echoed back.
+        stream: u64,
+    },
+    /// Read the next page of a stream.
+    NextPage {
+        /// Stream id.
+        stream: u64,
+        /// Most contacts to return.
+        max: usize,
+    },
+    /// Drop a stream's snapshot.
+    CloseStream {
+        /// Stream id.
+        stream: u64,
+    },
+}
+
+/// What the store thread reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A batch is durable; `changed[i]` tells whether its i-th merge altered state.
+    Applied {
+        /// The batch number.
+        seq: u64,
+        /// Per merge.
+        changed: Vec<bool>,
+    },
+    /// A batch failed (nothing of it applied).
+    Failed {
+        /// The batch number.
+        seq: u64,
+        /// The store's message.
+        error: String,
+    },
+    /// Everything before the barrier is durable.
+    BarrierDone {
+        /// The tag.
+        tag: u64,
+    },
+    /// A snapshot is open.
+    SnapshotReady {
+        /// Stream id.
+        stream: u64,
+        /// Contacts in it.
+        count: u64,
+    },
+    /// Contacts of a stream, in order.
+    Page {
+        /// Stream id.
+        stream: u64,
+        /// The contacts.
+        contacts: Vec<Contact>,
+        /// More pages follow.
+        more: bool,
+    },
+    /// A stream could not be read.
+    StreamFailed {
+        /// Stream id.
+        stream: u64,
+        /// The store's message.
+        error: String,
+    },
+}
+
+/// Something the loop must do for the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpAction {
+    /// Open a TCP connection to peer number `peer` at `addr`; report with
+    /// [`TcpCore::handle_connected`] or [`TcpCore::handle_connect_failed`].
+    Connect {
+        /// Index into the configured peers.
+        peer: usize,
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// Close this connection now (its output has been flushed or is abandoned).
+    Close(ConnId),
+}
+
+#[derive(Debug)]
+enum StreamState {
+    /// Waiting for a slot or the snapshot.
+    Opening,
+    /// Snapshot open: `count` is written when this answer reaches the head; `buffered`
+    /// are read but not yet written.
+    Open {
+        count: Option<u32>,
+        buffered: VecDeque<Contact>,
+        more: bool,
+        page_asked: bool,
+    },
+}
+
+#[derive(Debug)]
+enum Answer {
+    /// Bytes ready to go (UpdateClock).
+    Ready(Vec<u8>),
+    /// A barrier: status 200 once done.
+    Barrier { tag: u64, done: bool },
+    /// ListAll (client) or AskForUpdate (server) streamed from a snapshot.
+    Stream {
+        id: u64,
+        kind: Role,
+        state: StreamState,
+    },
+}
+
+/// What the opener of a peer link expects back, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// AskForUpdate: `[count u32]` then that many 537-byte records.
+    Full { remaining: Option<u32> },
+    /// HeartBeat: an optional UpdateClock frame.
+    HeartBeat,
+    /// Barrier: a status frame.
+    Status,
+}
+
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    accepted_ms: u64,
+    role: Option<Role>,
+    name: String,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    answers: VecDeque<Answer>,
+    close_when_flushed: bool,
+    last_progress_ms: u64,
+    /// Set for links this server opened to a peer.
+    link: Option<usize>,
+    expects: VecDeque<Expect>,
+}
+
+#[derive(Debug)]
+enum LinkState {
+    Down {
+        retry_ms: u64,
+    },
+    Connecting,
+    Up {
+        conn: ConnId,
+        next_heartbeat_ms: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Link {
+    addr: SocketAddr,
+    state: LinkState,
+    backoff_ms: u64,
+}
+
+/// Counters of the TCP plane.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Contact writes accepted from clients.
+    pub client_updates: u64,
+    /// Contact records received from peers (pushes and AskForUpdate answers).
+    pub peer_updates: u64,
+    /// Status frames sent with a non-200 status.
+    pub errors: u64,
+    /// Store batches that failed.
+    pub store_failures: u64,
+    /// Clocks refused as implausible.
+    pub clocks_refused: u64,
+}
+
+/// The TCP plane's state machine.
+pub struct TcpCore {
+    cfg: TcpConfig,
+    clock: u32,
+    clock_dirty: bool,
+    conns: HashMap<ConnId, Conn>,
+    links: Vec<Link>,
+    batch: Vec<Write>,
+    next_seq: u64,
+    next_tag: u64,
+    streams: HashMap<u64, ConnId>,
+    barriers: HashMap<u64, ConnId>,
+    requests: Vec<StoreRequest>,
+    actions: VecDeque<TcpAction>,
+    store_broken: bool,
+    stats: TcpStats,
+}
+
+const STATUS_OK: u16 = 200;
+
+impl TcpCore {
+    /// A core starting with the persisted Lamport `clock`, at `now_ms`.
+    pub fn new(cfg: TcpConfig, clock: u32, now_ms: u64) -> Self {
+        let links = cfg
+            .peers
+            .iter()
+            .map(|&addr| Link {
+                addr,
+                state: LinkState::Down { retry_ms: now_ms },
+                backoff_ms: cfg.backoff_min_ms,
+            })
+            .collect();
+        TcpCore {
+            cfg,
+            clock,
+            clock_dirty: false,
+            conns: HashMap::new(),
+            links,
+            batch: Vec::new(),
+            next_seq: 1,
+            next_tag: 1,
+            streams: HashMap::new(),
+            barriers: HashMap::new(),
+            requests: Vec::new(),
+            actions: VecDeque::new(),
+            store_broken: false,
+            stats: TcpStats::default(),
+        }
+    }
+
+    /// The Lamport clock now.
+    pub fn clock(&self) -> u32 {
+        self.clock
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// True when link `peer` is up.
+    pub fn link_up(&self, peer: usize) -> bool {
+        matches!(
+            self.links.get(peer).map(|l| &l.state),
+            Some(LinkState::Up { .. })
+        )
+    }
+
+    /// A connection was accepted from `addr`.
+    pub fn handle_accept(&mut self, now_ms: u64, conn: ConnId, addr: SocketAddr) {
+        self.conns.insert(conn, Conn::new(addr, now_ms, None));
+    }
+
+    /// The connection was closed by the other side or failed.
+    pub fn handle_closed(&mut self, now_ms: u64, conn: ConnId) {
+        self.drop_answers(conn);
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(i) = c.link {
+                self.link_down(now_ms, i);
+            }
+        }
+    }
+
+    fn link_down(&mut self, now_ms: u64, i: usize) {
+        if let Some(l) = self.links.get_mut(i) {
+            l.state = LinkState::Down {
+                retry_ms: now_ms + l.backoff_ms,
+            };
+            l.backoff_ms = (l.backoff_ms * 2).min(self.cfg.backoff_max_ms);
+        }
+    }
+
+    /// The connection to peer `peer` is established as `conn`: send the hello and ask for
+    /// the full list.
+    pub fn handle_connected(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
+        let Some(link) = self.links.get_mut(peer) else {
+            self.actions.push_back(TcpAction::Close(conn));
+            return;
+        };
+        link.state = LinkState::Up {
+            conn,
+            next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
+        };
+        let mut c = Conn::new(link.addr, now_ms, Some(peer));
+        c.role = Some(Role::Server);
+        let mut hello = [0u8; tcp::HELLO_LEN];
+        let hello_ok = Hello {
+            role: Role::Server,
+            name: &self.cfg.name,
+        }
+        .emit(&mut hello)
+        .is_ok();
+        if hello_ok {
+            c.out.extend_from_slice(&hello);
+        }
+        c.out.push(tcp::CMD_ASK_FOR_UPDATE);
+        c.expects.push_back(Expect::Full { remaining: None });
+        self.conns.insert(conn, c);
+    }
+
+    /// Connecting to peer `peer` failed: retry after the backoff.
+    pub fn handle_connect_failed(&mut self, now_ms: u64, peer: usize) {
+        self.link_down(now_ms, peer);
+    }
+
+    /// How many more bytes the core takes from `conn` now (0: stop reading, backpressure).
+    pub fn read_budget(&self, conn: ConnId) -> usize {
+        match self.conns.get(&conn) {
+            Some(c) if c.answers.len() < self.cfg.max_pending && c.inbuf.len() < 64 * 1024 => {
+                64 * 1024 - c.inbuf.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Bytes read from `conn`.
+    pub fn handle_data(&mut self, now_ms: u64, conn: ConnId, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.close_when_flushed {
+            return; // a refused connection: ignore what follows
+        }
+        c.inbuf.extend_from_slice(data);
+        self.parse(now_ms, conn);
+    }
+
+    fn parse(&mut self, now_ms: u64, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.close_when_flushed || c.answers.len() >= self.cfg.max_pending {
+                return;
+            }
+            if c.link.is_some() {
+                if !self.parse_answer(now_ms, conn) {
+                    return;
+                }
+                continue;
+            }
+            let Some(role) = c.role else {
+                if c.inbuf.len() < tcp::HELLO_LEN {
+                    return;
+                }
+                let hello: Vec<u8> = c.inbuf.drain(..tcp::HELLO_LEN).collect();
+                let addr = c.addr;
+                match Hello::parse(&hello) {
+                    Ok(h) => {
+                        let allowed = h.role == Role::Client || self.peer_allowed(addr.ip());
+                        let name = h.name.to_string();
+                        let role = h.role;
+                        if !allowed {
+                            tracing::warn!(%addr, name, "refused a server hello from an address that is not a configured or allowed peer");
+                            self.fail(
+                                conn,
+                                403,
+                                0,
+                                "server role is accepted only from configured or allowed peers",
+                            );
+                            return;
+                        }
+                        let c = self.conns.get_mut(&conn).expect("present");
+                        c.role = Some(role);
+                        c.name = name;
+                    }
+                    Err(e) => {
+                        self.fail(conn, 400, 0, &format!("malformed hello: {e}"));
+                        return;
+                    }
+                }
+                continue;
+            };
+            let len = match tcp::command_len(role, &c.inbuf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return,
+                Err(_) => {
+                    let b = c.inbuf.first().copied().unwrap_or(0xFF);
+                    self.fail(conn, 400, b, "unknown command");
+                    return;
+                }
+            };
+            let frame: Vec<u8> = c.inbuf.drain(..len).collect();
+            match role {
+                Role::Client => self.client_command(now_ms, conn, &frame),
+                Role::Server => self.server_command(now_ms, conn, &frame),
+            }
+        }
+    }
+
+    fn peer_allowed(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.cfg.peers.iter().any(|p| p.ip() == ip)
+            || self.cfg.allow_peers.iter().any(|n| n.contains(ip))
+    }
+
+    /// Sends a non-200 status frame and closes the connection once it is written.
+    fn fail(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
+        self.stats.errors += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let f = StatusFrame {
+                status,
+                request,
+                detail,
+            };
+            let mut buf = vec![0u8; f.buffer_len()];
+            if let Ok(n) = f.emit(&mut buf) {
+                c.out.extend_from_slice(&buf[..n]);
+            }
+            c.close_when_flushed = true;
+            c.inbuf.clear();
+        }
+        self.drop_answers(conn);
+    }
+
+    /// Abandons `conn`'s pending answers, releasing their streams and barriers.
+    fn drop_answers(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        for a in std::mem::take(&mut c.answers) {
+            match a {
+                Answer::Stream { id, .. } => {
+                    self.streams.remove(&id);
+                    self.requests.push(StoreRequest::CloseStream { stream: id });
+                }
+                Answer::Barrier { tag, .. } => {
+                    self.barriers.remove(&tag);
+                }
+                Answer::Ready(_) => {}
+            }
+        }
+    }
+
+    fn plausible(&self, c: u32) -> bool {
+        if self.clock == 0 {
+            c <= 1 << 31
+        } else {
+            c <= self.clock.saturating_add(self.cfg.max_clock_jump)
+        }
+    }
+
+    fn observe_clock(&mut self, c: u32) {
+        if c > self.clock {
+            self.clock = c;
+            self.clock_dirty = true;
+        }
+    }
+
+    fn client_command(&mut self, _now_ms: u64, conn: ConnId, frame: &[u8]) {
+        let cmd = match ClientCommand::parse(frame) {
+            Ok(c) => c,
+            Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
+        };
+        match cmd {
+            ClientCommand::Update(f) => {
+                let Some(next) = self.clock.checked_add(1) else {
+                    return self.fail(
+                        conn,
+                        503,
+                        tcp::CMD_UPDATE,
+                        "Lamport clock exhausted: no more writes",
+                    );
+                };
+                self.clock = next;
+                self.clock_dirty = true;
+                let contact = to_contact(&f, next);
+                self.replicate(&contact);
+                self.batch.push(Write::Merge(contact));
+                self.stats.client_updates += 1;
+            }
+            ClientCommand::ListAll => self.open_stream(conn, Role::Client),
+            ClientCommand::Barrier => self.barrier(conn),
+        }
+    }
+
+    fn server_command(&mut self, _now_ms: u64, conn: ConnId, frame: &[u8]) {
+        let cmd = match ServerCommand::parse(frame) {
+            Ok(c) => c,
+            Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
+        };
+        match cmd {
+            ServerCommand::Update { clock, fields } => {
+                if !self.plausible(clock) {
+                    return self.refuse_clock(conn, tcp::CMD_UPDATE, clock);
+                }
+                self.observe_clock(clock);
+                self.batch.push(Write::Merge(to_contact(&fields, clock)));
+                self.stats.peer_updates += 1;
+            }
+            ServerCommand::HeartBeat { clock, .. } => {
+                if !self.plausible(clock) {
+                    return self.refuse_clock(conn, tcp::CMD_HEARTBEAT, clock);
+                }
+                if self.clock >= clock {
+                    let mut b = [0u8; 5];
+                    if tcp::emit_update_clock(self.clock, &mut b).is_ok() {
+                        self.push_answer(conn, Answer::Ready(b.to_vec()));
+                    }
+                } else {
+                    self.observe_clock(clock);
+                }
+            }
+            ServerCommand::UpdateClock(clock) => {
+                if !self.plausible(clock) {
+                    return self.refuse_clock(conn, tcp::CMD_UPDATE_CLOCK, clock);
+                }
+                self.observe_clock(clock);
+            }
+            ServerCommand::AskForUpdate => self.open_stream(conn, Role::Server),
+            ServerCommand::Barrier => self.barrier(conn),
+        }
+    }
+
+    fn refuse_clock(&mut self, conn: ConnId, request: u8, clock: u32) {
+        self.stats.clocks_refused += 1;
+        let name = self
+            .conns
+            .get(&conn)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        tracing::warn!(
+            peer = name,
+            clock,
+            ours = self.clock,
+            "refused an implausible Lamport clock"
+        );
+        self.fail(conn, 409, request, "clock implausibly far ahead");
+    }
+
+    /// Pushes a locally made change to every peer link that is up.
+    fn replicate(&mut self, contact: &Contact) {
+        let fields = ContactFields {
+            username: &contact.username,
+            contact: &contact.contact,
+            phone: &contact.phone,
+        };
+        let mut rec = [0u8; 1 + tcp::SERVER_UPDATE_LEN];
+        if tcp::emit_server_record(contact.clock, &fields, &mut rec).is_err() {
+            return;
+        }
+        let mut overfull = Vec::new();
+        for l in &self.links {
+            if let LinkState::Up { conn, .. } = l.state {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if c.pending_out() > self.cfg.max_out {
+                        overfull.push(conn);
+                    } else {
+                        c.out.extend_from_slice(&rec);
+                    }
+                }
+            }
+        }
+        // A peer that does not keep up is dropped; it catches up with AskForUpdate.
+        for conn in overfull {
+            self.actions.push_back(TcpAction::Close(conn));
+        }
+    }
+
+    fn push_answer(&mut self, conn: ConnId, a: Answer) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.answers.push_back(a);
+        }
+        self.pump(conn);
+    }
+
+    fn flush_batch(&mut self) {
+        if self.clock_dirty {
+            self.batch.push(Write::Clock(self.clock));
+            self.clock_dirty = false;
+        }
+        if !self.batch.is_empty() {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.requests.push(StoreRequest::Apply {
+                seq,
+                batch: std::mem::take(&mut self.batch),
+            });
+        }
+    }
+
+    fn barrier(&mut self, conn: ConnId) {
+        self.flush_batch();
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.barriers.insert(tag, conn);
+        self.requests.push(StoreRequest::Barrier { tag });
+        self.push_answer(conn, Answer::Barrier { tag, done: false });
+    }
+
+    fn open_stream(&mut self, conn: ConnId, kind: Role) {
+        self.flush_batch();
+        let id = self.next_tag;
+        self.next_tag += 1;
+        self.streams.insert(id, conn);
+        self.requests.push(StoreRequest::Snapshot { stream: id });
+        self.push_answer(
+            conn,
+            Answer::Stream {
+                id,
+                kind,
+                state: StreamState::Opening,
+            },
+        );
+    }
+
+    /// Writes what is ready at the head of `conn`'s answers, in order.
+    fn pump(&mut self, conn: ConnId) {
+        let max_out = self.cfg.max_out;
+        let page = self.cfg.page;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        while let Some(front) = c.answers.front_mut() {
+            match front {
+                Answer::Ready(bytes) => {
+                    c.out.extend_from_slice(bytes);
+                    c.answers.pop_front();
+                }
+                Answer::Barrier { done: true, .. } => {
+                    let f = StatusFrame {
+                        status: STATUS_OK,
+                        request: tcp::CMD_BARRIER,
+                        detail: "durable",
+                    };
+                    let mut buf = [0u8; 16];
+                    if let Ok(n) = f.emit(&mut buf) {
+                        c.out.extend_from_slice(&buf[..n]);
+                    }
+                    c.answers.pop_front();
+                }
+                Answer::Barrier { done: false, .. } => return,
+                Answer::Stream {
+                    state: StreamState::Opening,
+                    ..
+                } => return,
+                Answer::Stream {
+                    id,
+                    kind,
+                    state:
+                        StreamState::Open {
+                            count,
+                            buffered,
+                            more,
+                            page_asked,
+                        },
+                } => {
+                    if let Some(n) = count.take() {
+                        c.out.extend_from_slice(&n.to_be_bytes());
+                    }
+                    let rec_len = match kind {
+                        Role::Client => 1 + tcp::CLIENT_UPDATE_LEN,
+                        Role::Server => 1 + tcp::SERVER_UPDATE_LEN,
+                    };
+                    while c.out.len() - c.out_pos + rec_len <= max_out {
+                        let Some(ct) = buffered.pop_front() else {
+                            break;
+                        };
+                        let fields = ContactFields {
+                            username: &ct.username,
+                            contact: &ct.contact,
+                            phone: &ct.phone,
+                        };
+                        let mut rec = [0u8; 1 + tcp::SERVER_UPDATE_LEN];
+                        let n = match kind {
+                            Role::Client => tcp::emit_client_record(&fields, &mut rec),
+                            Role::Server => tcp::emit_server_record(ct.clock, &fields, &mut rec),
+                        };
+                        if let Ok(n) = n {
+                            c.out.extend_from_slice(&rec[..n]);
+                        }
+                    }
+                    if buffered.is_empty() {
+                        if *more {
+                            if !*page_asked {
+                                *page_asked = true;
+                                self.requests.push(StoreRequest::NextPage {
+                                    stream: *id,
+                                    max: page,
+                                });
+                            }
+                            return;
+                        }
+                        let id = *id;
+                        self.streams.remove(&id);
+                        self.requests.push(StoreRequest::CloseStream { stream: id });
+                        c.answers.pop_front();
+                    } else {
+                        return; // output full: wait for the reader
+                    }
+                }
+            }
+        }
+        if c.close_when_flushed && c.pending_out() == 0 {
+            self.actions.push_back(TcpAction::Close(conn));
+        }
+    }
+
+    /// A report from the store thread.
+    pub fn handle_store(&mut self, now_ms: u64, ev: StoreEvent) {
+        let _ = now_ms;
+        match ev {
+            StoreEvent::Applied { .. } => {}
+            StoreEvent::Failed { seq, error } => {
+                self.stats.store_failures += 1;
+                self.store_broken = true;
+                tracing::error!(seq, error, "store batch failed; writes are not durable");
+            }
+            StoreEvent::BarrierDone { tag } => {
+                let Some(conn) = self.barriers.remove(&tag) else {
+                    return;
+                };
+                if self.store_broken {
+                    return self.fail(
+                        conn,
+                        503,
+                        tcp::CMD_BARRIER,
+                        "store failure: writes are not durable",
+                    );
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    for a in c.answers.iter_mut() {
+                        if let Answer::Barrier { tag: t, done } = a {
+                            if *t == tag {
+                                *done = true;
+                            }
+                        }
+                    }
+                }
+                self.pump(conn);
+            }
+            StoreEvent::SnapshotReady { stream, count } => {
+                let Some(&conn) = self.streams.get(&stream) else {
+                    self.requests.push(StoreRequest::CloseStream { stream });
+                    return;
+                };
+                let count32 = u32::try_from(count).unwrap_or(u32::MAX);
+                if let Some(Answer::Stream { state, .. }) = self.find_stream(conn, stream) {
+                    *state = StreamState::Open {
+                        count: Some(count32),
+                        buffered: VecDeque::new(),
+                        more: count32 > 0,
+                        page_asked: false,
+                    };
+                }
+                self.pump(conn);
+            }
+            StoreEvent::Page {
+                stream,
+                contacts,
+                more,
+            } => {
+                let Some(&conn) = self.streams.get(&stream) else {
+                    return;
+                };
+                if let Some(Answer::Stream {
+                    state:
+                        StreamState::Open {
+                            buffered,
+                            more: m,
+                            page_asked,
+                            ..
+                        },
+                    ..
+                }) = self.find_stream(conn, stream)
+                {
+                    buffered.extend(contacts);
+                    *m = more;
+                    *page_asked = false;
+                }
+                self.pump(conn);
+            }
+            StoreEvent::StreamFailed { stream, error } => {
+                tracing::error!(stream, error, "streaming from the store failed");
+                if let Some(conn) = self.streams.remove(&stream) {
+                    self.fail(conn, 503, 0xFF, "store failure while streaming");
+                }
+            }
+        }
+    }
+}
+
+impl TcpCore {
+    fn find_stream(&mut self, conn: ConnId, stream: u64) -> Option<&mut Answer> {
+        self.conns
+            .get_mut(&conn)?
+            .answers
+            .iter_mut()
+            .find(|a| matches!(a, Answer::Stream { id, .. } if *id == stream))
+    }
+
+    /// Reads one answer on a link this server opened; false when more bytes are needed (or
+    /// the link was closed for a protocol error).
+    fn parse_answer(&mut self, now_ms: u64, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(&expect) = c.expects.front() else {
+            if c.inbuf.is_empty() {
+                return false;
+            }
+            // The acceptor speaks only when asked: anything else is a protocol error (or
+            // its status frame before it closes).
+            let detail = status_detail(&c.inbuf);
+            tracing::warn!(peer = %c.addr, detail, "unexpected bytes from a peer; closing the link");
+            self.actions.push_back(TcpAction::Close(conn));
+            c.close_when_flushed = true;
+            return false;
+        };
+        match expect {
+            Expect::Full { remaining: None } => {
+                if c.inbuf.len() < 4 {
+                    return false;
+                }
+                let n = u32::from_be_bytes([c.inbuf[0], c.inbuf[1], c.inbuf[2], c.inbuf[3]]);
+                c.inbuf.drain(..4);
+                c.expects[0] = Expect::Full { remaining: Some(n) };
+                true
+            }
+            Expect::Full { remaining: Some(0) } => {
+                c.expects.pop_front();
+                // A full catch-up completed: the link is healthy, reset its backoff.
+                if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+                    l.backoff_ms = self.cfg.backoff_min_ms;
+                }
+                true
+            }
+            Expect::Full { remaining: Some(n) } => {
+                let len = 1 + tcp::SERVER_UPDATE_LEN;
+                if c.inbuf.len() < len {
+                    return false;
+                }
+                let rec: Vec<u8> = c.inbuf.drain(..len).collect();
+                c.expects[0] = Expect::Full {
+                    remaining: Some(n - 1),
+                };
+                match tcp::parse_server_record(&rec) {
+                    Ok((clock, f)) if self.plausible(clock) => {
+                        self.observe_clock(clock);
+                        self.batch.push(Write::Merge(to_contact(&f, clock)));
+                        self.stats.peer_updates += 1;
+                        true
+                    }
+                    Ok((clock, _)) => {
+                        self.stats.clocks_refused += 1;
+                        tracing::warn!(
+                            clock,
+                            ours = self.clock,
+                            "peer sent an implausible clock; closing the link"
+                        );
+                        self.close_link(now_ms, conn);
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "malformed record from a peer; closing the link");
+                        self.close_link(now_ms, conn);
+                        false
+                    }
+                }
+            }
+            Expect::HeartBeat => {
+                match c.inbuf.first() {
+                    None => return false,
+                    Some(&tcp::CMD_UPDATE_CLOCK) => {
+                        if c.inbuf.len() < 5 {
+                            return false;
+                        }
+                        let v =
+                            u32::from_be_bytes([c.inbuf[1], c.inbuf[2], c.inbuf[3], c.inbuf[4]]);
+                        c.inbuf.drain(..5);
+                        c.expects.pop_front();
+                        if self.plausible(v) {
+                            self.observe_clock(v);
+                        }
+                    }
+                    Some(_) => {
+                        c.expects.pop_front(); // no UpdateClock: the peer took our clock
+                    }
+                }
+                true
+            }
+            Expect::Status => {
+                if c.inbuf.len() < StatusFrame::FIXED_LEN {
+                    return false;
+                }
+                let len = StatusFrame::FIXED_LEN + usize::from(c.inbuf[4]);
+                if c.inbuf.len() < len {
+                    return false;
+                }
+                let frame: Vec<u8> = c.inbuf.drain(..len).collect();
+                c.expects.pop_front();
+                match StatusFrame::parse(&frame) {
+                    Ok(f) if f.status == STATUS_OK => true,
+                    Ok(f) => {
+                        tracing::warn!(
+                            status = f.status,
+                            detail = f.detail,
+                            "peer refused; closing the link"
+                        );
+                        self.close_link(now_ms, conn);
+                        false
+                    }
+                    Err(_) => {
+                        self.close_link(now_ms, conn);
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_link(&mut self, _now_ms: u64, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.close_when_flushed = true;
+            c.inbuf.clear();
+        }
+        self.actions.push_back(TcpAction::Close(conn));
+    }
+
+    /// Ends a loop turn: the writes gathered in it go to the store as one batch.
+    pub fn end_turn(&mut self) {
+        self.flush_batch();
+    }
+
+    /// The next request for the store thread, in order.
+    pub fn poll_store(&mut self) -> Option<StoreRequest> {
+        if self.requests.is_empty() {
+            None
+        } else {
+            Some(self.requests.remove(0))
+        }
+    }
+
+    /// Takes every pending store request, in order.
+    pub fn drain_store(&mut self) -> Vec<StoreRequest> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Puts an action back at the front (the loop could not do it now).
+    pub fn requeue(&mut self, action: TcpAction) {
+        self.actions.push_front(action);
+    }
+
+    /// The next thing the loop must do.
+    pub fn poll_action(&mut self) -> Option<TcpAction> {
+        self.actions.pop_front()
+    }
+
+    /// Bytes waiting to be written on `conn`.
+    pub fn output(&self, conn: ConnId) -> &[u8] {
+        self.conns.get(&conn).map_or(&[], |c| &c.out[c.out_pos..])
+    }
+
+    /// `n` bytes of [`Self::output`] were written.
+    pub fn consumed(&mut self, now_ms: u64, conn: ConnId, n: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.out_pos += n;
+        if n > 0 {
+            c.last_progress_ms = now_ms;
+        }
+        if c.out_pos == c.out.len() {
+            c.out.clear();
+            c.out_pos = 0;
+        } else if c.out_pos > 64 * 1024 {
+            c.out.drain(..c.out_pos);
+            c.out_pos = 0;
+        }
+        self.pump(conn);
+        // Answers that were held back may let more requests be parsed.
+        self.parse(now_ms, conn);
+    }
+
+    /// Connection ids the core knows (for the loop's bookkeeping).
+    pub fn conn_ids(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
+    /// Hello timeouts, stalled readers, heartbeats and reconnects.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let mut late = Vec::new();
+        let mut stalled = Vec::new();
+        for (&id, c) in &self.conns {
+            if c.role.is_none()
+                && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms
+                && !c.close_when_flushed
+            {
+                late.push(id);
+            } else if c.pending_out() > 0 && now_ms >= c.last_progress_ms + self.cfg.stall_ms {
+                stalled.push(id);
+            }
+        }
+        for id in late {
+            self.fail(id, 408, 0, "no complete hello within 10 s");
+            self.pump(id);
+        }
+        for id in stalled {
+            tracing::info!(conn = id, "dropping a connection that stopped reading");
+            self.actions.push_back(TcpAction::Close(id));
+        }
+        for i in 0..self.links.len() {
+            match self.links[i].state {
+                LinkState::Down { retry_ms } if now_ms >= retry_ms => {
+                    self.links[i].state = LinkState::Connecting;
+                    let addr = self.links[i].addr;
+                    self.actions.push_back(TcpAction::Connect { peer: i, addr });
+                }
+                LinkState::Up {
+                    conn,
+                    next_heartbeat_ms,
+                } if now_ms >= next_heartbeat_ms => {
+                    self.links[i].state = LinkState::Up {
+                        conn,
+                        next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
+                    };
+                    let clock = self.clock;
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
+                        c.out.extend_from_slice(&[tcp::CMD_HEARTBEAT, 1]);
+                        c.out.extend_from_slice(&clock.to_be_bytes());
+                        c.out.push(tcp::CMD_BARRIER);
+                        c.expects.push_back(Expect::HeartBeat);
+                        c.expects.push_back(Expect::Status);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The next time (ms) [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let conns = self.conns.values().filter_map(|c| {
+            if c.role.is_none() && !c.close_when_flushed {
+                Some(c.accepted_ms + self.cfg.hello_timeout_ms)
+            } else if c.pending_out() > 0 {
+                Some(c.last_progress_ms + self.cfg.stall_ms)
+            } else {
+                None
+            }
+        });
+        let links = self.links.iter().filter_map(|l| match l.state {
+            LinkState::Down { retry_ms } => Some(retry_ms),
+            LinkState::Up {
+                next_heartbeat_ms, ..
+            } => Some(next_heartbeat_ms),
+            LinkState::Connecting => None,
+        });
+        conns.chain(links).min()
+    }
+}
+
+impl Conn {
+    fn new(addr: SocketAddr, now_ms: u64, link: Option<usize>) -> Self {
+        Conn {
+            addr,
+            accepted_ms: now_ms,
+            role: None,
+            name: String::new(),
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            answers: VecDeque::new(),
+            close_when_flushed: false,
+            last_progress_ms: now_ms,
+            link,
+            expects: VecDeque::new(),
+        }
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+}
+
+fn to_contact(f: &ContactFields<'_>, clock: u32) -> Contact {
+    Contact {
+        username: f.username.to_string(),
+        contact: f.contact.to_string(),
+        phone: f.phone.to_string(),
+        clock,
+    }
+}
+
+fn status_detail(buf: &[u8]) -> String {
+    match buf.first() {
+        Some(&tcp::CMD_STATUS) => {
+            let end = buf
+                .len()
+                .min(StatusFrame::FIXED_LEN + usize::from(*buf.get(4).unwrap_or(&0)));
+            StatusFrame::parse(&buf[..end])
+                .map(|f| format!("{} {}", f.status, f.detail))
+                .unwrap_or_else(|_| "status frame".into())
+        }
+        _ => format!("{} bytes", buf.len()),
+    }
+}

@@ -1,0 +1,427 @@
+//! The durable store: SQLite (bundled) in the data directory, WAL journal, synchronous=FULL.
+//! Contacts are kept in bytewise `(username, contact)` order and read back through pinned
+//! read snapshots on separate connections. Source: BRIEF.md, "TCP plane" and "State".
+
+use std::fmt::Display;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+
+use super::memory::check_contact;
+use super::{Contact, Snapshot, Store, StoreError, Write};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "rendezvous.db";
+/// The lock file inside the data directory; held (`flock`, exclusive) while a
+/// [`SqliteStore`] is open, so two servers never share one data directory.
+pub const LOCK_FILE: &str = "rendezvous.lock";
+/// The schema version this build writes (`PRAGMA user_version`); a database with a higher
+/// version was written by a newer build and is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for a lock held by another connection (a checkpoint, the
+/// start of a snapshot) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Version 1. `STRICT` makes SQLite refuse a value of the wrong type; the key columns are
+/// BLOBs, which compare with `memcmp` (then by length), the required bytewise order, and
+/// `WITHOUT ROWID` stores rows in the primary-key B-tree itself, in that order.
+const SCHEMA: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS contacts (
+    username BLOB NOT NULL,
+    contact  BLOB NOT NULL,
+    phone    BLOB NOT NULL,
+    clock    INTEGER NOT NULL,
+    PRIMARY KEY (username, contact)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('clock', 0);
+PRAGMA user_version = 1;
+COMMIT;
+";
+
+/// Last-writer-wins upsert, the same rule as [`Contact::wins_over`]: the higher clock wins,
+/// on equal clocks the bytewise larger phone (BLOB comparison is `memcmp`, then length, as
+/// Rust compares byte slices); an equal record changes nothing, so `changes()` is 0 for a
+/// loser and 1 for an insert or a replacement.
+const MERGE_SQL: &str = "
+INSERT INTO contacts (username, contact, phone, clock) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (username, contact) DO UPDATE SET phone = excluded.phone, clock = excluded.clock
+WHERE excluded.clock > contacts.clock
+   OR (excluded.clock = contacts.clock AND excluded.phone > contacts.phone)";
+/// Raises the persisted Lamport clock, never lowers it.
+const RAISE_CLOCK_SQL: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'clock'";
+const CLOCK_SQL: &str = "SELECT value FROM meta WHERE key = 'clock'";
+const GET_SQL: &str = "SELECT phone, clock FROM contacts WHERE username = ?1 AND contact = ?2";
+const COUNT_SQL: &str = "SELECT count(*) FROM contacts";
+/// First page of a snapshot.
+const FIRST_PAGE_SQL: &str = "SELECT username, contact, phone, clock FROM contacts
+ORDER BY username, contact LIMIT ?1";
+/// Later pages: keyset pagination from the last key returned (a seek in the primary-key
+/// B-tree, no OFFSET scan).
+const NEXT_PAGE_SQL: &str = "SELECT username, contact, phone, clock FROM contacts
+WHERE (username, contact) > (?1, ?2) ORDER BY username, contact LIMIT ?3";
+
+/// Wraps a SQLite error with what was being done.
+fn db_err<C: Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Db(format!("{context}: {e}"))
+}
+
+/// Contacts and the Lamport clock in `DIR/rendezvous.db` (see [`SqliteStore::open`]).
+///
+/// Durability: the database runs in WAL mode with `synchronous=FULL`, so [`Store::apply`]
+/// returns only after its transaction's WAL frames are fsynced: a batch whose `apply`
+/// returned `Ok` survives a crash of the process, a crash of the OS and a power loss
+/// (provided the storage honours fsync/flush); a batch whose `apply` did not return (or
+/// returned an error) is either wholly present or wholly absent afterwards, never in part.
+///
+/// Reads: [`Store::snapshot`] opens a separate read-only connection and pins a read
+/// transaction, so a snapshot sees one moment while this writer goes on (WAL readers never
+/// block the writer). A snapshot held for a long time keeps the WAL from being checkpointed
+/// past it, so the `-wal` file grows until the snapshot is dropped.
+///
+/// The journal and node-list tables (BRIEF.md, "Journal", "Server list sync") come with the
+/// next schema version; [`SCHEMA_VERSION`] tells the versions apart.
+pub struct SqliteStore {
+    /// The writer connection (also serves `clock` and `get`).
+    conn: Connection,
+    /// `DIR/rendezvous.db`, for snapshot connections.
+    path: PathBuf,
+    /// Holds the exclusive `flock` on `DIR/rendezvous.lock`; dropped after `conn`.
+    _lock: File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in data directory `dir`: creates `dir`, takes an
+    /// exclusive lock on `dir/rendezvous.lock`, opens or creates `dir/rendezvous.db`, switches
+    /// it to WAL with `synchronous=FULL`, creates the schema (tables `contacts` and `meta`,
+    /// the clock starting at 0) and fsyncs the directory so the new files' entries are
+    /// durable too.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] when the directory cannot be created or synced, another process
+    /// holds the data directory, the file is not a SQLite database, WAL mode is unavailable
+    /// (e.g. a filesystem without shared memory), or the schema is newer than this build's.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        let existed = dir.is_dir();
+        fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Db(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let lock = lock_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let shown = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err(format_args!("cannot open {shown}")))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db_err(format_args!("{shown}: busy_timeout")))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db_err(format_args!("{shown}: cannot switch to WAL")))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Db(format!(
+                "{shown}: WAL journal mode unavailable (got {mode:?})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err(format_args!("{shown}: cannot set synchronous=FULL")))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_err(format_args!(
+                "{shown}: cannot read the schema version"
+            )))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Db(format!(
+                "{shown}: schema version {version} is newer than this build's {SCHEMA_VERSION}"
+            )));
+        }
+        conn.execute_batch(SCHEMA)
+            .map_err(db_err(format_args!("{shown}: cannot create the schema")))?;
+        conn.set_prepared_statement_cache_capacity(16);
+        sync_dir(dir)?;
+        if !existed {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(SqliteStore {
+            conn,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// The database file, `DIR/rendezvous.db`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The transaction of [`Store::apply`]; on error it is rolled back (by dropping it).
+    fn apply_tx(&mut self, batch: &[Write], changed: &mut Vec<bool>) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin write transaction"))?;
+        {
+            let mut merge = tx
+                .prepare_cached(MERGE_SQL)
+                .map_err(db_err("prepare merge"))?;
+            let mut raise = tx
+                .prepare_cached(RAISE_CLOCK_SQL)
+                .map_err(db_err("prepare clock update"))?;
+            for w in batch {
+                match w {
+                    Write::Merge(c) => {
+                        let n = merge
+                            .execute(params![
+                                c.username.as_bytes(),
+                                c.contact.as_bytes(),
+                                c.phone.as_bytes(),
+                                c.clock
+                            ])
+                            .map_err(db_err("merge contact"))?;
+                        changed.push(n > 0);
+                    }
+                    Write::Clock(c) => {
+                        let n = raise.execute([c]).map_err(db_err("raise clock"))?;
+                        if n != 1 {
+                            return Err(StoreError::Db(
+                                "the clock row of table meta is missing (damaged database)".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(db_err("commit"))
+    }
+}
+
+impl Store for SqliteStore {
+    /// One `IMMEDIATE` transaction for the whole batch with cached prepared statements,
+    /// fsynced before returning (see the type's doc). Every `Merge` is checked first (at most
+    /// 256 / 256 / 20 bytes, no NUL); on any error nothing is applied and `changed` is left
+    /// as it was. An empty batch does nothing.
+    fn apply(&mut self, batch: &[Write], changed: &mut Vec<bool>) -> Result<(), StoreError> {
+        for w in batch {
+            if let Write::Merge(c) = w {
+                check_contact(c)?;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mark = changed.len();
+        let result = self.apply_tx(batch, changed);
+        if result.is_err() {
+            changed.truncate(mark);
+        }
+        result
+    }
+
+    fn clock(&self) -> Result<u32, StoreError> {
+        let v: i64 = self
+            .conn
+            .prepare_cached(CLOCK_SQL)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_err("read clock"))?;
+        clock_of(v)
+    }
+
+    fn get(&self, username: &str, contact: &str) -> Result<Option<Contact>, StoreError> {
+        let found = self
+            .conn
+            .prepare_cached(GET_SQL)
+            .and_then(|mut s| {
+                s.query_row(params![username.as_bytes(), contact.as_bytes()], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()
+            })
+            .map_err(db_err("read contact"))?;
+        match found {
+            None => Ok(None),
+            Some((phone, clock)) => Ok(Some(Contact {
+                username: username.to_owned(),
+                contact: contact.to_owned(),
+                phone: text(phone, "phone")?,
+                clock: clock_of(clock)?,
+            })),
+        }
+    }
+
+    /// Opens a read-only connection to the same file, begins a read transaction and pins it
+    /// by counting the contacts (the first read fixes the WAL snapshot); pages then come from
+    /// that moment whatever the writer does. Memory is bounded by the page size.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        let shown = self.path.display();
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err(format_args!("snapshot: cannot open {shown}")))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db_err("snapshot: busy_timeout"))?;
+        conn.execute_batch("BEGIN DEFERRED")
+            .map_err(db_err("snapshot: begin read transaction"))?;
+        let count: i64 = conn
+            .query_row(COUNT_SQL, [], |r| r.get(0))
+            .map_err(db_err("snapshot: count contacts"))?;
+        let count = u64::try_from(count)
+            .map_err(|_| StoreError::Db(format!("snapshot: impossible count {count}")))?;
+        Ok(Box::new(SqliteSnapshot {
+            conn,
+            count,
+            last: None,
+            yielded: 0,
+        }))
+    }
+}
+
+/// A pinned read transaction on its own connection (Send: it owns its connection).
+struct SqliteSnapshot {
+    conn: Connection,
+    count: u64,
+    /// Key of the last record returned, `None` before the first page.
+    last: Option<(String, String)>,
+    /// Records returned so far.
+    yielded: u64,
+}
+
+impl Snapshot for SqliteSnapshot {
+    fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn next_page(&mut self, max: usize, out: &mut Vec<Contact>) -> Result<bool, StoreError> {
+        if max == 0 || self.yielded >= self.count {
+            return Ok(self.yielded < self.count);
+        }
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let start = out.len();
+        {
+            let sql = if self.last.is_none() {
+                FIRST_PAGE_SQL
+            } else {
+                NEXT_PAGE_SQL
+            };
+            let mut stmt = self
+                .conn
+                .prepare_cached(sql)
+                .map_err(db_err("snapshot: prepare page"))?;
+            let mut rows = match &self.last {
+                None => stmt.query(params![limit]),
+                Some((u, c)) => stmt.query(params![u.as_bytes(), c.as_bytes(), limit]),
+            }
+            .map_err(db_err("snapshot: read page"))?;
+            while let Some(row) = rows.next().map_err(db_err("snapshot: read page"))? {
+                out.push(decode(row)?);
+            }
+        }
+        let got = out.len() - start;
+        if let Some(c) = out.last().filter(|_| got > 0) {
+            self.last = Some((c.username.clone(), c.contact.clone()));
+        }
+        self.yielded += got as u64;
+        if got == 0 {
+            return Err(StoreError::Db(format!(
+                "snapshot ended after {} of {} contacts (damaged database)",
+                self.yielded, self.count
+            )));
+        }
+        Ok(self.yielded < self.count)
+    }
+}
+
+/// A `(username, contact, phone, clock)` row back to a [`Contact`].
+fn decode(row: &Row<'_>) -> Result<Contact, StoreError> {
+    let blob = |i: usize| -> Result<Vec<u8>, StoreError> {
+        row.get(i).map_err(db_err("snapshot: read row"))
+    };
+    let clock: i64 = row.get(3).map_err(db_err("snapshot: read row"))?;
+    Ok(Contact {
+        username: text(blob(0)?, "username")?,
+        contact: text(blob(1)?, "contact name")?,
+        phone: text(blob(2)?, "phone")?,
+        clock: clock_of(clock)?,
+    })
+}
+
+/// A stored text field back to a `String`.
+fn text(bytes: Vec<u8>, what: &str) -> Result<String, StoreError> {
+    String::from_utf8(bytes)
+        .map_err(|_| StoreError::Db(format!("stored {what} is not UTF-8 (damaged database)")))
+}
+
+/// A stored clock back to `u32`.
+fn clock_of(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| {
+        StoreError::Db(format!(
+            "stored clock {v} is out of range (damaged database)"
+        ))
+    })
+}
+
+/// Takes the exclusive, non-blocking `flock` on `dir/rendezvous.lock` (released by the
+/// kernel when the file is closed or the process dies, so a crash never leaves it stale).
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock only reads the descriptor number, which `file` keeps open during the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(StoreError::Db(
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                format!(
+                    "data directory {} is in use by another store",
+                    dir.display()
+                )
+            } else {
+                format!("cannot lock {}: {e}", path.display())
+            },
+        ));
+    }
+    Ok(file)
+}
+
+/// Fsyncs a directory so that the entries of files created in it are durable. Filesystems
+/// that cannot sync a directory (EINVAL) are tolerated.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let result = File::open(dir).and_then(|d| d.sync_all());
+    match result {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(StoreError::Db(format!(
+            "cannot sync directory {}: {e}",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
