@@ -47,6 +47,33 @@ enum Cmd {
     Keepalive(Load),
     /// Lookups per second the target answers.
     Lookup(Load),
+    /// Loads `count` contacts into a server through a role-1 (peer) connection (the
+    /// server needs --allow-peer 127.0.0.1/32), then waits for its durability barrier.
+    Fill {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u32,
+    },
+    /// Streams AskForUpdate from `target` (role 1) and times it; with --pid, reports the
+    /// server's peak memory (VmHWM) before and after.
+    Stream {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Baseline: a plain TCP sender that answers any connection with `[count u32]` and
+    /// `count` 537-byte records from one prebuilt buffer (what the kernel allows).
+    TcpSender {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u32,
+        /// Serve this many connections, then stop.
+        #[arg(long, default_value_t = 1)]
+        conns: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -102,7 +129,125 @@ fn main() -> Result<()> {
         Cmd::Sink { listen, secs } => sink(listen, secs),
         Cmd::Keepalive(l) => keepalive(&l),
         Cmd::Lookup(l) => lookup(&l),
+        Cmd::Fill { target, count } => fill(target, count),
+        Cmd::Stream { target, pid } => stream(target, pid),
+        Cmd::TcpSender {
+            listen,
+            count,
+            conns,
+        } => tcp_sender(listen, count, conns),
     }
+}
+
+fn server_hello() -> Vec<u8> {
+    let mut h = vec![0u8; rendezvous::wire::tcp::HELLO_LEN];
+    h[0] = rendezvous::wire::tcp::ROLE_SERVER;
+    h[1..8].copy_from_slice(b"loadgen");
+    h
+}
+
+/// One server-role Update record for contact number `i` (`0x01` + 536 bytes).
+fn record(i: u32, clock: u32, out: &mut [u8]) {
+    out.fill(0);
+    out[0] = rendezvous::wire::tcp::CMD_UPDATE;
+    out[1..5].copy_from_slice(&clock.to_be_bytes());
+    let user = format!("user{:07}", i / 10);
+    let contact = format!("contact{:07}", i);
+    let phone = format!("+1555{:07}", i);
+    out[5..5 + user.len()].copy_from_slice(user.as_bytes());
+    out[261..261 + contact.len()].copy_from_slice(contact.as_bytes());
+    out[517..517 + phone.len()].copy_from_slice(phone.as_bytes());
+}
+
+/// VmHWM (peak resident set) of process `pid`, KiB.
+fn vm_hwm_kib(pid: Option<u32>) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn fill(target: SocketAddr, count: u32) -> Result<()> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(target)?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, s.try_clone()?);
+    w.write_all(&server_hello())?;
+    let mut rec = [0u8; 537];
+    for i in 0..count {
+        record(i, i + 1, &mut rec);
+        w.write_all(&rec)?;
+    }
+    w.write_all(&[rendezvous::wire::tcp::CMD_BARRIER])?;
+    w.flush()?;
+    let mut status = [0u8; 5];
+    s.read_exact(&mut status)?;
+    if status[0] != rendezvous::wire::tcp::CMD_STATUS || status[1..3] != [0, 200] {
+        bail!("the server did not confirm the load: {status:?}");
+    }
+    println!(
+        "fill: count={count} secs={:.2}",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn stream(target: SocketAddr, pid: Option<u32>) -> Result<()> {
+    use std::io::{Read, Write};
+    let hwm0 = vm_hwm_kib(pid);
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(target)?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    s.write_all(&server_hello())?;
+    s.write_all(&[rendezvous::wire::tcp::CMD_ASK_FOR_UPDATE])?;
+    let mut count = [0u8; 4];
+    s.read_exact(&mut count)?;
+    let count = u32::from_be_bytes(count);
+    let mut buf = vec![0u8; 537 * 256];
+    let mut left = u64::from(count) * 537;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        s.read_exact(&mut buf[..n])?;
+        left -= n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bytes = 4 + u64::from(count) * 537;
+    let mem = match (hwm0, vm_hwm_kib(pid)) {
+        (Some(a), Some(b)) => format!(" server_vmhwm_before={a}KiB after={b}KiB"),
+        _ => String::new(),
+    };
+    println!(
+        "stream: count={count} bytes={bytes} secs={secs:.3} MB/s={:.0}{mem}",
+        bytes as f64 / secs / 1e6
+    );
+    Ok(())
+}
+
+fn tcp_sender(listen: SocketAddr, count: u32, conns: u32) -> Result<()> {
+    use std::io::{Read, Write};
+    if !listen.ip().is_loopback() {
+        bail!("the baseline sender listens on loopback only");
+    }
+    let l = std::net::TcpListener::bind(listen)?;
+    println!("listening tcp {}", l.local_addr()?);
+    // One 1,000-record chunk, sent over and over: the bytes cost nothing to produce.
+    let mut chunk = vec![0u8; 537 * 1000];
+    for (i, rec) in chunk.chunks_mut(537).enumerate() {
+        record(i as u32, 1, rec);
+    }
+    for _ in 0..conns {
+        let (mut s, _) = l.accept()?;
+        let mut hello = vec![0u8; rendezvous::wire::tcp::HELLO_LEN + 1];
+        s.read_exact(&mut hello)?;
+        s.write_all(&count.to_be_bytes())?;
+        let mut left = count as usize;
+        while left > 0 {
+            let n = left.min(1000);
+            s.write_all(&chunk[..n * 537])?;
+            left -= n;
+        }
+    }
+    Ok(())
 }
 
 /// Kernel-wide UDP receive-buffer drops so far (Linux), for drop accounting.

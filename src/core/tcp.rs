@@ -108,7 +108,7 @@ impl Default for TcpConfig {
             name: "rendezvous".into(),
             hello_timeout_ms: 10_000,
             max_out: 1 << 20,
-            page: 512,
+            page: 2048,
             heartbeat_ms: 5_000,
             backoff_min_ms: 250,
             backoff_max_ms: 30_000,
@@ -807,15 +807,17 @@ impl TcpCore {
                             c.out.extend_from_slice(&rec[..n]);
                         }
                     }
+                    // Read ahead: keep the next page coming while this one is written, so
+                    // the reader never waits for a round trip to the store thread.
+                    if *more && !*page_asked && buffered.len() < page {
+                        *page_asked = true;
+                        self.requests.push(StoreRequest::NextPage {
+                            stream: *id,
+                            max: page,
+                        });
+                    }
                     if buffered.is_empty() {
                         if *more {
-                            if !*page_asked {
-                                *page_asked = true;
-                                self.requests.push(StoreRequest::NextPage {
-                                    stream: *id,
-                                    max: page,
-                                });
-                            }
                             return;
                         }
                         let id = *id;
