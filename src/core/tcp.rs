@@ -455,6 +455,11 @@ impl TcpCore {
         if c.close_when_flushed {
             return; // a refused connection: ignore what follows
         }
+        // The stall clock measures how long output waits for a reader; a new request
+        // starts it afresh (an idle connection that asks again is not stalled).
+        if c.pending_out() == 0 {
+            c.last_progress_ms = now_ms;
+        }
         c.inbuf.extend_from_slice(data);
         self.parse(now_ms, conn);
     }
