@@ -6,6 +6,7 @@
 //! thread (see `store::thread`), so an fsync never stalls the UDP plane. Source: BRIEF.md,
 //! "TCP plane" and "State"; seed 003.
 
+#[cfg(feature = "net")]
 pub mod thread;
 
 /// Width of a username or contact name, bytes (seed 003).
@@ -95,7 +96,9 @@ pub trait Store: Send {
 }
 
 pub mod memory;
+#[cfg(feature = "net")]
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "net")]
 pub use sqlite::SqliteStore;
