@@ -235,12 +235,17 @@ enum StreamState {
 enum Answer {
     /// Bytes ready to go (UpdateClock).
     Ready(Vec<u8>),
+    /// A refusal (non-200 status frame): written in its turn, then the connection closes.
+    Refusal(Vec<u8>),
     /// A barrier: status 200 once done.
     Barrier { tag: u64, done: bool },
-    /// ListAll (client) or AskForUpdate (server) streamed from a snapshot.
+    /// ListAll (client) or AskForUpdate (server) streamed from a snapshot; `counted` puts
+    /// the `[count u32]` first (an answer), else the records go alone (a push of the whole
+    /// list on a link this server opened).
     Stream {
         id: u64,
         kind: Role,
+        counted: bool,
         state: StreamState,
     },
 }
@@ -267,6 +272,8 @@ struct Conn {
     out_pos: usize,
     answers: VecDeque<Answer>,
     close_when_flushed: bool,
+    /// A refusal is queued: no more input is read or parsed.
+    refused: bool,
     last_progress_ms: u64,
     /// Set for links this server opened to a peer.
     link: Option<usize>,
@@ -322,6 +329,9 @@ pub struct TcpCore {
     requests: Vec<StoreRequest>,
     actions: VecDeque<TcpAction>,
     store_broken: bool,
+    /// Until the first full catch-up from a peer completes, received clocks are bounded
+    /// only by 2^31 (a fresh or memory-only server joining an older mesh).
+    catching_up: bool,
     stats: TcpStats,
 }
 
@@ -330,6 +340,7 @@ const STATUS_OK: u16 = 200;
 impl TcpCore {
     /// A core starting with the persisted Lamport `clock`, at `now_ms`.
     pub fn new(cfg: TcpConfig, clock: u32, now_ms: u64) -> Self {
+        let cfg_peers_empty = cfg.peers.is_empty();
         let links = cfg
             .peers
             .iter()
@@ -353,6 +364,7 @@ impl TcpCore {
             requests: Vec::new(),
             actions: VecDeque::new(),
             store_broken: false,
+            catching_up: !cfg_peers_empty,
             stats: TcpStats::default(),
         }
     }
@@ -430,6 +442,10 @@ impl TcpCore {
         c.out.push(tcp::CMD_ASK_FOR_UPDATE);
         c.expects.push_back(Expect::Full { remaining: None });
         self.conns.insert(conn, c);
+        // Pull (AskForUpdate) and push: the peer gets every record we hold as Update
+        // frames, so writes made while this link was down reach it (without a journal,
+        // the whole list).
+        self.open_stream_as(conn, Role::Server, false);
     }
 
     /// Connecting to peer `peer` failed: retry after the backoff.
@@ -440,7 +456,12 @@ impl TcpCore {
     /// How many more bytes the core takes from `conn` now (0: stop reading, backpressure).
     pub fn read_budget(&self, conn: ConnId) -> usize {
         match self.conns.get(&conn) {
-            Some(c) if c.answers.len() < self.cfg.max_pending && c.inbuf.len() < 64 * 1024 => {
+            Some(c)
+                if !c.refused
+                    && c.answers.len() < self.cfg.max_pending
+                    && c.committed_out() < self.cfg.max_out
+                    && c.inbuf.len() < 64 * 1024 =>
+            {
                 64 * 1024 - c.inbuf.len()
             }
             _ => 0,
@@ -452,7 +473,7 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.close_when_flushed {
+        if c.refused || c.close_when_flushed {
             return; // a refused connection: ignore what follows
         }
         // The stall clock measures how long output waits for a reader; a new request
@@ -469,7 +490,11 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.close_when_flushed || c.answers.len() >= self.cfg.max_pending {
+            if c.refused
+                || c.close_when_flushed
+                || c.answers.len() >= self.cfg.max_pending
+                || c.committed_out() >= self.cfg.max_out
+            {
                 return;
             }
             if c.link.is_some() {
@@ -479,6 +504,13 @@ impl TcpCore {
                 continue;
             }
             let Some(role) = c.role else {
+                if let Some(&b) = c.inbuf.first() {
+                    if b != tcp::ROLE_SERVER && b != tcp::ROLE_CLIENT {
+                        let detail = format!("malformed hello: role byte {b} (1 server, 2 client)");
+                        self.fail(conn, 400, tcp::REQUEST_HELLO, &detail);
+                        return;
+                    }
+                }
                 if c.inbuf.len() < tcp::HELLO_LEN {
                     return;
                 }
@@ -536,23 +568,34 @@ impl TcpCore {
             || self.cfg.allow_peers.iter().any(|n| n.contains(ip))
     }
 
-    /// Sends a non-200 status frame and closes the connection once it is written.
+    /// Refuses with a non-200 status frame, after the answers already asked for (in the
+    /// order asked); then the connection is closed. Nothing more is read from it.
     fn fail(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
         self.stats.errors += 1;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            let f = StatusFrame {
-                status,
-                request,
-                detail,
-            };
-            let mut buf = vec![0u8; f.buffer_len()];
-            if let Ok(n) = f.emit(&mut buf) {
-                c.out.extend_from_slice(&buf[..n]);
-            }
-            c.close_when_flushed = true;
-            c.inbuf.clear();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.refused {
+            return;
         }
+        let f = StatusFrame {
+            status,
+            request,
+            detail,
+        };
+        let mut buf = vec![0u8; f.buffer_len()];
+        let n = f.emit(&mut buf).unwrap_or(0);
+        buf.truncate(n);
+        c.refused = true;
+        c.inbuf.clear();
+        c.answers.push_back(Answer::Refusal(buf));
+        self.pump(conn);
+    }
+
+    /// Refuses at once: the pending answers cannot be completed (store failure).
+    fn fail_now(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
         self.drop_answers(conn);
+        self.fail(conn, status, request, detail);
     }
 
     /// Abandons `conn`'s pending answers, releasing their streams and barriers.
@@ -569,13 +612,13 @@ impl TcpCore {
                 Answer::Barrier { tag, .. } => {
                     self.barriers.remove(&tag);
                 }
-                Answer::Ready(_) => {}
+                Answer::Ready(_) | Answer::Refusal(_) => {}
             }
         }
     }
 
     fn plausible(&self, c: u32) -> bool {
-        if self.clock == 0 {
+        if self.catching_up || self.clock == 0 {
             c <= 1 << 31
         } else {
             c <= self.clock.saturating_add(self.cfg.max_clock_jump)
@@ -685,7 +728,12 @@ impl TcpCore {
         for l in &self.links {
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if c.pending_out() > self.cfg.max_out {
+                    if c.refused {
+                        continue; // already being dropped
+                    }
+                    // A push stream keeps up to max_out queued; pushes may add as much again.
+                    if c.pending_out() > 2 * self.cfg.max_out {
+                        c.refused = true;
                         overfull.push(conn);
                     } else {
                         c.out.extend_from_slice(&rec);
@@ -731,6 +779,10 @@ impl TcpCore {
     }
 
     fn open_stream(&mut self, conn: ConnId, kind: Role) {
+        self.open_stream_as(conn, kind, true);
+    }
+
+    fn open_stream_as(&mut self, conn: ConnId, kind: Role, counted: bool) {
         self.flush_batch();
         let id = self.next_tag;
         self.next_tag += 1;
@@ -741,6 +793,7 @@ impl TcpCore {
             Answer::Stream {
                 id,
                 kind,
+                counted,
                 state: StreamState::Opening,
             },
         );
@@ -758,6 +811,11 @@ impl TcpCore {
                 Answer::Ready(bytes) => {
                     c.out.extend_from_slice(bytes);
                     c.answers.pop_front();
+                }
+                Answer::Refusal(bytes) => {
+                    c.out.extend_from_slice(bytes);
+                    c.answers.pop_front();
+                    c.close_when_flushed = true;
                 }
                 Answer::Barrier { done: true, .. } => {
                     let f = StatusFrame {
@@ -786,6 +844,7 @@ impl TcpCore {
                             more,
                             page_asked,
                         },
+                    ..
                 } => {
                     if let Some(n) = count.take() {
                         c.out.extend_from_slice(&n.to_be_bytes());
@@ -855,7 +914,7 @@ impl TcpCore {
                     return;
                 };
                 if self.store_broken {
-                    return self.fail(
+                    return self.fail_now(
                         conn,
                         503,
                         tcp::CMD_BARRIER,
@@ -879,9 +938,10 @@ impl TcpCore {
                     return;
                 };
                 let count32 = u32::try_from(count).unwrap_or(u32::MAX);
-                if let Some(Answer::Stream { state, .. }) = self.find_stream(conn, stream) {
+                if let Some(Answer::Stream { state, counted, .. }) = self.find_stream(conn, stream)
+                {
                     *state = StreamState::Open {
-                        count: Some(count32),
+                        count: counted.then_some(count32),
                         buffered: VecDeque::new(),
                         more: count32 > 0,
                         page_asked: false,
@@ -917,7 +977,7 @@ impl TcpCore {
             StoreEvent::StreamFailed { stream, error } => {
                 tracing::error!(stream, error, "streaming from the store failed");
                 if let Some(conn) = self.streams.remove(&stream) {
-                    self.fail(conn, 503, 0xFF, "store failure while streaming");
+                    self.fail_now(conn, 503, 0xFF, "store failure while streaming");
                 }
             }
         }
@@ -963,6 +1023,7 @@ impl TcpCore {
             }
             Expect::Full { remaining: Some(0) } => {
                 c.expects.pop_front();
+                self.catching_up = false;
                 // A full catch-up completed: the link is healthy, reset its backoff.
                 if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
                     l.backoff_ms = self.cfg.backoff_min_ms;
@@ -1126,9 +1187,7 @@ impl TcpCore {
         let mut late = Vec::new();
         let mut stalled = Vec::new();
         for (&id, c) in &self.conns {
-            if c.role.is_none()
-                && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms
-                && !c.close_when_flushed
+            if c.role.is_none() && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms && !c.refused
             {
                 late.push(id);
             } else if c.pending_out() > 0 && now_ms >= c.last_progress_ms + self.cfg.stall_ms {
@@ -1136,8 +1195,8 @@ impl TcpCore {
             }
         }
         for id in late {
-            self.fail(id, 408, 0, "no complete hello within 10 s");
-            self.pump(id);
+            let secs = self.cfg.hello_timeout_ms / 1000;
+            self.fail(id, 408, 0, &format!("no complete hello within {secs} s"));
         }
         for id in stalled {
             tracing::info!(conn = id, "dropping a connection that stopped reading");
@@ -1176,7 +1235,7 @@ impl TcpCore {
     /// The next time (ms) [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
         let conns = self.conns.values().filter_map(|c| {
-            if c.role.is_none() && !c.close_when_flushed {
+            if c.role.is_none() && !c.refused {
                 Some(c.accepted_ms + self.cfg.hello_timeout_ms)
             } else if c.pending_out() > 0 {
                 Some(c.last_progress_ms + self.cfg.stall_ms)
@@ -1207,6 +1266,7 @@ impl Conn {
             out_pos: 0,
             answers: VecDeque::new(),
             close_when_flushed: false,
+            refused: false,
             last_progress_ms: now_ms,
             link,
             expects: VecDeque::new(),
@@ -1215,6 +1275,13 @@ impl Conn {
 
     fn pending_out(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Output pending plus what the pending short answers will add (at most 16 bytes each:
+    /// a barrier's status frame or an UpdateClock), so that parsing stops before the
+    /// connection's output can pass its bound. Streams bound themselves.
+    fn committed_out(&self) -> usize {
+        self.pending_out() + 16 * self.answers.len()
     }
 }
 

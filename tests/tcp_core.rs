@@ -1,0 +1,1773 @@
+//! Scenario tests of the I/O-free TCP core on a virtual clock (STYLE.md, "Tests in layers",
+//! layers 2 and 3): no sockets, no threads, no sleeps.
+//!
+//! A [`Node`] owns one [`TcpCore`], a [`MemoryStore`] and a hand-advanced clock (ms). Its
+//! fake store executor takes `drain_store()` and carries each request out on the store
+//! exactly as `src/store/thread.rs` does, feeding the events back with `handle_store` until
+//! the core asks for nothing more. Its fake wire is the test itself: [`Node::read`] plays a
+//! reader that takes everything (`output()` + `consumed()`), and not calling it plays a
+//! reader that never reads.
+//!
+//! A [`Mesh`] wires several nodes together in memory: a `Connect` action becomes
+//! `handle_connected` on the opener and `handle_accept` on the target, bytes are shuttled
+//! between the two ends, a `Close` on one end closes the other.
+//!
+//! Expected bytes are built by hand here (not with `rendezvous::wire`), so the wire module
+//! is checked too. Sources: seed 003, BRIEF.md "TCP plane", docs/PROTOCOL.md "TCP plane".
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use rendezvous::core::tcp::{
+    Cidr, ConnId, StoreEvent, StoreRequest, TcpAction, TcpConfig, TcpCore,
+};
+use rendezvous::store::{Contact, MemoryStore, Snapshot, Store, Write};
+
+// ---------------------------------------------------------------------------------------
+// Bytes on the wire, built by hand
+// ---------------------------------------------------------------------------------------
+
+const HELLO_LEN: usize = 257;
+const CLIENT_RECORD: usize = 533;
+const SERVER_RECORD: usize = 537;
+const MAX_OUT: usize = 1 << 20;
+
+/// `text` NUL-padded to `width` bytes.
+fn pad(text: &str, width: usize) -> Vec<u8> {
+    let mut v = text.as_bytes().to_vec();
+    assert!(v.len() <= width, "test text too long");
+    v.resize(width, 0);
+    v
+}
+
+fn hello(role: u8, name: &str) -> Vec<u8> {
+    let mut v = vec![role];
+    v.extend(pad(name, 256));
+    v
+}
+
+fn fields(user: &str, contact: &str, phone: &str) -> Vec<u8> {
+    let mut v = pad(user, 256);
+    v.extend(pad(contact, 256));
+    v.extend(pad(phone, 20));
+    v
+}
+
+/// Client-role Update, also a ListAll answer record: `01 [fields 532]`.
+fn client_update(user: &str, contact: &str, phone: &str) -> Vec<u8> {
+    let mut v = vec![0x01];
+    v.extend(fields(user, contact, phone));
+    v
+}
+
+/// Server-role Update, also an AskForUpdate answer record: `01 [clock][fields 532]`.
+fn server_update(clock: u32, user: &str, contact: &str, phone: &str) -> Vec<u8> {
+    let mut v = vec![0x01];
+    v.extend(clock.to_be_bytes());
+    v.extend(fields(user, contact, phone));
+    v
+}
+
+fn heartbeat(health: u8, clock: u32) -> Vec<u8> {
+    let mut v = vec![0x02, health];
+    v.extend(clock.to_be_bytes());
+    v
+}
+
+fn update_clock(clock: u32) -> Vec<u8> {
+    let mut v = vec![0x03];
+    v.extend(clock.to_be_bytes());
+    v
+}
+
+const LIST_ALL: u8 = 0x02;
+const ASK_FOR_UPDATE: u8 = 0x04;
+const BARRIER: u8 = 0x05;
+
+/// The 200 answer to a barrier: `07 00 c8 05 07 "durable"`.
+const BARRIER_OK: [u8; 12] = [
+    0x07, 0x00, 0xc8, 0x05, 0x07, b'd', b'u', b'r', b'a', b'b', b'l', b'e',
+];
+
+/// A status frame read back: (status, request byte, detail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Status {
+    status: u16,
+    request: u8,
+    detail: String,
+}
+
+/// Reads one whole status frame that must be all of `buf`.
+fn status_frame(buf: &[u8]) -> Status {
+    assert!(buf.len() >= 5, "status frame too short: {buf:02x?}");
+    assert_eq!(buf[0], 0x07, "not a status frame: {buf:02x?}");
+    let n = 5 + usize::from(buf[4]);
+    assert_eq!(buf.len(), n, "status frame length: {buf:02x?}");
+    Status {
+        status: u16::from_be_bytes([buf[1], buf[2]]),
+        request: buf[3],
+        detail: String::from_utf8(buf[5..].to_vec()).expect("UTF-8 detail"),
+    }
+}
+
+fn unpad(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    assert!(field[end..].iter().all(|&b| b == 0), "interior NUL");
+    String::from_utf8(field[..end].to_vec()).expect("UTF-8 field")
+}
+
+/// Reads a ListAll answer (`[count]` + count client records) at the start of `buf`;
+/// returns the (user, contact, phone) triples and the bytes after the answer.
+fn list_answer(buf: &[u8]) -> (Vec<(String, String, String)>, &[u8]) {
+    assert!(buf.len() >= 4, "no count");
+    let n = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let mut rest = &buf[4..];
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        assert!(rest.len() >= CLIENT_RECORD, "record {i} of {n} cut short");
+        let (rec, more) = rest.split_at(CLIENT_RECORD);
+        assert_eq!(rec[0], 0x01, "record {i} does not start with 0x01");
+        out.push((
+            unpad(&rec[1..257]),
+            unpad(&rec[257..513]),
+            unpad(&rec[513..533]),
+        ));
+        rest = more;
+    }
+    (out, rest)
+}
+
+/// Reads an AskForUpdate answer (`[count]` + count server records).
+fn full_answer(buf: &[u8]) -> (Vec<Contact>, &[u8]) {
+    assert!(buf.len() >= 4, "no count");
+    let n = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let mut rest = &buf[4..];
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        assert!(rest.len() >= SERVER_RECORD, "record {i} of {n} cut short");
+        let (rec, more) = rest.split_at(SERVER_RECORD);
+        assert_eq!(rec[0], 0x01, "record {i} does not start with 0x01");
+        out.push(Contact {
+            clock: u32::from_be_bytes([rec[1], rec[2], rec[3], rec[4]]),
+            username: unpad(&rec[5..261]),
+            contact: unpad(&rec[261..517]),
+            phone: unpad(&rec[517..537]),
+        });
+        rest = more;
+    }
+    (out, rest)
+}
+
+fn contact(user: &str, contact: &str, phone: &str, clock: u32) -> Contact {
+    Contact {
+        username: user.into(),
+        contact: contact.into(),
+        phone: phone.into(),
+        clock,
+    }
+}
+
+fn triple(c: &Contact) -> (String, String, String) {
+    (c.username.clone(), c.contact.clone(), c.phone.clone())
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+/// A client's address (documentation range).
+const CLIENT: &str = "203.0.113.10:50000";
+
+// ---------------------------------------------------------------------------------------
+// One core with a synchronous store executor
+// ---------------------------------------------------------------------------------------
+
+struct Node {
+    core: TcpCore,
+    store: MemoryStore,
+    snaps: HashMap<u64, Box<dyn Snapshot>>,
+    now: u64,
+    /// Every store request the core made, in order.
+    log: Vec<StoreRequest>,
+    /// Every action the core asked for and [`Node::actions`] took, in order.
+    acted: Vec<TcpAction>,
+    /// Contacts handed to the core in pages so far.
+    contacts_read: usize,
+    /// Fail every `Apply` (a broken disk).
+    fail_applies: bool,
+}
+
+impl Node {
+    fn new(cfg: TcpConfig, clock: u32) -> Node {
+        let mut store = MemoryStore::new();
+        store
+            .apply(&[Write::Clock(clock)], &mut Vec::new())
+            .expect("memory store");
+        Node {
+            core: TcpCore::new(cfg, clock, 0),
+            store,
+            snaps: HashMap::new(),
+            now: 0,
+            log: Vec::new(),
+            acted: Vec::new(),
+            contacts_read: 0,
+            fail_applies: false,
+        }
+    }
+
+    /// A node with the default configuration and `clock`.
+    fn plain(clock: u32) -> Node {
+        Node::new(TcpConfig::default(), clock)
+    }
+
+    /// Puts contacts straight into the store (as if merged long ago).
+    fn seed(&mut self, contacts: &[Contact]) {
+        let batch: Vec<Write> = contacts.iter().cloned().map(Write::Merge).collect();
+        self.store.apply(&batch, &mut Vec::new()).expect("seed");
+    }
+
+    /// Carries out one request as `src/store/thread.rs` does.
+    fn exec(&mut self, req: StoreRequest) -> Option<StoreEvent> {
+        match req {
+            StoreRequest::Apply { seq, batch } => {
+                if self.fail_applies {
+                    return Some(StoreEvent::Failed {
+                        seq,
+                        error: "disk on fire".into(),
+                    });
+                }
+                let mut changed = Vec::new();
+                Some(match self.store.apply(&batch, &mut changed) {
+                    Ok(()) => StoreEvent::Applied { seq, changed },
+                    Err(e) => StoreEvent::Failed {
+                        seq,
+                        error: e.to_string(),
+                    },
+                })
+            }
+            StoreRequest::Barrier { tag } => Some(StoreEvent::BarrierDone { tag }),
+            StoreRequest::Snapshot { stream } => Some(match self.store.snapshot() {
+                Ok(s) => {
+                    let count = s.count();
+                    self.snaps.insert(stream, s);
+                    StoreEvent::SnapshotReady { stream, count }
+                }
+                Err(e) => StoreEvent::StreamFailed {
+                    stream,
+                    error: e.to_string(),
+                },
+            }),
+            StoreRequest::NextPage { stream, max } => {
+                let s = self.snaps.get_mut(&stream)?;
+                let mut page = Vec::new();
+                Some(match s.next_page(max, &mut page) {
+                    Ok(more) => {
+                        if !more {
+                            self.snaps.remove(&stream);
+                        }
+                        self.contacts_read += page.len();
+                        StoreEvent::Page {
+                            stream,
+                            contacts: page,
+                            more,
+                        }
+                    }
+                    Err(e) => {
+                        self.snaps.remove(&stream);
+                        StoreEvent::StreamFailed {
+                            stream,
+                            error: e.to_string(),
+                        }
+                    }
+                })
+            }
+            StoreRequest::CloseStream { stream } => {
+                self.snaps.remove(&stream);
+                None
+            }
+        }
+    }
+
+    /// Ends the loop turn and runs the store until the core asks for nothing more.
+    fn settle(&mut self) {
+        for _ in 0..1_000_000 {
+            self.core.end_turn();
+            let reqs = self.core.drain_store();
+            if reqs.is_empty() {
+                return;
+            }
+            for r in reqs {
+                self.log.push(r.clone());
+                if let Some(ev) = self.exec(r) {
+                    self.core.handle_store(self.now, ev);
+                }
+            }
+        }
+        panic!("the core never stops asking the store");
+    }
+
+    fn accept(&mut self, conn: ConnId, addr: &str) {
+        self.core.handle_accept(self.now, conn, sa(addr));
+    }
+
+    /// A client connection with its hello sent.
+    fn client(&mut self, conn: ConnId) {
+        self.accept(conn, CLIENT);
+        self.send(conn, &hello(2, "cli"));
+    }
+
+    fn send(&mut self, conn: ConnId, bytes: &[u8]) {
+        self.core.handle_data(self.now, conn, bytes);
+        self.settle();
+    }
+
+    /// Bytes waiting on `conn`, not consumed (a reader that does not read).
+    fn pending(&self, conn: ConnId) -> usize {
+        self.core.output(conn).len()
+    }
+
+    /// Reads everything `conn` has to say, as a reader that keeps up.
+    fn read(&mut self, conn: ConnId) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            let out = self.core.output(conn).to_vec();
+            if out.is_empty() {
+                return all;
+            }
+            self.core.consumed(self.now, conn, out.len());
+            self.settle();
+            all.extend(out);
+        }
+    }
+
+    /// The actions the core asks for now.
+    fn actions(&mut self) -> Vec<TcpAction> {
+        let mut v = Vec::new();
+        while let Some(a) = self.core.poll_action() {
+            v.push(a);
+        }
+        self.acted.extend(v.iter().cloned());
+        v
+    }
+
+    fn advance_to(&mut self, t: u64) {
+        assert!(t >= self.now);
+        self.now = t;
+        self.core.handle_timeout(t);
+        self.settle();
+    }
+
+    /// Every contact in the store, in (username, contact) order.
+    fn contacts(&self) -> Vec<Contact> {
+        let mut s = self.store.snapshot().expect("snapshot");
+        let mut out = Vec::new();
+        while s.next_page(1000, &mut out).expect("page") {}
+        out
+    }
+
+    fn store_clock(&self) -> u32 {
+        self.store.clock().expect("clock")
+    }
+}
+
+/// A node that accepts role 1 from `allowed`.
+fn node_allowing(allowed: &str, clock: u32) -> Node {
+    Node::new(
+        TcpConfig {
+            allow_peers: vec![Cidr::parse(allowed).expect("cidr")],
+            ..TcpConfig::default()
+        },
+        clock,
+    )
+}
+
+/// A peer's address inside 198.51.100.0/24.
+const PEER: &str = "198.51.100.7:40001";
+
+/// A node at `clock` with a server-role connection `conn` from [`PEER`], hello done.
+fn with_peer_conn(clock: u32, conn: ConnId) -> Node {
+    let mut n = node_allowing("198.51.100.0/24", clock);
+    n.accept(conn, PEER);
+    n.send(conn, &hello(1, "peer"));
+    assert_eq!(
+        n.pending(conn),
+        0,
+        "the acceptor says nothing after a hello"
+    );
+    n
+}
+
+// ---------------------------------------------------------------------------------------
+// Client role: hello, Update, ListAll, Barrier
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn hello_then_update_and_list_all_exact_bytes() {
+    let mut n = Node::plain(0);
+    n.accept(1, CLIENT);
+    let h = hello(2, "cli");
+    assert_eq!(&h[..4], &[0x02, 0x63, 0x6c, 0x69]);
+    assert!(h[4..].iter().all(|&b| b == 0) && h.len() == HELLO_LEN);
+    n.send(1, &h);
+    assert_eq!(
+        n.pending(1),
+        0,
+        "no greeting: the acceptor speaks only when asked"
+    );
+
+    let up = client_update("alice", "bob", "555");
+    assert_eq!(up.len(), CLIENT_RECORD);
+    assert_eq!(&up[..6], &[0x01, 0x61, 0x6c, 0x69, 0x63, 0x65]);
+    assert_eq!(&up[257..260], b"bob");
+    assert_eq!(&up[513..516], b"555");
+    let mut bytes = up.clone();
+    bytes.push(LIST_ALL);
+    n.send(1, &bytes);
+    assert!(n.actions().is_empty());
+
+    // The ListAll answer: count 1, then the record exactly as the client sent it.
+    let mut want = vec![0, 0, 0, 1];
+    want.extend(&up);
+    assert_eq!(n.read(1), want);
+
+    // The write went first and carried the new clock; the snapshot came after it.
+    assert_eq!(
+        n.log,
+        vec![
+            StoreRequest::Apply {
+                seq: 1,
+                batch: vec![
+                    Write::Merge(contact("alice", "bob", "555", 1)),
+                    Write::Clock(1)
+                ],
+            },
+            StoreRequest::Snapshot { stream: 1 },
+            StoreRequest::NextPage {
+                stream: 1,
+                max: TcpConfig::default().page
+            },
+            StoreRequest::CloseStream { stream: 1 },
+        ]
+    );
+    assert_eq!(n.contacts(), vec![contact("alice", "bob", "555", 1)]);
+    assert_eq!(n.store_clock(), 1);
+}
+
+#[test]
+fn list_all_is_ordered_by_user_then_contact_and_an_empty_list_is_count_zero() {
+    let mut n = Node::plain(0);
+    n.client(1);
+    n.send(1, &[LIST_ALL]);
+    assert_eq!(n.read(1), vec![0, 0, 0, 0]);
+    // Written out of order, read back in bytewise (username, contact) order.
+    let mut bytes = Vec::new();
+    for (u, c, p) in [
+        ("bob", "zed", "3"),
+        ("alice", "carol", "2"),
+        ("Zoe", "x", "4"),
+        ("alice", "bob", "1"),
+    ] {
+        bytes.extend(client_update(u, c, p));
+    }
+    bytes.push(LIST_ALL);
+    n.send(1, &bytes);
+    let out = n.read(1);
+    let (list, rest) = list_answer(&out);
+    assert!(rest.is_empty());
+    let names: Vec<(&str, &str)> = list
+        .iter()
+        .map(|(u, c, _)| (u.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Zoe", "x"),
+            ("alice", "bob"),
+            ("alice", "carol"),
+            ("bob", "zed")
+        ]
+    );
+}
+
+#[test]
+fn barrier_is_answered_only_after_the_apply_before_it() {
+    let mut n = Node::plain(0);
+    n.client(1);
+    let mut bytes = client_update("alice", "bob", "555");
+    bytes.push(BARRIER);
+    n.core.handle_data(0, 1, &bytes);
+    n.core.end_turn();
+    // Apply precedes the barrier in the one ordered channel to the store.
+    let reqs = n.core.drain_store();
+    assert_eq!(
+        reqs,
+        vec![
+            StoreRequest::Apply {
+                seq: 1,
+                batch: vec![
+                    Write::Merge(contact("alice", "bob", "555", 1)),
+                    Write::Clock(1)
+                ],
+            },
+            StoreRequest::Barrier { tag: 1 },
+        ]
+    );
+    assert_eq!(n.pending(1), 0, "nothing before the store answered");
+    let applied = n.exec(reqs[0].clone()).expect("applied");
+    n.core.handle_store(0, applied);
+    assert_eq!(n.pending(1), 0, "the barrier waits for its own event");
+    assert_eq!(
+        n.contacts().len(),
+        1,
+        "the write is in the store before the 200"
+    );
+    let done = n.exec(reqs[1].clone()).expect("barrier done");
+    n.core.handle_store(0, done);
+    assert_eq!(n.read(1), BARRIER_OK);
+    assert!(n.actions().is_empty(), "a 200 does not close");
+
+    // A barrier with nothing before it is still answered, and cheaply (no Apply).
+    n.log.clear();
+    n.send(1, &[BARRIER]);
+    assert_eq!(n.read(1), BARRIER_OK);
+    assert_eq!(n.log, vec![StoreRequest::Barrier { tag: 2 }]);
+}
+
+#[test]
+fn barrier_after_a_failed_write_is_503_and_closes() {
+    let mut n = Node::plain(0);
+    n.fail_applies = true;
+    n.client(1);
+    let mut bytes = client_update("alice", "bob", "555");
+    bytes.push(BARRIER);
+    n.send(1, &bytes);
+    let out = n.read(1);
+    let st = status_frame(&out);
+    assert_eq!((st.status, st.request), (503, BARRIER), "{st:?}");
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+    assert_eq!(n.core.stats().store_failures, 1);
+}
+
+#[test]
+fn answers_come_in_the_order_asked() {
+    // Server role: AskForUpdate, then a HeartBeat with a lower clock: the UpdateClock comes
+    // after the whole list, even though it was ready first. Pages of 2 force several
+    // round trips to the store.
+    let mut n = Node::new(
+        TcpConfig {
+            allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+            page: 2,
+            ..TcpConfig::default()
+        },
+        50,
+    );
+    n.seed(&[
+        contact("a", "1", "p1", 10),
+        contact("a", "2", "p2", 20),
+        contact("b", "1", "p3", 30),
+        contact("c", "1", "p4", 40),
+        contact("c", "2", "p5", 50),
+    ]);
+    n.accept(7, PEER);
+    n.send(7, &hello(1, "peer"));
+    let mut bytes = vec![ASK_FOR_UPDATE];
+    bytes.extend(heartbeat(1, 3));
+    n.core.handle_data(0, 7, &bytes);
+    assert_eq!(n.pending(7), 0, "the UpdateClock waits behind the list");
+    n.settle();
+    let out = n.read(7);
+    let (list, rest) = full_answer(&out);
+    assert_eq!(list, n.contacts());
+    assert_eq!(rest, update_clock(50));
+    let pages = n
+        .log
+        .iter()
+        .filter(|r| matches!(r, StoreRequest::NextPage { max: 2, .. }))
+        .count();
+    assert_eq!(pages, 3);
+
+    // Client role: ListAll, Barrier, ListAll; a write between the two lists is seen only by
+    // the second, and the 200 sits between the two answers.
+    let mut n = Node::plain(0);
+    n.client(1);
+    let mut bytes = client_update("u", "c1", "1");
+    bytes.push(LIST_ALL);
+    bytes.push(BARRIER);
+    bytes.extend(client_update("u", "c2", "2"));
+    bytes.push(LIST_ALL);
+    n.send(1, &bytes);
+    let out = n.read(1);
+    let (first, rest) = list_answer(&out);
+    assert_eq!(first.len(), 1);
+    assert_eq!(&rest[..BARRIER_OK.len()], BARRIER_OK);
+    let (second, rest) = list_answer(&rest[BARRIER_OK.len()..]);
+    assert!(rest.is_empty());
+    assert_eq!(second.len(), 2);
+    // Every snapshot is taken after the writes before it are applied.
+    let kinds: Vec<&str> = n
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            StoreRequest::Apply { .. } => Some("apply"),
+            StoreRequest::Snapshot { .. } => Some("snapshot"),
+            StoreRequest::Barrier { .. } => Some("barrier"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["apply", "snapshot", "barrier", "apply", "snapshot"]);
+}
+
+/// BRIEF.md: the acceptor answers "in the order asked", status frames included. A refusal
+/// of a later command must come after the answers to the commands before it.
+#[test]
+
+fn a_refusal_comes_after_the_answers_asked_before_it() {
+    let mut n = Node::plain(0);
+    n.seed(&[contact("alice", "bob", "555", 1)]);
+    n.client(1);
+    n.send(1, &[LIST_ALL, 0x04]); // ListAll, then a byte that is no client command
+    let out = n.read(1);
+    let (list, rest) = list_answer(&out);
+    assert_eq!(list.len(), 1);
+    let st = status_frame(rest);
+    assert_eq!((st.status, st.request), (400, 0x04));
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+}
+
+/// What holds in the case above whether or not the earlier answer is sent first: the
+/// output ends with the 400, the connection closes, and no snapshot is left open.
+#[test]
+fn a_refusal_after_a_pending_answer_closes_and_releases_its_snapshot() {
+    let mut n = Node::plain(0);
+    n.seed(&[contact("alice", "bob", "555", 1)]);
+    n.client(1);
+    n.send(1, &[LIST_ALL, 0x04]);
+    let out = n.read(1);
+    let at = out
+        .windows(4)
+        .rposition(|w| w == [0x07, 0x01, 0x90, 0x04])
+        .expect("a 400 for request 4");
+    let st = status_frame(&out[at..]);
+    assert_eq!((st.status, st.request), (400, 0x04));
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+    n.core.handle_closed(n.now, 1);
+    n.settle();
+    assert!(
+        n.log.contains(&StoreRequest::CloseStream { stream: 1 }),
+        "the snapshot is released"
+    );
+    assert!(n.snaps.is_empty(), "no snapshot left open");
+}
+
+// ---------------------------------------------------------------------------------------
+// Lamport clock
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn client_update_increments_the_clock_and_stamps_the_record() {
+    let mut n = Node::plain(41);
+    n.client(1);
+    n.send(1, &client_update("alice", "bob", "555"));
+    assert_eq!(n.core.clock(), 42);
+    n.send(1, &client_update("alice", "bob", "556"));
+    assert_eq!(n.core.clock(), 43);
+    assert_eq!(
+        n.log,
+        vec![
+            StoreRequest::Apply {
+                seq: 1,
+                batch: vec![
+                    Write::Merge(contact("alice", "bob", "555", 42)),
+                    Write::Clock(42)
+                ],
+            },
+            StoreRequest::Apply {
+                seq: 2,
+                batch: vec![
+                    Write::Merge(contact("alice", "bob", "556", 43)),
+                    Write::Clock(43)
+                ],
+            },
+        ]
+    );
+    assert_eq!(n.contacts(), vec![contact("alice", "bob", "556", 43)]);
+    assert_eq!(n.store_clock(), 43, "the clock is persisted with the write");
+    assert_eq!(n.core.stats().client_updates, 2);
+}
+
+#[test]
+fn received_clocks_raise_ours_and_never_lower_it() {
+    let mut n = with_peer_conn(10, 7);
+    n.send(7, &server_update(100, "alice", "bob", "555"));
+    assert_eq!(n.core.clock(), 100);
+    assert_eq!(n.contacts(), vec![contact("alice", "bob", "555", 100)]);
+    n.send(7, &update_clock(150));
+    assert_eq!(n.core.clock(), 150);
+    n.send(7, &server_update(20, "alice", "carol", "1"));
+    n.send(7, &update_clock(30));
+    assert_eq!(n.core.clock(), 150, "lower clocks do not lower ours");
+    assert_eq!(n.store_clock(), 150);
+    assert_eq!(n.pending(7), 0, "Update and UpdateClock are not answered");
+    // A local write after that goes on from the raised clock.
+    n.client(1);
+    n.send(1, &client_update("x", "y", "z"));
+    assert_eq!(n.core.clock(), 151);
+}
+
+#[test]
+fn heartbeat_lower_or_equal_gets_update_clock_higher_is_adopted_silently() {
+    let mut n = with_peer_conn(500, 7);
+    n.send(7, &heartbeat(1, 499));
+    assert_eq!(n.read(7), [0x03, 0x00, 0x00, 0x01, 0xf4]);
+    n.send(7, &heartbeat(2, 500));
+    assert_eq!(
+        n.read(7),
+        update_clock(500),
+        "equal clocks: mine is >= the peer's"
+    );
+    assert_eq!(n.core.clock(), 500);
+    n.send(7, &heartbeat(3, 900));
+    assert_eq!(n.pending(7), 0, "a higher clock is taken, not answered");
+    assert_eq!(n.core.clock(), 900);
+    assert_eq!(n.store_clock(), 900, "an adopted clock is persisted");
+    n.send(7, &heartbeat(1, 600));
+    assert_eq!(n.read(7), update_clock(900));
+    assert!(n.actions().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Last-writer-wins
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn last_writer_wins_whatever_the_order_of_delivery() {
+    // (clock, phone) pairs for one key; the winner is the highest clock, then the bytewise
+    // larger phone.
+    type Stamp = (u32, &'static str);
+    let cases: &[(&[Stamp], Stamp)] = &[
+        (&[(5, "111"), (6, "000")], (6, "000")),
+        (&[(5, "111"), (5, "222")], (5, "222")),
+        (&[(5, "9"), (5, "10")], (5, "9")), // bytewise, not numeric
+        (&[(5, "12"), (5, "123")], (5, "123")), // a prefix loses to the longer text
+        (&[(7, "a"), (7, "a")], (7, "a")),
+        (&[(3, "x"), (9, "a"), (9, "b"), (4, "z")], (9, "b")),
+    ];
+    for (writes, (wclock, wphone)) in cases {
+        let mut stores = Vec::new();
+        let mut forward: Vec<_> = writes.to_vec();
+        let mut orders = vec![forward.clone()];
+        forward.reverse();
+        orders.push(forward);
+        for order in orders {
+            let mut n = with_peer_conn(1, 7);
+            for (clock, phone) in order {
+                n.send(7, &server_update(clock, "alice", "bob", phone));
+            }
+            stores.push(n.contacts());
+        }
+        assert_eq!(stores[0], stores[1], "case {writes:?}");
+        assert_eq!(
+            stores[0],
+            vec![contact("alice", "bob", wphone, *wclock)],
+            "case {writes:?}"
+        );
+    }
+}
+
+#[test]
+fn local_write_against_a_replicated_record_follows_the_same_rule() {
+    // The peer's record carries clock 10; our clock is then >= 10, so a later local write
+    // gets 11 and wins whatever its phone.
+    let mut n = with_peer_conn(0, 7);
+    n.send(7, &server_update(10, "alice", "bob", "999"));
+    n.client(1);
+    n.send(1, &client_update("alice", "bob", "000"));
+    assert_eq!(n.contacts(), vec![contact("alice", "bob", "000", 11)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Clock limits
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn exhausted_clock_refuses_client_writes_with_503() {
+    let mut n = Node::plain(u32::MAX);
+    n.client(1);
+    n.send(1, &client_update("alice", "bob", "555"));
+    let out = n.read(1);
+    let st = status_frame(&out);
+    assert_eq!((st.status, st.request), (503, 0x01), "{st:?}");
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+    assert_eq!(n.core.clock(), u32::MAX, "no wrap");
+    assert!(n.contacts().is_empty());
+    assert!(
+        !n.log
+            .iter()
+            .any(|r| matches!(r, StoreRequest::Apply { .. })),
+        "nothing written"
+    );
+    // One below the limit still takes exactly one write.
+    let mut n = Node::plain(u32::MAX - 1);
+    n.client(1);
+    n.send(1, &client_update("alice", "bob", "555"));
+    assert_eq!(n.core.clock(), u32::MAX);
+    assert_eq!(n.pending(1), 0);
+    n.send(1, &client_update("alice", "bob", "556"));
+    let st = status_frame(&n.read(1));
+    assert_eq!(st.status, 503);
+    assert_eq!(n.contacts(), vec![contact("alice", "bob", "555", u32::MAX)]);
+}
+
+#[test]
+fn implausible_clock_jump_is_409_and_closed() {
+    const JUMP: u32 = 1 << 24;
+    for (frame, request) in [
+        (server_update(1000 + JUMP + 1, "alice", "bob", "1"), 0x01),
+        (heartbeat(1, 1000 + JUMP + 1), 0x02),
+        (update_clock(1000 + JUMP + 1), 0x03),
+    ] {
+        let mut n = with_peer_conn(1000, 7);
+        n.send(7, &frame);
+        let st = status_frame(&n.read(7));
+        assert_eq!((st.status, st.request), (409, request), "{st:?}");
+        assert_eq!(n.actions(), vec![TcpAction::Close(7)]);
+        assert_eq!(n.core.clock(), 1000);
+        assert!(n.contacts().is_empty());
+        assert_eq!(n.core.stats().clocks_refused, 1);
+        // Bytes after the refusal are ignored.
+        n.send(7, &update_clock(1001));
+        assert_eq!(n.core.clock(), 1000);
+    }
+    // Exactly 2^24 ahead is still plausible.
+    let mut n = with_peer_conn(1000, 7);
+    n.send(7, &server_update(1000 + JUMP, "alice", "bob", "1"));
+    assert_eq!(n.core.clock(), 1000 + JUMP);
+    assert_eq!(n.pending(7), 0);
+}
+
+#[test]
+fn fresh_server_accepts_a_big_clock() {
+    // A fresh (or memory-only) server, clock 0, joining an older mesh.
+    let mut n = with_peer_conn(0, 7);
+    n.send(7, &server_update(1 << 31, "alice", "bob", "1"));
+    assert_eq!(n.core.clock(), 1 << 31);
+    assert_eq!(n.pending(7), 0);
+    assert_eq!(n.contacts(), vec![contact("alice", "bob", "1", 1 << 31)]);
+    // From then on the steady-state bound applies.
+    n.send(7, &heartbeat(1, (1 << 31) + (1 << 24) + 1));
+    assert_eq!(status_frame(&n.read(7)).status, 409);
+    // Past 2^31 is too much even for a fresh server.
+    let mut n = with_peer_conn(0, 7);
+    n.send(7, &heartbeat(1, (1 << 31) + 1));
+    assert_eq!(status_frame(&n.read(7)).status, 409);
+}
+
+/// BRIEF.md: "a fresh or memory-only server catching up with an older mesh must still be
+/// able to join". The catch-up stream is in (username, contact) order, not clock order, so
+/// its first record may carry a small clock and a later one a clock far beyond it.
+#[test]
+
+fn fresh_server_catches_up_with_an_older_mesh_whatever_the_order_of_clocks() {
+    let mut m = Mesh::new(2, &[(0, 1)]);
+    m.set_node(1, 1 << 30, |_| {});
+    m.nodes[1].seed(&[
+        contact("a-old", "x", "1", 5),
+        contact("b-new", "y", "2", 1 << 30),
+    ]);
+    m.run_until(60_000);
+    assert_eq!(m.nodes[0].node.contacts(), m.nodes[1].node.contacts());
+    assert_eq!(m.nodes[0].node.core.clock(), 1 << 30);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hello
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn no_hello_in_10_s_is_408_then_closed_once_the_frame_is_read() {
+    let mut n = Node::plain(0);
+    n.accept(1, CLIENT);
+    n.send(1, &hello(2, "cli")[..100]);
+    assert_eq!(n.core.poll_timeout(), Some(10_000));
+    n.advance_to(9_999);
+    assert_eq!(n.pending(1), 0);
+    n.advance_to(10_000);
+    let out = n.core.output(1).to_vec();
+    let st = status_frame(&out);
+    assert_eq!((st.status, st.request), (408, 0x00), "{st:?}");
+    assert!(
+        n.actions().is_empty(),
+        "the Close waits until the 408 is written"
+    );
+    // The rest of the hello, too late, changes nothing.
+    n.send(1, &hello(2, "cli")[100..]);
+    assert_eq!(n.core.output(1), &out[..]);
+    assert_eq!(n.read(1), out);
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+    n.core.handle_closed(n.now, 1);
+    assert_eq!(n.core.connections(), 0);
+    assert_eq!(n.core.poll_timeout(), None);
+}
+
+#[test]
+fn a_silent_connection_is_408_too() {
+    let mut n = Node::plain(0);
+    n.accept(1, CLIENT);
+    n.advance_to(10_000);
+    assert_eq!(status_frame(&n.read(1)).status, 408);
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+}
+
+#[test]
+fn a_hello_trickled_one_byte_at_a_time_works() {
+    let mut n = Node::plain(0);
+    n.accept(1, CLIENT);
+    let h = hello(2, "slow client");
+    for (i, b) in h.iter().enumerate() {
+        // 257 bytes, one every 38 ms: the last at 9 728 ms, before the 10 s deadline.
+        n.advance_to(i as u64 * 38);
+        n.send(1, &[*b]);
+        assert_eq!(n.pending(1), 0, "byte {i}");
+    }
+    n.advance_to(20_000);
+    assert_eq!(n.pending(1), 0, "a complete hello is not timed out");
+    assert!(n.actions().is_empty());
+    let mut bytes = client_update("alice", "bob", "555");
+    bytes.push(LIST_ALL);
+    // The commands trickle too.
+    for b in &bytes {
+        n.send(1, &[*b]);
+    }
+    let out = n.read(1);
+    let (list, rest) = list_answer(&out);
+    assert_eq!(list, vec![("alice".into(), "bob".into(), "555".into())]);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn a_hello_trickled_past_10_s_is_408() {
+    let mut n = Node::plain(0);
+    n.accept(1, CLIENT);
+    let h = hello(2, "slow client");
+    for (i, b) in h.iter().enumerate().take(200) {
+        n.advance_to(i as u64 * 60); // byte 167 would come at 10 020 ms
+        n.send(1, &[*b]);
+    }
+    let st = status_frame(&n.read(1));
+    assert_eq!(st.status, 408);
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+}
+
+#[test]
+fn malformed_hellos_are_400_and_closed() {
+    let mut bad_role = hello(2, "cli");
+    bad_role[0] = 3;
+    let mut interior_nul = hello(2, "cli");
+    interior_nul[10] = b'x'; // "cli", NULs, then text
+    let mut bad_utf8 = hello(2, "cli");
+    bad_utf8[2] = 0xff;
+    let zero_role = hello(0, "cli");
+    for h in [bad_role, interior_nul, bad_utf8, zero_role] {
+        let mut n = Node::plain(0);
+        n.accept(1, CLIENT);
+        n.send(1, &h);
+        let st = status_frame(&n.read(1));
+        assert_eq!((st.status, st.request), (400, 0x00), "{st:?}");
+        assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+        // Whatever follows is ignored.
+        n.send(1, &[LIST_ALL]);
+        assert_eq!(n.pending(1), 0);
+    }
+}
+
+#[test]
+fn unknown_command_is_400_and_closed() {
+    // Client role: 3, 4 (server commands), 0, 6, 7 (the status byte), 0xff.
+    for b in [0u8, 3, 4, 6, 7, 0xff] {
+        let mut n = Node::plain(0);
+        n.client(1);
+        n.send(1, &[b, 0, 0, 0]);
+        let st = status_frame(&n.read(1));
+        assert_eq!((st.status, st.request), (400, b), "byte {b}");
+        assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+    }
+    // Server role: 0, 6, 7, 0xff.
+    for b in [0u8, 6, 7, 0xff] {
+        let mut n = with_peer_conn(0, 7);
+        n.send(7, &[b]);
+        let st = status_frame(&n.read(7));
+        assert_eq!((st.status, st.request), (400, b), "byte {b}");
+        assert_eq!(n.actions(), vec![TcpAction::Close(7)]);
+    }
+    // A malformed field inside a known command is 400 too.
+    let mut n = Node::plain(0);
+    n.client(1);
+    let mut up = client_update("alice", "bob", "555");
+    up[520] = b'!'; // text after the phone's padding
+    n.send(1, &up);
+    let st = status_frame(&n.read(1));
+    assert_eq!((st.status, st.request), (400, 0x01));
+    assert!(n.contacts().is_empty());
+}
+
+#[test]
+fn server_hello_only_from_configured_or_allowed_peers() {
+    let cfg = TcpConfig {
+        peers: vec![sa("192.0.2.2:4747")],
+        allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+        ..TcpConfig::default()
+    };
+    for (addr, ok) in [
+        ("203.0.113.9:5555", false),
+        ("192.0.2.3:4747", false),
+        ("[2001:db8::1]:4747", false),
+        ("192.0.2.2:61000", true), // a configured peer's IP, any port
+        ("198.51.100.200:1", true),
+        ("[::ffff:198.51.100.5]:1", true), // IPv4-mapped counts as IPv4
+    ] {
+        let mut n = Node::new(cfg.clone(), 5);
+        n.accept(1, addr);
+        n.send(1, &hello(1, "someone"));
+        n.send(1, &heartbeat(1, 1));
+        let out = n.read(1);
+        if ok {
+            assert_eq!(out, update_clock(5), "{addr}");
+            assert!(n.actions().is_empty());
+        } else {
+            let st = status_frame(&out);
+            assert_eq!((st.status, st.request), (403, 0x00), "{addr}");
+            assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+        }
+    }
+    // The same addresses may always speak the client role.
+    let mut n = Node::new(cfg, 5);
+    n.accept(1, "203.0.113.9:5555");
+    n.send(1, &hello(2, "x"));
+    n.send(1, &[BARRIER]);
+    assert_eq!(n.read(1), BARRIER_OK);
+}
+
+// ---------------------------------------------------------------------------------------
+// Slow readers and bounds
+// ---------------------------------------------------------------------------------------
+
+fn many(n: usize) -> Vec<Contact> {
+    (0..n)
+        .map(|i| contact(&format!("user{:05}", i / 10), &format!("c{i:05}"), "555", 1))
+        .collect()
+}
+
+#[test]
+fn slow_reader_output_is_bounded_and_other_connections_go_on() {
+    let mut n = Node::plain(1);
+    let all = many(10_000);
+    n.seed(&all);
+    n.client(1);
+    n.send(1, &[LIST_ALL]);
+    // Never read: the core holds at most max_out (+ one record) for it.
+    let held = n.pending(1);
+    assert!(held >= MAX_OUT - CLIENT_RECORD, "{held}");
+    assert!(held <= MAX_OUT + CLIENT_RECORD, "{held}");
+    // ... and reads from the store at most two pages ahead of what it wrote (the page
+    // being written and the one read ahead), not the whole list.
+    let written = (held - 4) / CLIENT_RECORD;
+    let page = TcpConfig::default().page;
+    assert!(
+        n.contacts_read <= written + 2 * page,
+        "{} read, {written} written",
+        n.contacts_read
+    );
+    assert!(n.contacts_read < all.len());
+
+    // Another client is served meanwhile.
+    n.client(2);
+    let mut bytes = client_update("zz", "late", "1");
+    bytes.push(BARRIER);
+    n.send(2, &bytes);
+    assert_eq!(n.read(2), BARRIER_OK);
+    n.send(2, &[LIST_ALL]);
+    let out2 = n.read(2);
+    let (list2, _) = list_answer(&out2);
+    assert_eq!(list2.len(), 10_001);
+    assert_eq!(n.pending(1), held, "still waiting for its reader");
+
+    // Time passes (less than the stall limit): nothing changes.
+    n.advance_to(119_999);
+    assert!(n.actions().is_empty());
+    assert_eq!(n.pending(1), held);
+
+    // The reader comes back: the rest streams, from the snapshot taken before the write.
+    let out = n.read(1);
+    let (list1, rest) = list_answer(&out);
+    assert!(rest.is_empty());
+    assert_eq!(list1, all.iter().map(triple).collect::<Vec<_>>());
+    assert!(n.core.output(1).is_empty());
+    assert!(n.actions().is_empty());
+}
+
+#[test]
+fn a_reader_stalled_for_120_s_is_dropped() {
+    let mut n = Node::plain(1);
+    n.seed(&many(3_000));
+    n.client(1);
+    n.send(1, &[LIST_ALL]);
+    assert!(n.pending(1) > 0);
+    // Some progress at 60 s restarts the stall clock.
+    n.advance_to(60_000);
+    n.core.consumed(60_000, 1, 1000);
+    n.settle();
+    assert_eq!(n.core.poll_timeout(), Some(180_000));
+    n.advance_to(179_999);
+    assert!(n.actions().is_empty());
+    n.advance_to(180_000);
+    assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
+    n.core.handle_closed(n.now, 1);
+    n.settle();
+    assert!(
+        n.log
+            .iter()
+            .any(|r| matches!(r, StoreRequest::CloseStream { .. })),
+        "the snapshot is released"
+    );
+}
+
+#[test]
+fn at_most_64_answers_wait_then_reading_stops() {
+    let mut n = Node::new(
+        TcpConfig {
+            max_out: 4096,
+            ..TcpConfig::default()
+        },
+        1,
+    );
+    n.seed(&many(20)); // 20 records: more than 4096 bytes
+    n.client(1);
+    assert!(n.core.read_budget(1) > 0);
+    n.send(1, &[LIST_ALL; 100]);
+    let held = n.pending(1);
+    assert!(held <= 4096, "{held}");
+    assert_eq!(n.core.read_budget(1), 0, "64 answers wait: read no more");
+    let snaps = n
+        .log
+        .iter()
+        .filter(|r| matches!(r, StoreRequest::Snapshot { .. }))
+        .count();
+    assert_eq!(snaps, 64, "the other 36 requests are not parsed yet");
+    // Reading drains the answers, and parsing resumes as they complete.
+    let out = n.read(1);
+    let mut rest = &out[..];
+    for i in 0..100 {
+        let (list, r) = list_answer(rest);
+        assert_eq!(list.len(), 20, "answer {i}");
+        rest = r;
+    }
+    assert!(rest.is_empty());
+    assert!(n.core.read_budget(1) > 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Several cores wired together
+// ---------------------------------------------------------------------------------------
+
+struct MeshNode {
+    node: Node,
+    config: TcpConfig,
+    /// False: connections to this node fail.
+    reachable: bool,
+}
+
+impl std::ops::Deref for MeshNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for MeshNode {
+    fn deref_mut(&mut self) -> &mut Node {
+        &mut self.node
+    }
+}
+
+/// One TCP connection between two nodes.
+struct Pipe {
+    opener: (usize, ConnId),
+    acceptor: (usize, ConnId),
+    /// Bytes from the opener are not delivered (the acceptor does not read).
+    hold_to_acceptor: bool,
+    /// Bytes from the acceptor are not delivered (the opener does not read).
+    hold_to_opener: bool,
+}
+
+struct Mesh {
+    nodes: Vec<MeshNode>,
+    pipes: Vec<Pipe>,
+    next_conn: ConnId,
+    now: u64,
+    /// (time, opener, peer index, connected)
+    connects: Vec<(u64, usize, usize, bool)>,
+    /// New pipes hold the acceptor's answers (to cut a link before its catch-up).
+    hold_new_answers: bool,
+}
+
+fn node_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1 + i as u8)), 4747)
+}
+
+impl Mesh {
+    /// `n` nodes; node `a` has `--peer` node `b` for each `(a, b)` in `links`.
+    fn new(n: usize, links: &[(usize, usize)]) -> Mesh {
+        let nodes = (0..n)
+            .map(|i| {
+                let config = TcpConfig {
+                    name: format!("node{i}"),
+                    peers: links
+                        .iter()
+                        .filter(|l| l.0 == i)
+                        .map(|l| node_addr(l.1))
+                        .collect(),
+                    // The operator of the accepting side lets its peers in.
+                    allow_peers: links
+                        .iter()
+                        .filter(|l| l.1 == i)
+                        .map(|l| Cidr::parse(&node_addr(l.0).ip().to_string()).unwrap())
+                        .collect(),
+                    ..TcpConfig::default()
+                };
+                MeshNode {
+                    node: Node::new(config.clone(), 0),
+                    config,
+                    reachable: true,
+                }
+            })
+            .collect();
+        Mesh {
+            nodes,
+            pipes: Vec::new(),
+            next_conn: 1000,
+            now: 0,
+            connects: Vec::new(),
+            hold_new_answers: false,
+        }
+    }
+
+    /// Replaces node `i` (before anything ran) with one at `clock` and a changed config.
+    fn set_node(&mut self, i: usize, clock: u32, f: impl FnOnce(&mut TcpConfig)) {
+        let mut cfg = self.nodes[i].config.clone();
+        f(&mut cfg);
+        self.nodes[i].config = cfg.clone();
+        self.nodes[i].node = Node::new(cfg, clock);
+    }
+
+    fn conn_id(&mut self) -> ConnId {
+        self.next_conn += 1;
+        self.next_conn
+    }
+
+    fn close_pipe(&mut self, at: (usize, ConnId)) {
+        let Some(p) = self
+            .pipes
+            .iter()
+            .position(|p| p.opener == at || p.acceptor == at)
+        else {
+            return;
+        };
+        let p = self.pipes.remove(p);
+        let now = self.now;
+        for (i, c) in [p.opener, p.acceptor] {
+            self.nodes[i].core.handle_closed(now, c);
+        }
+    }
+
+    /// One round of actions and bytes; false when nothing happened.
+    fn step(&mut self) -> bool {
+        let mut moved = false;
+        let now = self.now;
+        for i in 0..self.nodes.len() {
+            for action in self.nodes[i].actions() {
+                moved = true;
+                match action {
+                    TcpAction::Connect { peer, addr } => {
+                        let j = (0..self.nodes.len())
+                            .find(|&j| node_addr(j) == addr)
+                            .expect("a node at that address");
+                        if self.nodes[j].reachable {
+                            let (co, ca) = (self.conn_id(), self.conn_id());
+                            self.nodes[i].core.handle_connected(now, peer, co);
+                            let from = SocketAddr::new(node_addr(i).ip(), 40_000 + co as u16);
+                            self.nodes[j].core.handle_accept(now, ca, from);
+                            self.pipes.push(Pipe {
+                                opener: (i, co),
+                                acceptor: (j, ca),
+                                hold_to_acceptor: false,
+                                hold_to_opener: self.hold_new_answers,
+                            });
+                            self.connects.push((now, i, peer, true));
+                        } else {
+                            self.nodes[i].core.handle_connect_failed(now, peer);
+                            self.connects.push((now, i, peer, false));
+                        }
+                    }
+                    TcpAction::Close(c) => {
+                        if self
+                            .pipes
+                            .iter()
+                            .any(|p| p.opener == (i, c) || p.acceptor == (i, c))
+                        {
+                            self.close_pipe((i, c));
+                        } else {
+                            self.nodes[i].core.handle_closed(now, c);
+                        }
+                    }
+                }
+            }
+        }
+        for n in &mut self.nodes {
+            n.settle();
+        }
+        for k in 0..self.pipes.len() {
+            let p = &self.pipes[k];
+            let dirs = [
+                (p.opener, p.acceptor, p.hold_to_acceptor),
+                (p.acceptor, p.opener, p.hold_to_opener),
+            ];
+            for ((si, sc), (di, dc), hold) in dirs {
+                if hold {
+                    continue;
+                }
+                let bytes = self.nodes[si].core.output(sc).to_vec();
+                if bytes.is_empty() {
+                    continue;
+                }
+                moved = true;
+                self.nodes[si].core.consumed(now, sc, bytes.len());
+                self.nodes[di].core.handle_data(now, dc, &bytes);
+            }
+        }
+        for n in &mut self.nodes {
+            n.settle();
+        }
+        moved
+    }
+
+    fn run(&mut self) {
+        for _ in 0..100_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("the mesh never settles");
+    }
+
+    fn advance_to(&mut self, t: u64) {
+        self.now = t;
+        for n in &mut self.nodes {
+            n.advance_to(t);
+        }
+        self.run();
+    }
+
+    /// Runs every deadline up to `t`, then `t`.
+    fn run_until(&mut self, t: u64) {
+        self.advance_to(self.now);
+        for _ in 0..100_000 {
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.core.poll_timeout())
+                .min();
+            match next {
+                Some(d) if d <= t => self.advance_to(d.max(self.now)),
+                _ => break,
+            }
+            if self.now == t {
+                break;
+            }
+        }
+        self.advance_to(t);
+    }
+
+    /// Cuts every connection (both ends see it closed).
+    fn cut_all(&mut self) {
+        while let Some(p) = self.pipes.first() {
+            let at = p.opener;
+            self.close_pipe(at);
+        }
+    }
+
+    /// The pipe that node `a` opened to node `b`.
+    fn link(&mut self, a: usize, b: usize) -> &mut Pipe {
+        self.pipes
+            .iter_mut()
+            .find(|p| p.opener.0 == a && p.acceptor.0 == b)
+            .expect("link up")
+    }
+
+    /// A client connection on node `i`, hello done.
+    fn client(&mut self, i: usize) -> ConnId {
+        let c = self.conn_id();
+        self.nodes[i].now = self.now;
+        self.nodes[i].client(c);
+        c
+    }
+
+    fn write(&mut self, i: usize, conn: ConnId, user: &str, contact: &str, phone: &str) {
+        self.nodes[i].send(conn, &client_update(user, contact, phone));
+    }
+}
+
+#[test]
+fn a_link_opens_with_hello_and_ask_for_update_exact_bytes() {
+    let mut m = Mesh::new(2, &[(0, 1)]);
+    m.hold_new_answers = true;
+    m.nodes[1].seed(&[contact("alice", "bob", "555", 0)]);
+    m.advance_to(0);
+    assert_eq!(m.connects, vec![(0, 0, 0, true)]);
+    let p = m.link(0, 1);
+    let (a, b) = (p.opener.1, p.acceptor.1);
+    assert_eq!(m.nodes[0].pending(a), 0, "delivered");
+    // What node 1 sends back: the AskForUpdate answer, clock and all.
+    let out = m.nodes[1].core.output(b).to_vec();
+    let mut want = vec![0, 0, 0, 1];
+    want.extend(server_update(0, "alice", "bob", "555"));
+    assert_eq!(out, want);
+
+    // What node 0 said: its hello (role 1, its name), then AskForUpdate.
+    let mut solo = Node::new(
+        TcpConfig {
+            name: "node0".into(),
+            peers: vec![node_addr(1)],
+            ..TcpConfig::default()
+        },
+        0,
+    );
+    solo.advance_to(0);
+    assert_eq!(
+        solo.actions(),
+        vec![TcpAction::Connect {
+            peer: 0,
+            addr: node_addr(1)
+        }]
+    );
+    solo.core.handle_connected(0, 0, 9);
+    let mut want = hello(1, "node0");
+    want.push(ASK_FOR_UPDATE);
+    assert_eq!(solo.core.output(9), &want[..]);
+}
+
+#[test]
+fn heartbeat_then_barrier_every_5_s_on_links_this_server_opened() {
+    let mut m = Mesh::new(2, &[(0, 1)]);
+    m.set_node(1, 7, |_| {});
+    m.set_node(0, 0, |c| {
+        c.allow_peers = vec![Cidr::parse("192.0.2.99/32").unwrap()];
+    });
+    m.run_until(1_000);
+    assert!(m.nodes[0].core.link_up(0));
+    assert_eq!(
+        m.nodes[0].core.clock(),
+        0,
+        "an empty catch-up carries no clock"
+    );
+    let (a, b) = {
+        let p = m.link(0, 1);
+        (p.opener.1, p.acceptor.1)
+    };
+    m.link(0, 1).hold_to_acceptor = true;
+    m.link(0, 1).hold_to_opener = true;
+    assert_eq!(m.nodes[0].core.poll_timeout(), Some(5_000));
+    m.advance_to(5_000);
+    // HeartBeat (health 1, our clock), then a Barrier.
+    let mut want = heartbeat(1, 0);
+    want.push(BARRIER);
+    assert_eq!(want, [0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x05]);
+    assert_eq!(m.nodes[0].core.output(a), &want[..]);
+    m.link(0, 1).hold_to_acceptor = false;
+    m.run();
+    // Node 1 (clock 7 >= 0) answers UpdateClock, then the barrier's 200.
+    let mut want = update_clock(7);
+    want.extend(BARRIER_OK);
+    assert_eq!(m.nodes[1].core.output(b), &want[..]);
+    m.link(0, 1).hold_to_opener = false;
+    m.run();
+    assert_eq!(m.nodes[0].core.clock(), 7, "the UpdateClock is taken");
+    assert!(m.nodes[0].core.link_up(0));
+    assert_eq!(m.nodes[0].core.poll_timeout(), Some(10_000));
+
+    // Node 0 learns a higher clock elsewhere; at the next heartbeat node 1 takes it and
+    // answers only the 200, which tells node 0 that no UpdateClock is coming.
+    let x = m.conn_id();
+    m.nodes[0].accept(x, "192.0.2.99:5000");
+    m.nodes[0].send(x, &hello(1, "elsewhere"));
+    m.nodes[0].send(x, &update_clock(100));
+    assert_eq!(m.nodes[0].core.clock(), 100);
+    m.link(0, 1).hold_to_opener = true;
+    m.advance_to(10_000);
+    assert_eq!(m.nodes[1].core.output(b), &BARRIER_OK[..]);
+    assert_eq!(m.nodes[1].core.clock(), 100);
+    m.link(0, 1).hold_to_opener = false;
+    m.run();
+    assert!(m.nodes[0].core.link_up(0));
+    assert_eq!(m.nodes[0].core.clock(), 100);
+    assert!(m.nodes[0]
+        .acted
+        .iter()
+        .all(|a| !matches!(a, TcpAction::Close(_))));
+}
+
+#[test]
+fn peers_both_ways_with_conflicting_writes_converge() {
+    let mut m = Mesh::new(2, &[(0, 1), (1, 0)]);
+    m.run_until(1_000);
+    assert!(m.nodes[0].core.link_up(0) && m.nodes[1].core.link_up(0));
+    let (ca, cb) = (m.client(0), m.client(1));
+    // Same clock (1) on both sides for (alice, bob): the larger phone wins everywhere.
+    m.write(0, ca, "alice", "bob", "111");
+    m.write(1, cb, "alice", "bob", "222");
+    m.write(0, ca, "alice", "carol", "500");
+    m.write(1, cb, "alice", "dave", "700");
+    m.run();
+    let want = vec![
+        contact("alice", "bob", "222", 1),
+        contact("alice", "carol", "500", 2),
+        contact("alice", "dave", "700", 2),
+    ];
+    assert_eq!(m.nodes[0].contacts(), want);
+    assert_eq!(m.nodes[1].contacts(), want);
+
+    // A partition: both sides write, one side more often (a higher clock).
+    m.cut_all();
+    m.nodes[0].reachable = false;
+    m.nodes[1].reachable = false;
+    m.run_until(20_000);
+    let (ca, cb) = (m.client(0), m.client(1));
+    m.write(0, ca, "alice", "bob", "000");
+    m.write(0, ca, "alice", "bob", "001");
+    m.write(0, ca, "alice", "bob", "002"); // clock 5
+    m.write(1, cb, "alice", "bob", "999"); // clock 3: loses despite its phone
+    m.write(1, cb, "alice", "erin", "9"); // clock 4
+    m.write(0, ca, "alice", "erin", "1"); // clock 6: wins
+    m.write(1, cb, "bob", "x", "1");
+    m.run_until(40_000);
+    assert_ne!(m.nodes[0].contacts(), m.nodes[1].contacts());
+    m.nodes[0].reachable = true;
+    m.nodes[1].reachable = true;
+    m.run_until(100_000);
+    assert!(m.nodes[0].core.link_up(0) && m.nodes[1].core.link_up(0));
+    let a = m.nodes[0].contacts();
+    assert_eq!(a, m.nodes[1].contacts(), "identical stores");
+    let phones: Vec<(&str, &str, &str)> = a
+        .iter()
+        .map(|c| (c.username.as_str(), c.contact.as_str(), c.phone.as_str()))
+        .collect();
+    assert_eq!(
+        phones,
+        [
+            ("alice", "bob", "002"),
+            ("alice", "carol", "500"),
+            ("alice", "dave", "700"),
+            ("alice", "erin", "1"),
+            ("bob", "x", "1"),
+        ]
+    );
+    // Heartbeats have brought the clocks together.
+    assert_eq!(m.nodes[0].core.clock(), m.nodes[1].core.clock());
+}
+
+#[test]
+fn three_servers_fully_peered_converge() {
+    // Every server has --peer for both others (pushes go one hop: a full mesh).
+    let links = [(0, 1), (1, 0), (1, 2), (2, 1), (0, 2), (2, 0)];
+    let mut m = Mesh::new(3, &links);
+    m.run_until(1_000);
+    let cs: Vec<ConnId> = (0..3).map(|i| m.client(i)).collect();
+    for round in 0..5 {
+        for (i, &c) in cs.iter().enumerate() {
+            m.write(i, c, "u", "shared", &format!("{i}-{round}"));
+            m.write(i, c, "u", &format!("own{i}"), &format!("{round}"));
+        }
+    }
+    m.run_until(30_000);
+    let s0 = m.nodes[0].contacts();
+    assert_eq!(s0.len(), 4);
+    assert_eq!(s0, m.nodes[1].contacts());
+    assert_eq!(s0, m.nodes[2].contacts());
+}
+
+#[test]
+fn link_down_reconnects_with_backoff_reset_after_a_completed_catch_up() {
+    let mut m = Mesh::new(2, &[(0, 1)]);
+    m.nodes[1].reachable = false;
+    m.run_until(100_000);
+    let tries: Vec<u64> = m
+        .connects
+        .iter()
+        .filter(|c| c.1 == 0)
+        .map(|c| c.0)
+        .collect();
+    let gaps: Vec<u64> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(tries[0], 0, "the first try is at start");
+    assert_eq!(
+        gaps,
+        [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+    );
+    assert_eq!(*tries.last().unwrap(), 91_750);
+
+    // The peer comes back: the next try (at 121 750) connects and catches up.
+    m.nodes[1].reachable = true;
+    m.run_until(121_750);
+    assert_eq!(m.connects.last(), Some(&(121_750, 0, 0, true)));
+    assert!(m.nodes[0].core.link_up(0));
+
+    // Lost after a completed catch-up: the backoff starts again at 250 ms.
+    m.run_until(130_000);
+    m.cut_all();
+    m.run_until(140_000);
+    let after: Vec<(u64, bool)> = m
+        .connects
+        .iter()
+        .filter(|c| c.0 >= 130_000)
+        .map(|c| (c.0, c.3))
+        .collect();
+    assert_eq!(after, [(130_250, true)]);
+
+    // Connected but lost before the catch-up completed: no reset, the backoff grows.
+    m.hold_new_answers = true;
+    m.cut_all(); // at 140 000: retry at +250, next backoff 500
+    m.run_until(140_250); // connects, the answer is held
+    assert!(m.nodes[0].core.link_up(0));
+    m.cut_all(); // at 140 250: retry at +500
+    m.run_until(141_000);
+    m.cut_all(); // at 140 750 it connected again; cut at 141 000: retry at +1 000
+    m.run_until(150_000);
+    let after: Vec<u64> = m
+        .connects
+        .iter()
+        .filter(|c| c.0 >= 140_000)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(after, [140_250, 140_750, 142_000]);
+}
+
+#[test]
+fn local_writes_are_pushed_to_every_link_that_is_up() {
+    let mut m = Mesh::new(3, &[(0, 1), (0, 2)]);
+    m.run_until(1_000);
+    let c = m.client(0);
+    m.write(0, c, "alice", "bob", "555");
+    // One server-role Update (clock 1) on each of node 0's links.
+    let (a1, a2) = {
+        let p1 = m.link(0, 1).opener.1;
+        let p2 = m.link(0, 2).opener.1;
+        (p1, p2)
+    };
+    assert_eq!(
+        m.nodes[0].core.output(a1),
+        &server_update(1, "alice", "bob", "555")[..]
+    );
+    assert_eq!(
+        m.nodes[0].core.output(a2),
+        &server_update(1, "alice", "bob", "555")[..]
+    );
+    m.run();
+    assert_eq!(m.nodes[1].contacts(), m.nodes[0].contacts());
+    assert_eq!(m.nodes[2].contacts(), m.nodes[0].contacts());
+}
+
+/// docs/PROTOCOL.md: a link whose output exceeds 2 x max_out (2 MiB) is dropped and catches up on reconnect.
+/// The pushes node 0 dropped must reach node 1 once the link is back.
+#[test]
+
+fn an_overfull_link_is_dropped_and_the_peer_catches_up() {
+    let mut m = Mesh::new(2, &[(0, 1), (1, 0)]);
+    m.run_until(1_000);
+    m.link(0, 1).hold_to_acceptor = true; // node 1 stops reading node 0's link
+    let c = m.client(0);
+    let mut bytes = Vec::new();
+    for i in 0..4_200 {
+        bytes.extend(client_update("bulk", &format!("c{i:05}"), "1"));
+    }
+    m.nodes[0].send(c, &bytes);
+    let id = m.link(0, 1).opener.1;
+    let closes = m.nodes[0].actions();
+    assert!(!closes.is_empty(), "the overfull link is dropped");
+    assert!(
+        closes.iter().all(|a| *a == TcpAction::Close(id)),
+        "{closes:?}"
+    );
+    m.close_pipe((0, id));
+    m.run_until(60_000);
+    assert!(m.nodes[0].core.link_up(0) && m.nodes[1].core.link_up(0));
+    assert_eq!(m.nodes[1].contacts().len(), 4_200);
+    assert_eq!(m.nodes[0].contacts(), m.nodes[1].contacts());
+}
+
+/// A link is dropped when its output passes 2 x max_out (a push stream may hold max_out,
+/// pushes as much again), and reconnects after 250 ms.
+#[test]
+fn an_overfull_link_is_dropped_and_reconnects() {
+    let mut m = Mesh::new(2, &[(0, 1), (1, 0)]);
+    m.run_until(1_000);
+    m.link(0, 1).hold_to_acceptor = true;
+    let c = m.client(0);
+    let mut bytes = Vec::new();
+    for i in 0..4_200 {
+        bytes.extend(client_update("bulk", &format!("c{i:05}"), "1"));
+    }
+    m.nodes[0].send(c, &bytes);
+    let id = m.link(0, 1).opener.1;
+    assert!(m.nodes[0].pending(id) <= 2 * MAX_OUT + SERVER_RECORD);
+    // One Close per write that found the link over the limit; the loop ignores repeats.
+    let closes = m.nodes[0].actions();
+    assert!(!closes.is_empty());
+    assert!(
+        closes.iter().all(|a| *a == TcpAction::Close(id)),
+        "{closes:?}"
+    );
+    let t = m.now;
+    m.close_pipe((0, id));
+    assert!(!m.nodes[0].core.link_up(0));
+    m.run_until(5_000);
+    assert!(m.nodes[0].core.link_up(0));
+    assert!(m.connects.iter().any(|c| c.0 == t + 250 && c.1 == 0 && c.3));
+}
+
+/// Writes made while only the link this server opened is down (the peer's link to it stays
+/// up) must reach the peer once the link is back.
+#[test]
+
+fn writes_during_a_one_way_outage_reach_the_peer() {
+    let mut m = Mesh::new(2, &[(0, 1), (1, 0)]);
+    m.run_until(1_000);
+    let id = m.link(0, 1).opener.1;
+    m.close_pipe((0, id)); // only node 0's link drops
+    let c = m.client(0);
+    m.write(0, c, "alice", "bob", "555");
+    m.run_until(60_000);
+    assert!(m.nodes[0].core.link_up(0) && m.nodes[1].core.link_up(0));
+    assert_eq!(m.nodes[1].contacts(), m.nodes[0].contacts());
+}
+
+/// A client that sends barriers and never reads its answers, fed as the event loop feeds it
+/// (within `read_budget`). TcpConfig::max_out says a connection over it is dropped; the
+/// core's pending output for it must stay bounded either way.
+#[test]
+
+fn a_client_that_never_reads_its_barrier_answers_is_bounded() {
+    let mut n = Node::plain(0);
+    n.client(1);
+    let mut sent = 0usize;
+    while sent < 300_000 {
+        let budget = n.core.read_budget(1).min(64 * 1024);
+        if budget == 0 || !n.acted.is_empty() || !n.actions().is_empty() {
+            break;
+        }
+        n.send(1, &vec![BARRIER; budget]);
+        sent += budget;
+    }
+    let held = n.pending(1);
+    assert!(
+        held <= MAX_OUT + BARRIER_OK.len(),
+        "{held} bytes of output held for a reader that never read ({sent} barriers taken)"
+    );
+}
