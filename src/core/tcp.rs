@@ -456,14 +456,9 @@ impl TcpCore {
     /// How many more bytes the core takes from `conn` now (0: stop reading, backpressure).
     pub fn read_budget(&self, conn: ConnId) -> usize {
         match self.conns.get(&conn) {
-            Some(c)
-                if !c.refused
-                    && c.answers.len() < self.cfg.max_pending
-                    && c.committed_out() < self.cfg.max_out
-                    && c.inbuf.len() < 64 * 1024 =>
-            {
-                64 * 1024 - c.inbuf.len()
-            }
+            // Output backpressure is applied per command in `parse` (only commands that
+            // produce an answer wait); unparsed input is what stops reading.
+            Some(c) if !c.refused && c.inbuf.len() < 64 * 1024 => 64 * 1024 - c.inbuf.len(),
             _ => 0,
         }
     }
@@ -490,13 +485,11 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.refused
-                || c.close_when_flushed
-                || c.answers.len() >= self.cfg.max_pending
-                || c.committed_out() >= self.cfg.max_out
-            {
+            if c.refused || c.close_when_flushed {
                 return;
             }
+            // A link's incoming bytes are answers to us: always read them (gating them on
+            // our own output could deadlock two servers pushing to each other).
             if c.link.is_some() {
                 if !self.parse_answer(now_ms, conn) {
                     return;
@@ -551,6 +544,19 @@ impl TcpCore {
                     return;
                 }
             };
+            // A command that produces an answer waits while this connection's output (plus
+            // the short answers already due) is at its bound: a client that never reads
+            // cannot grow the server's memory. Updates produce none and always go through.
+            let answers = !matches!(
+                (role, c.inbuf[0]),
+                (_, tcp::CMD_UPDATE) | (Role::Server, tcp::CMD_UPDATE_CLOCK)
+            );
+            if answers
+                && (c.answers.len() >= self.cfg.max_pending
+                    || c.committed_out() >= self.cfg.max_out)
+            {
+                return;
+            }
             let frame: Vec<u8> = c.inbuf.drain(..len).collect();
             match role {
                 Role::Client => self.client_command(now_ms, conn, &frame),
