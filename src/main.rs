@@ -304,11 +304,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let mut seed = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
         .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
-    let socket = rendezvous::net::bind_udp(a.listen)
-        .with_context(|| format!("cannot listen on UDP {}", a.listen))?;
+    let (socket, listener) = bind_both(a.listen)?;
     let local = socket.local_addr()?;
-    let listener = rendezvous::net::tcp::bind_tcp(local)
-        .with_context(|| format!("cannot listen on TCP {local}"))?;
     let origin = Instant::now();
     let mut server = Server::new(cfg, seed, rendezvous::net::now(origin));
     tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), clock, memory_only = a.memory_only, "serving");
@@ -323,6 +320,22 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     rendezvous::net::run(socket, &mut server, Some(tcp), origin, stop)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds UDP and TCP on one port. With port 0 the kernel picks the UDP port, and TCP may
+/// find that number taken: then both are tried again on another port.
+fn bind_both(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    for _ in 0..32 {
+        let udp = rendezvous::net::bind_udp(listen)
+            .with_context(|| format!("cannot listen on UDP {listen}"))?;
+        let local = udp.local_addr()?;
+        match rendezvous::net::tcp::bind_tcp(local) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on TCP {local}")),
+        }
+    }
+    bail!("no port free for both UDP and TCP on {}", listen.ip())
 }
 
 fn identity(c: IdentityCmd) -> Result<ExitCode> {

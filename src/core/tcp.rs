@@ -623,12 +623,12 @@ impl TcpCore {
         }
     }
 
+    /// A received clock is plausible when it is at most 2^24 ahead of ours; while catching
+    /// up (or with clock 0) anything up to 2^31 is too, so a fresh server can join an
+    /// older mesh.
     fn plausible(&self, c: u32) -> bool {
-        if self.catching_up || self.clock == 0 {
-            c <= 1 << 31
-        } else {
-            c <= self.clock.saturating_add(self.cfg.max_clock_jump)
-        }
+        let steady = c <= self.clock.saturating_add(self.cfg.max_clock_jump);
+        steady || ((self.catching_up || self.clock == 0) && c <= 1 << 31)
     }
 
     fn observe_clock(&mut self, c: u32) {

@@ -116,8 +116,8 @@ pub const HEALTH_DRAINING: u8 = 3;
 
 /// Status frame `request` byte for an answer to the hello (this project's).
 pub const REQUEST_HELLO: u8 = 0;
-/// Status frame `request` byte when the command byte could not be read or is unknown
-/// (this project's, as the UDP plane's 0xFF).
+/// Status frame `request` byte when there is no command byte to name (a store failure
+/// while streaming); an unknown command is answered with its own byte (this project's).
 pub const REQUEST_UNKNOWN: u8 = 0xFF;
 
 /// Byte ranges of the fixed layouts (smoltcp's `mod field`).
