@@ -1,7 +1,24 @@
+//! `rendezvous`: a rendezvous server for decentralized messengers and peer-to-peer apps.
+//!
+//! Clients register their self-signed X.509 certificate over UDP; the server maps its
+//! SHA-256 fingerprint to the client's public address (after NAT), clients keep the NAT
+//! mapping open with keepalives, look each other up, punch holes and relay events. On TCP,
+//! contacts are kept with Lamport clocks and servers federate. The protocol is in
+//! `docs/PROTOCOL.md`; the product brief in `shared/BRIEF.md`.
+//!
+//! # Layout
+//! - [`wire`]: zero-copy views and emitters of every packet and frame; no I/O.
+//! - [`identity`]: certificates, fingerprints, signatures, keys.
+//! - [`core`]: the I/O-free server: the UDP directory ([`core::Server`]) and the TCP plane
+//!   ([`core::tcp::TcpCore`]), fed time and bytes, returning what to send.
+//! - [`store`]: contacts and the Lamport clock behind a trait (SQLite, or RAM only).
+//! - `net` (feature `net`, default): the only code that touches sockets and the clock.
+//! - [`client`]: the blocking client library the CLI and the tests use.
+
 pub mod client;
 pub mod core;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;
-pub mod wire;
 pub mod store;
+pub mod wire;

@@ -113,7 +113,7 @@ fn done(buf: &[u8], pos: usize) -> Result<(), WireError> {
 }
 
 /// Type 1 OK payload (BRIEF.md): `[keepalive_s u16][boot_epoch u32][family u8][addr][port u16]`,
-/// 14 or 26 bytes. The seed's OK is empty; [`Ok::parse`] accepts both.
+/// 13 or 25 bytes. The seed's OK is empty; [`OkInfo::parse`] accepts both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OkInfo {
     /// Advised keepalive interval, seconds.
