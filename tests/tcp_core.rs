@@ -1773,3 +1773,31 @@ fn a_client_that_never_reads_its_barrier_answers_is_bounded() {
         "{held} bytes of output held for a reader that never read ({sent} barriers taken)"
     );
 }
+
+/// Records cross servers that are not directly peered: a line 0 - 1 - 2 - 3, each peered
+/// only with its neighbours. A change that alters state is passed on; an unchanged one is
+/// not, so the flood ends (the forward count stays bounded however long the mesh runs).
+#[test]
+fn changes_cross_a_line_of_servers_and_the_flood_ends() {
+    let mut m = Mesh::new(4, &[(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]);
+    m.run_until(1_000);
+    let c0 = m.client(0);
+    m.write(0, c0, "alice", "bob", "111");
+    let c3 = m.client(3);
+    m.write(3, c3, "zoe", "yan", "999");
+    m.run_until(10_000);
+    let want = m.nodes[0].contacts();
+    assert_eq!(want.len(), 2, "{want:?}");
+    for i in 1..4 {
+        assert_eq!(m.nodes[i].contacts(), want, "node {i}");
+    }
+    let forwarded: Vec<u64> = m.nodes.iter().map(|n| n.core.stats().forwarded).collect();
+    m.run_until(60_000);
+    let later: Vec<u64> = m.nodes.iter().map(|n| n.core.stats().forwarded).collect();
+    assert_eq!(
+        forwarded, later,
+        "nothing more is forwarded once every server has it"
+    );
+    // Each server passes each new record on at most once per time it changed its store.
+    assert!(later.iter().all(|&f| f <= 2), "{later:?}");
+}

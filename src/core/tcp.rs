@@ -312,6 +312,8 @@ pub struct TcpStats {
     pub store_failures: u64,
     /// Clocks refused as implausible.
     pub clocks_refused: u64,
+    /// Records learned from a peer that changed state and were passed on to our links.
+    pub forwarded: u64,
 }
 
 /// The TCP plane's state machine.
@@ -329,6 +331,11 @@ pub struct TcpCore {
     requests: Vec<StoreRequest>,
     actions: VecDeque<TcpAction>,
     store_broken: bool,
+    /// Merges in the batch being built, and which of them came from peers (by index).
+    batch_merges: usize,
+    batch_forward: Vec<(usize, Contact)>,
+    /// Per batch sent to the store: peer records to pass on if they changed state.
+    forward: HashMap<u64, Vec<(usize, Contact)>>,
     /// Until the first full catch-up from a peer completes, received clocks are bounded
     /// only by 2^31 (a fresh or memory-only server joining an older mesh).
     catching_up: bool,
@@ -364,6 +371,9 @@ impl TcpCore {
             requests: Vec::new(),
             actions: VecDeque::new(),
             store_broken: false,
+            batch_merges: 0,
+            batch_forward: Vec::new(),
+            forward: HashMap::new(),
             catching_up: !cfg_peers_empty,
             stats: TcpStats::default(),
         }
@@ -657,6 +667,7 @@ impl TcpCore {
                 self.clock_dirty = true;
                 let contact = to_contact(&f, next);
                 self.replicate(&contact);
+                self.batch_merges += 1;
                 self.batch.push(Write::Merge(contact));
                 self.stats.client_updates += 1;
             }
@@ -676,7 +687,7 @@ impl TcpCore {
                     return self.refuse_clock(conn, tcp::CMD_UPDATE, clock);
                 }
                 self.observe_clock(clock);
-                self.batch.push(Write::Merge(to_contact(&fields, clock)));
+                self.merge_from_peer(to_contact(&fields, clock));
                 self.stats.peer_updates += 1;
             }
             ServerCommand::HeartBeat { clock, .. } => {
@@ -760,6 +771,16 @@ impl TcpCore {
         self.pump(conn);
     }
 
+    /// Queues a record learned from a peer; once the store says it changed state, it is
+    /// passed on to every link (multi-hop; an unchanged record goes no further, so a flood
+    /// ends).
+    fn merge_from_peer(&mut self, contact: Contact) {
+        self.batch_forward
+            .push((self.batch_merges, contact.clone()));
+        self.batch_merges += 1;
+        self.batch.push(Write::Merge(contact));
+    }
+
     fn flush_batch(&mut self) {
         if self.clock_dirty {
             self.batch.push(Write::Clock(self.clock));
@@ -768,6 +789,11 @@ impl TcpCore {
         if !self.batch.is_empty() {
             let seq = self.next_seq;
             self.next_seq += 1;
+            self.batch_merges = 0;
+            if !self.batch_forward.is_empty() {
+                self.forward
+                    .insert(seq, std::mem::take(&mut self.batch_forward));
+            }
             self.requests.push(StoreRequest::Apply {
                 seq,
                 batch: std::mem::take(&mut self.batch),
@@ -909,8 +935,18 @@ impl TcpCore {
     pub fn handle_store(&mut self, now_ms: u64, ev: StoreEvent) {
         let _ = now_ms;
         match ev {
-            StoreEvent::Applied { .. } => {}
+            StoreEvent::Applied { seq, changed } => {
+                if let Some(records) = self.forward.remove(&seq) {
+                    for (i, contact) in records {
+                        if changed.get(i).copied().unwrap_or(false) {
+                            self.stats.forwarded += 1;
+                            self.replicate(&contact);
+                        }
+                    }
+                }
+            }
             StoreEvent::Failed { seq, error } => {
+                self.forward.remove(&seq);
                 self.stats.store_failures += 1;
                 self.store_broken = true;
                 tracing::error!(seq, error, "store batch failed; writes are not durable");
@@ -1048,7 +1084,7 @@ impl TcpCore {
                 match tcp::parse_server_record(&rec) {
                     Ok((clock, f)) if self.plausible(clock) => {
                         self.observe_clock(clock);
-                        self.batch.push(Write::Merge(to_contact(&f, clock)));
+                        self.merge_from_peer(to_contact(&f, clock));
                         self.stats.peer_updates += 1;
                         true
                     }
