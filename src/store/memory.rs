@@ -1,12 +1,20 @@
 //! The RAM-only store (`--memory-only`): contacts and the Lamport clock live in a persistent
-//! ordered map and nothing ever touches the disk, so nothing survives a restart (the DCSC
-//! stance on seizure). Snapshots are O(1) structural clones. Source: BRIEF.md, "State".
+//! ordered map, the journal in a persistent vector of its newest `keep` lines, peers' cursors
+//! in a map; nothing ever touches the disk, so nothing survives a restart (the DCSC stance on
+//! seizure), and each instance makes a new random journal id, so peers holding a cursor into
+//! the previous run's journal see [`JournalRead::Beyond`] or a different id and fall back to
+//! a full sync. Snapshots are O(1) structural clones. Source: BRIEF.md, "State" and "TCP
+//! plane" (Journal); seed 004.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 
-use im::OrdMap;
+use im::{OrdMap, Vector};
 
-use super::{Contact, Snapshot, Store, StoreError, Write, NAME_LEN, PHONE_LEN};
+use super::{
+    journal_window, new_journal_id, Change, Contact, JournalEntry, JournalRead, Snapshot, Store,
+    StoreError, Write, DEFAULT_JOURNAL_KEEP, NAME_LEN, PHONE_LEN,
+};
 
 /// Key: `(username, contact)`. `String`'s order is bytewise (`memcmp`) order, the same as
 /// the SQLite store's BLOB order. Value: `(clock, phone)`.
@@ -39,28 +47,65 @@ pub(crate) fn check_contact(c: &Contact) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Contacts and the Lamport clock in RAM only; see the module doc.
+/// Contacts, the Lamport clock, the journal and cursors in RAM only; see the module doc.
 ///
-/// Same semantics as [`super::SqliteStore`] (last-writer-wins by [`Contact::wins_over`],
-/// the clock only ever raised, bytewise `(username, contact)` order), without durability:
-/// `apply` returns as soon as the map is updated.
-#[derive(Debug, Clone, Default)]
+/// Same semantics as the SQLite store (last-writer-wins by [`Contact::wins_over`], the clock
+/// only ever raised, bytewise `(username, contact)` order, one journal line per changed
+/// merge, the newest `keep` lines retained), without durability: `apply` returns as soon as
+/// the maps are updated. A clone shares the journal id: it is a copy of the same journal.
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     contacts: Map,
     clock: u32,
+    /// Random, non-zero, per instance.
+    journal_id: u64,
+    /// The retained lines, oldest first: lines `head - journal.len() + 1 ..= head`.
+    journal: Vector<JournalEntry>,
+    /// The last line number ever appended (0 for none).
+    head: u64,
+    /// The most lines retained.
+    keep: u64,
+    /// peer -> (journal id, line).
+    cursors: HashMap<String, (u64, u64)>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::new()
+    }
 }
 
 impl MemoryStore {
-    /// An empty store with clock 0.
+    /// An empty store with clock 0, an empty journal with a new random id, keeping
+    /// [`DEFAULT_JOURNAL_KEEP`] lines.
     pub fn new() -> MemoryStore {
-        MemoryStore::default()
+        MemoryStore::with_keep(DEFAULT_JOURNAL_KEEP)
+    }
+
+    /// As [`MemoryStore::new`], retaining at most `keep` journal lines (0 keeps none: every
+    /// `since` below the head is then [`JournalRead::Gone`]).
+    pub fn with_keep(keep: u64) -> MemoryStore {
+        MemoryStore {
+            contacts: Map::new(),
+            clock: 0,
+            journal_id: new_journal_id(),
+            journal: Vector::new(),
+            head: 0,
+            keep,
+            cursors: HashMap::new(),
+        }
+    }
+
+    /// The first retained line (`head + 1` when none is).
+    fn first_line(&self) -> u64 {
+        self.head + 1 - self.journal.len() as u64
     }
 }
 
 impl Store for MemoryStore {
-    /// Applies `batch` atomically: it is validated first, then applied to a copy of the map
-    /// that replaces the current one, so a refused batch leaves no trace (and `changed` is
-    /// left as it was).
+    /// Applies `batch` atomically: it is validated first, then applied to copies of the map
+    /// and the journal that replace the current ones, so a refused batch leaves no trace (and
+    /// `changed` is left as it was). Trimming pops the lines beyond `keep` from the front.
     fn apply(&mut self, batch: &[Write], changed: &mut Vec<bool>) -> Result<(), StoreError> {
         for w in batch {
             if let Write::Merge(c) = w {
@@ -69,6 +114,9 @@ impl Store for MemoryStore {
         }
         let mut contacts = self.contacts.clone();
         let mut clock = self.clock;
+        let mut journal = self.journal.clone();
+        let mut head = self.head;
+        let mut cursors: Vec<(&String, (u64, u64))> = Vec::new();
         for w in batch {
             match w {
                 Write::Merge(c) => {
@@ -82,14 +130,34 @@ impl Store for MemoryStore {
                     };
                     if wins {
                         contacts.insert(key, (c.clock, c.phone.clone()));
+                        head = head.checked_add(1).ok_or_else(|| {
+                            StoreError::Db("journal line numbers exhausted".into())
+                        })?;
+                        journal.push_back(JournalEntry {
+                            line: head,
+                            change: Change::Contact(c.clone()),
+                        });
                     }
                     changed.push(wins);
                 }
                 Write::Clock(c) => clock = clock.max(*c),
+                Write::Cursor {
+                    peer,
+                    journal_id,
+                    line,
+                } => cursors.push((peer, (*journal_id, *line))),
             }
+        }
+        while journal.len() as u64 > self.keep {
+            journal.pop_front();
         }
         self.contacts = contacts;
         self.clock = clock;
+        self.journal = journal;
+        self.head = head;
+        for (peer, at) in cursors {
+            self.cursors.insert(peer.clone(), at);
+        }
         Ok(())
     }
 
@@ -115,6 +183,38 @@ impl Store for MemoryStore {
             last: None,
             yielded: 0,
         }))
+    }
+
+    fn journal_id(&self) -> Result<u64, StoreError> {
+        Ok(self.journal_id)
+    }
+
+    fn journal_head(&self) -> Result<u64, StoreError> {
+        Ok(self.head)
+    }
+
+    /// O(log n) to seek to `since + 1`, then one clone per entry returned.
+    fn journal_since(
+        &self,
+        since: u64,
+        limit: u32,
+        out: &mut Vec<JournalEntry>,
+    ) -> Result<JournalRead, StoreError> {
+        let first = self.first_line();
+        match journal_window(since, limit, first, self.head) {
+            Err(answer) => Ok(answer),
+            Ok((count, more)) => {
+                // `since + 1 >= first` and `count <= head - since`: the range is in bounds.
+                let start = (since + 1 - first) as usize;
+                out.reserve(count as usize);
+                out.extend(self.journal.iter().skip(start).take(count as usize).cloned());
+                Ok(JournalRead::Entries { more })
+            }
+        }
+    }
+
+    fn cursor(&self, peer: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        Ok(self.cursors.get(peer).copied())
     }
 }
 

@@ -1,10 +1,23 @@
 //! The durable store of the TCP plane behind a small trait: contacts (last-writer-wins by
-//! Lamport clock) and the server's Lamport clock. Two implementations: SQLite in the data
-//! directory (durable, the default) and RAM only (`--memory-only`).
+//! Lamport clock), the server's Lamport clock, the journal of changes and each peer's journal
+//! cursor. Two implementations: SQLite in the data directory (durable, the default) and RAM
+//! only (`--memory-only`).
+//!
+//! The journal (seed 004): every [`Write::Merge`] that altered state appends one
+//! [`JournalEntry`] with the next line number (lines start at 1 and increase by one), in the
+//! same transaction as the change, so after a crash the journal and the contacts never
+//! disagree. Clock and cursor writes are not journaled. The journal has a random non-zero id
+//! ([`Store::journal_id`]) made when the store is created, so a cursor `(journal id, line)`
+//! held by a peer tells a reset journal apart. Only the newest `keep` lines are retained
+//! ([`DEFAULT_JOURNAL_KEEP`] unless configured); [`Store::journal_since`] answers "since N,
+//! limit L" with [`JournalRead::Gone`] for a line no longer held and [`JournalRead::Beyond`]
+//! for a line the journal never had (the peer falls back to a full AskForUpdate; 404 on the
+//! wire). A receiver records what a peer's journal delivered with [`Write::Cursor`] in the
+//! same batch as the merges it delivered, and reads it back with [`Store::cursor`].
 //!
 //! The store never runs on the event loop: the loop hands it batches through the store
 //! thread (see `store::thread`), so an fsync never stalls the UDP plane. Source: BRIEF.md,
-//! "TCP plane" and "State"; seed 003.
+//! "TCP plane" (Journal) and "State"; seeds 003 and 004.
 
 #[cfg(feature = "net")]
 pub mod thread;
@@ -38,6 +51,46 @@ impl Contact {
     }
 }
 
+/// Lines kept in the journal unless configured otherwise
+/// (`SqliteStore::open`, [`MemoryStore::new`]).
+pub const DEFAULT_JOURNAL_KEEP: u64 = 1_000_000;
+/// The most entries one [`Store::journal_since`] returns, whatever limit was asked: a huge
+/// limit never allocates unboundedly (the answer then says `more`).
+pub const JOURNAL_READ_CAP: u32 = 10_000;
+
+/// One journal line (seed 004).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The line number: 1 for the first change, then one more per change.
+    pub line: u64,
+    /// What changed.
+    pub change: Change,
+}
+
+/// What a journal line records (room for node-list changes next).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A contact was merged and altered state: the record as stored after the change.
+    Contact(Contact),
+}
+
+/// The answer to "since N, limit L" ([`Store::journal_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalRead {
+    /// The entries after `since` were appended to `out` (at most `limit`, at most
+    /// [`JOURNAL_READ_CAP`]); `more` when further lines exist after the last one appended.
+    Entries {
+        /// Lines after the last one appended exist.
+        more: bool,
+    },
+    /// `since` is older than what the journal still holds (trimmed): the asker must fall
+    /// back to a full sync (404 on the wire).
+    Gone,
+    /// `since` is beyond the journal's last line (e.g. a cursor of another, reset journal):
+    /// 404 too.
+    Beyond,
+}
+
 /// A failure of the store (I/O, corruption, full disk).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,6 +107,17 @@ pub enum Write {
     Merge(Contact),
     /// Set the persisted Lamport clock (only ever raised).
     Clock(u32),
+    /// Record what `peer`'s journal has delivered to us: its journal id and the last line
+    /// applied. Put it in the same batch as the merges that line delivered, so the cursor
+    /// never runs ahead of (or behind) the data. Replaces the peer's previous cursor.
+    Cursor {
+        /// The peer's name (its node-list alias).
+        peer: String,
+        /// The peer's [`Store::journal_id`].
+        journal_id: u64,
+        /// The last line of that journal applied here.
+        line: u64,
+    },
 }
 
 /// A consistent, read-only view of all contacts at one moment, read page by page in
@@ -69,11 +133,12 @@ pub trait Snapshot: Send {
     fn next_page(&mut self, max: usize, out: &mut Vec<Contact>) -> Result<bool, StoreError>;
 }
 
-/// Contacts and the Lamport clock.
+/// Contacts, the Lamport clock, the journal and peers' journal cursors.
 pub trait Store: Send {
     /// Applies `batch` atomically and durably (one transaction; synced before returning in
     /// the durable implementation). For each `Merge`, in order, pushes to `changed` whether
-    /// it altered state.
+    /// it altered state, and appends one journal line for each that did, in the same
+    /// transaction; then trims the journal to the newest `keep` lines.
     ///
     /// # Errors
     /// [`StoreError`]; then nothing of the batch is applied.
@@ -93,6 +158,85 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError`].
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError>;
+    /// The journal's id: random, non-zero, made when the store was created (kept across
+    /// restarts by the durable store; new for every RAM-only store).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn journal_id(&self) -> Result<u64, StoreError>;
+    /// The journal's last line number; 0 for a journal that never had a line (lines start
+    /// at 1). Trimming does not lower it.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn journal_head(&self) -> Result<u64, StoreError>;
+    /// "Since `since`, limit `limit`" (seed 004): appends to `out` the entries with lines
+    /// `since + 1 ..`, in order, at most `limit` and at most [`JOURNAL_READ_CAP`] of them.
+    /// `since == head` gives `Entries { more: false }` and nothing; `limit == 0` gives
+    /// `Entries { more: since < head }` and nothing; `since` older than the oldest retained
+    /// line minus one gives [`JournalRead::Gone`], `since > head` [`JournalRead::Beyond`],
+    /// both appending nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`]; `out` may then hold part of the answer.
+    fn journal_since(
+        &self,
+        since: u64,
+        limit: u32,
+        out: &mut Vec<JournalEntry>,
+    ) -> Result<JournalRead, StoreError>;
+    /// The cursor last recorded for `peer` by [`Write::Cursor`]: `(journal id, line)`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn cursor(&self, peer: &str) -> Result<Option<(u64, u64)>, StoreError>;
+}
+
+/// A new journal id: a random non-zero u64 from the system's CSPRNG (ring's
+/// `SystemRandom`), or, should that fail, from std's randomly seeded hasher.
+pub(crate) fn new_journal_id() -> u64 {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let rng = SystemRandom::new();
+    loop {
+        let mut bytes = [0u8; 8];
+        let id = match rng.fill(&mut bytes) {
+            Ok(()) => u64::from_be_bytes(bytes),
+            Err(_) => {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u128(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos()),
+                );
+                h.finish()
+            }
+        };
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Where "since `since`, limit `limit`" starts and how many entries it returns, for a
+/// journal holding lines `first ..= head` (`first == head + 1` when it holds none):
+/// `Err(answer)` when nothing is to be read, else `Ok((count, more))`. Shared by both stores
+/// so they answer alike.
+pub(crate) fn journal_window(
+    since: u64,
+    limit: u32,
+    first: u64,
+    head: u64,
+) -> Result<(u64, bool), JournalRead> {
+    if since > head {
+        return Err(JournalRead::Beyond);
+    }
+    if since.saturating_add(1) < first {
+        return Err(JournalRead::Gone);
+    }
+    let left = head - since;
+    let count = left.min(u64::from(limit.min(JOURNAL_READ_CAP)));
+    Ok((count, count < left))
 }
 
 pub mod memory;
