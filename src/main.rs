@@ -70,6 +70,13 @@ enum Cmd {
     /// Contacts on the TCP plane (client role).
     #[command(subcommand)]
     Contacts(ContactsCmd),
+    /// Print a server's status: name, Lamport clock, contacts and directory with their
+    /// SHA-512 digests, and each peer link (state, last heartbeat, the peer's clock).
+    Status {
+        /// Server address, HOST:PORT.
+        #[arg(long)]
+        server: String,
+    },
     /// Look a peer up and exchange a datagram with it directly (UDP hole punching).
     Punch {
         #[command(flatten)]
@@ -217,6 +224,7 @@ fn main() -> ExitCode {
         Cmd::Register { conn, keepalive } => register(conn, keepalive),
         Cmd::Lookup { conn, fingerprint } => lookup(conn, &fingerprint),
         Cmd::Contacts(c) => contacts(c),
+        Cmd::Status { server } => status(&server),
         Cmd::Send {
             conn,
             fingerprint,
@@ -579,5 +587,16 @@ fn contacts(c: ContactsCmd) -> Result<ExitCode> {
             out.flush()?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(server: &str) -> Result<ExitCode> {
+    let addr = resolve(server)?;
+    let mut cl = ContactsClient::connect(addr, "rendezvous-cli", Duration::from_secs(30))
+        .with_context(|| format!("cannot connect to TCP {addr}"))?;
+    let text = cl
+        .status()
+        .context("the server did not answer the status request")?;
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

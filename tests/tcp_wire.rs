@@ -190,6 +190,7 @@ fn client_command_fixtures() {
     for (hx, cmd, byte) in [
         ("02", ClientCommand::ListAll, CMD_LIST_ALL),
         ("05", ClientCommand::Barrier, CMD_BARRIER),
+        ("06", ClientCommand::Status, CMD_STATUS_REQUEST),
     ] {
         let bytes = hex(hx);
         assert_eq!(command_len(Role::Client, &bytes), Ok(Some(1)));
@@ -265,8 +266,8 @@ fn command_bytes_per_role() {
     let server: Vec<u8> = (0..=255u8)
         .filter(|&b| body_len(Role::Server, b).is_some())
         .collect();
-    assert_eq!(client, [1, 2, 5]);
-    assert_eq!(server, [1, 2, 3, 4, 5]);
+    assert_eq!(client, [1, 2, 5, 6]);
+    assert_eq!(server, [1, 2, 3, 4, 5, 6]);
     for b in 0..=255u8 {
         let known = body_len(Role::Client, b).is_some();
         assert_eq!(

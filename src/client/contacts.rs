@@ -84,6 +84,30 @@ impl ContactsClient {
         }
     }
 
+    /// Asks for the server's status: UTF-8 `key=value` lines (name, Lamport clock, contact
+    /// count and SHA-512 digest, directory size and digest, one `peer=` line per peer).
+    ///
+    /// # Errors
+    /// Read errors; `InvalidData` for a malformed answer (or a refusal).
+    pub fn status(&mut self) -> io::Result<String> {
+        self.stream.write_all(&[tcp::CMD_STATUS_REQUEST])?;
+        let mut head = [0u8; 5];
+        self.stream.read_exact(&mut head)?;
+        if head[0] != tcp::CMD_STATUS_REQUEST {
+            return Err(bad(format!(
+                "expected a status answer, got byte {}",
+                head[0]
+            )));
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > 1 << 20 {
+            return Err(bad(format!("status answer of {len} bytes is implausible")));
+        }
+        let mut text = vec![0u8; len];
+        self.stream.read_exact(&mut text)?;
+        String::from_utf8(text).map_err(|_| bad("status answer is not UTF-8".into()))
+    }
+
     /// Lists every contact, in (username, contact) order.
     ///
     /// # Errors

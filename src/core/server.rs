@@ -257,6 +257,25 @@ impl Server {
         })
     }
 
+    /// The directory's canonical digest: `(online clients, SHA-512)` over the entries
+    /// sorted by fingerprint, each `[fingerprint 32][family u8][addr 4|16][port u16]`
+    /// (IPv4-mapped addresses as IPv4). For `rendezvous status`; O(n log n), not a hot path.
+    pub fn directory_digest(&self) -> (u64, [u8; 64]) {
+        use sha2::Sha512;
+        let mut entries: Vec<(&Fingerprint, SocketAddr)> =
+            self.clients.iter().map(|(fp, c)| (fp, c.addr)).collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut h = Sha512::new();
+        let mut buf = [0u8; 19];
+        for (fp, addr) in &entries {
+            h.update(fp.0);
+            if let Ok(n) = crate::wire::udp::emit_addr(*addr, &mut buf) {
+                h.update(&buf[..n]);
+            }
+        }
+        (entries.len() as u64, h.finalize().into())
+    }
+
     /// Events queued for `fp`.
     pub fn queued_for(&self, fp: &Fingerprint) -> usize {
         self.queues.len_for(fp)

@@ -148,6 +148,12 @@ pub enum StoreRequest {
         /// Most contacts to return.
         max: usize,
     },
+    /// Count the contacts and hash their canonical form (SHA-512 over the 536-byte
+    /// server-role Update bodies in (username, contact) order) from one snapshot.
+    Digest {
+        /// Echoed back.
+        tag: u64,
+    },
     /// Drop a stream's snapshot.
     CloseStream {
         /// Stream id.
@@ -193,6 +199,15 @@ pub enum StoreEvent {
         /// More pages follow.
         more: bool,
     },
+    /// The contacts digest asked for with [`StoreRequest::Digest`].
+    Digest {
+        /// The tag.
+        tag: u64,
+        /// Contacts counted.
+        count: u64,
+        /// SHA-512 of their canonical form (64 bytes).
+        sha512: Vec<u8>,
+    },
     /// A stream could not be read.
     StreamFailed {
         /// Stream id.
@@ -215,6 +230,12 @@ pub enum TcpAction {
     },
     /// Close this connection now (its output has been flushed or is abandoned).
     Close(ConnId),
+    /// Compute the UDP directory's digest and report it with
+    /// [`TcpCore::handle_directory_digest`] (for a status answer).
+    DirectoryDigest {
+        /// Echo it back.
+        tag: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -239,6 +260,12 @@ enum Answer {
     Refusal(Vec<u8>),
     /// A barrier: status 200 once done.
     Barrier { tag: u64, done: bool },
+    /// A status answer, written once both digests are in.
+    Status {
+        tag: u64,
+        contacts: Option<(u64, Vec<u8>)>,
+        directory: Option<(u64, Vec<u8>)>,
+    },
     /// ListAll (client) or AskForUpdate (server) streamed from a snapshot; `counted` puts
     /// the `[count u32]` first (an answer), else the records go alone (a push of the whole
     /// list on a link this server opened).
@@ -297,6 +324,10 @@ struct Link {
     addr: SocketAddr,
     state: LinkState,
     backoff_ms: u64,
+    /// When the peer last answered a heartbeat (ms), if ever.
+    last_heartbeat_ms: Option<u64>,
+    /// The peer's clock as it last told us (UpdateClock), 0 if never.
+    peer_clock: u32,
 }
 
 /// Counters of the TCP plane.
@@ -355,6 +386,8 @@ impl TcpCore {
                 addr,
                 state: LinkState::Down { retry_ms: now_ms },
                 backoff_ms: cfg.backoff_min_ms,
+                last_heartbeat_ms: None,
+                peer_clock: 0,
             })
             .collect();
         TcpCore {
@@ -628,6 +661,9 @@ impl TcpCore {
                 Answer::Barrier { tag, .. } => {
                     self.barriers.remove(&tag);
                 }
+                Answer::Status { tag, .. } => {
+                    self.barriers.remove(&tag);
+                }
                 Answer::Ready(_) | Answer::Refusal(_) => {}
             }
         }
@@ -673,6 +709,7 @@ impl TcpCore {
             }
             ClientCommand::ListAll => self.open_stream(conn, Role::Client),
             ClientCommand::Barrier => self.barrier(conn),
+            ClientCommand::Status => self.status(conn),
         }
     }
 
@@ -711,6 +748,7 @@ impl TcpCore {
             }
             ServerCommand::AskForUpdate => self.open_stream(conn, Role::Server),
             ServerCommand::Barrier => self.barrier(conn),
+            ServerCommand::Status => self.status(conn),
         }
     }
 
@@ -810,6 +848,87 @@ impl TcpCore {
         self.push_answer(conn, Answer::Barrier { tag, done: false });
     }
 
+    fn status(&mut self, conn: ConnId) {
+        self.flush_batch();
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.barriers.insert(tag, conn);
+        self.requests.push(StoreRequest::Digest { tag });
+        self.actions.push_back(TcpAction::DirectoryDigest { tag });
+        self.push_answer(
+            conn,
+            Answer::Status {
+                tag,
+                contacts: None,
+                directory: None,
+            },
+        );
+    }
+
+    /// The UDP directory's digest for status answer `tag`: `online` entries and the
+    /// SHA-512 of their canonical form.
+    pub fn handle_directory_digest(&mut self, now_ms: u64, tag: u64, online: u64, sha512: &[u8]) {
+        let Some(&conn) = self.barriers.get(&tag) else {
+            return;
+        };
+        if let Some(Answer::Status { directory, .. }) = self.find_status(conn, tag) {
+            *directory = Some((online, sha512.to_vec()));
+        }
+        self.finish_status(now_ms, conn, tag);
+    }
+
+    fn find_status(&mut self, conn: ConnId, tag: u64) -> Option<&mut Answer> {
+        self.conns
+            .get_mut(&conn)?
+            .answers
+            .iter_mut()
+            .find(|a| matches!(a, Answer::Status { tag: t, .. } if *t == tag))
+    }
+
+    /// Renders a status answer once both digests are in.
+    fn finish_status(&mut self, now_ms: u64, conn: ConnId, tag: u64) {
+        let name = self.cfg.name.clone();
+        let clock = self.clock;
+        let mut peers = String::new();
+        for l in &self.links {
+            let state = match l.state {
+                LinkState::Up { .. } => "up",
+                LinkState::Connecting => "connecting",
+                LinkState::Down { .. } => "down",
+            };
+            let hb = l.last_heartbeat_ms.map_or("never".to_string(), |t| {
+                now_ms.saturating_sub(t).to_string()
+            });
+            peers.push_str(&format!(
+                "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={}\n",
+                l.addr, l.peer_clock
+            ));
+        }
+        let Some(a) = self.find_status(conn, tag) else {
+            return;
+        };
+        let Answer::Status {
+            contacts: Some((count, csum)),
+            directory: Some((online, dsum)),
+            ..
+        } = a
+        else {
+            return;
+        };
+        let text = format!(
+            "name={name}\nclock={clock}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\n{peers}",
+            hex(csum),
+            hex(dsum)
+        );
+        let mut bytes = Vec::with_capacity(5 + text.len());
+        bytes.push(tcp::CMD_STATUS_REQUEST);
+        bytes.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+        *a = Answer::Ready(bytes);
+        self.barriers.remove(&tag);
+        self.pump(conn);
+    }
+
     fn open_stream(&mut self, conn: ConnId, kind: Role) {
         self.open_stream_as(conn, kind, true);
     }
@@ -861,7 +980,7 @@ impl TcpCore {
                     }
                     c.answers.pop_front();
                 }
-                Answer::Barrier { done: false, .. } => return,
+                Answer::Barrier { done: false, .. } | Answer::Status { .. } => return,
                 Answer::Stream {
                     state: StreamState::Opening,
                     ..
@@ -1016,6 +1135,15 @@ impl TcpCore {
                 }
                 self.pump(conn);
             }
+            StoreEvent::Digest { tag, count, sha512 } => {
+                let Some(&conn) = self.barriers.get(&tag) else {
+                    return;
+                };
+                if let Some(Answer::Status { contacts, .. }) = self.find_status(conn, tag) {
+                    *contacts = Some((count, sha512));
+                }
+                self.finish_status(now_ms, conn, tag);
+            }
             StoreEvent::StreamFailed { stream, error } => {
                 tracing::error!(stream, error, "streaming from the store failed");
                 if let Some(conn) = self.streams.remove(&stream) {
@@ -1114,6 +1242,9 @@ impl TcpCore {
                         }
                         let v =
                             u32::from_be_bytes([c.inbuf[1], c.inbuf[2], c.inbuf[3], c.inbuf[4]]);
+                        if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+                            l.peer_clock = v;
+                        }
                         c.inbuf.drain(..5);
                         c.expects.pop_front();
                         if self.plausible(v) {
@@ -1137,7 +1268,12 @@ impl TcpCore {
                 let frame: Vec<u8> = c.inbuf.drain(..len).collect();
                 c.expects.pop_front();
                 match StatusFrame::parse(&frame) {
-                    Ok(f) if f.status == STATUS_OK => true,
+                    Ok(f) if f.status == STATUS_OK => {
+                        if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+                            l.last_heartbeat_ms = Some(now_ms);
+                        }
+                        true
+                    }
                     Ok(f) => {
                         tracing::warn!(
                             status = f.status,
@@ -1348,4 +1484,8 @@ fn status_detail(buf: &[u8]) -> String {
         }
         _ => format!("{} bytes", buf.len()),
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

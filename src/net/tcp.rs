@@ -174,7 +174,7 @@ impl TcpIo {
 
     /// One loop turn of TCP work after events: store events, reads, timeouts, store
     /// requests, actions and writes.
-    pub fn turn(&mut self, registry: &Registry, now_ms: u64) {
+    pub fn turn(&mut self, registry: &Registry, now_ms: u64, udp: &crate::core::Server) {
         while let Some(ev) = self.store.try_recv() {
             self.core.handle_store(now_ms, ev);
         }
@@ -229,6 +229,10 @@ impl TcpIo {
                 TcpAction::Close(id) => {
                     self.drop_conn(registry, id);
                     self.core.handle_closed(now_ms, id);
+                }
+                TcpAction::DirectoryDigest { tag } => {
+                    let (online, sha) = udp.directory_digest();
+                    self.core.handle_directory_digest(now_ms, tag, online, &sha);
                 }
             }
         }
@@ -312,8 +316,8 @@ impl TcpIo {
                         self.drop_conn(registry, cid);
                         self.core.handle_closed(now_ms, cid);
                     }
-                    TcpAction::Connect { .. } => {
-                        // Connects come from timeouts, not writes; put it back for next turn.
+                    TcpAction::Connect { .. } | TcpAction::DirectoryDigest { .. } => {
+                        // Not something a write leads to: put it back for the next turn.
                         self.core.requeue(action);
                         break;
                     }

@@ -78,6 +78,7 @@ impl StoreThread {
                                 }
                             }
                         },
+                        StoreRequest::Digest { tag } => digest(store.as_ref(), tag),
                         StoreRequest::CloseStream { stream } => {
                             snaps.remove(&stream);
                             continue;
@@ -120,5 +121,45 @@ impl Drop for StoreThread {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Counts the contacts of one snapshot and hashes their canonical form: SHA-512 over the
+/// 536-byte server-role Update bodies (`[clock u32][username 256][contact 256][phone 20]`)
+/// in (username, contact) order.
+fn digest(store: &dyn Store, tag: u64) -> StoreEvent {
+    use sha2::{Digest, Sha512};
+    let result = (|| -> Result<(u64, Vec<u8>), super::StoreError> {
+        let mut snap = store.snapshot()?;
+        let mut h = Sha512::new();
+        let mut page = Vec::new();
+        let mut rec = [0u8; crate::wire::tcp::SERVER_RECORD_LEN];
+        let mut count = 0u64;
+        loop {
+            page.clear();
+            let more = snap.next_page(4096, &mut page)?;
+            for c in &page {
+                let fields = crate::wire::tcp::ContactFields {
+                    username: &c.username,
+                    contact: &c.contact,
+                    phone: &c.phone,
+                };
+                if crate::wire::tcp::emit_server_record(c.clock, &fields, &mut rec).is_ok() {
+                    h.update(&rec[1..]);
+                    count += 1;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok((count, h.finalize().to_vec()))
+    })();
+    match result {
+        Ok((count, sha512)) => StoreEvent::Digest { tag, count, sha512 },
+        Err(e) => StoreEvent::StreamFailed {
+            stream: tag,
+            error: e.to_string(),
+        },
     }
 }

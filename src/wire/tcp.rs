@@ -104,6 +104,9 @@ pub const CMD_ASK_FOR_UPDATE: u8 = 4;
 /// Command 5, both roles: Barrier, answered with status 200 once every earlier command on
 /// the connection is durable (this project's; BRIEF.md asks for a cheap barrier).
 pub const CMD_BARRIER: u8 = 5;
+/// Byte 6, no body, both roles: ask for the server's status (this project's); answered
+/// with `[0x06][len u32][len bytes of UTF-8 key=value lines]`.
+pub const CMD_STATUS_REQUEST: u8 = 6;
 /// Byte 7: the status frame, sent by the accepting side only (this project's).
 pub const CMD_STATUS: u8 = 7;
 
@@ -306,6 +309,7 @@ pub fn body_len(role: Role, command: u8) -> Option<usize> {
         (Role::Server, CMD_UPDATE_CLOCK) => Some(UPDATE_CLOCK_LEN),
         (Role::Server, CMD_ASK_FOR_UPDATE) => Some(0),
         (_, CMD_BARRIER) => Some(0),
+        (_, CMD_STATUS_REQUEST) => Some(0),
         _ => None,
     }
 }
@@ -399,6 +403,8 @@ pub enum ClientCommand<'a> {
     ListAll,
     /// 5, no body: answered with status 200 once every earlier command is durable.
     Barrier,
+    /// 6, no body: the server's status (this project's).
+    Status,
 }
 
 impl<'a> ClientCommand<'a> {
@@ -408,6 +414,7 @@ impl<'a> ClientCommand<'a> {
             ClientCommand::Update(_) => CMD_UPDATE,
             ClientCommand::ListAll => CMD_LIST_ALL,
             ClientCommand::Barrier => CMD_BARRIER,
+            ClientCommand::Status => CMD_STATUS_REQUEST,
         }
     }
 
@@ -424,6 +431,7 @@ impl<'a> ClientCommand<'a> {
         Ok(match command {
             CMD_UPDATE => ClientCommand::Update(ContactFields::parse(body)?),
             CMD_LIST_ALL => ClientCommand::ListAll,
+            CMD_STATUS_REQUEST => ClientCommand::Status,
             _ => ClientCommand::Barrier,
         })
     }
@@ -478,6 +486,8 @@ pub enum ServerCommand<'a> {
     AskForUpdate,
     /// 5, no body: answered with status 200 once every earlier command is durable.
     Barrier,
+    /// 6, no body: the server's status (this project's).
+    Status,
 }
 
 impl<'a> ServerCommand<'a> {
@@ -489,6 +499,7 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::UpdateClock(_) => CMD_UPDATE_CLOCK,
             ServerCommand::AskForUpdate => CMD_ASK_FOR_UPDATE,
             ServerCommand::Barrier => CMD_BARRIER,
+            ServerCommand::Status => CMD_STATUS_REQUEST,
         }
     }
 
@@ -515,6 +526,7 @@ impl<'a> ServerCommand<'a> {
                 ServerCommand::UpdateClock(BigEndian::read_u32(&frame[field::CLOCK]))
             }
             CMD_ASK_FOR_UPDATE => ServerCommand::AskForUpdate,
+            CMD_STATUS_REQUEST => ServerCommand::Status,
             _ => ServerCommand::Barrier,
         })
     }
@@ -548,7 +560,7 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::UpdateClock(clock) => {
                 BigEndian::write_u32(&mut buf[field::CLOCK], *clock);
             }
-            ServerCommand::AskForUpdate | ServerCommand::Barrier => {}
+            ServerCommand::AskForUpdate | ServerCommand::Barrier | ServerCommand::Status => {}
         }
         Ok(n)
     }
