@@ -246,6 +246,18 @@ impl Node {
                 })
             }
             StoreRequest::Barrier { tag } => Some(StoreEvent::BarrierDone { tag }),
+            // The status digest: counted here from a snapshot; its hash is checked by the
+            // real-binary tests, not here.
+            StoreRequest::Digest { tag } => {
+                let mut snap = self.store.snapshot().ok()?;
+                let mut page = Vec::new();
+                while snap.next_page(4096, &mut page).ok()? {}
+                Some(StoreEvent::Digest {
+                    tag,
+                    count: page.len() as u64,
+                    sha512: vec![0; 64],
+                })
+            }
             StoreRequest::Snapshot { stream } => Some(match self.store.snapshot() {
                 Ok(s) => {
                     let count = s.count();
@@ -982,8 +994,8 @@ fn malformed_hellos_are_400_and_closed() {
 
 #[test]
 fn unknown_command_is_400_and_closed() {
-    // Client role: 3, 4 (server commands), 0, 6, 7 (the status byte), 0xff.
-    for b in [0u8, 3, 4, 6, 7, 0xff] {
+    // Client role: 3, 4 (server commands), 0, 7 (the status byte), 8, 0xff.
+    for b in [0u8, 3, 4, 7, 8, 0xff] {
         let mut n = Node::plain(0);
         n.client(1);
         n.send(1, &[b, 0, 0, 0]);
@@ -991,8 +1003,8 @@ fn unknown_command_is_400_and_closed() {
         assert_eq!((st.status, st.request), (400, b), "byte {b}");
         assert_eq!(n.actions(), vec![TcpAction::Close(1)]);
     }
-    // Server role: 0, 6, 7, 0xff.
-    for b in [0u8, 6, 7, 0xff] {
+    // Server role: 0, 7, 8, 0xff.
+    for b in [0u8, 7, 8, 0xff] {
         let mut n = with_peer_conn(0, 7);
         n.send(7, &[b]);
         let st = status_frame(&n.read(7));
@@ -1289,6 +1301,11 @@ impl Mesh {
             for action in self.nodes[i].actions() {
                 moved = true;
                 match action {
+                    TcpAction::DirectoryDigest { tag } => {
+                        self.nodes[i]
+                            .core
+                            .handle_directory_digest(now, tag, 0, &[0; 64]);
+                    }
                     TcpAction::Connect { peer, addr } => {
                         let j = (0..self.nodes.len())
                             .find(|&j| node_addr(j) == addr)
