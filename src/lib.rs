@@ -11,12 +11,15 @@
 //! - [`identity`]: certificates, fingerprints, signatures, keys.
 //! - [`core`]: the I/O-free server: the UDP directory ([`core::Server`]) and the TCP plane
 //!   ([`core::tcp::TcpCore`]), fed time and bytes, returning what to send.
+//! - [`federation`]: what servers sync, I/O-free: the node list (canonical form, SHA-512
+//!   hash, loop-free merge and sync; [`federation::nodelist`]).
 //! - [`store`]: contacts and the Lamport clock behind a trait (SQLite, or RAM only).
 //! - `net` (feature `net`, default): the only code that touches sockets and the clock.
 //! - [`client`]: the blocking client library the CLI and the tests use.
 
 pub mod client;
 pub mod core;
+pub mod federation;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;

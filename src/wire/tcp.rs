@@ -808,13 +808,13 @@ mod tests {
 
     #[test]
     fn unknown_commands_per_role() {
-        for b in [0u8, 3, 4, 6, CMD_STATUS, 0xff] {
+        for b in [0u8, 3, 4, CMD_STATUS, 8, 0xff] {
             assert_eq!(
                 command_len(Role::Client, &[b]),
                 Err(WireError::UnknownCommand)
             );
         }
-        for b in [0u8, 6, CMD_STATUS, 0xff] {
+        for b in [0u8, CMD_STATUS, 8, 0xff] {
             assert_eq!(
                 command_len(Role::Server, &[b]),
                 Err(WireError::UnknownCommand)
