@@ -1,6 +1,7 @@
 //! Tests of the contact store, run against both implementations (RAM-only and SQLite):
 //! last-writer-wins merges, the clock, bytewise order, snapshots and paging; then SQLite's
-//! durability (reopen, SIGKILL mid-write) and a 1,000,000-contact streaming check.
+//! durability (reopen, SIGKILL mid-write) and a 1,000,000-contact streaming check. The
+//! journal and cursors have their own tests in `tests/journal.rs`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
@@ -351,7 +352,7 @@ fn every_page_size_yields_every_row_once() {
             .iter()
             .map(|w| match w {
                 Write::Merge(c) => c.clone(),
-                Write::Clock(_) => unreachable!(),
+                Write::Clock(_) | Write::Cursor { .. } => unreachable!(),
             })
             .collect();
         want.sort_by(|a, b| (&a.username, &a.contact).cmp(&(&b.username, &b.contact)));

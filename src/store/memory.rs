@@ -203,11 +203,14 @@ impl Store for MemoryStore {
         let first = self.first_line();
         match journal_window(since, limit, first, self.head) {
             Err(answer) => Ok(answer),
+            Ok((0, more)) => Ok(JournalRead::Entries { more }),
             Ok((count, more)) => {
-                // `since + 1 >= first` and `count <= head - since`: the range is in bounds.
+                // `since + 1 >= first` and `0 < count <= head - since`: the range is in
+                // bounds and not empty (`narrow` panics on either).
                 let start = (since + 1 - first) as usize;
+                let window = self.journal.focus().narrow(start..start + count as usize);
                 out.reserve(count as usize);
-                out.extend(self.journal.iter().skip(start).take(count as usize).cloned());
+                out.extend(window.into_iter().cloned());
                 Ok(JournalRead::Entries { more })
             }
         }

@@ -1,6 +1,14 @@
 //! The durable store: SQLite (bundled) in the data directory, WAL journal, synchronous=FULL.
 //! Contacts are kept in bytewise `(username, contact)` order and read back through pinned
-//! read snapshots on separate connections. Source: BRIEF.md, "TCP plane" and "State".
+//! read snapshots on separate connections. The change journal (seed 004) is table `journal`,
+//! written in the same transaction as the contacts it records, so after any crash every
+//! contact change has its line and every line its change; peers' cursors are table
+//! `cursors`; the journal id, its head line and the Lamport clock are rows of `meta`.
+//!
+//! Schema versions (`PRAGMA user_version`): 1 had `contacts` and `meta` (the clock); 2 adds
+//! `journal`, `cursors` and the `meta` rows `journal_id` and `journal_head`. Opening a
+//! version-1 database migrates it in one transaction: its contacts are kept and its journal
+//! starts empty at line 0 with a new id. Source: BRIEF.md, "TCP plane" and "State".
 
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
@@ -11,7 +19,10 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::memory::check_contact;
-use super::{Contact, Snapshot, Store, StoreError, Write};
+use super::{
+    journal_window, new_journal_id, Change, Contact, JournalEntry, JournalRead, Snapshot, Store,
+    StoreError, Write, DEFAULT_JOURNAL_KEEP,
+};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "rendezvous.db";
@@ -20,17 +31,17 @@ pub const DB_FILE: &str = "rendezvous.db";
 pub const LOCK_FILE: &str = "rendezvous.lock";
 /// The schema version this build writes (`PRAGMA user_version`); a database with a higher
 /// version was written by a newer build and is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection (a checkpoint, the
 /// start of a snapshot) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Version 1. `STRICT` makes SQLite refuse a value of the wrong type; the key columns are
-/// BLOBs, which compare with `memcmp` (then by length), the required bytewise order, and
-/// `WITHOUT ROWID` stores rows in the primary-key B-tree itself, in that order.
-const SCHEMA: &str = "
-BEGIN IMMEDIATE;
+/// Version 1 (from an empty database). `STRICT` makes SQLite refuse a value of the wrong
+/// type; the key columns are BLOBs, which compare with `memcmp` (then by length), the
+/// required bytewise order, and `WITHOUT ROWID` stores rows in the primary-key B-tree
+/// itself, in that order. Run inside the migration's transaction.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS contacts (
     username BLOB NOT NULL,
     contact  BLOB NOT NULL,
@@ -43,9 +54,34 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('clock', 0);
-PRAGMA user_version = 1;
-COMMIT;
 ";
+
+/// Version 1 to 2: the journal, the cursors and the journal's head (0: empty). The journal id
+/// is inserted beside it with a parameter ([`JOURNAL_ID_INIT_SQL`]). `journal.line` is the
+/// rowid (an `INTEGER PRIMARY KEY`), so reads by line and trimming by line are B-tree seeks;
+/// `kind` says which [`Change`] the row holds (1: a contact, in the other four columns, as
+/// stored after the change). Line numbers and journal ids are u64 kept as i64 bit for bit.
+const MIGRATE_V2: &str = "
+CREATE TABLE IF NOT EXISTS journal (
+    line     INTEGER PRIMARY KEY,
+    kind     INTEGER NOT NULL,
+    username BLOB,
+    contact  BLOB,
+    phone    BLOB,
+    clock    INTEGER
+) STRICT;
+CREATE TABLE IF NOT EXISTS cursors (
+    peer       TEXT PRIMARY KEY NOT NULL,
+    journal_id INTEGER NOT NULL,
+    line       INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_head', 0);
+";
+const JOURNAL_ID_INIT_SQL: &str =
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)";
+
+/// `journal.kind` of a [`Change::Contact`].
+const KIND_CONTACT: i64 = 1;
 
 /// Last-writer-wins upsert, the same rule as [`Contact::wins_over`]: the higher clock wins,
 /// on equal clocks the bytewise larger phone (BLOB comparison is `memcmp`, then length, as
@@ -59,6 +95,21 @@ WHERE excluded.clock > contacts.clock
 /// Raises the persisted Lamport clock, never lowers it.
 const RAISE_CLOCK_SQL: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'clock'";
 const CLOCK_SQL: &str = "SELECT value FROM meta WHERE key = 'clock'";
+const JOURNAL_ID_SQL: &str = "SELECT value FROM meta WHERE key = 'journal_id'";
+const HEAD_SQL: &str = "SELECT value FROM meta WHERE key = 'journal_head'";
+const SET_HEAD_SQL: &str = "UPDATE meta SET value = ?1 WHERE key = 'journal_head'";
+const APPEND_SQL: &str = "INSERT INTO journal (line, kind, username, contact, phone, clock)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Trimming: drops every line at or below `?1` (= head - keep), a range at the start of the
+/// rowid B-tree.
+const TRIM_SQL: &str = "DELETE FROM journal WHERE line <= ?1";
+/// The oldest retained line (NULL for an empty table): one seek to the B-tree's first row.
+const FIRST_LINE_SQL: &str = "SELECT min(line) FROM journal";
+const JOURNAL_PAGE_SQL: &str = "SELECT line, kind, username, contact, phone, clock FROM journal
+WHERE line > ?1 ORDER BY line LIMIT ?2";
+const SET_CURSOR_SQL: &str = "INSERT INTO cursors (peer, journal_id, line) VALUES (?1, ?2, ?3)
+ON CONFLICT (peer) DO UPDATE SET journal_id = excluded.journal_id, line = excluded.line";
+const CURSOR_SQL: &str = "SELECT journal_id, line FROM cursors WHERE peer = ?1";
 const GET_SQL: &str = "SELECT phone, clock FROM contacts WHERE username = ?1 AND contact = ?2";
 const COUNT_SQL: &str = "SELECT count(*) FROM contacts";
 /// First page of a snapshot.
@@ -74,7 +125,8 @@ fn db_err<C: Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError 
     move |e| StoreError::Db(format!("{context}: {e}"))
 }
 
-/// Contacts and the Lamport clock in `DIR/rendezvous.db` (see [`SqliteStore::open`]).
+/// Contacts, the Lamport clock, the journal and peers' cursors in `DIR/rendezvous.db` (see
+/// [`SqliteStore::open`]).
 ///
 /// Durability: the database runs in WAL mode with `synchronous=FULL`, so [`Store::apply`]
 /// returns only after its transaction's WAL frames are fsynced: a batch whose `apply`
@@ -87,11 +139,18 @@ fn db_err<C: Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError 
 /// block the writer). A snapshot held for a long time keeps the WAL from being checkpointed
 /// past it, so the `-wal` file grows until the snapshot is dropped.
 ///
-/// The journal and node-list tables (BRIEF.md, "Journal", "Server list sync") come with the
-/// next schema version; [`SCHEMA_VERSION`] tells the versions apart.
+/// Journal: each changed merge appends a row to `journal` and the head in `meta` is raised,
+/// in the batch's transaction; the same transaction deletes the lines at or below
+/// `head - keep`. Reads of the journal run on the writer connection (they are short: at most
+/// [`super::JOURNAL_READ_CAP`] rows). The node-list tables (BRIEF.md, "Server list sync")
+/// come with a later schema version; [`SCHEMA_VERSION`] tells the versions apart.
 pub struct SqliteStore {
-    /// The writer connection (also serves `clock` and `get`).
+    /// The writer connection (also serves `clock`, `get` and the journal reads).
     conn: Connection,
+    /// The journal id, read from `meta` at open (it never changes).
+    journal_id: u64,
+    /// The most journal lines retained.
+    keep: u64,
     /// `DIR/rendezvous.db`, for snapshot connections.
     path: PathBuf,
     /// Holds the exclusive `flock` on `DIR/rendezvous.lock`; dropped after `conn`.
@@ -107,17 +166,29 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens (creating if needed) the store in data directory `dir`, retaining
+    /// [`DEFAULT_JOURNAL_KEEP`] journal lines: see [`SqliteStore::open_with`].
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open_with`].
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(dir, DEFAULT_JOURNAL_KEEP)
+    }
+
     /// Opens (creating if needed) the store in data directory `dir`: creates `dir`, takes an
     /// exclusive lock on `dir/rendezvous.lock`, opens or creates `dir/rendezvous.db`, switches
-    /// it to WAL with `synchronous=FULL`, creates the schema (tables `contacts` and `meta`,
-    /// the clock starting at 0) and fsyncs the directory so the new files' entries are
-    /// durable too.
+    /// it to WAL with `synchronous=FULL`, creates or migrates the schema to
+    /// [`SCHEMA_VERSION`] in one transaction (a new database: the clock at 0, an empty
+    /// journal with a new random id; a version-1 database keeps its contacts and clock and
+    /// gains an empty journal) and fsyncs the directory so the new files' entries are durable
+    /// too. Each later `apply` trims the journal to its newest `keep` lines (0 keeps none).
     ///
     /// # Errors
     /// [`StoreError::Db`] when the directory cannot be created or synced, another process
     /// holds the data directory, the file is not a SQLite database, WAL mode is unavailable
-    /// (e.g. a filesystem without shared memory), or the schema is newer than this build's.
-    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+    /// (e.g. a filesystem without shared memory), the schema is newer than this build's, or
+    /// the database is damaged (no journal id).
+    pub fn open_with(dir: &Path, keep: u64) -> Result<SqliteStore, StoreError> {
         let existed = dir.is_dir();
         fs::create_dir_all(dir).map_err(|e| {
             StoreError::Db(format!(
@@ -128,7 +199,7 @@ impl SqliteStore {
         let lock = lock_dir(dir)?;
         let path = dir.join(DB_FILE);
         let shown = path.display().to_string();
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -147,19 +218,18 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err(format_args!("{shown}: cannot set synchronous=FULL")))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db_err(format_args!(
-                "{shown}: cannot read the schema version"
-            )))?;
-        if version > SCHEMA_VERSION {
+        migrate(&mut conn, &shown)?;
+        let id: i64 = conn
+            .query_row(JOURNAL_ID_SQL, [], |r| r.get(0))
+            .optional()
+            .map_err(db_err(format_args!("{shown}: read the journal id")))?
+            .unwrap_or(0);
+        if id == 0 {
             return Err(StoreError::Db(format!(
-                "{shown}: schema version {version} is newer than this build's {SCHEMA_VERSION}"
+                "{shown}: the journal id is missing (damaged database)"
             )));
         }
-        conn.execute_batch(SCHEMA)
-            .map_err(db_err(format_args!("{shown}: cannot create the schema")))?;
-        conn.set_prepared_statement_cache_capacity(16);
+        conn.set_prepared_statement_cache_capacity(32);
         sync_dir(dir)?;
         if !existed {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -168,6 +238,8 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn,
+            journal_id: id as u64,
+            keep,
             path,
             _lock: lock,
         })
@@ -191,6 +263,14 @@ impl SqliteStore {
             let mut raise = tx
                 .prepare_cached(RAISE_CLOCK_SQL)
                 .map_err(db_err("prepare clock update"))?;
+            let mut append = tx
+                .prepare_cached(APPEND_SQL)
+                .map_err(db_err("prepare journal append"))?;
+            let start = tx
+                .prepare_cached(HEAD_SQL)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .map_err(db_err("read the journal head"))? as u64;
+            let mut head = start;
             for w in batch {
                 match w {
                     Write::Merge(c) => {
@@ -202,6 +282,21 @@ impl SqliteStore {
                                 c.clock
                             ])
                             .map_err(db_err("merge contact"))?;
+                        if n > 0 {
+                            head = head.checked_add(1).ok_or_else(|| {
+                                StoreError::Db("journal line numbers exhausted".into())
+                            })?;
+                            append
+                                .execute(params![
+                                    head as i64,
+                                    KIND_CONTACT,
+                                    c.username.as_bytes(),
+                                    c.contact.as_bytes(),
+                                    c.phone.as_bytes(),
+                                    c.clock
+                                ])
+                                .map_err(db_err("append to the journal"))?;
+                        }
                         changed.push(n > 0);
                     }
                     Write::Clock(c) => {
@@ -212,6 +307,27 @@ impl SqliteStore {
                             ));
                         }
                     }
+                    Write::Cursor {
+                        peer,
+                        journal_id,
+                        line,
+                    } => {
+                        tx.prepare_cached(SET_CURSOR_SQL)
+                            .and_then(|mut s| {
+                                s.execute(params![peer, *journal_id as i64, *line as i64])
+                            })
+                            .map_err(db_err("record a peer's cursor"))?;
+                    }
+                }
+            }
+            if head != start {
+                tx.prepare_cached(SET_HEAD_SQL)
+                    .and_then(|mut s| s.execute([head as i64]))
+                    .map_err(db_err("raise the journal head"))?;
+                if head > self.keep {
+                    tx.prepare_cached(TRIM_SQL)
+                        .and_then(|mut s| s.execute([(head - self.keep) as i64]))
+                        .map_err(db_err("trim the journal"))?;
                 }
             }
         }
@@ -298,6 +414,148 @@ impl Store for SqliteStore {
             yielded: 0,
         }))
     }
+
+    fn journal_id(&self) -> Result<u64, StoreError> {
+        Ok(self.journal_id)
+    }
+
+    fn journal_head(&self) -> Result<u64, StoreError> {
+        let v: i64 = self
+            .conn
+            .prepare_cached(HEAD_SQL)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_err("read the journal head"))?;
+        Ok(v as u64)
+    }
+
+    /// Reads the head and the oldest retained line, then at most
+    /// [`super::JOURNAL_READ_CAP`] rows by a range seek on the line. All on the writer
+    /// connection, which only this store's `&mut` methods write through, so the three reads
+    /// see one state.
+    fn journal_since(
+        &self,
+        since: u64,
+        limit: u32,
+        out: &mut Vec<JournalEntry>,
+    ) -> Result<JournalRead, StoreError> {
+        let head = self.journal_head()?;
+        let first: Option<i64> = self
+            .conn
+            .prepare_cached(FIRST_LINE_SQL)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_err("read the journal's first line"))?;
+        let first = first.map_or(head.saturating_add(1), |f| f as u64);
+        let (count, more) = match journal_window(since, limit, first, head) {
+            Err(answer) => return Ok(answer),
+            Ok(window) => window,
+        };
+        if count == 0 {
+            return Ok(JournalRead::Entries { more });
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(JOURNAL_PAGE_SQL)
+            .map_err(db_err("journal: prepare read"))?;
+        let mut rows = stmt
+            .query(params![since as i64, count as i64])
+            .map_err(db_err("journal: read"))?;
+        out.reserve(count as usize);
+        let mut expect = since + 1;
+        while let Some(row) = rows.next().map_err(db_err("journal: read"))? {
+            let entry = decode_line(row)?;
+            if entry.line != expect {
+                return Err(StoreError::Db(format!(
+                    "journal line {expect} is missing (found {}; damaged database)",
+                    entry.line
+                )));
+            }
+            out.push(entry);
+            expect += 1;
+        }
+        if expect != since + 1 + count {
+            return Err(StoreError::Db(format!(
+                "journal ends at line {} below its head {head} (damaged database)",
+                expect - 1
+            )));
+        }
+        Ok(JournalRead::Entries { more })
+    }
+
+    fn cursor(&self, peer: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let found = self
+            .conn
+            .prepare_cached(CURSOR_SQL)
+            .and_then(|mut s| {
+                s.query_row([peer], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()
+            })
+            .map_err(db_err("read a peer's cursor"))?;
+        Ok(found.map(|(id, line)| (id as u64, line as u64)))
+    }
+}
+
+/// Creates or upgrades the schema to [`SCHEMA_VERSION`] in one `IMMEDIATE` transaction (the
+/// directory lock already keeps other stores out): version 0 (a new file) gets
+/// [`SCHEMA_V1`], then every version below 2 gets [`MIGRATE_V2`] and a new journal id.
+fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err(format_args!(
+            "{shown}: begin the schema transaction"
+        )))?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err(format_args!(
+            "{shown}: cannot read the schema version"
+        )))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Db(format!(
+            "{shown}: schema version {version} is newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)
+            .map_err(db_err(format_args!("{shown}: cannot create the schema")))?;
+    }
+    if version < 2 {
+        tx.execute_batch(MIGRATE_V2).map_err(db_err(format_args!(
+            "{shown}: cannot migrate the schema to version 2"
+        )))?;
+        tx.execute(JOURNAL_ID_INIT_SQL, [new_journal_id() as i64])
+            .map_err(db_err(format_args!("{shown}: cannot make the journal id")))?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db_err(format_args!(
+                "{shown}: cannot set the schema version"
+            )))?;
+    }
+    tx.commit()
+        .map_err(db_err(format_args!("{shown}: commit the schema")))
+}
+
+/// A journal row back to a [`JournalEntry`].
+fn decode_line(row: &Row<'_>) -> Result<JournalEntry, StoreError> {
+    let line: i64 = row.get(0).map_err(db_err("journal: read row"))?;
+    let kind: i64 = row.get(1).map_err(db_err("journal: read row"))?;
+    if kind != KIND_CONTACT {
+        return Err(StoreError::Db(format!(
+            "journal line {line} has unknown kind {kind} (damaged database)"
+        )));
+    }
+    let blob = |i: usize| -> Result<Vec<u8>, StoreError> {
+        row.get(i).map_err(db_err("journal: read row"))
+    };
+    let clock: i64 = row.get(5).map_err(db_err("journal: read row"))?;
+    Ok(JournalEntry {
+        line: line as u64,
+        change: Change::Contact(Contact {
+            username: text(blob(2)?, "username")?,
+            contact: text(blob(3)?, "contact name")?,
+            phone: text(blob(4)?, "phone")?,
+            clock: clock_of(clock)?,
+        }),
+    })
 }
 
 /// A pinned read transaction on its own connection (Send: it owns its connection).
