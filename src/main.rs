@@ -288,6 +288,10 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let clock = store
         .clock()
         .context("cannot read the Lamport clock from the store")?;
+    let journal_id = store.journal_id().context("cannot read the journal id")?;
+    let journal_head = store
+        .journal_head()
+        .context("cannot read the journal head")?;
     let tcp_cfg = TcpConfig {
         name: a.alias.clone(),
         peers,
@@ -319,7 +323,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), clock, memory_only = a.memory_only, "serving");
     say(&format!("listening udp {local}"));
     say(&format!("listening tcp {}", listener.local_addr()?));
-    let core = TcpCore::new(tcp_cfg, clock, rendezvous::net::now(origin).mono_ms);
+    let core = TcpCore::new(tcp_cfg, clock, rendezvous::net::now(origin).mono_ms)
+        .with_journal(journal_id, journal_head);
     let tcp = rendezvous::net::TcpParts {
         listener,
         core,

@@ -866,19 +866,23 @@ fn high_clock_server_rejoins_after_restart() {
     let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let allow = vec!["--allow-peer".to_string(), "127.0.0.1/32".to_string()];
 
-    // A: alone, its clock walked past 2^31, one contact written at that clock.
+    // Peers name each other (pushes go over the links a server opens): B's port is
+    // chosen first so that A can name it.
+    let port_b = probe_port();
+    let listen_b = format!("127.0.0.1:{port_b}");
+    // A: its clock walked past 2^31, one contact written at that clock.
+    let mut extra_a = allow.clone();
+    extra_a.extend(["--peer".to_string(), listen_b.clone()]);
     let a = start("server-A", || {
-        serve_cmd("127.0.0.1:0", Some(&dir_a), &allow)
+        serve_cmd("127.0.0.1:0", Some(&dir_a), &extra_a)
     });
     assert_eq!(walk_clock(a.addr, HIGH), HIGH, "A's clock after the walk");
     let mut w = contacts(a.addr, "writer-A");
     w.update("fromA", "x", "1").expect("update A");
     w.barrier().expect("barrier A");
 
-    // B: the same, alone, then stopped.
-    let mut b = start("server-B1", || {
-        serve_cmd("127.0.0.1:0", Some(&dir_b), &allow)
-    });
+    // B: the same (A may already push to it), then stopped.
+    let mut b = start("server-B1", || serve_cmd(&listen_b, Some(&dir_b), &allow));
     assert_eq!(walk_clock(b.addr, HIGH), HIGH, "B's clock after the walk");
     let mut w = contacts(b.addr, "writer-B");
     w.update("fromB", "y", "2").expect("update B");
@@ -890,9 +894,7 @@ fn high_clock_server_rejoins_after_restart() {
     // their contacts, whose clocks are near B's own clock.
     let mut extra = allow.clone();
     extra.extend(["--peer".to_string(), a.addr.to_string()]);
-    let b = start("server-B2", || {
-        serve_cmd("127.0.0.1:0", Some(&dir_b), &extra)
-    });
+    let b = start("server-B2", || serve_cmd(&listen_b, Some(&dir_b), &extra));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(30);
     let want: Listing = vec![

@@ -68,6 +68,15 @@ fn server_update(clock: u32, user: &str, contact: &str, phone: &str) -> Vec<u8> 
     v
 }
 
+/// JournalUpdate (13): `0d [line u64][clock u32][fields 532]`, a line of the pusher's journal.
+fn journal_update(line: u64, clock: u32, user: &str, contact: &str, phone: &str) -> Vec<u8> {
+    let mut v = vec![0x0d];
+    v.extend(line.to_be_bytes());
+    v.extend(clock.to_be_bytes());
+    v.extend(fields(user, contact, phone));
+    v
+}
+
 fn heartbeat(health: u8, clock: u32) -> Vec<u8> {
     let mut v = vec![0x02, health];
     v.extend(clock.to_be_bytes());
@@ -203,8 +212,12 @@ impl Node {
         store
             .apply(&[Write::Clock(clock)], &mut Vec::new())
             .expect("memory store");
+        let core = TcpCore::new(cfg, clock, 0).with_journal(
+            store.journal_id().expect("journal id"),
+            store.journal_head().expect("journal head"),
+        );
         Node {
-            core: TcpCore::new(cfg, clock, 0),
+            core,
             store,
             snaps: HashMap::new(),
             now: 0,
@@ -224,6 +237,12 @@ impl Node {
     fn seed(&mut self, contacts: &[Contact]) {
         let batch: Vec<Write> = contacts.iter().cloned().map(Write::Merge).collect();
         self.store.apply(&batch, &mut Vec::new()).expect("seed");
+        // The store had these at start: the core numbers its journal from there.
+        let (id, head) = (
+            self.store.journal_id().unwrap(),
+            self.store.journal_head().unwrap(),
+        );
+        self.core.set_journal(id, head);
     }
 
     /// Carries out one request as `src/store/thread.rs` does.
@@ -246,6 +265,31 @@ impl Node {
                 })
             }
             StoreRequest::Barrier { tag } => Some(StoreEvent::BarrierDone { tag }),
+            StoreRequest::Cursor { tag, peer } => Some(StoreEvent::Cursor {
+                tag,
+                line: self
+                    .store
+                    .cursor(&peer)
+                    .expect("cursor")
+                    .map_or(0, |(_, l)| l),
+            }),
+            StoreRequest::JournalPage { tag, since, limit } => {
+                let mut lines = Vec::new();
+                let read = self
+                    .store
+                    .journal_since(since, limit, &mut lines)
+                    .expect("journal");
+                Some(StoreEvent::JournalPage {
+                    tag,
+                    entries: lines
+                        .into_iter()
+                        .map(|e| match e.change {
+                            rendezvous::store::Change::Contact(c) => (e.line, c),
+                        })
+                        .collect(),
+                    read,
+                })
+            }
             // The status digest: counted here from a snapshot; its hash is checked by the
             // real-binary tests, not here.
             StoreRequest::Digest { tag } => {
@@ -880,7 +924,9 @@ fn fresh_server_accepts_a_big_clock() {
 #[test]
 
 fn fresh_server_catches_up_with_an_older_mesh_whatever_the_order_of_clocks() {
-    let mut m = Mesh::new(2, &[(0, 1)]);
+    // The older server pushes its journal to the fresh one over its own link (peers name
+    // each other); the lines come in journal order, not clock order.
+    let mut m = Mesh::new(2, &[(0, 1), (1, 0)]);
     m.set_node(1, 1 << 30, |_| {});
     m.nodes[1].seed(&[
         contact("a-old", "x", "1", 5),
@@ -1436,7 +1482,7 @@ impl Mesh {
 }
 
 #[test]
-fn a_link_opens_with_hello_and_ask_for_update_exact_bytes() {
+fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     let mut m = Mesh::new(2, &[(0, 1)]);
     m.hold_new_answers = true;
     m.nodes[1].seed(&[contact("alice", "bob", "555", 0)]);
@@ -1445,13 +1491,11 @@ fn a_link_opens_with_hello_and_ask_for_update_exact_bytes() {
     let p = m.link(0, 1);
     let (a, b) = (p.opener.1, p.acceptor.1);
     assert_eq!(m.nodes[0].pending(a), 0, "delivered");
-    // What node 1 sends back: the AskForUpdate answer, clock and all.
+    // What node 1 sends back: its cursor for node 0's journal, 0 (it holds none of it).
     let out = m.nodes[1].core.output(b).to_vec();
-    let mut want = vec![0, 0, 0, 1];
-    want.extend(server_update(0, "alice", "bob", "555"));
-    assert_eq!(out, want);
+    assert_eq!(out, [14, 0, 0, 0, 0, 0, 0, 0, 0]);
 
-    // What node 0 said: its hello (role 1, its name), then AskForUpdate.
+    // What node 0 said: its hello (role 1, its name), then CursorQuery with its journal id.
     let mut solo = Node::new(
         TcpConfig {
             name: "node0".into(),
@@ -1470,7 +1514,8 @@ fn a_link_opens_with_hello_and_ask_for_update_exact_bytes() {
     );
     solo.core.handle_connected(0, 0, 9);
     let mut want = hello(1, "node0");
-    want.push(ASK_FOR_UPDATE);
+    want.push(14);
+    want.extend(solo.store.journal_id().unwrap().to_be_bytes());
     assert_eq!(solo.core.output(9), &want[..]);
 }
 
@@ -1674,7 +1719,7 @@ fn local_writes_are_pushed_to_every_link_that_is_up() {
     m.run_until(1_000);
     let c = m.client(0);
     m.write(0, c, "alice", "bob", "555");
-    // One server-role Update (clock 1) on each of node 0's links.
+    // One journal line (line 1, clock 1) on each of node 0's links.
     let (a1, a2) = {
         let p1 = m.link(0, 1).opener.1;
         let p2 = m.link(0, 2).opener.1;
@@ -1682,11 +1727,11 @@ fn local_writes_are_pushed_to_every_link_that_is_up() {
     };
     assert_eq!(
         m.nodes[0].core.output(a1),
-        &server_update(1, "alice", "bob", "555")[..]
+        &journal_update(1, 1, "alice", "bob", "555")[..]
     );
     assert_eq!(
         m.nodes[0].core.output(a2),
-        &server_update(1, "alice", "bob", "555")[..]
+        &journal_update(1, 1, "alice", "bob", "555")[..]
     );
     m.run();
     assert_eq!(m.nodes[1].contacts(), m.nodes[0].contacts());

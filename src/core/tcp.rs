@@ -7,7 +7,7 @@
 //! Durability before reads: every store request goes through one ordered channel, so a
 //! snapshot or barrier queued behind a write batch runs only after that batch committed.
 
-use crate::store::{Contact, Write};
+use crate::store::{Contact, JournalRead, Write};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
 };
@@ -154,6 +154,22 @@ pub enum StoreRequest {
         /// Echoed back.
         tag: u64,
     },
+    /// Read a peer's cursor for one of our journals (`peer` is the cursor key).
+    Cursor {
+        /// Echoed back.
+        tag: u64,
+        /// Cursor key: `journal:<journal id in hex>`.
+        peer: String,
+    },
+    /// Read our journal's lines after `since`, at most `limit`.
+    JournalPage {
+        /// Echoed back.
+        tag: u64,
+        /// The last line the peer holds.
+        since: u64,
+        /// Most lines to return.
+        limit: u32,
+    },
     /// Drop a stream's snapshot.
     CloseStream {
         /// Stream id.
@@ -208,6 +224,22 @@ pub enum StoreEvent {
         /// SHA-512 of their canonical form (64 bytes).
         sha512: Vec<u8>,
     },
+    /// The cursor asked for with [`StoreRequest::Cursor`]: the line held, 0 when none.
+    Cursor {
+        /// The tag.
+        tag: u64,
+        /// Line.
+        line: u64,
+    },
+    /// Journal lines asked for with [`StoreRequest::JournalPage`].
+    JournalPage {
+        /// The tag.
+        tag: u64,
+        /// `(line, contact)` in line order.
+        entries: Vec<(u64, Contact)>,
+        /// Entries (with `more`), or the journal no longer holds / never held `since`.
+        read: JournalRead,
+    },
     /// A stream could not be read.
     StreamFailed {
         /// Stream id.
@@ -260,6 +292,11 @@ enum Answer {
     Refusal(Vec<u8>),
     /// A barrier: status 200 once done.
     Barrier { tag: u64, done: bool },
+    /// A cursor answer `[14][line u64]`, once the store has read it.
+    Cursor { tag: u64, line: Option<u64> },
+    /// On a link: after a full push, mark the peer as holding our journal up to the line
+    /// recorded when the pushed snapshot was taken, then page the lines since.
+    Mark { link: usize },
     /// A status answer, written once both digests are in.
     Status {
         tag: u64,
@@ -280,12 +317,26 @@ enum Answer {
 /// What the opener of a peer link expects back, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
-    /// AskForUpdate: `[count u32]` then that many 537-byte records.
-    Full { remaining: Option<u32> },
+    /// CursorQuery: `[14][line u64]`.
+    Cursor,
     /// HeartBeat: an optional UpdateClock frame.
     HeartBeat,
-    /// Barrier: a status frame.
-    Status,
+    /// Barrier: a status frame; a 200 confirms our journal up to `confirms`.
+    Status { confirms: u64 },
+}
+
+/// Where a link this server opened stands in pushing our journal to its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not connected, or waiting for the peer's cursor.
+    AwaitCursor,
+    /// Sending journal lines after `since`; `asked` when a page is on its way.
+    Paging { since: u64, asked: bool },
+    /// The journal no longer holds the peer's cursor: pushing a whole snapshot; `mark` is
+    /// our journal head when it was taken.
+    FullPush { mark: Option<u64> },
+    /// Caught up: every new line is pushed as it is made.
+    Live,
 }
 
 #[derive(Debug)]
@@ -304,6 +355,8 @@ struct Conn {
     last_progress_ms: u64,
     /// Set for links this server opened to a peer.
     link: Option<usize>,
+    /// On a connection a peer opened: the journal id it pushes from (after CursorQuery).
+    peer_journal: Option<u64>,
     expects: VecDeque<Expect>,
 }
 
@@ -328,6 +381,14 @@ struct Link {
     last_heartbeat_ms: Option<u64>,
     /// The peer's clock as it last told us (UpdateClock), 0 if never.
     peer_clock: u32,
+    phase: Phase,
+    /// Last journal line written to the link, and the last one the peer confirmed durable
+    /// (a heartbeat barrier's 200 after it).
+    pushed_line: u64,
+    confirmed_line: u64,
+    /// Journal lines and snapshot records sent on this link since the server started.
+    entries_sent: u64,
+    records_sent: u64,
 }
 
 /// Counters of the TCP plane.
@@ -362,11 +423,20 @@ pub struct TcpCore {
     requests: Vec<StoreRequest>,
     actions: VecDeque<TcpAction>,
     store_broken: bool,
-    /// Merges in the batch being built, and which of them came from peers (by index).
+    /// Merges in the batch being built, in order (with their index among the merges).
     batch_merges: usize,
     batch_forward: Vec<(usize, Contact)>,
-    /// Per batch sent to the store: peer records to pass on if they changed state.
+    /// Per batch sent to the store: its merges, to journal and push those that changed.
     forward: HashMap<u64, Vec<(usize, Contact)>>,
+    /// Our journal: its id and the last line the store has (lines are made in the order
+    /// the store applies changed merges, so the core numbers them the same way).
+    journal_id: u64,
+    journal_head: u64,
+    /// Pending store reads of cursors (tag -> connection) and journal pages (tag -> link).
+    cursor_reads: HashMap<u64, ConnId>,
+    page_reads: HashMap<u64, usize>,
+    /// Full-push streams of links (stream id -> link), to note the journal head.
+    push_streams: HashMap<u64, usize>,
     /// Until the first full catch-up from a peer completes, received clocks are bounded
     /// only by 2^31 (a fresh or memory-only server joining an older mesh).
     catching_up: bool,
@@ -388,6 +458,11 @@ impl TcpCore {
                 backoff_ms: cfg.backoff_min_ms,
                 last_heartbeat_ms: None,
                 peer_clock: 0,
+                phase: Phase::AwaitCursor,
+                pushed_line: 0,
+                confirmed_line: 0,
+                entries_sent: 0,
+                records_sent: 0,
             })
             .collect();
         TcpCore {
@@ -407,9 +482,27 @@ impl TcpCore {
             batch_merges: 0,
             batch_forward: Vec::new(),
             forward: HashMap::new(),
+            journal_id: 0,
+            journal_head: 0,
+            cursor_reads: HashMap::new(),
+            page_reads: HashMap::new(),
+            push_streams: HashMap::new(),
             catching_up: !cfg_peers_empty,
             stats: TcpStats::default(),
         }
+    }
+
+    /// Sets our journal's id and its last line, as the store has them (at start).
+    pub fn with_journal(mut self, journal_id: u64, head: u64) -> Self {
+        self.set_journal(journal_id, head);
+        self
+    }
+
+    /// Sets our journal's id and last line (for a store written outside the core, as a
+    /// test that preloads one does).
+    pub fn set_journal(&mut self, journal_id: u64, head: u64) {
+        self.journal_id = journal_id;
+        self.journal_head = head;
     }
 
     /// The Lamport clock now.
@@ -452,6 +545,7 @@ impl TcpCore {
 
     fn link_down(&mut self, now_ms: u64, i: usize) {
         if let Some(l) = self.links.get_mut(i) {
+            l.phase = Phase::AwaitCursor;
             l.state = LinkState::Down {
                 retry_ms: now_ms + l.backoff_ms,
             };
@@ -482,13 +576,14 @@ impl TcpCore {
         if hello_ok {
             c.out.extend_from_slice(&hello);
         }
-        c.out.push(tcp::CMD_ASK_FOR_UPDATE);
-        c.expects.push_back(Expect::Full { remaining: None });
+        // Ask the peer how much of our journal it holds; we push from there (seed 004).
+        c.out.push(tcp::CMD_CURSOR_QUERY);
+        c.out.extend_from_slice(&self.journal_id.to_be_bytes());
+        c.expects.push_back(Expect::Cursor);
         self.conns.insert(conn, c);
-        // Pull (AskForUpdate) and push: the peer gets every record we hold as Update
-        // frames, so writes made while this link was down reach it (without a journal,
-        // the whole list).
-        self.open_stream_as(conn, Role::Server, false);
+        if let Some(l) = self.links.get_mut(peer) {
+            l.phase = Phase::AwaitCursor;
+        }
     }
 
     /// Connecting to peer `peer` failed: retry after the backoff.
@@ -664,7 +759,10 @@ impl TcpCore {
                 Answer::Status { tag, .. } => {
                     self.barriers.remove(&tag);
                 }
-                Answer::Ready(_) | Answer::Refusal(_) => {}
+                Answer::Cursor { tag, .. } => {
+                    self.cursor_reads.remove(&tag);
+                }
+                Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
             }
         }
     }
@@ -702,9 +800,7 @@ impl TcpCore {
                 self.clock = next;
                 self.clock_dirty = true;
                 let contact = to_contact(&f, next);
-                self.replicate(&contact);
-                self.batch_merges += 1;
-                self.batch.push(Write::Merge(contact));
+                self.record_merge(contact);
                 self.stats.client_updates += 1;
             }
             ClientCommand::ListAll => self.open_stream(conn, Role::Client),
@@ -749,6 +845,62 @@ impl TcpCore {
             ServerCommand::AskForUpdate => self.open_stream(conn, Role::Server),
             ServerCommand::Barrier => self.barrier(conn),
             ServerCommand::Status => self.status(conn),
+            ServerCommand::CursorQuery { journal_id } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer_journal = Some(journal_id);
+                }
+                self.flush_batch();
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                self.cursor_reads.insert(tag, conn);
+                self.requests.push(StoreRequest::Cursor {
+                    tag,
+                    peer: cursor_key(journal_id),
+                });
+                self.push_answer(conn, Answer::Cursor { tag, line: None });
+            }
+            ServerCommand::JournalUpdate {
+                line,
+                clock,
+                fields,
+            } => {
+                let Some(id) = self.conns.get(&conn).and_then(|c| c.peer_journal) else {
+                    return self.fail(
+                        conn,
+                        400,
+                        tcp::CMD_JOURNAL_UPDATE,
+                        "journal update before a cursor query",
+                    );
+                };
+                if !self.plausible(clock) {
+                    return self.refuse_clock(conn, tcp::CMD_JOURNAL_UPDATE, clock);
+                }
+                self.observe_clock(clock);
+                self.merge_from_peer(to_contact(&fields, clock));
+                self.batch.push(Write::Cursor {
+                    peer: cursor_key(id),
+                    journal_id: id,
+                    line,
+                });
+                self.stats.peer_updates += 1;
+            }
+            ServerCommand::JournalMark { line } => {
+                let Some(id) = self.conns.get(&conn).and_then(|c| c.peer_journal) else {
+                    return self.fail(
+                        conn,
+                        400,
+                        tcp::CMD_JOURNAL_MARK,
+                        "journal mark before a cursor query",
+                    );
+                };
+                self.batch.push(Write::Cursor {
+                    peer: cursor_key(id),
+                    journal_id: id,
+                    line,
+                });
+                // A peer says we hold its journal: the first catch-up is over.
+                self.catching_up = false;
+            }
         }
     }
 
@@ -768,38 +920,69 @@ impl TcpCore {
         self.fail(conn, 409, request, "clock implausibly far ahead");
     }
 
-    /// Pushes a locally made change to every peer link that is up.
-    fn replicate(&mut self, contact: &Contact) {
-        let fields = ContactFields {
-            username: &contact.username,
-            contact: &contact.contact,
-            phone: &contact.phone,
-        };
-        let mut rec = [0u8; 1 + tcp::SERVER_UPDATE_LEN];
-        if tcp::emit_server_record(contact.clock, &fields, &mut rec).is_err() {
+    /// Pushes journal line `line` on every link that is live (caught up).
+    fn push_live(&mut self, line: u64, contact: &Contact) {
+        let Some(rec) = journal_frame(line, contact) else {
             return;
-        }
+        };
         let mut overfull = Vec::new();
-        for l in &self.links {
+        for l in &mut self.links {
+            if l.phase != Phase::Live {
+                continue;
+            }
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if c.refused {
                         continue; // already being dropped
                     }
-                    // A push stream keeps up to max_out queued; pushes may add as much again.
                     if c.pending_out() > 2 * self.cfg.max_out {
                         c.refused = true;
                         overfull.push(conn);
                     } else {
                         c.out.extend_from_slice(&rec);
+                        l.pushed_line = line;
+                        l.entries_sent += 1;
                     }
                 }
             }
         }
-        // A peer that does not keep up is dropped; it catches up with AskForUpdate.
+        // A peer that does not keep up is dropped; it catches up from its cursor.
         for conn in overfull {
             self.actions.push_back(TcpAction::Close(conn));
         }
+    }
+
+    /// Asks the store for the next page of our journal for link `i`, if its output has room.
+    fn next_page(&mut self, i: usize) {
+        let Some(l) = self.links.get_mut(i) else {
+            return;
+        };
+        let Phase::Paging {
+            since,
+            asked: false,
+        } = l.phase
+        else {
+            return;
+        };
+        let LinkState::Up { conn, .. } = l.state else {
+            return;
+        };
+        if self
+            .conns
+            .get(&conn)
+            .map_or(true, |c| c.pending_out() > self.cfg.max_out)
+        {
+            return; // resumed from `consumed` when the peer reads
+        }
+        l.phase = Phase::Paging { since, asked: true };
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.page_reads.insert(tag, i);
+        self.requests.push(StoreRequest::JournalPage {
+            tag,
+            since,
+            limit: u32::try_from(self.cfg.page).unwrap_or(u32::MAX),
+        });
     }
 
     fn push_answer(&mut self, conn: ConnId, a: Answer) {
@@ -809,10 +992,15 @@ impl TcpCore {
         self.pump(conn);
     }
 
-    /// Queues a record learned from a peer; once the store says it changed state, it is
-    /// passed on to every link (multi-hop; an unchanged record goes no further, so a flood
-    /// ends).
+    /// Queues a record learned from a peer (see [`Self::record_merge`]).
     fn merge_from_peer(&mut self, contact: Contact) {
+        self.record_merge(contact);
+    }
+
+    /// Queues a merge; once the store says it changed state, it gets the next journal line
+    /// and is pushed on every live link (multi-hop; an unchanged record goes no further,
+    /// so a flood ends).
+    fn record_merge(&mut self, contact: Contact) {
         self.batch_forward
             .push((self.batch_merges, contact.clone()));
         self.batch_merges += 1;
@@ -889,6 +1077,7 @@ impl TcpCore {
     fn finish_status(&mut self, now_ms: u64, conn: ConnId, tag: u64) {
         let name = self.cfg.name.clone();
         let clock = self.clock;
+        let (journal_id, journal_head) = (self.journal_id, self.journal_head);
         let mut peers = String::new();
         for l in &self.links {
             let state = match l.state {
@@ -899,9 +1088,15 @@ impl TcpCore {
             let hb = l.last_heartbeat_ms.map_or("never".to_string(), |t| {
                 now_ms.saturating_sub(t).to_string()
             });
+            let phase = match l.phase {
+                Phase::AwaitCursor => "await_cursor",
+                Phase::Paging { .. } => "catching_up",
+                Phase::FullPush { .. } => "full_push",
+                Phase::Live => "live",
+            };
             peers.push_str(&format!(
-                "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={}\n",
-                l.addr, l.peer_clock
+                "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={} journal={phase} pushed_line={} confirmed_line={} entries_sent={} records_sent={}\n",
+                l.addr, l.peer_clock, l.pushed_line, l.confirmed_line, l.entries_sent, l.records_sent
             ));
         }
         let Some(a) = self.find_status(conn, tag) else {
@@ -916,7 +1111,9 @@ impl TcpCore {
             return;
         };
         let text = format!(
-            "name={name}\nclock={clock}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\n{peers}",
+            "name={name}\nclock={clock}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\n{peers}",
+            journal_id,
+            journal_head,
             hex(csum),
             hex(dsum)
         );
@@ -934,9 +1131,13 @@ impl TcpCore {
     }
 
     fn open_stream_as(&mut self, conn: ConnId, kind: Role, counted: bool) {
-        self.flush_batch();
         let id = self.next_tag;
-        self.next_tag += 1;
+        self.open_stream_with_id(conn, kind, counted, id);
+    }
+
+    fn open_stream_with_id(&mut self, conn: ConnId, kind: Role, counted: bool, id: u64) {
+        self.flush_batch();
+        self.next_tag = self.next_tag.max(id + 1);
         self.streams.insert(id, conn);
         self.requests.push(StoreRequest::Snapshot { stream: id });
         self.push_answer(
@@ -980,7 +1181,40 @@ impl TcpCore {
                     }
                     c.answers.pop_front();
                 }
-                Answer::Barrier { done: false, .. } | Answer::Status { .. } => return,
+                Answer::Barrier { done: false, .. }
+                | Answer::Status { .. }
+                | Answer::Cursor { line: None, .. } => return,
+                Answer::Cursor { line: Some(l), .. } => {
+                    c.out.push(tcp::CMD_CURSOR_QUERY);
+                    c.out.extend_from_slice(&l.to_be_bytes());
+                    c.answers.pop_front();
+                }
+                Answer::Mark { link } => {
+                    let i = *link;
+                    let Some(l) = self.links.get_mut(i) else {
+                        c.answers.pop_front();
+                        continue;
+                    };
+                    let Phase::FullPush { mark: Some(mark) } = l.phase else {
+                        return; // the snapshot is not taken yet
+                    };
+                    c.out.push(tcp::CMD_JOURNAL_MARK);
+                    c.out.extend_from_slice(&mark.to_be_bytes());
+                    l.pushed_line = mark;
+                    l.phase = Phase::Paging {
+                        since: mark,
+                        asked: true,
+                    };
+                    c.answers.pop_front();
+                    let tag = self.next_tag;
+                    self.next_tag += 1;
+                    self.page_reads.insert(tag, i);
+                    self.requests.push(StoreRequest::JournalPage {
+                        tag,
+                        since: mark,
+                        limit: u32::try_from(page).unwrap_or(u32::MAX),
+                    });
+                }
                 Answer::Stream {
                     state: StreamState::Opening,
                     ..
@@ -1058,8 +1292,9 @@ impl TcpCore {
                 if let Some(records) = self.forward.remove(&seq) {
                     for (i, contact) in records {
                         if changed.get(i).copied().unwrap_or(false) {
+                            self.journal_head += 1;
                             self.stats.forwarded += 1;
-                            self.replicate(&contact);
+                            self.push_live(self.journal_head, &contact);
                         }
                     }
                 }
@@ -1094,6 +1329,16 @@ impl TcpCore {
                 self.pump(conn);
             }
             StoreEvent::SnapshotReady { stream, count } => {
+                // A full push on a link: the snapshot holds every line up to our head now
+                // (the store answers in order, after every earlier batch).
+                if let Some(i) = self.push_streams.remove(&stream) {
+                    if let Some(l) = self.links.get_mut(i) {
+                        l.phase = Phase::FullPush {
+                            mark: Some(self.journal_head),
+                        };
+                        l.records_sent += count;
+                    }
+                }
                 let Some(&conn) = self.streams.get(&stream) else {
                     self.requests.push(StoreRequest::CloseStream { stream });
                     return;
@@ -1144,6 +1389,74 @@ impl TcpCore {
                 }
                 self.finish_status(now_ms, conn, tag);
             }
+            StoreEvent::Cursor { tag, line } => {
+                let Some(conn) = self.cursor_reads.remove(&tag) else {
+                    return;
+                };
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    for a in c.answers.iter_mut() {
+                        if let Answer::Cursor { tag: t, line: l } = a {
+                            if *t == tag {
+                                *l = Some(line);
+                            }
+                        }
+                    }
+                }
+                self.pump(conn);
+            }
+            StoreEvent::JournalPage { tag, entries, read } => {
+                let Some(i) = self.page_reads.remove(&tag) else {
+                    return;
+                };
+                let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) else {
+                    return; // the link went down meanwhile: it starts over on reconnect
+                };
+                let conn = *conn;
+                match read {
+                    JournalRead::Entries { more } => {
+                        let Some(c) = self.conns.get_mut(&conn) else {
+                            return;
+                        };
+                        let l = &mut self.links[i];
+                        let mut since = match l.phase {
+                            Phase::Paging { since, .. } => since,
+                            _ => return,
+                        };
+                        for (line, contact) in &entries {
+                            if let Some(rec) = journal_frame(*line, contact) {
+                                c.out.extend_from_slice(&rec);
+                                l.entries_sent += 1;
+                            }
+                            since = *line;
+                            l.pushed_line = *line;
+                        }
+                        if more {
+                            l.phase = Phase::Paging {
+                                since,
+                                asked: false,
+                            };
+                            self.next_page(i);
+                        } else {
+                            // Caught up: mark it, and push every new line from now on.
+                            c.out.push(tcp::CMD_JOURNAL_MARK);
+                            c.out.extend_from_slice(&since.to_be_bytes());
+                            l.pushed_line = since;
+                            l.phase = Phase::Live;
+                        }
+                    }
+                    JournalRead::Gone | JournalRead::Beyond => {
+                        // The journal no longer holds (or never held) the peer's cursor: push
+                        // everything from one snapshot, then mark and page what came since.
+                        if let Some(l) = self.links.get_mut(i) {
+                            l.phase = Phase::FullPush { mark: None };
+                        }
+                        let id = self.next_tag;
+                        self.push_streams.insert(id, i);
+                        self.open_stream_with_id(conn, Role::Server, false, id);
+                        self.push_answer(conn, Answer::Mark { link: i });
+                    }
+                }
+            }
             StoreEvent::StreamFailed { stream, error } => {
                 tracing::error!(stream, error, "streaming from the store failed");
                 if let Some(conn) = self.streams.remove(&stream) {
@@ -1182,56 +1495,35 @@ impl TcpCore {
             return false;
         };
         match expect {
-            Expect::Full { remaining: None } => {
-                if c.inbuf.len() < 4 {
+            Expect::Cursor => {
+                if c.inbuf.len() < 9 {
                     return false;
                 }
-                let n = u32::from_be_bytes([c.inbuf[0], c.inbuf[1], c.inbuf[2], c.inbuf[3]]);
-                c.inbuf.drain(..4);
-                c.expects[0] = Expect::Full { remaining: Some(n) };
-                true
-            }
-            Expect::Full { remaining: Some(0) } => {
+                if c.inbuf[0] != tcp::CMD_CURSOR_QUERY {
+                    tracing::warn!(peer = %c.addr, "peer did not answer the cursor query; closing the link");
+                    self.close_link(now_ms, conn);
+                    return false;
+                }
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c.inbuf[1..9]);
+                c.inbuf.drain(..9);
                 c.expects.pop_front();
-                self.catching_up = false;
-                // A full catch-up completed: the link is healthy, reset its backoff.
-                if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+                let since = u64::from_be_bytes(b);
+                let Some(i) = c.link else {
+                    return true;
+                };
+                if let Some(l) = self.links.get_mut(i) {
+                    l.phase = Phase::Paging {
+                        since,
+                        asked: false,
+                    };
+                    l.pushed_line = since;
+                    l.confirmed_line = since;
+                    // A full exchange with the peer is under way: the link is healthy.
                     l.backoff_ms = self.cfg.backoff_min_ms;
                 }
+                self.next_page(i);
                 true
-            }
-            Expect::Full { remaining: Some(n) } => {
-                let len = 1 + tcp::SERVER_UPDATE_LEN;
-                if c.inbuf.len() < len {
-                    return false;
-                }
-                let rec: Vec<u8> = c.inbuf.drain(..len).collect();
-                c.expects[0] = Expect::Full {
-                    remaining: Some(n - 1),
-                };
-                match tcp::parse_server_record(&rec) {
-                    Ok((clock, f)) if self.plausible(clock) => {
-                        self.observe_clock(clock);
-                        self.merge_from_peer(to_contact(&f, clock));
-                        self.stats.peer_updates += 1;
-                        true
-                    }
-                    Ok((clock, _)) => {
-                        self.stats.clocks_refused += 1;
-                        tracing::warn!(
-                            clock,
-                            ours = self.clock,
-                            "peer sent an implausible clock; closing the link"
-                        );
-                        self.close_link(now_ms, conn);
-                        false
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "malformed record from a peer; closing the link");
-                        self.close_link(now_ms, conn);
-                        false
-                    }
-                }
             }
             Expect::HeartBeat => {
                 match c.inbuf.first() {
@@ -1257,7 +1549,7 @@ impl TcpCore {
                 }
                 true
             }
-            Expect::Status => {
+            Expect::Status { .. } => {
                 if c.inbuf.len() < StatusFrame::FIXED_LEN {
                     return false;
                 }
@@ -1271,6 +1563,9 @@ impl TcpCore {
                     Ok(f) if f.status == STATUS_OK => {
                         if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
                             l.last_heartbeat_ms = Some(now_ms);
+                            if let Expect::Status { confirms } = expect {
+                                l.confirmed_line = l.confirmed_line.max(confirms);
+                            }
                         }
                         true
                     }
@@ -1351,6 +1646,9 @@ impl TcpCore {
             c.out_pos = 0;
         }
         self.pump(conn);
+        if let Some(i) = self.conns.get(&conn).and_then(|c| c.link) {
+            self.next_page(i);
+        }
         // Answers that were held back may let more requests be parsed.
         self.parse(now_ms, conn);
     }
@@ -1396,13 +1694,14 @@ impl TcpCore {
                         next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
                     };
                     let clock = self.clock;
+                    let confirms = self.links[i].pushed_line;
                     if let Some(c) = self.conns.get_mut(&conn) {
                         // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
                         c.out.extend_from_slice(&[tcp::CMD_HEARTBEAT, 1]);
                         c.out.extend_from_slice(&clock.to_be_bytes());
                         c.out.push(tcp::CMD_BARRIER);
                         c.expects.push_back(Expect::HeartBeat);
-                        c.expects.push_back(Expect::Status);
+                        c.expects.push_back(Expect::Status { confirms });
                     }
                 }
                 _ => {}
@@ -1447,6 +1746,7 @@ impl Conn {
             refused: false,
             last_progress_ms: now_ms,
             link,
+            peer_journal: None,
             expects: VecDeque::new(),
         }
     }
@@ -1488,4 +1788,25 @@ fn status_detail(buf: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cursor key under which we keep how much of journal `id` we hold.
+fn cursor_key(id: u64) -> String {
+    format!("journal:{id:016x}")
+}
+
+/// A JournalUpdate frame (13) for `line`; `None` if the contact does not fit the wire.
+fn journal_frame(line: u64, contact: &Contact) -> Option<Vec<u8>> {
+    let cmd = ServerCommand::JournalUpdate {
+        line,
+        clock: contact.clock,
+        fields: ContactFields {
+            username: &contact.username,
+            contact: &contact.contact,
+            phone: &contact.phone,
+        },
+    };
+    let mut buf = vec![0u8; cmd.buffer_len()];
+    cmd.emit(&mut buf).ok()?;
+    Some(buf)
 }

@@ -79,6 +79,35 @@ impl StoreThread {
                             }
                         },
                         StoreRequest::Digest { tag } => digest(store.as_ref(), tag),
+                        StoreRequest::Cursor { tag, peer } => match store.cursor(&peer) {
+                            Ok(c) => StoreEvent::Cursor {
+                                tag,
+                                line: c.map_or(0, |(_, line)| line),
+                            },
+                            Err(e) => StoreEvent::StreamFailed {
+                                stream: tag,
+                                error: e.to_string(),
+                            },
+                        },
+                        StoreRequest::JournalPage { tag, since, limit } => {
+                            let mut lines = Vec::new();
+                            match store.journal_since(since, limit, &mut lines) {
+                                Ok(read) => StoreEvent::JournalPage {
+                                    tag,
+                                    entries: lines
+                                        .into_iter()
+                                        .map(|e| match e.change {
+                                            super::Change::Contact(c) => (e.line, c),
+                                        })
+                                        .collect(),
+                                    read,
+                                },
+                                Err(e) => StoreEvent::StreamFailed {
+                                    stream: tag,
+                                    error: e.to_string(),
+                                },
+                            }
+                        }
                         StoreRequest::CloseStream { stream } => {
                             snaps.remove(&stream);
                             continue;

@@ -107,6 +107,17 @@ pub const CMD_BARRIER: u8 = 5;
 /// Byte 6, no body, both roles: ask for the server's status (this project's); answered
 /// with `[0x06][len u32][len bytes of UTF-8 key=value lines]`.
 pub const CMD_STATUS_REQUEST: u8 = 6;
+/// Byte 13, server role: one journal line pushed by the opener (this project's; seed 004):
+/// `[line u64][clock u32][username 256][contactname 256][phone 20]` (545-byte frame).
+pub const CMD_JOURNAL_UPDATE: u8 = 13;
+/// Byte 14, server role: `[journal_id u64]`, "what is the last line of my journal you
+/// hold?"; answered with `[14][line u64]` (0 when none).
+pub const CMD_CURSOR_QUERY: u8 = 14;
+/// Byte 15, server role: `[line u64]`: "you now hold my journal up to this line" (sent after
+/// a full push or a catch-up, this project's).
+pub const CMD_JOURNAL_MARK: u8 = 15;
+/// Body of a JournalUpdate: line, clock and the contact fields.
+pub const JOURNAL_UPDATE_LEN: usize = 8 + SERVER_UPDATE_LEN;
 /// Byte 7: the status frame, sent by the accepting side only (this project's).
 pub const CMD_STATUS: u8 = 7;
 
@@ -308,6 +319,9 @@ pub fn body_len(role: Role, command: u8) -> Option<usize> {
         (Role::Server, CMD_HEARTBEAT) => Some(HEARTBEAT_LEN),
         (Role::Server, CMD_UPDATE_CLOCK) => Some(UPDATE_CLOCK_LEN),
         (Role::Server, CMD_ASK_FOR_UPDATE) => Some(0),
+        (Role::Server, CMD_JOURNAL_UPDATE) => Some(JOURNAL_UPDATE_LEN),
+        (Role::Server, CMD_CURSOR_QUERY) => Some(8),
+        (Role::Server, CMD_JOURNAL_MARK) => Some(8),
         (_, CMD_BARRIER) => Some(0),
         (_, CMD_STATUS_REQUEST) => Some(0),
         _ => None,
@@ -488,6 +502,25 @@ pub enum ServerCommand<'a> {
     Barrier,
     /// 6, no body: the server's status (this project's).
     Status,
+    /// 13: one journal line of the opener's journal (545-byte frame).
+    JournalUpdate {
+        /// Line number in the opener's journal.
+        line: u64,
+        /// The record's Lamport clock.
+        clock: u32,
+        /// The contact.
+        fields: ContactFields<'a>,
+    },
+    /// 14: the acceptor's cursor for journal `journal_id` (9-byte frame).
+    CursorQuery {
+        /// The opener's journal id.
+        journal_id: u64,
+    },
+    /// 15: the acceptor now holds the opener's journal up to `line` (9-byte frame).
+    JournalMark {
+        /// Line number.
+        line: u64,
+    },
 }
 
 impl<'a> ServerCommand<'a> {
@@ -500,6 +533,9 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::AskForUpdate => CMD_ASK_FOR_UPDATE,
             ServerCommand::Barrier => CMD_BARRIER,
             ServerCommand::Status => CMD_STATUS_REQUEST,
+            ServerCommand::JournalUpdate { .. } => CMD_JOURNAL_UPDATE,
+            ServerCommand::CursorQuery { .. } => CMD_CURSOR_QUERY,
+            ServerCommand::JournalMark { .. } => CMD_JOURNAL_MARK,
         }
     }
 
@@ -527,6 +563,17 @@ impl<'a> ServerCommand<'a> {
             }
             CMD_ASK_FOR_UPDATE => ServerCommand::AskForUpdate,
             CMD_STATUS_REQUEST => ServerCommand::Status,
+            CMD_JOURNAL_UPDATE => ServerCommand::JournalUpdate {
+                line: BigEndian::read_u64(&frame[1..9]),
+                clock: BigEndian::read_u32(&frame[9..13]),
+                fields: ContactFields::parse(&frame[13..])?,
+            },
+            CMD_CURSOR_QUERY => ServerCommand::CursorQuery {
+                journal_id: BigEndian::read_u64(&frame[1..9]),
+            },
+            CMD_JOURNAL_MARK => ServerCommand::JournalMark {
+                line: BigEndian::read_u64(&frame[1..9]),
+            },
             _ => ServerCommand::Barrier,
         })
     }
@@ -543,7 +590,9 @@ impl<'a> ServerCommand<'a> {
     /// not fit (never cut); [`WireError::BufferTooSmall`]. Nothing is written on error.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let n = self.buffer_len();
-        if let ServerCommand::Update { fields, .. } = self {
+        if let ServerCommand::Update { fields, .. } | ServerCommand::JournalUpdate { fields, .. } =
+            self
+        {
             fields.check()?;
         }
         room(buf, n)?;
@@ -561,6 +610,19 @@ impl<'a> ServerCommand<'a> {
                 BigEndian::write_u32(&mut buf[field::CLOCK], *clock);
             }
             ServerCommand::AskForUpdate | ServerCommand::Barrier | ServerCommand::Status => {}
+            ServerCommand::JournalUpdate {
+                line,
+                clock,
+                fields,
+            } => {
+                BigEndian::write_u64(&mut buf[1..9], *line);
+                BigEndian::write_u32(&mut buf[9..13], *clock);
+                fields.put(&mut buf[13..n]);
+            }
+            ServerCommand::CursorQuery { journal_id } => {
+                BigEndian::write_u64(&mut buf[1..9], *journal_id);
+            }
+            ServerCommand::JournalMark { line } => BigEndian::write_u64(&mut buf[1..9], *line),
         }
         Ok(n)
     }
