@@ -379,6 +379,8 @@ struct Link {
     backoff_ms: u64,
     /// When the peer last answered a heartbeat (ms), if ever.
     last_heartbeat_ms: Option<u64>,
+    /// When the link last came up (ms).
+    up_since_ms: u64,
     /// The peer's clock as it last told us (UpdateClock), 0 if never.
     peer_clock: u32,
     phase: Phase,
@@ -457,6 +459,7 @@ impl TcpCore {
                 state: LinkState::Down { retry_ms: now_ms },
                 backoff_ms: cfg.backoff_min_ms,
                 last_heartbeat_ms: None,
+                up_since_ms: 0,
                 peer_clock: 0,
                 phase: Phase::AwaitCursor,
                 pushed_line: 0,
@@ -583,6 +586,7 @@ impl TcpCore {
         self.conns.insert(conn, c);
         if let Some(l) = self.links.get_mut(peer) {
             l.phase = Phase::AwaitCursor;
+            l.up_since_ms = now_ms;
         }
     }
 
@@ -948,6 +952,10 @@ impl TcpCore {
         }
         // A peer that does not keep up is dropped; it catches up from its cursor.
         for conn in overfull {
+            tracing::info!(
+                conn,
+                "a peer link is more than 2 MiB behind; dropping it to resume from its cursor"
+            );
             self.actions.push_back(TcpAction::Close(conn));
         }
     }
@@ -1689,6 +1697,19 @@ impl TcpCore {
                     conn,
                     next_heartbeat_ms,
                 } if now_ms >= next_heartbeat_ms => {
+                    // A peer that has answered no heartbeat for 4 intervals is unreachable
+                    // (a silent partition): drop the link and redial, rather than wait for
+                    // TCP to give up (~15 min). It resumes from the peer's cursor.
+                    let l = &self.links[i];
+                    let heard = l.last_heartbeat_ms.unwrap_or(0).max(l.up_since_ms);
+                    if now_ms.saturating_sub(heard) > 4 * self.cfg.heartbeat_ms {
+                        tracing::warn!(peer = %l.addr, silent_ms = now_ms - heard, "peer answers no heartbeat; dropping the link to redial");
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.refused = true;
+                        }
+                        self.actions.push_back(TcpAction::Close(conn));
+                        continue;
+                    }
                     self.links[i].state = LinkState::Up {
                         conn,
                         next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,

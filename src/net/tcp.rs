@@ -16,6 +16,8 @@ pub const LISTENER: Token = Token(1);
 /// Token of the store thread's waker.
 pub const WAKER: Token = Token(2);
 const FIRST_CONN: usize = 16;
+/// A connect to a peer not established within this long is abandoned and retried, ms.
+const CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Most TCP connections at once; more are closed at accept.
 const MAX_CONNS: usize = 4096;
 
@@ -44,6 +46,8 @@ struct ConnIo {
     stream: TcpStream,
     /// Outbound link still connecting: the peer index.
     connecting: Option<usize>,
+    /// When the connect started (ms); one that takes over 5 s is abandoned and retried.
+    started_ms: u64,
     /// Readable data may remain (we stopped before WouldBlock).
     read_pending: bool,
     writable_interest: bool,
@@ -149,6 +153,7 @@ impl TcpIo {
                         ConnIo {
                             stream,
                             connecting: None,
+                            started_ms: now_ms,
                             read_pending: true,
                             writable_interest: false,
                         },
@@ -188,6 +193,18 @@ impl TcpIo {
         for id in ids {
             self.read(registry, id, now_ms);
         }
+        // A connect to a host that drops our SYNs would hang for the kernel's ~2 minutes.
+        let late: Vec<(ConnId, usize)> = self
+            .conns
+            .iter()
+            .filter_map(|(&id, c)| c.connecting.map(|p| (id, p, c.started_ms)))
+            .filter(|&(_, _, t)| now_ms.saturating_sub(t) > CONNECT_TIMEOUT_MS)
+            .map(|(id, p, _)| (id, p))
+            .collect();
+        for (id, peer) in late {
+            self.drop_conn(registry, id);
+            self.core.handle_connect_failed(now_ms, peer);
+        }
         self.core.handle_timeout(now_ms);
         self.core.end_turn();
         for req in self.core.drain_store() {
@@ -216,6 +233,7 @@ impl TcpIo {
                             ConnIo {
                                 stream,
                                 connecting: Some(peer),
+                                started_ms: now_ms,
                                 read_pending: false,
                                 writable_interest: true,
                             },

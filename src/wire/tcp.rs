@@ -81,8 +81,8 @@ pub const COUNT_LEN: usize = 4;
 pub const CLIENT_RECORD_LEN: usize = 1 + CLIENT_UPDATE_LEN;
 /// Length of one record of an AskForUpdate answer: 0x01 + 536 = 537 bytes (seed 003).
 pub const SERVER_RECORD_LEN: usize = 1 + SERVER_UPDATE_LEN;
-/// The longest opener frame of either role (a server Update), command byte included: 537.
-pub const MAX_COMMAND_LEN: usize = SERVER_RECORD_LEN;
+/// The longest opener frame of either role (a JournalUpdate), command byte included: 545.
+pub const MAX_COMMAND_LEN: usize = 1 + JOURNAL_UPDATE_LEN;
 /// The longest status frame: 5 fixed bytes + 255 bytes of detail = 260.
 pub const MAX_STATUS_LEN: usize = StatusFrame::FIXED_LEN + StatusFrame::MAX_DETAIL;
 
