@@ -1863,3 +1863,39 @@ fn changes_cross_a_line_of_servers_and_the_flood_ends() {
     // Each server passes each new record on at most once per time it changed its store.
     assert!(later.iter().all(|&f| f <= 2), "{later:?}");
 }
+
+/// A store read that fails (here the status digest) is answered with 503 and a close,
+/// never left waiting (regression: only streams were matched to their failure).
+#[test]
+fn a_failed_store_read_is_503_not_a_hang() {
+    let mut core = TcpCore::new(TcpConfig::default(), 0, 0);
+    core.handle_accept(0, 1, "192.0.2.1:40000".parse().unwrap());
+    let mut bytes = hello(2, "cli");
+    bytes.push(0x06); // Status
+    core.handle_data(0, 1, &bytes);
+    core.end_turn();
+    let tag = core
+        .drain_store()
+        .into_iter()
+        .find_map(|r| match r {
+            StoreRequest::Digest { tag } => Some(tag),
+            _ => None,
+        })
+        .expect("a digest request");
+    core.handle_store(
+        0,
+        StoreEvent::StreamFailed {
+            stream: tag,
+            error: "disk on fire".into(),
+        },
+    );
+    let st = status_frame(core.output(1));
+    assert_eq!(st.status, 503, "{st:?}");
+    let n = core.output(1).len();
+    core.consumed(0, 1, n);
+    let mut actions = Vec::new();
+    while let Some(a) = core.poll_action() {
+        actions.push(a);
+    }
+    assert!(actions.contains(&TcpAction::Close(1)), "{actions:?}");
+}

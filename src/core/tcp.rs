@@ -824,7 +824,7 @@ impl TcpCore {
                     return self.refuse_clock(conn, tcp::CMD_UPDATE, clock);
                 }
                 self.observe_clock(clock);
-                self.merge_from_peer(to_contact(&fields, clock));
+                self.record_merge(to_contact(&fields, clock));
                 self.stats.peer_updates += 1;
             }
             ServerCommand::HeartBeat { clock, .. } => {
@@ -880,7 +880,7 @@ impl TcpCore {
                     return self.refuse_clock(conn, tcp::CMD_JOURNAL_UPDATE, clock);
                 }
                 self.observe_clock(clock);
-                self.merge_from_peer(to_contact(&fields, clock));
+                self.record_merge(to_contact(&fields, clock));
                 self.batch.push(Write::Cursor {
                     peer: cursor_key(id),
                     journal_id: id,
@@ -998,11 +998,6 @@ impl TcpCore {
             c.answers.push_back(a);
         }
         self.pump(conn);
-    }
-
-    /// Queues a record learned from a peer (see [`Self::record_merge`]).
-    fn merge_from_peer(&mut self, contact: Contact) {
-        self.record_merge(contact);
     }
 
     /// Queues a merge; once the store says it changed state, it gets the next journal line
@@ -1466,9 +1461,22 @@ impl TcpCore {
                 }
             }
             StoreEvent::StreamFailed { stream, error } => {
-                tracing::error!(stream, error, "streaming from the store failed");
-                if let Some(conn) = self.streams.remove(&stream) {
-                    self.fail_now(conn, 503, 0xFF, "store failure while streaming");
+                // Any store read can fail: a stream, a cursor, a status digest (all answers
+                // on a connection: refuse at once) or a journal page (a link: drop it, it
+                // redials and retries). Nothing is left waiting forever.
+                tracing::error!(tag = stream, error, "a store read failed");
+                let conn = self
+                    .streams
+                    .remove(&stream)
+                    .or_else(|| self.cursor_reads.remove(&stream))
+                    .or_else(|| self.barriers.remove(&stream));
+                if let Some(conn) = conn {
+                    self.fail_now(conn, 503, 0xFF, "store failure while reading");
+                } else if let Some(i) = self.page_reads.remove(&stream) {
+                    if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
+                        let conn = *conn;
+                        self.close_link(now_ms, conn);
+                    }
                 }
             }
         }
