@@ -109,7 +109,7 @@ fn canonical_bytes_of_two_entries_by_hand() {
     assert_eq!(list.entries(), &[x.clone(), y.clone()]);
     assert_eq!((x.encoded_len(), y.encoded_len()), (32, 42));
 
-    // Frame 11 is 0x0b followed by the canonical form; frame 10 is 0x0a and the hash.
+    // Frame 11 is 0x0b followed by the canonical form; frame 10 is 0x0a, 0x40 (64) and the hash.
     let list_frame = list.list_frame().to_vec().unwrap();
     assert_eq!(list_frame, [vec![0x0b], want.clone()].concat());
     assert_eq!(
@@ -117,7 +117,7 @@ fn canonical_bytes_of_two_entries_by_hand() {
         Ok(NodeListFrame::List(vec![x, y]))
     );
     let hash_frame = list.hash_frame().to_vec().unwrap();
-    assert_eq!(hash_frame, [vec![0x0a], hex(FIXTURE_HASH)].concat());
+    assert_eq!(hash_frame, [vec![0x0a, 0x40], hex(FIXTURE_HASH)].concat());
     assert_eq!(hash_frame.len(), HASH_FRAME_LEN);
     // A diff of the same entries differs only in the command byte.
     let diff = NodeListFrame::Diff(list.entries().to_vec())
@@ -411,10 +411,10 @@ proptest! {
             prop_assert_eq!(first.rounds, 1);
             prop_assert_eq!(first.frames_sent, 6);
         } else {
-            prop_assert_eq!(first, SyncStats { rounds: 0, entries_sent: 0, frames_sent: 2, bytes_sent: 130 });
+            prop_assert_eq!(first, SyncStats { rounds: 0, entries_sent: 0, frames_sent: 2, bytes_sent: 2 * HASH_FRAME_LEN });
         }
         let second = sync(&mut la, &mut lb);
-        prop_assert_eq!(second, SyncStats { rounds: 0, entries_sent: 0, frames_sent: 2, bytes_sent: 130 });
+        prop_assert_eq!(second, SyncStats { rounds: 0, entries_sent: 0, frames_sent: 2, bytes_sent: 2 * HASH_FRAME_LEN });
         // The other direction has nothing to do either.
         prop_assert_eq!(sync(&mut lb, &mut la).rounds, 0);
     }
@@ -545,18 +545,27 @@ fn command_bytes() {
 
 #[test]
 fn hash_of_the_wrong_length() {
-    let mut f = hex("0a");
+    // The length byte frames the hash; anything but 64 is one whole frame, refused.
+    for len in [0u8, 1, 32, 63, 65, 255] {
+        let mut f = vec![0x0a, len];
+        f.extend(vec![0x5a; usize::from(len)]);
+        assert_eq!(frame_len(&f), Ok(Some(2 + usize::from(len))));
+        assert_eq!(NodeListFrame::parse(&f), Err(WireError::BadLength));
+    }
+    let mut f = hex("0a 40");
     f.extend([0x5a; 63]);
     assert_eq!(NodeListFrame::parse(&f), Err(WireError::Truncated));
     assert_eq!(frame_len(&f), Ok(None));
+    assert_eq!(frame_len(&f[..1]), Ok(None));
     f.push(0x5a);
+    assert_eq!(frame_len(&f), Ok(Some(66)));
     assert_eq!(
         NodeListFrame::parse(&f),
         Ok(NodeListFrame::Hash([0x5a; 64]))
     );
     f.push(0x5a);
     assert_eq!(NodeListFrame::parse(&f), Err(WireError::TrailingData));
-    assert_eq!(frame_len(&f), Ok(Some(65)));
+    assert_eq!(frame_len(&f), Ok(Some(66)));
 }
 
 #[test]

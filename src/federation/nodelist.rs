@@ -51,7 +51,7 @@
 //! # Sync and its frames (server role; commands 10, 11, 12 are this project's)
 //!
 //! ```text
-//! 10 NodeListHash  [0x0a][hash 64]                      65 bytes
+//! 10 NodeListHash  [0x0a][hash_len u8 = 64][hash 64]     66 bytes
 //! 11 NodeList      [0x0b][count u32][entry]*count       5 + entries; count <= 4096
 //! 12 NodeListDiff  [0x0c][count u32][entry]*count       5 + entries; count <= 4096
 //!
@@ -119,8 +119,8 @@ pub const CMD_NODE_LIST: u8 = 11;
 /// Server-role command 12: NodeListDiff `[count u32][entries]`, the answer to a NodeList
 /// (this project's; seed 000's "nodelistdiff").
 pub const CMD_NODE_LIST_DIFF: u8 = 12;
-/// Length of a NodeListHash frame, command byte included: 65.
-pub const HASH_FRAME_LEN: usize = 1 + HASH_LEN;
+/// Length of a NodeListHash frame, command byte and length byte included: 66.
+pub const HASH_FRAME_LEN: usize = 2 + HASH_LEN;
 /// The longest NodeList or NodeListDiff frame: 1 + 4 + 4096 x 792 = 3,244,037 bytes.
 pub const MAX_FRAME_LEN: usize = 1 + COUNT_LEN + MAX_ENTRIES * MAX_ENTRY_LEN;
 
@@ -560,8 +560,8 @@ fn hex(bytes: &[u8]) -> String {
 /// One frame of the node list sync (server role, commands 10-12; module header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeListFrame {
-    /// 10 `[hash 64]`: the sender's list hash; sent by the opener, and answered by the
-    /// acceptor with its own (65-byte frame).
+    /// 10 `[hash_len u8][hash 64]`: the sender's list hash; sent by the opener, and
+    /// answered by the acceptor with its own (66-byte frame; `hash_len` must be 64).
     Hash([u8; HASH_LEN]),
     /// 11 `[count u32][entries]`: the opener's whole list; answered with a
     /// [`NodeListFrame::Diff`].
@@ -608,15 +608,21 @@ impl NodeListFrame {
     pub fn parse(frame: &[u8]) -> Result<Self, WireError> {
         let (&command, body) = frame.split_first().ok_or(WireError::Truncated)?;
         match command {
-            CMD_NODE_LIST_HASH => match body.len().cmp(&HASH_LEN) {
-                Ordering::Less => Err(WireError::Truncated),
-                Ordering::Greater => Err(WireError::TrailingData),
-                Ordering::Equal => {
-                    let mut hash = [0u8; HASH_LEN];
-                    hash.copy_from_slice(body);
-                    Ok(NodeListFrame::Hash(hash))
+            CMD_NODE_LIST_HASH => {
+                let (&len, hash) = body.split_first().ok_or(WireError::Truncated)?;
+                if usize::from(len) != HASH_LEN {
+                    return Err(WireError::BadLength);
                 }
-            },
+                match hash.len().cmp(&HASH_LEN) {
+                    Ordering::Less => Err(WireError::Truncated),
+                    Ordering::Greater => Err(WireError::TrailingData),
+                    Ordering::Equal => {
+                        let mut h = [0u8; HASH_LEN];
+                        h.copy_from_slice(hash);
+                        Ok(NodeListFrame::Hash(h))
+                    }
+                }
+            }
             CMD_NODE_LIST | CMD_NODE_LIST_DIFF => {
                 let entries = parse_entries(body)?;
                 Ok(if command == CMD_NODE_LIST {
@@ -629,7 +635,7 @@ impl NodeListFrame {
         }
     }
 
-    /// Bytes [`Self::emit`] writes: 65 for a Hash, 5 + the entries' lengths otherwise.
+    /// Bytes [`Self::emit`] writes: 66 for a Hash, 5 + the entries' lengths otherwise.
     pub fn buffer_len(&self) -> usize {
         match self {
             NodeListFrame::Hash(_) => HASH_FRAME_LEN,
@@ -657,7 +663,8 @@ impl NodeListFrame {
         }
         buf[0] = self.command_byte();
         if let NodeListFrame::Hash(hash) = self {
-            buf[1..HASH_FRAME_LEN].copy_from_slice(hash);
+            buf[1] = HASH_LEN as u8;
+            buf[2..HASH_FRAME_LEN].copy_from_slice(hash);
             return Ok(n);
         }
         BigEndian::write_u32(&mut buf[1..1 + COUNT_LEN], entries.len() as u32);
@@ -709,7 +716,7 @@ fn read_count(body: &[u8]) -> Result<Option<usize>, WireError> {
 
 /// Length of the node-list frame (10, 11 or 12) at the start of a stream buffer:
 /// `Ok(None)` when more bytes are needed, `Ok(Some(n))` when the first `n` bytes are one
-/// whole frame (65 for a hash; 5 to [`MAX_FRAME_LEN`] for a list or diff).
+/// whole frame (2 + hash_len for a hash, 66 when well formed; 5 to [`MAX_FRAME_LEN`] for a list or diff).
 ///
 /// Reads only length bytes (the command, the count, and each entry's three length bytes),
 /// never an entry's content: a frame with a malformed entry still has a length, and
@@ -724,7 +731,15 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
         return Ok(None);
     };
     match command {
-        CMD_NODE_LIST_HASH => Ok((buf.len() >= HASH_FRAME_LEN).then_some(HASH_FRAME_LEN)),
+        CMD_NODE_LIST_HASH => {
+            // The length byte frames the hash whatever it says, so a hash of the wrong
+            // length is one whole frame that [`NodeListFrame::parse`] refuses.
+            let Some(&len) = buf.get(1) else {
+                return Ok(None);
+            };
+            let n = 2 + usize::from(len);
+            Ok((buf.len() >= n).then_some(n))
+        }
         CMD_NODE_LIST | CMD_NODE_LIST_DIFF => {
             let Some(count) = read_count(&buf[1..])? else {
                 return Ok(None);
