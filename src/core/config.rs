@@ -46,6 +46,19 @@ pub struct Config {
     pub max_rate_entries: usize,
     /// Rate limits do not apply to loopback sources (127.0.0.0/8, ::1).
     pub exempt_loopback: bool,
+    /// Most remote directory entries (clients homed at other servers, learned from peers);
+    /// when full, a record for a new fingerprint is refused with 503 and counted, and no
+    /// local client is ever evicted for it (default 1 << 20).
+    pub max_remote: usize,
+    /// How often, in milliseconds, the server re-announces (DirRecord kind 2) the local
+    /// clients heard from since their last announcement; 0 (the default) or anything over
+    /// a third of `ttl_ms` means a third of `ttl_ms` (see [`Config::announce_interval_ms`]).
+    pub announce_ms: u64,
+    /// Most items (records and forwards for the peer servers) waiting in the core's peer
+    /// outbox, besides a 16 MiB bound on their bytes; when full the oldest is dropped
+    /// (counted) and the server asks its peers for their directory. The refresh pass fills
+    /// at most half and goes on as the loop drains it (default 65 536).
+    pub max_peer_out: usize,
 }
 
 impl Default for Config {
@@ -68,6 +81,9 @@ impl Default for Config {
             punch_interval_ms: 1_000,
             max_rate_entries: 100_000,
             exempt_loopback: true,
+            max_remote: 1 << 20,
+            announce_ms: 0,
+            max_peer_out: 65_536,
         }
     }
 }
@@ -78,5 +94,17 @@ impl Config {
     pub fn advised_keepalive_s(&self) -> u16 {
         let third = (self.ttl_ms / 3000).max(1);
         u16::try_from(u64::from(self.keepalive_s).min(third).max(1)).unwrap_or(u16::MAX)
+    }
+
+    /// The re-announce interval in force, milliseconds: `announce_ms`, but a third of the
+    /// TTL when it is 0 or larger than that, and at least 1 (so a remote entry, which lapses
+    /// a TTL after its last refresh, gets about three chances).
+    pub fn announce_interval_ms(&self) -> u64 {
+        let third = (self.ttl_ms / 3).max(1);
+        if self.announce_ms == 0 || self.announce_ms > third {
+            third
+        } else {
+            self.announce_ms
+        }
     }
 }

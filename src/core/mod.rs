@@ -4,10 +4,13 @@
 
 pub mod config;
 pub mod cookie;
+mod directory;
 pub mod limits;
 pub mod queue;
 mod server;
 pub mod tcp;
 
 pub use config::Config;
-pub use server::{status, ClientView, Now, Out, Server, Stats};
+pub use server::{
+    status, ClientView, Now, Out, PeerOut, PeerRecordError, RemoteView, Server, Stats,
+};

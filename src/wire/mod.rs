@@ -5,6 +5,7 @@
 //! borrows the input; it never panics on any input and refuses what the layout forbids
 //! with a [`WireError`]. An `emit` writes into a caller buffer and returns the length.
 
+pub mod dir;
 mod error;
 mod fingerprint;
 pub mod name;

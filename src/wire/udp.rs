@@ -104,7 +104,8 @@ pub fn parse_addr(buf: &[u8], pos: &mut usize) -> Result<SocketAddr, WireError> 
     Ok(SocketAddr::new(ip, port))
 }
 
-fn done(buf: &[u8], pos: usize) -> Result<(), WireError> {
+/// `Ok` when `pos` is the end of `buf`, else [`WireError::TrailingData`].
+pub(crate) fn done(buf: &[u8], pos: usize) -> Result<(), WireError> {
     if pos == buf.len() {
         Ok(())
     } else {
