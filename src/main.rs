@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::{Client, ClientError, Incoming};
-use rendezvous::core::tcp::{Cidr, TcpConfig, TcpCore};
+use rendezvous::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
 use rendezvous::core::{Config, Server};
+use rendezvous::federation::nodelist::NodeEntry;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::store::thread::StoreThread;
 use rendezvous::store::{MemoryStore, SqliteStore, Store};
@@ -131,10 +132,18 @@ struct ServeArgs {
     /// with heartbeats and reconnects; it may also connect to us.
     #[arg(long)]
     peer: Vec<String>,
-    /// A network whose hosts may connect as servers (role 1), CIDR (repeatable). The
-    /// contacts plane is otherwise unauthenticated: see the README.
+    /// A network whose hosts may connect as servers (role 1), CIDR (repeatable); a new
+    /// server's node key is learned on its first contact. Servers in the node list may
+    /// also connect, proving their node key. See the README on what is authenticated.
     #[arg(long)]
     allow_peer: Vec<String>,
+    /// Connect only to the --peer servers, not to every server learned from the node list.
+    #[arg(long)]
+    no_mesh: bool,
+    /// Where other servers reach this one, HOST:PORT, published in the node list
+    /// (default: --listen, unless it is a wildcard address).
+    #[arg(long)]
+    announce: Option<String>,
     /// Seconds without a keepalive after which a client is offline.
     #[arg(long, default_value_t = 75)]
     ttl: u64,
@@ -292,10 +301,43 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let journal_head = store
         .journal_head()
         .context("cannot read the journal head")?;
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    let node_id = if a.memory_only {
+        Identity::generate(KeyAlgorithm::Ed25519, &a.alias)?
+    } else {
+        node_identity(&a.data_dir.join("node"), &a.alias)?
+    };
+    let (socket, listener) = bind_both(a.listen)?;
+    let local = socket.local_addr()?;
+    let location = match &a.announce {
+        Some(l) => {
+            if l.len() > 255 {
+                bail!("--announce is {} bytes; at most 255", l.len());
+            }
+            l.clone()
+        }
+        None if local.ip().is_unspecified() => String::new(),
+        None => local.to_string(),
+    };
+    let node_key = node_id.verifying_key().public_key().to_vec();
+    let uid = node_uid(&node_key);
+    let version = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let node = NodeEntry::new(uid, version, a.alias.clone(), location, node_key)
+        .map_err(|e| anyhow::anyhow!("cannot make this server's node-list entry: {e}"))?;
+    say(&format!("node uid={}", hex_of(&uid)));
+    let signer_id = node_id.clone();
     let tcp_cfg = TcpConfig {
         name: a.alias.clone(),
         peers,
         allow_peers,
+        node: Some(node),
+        no_mesh: a.no_mesh,
+        signer: Some(NodeSigner(Arc::new(move |m: &[u8]| signer_id.sign(m)))),
+        seed: derive(&seed, b"tcp nonces"),
         ..TcpConfig::default()
     };
     let cfg = Config {
@@ -313,11 +355,6 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         queue_bytes: a.queue_bytes,
         ..Config::default()
     };
-    let mut seed = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-        .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
-    let (socket, listener) = bind_both(a.listen)?;
-    let local = socket.local_addr()?;
     let origin = Instant::now();
     let mut server = Server::new(cfg, seed, rendezvous::net::now(origin));
     tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), clock, memory_only = a.memory_only, "serving");
@@ -372,6 +409,41 @@ fn identity(c: IdentityCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads this server's node identity (an Ed25519 key and self-signed certificate) from
+/// `dir`, or makes and saves one on first start.
+fn node_identity(dir: &std::path::Path, alias: &str) -> Result<Identity> {
+    if dir.join("cert.pem").exists() {
+        return Identity::load(dir)
+            .with_context(|| format!("cannot load the node identity in {}", dir.display()));
+    }
+    let id = Identity::generate(KeyAlgorithm::Ed25519, alias)?;
+    id.save(dir)
+        .with_context(|| format!("cannot save the node identity in {}", dir.display()))?;
+    Ok(id)
+}
+
+/// A node's uid: the first 16 bytes of SHA-256 of its public key (docs/PROTOCOL.md).
+fn node_uid(public_key: &[u8]) -> [u8; 16] {
+    let d = ring::digest::digest(&ring::digest::SHA256, public_key);
+    let mut uid = [0u8; 16];
+    uid.copy_from_slice(&d.as_ref()[..16]);
+    uid
+}
+
+/// 32 bytes derived from the boot seed under `label`, independent of other uses.
+fn derive(seed: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(seed);
+    ctx.update(label);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn resolve(server: &str) -> Result<SocketAddr> {

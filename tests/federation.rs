@@ -4,9 +4,12 @@
 
 mod common;
 
-use common::{bin, field, Server};
+use common::{bin, field, Identity, Proc, Server};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
+
+/// Deadline of one command or awaited line.
+const T: Duration = Duration::from_secs(20);
 
 /// A port free for both UDP and TCP on 127.0.0.1 right now.
 fn free_port() -> u16 {
@@ -57,7 +60,8 @@ fn five_servers_in_a_line_converge() {
         let mut started = Vec::new();
         for i in 0..5 {
             let mut cmd = bin();
-            cmd.args(["serve", "--memory-only", "--alias", &format!("s{i}")])
+            cmd.args(["serve", "--memory-only", "--no-mesh"])
+                .args(["--alias", &format!("s{i}")])
                 .args(["--listen", &format!("127.0.0.1:{}", ports[i])]);
             if i > 0 {
                 cmd.args(["--peer", &format!("127.0.0.1:{}", ports[i - 1])]);
@@ -76,6 +80,16 @@ fn five_servers_in_a_line_converge() {
         break started;
     };
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    // A client registered at s0 (it keeps alive, and prints what reaches it).
+    let a = Identity::new("a");
+    let mut cmd = bin();
+    cmd.args(["register", "--server", &addrs[0].to_string(), "--identity"])
+        .arg(a.dir_arg());
+    let mut reg = Proc::spawn("register-a", cmd);
+    let line = reg
+        .out
+        .expect("registered line", T, |l| l.starts_with("registered "));
+    let public = field(&line, "public").unwrap().to_string();
     update(addrs[0], "alice", "bob", "111");
     update(addrs[4], "zoe", "yan", "999");
     update(addrs[2], "mid", "dle", "555");
@@ -85,7 +99,17 @@ fn five_servers_in_a_line_converge() {
         let st: Vec<Vec<String>> = addrs.iter().map(|a| status(*a)).collect();
         let counts: Vec<String> = st.iter().map(|s| value(s, "contacts")).collect();
         let digests: Vec<String> = st.iter().map(|s| value(s, "contacts_sha512")).collect();
-        if counts.iter().all(|c| c == "3") && digests.iter().all(|d| *d == digests[0]) {
+        let nodes: Vec<String> = st.iter().map(|s| value(s, "node_list_sha512")).collect();
+        let node_counts: Vec<String> = st.iter().map(|s| value(s, "nodes")).collect();
+        let dirs: Vec<String> = st.iter().map(|s| value(s, "directory_sha512")).collect();
+        let dir_counts: Vec<String> = st.iter().map(|s| value(s, "directory")).collect();
+        if counts.iter().all(|c| c == "3")
+            && dir_counts.iter().all(|c| c == "1")
+            && dirs.iter().all(|d| *d == dirs[0])
+            && digests.iter().all(|d| *d == digests[0])
+            && node_counts.iter().all(|c| c == "5")
+            && nodes.iter().all(|h| *h == nodes[0])
+        {
             assert_eq!(digests[0].len(), 128, "SHA-512 in hex");
             // The middle server has both neighbours up and has heard their heartbeats or
             // will; its clock is at least the number of writes it has seen.
@@ -99,10 +123,44 @@ fn five_servers_in_a_line_converge() {
         }
         assert!(
             Instant::now() < deadline,
-            "no convergence in 60 s: counts {counts:?} digests {digests:?}"
+            "no convergence in 60 s: counts {counts:?} digests {digests:?} nodes {node_counts:?} \
+             {nodes:?} directory {dir_counts:?} {dirs:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A lookup at the far end answers for the client registered at s0, home s0, and s0
+    // (which the client's NAT mapping is open to) sends it the punch request.
+    let b = Identity::new("b");
+    let mut cmd = bin();
+    cmd.args(["lookup", "--server", &addrs[4].to_string(), "--identity"])
+        .arg(b.dir_arg())
+        .arg(&a.fingerprint);
+    let done = common::run("lookup", cmd, T);
+    done.assert_success("lookup at s4");
+    let ans = done.stdout.join("\n");
+    assert!(ans.starts_with("online "), "{ans}");
+    assert_eq!(field(&ans, "addr"), Some(public.as_str()), "{ans}");
+    assert_eq!(field(&ans, "home"), Some("s0"), "{ans}");
+    let punch = reg
+        .out
+        .expect("punch request via s0", T, |l| l.starts_with("punch "));
+    assert_eq!(
+        field(&punch, "from"),
+        Some(b.fingerprint.as_str()),
+        "{punch}"
+    );
+    // An event sent at s4 is forwarded along the line and delivered by s0.
+    let mut cmd = bin();
+    cmd.args(["send", "--server", &addrs[4].to_string(), "--identity"])
+        .arg(b.dir_arg())
+        .args([&a.fingerprint, "across five servers"]);
+    common::run("send", cmd, T).assert_success("send at s4");
+    let ev = reg
+        .out
+        .expect("event via s0", T, |l| l.starts_with("event "));
+    assert_eq!(field(&ev, "from"), Some(b.fingerprint.as_str()));
+    assert_eq!(field(&ev, "text"), Some("across five servers"));
+
     // A conflicting write at both ends: last-writer-wins picks one value everywhere.
     update(addrs[0], "alice", "bob", "222");
     update(addrs[4], "alice", "bob", "333");
@@ -126,6 +184,53 @@ fn five_servers_in_a_line_converge() {
         assert!(
             Instant::now() < deadline,
             "no convergence after the conflict: {digests:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The `peer=` lines of a status whose state is `up`.
+fn peers_up(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("peer=") && field(l, "state") == Some("up"))
+        .count()
+}
+
+#[test]
+fn one_peer_each_ends_meshed_with_all() {
+    // s0 admits new servers by network (their keys are learned on first contact); s1-s3
+    // each name only s0. From s0's node list they learn of each other, connect, prove
+    // their node keys, and every server ends with a link up to each of the three others.
+    let s0 = Server::start(&["--alias", "s0", "--allow-peer", "127.0.0.0/8"]);
+    let peer = s0.addr.to_string();
+    let others: Vec<Server> = (1..4)
+        .map(|i| {
+            let alias = format!("s{i}");
+            Server::start(&["--alias", &alias, "--peer", &peer])
+        })
+        .collect();
+    let addrs: Vec<SocketAddr> = std::iter::once(s0.addr)
+        .chain(others.iter().map(|s| s.addr))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st: Vec<Vec<String>> = addrs.iter().map(|a| status(*a)).collect();
+        let up: Vec<usize> = st.iter().map(|s| peers_up(s)).collect();
+        let nodes: Vec<String> = st.iter().map(|s| value(s, "node_list_sha512")).collect();
+        if up.iter().all(|&n| n == 3) && nodes.iter().all(|h| *h == nodes[0]) {
+            assert!(st.iter().all(|s| value(s, "nodes") == "4"));
+            // s1 learned s2 and s3 from the node list.
+            let learned = st[1]
+                .iter()
+                .filter(|l| l.starts_with("peer=") && field(l, "learned") == Some("true"))
+                .count();
+            assert_eq!(learned, 2, "{:?}", st[1]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no full mesh in 60 s: links up {up:?}, node lists {nodes:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

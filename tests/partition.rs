@@ -8,7 +8,9 @@
 //!
 //! Four `rendezvous serve --memory-only` processes, each in its own namespace with one veth
 //! to a router namespace `net` (link i is 203.0.113.4i+1/30 on the router, .4i+2/30 on the
-//! server), every server a `--peer` of every other (full mesh). The router forwards
+//! server), in a ring s0 - s1 - s3 - s2 - s0: each server a `--peer` of its two neighbours,
+//! with `--no-mesh`, so two links cross the cut (s0 - s2 and s1 - s3) and every server
+//! receives each change from its two neighbours, at most twice. The router forwards
 //! everything; a `table inet rdvpart` counts the bytes that cross between the groups
 //! {s0, s1} and {s2, s3} (named counters `a_to_b`, `b_to_a`, IP packet lengths), and a
 //! partition is a second table, `inet rdvcut`, whose forward chain (earlier priority)
@@ -50,6 +52,14 @@ const PORT: u16 = 4747;
 
 /// Servers in the mesh; 0 and 1 form group A, 2 and 3 group B.
 const N: usize = 4;
+
+/// Peer links per server: its two neighbours in the ring s0 - s1 - s3 - s2 - s0.
+const LINKS: usize = 2;
+
+/// Server `i`'s neighbours in the ring: one in its own group, one across the cut.
+fn neighbours(i: usize) -> [usize; 2] {
+    [[1, 2], [0, 3], [0, 3], [1, 2]][i]
+}
 
 /// Deadline for the mesh to converge (after writes, or after a heal).
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -181,7 +191,7 @@ impl Cross {
     }
 }
 
-/// Four servers in four namespaces behind one router namespace, in a full mesh.
+/// Four servers in four namespaces behind one router namespace, in a ring.
 /// Fields drop in order: the servers (killed by pid) before the namespaces.
 struct Mesh {
     servers: Vec<Server>,
@@ -222,9 +232,10 @@ impl Mesh {
             let mut cmd = mesh.hosts[i].command(BIN);
             cmd.args(["serve", "--memory-only", "--alias", &format!("s{i}")])
                 .args(["--listen", &server_addr(i).to_string()]);
-            for j in (0..N).filter(|&j| j != i) {
+            for j in neighbours(i) {
                 cmd.args(["--peer", &server_addr(j).to_string()]);
             }
+            cmd.arg("--no-mesh");
             cmd.args(extra);
             let server = Server::spawn(&format!("s{i}"), cmd);
             assert_eq!(server.addr, server_addr(i), "s{i} bound elsewhere");
@@ -270,13 +281,111 @@ impl Mesh {
             .collect()
     }
 
+    /// (directory, directory_sha512) of every server: its UDP directory, local and remote
+    /// entries.
+    fn directories(&self) -> Vec<(u64, String)> {
+        (0..N)
+            .map(|i| {
+                let st = self.status(i);
+                let count = value(&st, "directory").parse().expect("directory=N");
+                (count, value(&st, "directory_sha512"))
+            })
+            .collect()
+    }
+
+    /// Journal lines and full-push records server `j` has received from its peers since
+    /// it started (status `received_from=sK entries=N records=M`, summed).
+    fn received(&self, j: usize) -> (u64, u64) {
+        self.status(j)
+            .iter()
+            .filter(|l| l.starts_with("received_from="))
+            .map(|l| {
+                let n = |k: &str| {
+                    common::field(l, k)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                };
+                (n("entries"), n("records"))
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// Waits until every link is up, live, and confirmed up to what it pushed (the journal
+    /// catch-up after a heal is complete everywhere, not just the digests equal).
+    fn wait_caught_up(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = (0..N).all(|i| {
+                let peers = peer_lines(&self.status(i));
+                peers.len() == LINKS
+                    && peers.iter().all(|l| {
+                        common::field(l, "state") == Some("up")
+                            && common::field(l, "journal") == Some("live")
+                            && common::field(l, "pushed_line") == common::field(l, "confirmed_line")
+                    })
+            });
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "links not caught up after {timeout:?}: {}",
+                self.link_states()
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Polls [`Self::directories`] until `done`, or panics after `timeout`.
+    fn wait_directories(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[(u64, String)]) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let d = self.directories();
+            if done(&d) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{what}: not reached after {timeout:?}: {:?}",
+                short(&d)
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// A client registered at server `i` with a fresh identity, run inside the server's
+    /// namespace (it keeps alive until dropped).
+    fn register(&self, i: usize, id: &common::Identity) -> common::Proc {
+        let srv = server_addr(i).to_string();
+        let mut p = self.hosts[i].spawn(
+            &format!("register-s{i}"),
+            BIN,
+            [
+                std::ffi::OsStr::new("register"),
+                std::ffi::OsStr::new("--server"),
+                std::ffi::OsStr::new(&srv),
+                std::ffi::OsStr::new("--identity"),
+                id.dir_arg(),
+            ],
+        );
+        p.out.expect("registered", Duration::from_secs(20), |l| {
+            l.starts_with("registered ")
+        });
+        p
+    }
+
     /// Waits until every server has 3 peer links up.
     fn wait_links_up(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let all: Vec<Vec<String>> = (0..N).map(|i| peer_lines(&self.status(i))).collect();
             let up = all.iter().all(|p| {
-                p.len() == N - 1 && p.iter().all(|l| common::field(l, "state") == Some("up"))
+                p.len() == LINKS && p.iter().all(|l| common::field(l, "state") == Some("up"))
             });
             if up {
                 return;
@@ -321,7 +430,7 @@ impl Mesh {
         }
     }
 
-    /// A compact view of every link's state: `s0[up up up] s1[...]`.
+    /// A compact view of every link's state: `s0[up up] s1[...]`.
     fn link_states(&self) -> String {
         (0..N)
             .map(|i| {
@@ -642,6 +751,10 @@ fn partition_and_heal_converges() {
     mesh.partition();
     let cut_at = Instant::now();
     let before_writes = mesh.cross();
+    // A client registers on each side: at s0 (group A) and at s3 (group B).
+    let (ida, idb) = (common::Identity::new("ca"), common::Identity::new("cb"));
+    let _client_a = mesh.register(0, &ida);
+    let _client_b = mesh.register(3, &idb);
     // Conflicts: the same 50 keys on s0 and on s2, different phones. Side B writes them in
     // the reverse order, so the clocks cross over and each side wins some of them.
     mesh.write(0, &recs("conflict", 0..50, |k| format!("A{k:04}")));
@@ -663,6 +776,13 @@ fn partition_and_heal_converges() {
         d[0].1, d[2].1,
         "the two sides must differ during the partition"
     );
+    // Each group's directory holds its own client only, the same on both servers.
+    let t = mesh.wait_directories("directories inside each group", CONVERGE_TIMEOUT, |d| {
+        d[0] == d[1] && d[2] == d[3] && d[0].0 == 1 && d[2].0 == 1
+    });
+    let dirs = mesh.directories();
+    eprintln!("directories converged in each group in {t:.1?}");
+    assert_ne!(dirs[0].1, dirs[2].1, "each side knows only its own client");
     hold_partition(&mesh, cut_at);
     let during = mesh.cross().since(&before_writes);
     assert_eq!(
@@ -699,6 +819,7 @@ fn partition_and_heal_converges() {
     println!("partition lasted {:.1?} before the heal", cut_at.elapsed());
 
     let before_heal = mesh.cross();
+    let received_before: Vec<(u64, u64)> = (0..N).map(|j| mesh.received(j)).collect();
     mesh.heal();
     let healed = mesh.wait_until("convergence after the heal", CONVERGE_TIMEOUT, |d| {
         all_equal(d) && d[0].0 == want.len() as u64
@@ -711,11 +832,40 @@ fn partition_and_heal_converges() {
         let got = mesh.dump(i);
         assert!(got == want, "s{i} after the heal: {}", diff(&want, &got));
     }
+    // Every directory holds both clients, with equal digests.
+    let t = mesh.wait_directories("directories after the heal", CONVERGE_TIMEOUT, |d| {
+        d.iter().all(|e| *e == d[0]) && d[0].0 == 2
+    });
+    println!("  directories equal (2 clients) {t:.2?} after the contacts converged");
     let d = mesh.digests();
     assert_eq!(
         d[0].1, want_digest,
         "contacts_sha512 is not SHA-512 over the 536-byte bodies in key order"
     );
+    // The catch-up used the journal: after the heal each server received from its two
+    // neighbours at most twice the changes made during the partition (each neighbour
+    // journals a change once and pushes it once), and no full push.
+    mesh.wait_caught_up(CONVERGE_TIMEOUT);
+    let changes: u64 = 2 * (50 + 2 * 25);
+    for (j, &(e0, r0)) in received_before.iter().enumerate() {
+        let (e, r) = mesh.received(j);
+        println!(
+            "  s{j} received after the heal: {} journal entries, {} full-push records \
+             ({changes} changes made during the partition)",
+            e - e0,
+            r - r0
+        );
+        assert!(
+            e - e0 <= 2 * changes,
+            "s{j}: {} entries for {changes} changes",
+            e - e0
+        );
+        assert!(
+            e - e0 >= changes / 2,
+            "s{j}: too few entries for the other side's changes"
+        );
+        assert_eq!(r - r0, 0, "s{j}: a full push instead of the journal");
+    }
     mesh.wait_links_up(Duration::from_secs(30));
     mesh.report_logs();
 }
@@ -801,6 +951,7 @@ fn partition_figures() {
     );
 
     let before_heal = mesh.cross();
+    let received_before: Vec<(u64, u64)> = (0..N).map(|j| mesh.received(j)).collect();
     mesh.heal();
     let healed = mesh.wait_until("convergence after the heal", CONVERGE_TIMEOUT, |d| {
         all_equal(d) && d[0].0 == TOTAL as u64
@@ -815,6 +966,23 @@ fn partition_figures() {
         "  crossed between the groups during the heal: {}",
         moved.describe()
     );
+    mesh.wait_caught_up(CONVERGE_TIMEOUT);
+    let changes = 2 * CHANGED_PER_SIDE as u64;
+    let mut total = 0;
+    for (j, &(e0, r0)) in received_before.iter().enumerate() {
+        let (e, r) = mesh.received(j);
+        total += e - e0;
+        println!(
+            "  s{j} received after the heal: {} journal entries ({} bytes as 545-byte frames), \
+             {} full-push records ({changes} changes, {TOTAL} contacts in all)",
+            e - e0,
+            (e - e0) * 545,
+            r - r0
+        );
+        assert!(e - e0 <= 2 * changes, "s{j}: {} entries", e - e0);
+        assert_eq!(r - r0, 0, "s{j}: a full push instead of the journal");
+    }
+    println!("  all four servers together received {total} journal entries after the heal");
     let d = mesh.digests();
     assert_eq!(
         d[0].1,

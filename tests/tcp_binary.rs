@@ -1438,3 +1438,111 @@ fn hello_timeout() {
         "closed after {closed_at:?}, well after the 10 s hello deadline"
     );
 }
+
+/// The server's status lines (command 6 on a fresh client connection).
+fn status_lines(addr: SocketAddr) -> Vec<String> {
+    let mut c = Raw::connect(addr, "status");
+    c.send(&hello(ROLE_CLIENT, b"status"));
+    c.send(&[0x06]);
+    let head = c.read_n(5, T);
+    assert_eq!(head[0], 0x06, "status answer: {head:02x?}");
+    let n = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let text = String::from_utf8(c.read_n(n, T)).expect("UTF-8 status");
+    text.lines().map(str::to_string).collect()
+}
+
+/// What must not change when a peer's bad input is refused: the contacts, the journal,
+/// the clock, the node list and the directory.
+fn state_of(addr: SocketAddr) -> Vec<String> {
+    status_lines(addr)
+        .into_iter()
+        .filter(|l| !l.starts_with("peer="))
+        .collect()
+}
+
+#[test]
+fn bad_peer_input_on_the_federation_plane() {
+    let server = start_memory("server", &["--allow-peer", "127.0.0.1/32"]);
+    let addr = server.addr;
+    let mut w = Raw::connect(addr, "writer");
+    w.send(&hello(ROLE_CLIENT, b"writer"));
+    for i in 0..3u8 {
+        w.send(&client_update(b"alice", &[b'c', b'0' + i], b"555"));
+    }
+    w.send(&[BARRIER]);
+    assert_eq!(w.read_status(T).status, 200);
+    let before = state_of(addr);
+    let journal = before
+        .iter()
+        .find_map(|l| l.strip_prefix("journal="))
+        .expect("journal line")
+        .to_string();
+    let (id_hex, head) = journal.split_once(':').unwrap();
+    let id = u64::from_str_radix(id_hex, 16).unwrap();
+    assert_eq!(head, "3");
+    let since = |id: u64, since: u64, limit: u32| {
+        let mut v = vec![19u8];
+        v.extend(id.to_be_bytes());
+        v.extend(since.to_be_bytes());
+        v.extend(limit.to_be_bytes());
+        v
+    };
+    // One node-list entry (uid 0x33 x 16, version 1, alias "x", location "", key 1 byte).
+    let entry = |version: u8| {
+        let mut e = vec![0x33; 16];
+        e.extend([0, 0, 0, 0, 0, 0, 0, version]);
+        e.extend([1, b'x', 0, 1, 0x42]);
+        e
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "hash of 63 bytes",
+            [vec![10, 63], vec![7; 63]].concat(),
+            400,
+        ),
+        (
+            "hash of 65 bytes",
+            [vec![10, 65], vec![7; 65]].concat(),
+            400,
+        ),
+        (
+            "node list with duplicate uids",
+            [vec![11, 0, 0, 0, 2], entry(1), entry(2)].concat(),
+            400,
+        ),
+        ("limit 0xFFFFFFFF", since(id, 0, u32::MAX), 400),
+        ("since beyond the journal's end", since(id, 4, 10), 400),
+        ("since in another journal", since(id ^ 1, 0, 10), 404),
+        (
+            "a directory record of garbage",
+            vec![16, 0, 3, 1, 2, 3],
+            400,
+        ),
+        ("a proof without a challenge", vec![21, 0, 1, 0], 400),
+        ("a frame length over 4096", vec![18, 0x10, 0x01], 400),
+    ];
+    for (what, frame, status) in cases {
+        let mut c = peer_conn(addr, what);
+        c.send(&frame);
+        let st = expect_refusal(&mut c, status, Some(frame[0]));
+        assert!(!st.detail.is_empty(), "{what}");
+        assert_eq!(state_of(addr), before, "{what}: state changed");
+    }
+    // The good forms are answered: since 1 limit 1 gives line 2, a 64-byte hash a hash.
+    let mut c = peer_conn(addr, "good peer");
+    c.send(&since(id, 1, 1));
+    let head = c.read_n(5, T);
+    assert_eq!(head, [19, 0, 0, 0, 1]);
+    let line = c.read_n(545, T);
+    assert_eq!(line[0], 13);
+    assert_eq!(u64::from_be_bytes(line[1..9].try_into().unwrap()), 2);
+    c.send(&[[10u8, 64].as_slice(), &[0u8; 64]].concat());
+    let h = c.read_n(66, T);
+    assert_eq!(&h[..2], &[10, 64]);
+    let ours = before
+        .iter()
+        .find_map(|l| l.strip_prefix("node_list_sha512="))
+        .unwrap();
+    let got: String = h[2..].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(got, ours, "the answer is our node-list hash");
+}

@@ -1352,6 +1352,13 @@ impl Mesh {
                             .core
                             .handle_directory_digest(now, tag, 0, &[0; 64]);
                     }
+                    // No UDP plane here: an empty directory, records go nowhere.
+                    TcpAction::DirectoryPage { tag, .. } => {
+                        self.nodes[i]
+                            .core
+                            .handle_directory_page(tag, &[], 0, None, false);
+                    }
+                    TcpAction::PeerRecord { .. } | TcpAction::Forward { .. } => {}
                     TcpAction::Connect { peer, addr } => {
                         let j = (0..self.nodes.len())
                             .find(|&j| node_addr(j) == addr)
@@ -1491,9 +1498,14 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     let p = m.link(0, 1);
     let (a, b) = (p.opener.1, p.acceptor.1);
     assert_eq!(m.nodes[0].pending(a), 0, "delivered");
-    // What node 1 sends back: its cursor for node 0's journal, 0 (it holds none of it).
+    // What node 1 sends back: its cursor for node 0's journal, 0 (it holds none of it);
+    // its node-list hash (of an empty list: no node identity here); its directory, empty
+    // (`[17][len 4][count 0]`).
     let out = m.nodes[1].core.output(b).to_vec();
-    assert_eq!(out, [14, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let mut want = vec![14, 0, 0, 0, 0, 0, 0, 0, 0];
+    want.extend(empty_node_hash_frame());
+    want.extend([17, 0, 4, 0, 0, 0, 0]);
+    assert_eq!(out, want);
 
     // What node 0 said: its hello (role 1, its name), then CursorQuery with its journal id.
     let mut solo = Node::new(
@@ -1516,7 +1528,19 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     let mut want = hello(1, "node0");
     want.push(14);
     want.extend(solo.store.journal_id().unwrap().to_be_bytes());
+    // Then its node-list hash and a directory request (`[17][len 0]`).
+    want.extend(empty_node_hash_frame());
+    want.extend([17, 0, 0]);
     assert_eq!(solo.core.output(9), &want[..]);
+}
+
+/// NodeListHash (10) of an empty node list: `0a 40` and SHA-512 of `00000000`.
+fn empty_node_hash_frame() -> Vec<u8> {
+    let hash = "ec2d57691d9b2d40182ac565032054b7d784ba96b18bcb5be0bb4e70e3fb041e\
+                ff582c8af66ee50256539f2181d7f9e53627c0189da7e75a4d5ef10ea93b20b3";
+    let mut v = vec![0x0a, 0x40];
+    v.extend((0..64).map(|i| u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).unwrap()));
+    v
 }
 
 #[test]
@@ -1541,16 +1565,18 @@ fn heartbeat_then_barrier_every_5_s_on_links_this_server_opened() {
     m.link(0, 1).hold_to_opener = true;
     assert_eq!(m.nodes[0].core.poll_timeout(), Some(5_000));
     m.advance_to(5_000);
-    // HeartBeat (health 1, our clock), then a Barrier.
+    // HeartBeat (health 1, our clock), then a Barrier, then the node-list hash again.
     let mut want = heartbeat(1, 0);
     want.push(BARRIER);
     assert_eq!(want, [0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x05]);
+    want.extend(empty_node_hash_frame());
     assert_eq!(m.nodes[0].core.output(a), &want[..]);
     m.link(0, 1).hold_to_acceptor = false;
     m.run();
-    // Node 1 (clock 7 >= 0) answers UpdateClock, then the barrier's 200.
+    // Node 1 (clock 7 >= 0) answers UpdateClock, then the barrier's 200, then its hash.
     let mut want = update_clock(7);
     want.extend(BARRIER_OK);
+    want.extend(empty_node_hash_frame());
     assert_eq!(m.nodes[1].core.output(b), &want[..]);
     m.link(0, 1).hold_to_opener = false;
     m.run();
@@ -1567,7 +1593,9 @@ fn heartbeat_then_barrier_every_5_s_on_links_this_server_opened() {
     assert_eq!(m.nodes[0].core.clock(), 100);
     m.link(0, 1).hold_to_opener = true;
     m.advance_to(10_000);
-    assert_eq!(m.nodes[1].core.output(b), &BARRIER_OK[..]);
+    let mut want = BARRIER_OK.to_vec();
+    want.extend(empty_node_hash_frame());
+    assert_eq!(m.nodes[1].core.output(b), &want[..]);
     assert_eq!(m.nodes[1].core.clock(), 100);
     m.link(0, 1).hold_to_opener = false;
     m.run();
@@ -1898,4 +1926,326 @@ fn a_failed_store_read_is_503_not_a_hang() {
         actions.push(a);
     }
     assert!(actions.contains(&TcpAction::Close(1)), "{actions:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Federation: node list sync, mesh, node-key proof, JournalSince, bad peer input
+// (docs/PROTOCOL.md §8, seeds 000 and 004)
+// ---------------------------------------------------------------------------------------
+
+use rendezvous::core::tcp::NodeSigner;
+use rendezvous::federation::nodelist::{NodeEntry, NodeList};
+use ring::signature::KeyPair;
+
+/// A node identity for tests: an Ed25519 key, and node `i`'s entry (location
+/// [`node_addr`]`(i)`, uid `[i + 1; 16]`).
+fn identity(i: usize) -> (NodeEntry, NodeSigner) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let key = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let entry = NodeEntry::new(
+        [i as u8 + 1; 16],
+        1,
+        format!("node{i}"),
+        node_addr(i).to_string(),
+        key.public_key().as_ref().to_vec(),
+    )
+    .unwrap();
+    let signer = NodeSigner(std::sync::Arc::new(move |m: &[u8]| {
+        key.sign(m).as_ref().to_vec()
+    }));
+    (entry, signer)
+}
+
+/// A mesh of `n` nodes with identities, `links` as [`Mesh::new`], `no_mesh` for all.
+fn identified_mesh(n: usize, links: &[(usize, usize)], no_mesh: bool) -> Mesh {
+    let mut m = Mesh::new(n, links);
+    for i in 0..n {
+        let (entry, signer) = identity(i);
+        m.set_node(i, 0, |c| {
+            c.node = Some(entry);
+            c.signer = Some(signer);
+            c.no_mesh = no_mesh;
+            c.seed = [i as u8; 32];
+        });
+    }
+    m
+}
+
+#[test]
+fn node_lists_converge_along_a_line_and_learned_servers_are_meshed() {
+    // 0 <-> 1 <-> 2: node 0 and node 2 learn of each other through node 1.
+    let mut m = identified_mesh(3, &[(0, 1), (1, 0), (1, 2), (2, 1)], false);
+    m.run_until(20_000);
+    let hashes: Vec<_> = m.nodes.iter().map(|n| n.core.node_list().hash()).collect();
+    assert_eq!(m.nodes[0].core.node_list().len(), 3);
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "node lists differ");
+    // Node 0 connected to node 2 (and back), proving its node key there: node 2 admits
+    // node 0's address only because the node list knows it.
+    let learned: Vec<_> = m.pipes.iter().map(|p| (p.opener.0, p.acceptor.0)).collect();
+    assert!(learned.contains(&(0, 2)), "{learned:?}");
+    assert!(learned.contains(&(2, 0)), "{learned:?}");
+    assert_eq!(m.nodes[2].core.stats().errors, 0);
+    assert!(m.nodes[0].core.link_up(1), "the learned link is up");
+}
+
+#[test]
+fn no_mesh_keeps_to_configured_peers_but_node_lists_still_converge() {
+    let mut m = identified_mesh(3, &[(0, 1), (1, 0), (1, 2), (2, 1)], true);
+    m.run_until(20_000);
+    let hashes: Vec<_> = m.nodes.iter().map(|n| n.core.node_list().hash()).collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "node lists differ");
+    assert_eq!(m.nodes[0].core.node_list().len(), 3);
+    assert!(m
+        .pipes
+        .iter()
+        .all(|p| p.opener.0.abs_diff(p.acceptor.0) == 1));
+}
+
+/// A connection from `from` to node 1 of a 2-node identified mesh (node 1 knows node 0
+/// through the node list), hello sent.
+fn known_node_conn(m: &mut Mesh, from: &str) -> ConnId {
+    let c = m.conn_id();
+    m.nodes[1].accept(c, from);
+    m.nodes[1].send(c, &hello(1, "stranger"));
+    c
+}
+
+/// `[21][len][entry][sig_len][sig]` over `nonce` with `sign`.
+fn proof(entry: &NodeEntry, nonce: &[u8], sign: &NodeSigner) -> Vec<u8> {
+    let e = entry.to_bytes();
+    let mut msg = b"rendezvous node auth v1".to_vec();
+    msg.extend(nonce);
+    msg.extend(&e);
+    let sig = (sign.0)(&msg);
+    let mut body = e;
+    body.push(sig.len() as u8);
+    body.extend(sig);
+    let mut v = vec![21];
+    v.extend((body.len() as u16).to_be_bytes());
+    v.extend(body);
+    v
+}
+
+#[test]
+fn a_server_known_only_from_the_node_list_must_prove_its_node_key() {
+    let mut m = identified_mesh(2, &[], true);
+    let entry0 = m.nodes[0].config.node.clone().unwrap();
+    // A fresh node 1 that trusts only 198.51.100.0/24 by configuration learns of node 0
+    // from a peer there.
+    m.set_node(1, 0, |c| {
+        c.peers.clear();
+        c.allow_peers = vec![Cidr::parse("198.51.100.0/24").unwrap()];
+    });
+    let t = m.conn_id();
+    m.nodes[1].accept(t, PEER);
+    m.nodes[1].send(t, &hello(1, "teacher"));
+    m.nodes[1].send(
+        t,
+        &NodeList::from_entries(vec![entry0.clone()])
+            .list_frame()
+            .to_vec()
+            .unwrap(),
+    );
+    assert_eq!(m.nodes[1].read(t)[0], 12, "a diff answers the list");
+    assert!(m.nodes[1].core.node_list().get(entry0.uid()).is_some());
+
+    // A command before the proof: 401, closed.
+    let c = known_node_conn(&mut m, "192.0.2.1:50000");
+    m.nodes[1].send(c, &[ASK_FOR_UPDATE]);
+    let st = status_frame(&m.nodes[1].read(c));
+    assert_eq!((st.status, st.request), (401, ASK_FOR_UPDATE));
+
+    // A proof signed by another key: 401.
+    let c = known_node_conn(&mut m, "192.0.2.1:50001");
+    m.nodes[1].send(c, &[20]);
+    let nonce = m.nodes[1].read(c);
+    assert_eq!((nonce[0], nonce.len()), (20, 33));
+    let (_, other) = identity(0);
+    m.nodes[1].send(c, &proof(&entry0, &nonce[1..], &other));
+    let st = status_frame(&m.nodes[1].read(c));
+    assert_eq!((st.status, st.request), (401, 21), "{}", st.detail);
+
+    // The right key: 200, then the connection works.
+    let signer0 = m.nodes[0].config.signer.clone().unwrap();
+    let c = known_node_conn(&mut m, "192.0.2.1:50002");
+    m.nodes[1].send(c, &[20]);
+    let nonce = m.nodes[1].read(c);
+    m.nodes[1].send(c, &proof(&entry0, &nonce[1..], &signer0));
+    let st = status_frame(&m.nodes[1].read(c));
+    assert_eq!((st.status, st.request), (200, 21), "{}", st.detail);
+    m.nodes[1].send(c, &[BARRIER]);
+    assert_eq!(m.nodes[1].read(c), BARRIER_OK);
+
+    // A replayed proof (the nonce is spent): 400.
+    m.nodes[1].send(c, &proof(&entry0, &nonce[1..], &signer0));
+    let st = status_frame(&m.nodes[1].read(c));
+    assert_eq!(st.status, 400);
+
+    // An address neither configured nor in the node list: 403 at the hello.
+    let c = known_node_conn(&mut m, "192.0.2.77:50003");
+    let st = status_frame(&m.nodes[1].read(c));
+    assert_eq!((st.status, st.request), (403, 0));
+}
+
+#[test]
+fn bad_node_list_input_is_400_and_changes_nothing() {
+    let (entry, _) = identity(5);
+    for (what, frame) in [
+        ("hash of 63 bytes", [vec![10, 63], vec![1; 63]].concat()),
+        ("hash of 65 bytes", [vec![10, 65], vec![1; 65]].concat()),
+        ("hash of 0 bytes", vec![10, 0]),
+        ("duplicate uids", {
+            let mut e2 = entry.to_bytes();
+            e2[16..24].copy_from_slice(&2u64.to_be_bytes()); // same uid, version 2
+            [vec![11, 0, 0, 0, 2], entry.to_bytes(), e2].concat()
+        }),
+        (
+            "an unsolicited diff",
+            [vec![12, 0, 0, 0, 1], entry.to_bytes()].concat(),
+        ),
+    ] {
+        let mut n = with_peer_conn(0, 1);
+        let before = n.core.node_list().hash();
+        n.send(1, &frame);
+        let st = status_frame(&n.read(1));
+        assert_eq!(
+            (st.status, st.request),
+            (400, frame[0]),
+            "{what}: {}",
+            st.detail
+        );
+        assert_eq!(n.core.node_list().hash(), before, "{what}");
+        assert_eq!(n.core.node_list().len(), 0, "{what}");
+    }
+}
+
+fn journal_since(id: u64, since: u64, limit: u32) -> Vec<u8> {
+    let mut v = vec![19];
+    v.extend(id.to_be_bytes());
+    v.extend(since.to_be_bytes());
+    v.extend(limit.to_be_bytes());
+    v
+}
+
+#[test]
+fn journal_since_returns_at_most_limit_lines_and_refuses_bad_requests() {
+    let mut n = with_peer_conn(0, 1);
+    let id = n.store.journal_id().unwrap();
+    n.client(2);
+    for i in 0..5 {
+        n.send(2, &client_update("alice", &format!("c{i}"), "555"));
+    }
+    n.send(2, &[BARRIER]);
+    assert_eq!(n.read(2), BARRIER_OK);
+    assert_eq!(n.store.journal_head().unwrap(), 5);
+
+    // Lines 3 and 4 (limit 2 after line 2), as JournalUpdate frames.
+    n.send(1, &journal_since(id, 2, 2));
+    let out = n.read(1);
+    let mut want = vec![19, 0, 0, 0, 2];
+    want.extend(journal_update(3, 3, "alice", "c2", "555"));
+    want.extend(journal_update(4, 4, "alice", "c3", "555"));
+    assert_eq!(out, want);
+    // Up to the end: one line after 4; none after 5.
+    n.send(1, &journal_since(id, 4, 4096));
+    assert_eq!(&n.read(1)[..5], &[19, 0, 0, 0, 1]);
+    n.send(1, &journal_since(id, 5, 10));
+    assert_eq!(n.read(1), [19, 0, 0, 0, 0]);
+
+    let contacts = n.contacts();
+    let clock = n.core.clock();
+    // Each refusal on its own connection: a status frame, then close; nothing changes.
+    for (what, req, status) in [
+        ("limit 0xFFFFFFFF", journal_since(id, 0, u32::MAX), 400u16),
+        ("limit 0", journal_since(id, 0, 0), 400),
+        ("since beyond the end", journal_since(id, 6, 10), 400),
+        ("another journal", journal_since(id ^ 1, 0, 10), 404),
+    ] {
+        let c = 100 + status as u64 + req[20] as u64;
+        n.accept(c, PEER);
+        n.send(c, &hello(1, "peer"));
+        n.send(c, &req);
+        let st = status_frame(&n.read(c));
+        assert_eq!(
+            (st.status, st.request),
+            (status, 19),
+            "{what}: {}",
+            st.detail
+        );
+        assert!(
+            n.acted.contains(&TcpAction::Close(c)) || n.actions().contains(&TcpAction::Close(c)),
+            "{what}: closed"
+        );
+        assert_eq!(n.contacts(), contacts, "{what}");
+        assert_eq!(n.core.clock(), clock, "{what}");
+    }
+}
+
+#[test]
+fn journal_since_older_than_the_journal_keeps_is_404() {
+    let mut n = with_peer_conn(0, 1);
+    n.store = MemoryStore::with_keep(3);
+    n.core.set_journal(n.store.journal_id().unwrap(), 0);
+    let id = n.store.journal_id().unwrap();
+    n.client(2);
+    for i in 0..10 {
+        n.send(2, &client_update("bob", &format!("c{i}"), "1"));
+    }
+    n.send(2, &[BARRIER]);
+    assert_eq!(n.read(2), BARRIER_OK);
+    n.send(1, &journal_since(id, 1, 10));
+    let st = status_frame(&n.read(1));
+    assert_eq!((st.status, st.request), (404, 19), "{}", st.detail);
+    // What it still holds is served.
+    n.accept(3, PEER);
+    n.send(3, &hello(1, "peer"));
+    n.send(3, &journal_since(id, 8, 10));
+    assert_eq!(&n.read(3)[..5], &[19, 0, 0, 0, 2]);
+}
+
+/// CursorQuery (14) for journal `id`.
+fn cursor_query(id: u64) -> Vec<u8> {
+    let mut v = vec![14];
+    v.extend(id.to_be_bytes());
+    v
+}
+
+#[test]
+fn a_journal_line_that_comes_twice_is_applied_once() {
+    // One peer, two connections for its journal 77 (an old one still delivering after a
+    // partition healed, and the new one resending from the cursor).
+    let mut n = with_peer_conn(0, 1);
+    n.accept(2, PEER);
+    n.send(2, &hello(1, "peer"));
+    for c in [1, 2] {
+        n.send(c, &cursor_query(77));
+        assert_eq!(n.read(c), [14, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    n.send(1, &journal_update(1, 5, "u", "c", "1"));
+    n.send(1, &journal_update(2, 6, "u", "d", "1"));
+    // Lines 1 and 2 again on the other connection: copies by line number, not applied
+    // (the second even carries a record that would win, to show it is not merged).
+    n.send(2, &journal_update(1, 5, "u", "c", "1"));
+    n.send(2, &journal_update(2, 9, "u", "d", "2"));
+    n.send(2, &journal_update(3, 7, "u", "e", "1"));
+    n.send(2, &[BARRIER]);
+    assert_eq!(n.read(2), BARRIER_OK);
+    let got: Vec<_> = n.contacts().iter().map(triple).collect();
+    assert_eq!(
+        got,
+        [
+            ("u".into(), "c".into(), "1".into()),
+            ("u".into(), "d".into(), "1".into()),
+            ("u".into(), "e".into(), "1".into())
+        ]
+    );
+    assert_eq!(n.core.stats().duplicate_lines, 2);
+    assert_eq!(
+        n.store
+            .cursor("journal:000000000000004d")
+            .unwrap()
+            .map(|c| c.1),
+        Some(3)
+    );
 }

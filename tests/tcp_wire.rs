@@ -8,12 +8,12 @@
 use proptest::prelude::*;
 use rendezvous::wire::tcp::{
     body_len, command_len, emit_client_record, emit_count, emit_server_record, emit_update_clock,
-    hello_len, parse_client_record, parse_count, parse_server_record, parse_update_clock,
-    ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame, CLIENT_RECORD_LEN,
-    CLIENT_UPDATE_LEN, CMD_ASK_FOR_UPDATE, CMD_BARRIER, CMD_HEARTBEAT, CMD_LIST_ALL, CMD_STATUS,
-    CMD_STATUS_REQUEST, CMD_UPDATE, CMD_UPDATE_CLOCK, COUNT_LEN, HEALTH_DEGRADED, HEALTH_DRAINING,
-    HEALTH_OK, HELLO_LEN, MAX_COMMAND_LEN, MAX_STATUS_LEN, REQUEST_HELLO, REQUEST_UNKNOWN,
-    SERVER_RECORD_LEN, SERVER_UPDATE_LEN,
+    hello_len, is_command, parse_client_record, parse_count, parse_server_record,
+    parse_update_clock, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
+    CLIENT_RECORD_LEN, CLIENT_UPDATE_LEN, CMD_ASK_FOR_UPDATE, CMD_BARRIER, CMD_HEARTBEAT,
+    CMD_LIST_ALL, CMD_STATUS, CMD_STATUS_REQUEST, CMD_UPDATE, CMD_UPDATE_CLOCK, COUNT_LEN,
+    HEALTH_DEGRADED, HEALTH_DRAINING, HEALTH_OK, HELLO_LEN, MAX_COMMAND_LEN, MAX_FRAME_LEN,
+    MAX_STATUS_LEN, REQUEST_HELLO, REQUEST_UNKNOWN, SERVER_RECORD_LEN, SERVER_UPDATE_LEN,
 };
 use rendezvous::wire::WireError;
 
@@ -240,6 +240,21 @@ fn server_command_fixtures() {
         ("03 00 00 00 00", ServerCommand::UpdateClock(0)),
         ("04", ServerCommand::AskForUpdate),
         ("05", ServerCommand::Barrier),
+        // This project's federation frames (docs/PROTOCOL.md §8).
+        ("11 0000", ServerCommand::DirRequest),
+        ("10 0003 010203", ServerCommand::DirRecord(&[1, 2, 3])),
+        ("10 0000", ServerCommand::DirRecord(&[])),
+        ("12 0002 aabb", ServerCommand::Forward(&[0xaa, 0xbb])),
+        ("14", ServerCommand::AuthChallenge),
+        ("15 0001 09", ServerCommand::AuthProof(&[9])),
+        (
+            "13 0000000000000007 0000000000000064 00001000",
+            ServerCommand::JournalSince {
+                journal_id: 7,
+                since: 100,
+                limit: 4096,
+            },
+        ),
     ];
     for (hx, cmd) in cases {
         let bytes = hex(hx);
@@ -267,7 +282,15 @@ fn command_bytes_per_role() {
         .filter(|&b| body_len(Role::Server, b).is_some())
         .collect();
     assert_eq!(client, [1, 2, 5, 6]);
-    assert_eq!(server, [1, 2, 3, 4, 5, 6, 13, 14, 15]);
+    assert_eq!(server, [1, 2, 3, 4, 5, 6, 13, 14, 15, 19, 20]);
+    // Frames that carry their own length: node list (10-12), directory, forward, proof.
+    let all: Vec<u8> = (0..=255u8)
+        .filter(|&b| is_command(Role::Server, b))
+        .collect();
+    assert_eq!(
+        all,
+        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+    );
     for b in 0..=255u8 {
         let known = body_len(Role::Client, b).is_some();
         assert_eq!(
@@ -279,7 +302,7 @@ fn command_bytes_per_role() {
             ClientCommand::parse(&[b]) == Err(WireError::UnknownCommand),
             !known
         );
-        let known = body_len(Role::Server, b).is_some();
+        let known = is_command(Role::Server, b);
         assert_eq!(
             command_len(Role::Server, &[b]).is_err(),
             !known,
@@ -811,7 +834,7 @@ fn emit_vec(frame: &Frame) -> Vec<u8> {
 /// Runs every parser and length function on `buf`; whatever parses must re-emit to
 /// exactly `buf` (a parse is canonical), and a parse agrees with the framing.
 fn check_all_parsers(buf: &[u8]) -> Result<(), TestCaseError> {
-    let mut out = vec![0u8; 600];
+    let mut out = vec![0u8; buf.len() + 600];
     let _ = hello_len(buf);
     let _ = StatusFrame::frame_len(buf);
     if let Ok(h) = Hello::parse(buf) {
@@ -822,7 +845,12 @@ fn check_all_parsers(buf: &[u8]) -> Result<(), TestCaseError> {
     for role in [Role::Client, Role::Server] {
         let framed = command_len(role, buf);
         if let Ok(Some(n)) = framed {
-            prop_assert!(n <= buf.len() && n <= MAX_COMMAND_LEN);
+            let bound = if role == Role::Client || body_len(role, buf[0]).is_some() {
+                MAX_COMMAND_LEN
+            } else {
+                MAX_FRAME_LEN
+            };
+            prop_assert!(n <= buf.len() && n <= bound);
             // The framing and the parser agree on the length: a delimited frame never
             // parses as short, long or unknown.
             let e = match role {
@@ -1071,4 +1099,48 @@ proptest! {
         prop_assert!(detail.len() <= 255 || back.detail.len() > 255 - 4);
         prop_assert_eq!(back.detail.len() == detail.len(), detail.len() <= 255);
     }
+}
+
+#[test]
+fn length_prefixed_frames_are_bounded_and_checked() {
+    // `[cmd][len u16]`: the length decides the frame, up to 4096 bytes of body.
+    assert_eq!(command_len(Role::Server, &hex("10")), Ok(None));
+    assert_eq!(command_len(Role::Server, &hex("10 00")), Ok(None));
+    assert_eq!(command_len(Role::Server, &hex("10 0002 aa")), Ok(None));
+    assert_eq!(
+        command_len(Role::Server, &hex("10 0002 aabb cc")),
+        Ok(Some(5))
+    );
+    let mut max = hex("12 1000");
+    max.extend([7u8; 4096]);
+    assert_eq!(command_len(Role::Server, &max), Ok(Some(4099)));
+    assert_eq!(
+        ServerCommand::parse(&max),
+        Ok(ServerCommand::Forward(&max[3..]))
+    );
+    assert_eq!(
+        command_len(Role::Server, &hex("12 1001")),
+        Err(WireError::BadLength)
+    );
+    // A directory request carries nothing.
+    assert_eq!(command_len(Role::Server, &hex("11 0001 00")), Ok(Some(4)));
+    assert_eq!(
+        ServerCommand::parse(&hex("11 0001 00")),
+        Err(WireError::BadLength)
+    );
+    // None of them exists for a client.
+    for b in [0x10, 0x11, 0x12, 0x14, 0x15, 0x13, 0x0a] {
+        assert_eq!(
+            command_len(Role::Client, &[b, 0, 0]),
+            Err(WireError::UnknownCommand)
+        );
+    }
+    // A node-list hash frame is 0a, its length, the hash; any length frames, only 64 parses
+    // as a hash (the core refuses the others with 400).
+    let mut h = hex("0a 40");
+    h.extend([0x11; 64]);
+    assert_eq!(command_len(Role::Server, &h), Ok(Some(66)));
+    assert_eq!(ServerCommand::parse(&h), Ok(ServerCommand::NodeList(&h)));
+    let short = hex("0a 03 010203");
+    assert_eq!(command_len(Role::Server, &short), Ok(Some(5)));
 }

@@ -7,6 +7,7 @@
 //! Durability before reads: every store request goes through one ordered channel, so a
 //! snapshot or barrier queued behind a write batch runs only after that batch committed.
 
+use crate::federation::nodelist::{NodeEntry, NodeList, NodeListFrame, HASH_LEN};
 use crate::store::{Contact, JournalRead, Write};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
@@ -100,6 +101,28 @@ pub struct TcpConfig {
     pub stall_ms: u64,
     /// Answers waiting per connection before the core stops reading its requests.
     pub max_pending: usize,
+    /// This server's own node-list entry (uid, alias, location, public key), if it has a
+    /// node identity; the node list starts with it (seed 000).
+    pub node: Option<NodeEntry>,
+    /// Keep to the configured peers: do not connect to servers learned from the node list.
+    pub no_mesh: bool,
+    /// Signs with this server's node key (Ed25519), to prove it to peers (commands 20-21).
+    pub signer: Option<NodeSigner>,
+    /// 32 random bytes from the OS: the authentication nonces are derived from them.
+    pub seed: [u8; 32],
+}
+
+/// A signing function: `message -> signature` (64 bytes for Ed25519).
+pub type SignFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
+/// Signs a message with the node key: `sign(message) -> 64-byte Ed25519 signature`.
+#[derive(Clone)]
+pub struct NodeSigner(pub std::sync::Arc<SignFn>);
+
+impl std::fmt::Debug for NodeSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeSigner")
+    }
 }
 
 impl Default for TcpConfig {
@@ -117,6 +140,10 @@ impl Default for TcpConfig {
             max_clock_jump: 1 << 24,
             stall_ms: 120_000,
             max_pending: 64,
+            node: None,
+            no_mesh: false,
+            signer: None,
+            seed: [0; 32],
         }
     }
 }
@@ -268,6 +295,58 @@ pub enum TcpAction {
         /// Echo it back.
         tag: u64,
     },
+    /// A directory record (the body of a DirRecord frame, 0-4096 bytes) from a peer on
+    /// `conn`: apply it to the UDP directory; refuse with [`TcpCore::refuse_peer`] if bad,
+    /// pass it on with [`TcpCore::push_directory`] if it changed state.
+    PeerRecord {
+        /// Where it came from (a connection the peer opened, or our link's answer).
+        conn: ConnId,
+        /// The record body.
+        body: Vec<u8>,
+    },
+    /// A forwarded punch request or relayed event (the body of a Forward frame) from a
+    /// peer on `conn`: hand it to the UDP core.
+    Forward {
+        /// Where it came from.
+        conn: ConnId,
+        /// The forward body.
+        body: Vec<u8>,
+    },
+    /// Write up to `max` directory records after fingerprint `after` (ascending order) as
+    /// DirRecord frames, and report them with [`TcpCore::handle_directory_page`].
+    DirectoryPage {
+        /// Echo it back.
+        tag: u64,
+        /// Last fingerprint already sent (`None`: from the start).
+        after: Option<[u8; 32]>,
+        /// Most records.
+        max: usize,
+    },
+}
+
+/// Directory records asked per page (a full directory goes out in pages as the reader
+/// drains them).
+const DIR_PAGE: usize = 256;
+/// Most links, configured and learned from the node list together.
+const MAX_LINKS: usize = 256;
+
+/// Where a page of directory records goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirDest {
+    /// The answer to a DirRequest on this connection.
+    Answer(ConnId),
+    /// A full push on link `i`.
+    Push(usize),
+}
+
+/// A full push of our directory on a link this server opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirPush {
+    Idle,
+    Paging {
+        after: Option<[u8; 32]>,
+        asked: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -303,6 +382,17 @@ enum Answer {
         contacts: Option<(u64, Vec<u8>)>,
         directory: Option<(u64, Vec<u8>)>,
     },
+    /// The answer to a DirRequest: pages of DirRecord frames, then `[17][0004][count]`.
+    Directory {
+        tag: u64,
+        after: Option<[u8; 32]>,
+        asked: bool,
+        more: bool,
+        count: u32,
+        buffered: Vec<u8>,
+    },
+    /// The answer to a JournalSince, once the store has read the lines.
+    Since { tag: u64 },
     /// ListAll (client) or AskForUpdate (server) streamed from a snapshot; `counted` puts
     /// the `[count u32]` first (an answer), else the records go alone (a push of the whole
     /// list on a link this server opened).
@@ -323,6 +413,14 @@ enum Expect {
     HeartBeat,
     /// Barrier: a status frame; a 200 confirms our journal up to `confirms`.
     Status { confirms: u64 },
+    /// NodeListHash: the peer's hash (10).
+    NodeHash,
+    /// NodeList: the peer's diff (12).
+    NodeDiff,
+    /// DirRequest: DirRecord frames, then the end frame (17).
+    Directory,
+    /// AuthChallenge: `[20][nonce 32]`; the proof and the link's opening requests follow.
+    Nonce,
 }
 
 /// Where a link this server opened stands in pushing our journal to its peer.
@@ -358,6 +456,15 @@ struct Conn {
     /// On a connection a peer opened: the journal id it pushes from (after CursorQuery).
     peer_journal: Option<u64>,
     expects: VecDeque<Expect>,
+    /// A role-1 opener admitted only because the node list knows its address: it must
+    /// prove its node key (commands 20, 21) before anything else.
+    must_auth: bool,
+    /// It has proved its node key.
+    authed: bool,
+    /// The nonce we sent it (AuthChallenge), until it answers.
+    nonce: Option<[u8; tcp::NONCE_LEN]>,
+    /// When bytes last came in (ms).
+    last_in_ms: u64,
 }
 
 #[derive(Debug)]
@@ -391,6 +498,12 @@ struct Link {
     /// Journal lines and snapshot records sent on this link since the server started.
     entries_sent: u64,
     records_sent: u64,
+    /// Directory records sent on this link (live and full pushes) since the server started.
+    dir_sent: u64,
+    /// The full push of our directory after (re)connecting.
+    dir_push: DirPush,
+    /// Learned from the node list (not configured with `--peer`).
+    learned: bool,
 }
 
 /// Counters of the TCP plane.
@@ -408,6 +521,12 @@ pub struct TcpStats {
     pub clocks_refused: u64,
     /// Records learned from a peer that changed state and were passed on to our links.
     pub forwarded: u64,
+    /// Node-list entries learned from peers that changed our list.
+    pub nodes_learned: u64,
+    /// Directory records received from peers (pushes and answers).
+    pub dir_records_in: u64,
+    /// Journal lines received twice (from two connections of one peer) and dropped.
+    pub duplicate_lines: u64,
 }
 
 /// The TCP plane's state machine.
@@ -442,6 +561,19 @@ pub struct TcpCore {
     /// Until the first full catch-up from a peer completes, received clocks are bounded
     /// only by 2^31 (a fresh or memory-only server joining an older mesh).
     catching_up: bool,
+    /// The node list (seed 000): our own entry and every server learned.
+    nodes: NodeList,
+    /// Pending directory pages (tag -> where they go).
+    dir_pages: HashMap<u64, DirDest>,
+    /// Pending JournalSince reads (tag -> connection, since, limit).
+    since_reads: HashMap<u64, ConnId>,
+    /// Authentication nonces made so far.
+    nonces: u64,
+    /// Per peer journal id: the highest line applied from it (to drop copies).
+    lines_held: HashMap<u64, u64>,
+    /// Per peer name (its hello name): journal lines and full-push records received on
+    /// connections it opened, since start; at most 1024 names.
+    received: std::collections::BTreeMap<String, (u64, u64)>,
     stats: TcpStats,
 }
 
@@ -454,20 +586,9 @@ impl TcpCore {
         let links = cfg
             .peers
             .iter()
-            .map(|&addr| Link {
-                addr,
-                state: LinkState::Down { retry_ms: now_ms },
-                backoff_ms: cfg.backoff_min_ms,
-                last_heartbeat_ms: None,
-                up_since_ms: 0,
-                peer_clock: 0,
-                phase: Phase::AwaitCursor,
-                pushed_line: 0,
-                confirmed_line: 0,
-                entries_sent: 0,
-                records_sent: 0,
-            })
+            .map(|&addr| Link::new(addr, now_ms, cfg.backoff_min_ms, false))
             .collect();
+        let nodes = NodeList::from_entries(cfg.node.iter().cloned().collect());
         TcpCore {
             cfg,
             clock,
@@ -491,6 +612,12 @@ impl TcpCore {
             page_reads: HashMap::new(),
             push_streams: HashMap::new(),
             catching_up: !cfg_peers_empty,
+            nodes,
+            dir_pages: HashMap::new(),
+            since_reads: HashMap::new(),
+            nonces: 0,
+            received: std::collections::BTreeMap::new(),
+            lines_held: HashMap::new(),
             stats: TcpStats::default(),
         }
     }
@@ -549,6 +676,7 @@ impl TcpCore {
     fn link_down(&mut self, now_ms: u64, i: usize) {
         if let Some(l) = self.links.get_mut(i) {
             l.phase = Phase::AwaitCursor;
+            l.dir_push = DirPush::Idle;
             l.state = LinkState::Down {
                 retry_ms: now_ms + l.backoff_ms,
             };
@@ -579,15 +707,48 @@ impl TcpCore {
         if hello_ok {
             c.out.extend_from_slice(&hello);
         }
+        if self.cfg.signer.is_some() && self.cfg.node.is_some() {
+            // Prove our node key first; the rest follows the nonce (`link_start`).
+            c.out.push(tcp::CMD_AUTH_CHALLENGE);
+            c.expects.push_back(Expect::Nonce);
+            self.conns.insert(conn, c);
+            if let Some(l) = self.links.get_mut(peer) {
+                l.phase = Phase::AwaitCursor;
+                l.up_since_ms = now_ms;
+            }
+            return;
+        }
+        self.conns.insert(conn, c);
+        self.link_start(now_ms, peer, conn);
+    }
+
+    /// A link's opening requests: cursor query, node list hash, directory request, and the
+    /// full push of our directory.
+    fn link_start(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         // Ask the peer how much of our journal it holds; we push from there (seed 004).
         c.out.push(tcp::CMD_CURSOR_QUERY);
         c.out.extend_from_slice(&self.journal_id.to_be_bytes());
         c.expects.push_back(Expect::Cursor);
-        self.conns.insert(conn, c);
+        // Compare node lists (seed 000), and ask for the peer's whole directory (seed 002's
+        // client_update_request); our own goes to it as a full push, paged below.
+        if let Ok(h) = self.nodes.hash_frame().to_vec() {
+            c.out.extend_from_slice(&h);
+            c.expects.push_back(Expect::NodeHash);
+        }
+        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
+        c.expects.push_back(Expect::Directory);
         if let Some(l) = self.links.get_mut(peer) {
             l.phase = Phase::AwaitCursor;
             l.up_since_ms = now_ms;
+            l.dir_push = DirPush::Paging {
+                after: None,
+                asked: false,
+            };
         }
+        self.next_dir_page(peer);
     }
 
     /// Connecting to peer `peer` failed: retry after the backoff.
@@ -600,7 +761,14 @@ impl TcpCore {
         match self.conns.get(&conn) {
             // Output backpressure is applied per command in `parse` (only commands that
             // produce an answer wait); unparsed input is what stops reading.
-            Some(c) if !c.refused && c.inbuf.len() < 64 * 1024 => 64 * 1024 - c.inbuf.len(),
+            Some(c) if !c.refused => {
+                // A node list may be up to 3.2 MB: take a whole frame once it has started.
+                let cap = match c.inbuf.first() {
+                    Some(&(tcp::CMD_NODE_LIST | tcp::CMD_NODE_LIST_DIFF)) => tcp::MAX_FRAME_LEN,
+                    _ => 64 * 1024,
+                };
+                cap.saturating_sub(c.inbuf.len())
+            }
             _ => 0,
         }
     }
@@ -618,6 +786,7 @@ impl TcpCore {
         if c.pending_out() == 0 {
             c.last_progress_ms = now_ms;
         }
+        c.last_in_ms = now_ms;
         c.inbuf.extend_from_slice(data);
         self.parse(now_ms, conn);
     }
@@ -653,7 +822,10 @@ impl TcpCore {
                 let addr = c.addr;
                 match Hello::parse(&hello) {
                     Ok(h) => {
-                        let allowed = h.role == Role::Client || self.peer_allowed(addr.ip());
+                        let configured = self.peer_allowed(addr.ip());
+                        let known = self.known_node_ip(addr.ip());
+                        let allowed = h.role == Role::Client || configured || known;
+                        let must_auth = h.role == Role::Server && !configured;
                         let name = h.name.to_string();
                         let role = h.role;
                         if !allowed {
@@ -669,6 +841,7 @@ impl TcpCore {
                         let c = self.conns.get_mut(&conn).expect("present");
                         c.role = Some(role);
                         c.name = name;
+                        c.must_auth = must_auth;
                     }
                     Err(e) => {
                         self.fail(conn, 400, 0, &format!("malformed hello: {e}"));
@@ -680,9 +853,13 @@ impl TcpCore {
             let len = match tcp::command_len(role, &c.inbuf) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
-                Err(_) => {
+                Err(e) => {
                     let b = c.inbuf.first().copied().unwrap_or(0xFF);
-                    self.fail(conn, 400, b, "unknown command");
+                    let detail = match e {
+                        crate::wire::WireError::UnknownCommand => "unknown command".to_string(),
+                        e => format!("malformed frame: {e}"),
+                    };
+                    self.fail(conn, 400, b, &detail);
                     return;
                 }
             };
@@ -691,7 +868,11 @@ impl TcpCore {
             // cannot grow the server's memory. Updates produce none and always go through.
             let answers = !matches!(
                 (role, c.inbuf[0]),
-                (_, tcp::CMD_UPDATE) | (Role::Server, tcp::CMD_UPDATE_CLOCK)
+                (_, tcp::CMD_UPDATE)
+                    | (
+                        Role::Server,
+                        tcp::CMD_UPDATE_CLOCK | tcp::CMD_DIR_RECORD | tcp::CMD_FORWARD
+                    )
             );
             if answers
                 && (c.answers.len() >= self.cfg.max_pending
@@ -712,8 +893,29 @@ impl TcpCore {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        self.cfg.peers.iter().any(|p| p.ip() == ip)
+        let same = |a: IpAddr| match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4) == ip,
+            v4 => v4 == ip,
+        };
+        self.cfg.peers.iter().any(|p| same(p.ip()))
             || self.cfg.allow_peers.iter().any(|n| n.contains(ip))
+    }
+
+    /// True when `ip` is the address of a server in our node list (other than us): it may
+    /// open a role-1 connection, but must prove the node key published there.
+    fn known_node_ip(&self, ip: IpAddr) -> bool {
+        let canon = |a: IpAddr| match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+            v4 => v4,
+        };
+        let ip = canon(ip);
+        let own = self.cfg.node.as_ref().map(|n| *n.uid());
+        self.nodes
+            .entries()
+            .iter()
+            .filter(|e| Some(*e.uid()) != own)
+            .filter_map(|e| e.location().parse::<SocketAddr>().ok())
+            .any(|a| canon(a.ip()) == ip)
     }
 
     /// Refuses with a non-200 status frame, after the answers already asked for (in the
@@ -766,6 +968,12 @@ impl TcpCore {
                 Answer::Cursor { tag, .. } => {
                     self.cursor_reads.remove(&tag);
                 }
+                Answer::Directory { tag, .. } => {
+                    self.dir_pages.remove(&tag);
+                }
+                Answer::Since { tag } => {
+                    self.since_reads.remove(&tag);
+                }
                 Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
             }
         }
@@ -813,12 +1021,44 @@ impl TcpCore {
         }
     }
 
-    fn server_command(&mut self, _now_ms: u64, conn: ConnId, frame: &[u8]) {
+    fn server_command(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) {
         let cmd = match ServerCommand::parse(frame) {
             Ok(c) => c,
             Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
         };
+        let gated = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.must_auth && !c.authed);
+        if gated
+            && !matches!(
+                cmd,
+                ServerCommand::AuthChallenge | ServerCommand::AuthProof(_)
+            )
+        {
+            return self.fail(
+                conn,
+                401,
+                frame[0],
+                "prove the node key first (commands 20 and 21)",
+            );
+        }
         match cmd {
+            ServerCommand::AuthChallenge => {
+                self.nonces += 1;
+                let mut h = <sha2::Sha256 as sha2::Digest>::new();
+                sha2::Digest::update(&mut h, self.cfg.seed);
+                sha2::Digest::update(&mut h, b"auth nonce");
+                sha2::Digest::update(&mut h, self.nonces.to_be_bytes());
+                let nonce: [u8; 32] = sha2::Digest::finalize(h).into();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.nonce = Some(nonce);
+                }
+                let mut b = vec![tcp::CMD_AUTH_CHALLENGE];
+                b.extend_from_slice(&nonce);
+                self.push_answer(conn, Answer::Ready(b));
+            }
+            ServerCommand::AuthProof(body) => self.auth_proof(now_ms, conn, body),
             ServerCommand::Update { clock, fields } => {
                 if !self.plausible(clock) {
                     return self.refuse_clock(conn, tcp::CMD_UPDATE, clock);
@@ -826,6 +1066,7 @@ impl TcpCore {
                 self.observe_clock(clock);
                 self.record_merge(to_contact(&fields, clock));
                 self.stats.peer_updates += 1;
+                self.count_received(conn, false);
             }
             ServerCommand::HeartBeat { clock, .. } => {
                 if !self.plausible(clock) {
@@ -853,6 +1094,34 @@ impl TcpCore {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.peer_journal = Some(journal_id);
                 }
+                // The peer opened a new link for this journal: an older connection of its
+                // that has been silent for two heartbeats (dead on its side, e.g. dropped
+                // in a partition) must not deliver retransmitted lines after this cursor is
+                // read, or they would come twice. A live one (heartbeats) is left alone.
+                let quiet = 2 * self.cfg.heartbeat_ms;
+                let stale: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(&id, c)| {
+                        id != conn
+                            && c.link.is_none()
+                            && c.peer_journal == Some(journal_id)
+                            && now_ms.saturating_sub(c.last_in_ms) >= quiet
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in stale {
+                    tracing::info!(
+                        conn = id,
+                        "closing a peer's older connection for the same journal"
+                    );
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.refused = true;
+                        c.inbuf.clear();
+                    }
+                    self.drop_answers(id);
+                    self.actions.push_back(TcpAction::Close(id));
+                }
                 self.flush_batch();
                 let tag = self.next_tag;
                 self.next_tag += 1;
@@ -879,6 +1148,15 @@ impl TcpCore {
                 if !self.plausible(clock) {
                     return self.refuse_clock(conn, tcp::CMD_JOURNAL_UPDATE, clock);
                 }
+                if self.lines_held.get(&id).is_some_and(|&held| line <= held) {
+                    // Already applied, from another connection of the same peer (an old
+                    // one still delivering after a partition healed while the new one
+                    // resent from the cursor): lines of one journal come in order, so
+                    // whatever is at or below the highest applied line is a copy.
+                    self.stats.duplicate_lines += 1;
+                    return;
+                }
+                self.note_line(id, line);
                 self.observe_clock(clock);
                 self.record_merge(to_contact(&fields, clock));
                 self.batch.push(Write::Cursor {
@@ -887,6 +1165,7 @@ impl TcpCore {
                     line,
                 });
                 self.stats.peer_updates += 1;
+                self.count_received(conn, true);
             }
             ServerCommand::JournalMark { line } => {
                 let Some(id) = self.conns.get(&conn).and_then(|c| c.peer_journal) else {
@@ -902,10 +1181,457 @@ impl TcpCore {
                     journal_id: id,
                     line,
                 });
+                self.note_line(id, line);
                 // A peer says we hold its journal: the first catch-up is over.
                 self.catching_up = false;
             }
+            ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
+            ServerCommand::DirRecord(body) => {
+                self.stats.dir_records_in += 1;
+                self.actions.push_back(TcpAction::PeerRecord {
+                    conn,
+                    body: body.to_vec(),
+                });
+            }
+            ServerCommand::DirRequest => {
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                self.dir_pages.insert(tag, DirDest::Answer(conn));
+                self.push_answer(
+                    conn,
+                    Answer::Directory {
+                        tag,
+                        after: None,
+                        asked: false,
+                        more: true,
+                        count: 0,
+                        buffered: Vec::new(),
+                    },
+                );
+            }
+            ServerCommand::Forward(body) => {
+                self.actions.push_back(TcpAction::Forward {
+                    conn,
+                    body: body.to_vec(),
+                });
+            }
+            ServerCommand::JournalSince {
+                journal_id,
+                since,
+                limit,
+            } => self.journal_since(conn, journal_id, since, limit),
         }
+    }
+
+    /// Notes that we hold peer journal `id` up to `line` (the highest line applied or
+    /// recorded; at most 1024 journals are tracked, the rest are merged unchecked).
+    fn note_line(&mut self, id: u64, line: u64) {
+        if !self.lines_held.contains_key(&id) && self.lines_held.len() >= 1024 {
+            return;
+        }
+        let held = self.lines_held.entry(id).or_insert(0);
+        *held = (*held).max(line);
+    }
+
+    /// Counts a journal line (`line`) or a full-push record received from the peer on
+    /// `conn`, under its hello name (for `status`: what catching up cost).
+    fn count_received(&mut self, conn: ConnId, line: bool) {
+        let Some(name) = self.conns.get(&conn).map(|c| c.name.as_str()) else {
+            return;
+        };
+        if !self.received.contains_key(name) && self.received.len() >= 1024 {
+            return;
+        }
+        let e = self.received.entry(name.to_string()).or_default();
+        if line {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+
+    /// Frames 10-12 from a peer: answer a hash with ours, a whole list with the diff.
+    fn node_list_command(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) {
+        let cmd = frame[0];
+        let parsed = match NodeListFrame::parse(frame) {
+            Ok(f) => f,
+            Err(crate::wire::WireError::BadLength) if cmd == tcp::CMD_NODE_LIST_HASH => {
+                let detail = format!(
+                    "node list hash must be {HASH_LEN} bytes, not {}",
+                    frame.get(1).copied().unwrap_or(0)
+                );
+                return self.fail(conn, 400, cmd, &detail);
+            }
+            Err(e) => return self.fail(conn, 400, cmd, &format!("malformed node list: {e}")),
+        };
+        match parsed {
+            NodeListFrame::Hash(_) => {
+                if let Ok(h) = self.nodes.hash_frame().to_vec() {
+                    self.push_answer(conn, Answer::Ready(h));
+                }
+            }
+            NodeListFrame::List(entries) => {
+                if crate::federation::nodelist::has_duplicate_uids(&entries) {
+                    return self.fail(conn, 400, cmd, "node list with duplicate uids");
+                }
+                if let Some(e) = entries.iter().find(|e| self.is_own_uid_forged(e)) {
+                    tracing::warn!(
+                        alias = e.alias(),
+                        "a peer sent a newer entry for our own uid; ignored"
+                    );
+                }
+                let entries: Vec<NodeEntry> = entries
+                    .into_iter()
+                    .filter(|e| !self.is_own_uid_forged(e))
+                    .collect();
+                let changed = self.nodes.merge(&entries);
+                let diff = self.nodes.diff_for(&entries);
+                if let Ok(d) = NodeListFrame::Diff(diff).to_vec() {
+                    self.push_answer(conn, Answer::Ready(d));
+                }
+                self.nodes_changed(now_ms, changed.len());
+            }
+            NodeListFrame::Diff(_) => {
+                self.fail(conn, 400, cmd, "a node list diff is only ever an answer");
+            }
+        }
+    }
+
+    /// AuthProof (21): checks the opener's signature over our nonce with the key the node
+    /// list publishes for its uid (or, for a server admitted by `--peer`/`--allow-peer`
+    /// whose uid is new, the key it presents, learned on first contact).
+    fn auth_proof(&mut self, now_ms: u64, conn: ConnId, body: &[u8]) {
+        let cmd = tcp::CMD_AUTH_PROOF;
+        let Some(nonce) = self.conns.get_mut(&conn).and_then(|c| c.nonce.take()) else {
+            return self.fail(
+                conn,
+                400,
+                cmd,
+                "a proof needs a challenge first (command 20)",
+            );
+        };
+        let Ok((entry, n)) = NodeEntry::parse_prefix(body) else {
+            return self.fail(conn, 400, cmd, "malformed node entry in the proof");
+        };
+        let rest = &body[n..];
+        let Some((&sig_len, sig)) = rest.split_first() else {
+            return self.fail(conn, 400, cmd, "proof without a signature");
+        };
+        if sig.len() != usize::from(sig_len) {
+            return self.fail(conn, 400, cmd, "signature length does not match");
+        }
+        let own = self.cfg.node.as_ref().map(|n| *n.uid());
+        if Some(*entry.uid()) == own {
+            return self.fail(conn, 401, cmd, "that uid is ours");
+        }
+        let ip = self.conns.get(&conn).map(|c| c.addr.ip());
+        match self.nodes.get(entry.uid()) {
+            Some(k) if k.public_key() != entry.public_key() => {
+                return self.fail(conn, 401, cmd, "key does not match the node list");
+            }
+            Some(_) => {}
+            None if ip.is_some_and(|ip| self.peer_allowed(ip)) => {}
+            None => {
+                return self.fail(
+                    conn,
+                    401,
+                    cmd,
+                    "unknown node: admit it with --allow-peer or --peer",
+                );
+            }
+        }
+        let mut msg = Vec::with_capacity(tcp::AUTH_CONTEXT.len() + 32 + n);
+        msg.extend_from_slice(tcp::AUTH_CONTEXT);
+        msg.extend_from_slice(&nonce);
+        msg.extend_from_slice(&body[..n]);
+        let key =
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, entry.public_key());
+        if key.verify(&msg, sig).is_err() {
+            return self.fail(conn, 401, cmd, "bad signature over the nonce");
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.authed = true;
+            c.name = entry.alias().to_string();
+        }
+        let changed = self.nodes.merge(std::slice::from_ref(&entry));
+        self.nodes_changed(now_ms, changed.len());
+        self.push_answer(
+            conn,
+            Answer::Ready(status_bytes(STATUS_OK, cmd, "node key proved")),
+        );
+    }
+
+    /// An entry for our own uid that is not ours: only we change our entry.
+    fn is_own_uid_forged(&self, e: &NodeEntry) -> bool {
+        self.cfg
+            .node
+            .as_ref()
+            .is_some_and(|own| own.uid() == e.uid() && own != e)
+    }
+
+    /// After the node list changed: connect to servers newly learned (unless `--no-mesh`)
+    /// and tell every live link our new hash, so the change spreads hop by hop.
+    fn nodes_changed(&mut self, now_ms: u64, changed: usize) {
+        if changed == 0 {
+            return;
+        }
+        self.stats.nodes_learned += changed as u64;
+        if !self.cfg.no_mesh {
+            let own = self.cfg.node.as_ref().map(|n| *n.uid());
+            let wanted: Vec<SocketAddr> = self
+                .nodes
+                .entries()
+                .iter()
+                .filter(|e| Some(*e.uid()) != own)
+                .filter_map(|e| e.location().parse::<SocketAddr>().ok())
+                .collect();
+            for addr in wanted {
+                if self.links.len() >= MAX_LINKS || self.links.iter().any(|l| l.addr == addr) {
+                    continue;
+                }
+                tracing::info!(%addr, "connecting to a server learned from the node list");
+                self.links
+                    .push(Link::new(addr, now_ms, self.cfg.backoff_min_ms, true));
+            }
+        }
+        let Ok(h) = self.nodes.hash_frame().to_vec() else {
+            return;
+        };
+        for l in &self.links {
+            if let LinkState::Up { conn, .. } = l.state {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if !c.refused && !c.expects.iter().any(|e| *e == Expect::NodeHash) {
+                        c.out.extend_from_slice(&h);
+                        c.expects.push_back(Expect::NodeHash);
+                    }
+                }
+            }
+        }
+    }
+
+    /// JournalSince (19): at most `limit` lines after `since`, from one store read.
+    fn journal_since(&mut self, conn: ConnId, journal_id: u64, since: u64, limit: u32) {
+        let cmd = tcp::CMD_JOURNAL_SINCE;
+        if limit == 0 || limit > tcp::MAX_SINCE_LIMIT {
+            let detail = format!("limit {limit} out of range 1 to {}", tcp::MAX_SINCE_LIMIT);
+            return self.fail(conn, 400, cmd, &detail);
+        }
+        if journal_id != self.journal_id {
+            let detail = format!(
+                "unknown journal {journal_id:016x} (ours is {:016x}): ask for the full list",
+                self.journal_id
+            );
+            return self.fail(conn, 404, cmd, &detail);
+        }
+        self.flush_batch();
+        if since > self.journal_head {
+            let detail = format!(
+                "since {since} is beyond the journal's end ({})",
+                self.journal_head
+            );
+            return self.fail(conn, 400, cmd, &detail);
+        }
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.since_reads.insert(tag, conn);
+        self.requests
+            .push(StoreRequest::JournalPage { tag, since, limit });
+        self.push_answer(conn, Answer::Since { tag });
+    }
+
+    /// The node list as it stands (for status and tests).
+    pub fn node_list(&self) -> &NodeList {
+        &self.nodes
+    }
+
+    /// Pushes a directory record (a DirRecord body from the UDP core: a local change, or
+    /// one learned from a peer that changed state) on every link that is up. A link more
+    /// than 2 × `max_out` behind is dropped; it pushes our whole directory on reconnect.
+    pub fn push_directory(&mut self, body: &[u8]) {
+        self.push_framed(tcp::CMD_DIR_RECORD, body);
+    }
+
+    /// Pushes a forwarded punch request or relayed event (a Forward body) on every link
+    /// that is up; the receivers drop duplicates by the forward's id.
+    pub fn push_forward(&mut self, body: &[u8]) {
+        self.push_framed(tcp::CMD_FORWARD, body);
+    }
+
+    fn push_framed(&mut self, cmd: u8, body: &[u8]) {
+        if body.len() > tcp::MAX_VAR_BODY {
+            return;
+        }
+        let mut overfull = Vec::new();
+        for l in &mut self.links {
+            let LinkState::Up { conn, .. } = l.state else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if c.refused {
+                continue;
+            }
+            if c.pending_out() > 2 * self.cfg.max_out {
+                c.refused = true;
+                overfull.push(conn);
+                continue;
+            }
+            c.out.push(cmd);
+            c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            c.out.extend_from_slice(body);
+            if cmd == tcp::CMD_DIR_RECORD {
+                l.dir_sent += 1;
+            }
+        }
+        for conn in overfull {
+            tracing::info!(conn, "a peer link is too far behind; dropping it to resync");
+            self.actions.push_back(TcpAction::Close(conn));
+        }
+    }
+
+    /// Asks every link that is up for the peer's whole directory again (the UDP core saw a
+    /// refresh for an entry it does not hold: a record was lost).
+    pub fn request_directory(&mut self) {
+        for l in &self.links {
+            if let LinkState::Up { conn, .. } = l.state {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if !c.refused && !c.expects.iter().any(|e| *e == Expect::Directory) {
+                        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
+                        c.expects.push_back(Expect::Directory);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses what a peer sent on `conn` (a bad directory record or forward): on a
+    /// connection it opened, a status frame then close; on our own link, the link is
+    /// dropped and redialled.
+    pub fn refuse_peer(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request: u8,
+        status: u16,
+        detail: &str,
+    ) {
+        let link = self.conns.get(&conn).and_then(|c| c.link);
+        if link.is_some() {
+            tracing::warn!(
+                status,
+                detail,
+                "a peer's answer was refused; dropping the link"
+            );
+            self.close_link(now_ms, conn);
+        } else {
+            self.fail(conn, status, request, detail);
+        }
+    }
+
+    /// A page of directory records for [`TcpAction::DirectoryPage`] `tag`: `frames` holds
+    /// `count` whole DirRecord frames, `last` the last fingerprint written, `more` whether
+    /// records may follow.
+    pub fn handle_directory_page(
+        &mut self,
+        tag: u64,
+        frames: &[u8],
+        count: usize,
+        last: Option<[u8; 32]>,
+        more: bool,
+    ) {
+        let Some(dest) = self.dir_pages.remove(&tag) else {
+            return;
+        };
+        match dest {
+            DirDest::Answer(conn) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                for a in c.answers.iter_mut() {
+                    if let Answer::Directory {
+                        tag: t,
+                        after,
+                        asked,
+                        more: m,
+                        count: n,
+                        buffered,
+                    } = a
+                    {
+                        if *t == tag {
+                            buffered.extend_from_slice(frames);
+                            *n = n.saturating_add(count as u32);
+                            if last.is_some() {
+                                *after = last;
+                            }
+                            *m = more && count > 0;
+                            *asked = false;
+                        }
+                    }
+                }
+                self.pump(conn);
+            }
+            DirDest::Push(i) => {
+                let Some(l) = self.links.get_mut(i) else {
+                    return;
+                };
+                let LinkState::Up { conn, .. } = l.state else {
+                    return;
+                };
+                if !matches!(l.dir_push, DirPush::Paging { asked: true, .. }) {
+                    return;
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.out.extend_from_slice(frames);
+                    l.dir_sent += count as u64;
+                }
+                l.dir_push = if more && count > 0 {
+                    DirPush::Paging {
+                        after: last,
+                        asked: false,
+                    }
+                } else {
+                    DirPush::Idle
+                };
+                self.next_dir_page(i);
+            }
+        }
+    }
+
+    /// Link `i`'s connection, if the link is up and its output is within `max_out`.
+    fn link_room(&self, i: usize) -> Option<ConnId> {
+        let LinkState::Up { conn, .. } = self.links.get(i)?.state else {
+            return None;
+        };
+        let c = self.conns.get(&conn)?;
+        (c.pending_out() <= self.cfg.max_out).then_some(conn)
+    }
+
+    /// Asks for the next page of a link's full directory push if its output has room.
+    fn next_dir_page(&mut self, i: usize) {
+        let Some(l) = self.links.get_mut(i) else {
+            return;
+        };
+        let DirPush::Paging {
+            after,
+            asked: false,
+        } = l.dir_push
+        else {
+            return;
+        };
+        if self.link_room(i).is_none() {
+            return;
+        }
+        let l = &mut self.links[i];
+        l.dir_push = DirPush::Paging { after, asked: true };
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.dir_pages.insert(tag, DirDest::Push(i));
+        self.actions.push_back(TcpAction::DirectoryPage {
+            tag,
+            after,
+            max: DIR_PAGE,
+        });
     }
 
     fn refuse_clock(&mut self, conn: ConnId, request: u8, clock: u32) {
@@ -972,16 +1698,10 @@ impl TcpCore {
         else {
             return;
         };
-        let LinkState::Up { conn, .. } = l.state else {
-            return;
-        };
-        if self
-            .conns
-            .get(&conn)
-            .map_or(true, |c| c.pending_out() > self.cfg.max_out)
-        {
+        if self.link_room(i).is_none() {
             return; // resumed from `consumed` when the peer reads
         }
+        let l = &mut self.links[i];
         l.phase = Phase::Paging { since, asked: true };
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -1081,6 +1801,8 @@ impl TcpCore {
         let name = self.cfg.name.clone();
         let clock = self.clock;
         let (journal_id, journal_head) = (self.journal_id, self.journal_head);
+        let (nodes, node_hash) = (self.nodes.len(), self.nodes.hash_hex());
+        let duplicates = self.stats.duplicate_lines;
         let mut peers = String::new();
         for l in &self.links {
             let state = match l.state {
@@ -1098,8 +1820,14 @@ impl TcpCore {
                 Phase::Live => "live",
             };
             peers.push_str(&format!(
-                "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={} journal={phase} pushed_line={} confirmed_line={} entries_sent={} records_sent={}\n",
-                l.addr, l.peer_clock, l.pushed_line, l.confirmed_line, l.entries_sent, l.records_sent
+                "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={} journal={phase} pushed_line={} confirmed_line={} entries_sent={} records_sent={} directory_sent={} learned={}\n",
+                l.addr, l.peer_clock, l.pushed_line, l.confirmed_line, l.entries_sent, l.records_sent, l.dir_sent, l.learned
+            ));
+        }
+        for (name, (lines, records)) in &self.received {
+            peers.push_str(&format!(
+                "received_from={} entries={lines} records={records}\n",
+                name.replace(char::is_whitespace, "_")
             ));
         }
         let Some(a) = self.find_status(conn, tag) else {
@@ -1114,11 +1842,14 @@ impl TcpCore {
             return;
         };
         let text = format!(
-            "name={name}\nclock={clock}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\n{peers}",
+            "name={name}\nclock={clock}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\nnodes={}\nnode_list_sha512={}\nduplicate_lines={}\n{peers}",
             journal_id,
             journal_head,
             hex(csum),
-            hex(dsum)
+            hex(dsum),
+            nodes,
+            node_hash,
+            duplicates,
         );
         let mut bytes = Vec::with_capacity(5 + text.len());
         bytes.push(tcp::CMD_STATUS_REQUEST);
@@ -1186,7 +1917,42 @@ impl TcpCore {
                 }
                 Answer::Barrier { done: false, .. }
                 | Answer::Status { .. }
+                | Answer::Since { .. }
                 | Answer::Cursor { line: None, .. } => return,
+                Answer::Directory {
+                    tag,
+                    after,
+                    asked,
+                    more,
+                    count,
+                    buffered,
+                } => {
+                    if !buffered.is_empty() {
+                        c.out.extend_from_slice(buffered);
+                        buffered.clear();
+                    }
+                    if *asked {
+                        return;
+                    }
+                    if !*more {
+                        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 4]);
+                        c.out.extend_from_slice(&count.to_be_bytes());
+                        c.answers.pop_front();
+                        continue;
+                    }
+                    if c.out.len() - c.out_pos > max_out {
+                        return; // resumed from `consumed` when the peer reads
+                    }
+                    *asked = true;
+                    let tag = *tag;
+                    self.dir_pages.insert(tag, DirDest::Answer(conn));
+                    self.actions.push_back(TcpAction::DirectoryPage {
+                        tag,
+                        after: *after,
+                        max: DIR_PAGE,
+                    });
+                    return;
+                }
                 Answer::Cursor { line: Some(l), .. } => {
                     c.out.push(tcp::CMD_CURSOR_QUERY);
                     c.out.extend_from_slice(&l.to_be_bytes());
@@ -1404,10 +2170,16 @@ impl TcpCore {
                             }
                         }
                     }
+                    if let Some(id) = c.peer_journal {
+                        self.note_line(id, line);
+                    }
                 }
                 self.pump(conn);
             }
             StoreEvent::JournalPage { tag, entries, read } => {
+                if let Some(conn) = self.since_reads.remove(&tag) {
+                    return self.finish_since(conn, tag, &entries, read);
+                }
                 let Some(i) = self.page_reads.remove(&tag) else {
                     return;
                 };
@@ -1469,6 +2241,7 @@ impl TcpCore {
                     .streams
                     .remove(&stream)
                     .or_else(|| self.cursor_reads.remove(&stream))
+                    .or_else(|| self.since_reads.remove(&stream))
                     .or_else(|| self.barriers.remove(&stream));
                 if let Some(conn) = conn {
                     self.fail_now(conn, 503, 0xFF, "store failure while reading");
@@ -1510,7 +2283,54 @@ impl TcpCore {
             c.close_when_flushed = true;
             return false;
         };
+        if let Some(r) = self.parse_federation_answer(now_ms, conn, expect) {
+            return r;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         match expect {
+            Expect::NodeHash | Expect::NodeDiff | Expect::Directory => false,
+            Expect::Nonce => {
+                match c.inbuf.first() {
+                    None => return false,
+                    Some(&tcp::CMD_AUTH_CHALLENGE) => {}
+                    Some(_) => {
+                        let detail = status_detail(&c.inbuf);
+                        tracing::warn!(peer = %c.addr, detail, "peer did not answer our challenge; closing the link");
+                        self.close_link(now_ms, conn);
+                        return false;
+                    }
+                }
+                if c.inbuf.len() < 1 + tcp::NONCE_LEN {
+                    return false;
+                }
+                let nonce: Vec<u8> = c.inbuf.drain(..1 + tcp::NONCE_LEN).skip(1).collect();
+                c.expects.pop_front();
+                let Some(peer) = c.link else {
+                    return true;
+                };
+                let (Some(signer), Some(node)) = (self.cfg.signer.clone(), self.cfg.node.clone())
+                else {
+                    return true;
+                };
+                let entry = node.to_bytes();
+                let mut msg = Vec::with_capacity(tcp::AUTH_CONTEXT.len() + 32 + entry.len());
+                msg.extend_from_slice(tcp::AUTH_CONTEXT);
+                msg.extend_from_slice(&nonce);
+                msg.extend_from_slice(&entry);
+                let sig = (signer.0)(&msg);
+                let mut body = entry;
+                body.push(sig.len() as u8);
+                body.extend_from_slice(&sig);
+                let c = self.conns.get_mut(&conn).expect("present");
+                c.out.push(tcp::CMD_AUTH_PROOF);
+                c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                c.out.extend_from_slice(&body);
+                c.expects.push_back(Expect::Status { confirms: 0 });
+                self.link_start(now_ms, peer, conn);
+                true
+            }
             Expect::Cursor => {
                 if c.inbuf.len() < 9 {
                     return false;
@@ -1603,6 +2423,161 @@ impl TcpCore {
         }
     }
 
+    /// Completes a JournalSince answer: `[19][count u32]` and the lines, or 404 when the
+    /// journal no longer holds `since` (the asker falls back to AskForUpdate).
+    fn finish_since(
+        &mut self,
+        conn: ConnId,
+        tag: u64,
+        entries: &[(u64, Contact)],
+        read: JournalRead,
+    ) {
+        let bytes = match read {
+            JournalRead::Entries { .. } => {
+                let mut b = Vec::with_capacity(5 + entries.len() * tcp::MAX_COMMAND_LEN);
+                b.push(tcp::CMD_JOURNAL_SINCE);
+                b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+                for (line, contact) in entries {
+                    if let Some(rec) = journal_frame(*line, contact) {
+                        b.extend_from_slice(&rec);
+                    }
+                }
+                Answer::Ready(b)
+            }
+            JournalRead::Gone => Answer::Refusal(status_bytes(
+                404,
+                tcp::CMD_JOURNAL_SINCE,
+                "the journal no longer holds that line: ask for the full list",
+            )),
+            JournalRead::Beyond => Answer::Refusal(status_bytes(
+                400,
+                tcp::CMD_JOURNAL_SINCE,
+                "since is beyond the journal's end",
+            )),
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if matches!(bytes, Answer::Refusal(_)) {
+            self.stats.errors += 1;
+            c.refused = true;
+            c.inbuf.clear();
+        }
+        for a in c.answers.iter_mut() {
+            if matches!(a, Answer::Since { tag: t } if *t == tag) {
+                *a = match &bytes {
+                    Answer::Ready(b) => Answer::Ready(b.clone()),
+                    Answer::Refusal(b) => Answer::Refusal(b.clone()),
+                    _ => return,
+                };
+                break;
+            }
+        }
+        self.pump(conn);
+    }
+
+    /// Reads the answers to our node-list and directory requests on link `conn`; `None`
+    /// when `expect` is not one of those.
+    fn parse_federation_answer(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        expect: Expect,
+    ) -> Option<bool> {
+        let c = self.conns.get_mut(&conn)?;
+        let first = c.inbuf.first().copied();
+        match expect {
+            Expect::NodeHash | Expect::NodeDiff => {
+                let want = if expect == Expect::NodeHash {
+                    tcp::CMD_NODE_LIST_HASH
+                } else {
+                    tcp::CMD_NODE_LIST_DIFF
+                };
+                match first {
+                    None => return Some(false),
+                    Some(b) if b == want => {}
+                    Some(_) => {
+                        let detail = status_detail(&c.inbuf);
+                        tracing::warn!(peer = %c.addr, detail, "peer did not answer the node list sync; closing the link");
+                        self.close_link(now_ms, conn);
+                        return Some(false);
+                    }
+                }
+                let n = match crate::federation::nodelist::frame_len(&c.inbuf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => return Some(false),
+                    Err(_) => {
+                        self.close_link(now_ms, conn);
+                        return Some(false);
+                    }
+                };
+                let frame: Vec<u8> = c.inbuf.drain(..n).collect();
+                c.expects.pop_front();
+                match NodeListFrame::parse(&frame) {
+                    Ok(NodeListFrame::Hash(h)) => {
+                        if h != self.nodes.hash() {
+                            if let Ok(list) = self.nodes.list_frame().to_vec() {
+                                c.out.extend_from_slice(&list);
+                                c.expects.push_back(Expect::NodeDiff);
+                            }
+                        }
+                    }
+                    Ok(NodeListFrame::Diff(entries))
+                        if !crate::federation::nodelist::has_duplicate_uids(&entries) =>
+                    {
+                        let entries: Vec<NodeEntry> = entries
+                            .into_iter()
+                            .filter(|e| !self.is_own_uid_forged(e))
+                            .collect();
+                        let changed = self.nodes.merge(&entries);
+                        self.nodes_changed(now_ms, changed.len());
+                    }
+                    _ => {
+                        tracing::warn!("malformed node list answer; closing the link");
+                        self.close_link(now_ms, conn);
+                        return Some(false);
+                    }
+                }
+                Some(true)
+            }
+            Expect::Directory => {
+                match first {
+                    None => return Some(false),
+                    Some(tcp::CMD_DIR_RECORD | tcp::CMD_DIR_REQUEST) => {}
+                    Some(_) => {
+                        let detail = status_detail(&c.inbuf);
+                        tracing::warn!(peer = %c.addr, detail, "peer did not answer the directory request; closing the link");
+                        self.close_link(now_ms, conn);
+                        return Some(false);
+                    }
+                }
+                let n = match tcp::command_len(Role::Server, &c.inbuf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => return Some(false),
+                    Err(_) => {
+                        self.close_link(now_ms, conn);
+                        return Some(false);
+                    }
+                };
+                let frame: Vec<u8> = c.inbuf.drain(..n).collect();
+                if frame[0] == tcp::CMD_DIR_RECORD {
+                    self.stats.dir_records_in += 1;
+                    self.actions.push_back(TcpAction::PeerRecord {
+                        conn,
+                        body: frame[3..].to_vec(),
+                    });
+                } else if frame.len() == 7 {
+                    c.expects.pop_front(); // [17][0004][count]: the answer is complete
+                } else {
+                    self.close_link(now_ms, conn);
+                    return Some(false);
+                }
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
     fn close_link(&mut self, _now_ms: u64, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.close_when_flushed = true;
@@ -1635,6 +2610,11 @@ impl TcpCore {
         self.actions.push_front(action);
     }
 
+    /// True when actions wait for the loop.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// The next thing the loop must do.
     pub fn poll_action(&mut self) -> Option<TcpAction> {
         self.actions.pop_front()
@@ -1664,6 +2644,7 @@ impl TcpCore {
         self.pump(conn);
         if let Some(i) = self.conns.get(&conn).and_then(|c| c.link) {
             self.next_page(i);
+            self.next_dir_page(i);
         }
         // Answers that were held back may let more requests be parsed.
         self.parse(now_ms, conn);
@@ -1731,6 +2712,14 @@ impl TcpCore {
                         c.out.push(tcp::CMD_BARRIER);
                         c.expects.push_back(Expect::HeartBeat);
                         c.expects.push_back(Expect::Status { confirms });
+                        // The node lists are compared again on every heartbeat, so a change
+                        // anywhere reaches every server (one hash frame when they agree).
+                        if !c.expects.iter().any(|e| *e == Expect::NodeHash) {
+                            if let Ok(h) = self.nodes.hash_frame().to_vec() {
+                                c.out.extend_from_slice(&h);
+                                c.expects.push_back(Expect::NodeHash);
+                            }
+                        }
                     }
                 }
                 _ => {}
@@ -1760,6 +2749,40 @@ impl TcpCore {
     }
 }
 
+impl Link {
+    fn new(addr: SocketAddr, now_ms: u64, backoff_ms: u64, learned: bool) -> Self {
+        Link {
+            addr,
+            state: LinkState::Down { retry_ms: now_ms },
+            backoff_ms,
+            last_heartbeat_ms: None,
+            up_since_ms: 0,
+            peer_clock: 0,
+            phase: Phase::AwaitCursor,
+            pushed_line: 0,
+            confirmed_line: 0,
+            entries_sent: 0,
+            records_sent: 0,
+            dir_sent: 0,
+            dir_push: DirPush::Idle,
+            learned,
+        }
+    }
+}
+
+/// A status frame's bytes.
+fn status_bytes(status: u16, request: u8, detail: &str) -> Vec<u8> {
+    let f = StatusFrame {
+        status,
+        request,
+        detail,
+    };
+    let mut buf = vec![0u8; f.buffer_len()];
+    let n = f.emit(&mut buf).unwrap_or(0);
+    buf.truncate(n);
+    buf
+}
+
 impl Conn {
     fn new(addr: SocketAddr, now_ms: u64, link: Option<usize>) -> Self {
         Conn {
@@ -1777,6 +2800,10 @@ impl Conn {
             link,
             peer_journal: None,
             expects: VecDeque::new(),
+            must_auth: false,
+            authed: false,
+            nonce: None,
+            last_in_ms: now_ms,
         }
     }
 

@@ -265,6 +265,11 @@ impl Batch {
         }
     }
 
+    /// Queues one datagram from `socket` to `dst` (sent by the next [`Self::flush`]).
+    pub fn queue(&mut self, socket: &UdpSocket, dst: SocketAddr, bytes: &[u8]) {
+        self.tx.push(socket.as_raw_fd(), dst, bytes);
+    }
+
     /// Sends everything batched (and held back); returns true when something still waits
     /// for the socket to become writable.
     pub fn flush(&mut self, socket: &UdpSocket) -> bool {

@@ -146,7 +146,9 @@ pub fn run(
             more_to_read = batch.drain(&socket, server, now_, READ_BUDGET);
         }
         if let Some(t) = tcp.as_mut() {
-            t.turn(poll.registry(), now_.mono_ms, server);
+            t.turn(poll.registry(), now_, server, &mut |dst, bytes| {
+                batch.queue(&socket, dst, bytes)
+            });
         }
         // Flush what the core produced; keep the rest for when the socket is writable.
         let pending = batch.flush(&socket);

@@ -3,7 +3,10 @@
 //! mio loop. Protocol decisions live in [`crate::core::tcp::TcpCore`].
 
 use crate::core::tcp::{ConnId, TcpAction, TcpCore};
+use crate::core::{Now, Out, PeerOut, Server};
 use crate::store::thread::StoreThread;
+use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
+use crate::wire::Fingerprint;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -179,7 +182,11 @@ impl TcpIo {
 
     /// One loop turn of TCP work after events: store events, reads, timeouts, store
     /// requests, actions and writes.
-    pub fn turn(&mut self, registry: &Registry, now_ms: u64, udp: &crate::core::Server) {
+    ///
+    /// `udp` is the UDP core: directory records and forwards from peers go to it, and what
+    /// it has for peers goes out on the links; `out` sends the datagrams that produces.
+    pub fn turn(&mut self, registry: &Registry, now: Now, udp: &mut Server, out: &mut Out<'_>) {
+        let now_ms = now.mono_ms;
         while let Some(ev) = self.store.try_recv() {
             self.core.handle_store(now_ms, ev);
         }
@@ -210,6 +217,25 @@ impl TcpIo {
         for req in self.core.drain_store() {
             self.store.send(req);
         }
+        // Actions, the UDP core's news for peers, and writes, until nothing new comes of
+        // them (a write can free room for a directory page; bounded per turn).
+        for _ in 0..8 {
+            self.actions(registry, now, udp, out);
+            self.write_all(registry, now_ms);
+            if !self.core.has_actions() {
+                break;
+            }
+        }
+        // Writing may have freed room for streamed answers: their page requests go out now.
+        for req in self.core.drain_store() {
+            self.store.send(req);
+        }
+    }
+
+    /// Carries out the core's actions, then hands what the UDP core has for peers to the
+    /// links.
+    fn actions(&mut self, registry: &Registry, now: Now, udp: &mut Server, out: &mut Out<'_>) {
+        let now_ms = now.mono_ms;
         while let Some(action) = self.core.poll_action() {
             match action {
                 TcpAction::Connect { peer, addr } => match TcpStream::connect(addr) {
@@ -252,12 +278,44 @@ impl TcpIo {
                     let (online, sha) = udp.directory_digest();
                     self.core.handle_directory_digest(now_ms, tag, online, &sha);
                 }
+                TcpAction::PeerRecord { conn, body } => {
+                    if let Err(e) = udp.apply_peer_record(now, &body) {
+                        tracing::warn!(
+                            status = e.status,
+                            detail = e.detail,
+                            "refused a directory record from a peer"
+                        );
+                        self.core
+                            .refuse_peer(now_ms, conn, CMD_DIR_RECORD, e.status, e.detail);
+                    }
+                }
+                TcpAction::Forward { conn, body } => {
+                    if let Err(e) = udp.handle_forward(now, &body, out) {
+                        tracing::warn!(
+                            status = e.status,
+                            detail = e.detail,
+                            "refused a forward from a peer"
+                        );
+                        self.core
+                            .refuse_peer(now_ms, conn, CMD_FORWARD, e.status, e.detail);
+                    }
+                }
+                TcpAction::DirectoryPage { tag, after, max } => {
+                    let mut frames = Vec::new();
+                    let (last, more) =
+                        udp.directory_page(now, after.map(Fingerprint), max, &mut frames);
+                    let count = count_frames(&frames);
+                    self.core
+                        .handle_directory_page(tag, &frames, count, last.map(|f| f.0), more);
+                }
             }
         }
-        self.write_all(registry, now_ms);
-        // Writing may have freed room for streamed answers: their page requests go out now.
-        for req in self.core.drain_store() {
-            self.store.send(req);
+        while let Some(p) = udp.poll_peer_out() {
+            match p {
+                PeerOut::Record(b) => self.core.push_directory(&b),
+                PeerOut::Forward(b) => self.core.push_forward(&b),
+                PeerOut::WantDirectory => self.core.request_directory(),
+            }
         }
     }
 
@@ -334,7 +392,11 @@ impl TcpIo {
                         self.drop_conn(registry, cid);
                         self.core.handle_closed(now_ms, cid);
                     }
-                    TcpAction::Connect { .. } | TcpAction::DirectoryDigest { .. } => {
+                    TcpAction::Connect { .. }
+                    | TcpAction::DirectoryDigest { .. }
+                    | TcpAction::PeerRecord { .. }
+                    | TcpAction::Forward { .. }
+                    | TcpAction::DirectoryPage { .. } => {
                         // Not something a write leads to: put it back for the next turn.
                         self.core.requeue(action);
                         break;
@@ -344,10 +406,23 @@ impl TcpIo {
         }
     }
 
-    /// True when a connection still has unread input (the loop should not sleep).
+    /// True when a connection still has unread input, or the core has actions waiting
+    /// (the loop should not sleep).
     pub fn busy(&self) -> bool {
-        self.conns.iter().any(|(&id, c)| {
-            c.read_pending && c.connecting.is_none() && self.core.read_budget(id) > 0
-        })
+        self.core.has_actions()
+            || self.conns.iter().any(|(&id, c)| {
+                c.read_pending && c.connecting.is_none() && self.core.read_budget(id) > 0
+            })
     }
+}
+
+/// Number of whole `[cmd][len u16][body]` frames in `frames`.
+fn count_frames(frames: &[u8]) -> usize {
+    let mut n = 0;
+    let mut p = 0;
+    while p + 3 <= frames.len() {
+        p += 3 + usize::from(u16::from_be_bytes([frames[p + 1], frames[p + 2]]));
+        n += 1;
+    }
+    n
 }

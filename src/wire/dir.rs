@@ -32,12 +32,9 @@
 //! are policy checked by the core, not here.
 
 use super::root::{Root, MAX_DATAGRAM};
-/// Command byte of a DirRecord frame, server role.
-pub const CMD_DIR_RECORD: u8 = 16;
-/// Command byte of a DirRequest frame ("send me your whole directory"), server role.
-pub const CMD_DIR_REQUEST: u8 = 17;
-/// Command byte of a Forward frame, server role.
-pub const CMD_FORWARD: u8 = 18;
+/// The command bytes of the frames that carry these bodies (16 DirRecord, 17 DirRequest,
+/// 18 Forward), defined with the rest of the TCP plane's commands.
+pub use super::tcp::{CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_FORWARD};
 use super::udp::{canonical_addr, MAX_EVENT};
 use super::{Fingerprint, WireError};
 use byteorder::{BigEndian, ByteOrder};

@@ -81,7 +81,8 @@ pub const COUNT_LEN: usize = 4;
 pub const CLIENT_RECORD_LEN: usize = 1 + CLIENT_UPDATE_LEN;
 /// Length of one record of an AskForUpdate answer: 0x01 + 536 = 537 bytes (seed 003).
 pub const SERVER_RECORD_LEN: usize = 1 + SERVER_UPDATE_LEN;
-/// The longest opener frame of either role (a JournalUpdate), command byte included: 545.
+/// The longest fixed-length opener frame of either role (a JournalUpdate), command byte
+/// included: 545. Frames 10-12 and 16-18 carry their own length ([`MAX_FRAME_LEN`]).
 pub const MAX_COMMAND_LEN: usize = 1 + JOURNAL_UPDATE_LEN;
 /// The longest status frame: 5 fixed bytes + 255 bytes of detail = 260.
 pub const MAX_STATUS_LEN: usize = StatusFrame::FIXED_LEN + StatusFrame::MAX_DETAIL;
@@ -116,6 +117,42 @@ pub const CMD_CURSOR_QUERY: u8 = 14;
 /// Byte 15, server role: `[line u64]`: "you now hold my journal up to this line" (sent after
 /// a full push or a catch-up, this project's).
 pub const CMD_JOURNAL_MARK: u8 = 15;
+/// Byte 10, 11, 12, server role: the node-list sync frames (this project's; seed 000),
+/// framed and parsed by [`crate::federation::nodelist`].
+pub use crate::federation::nodelist::{CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
+/// Byte 16, server role: one directory record pushed by the opener, `[len u16][body]`
+/// (this project's; seed 002's client_update; body: [`super::dir`]).
+pub const CMD_DIR_RECORD: u8 = 16;
+/// Byte 17, server role: `[len u16 = 0]`, "send me your whole directory" (seed 002's
+/// client_update_request); answered with DirRecord frames and `[17][len u16 = 4][count u32]`.
+pub const CMD_DIR_REQUEST: u8 = 17;
+/// Byte 18, server role: a punch request or relayed event forwarded toward the target's home
+/// server, `[len u16][body]` (this project's; body: [`super::dir`]).
+pub const CMD_FORWARD: u8 = 18;
+/// Byte 19, server role: `[journal_id u64][since u64][limit u32]`, "send me at most `limit`
+/// lines of your journal after `since`" (seed 004); answered with `[19][count u32]` and
+/// `count` JournalUpdate frames (13), or a status frame (400, 404).
+pub const CMD_JOURNAL_SINCE: u8 = 19;
+/// Byte 20, server role, no body: "challenge me" (this project's); answered with
+/// `[20][nonce 32]`. The first step of proving a node key (BRIEF.md, "Trust").
+pub const CMD_AUTH_CHALLENGE: u8 = 20;
+/// Byte 21, server role: `[len u16][node entry][sig_len u8][signature]`, the proof: the
+/// opener's node-list entry and its Ed25519 signature over [`AUTH_CONTEXT`] || nonce ||
+/// the entry's canonical bytes; answered with status 200, or 401 and close.
+pub const CMD_AUTH_PROOF: u8 = 21;
+/// Length of an authentication nonce, in bytes: 32.
+pub const NONCE_LEN: usize = 32;
+/// The domain-separation prefix of an authentication signature (23 bytes of ASCII).
+pub const AUTH_CONTEXT: &[u8] = b"rendezvous node auth v1";
+/// The largest `limit` a JournalSince may ask for: 4096 lines (more is refused with 400).
+pub const MAX_SINCE_LIMIT: u32 = 4096;
+/// Body of a JournalSince: journal id (8) + since (8) + limit (4) = 20 bytes.
+pub const JOURNAL_SINCE_LEN: usize = 20;
+/// The longest body of a length-prefixed frame (16, 17, 18), in bytes: 4096.
+pub const MAX_VAR_BODY: usize = 4096;
+/// The longest frame an opener may send, in bytes: a NodeList of 4096 entries of 792 bytes
+/// (3,244,037); every other frame is at most [`MAX_VAR_BODY`] + 3.
+pub const MAX_FRAME_LEN: usize = crate::federation::nodelist::MAX_FRAME_LEN;
 /// Body of a JournalUpdate: line, clock and the contact fields.
 pub const JOURNAL_UPDATE_LEN: usize = 8 + SERVER_UPDATE_LEN;
 /// Byte 7: the status frame, sent by the accepting side only (this project's).
@@ -322,28 +359,71 @@ pub fn body_len(role: Role, command: u8) -> Option<usize> {
         (Role::Server, CMD_JOURNAL_UPDATE) => Some(JOURNAL_UPDATE_LEN),
         (Role::Server, CMD_CURSOR_QUERY) => Some(8),
         (Role::Server, CMD_JOURNAL_MARK) => Some(8),
+        (Role::Server, CMD_JOURNAL_SINCE) => Some(JOURNAL_SINCE_LEN),
+        (Role::Server, CMD_AUTH_CHALLENGE) => Some(0),
         (_, CMD_BARRIER) => Some(0),
         (_, CMD_STATUS_REQUEST) => Some(0),
         _ => None,
     }
 }
 
+/// True when `command` is a command of `role`: one of fixed length ([`body_len`]) or, for
+/// the server role, a node-list frame (10-12) or a length-prefixed frame (16-18).
+pub fn is_command(role: Role, command: u8) -> bool {
+    body_len(role, command).is_some()
+        || (role == Role::Server
+            && matches!(
+                command,
+                CMD_NODE_LIST_HASH
+                    | CMD_NODE_LIST
+                    | CMD_NODE_LIST_DIFF
+                    | CMD_DIR_RECORD
+                    | CMD_DIR_REQUEST
+                    | CMD_FORWARD
+                    | CMD_AUTH_PROOF
+            ))
+}
+
 /// Length of the next complete frame at the start of `buf` for a connection of `role`,
 /// speaking as the opener: `Ok(None)` when more bytes are needed, `Ok(Some(n))` when the
-/// first `n` bytes are one whole frame (command byte included; 1 to 537).
+/// first `n` bytes are one whole frame (command byte included; at most [`MAX_FRAME_LEN`]).
 ///
-/// Reads only the command byte: it never looks past what is needed, and a frame's length
-/// never depends on its body.
+/// Fixed-length commands: reads only the command byte. Frames 16-18: `[cmd][len u16]`
+/// then `len` bytes. Frames 10-12: [`crate::federation::nodelist::frame_len`]. A frame's
+/// length never depends on anything but these length fields.
 ///
 /// # Errors
 /// [`WireError::UnknownCommand`] for a first byte that is no command of `role` (see
-/// [`body_len`]); the connection cannot be resynchronised after it.
+/// [`is_command`]); [`WireError::BadLength`] for a length-prefixed body over
+/// [`MAX_VAR_BODY`] or a node list of over 4096 entries. The connection cannot be
+/// resynchronised after either.
 pub fn command_len(role: Role, buf: &[u8]) -> Result<Option<usize>, WireError> {
     let Some(&command) = buf.first() else {
         return Ok(None);
     };
-    let n = 1 + body_len(role, command).ok_or(WireError::UnknownCommand)?;
-    Ok((buf.len() >= n).then_some(n))
+    if let Some(body) = body_len(role, command) {
+        let n = 1 + body;
+        return Ok((buf.len() >= n).then_some(n));
+    }
+    if role != Role::Server {
+        return Err(WireError::UnknownCommand);
+    }
+    match command {
+        CMD_NODE_LIST_HASH | CMD_NODE_LIST | CMD_NODE_LIST_DIFF => {
+            crate::federation::nodelist::frame_len(buf)
+        }
+        CMD_DIR_RECORD | CMD_DIR_REQUEST | CMD_FORWARD | CMD_AUTH_PROOF => {
+            let Some(b) = buf.get(1..3) else {
+                return Ok(None);
+            };
+            let len = usize::from(BigEndian::read_u16(b));
+            if len > MAX_VAR_BODY {
+                return Err(WireError::BadLength);
+            }
+            Ok((buf.len() >= 3 + len).then_some(3 + len))
+        }
+        _ => Err(WireError::UnknownCommand),
+    }
 }
 
 /// The contact fields `[username 256][contactname 256][phone 20]` shared by both roles'
@@ -521,6 +601,28 @@ pub enum ServerCommand<'a> {
         /// Line number.
         line: u64,
     },
+    /// 10, 11 or 12: a node-list sync frame, whole (command byte included), to be read by
+    /// [`crate::federation::nodelist::NodeListFrame::parse`].
+    NodeList(&'a [u8]),
+    /// 16 `[len u16][body]`: one directory record; `body` is the record (0 to 4096 bytes).
+    DirRecord(&'a [u8]),
+    /// 17 `[len u16 = 0]`: send me your whole directory (3-byte frame).
+    DirRequest,
+    /// 18 `[len u16][body]`: a forwarded punch request or relayed event.
+    Forward(&'a [u8]),
+    /// 20, no body: send me a nonce to sign (1-byte frame).
+    AuthChallenge,
+    /// 21 `[len u16][node entry][sig_len u8][signature]`: proof of the node key.
+    AuthProof(&'a [u8]),
+    /// 19 `[journal_id u64][since u64][limit u32]` (21-byte frame).
+    JournalSince {
+        /// The journal the asker's cursor belongs to.
+        journal_id: u64,
+        /// The last line the asker holds.
+        since: u64,
+        /// The most lines wanted.
+        limit: u32,
+    },
 }
 
 impl<'a> ServerCommand<'a> {
@@ -536,6 +638,13 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::JournalUpdate { .. } => CMD_JOURNAL_UPDATE,
             ServerCommand::CursorQuery { .. } => CMD_CURSOR_QUERY,
             ServerCommand::JournalMark { .. } => CMD_JOURNAL_MARK,
+            ServerCommand::NodeList(f) => f.first().copied().unwrap_or(CMD_NODE_LIST_HASH),
+            ServerCommand::DirRecord(_) => CMD_DIR_RECORD,
+            ServerCommand::DirRequest => CMD_DIR_REQUEST,
+            ServerCommand::Forward(_) => CMD_FORWARD,
+            ServerCommand::JournalSince { .. } => CMD_JOURNAL_SINCE,
+            ServerCommand::AuthChallenge => CMD_AUTH_CHALLENGE,
+            ServerCommand::AuthProof(_) => CMD_AUTH_PROOF,
         }
     }
 
@@ -547,6 +656,33 @@ impl<'a> ServerCommand<'a> {
     /// errors of [`ContactFields::parse`] for an Update.
     pub fn parse(frame: &'a [u8]) -> Result<Self, WireError> {
         let (&command, body) = frame.split_first().ok_or(WireError::Truncated)?;
+        match command {
+            CMD_NODE_LIST_HASH | CMD_NODE_LIST | CMD_NODE_LIST_DIFF => {
+                // Framing only; the entries are read by the node list's own parser.
+                return match crate::federation::nodelist::frame_len(frame)? {
+                    None => Err(WireError::Truncated),
+                    Some(n) if n < frame.len() => Err(WireError::TrailingData),
+                    Some(_) => Ok(ServerCommand::NodeList(frame)),
+                };
+            }
+            CMD_DIR_RECORD | CMD_DIR_REQUEST | CMD_FORWARD | CMD_AUTH_PROOF => {
+                let b = body.get(..2).ok_or(WireError::Truncated)?;
+                let len = usize::from(BigEndian::read_u16(b));
+                if len > MAX_VAR_BODY {
+                    return Err(WireError::BadLength);
+                }
+                exact(&body[2..], len)?;
+                let rest = &body[2..];
+                return match command {
+                    CMD_DIR_RECORD => Ok(ServerCommand::DirRecord(rest)),
+                    CMD_FORWARD => Ok(ServerCommand::Forward(rest)),
+                    CMD_AUTH_PROOF => Ok(ServerCommand::AuthProof(rest)),
+                    _ if len == 0 => Ok(ServerCommand::DirRequest),
+                    _ => Err(WireError::BadLength),
+                };
+            }
+            _ => {}
+        }
         let len = body_len(Role::Server, command).ok_or(WireError::UnknownCommand)?;
         exact(body, len)?;
         Ok(match command {
@@ -574,13 +710,27 @@ impl<'a> ServerCommand<'a> {
             CMD_JOURNAL_MARK => ServerCommand::JournalMark {
                 line: BigEndian::read_u64(&frame[1..9]),
             },
+            CMD_JOURNAL_SINCE => ServerCommand::JournalSince {
+                journal_id: BigEndian::read_u64(&frame[1..9]),
+                since: BigEndian::read_u64(&frame[9..17]),
+                limit: BigEndian::read_u32(&frame[17..21]),
+            },
+            CMD_AUTH_CHALLENGE => ServerCommand::AuthChallenge,
             _ => ServerCommand::Barrier,
         })
     }
 
-    /// Bytes [`Self::emit`] writes: 537, 6, 5, 1 or 1.
+    /// Bytes [`Self::emit`] writes: the fixed length of the command, the node-list frame's
+    /// length, or 3 + the body for frames 16-18.
     pub fn buffer_len(&self) -> usize {
-        1 + body_len(Role::Server, self.command_byte()).unwrap_or(0)
+        match self {
+            ServerCommand::NodeList(f) => f.len(),
+            ServerCommand::DirRecord(b)
+            | ServerCommand::Forward(b)
+            | ServerCommand::AuthProof(b) => 3 + b.len(),
+            ServerCommand::DirRequest => 3,
+            _ => 1 + body_len(Role::Server, self.command_byte()).unwrap_or(0),
+        }
     }
 
     /// Writes the frame, command byte included; returns its length.
@@ -594,6 +744,19 @@ impl<'a> ServerCommand<'a> {
             self
         {
             fields.check()?;
+        }
+        if let ServerCommand::DirRecord(b)
+        | ServerCommand::Forward(b)
+        | ServerCommand::AuthProof(b) = self
+        {
+            if b.len() > MAX_VAR_BODY {
+                return Err(WireError::BadLength);
+            }
+        }
+        if let ServerCommand::NodeList(f) = self {
+            if ServerCommand::parse(f) != Ok(*self) {
+                return Err(WireError::BadLength);
+            }
         }
         room(buf, n)?;
         buf[field::COMMAND] = self.command_byte();
@@ -609,7 +772,10 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::UpdateClock(clock) => {
                 BigEndian::write_u32(&mut buf[field::CLOCK], *clock);
             }
-            ServerCommand::AskForUpdate | ServerCommand::Barrier | ServerCommand::Status => {}
+            ServerCommand::AskForUpdate
+            | ServerCommand::Barrier
+            | ServerCommand::Status
+            | ServerCommand::AuthChallenge => {}
             ServerCommand::JournalUpdate {
                 line,
                 clock,
@@ -623,6 +789,23 @@ impl<'a> ServerCommand<'a> {
                 BigEndian::write_u64(&mut buf[1..9], *journal_id);
             }
             ServerCommand::JournalMark { line } => BigEndian::write_u64(&mut buf[1..9], *line),
+            ServerCommand::NodeList(f) => buf[..n].copy_from_slice(f),
+            ServerCommand::DirRecord(b)
+            | ServerCommand::Forward(b)
+            | ServerCommand::AuthProof(b) => {
+                BigEndian::write_u16(&mut buf[1..3], b.len() as u16);
+                buf[3..n].copy_from_slice(b);
+            }
+            ServerCommand::DirRequest => BigEndian::write_u16(&mut buf[1..3], 0),
+            ServerCommand::JournalSince {
+                journal_id,
+                since,
+                limit,
+            } => {
+                BigEndian::write_u64(&mut buf[1..9], *journal_id);
+                BigEndian::write_u64(&mut buf[9..17], *since);
+                BigEndian::write_u32(&mut buf[17..21], *limit);
+            }
         }
         Ok(n)
     }
