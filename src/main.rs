@@ -301,6 +301,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let journal_head = store
         .journal_head()
         .context("cannot read the journal head")?;
+    let stored_nodes = store.node_list().context("cannot read the node list")?;
     let mut seed = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
         .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
@@ -360,8 +361,10 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), clock, memory_only = a.memory_only, "serving");
     say(&format!("listening udp {local}"));
     say(&format!("listening tcp {}", listener.local_addr()?));
-    let core = TcpCore::new(tcp_cfg, clock, rendezvous::net::now(origin).mono_ms)
-        .with_journal(journal_id, journal_head);
+    let start_ms = rendezvous::net::now(origin).mono_ms;
+    let core = TcpCore::new(tcp_cfg, clock, start_ms)
+        .with_journal(journal_id, journal_head)
+        .with_nodes(&stored_nodes, start_ms);
     let tcp = rendezvous::net::TcpParts {
         listener,
         core,

@@ -603,7 +603,7 @@ fn sqlite_migrates_version_1() {
             [entry(1, contact("ann", "bob", "5", 10))]
         );
     }
-    assert_eq!(user_version(dir.path()), 2);
+    assert_eq!(user_version(dir.path()), 3);
     // Reopening a migrated database migrates nothing again: the same id, the same journal.
     let s = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(s.journal_id().unwrap(), id);
@@ -618,7 +618,7 @@ fn sqlite_refuses_a_newer_schema() {
     drop(SqliteStore::open(dir.path()).unwrap());
     {
         let conn = rusqlite::Connection::open(dir.path().join("rendezvous.db")).unwrap();
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
     }
     let err = SqliteStore::open(dir.path()).expect_err("newer schema");
     assert!(err.to_string().contains("newer"), "{err}");
@@ -776,4 +776,26 @@ fn sqlite_journal_throughput() {
         "journal: 200,000 journaled merges in 200 transactions {write:.2?} (trimming to \
          100,000); read 100,000 lines in windows of {JOURNAL_READ_CAP} {read:.2?}"
     );
+}
+
+#[test]
+fn the_node_list_is_stored_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = vec![0, 0, 0, 1, 7, 7, 7];
+    {
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.node_list().unwrap(), Vec::<u8>::new());
+        s.apply(&[Write::NodeList(list.clone())], &mut Vec::new())
+            .unwrap();
+        assert_eq!(s.node_list().unwrap(), list);
+        s.apply(&[Write::NodeList(vec![0, 0, 0, 0])], &mut Vec::new())
+            .unwrap();
+    }
+    let s = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(s.node_list().unwrap(), [0, 0, 0, 0]);
+    assert_eq!(s.journal_head().unwrap(), 0, "not a journal line");
+    let mut m = MemoryStore::new();
+    m.apply(&[Write::NodeList(list.clone())], &mut Vec::new())
+        .unwrap();
+    assert_eq!(m.node_list().unwrap(), list);
 }

@@ -352,7 +352,7 @@ fn every_page_size_yields_every_row_once() {
             .iter()
             .map(|w| match w {
                 Write::Merge(c) => c.clone(),
-                Write::Clock(_) | Write::Cursor { .. } => unreachable!(),
+                Write::Clock(_) | Write::Cursor { .. } | Write::NodeList(_) => unreachable!(),
             })
             .collect();
         want.sort_by(|a, b| (&a.username, &a.contact).cmp(&(&b.username, &b.contact)));

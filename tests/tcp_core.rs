@@ -2249,3 +2249,59 @@ fn a_journal_line_that_comes_twice_is_applied_once() {
         Some(3)
     );
 }
+
+#[test]
+fn the_node_list_is_kept_in_the_store_and_read_back_at_start() {
+    // Node 0 learns node 1 from a peer; the list goes to the store with that batch.
+    let (e0, s0) = identity(0);
+    let (e1, _) = identity(1);
+    let cfg = TcpConfig {
+        node: Some(e0.clone()),
+        signer: Some(s0),
+        allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+        ..TcpConfig::default()
+    };
+    let mut n = Node::new(cfg.clone(), 0);
+    n.accept(1, PEER);
+    n.send(1, &hello(1, "peer"));
+    n.send(
+        1,
+        &NodeList::from_entries(vec![e1.clone()])
+            .list_frame()
+            .to_vec()
+            .unwrap(),
+    );
+    n.read(1);
+    let stored = n.store.node_list().unwrap();
+    let want = NodeList::from_entries(vec![e0.clone(), e1.clone()]);
+    assert_eq!(stored, want.canonical_bytes());
+
+    // A restart reads it back: the list is whole at once, and node 1 is linked to. An
+    // older entry of our own uid in the stored bytes is replaced by the configured one.
+    let mut newer = cfg.clone();
+    let e0v2 = NodeEntry::new(
+        *e0.uid(),
+        2,
+        "node0",
+        e0.location(),
+        e0.public_key().to_vec(),
+    )
+    .unwrap();
+    newer.node = Some(e0v2.clone());
+    let mut fresh = TcpCore::new(newer, 0, 0).with_nodes(&stored, 0);
+    assert_eq!(
+        fresh.node_list(),
+        &NodeList::from_entries(vec![e0v2, e1.clone()])
+    );
+    fresh.handle_timeout(0);
+    let mut connects = Vec::new();
+    while let Some(a) = fresh.poll_action() {
+        if let TcpAction::Connect { addr, .. } = a {
+            connects.push(addr);
+        }
+    }
+    assert_eq!(connects, [node_addr(1)]);
+    // Bytes that are no node list are ignored.
+    let junk = TcpCore::new(cfg, 0, 0).with_nodes(&[0, 0, 0, 9, 1], 0);
+    assert_eq!(junk.node_list().len(), 1);
+}

@@ -622,6 +622,31 @@ impl TcpCore {
         }
     }
 
+    /// Adds the node list the store kept (its canonical bytes, [`crate::store::Store::
+    /// node_list`]) at start, and links to the servers in it (unless `no_mesh`). Our own
+    /// entry is always the one configured; bytes that do not parse are ignored (logged).
+    pub fn with_nodes(mut self, canonical: &[u8], now_ms: u64) -> Self {
+        if canonical.is_empty() {
+            return self;
+        }
+        let mut frame = Vec::with_capacity(1 + canonical.len());
+        frame.push(tcp::CMD_NODE_LIST);
+        frame.extend_from_slice(canonical);
+        match NodeListFrame::parse(&frame) {
+            Ok(NodeListFrame::List(entries)) => {
+                let own = self.cfg.node.as_ref().map(|n| *n.uid());
+                let entries: Vec<NodeEntry> = entries
+                    .into_iter()
+                    .filter(|e| Some(*e.uid()) != own)
+                    .collect();
+                let changed = self.nodes.merge(&entries);
+                self.nodes_changed(now_ms, changed.len());
+            }
+            _ => tracing::warn!("the stored node list does not parse; starting without it"),
+        }
+        self
+    }
+
     /// Sets our journal's id and its last line, as the store has them (at start).
     pub fn with_journal(mut self, journal_id: u64, head: u64) -> Self {
         self.set_journal(journal_id, head);
@@ -1376,6 +1401,10 @@ impl TcpCore {
             return;
         }
         self.stats.nodes_learned += changed as u64;
+        // Durable with the next batch (BRIEF.md "State"; not a journal line: the hash
+        // exchange brings peers up to date).
+        self.batch
+            .push(Write::NodeList(self.nodes.canonical_bytes()));
         if !self.cfg.no_mesh {
             let own = self.cfg.node.as_ref().map(|n| *n.uid());
             let wanted: Vec<SocketAddr> = self

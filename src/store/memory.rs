@@ -67,6 +67,8 @@ pub struct MemoryStore {
     keep: u64,
     /// peer -> (journal id, line).
     cursors: HashMap<String, (u64, u64)>,
+    /// The node list's canonical bytes (empty: none stored).
+    node_list: Vec<u8>,
 }
 
 impl Default for MemoryStore {
@@ -93,6 +95,7 @@ impl MemoryStore {
             head: 0,
             keep,
             cursors: HashMap::new(),
+            node_list: Vec::new(),
         }
     }
 
@@ -117,6 +120,7 @@ impl Store for MemoryStore {
         let mut journal = self.journal.clone();
         let mut head = self.head;
         let mut cursors: Vec<(&String, (u64, u64))> = Vec::new();
+        let mut node_list: Option<&Vec<u8>> = None;
         for w in batch {
             match w {
                 Write::Merge(c) => {
@@ -146,6 +150,7 @@ impl Store for MemoryStore {
                     journal_id,
                     line,
                 } => cursors.push((peer, (*journal_id, *line))),
+                Write::NodeList(bytes) => node_list = Some(bytes),
             }
         }
         while journal.len() as u64 > self.keep {
@@ -157,6 +162,9 @@ impl Store for MemoryStore {
         self.head = head;
         for (peer, at) in cursors {
             self.cursors.insert(peer.clone(), at);
+        }
+        if let Some(bytes) = node_list {
+            self.node_list = bytes.clone();
         }
         Ok(())
     }
@@ -218,6 +226,10 @@ impl Store for MemoryStore {
 
     fn cursor(&self, peer: &str) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(self.cursors.get(peer).copied())
+    }
+
+    fn node_list(&self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.node_list.clone())
     }
 }
 

@@ -118,6 +118,9 @@ pub enum Write {
         /// The last line of that journal applied here.
         line: u64,
     },
+    /// Replace the stored node list with this one: its canonical form (count and entries,
+    /// `src/federation/nodelist.rs`), at most 3 244 033 bytes. Not a journal line.
+    NodeList(Vec<u8>),
 }
 
 /// A consistent, read-only view of all contacts at one moment, read page by page in
@@ -190,6 +193,12 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError`].
     fn cursor(&self, peer: &str) -> Result<Option<(u64, u64)>, StoreError>;
+    /// The node list last stored with [`Write::NodeList`] (its canonical bytes), empty when
+    /// none was.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn node_list(&self) -> Result<Vec<u8>, StoreError>;
 }
 
 /// A new journal id: a random non-zero u64 from the system's CSPRNG (ring's

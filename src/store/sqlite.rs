@@ -6,8 +6,9 @@
 //! `cursors`; the journal id, its head line and the Lamport clock are rows of `meta`.
 //!
 //! Schema versions (`PRAGMA user_version`): 1 had `contacts` and `meta` (the clock); 2 adds
-//! `journal`, `cursors` and the `meta` rows `journal_id` and `journal_head`. Opening a
-//! version-1 database migrates it in one transaction: its contacts are kept and its journal
+//! `journal`, `cursors` and the `meta` rows `journal_id` and `journal_head`; 3 adds
+//! `node_list` (one row: the node list's canonical bytes). Opening an older database
+//! migrates it in one transaction: a version-1 database keeps its contacts and its journal
 //! starts empty at line 0 with a new id. Source: BRIEF.md, "TCP plane" and "State".
 
 use std::fmt::Display;
@@ -31,7 +32,7 @@ pub const DB_FILE: &str = "rendezvous.db";
 pub const LOCK_FILE: &str = "rendezvous.lock";
 /// The schema version this build writes (`PRAGMA user_version`); a database with a higher
 /// version was written by a newer build and is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another connection (a checkpoint, the
 /// start of a snapshot) before failing.
@@ -77,6 +78,16 @@ CREATE TABLE IF NOT EXISTS cursors (
 ) STRICT, WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_head', 0);
 ";
+/// Version 2 to 3: the node list, one row holding its canonical bytes.
+const MIGRATE_V3: &str = "
+CREATE TABLE IF NOT EXISTS node_list (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    list BLOB NOT NULL
+) STRICT;
+";
+const SET_NODE_LIST_SQL: &str = "INSERT INTO node_list (id, list) VALUES (1, ?1)
+ON CONFLICT (id) DO UPDATE SET list = excluded.list";
+const NODE_LIST_SQL: &str = "SELECT list FROM node_list WHERE id = 1";
 const JOURNAL_ID_INIT_SQL: &str =
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)";
 
@@ -318,6 +329,11 @@ impl SqliteStore {
                             })
                             .map_err(db_err("record a peer's cursor"))?;
                     }
+                    Write::NodeList(bytes) => {
+                        tx.prepare_cached(SET_NODE_LIST_SQL)
+                            .and_then(|mut s| s.execute([bytes]))
+                            .map_err(db_err("store the node list"))?;
+                    }
                 }
             }
             if head != start {
@@ -355,6 +371,14 @@ impl Store for SqliteStore {
             changed.truncate(mark);
         }
         result
+    }
+
+    fn node_list(&self) -> Result<Vec<u8>, StoreError> {
+        self.conn
+            .prepare_cached(NODE_LIST_SQL)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map(Option::unwrap_or_default)
+            .map_err(db_err("read the node list"))
     }
 
     fn clock(&self) -> Result<u32, StoreError> {
@@ -496,7 +520,8 @@ impl Store for SqliteStore {
 
 /// Creates or upgrades the schema to [`SCHEMA_VERSION`] in one `IMMEDIATE` transaction (the
 /// directory lock already keeps other stores out): version 0 (a new file) gets
-/// [`SCHEMA_V1`], then every version below 2 gets [`MIGRATE_V2`] and a new journal id.
+/// [`SCHEMA_V1`], then every version below 2 gets [`MIGRATE_V2`] and a new journal id, and
+/// every version below 3 gets [`MIGRATE_V3`].
 fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -523,6 +548,11 @@ fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
         )))?;
         tx.execute(JOURNAL_ID_INIT_SQL, [new_journal_id() as i64])
             .map_err(db_err(format_args!("{shown}: cannot make the journal id")))?;
+    }
+    if version < 3 {
+        tx.execute_batch(MIGRATE_V3).map_err(db_err(format_args!(
+            "{shown}: cannot migrate the schema to version 3"
+        )))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
