@@ -17,11 +17,16 @@
 //! - `net` (feature `net`, default): the only code that touches sockets and the clock.
 //! - [`client`]: the blocking client library the CLI and the tests use.
 
+#[cfg(feature = "net")]
+pub mod bench;
+pub mod capture;
 pub mod client;
 pub mod core;
 pub mod federation;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;
+#[cfg(feature = "net")]
+pub mod replay;
 pub mod store;
 pub mod wire;

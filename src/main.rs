@@ -88,6 +88,12 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Send the project's packets of a capture (pcap, pcapng) to a server again.
+    Replay(rendezvous::replay::ReplayArgs),
+    /// Print the project's packets of a capture (pcap, pcapng), one line each.
+    Decode(rendezvous::capture::DecodeArgs),
+    /// Load a server: keepalives, lookups, registrations, contact updates.
+    Bench(rendezvous::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -140,6 +146,11 @@ struct ServeArgs {
     /// Connect only to the --peer servers, not to every server learned from the node list.
     #[arg(long)]
     no_mesh: bool,
+    /// Accept replayed captures: no freshness window and no address check (cookie), so a
+    /// capture's old signed registrations work days later. Refused unless --listen is a
+    /// loopback address.
+    #[arg(long)]
+    accept_replayed: bool,
     /// Where other servers reach this one, HOST:PORT, published in the node list
     /// (default: --listen, unless it is a wildcard address).
     #[arg(long)]
@@ -244,6 +255,9 @@ fn main() -> ExitCode {
             fingerprint,
             timeout,
         } => punch(conn, &fingerprint, timeout),
+        Cmd::Replay(a) => rendezvous::replay::run(a),
+        Cmd::Decode(a) => rendezvous::capture::run_decode(a),
+        Cmd::Bench(a) => rendezvous::bench::run(a),
     };
     match result {
         Ok(code) => code,
@@ -275,6 +289,13 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     }
     if a.alias.len() > 255 {
         bail!("--alias is {} bytes; at most 255", a.alias.len());
+    }
+    if a.accept_replayed && !a.listen.ip().is_loopback() {
+        bail!(
+            "--accept-replayed turns off the freshness window and the address check: it is \
+             allowed only with a loopback --listen (127.0.0.1:PORT or [::1]:PORT), not {}",
+            a.listen
+        );
     }
     let peers = a
         .peer
@@ -343,6 +364,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     };
     let cfg = Config {
         alias: a.alias,
+        accept_replayed: a.accept_replayed,
         keepalive_s: a.keepalive,
         ttl_ms: a.ttl.saturating_mul(1000),
         freshness_s: a.freshness,

@@ -7,6 +7,10 @@ pub struct Config {
     /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
     /// UTF-8; longer is cut at a character boundary when the server is built).
     pub alias: String,
+    /// `serve --accept-replayed` (issue 5): no freshness window and no address check, so a
+    /// capture can be replayed days later. Only allowed on a loopback-only listener (the
+    /// CLI refuses it otherwise). Default false.
+    pub accept_replayed: bool,
     /// Keepalive interval advised in the OK, seconds (default 25, as WireGuard advises).
     /// The advised value is never more than a third of the TTL.
     pub keepalive_s: u16,
@@ -65,6 +69,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             alias: "rendezvous".to_string(),
+            accept_replayed: false,
             keepalive_s: 25,
             ttl_ms: 75_000,
             freshness_s: 60,
