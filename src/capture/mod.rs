@@ -1,17 +1,174 @@
 //! Reading captures (pcap and pcapng, as tcpdump, tshark and Wireshark write them) and
 //! decoding the project's packets in them, for `rendezvous replay` and `rendezvous decode`.
-//! Source: issue 5; BRIEF.md (both planes).
+//! Source: issue 5 ("read captures", "rendezvous decode"); BRIEF.md (both planes);
+//! docs/PROTOCOL.md (the bytes).
+//!
+//! # Layout
+//! - `read`: the file formats (pcap in both byte orders with micro- or nanosecond
+//!   timestamps, pcapng with any number of sections and interfaces), read in pieces with
+//!   the file offset of every record, so a cut or corrupt file is reported where it breaks.
+//! - `link`: link layers (Ethernet, Linux cooked v1 and v2, NULL/LOOP, raw IP), IPv4 and
+//!   IPv6 through `etherparse`, and the filter: UDP of the port, TCP connections to it.
+//! - `tcp`: stream reassembly (sequence order, retransmissions and overlaps dropped,
+//!   out-of-order segments placed, holes counted as gaps).
+//! - `decode`: `rendezvous decode`, one line per packet or frame of either plane, as text
+//!   or JSON.
+//!
+//! What this module never does: send anything, or keep more than the capture holds (the
+//! payloads of the port's traffic and the segments waiting for a hole).
 
-use std::process::ExitCode;
+mod decode;
+pub mod link;
+mod read;
+mod tcp;
 
-/// Arguments of `rendezvous decode`.
-#[derive(Debug, clap::Args)]
-pub struct DecodeArgs {}
+pub use decode::{run_decode, DecodeArgs};
 
-/// Runs `rendezvous decode`.
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// One UDP datagram of the filter port, as captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpDatagram {
+    /// Absolute capture time, µs since the Unix epoch (UTC).
+    pub ts_us: u64,
+    /// Source address and port, from the IP and UDP headers.
+    pub src: SocketAddr,
+    /// Destination address and port.
+    pub dst: SocketAddr,
+    /// The UDP payload, whole (a datagram cut by the snapshot length is not kept; it is
+    /// counted in [`CaptureRead::truncated`]).
+    pub payload: Vec<u8>,
+    /// True when the destination port is the filter port (a client-to-server datagram).
+    pub to_server: bool,
+}
+
+/// One TCP connection whose server side has the filter port, reassembled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpFlow {
+    /// The side without the filter port (the opener).
+    pub client: SocketAddr,
+    /// The side with the filter port.
+    pub server: SocketAddr,
+    /// Capture time of the connection's first packet, µs since the Unix epoch.
+    pub first_ts_us: u64,
+    /// client -> server bytes, reassembled in sequence order (retransmissions and overlaps
+    /// dropped, out-of-order segments placed). A connection seen without its SYN starts at
+    /// the first sequence number seen.
+    pub client_data: Vec<u8>,
+    /// For pacing: the capture time (µs since the Unix epoch) at which each chunk of
+    /// `client_data` became readable, and the offset into `client_data` where it starts.
+    /// Offsets increase strictly; times never decrease.
+    pub client_chunks: Vec<(u64, usize)>,
+    /// server -> client bytes, as `client_data`.
+    pub server_data: Vec<u8>,
+    /// Chunks of `server_data`, as `client_chunks`.
+    pub server_chunks: Vec<(u64, usize)>,
+    /// Bytes of either direction missing from the capture (lost, or cut by the snapshot
+    /// length); they are skipped, so the data holds only bytes that were captured.
+    pub gaps: u64,
+}
+
+/// Why a capture could not be read (whole, or from some point on).
+///
+/// Display: `FILE: at byte OFFSET: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureError {
+    /// The file, as given.
+    pub file: PathBuf,
+    /// Offset in the file, in bytes, of the record or block that could not be read (0 for
+    /// a file that is not a capture or cannot be opened).
+    pub offset: u64,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: at byte {}: {}",
+            self.file.display(),
+            self.offset,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+/// What [`read_capture`] found in a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRead {
+    /// The filter port's UDP datagrams, both directions, in capture order.
+    pub datagrams: Vec<UdpDatagram>,
+    /// TCP connections whose server port is the filter port, in order of first packet.
+    pub flows: Vec<TcpFlow>,
+    /// Packet records read from the file.
+    pub packets: u64,
+    /// Packets not kept: other ports and protocols, non-IP frames, IP fragments, UDP
+    /// datagrams cut by the snapshot length, unsupported link types (details in
+    /// [`CaptureStats`]).
+    pub skipped: u64,
+    /// Set when the file is cut or corrupt after its start: everything before the broken
+    /// record is still in this result.
+    pub error: Option<CaptureError>,
+}
+
+/// Details of a read beyond [`CaptureRead`], for reports (`rendezvous decode` prints them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// TCP segments kept in [`CaptureRead::flows`] (SYNs and bare ACKs included).
+    pub segments: u64,
+    /// Of [`CaptureRead::skipped`]: IPv4 fragments and IPv6 packets with a fragment header
+    /// (not reassembled).
+    pub fragments: u64,
+    /// Of [`CaptureRead::skipped`]: the port's UDP datagrams whose payload the snapshot
+    /// length cut.
+    pub truncated: u64,
+    /// Of [`CaptureRead::skipped`]: packets of link types this reader does not know, as
+    /// (link type, packets), ascending by link type.
+    pub unsupported_links: Vec<(i32, u64)>,
+}
+
+/// Reads a pcap or pcapng file and keeps the traffic of `port`: UDP datagrams whose source
+/// or destination port is `port`, and TCP connections where one side's port is `port` (that
+/// side is the server), reassembled.
+///
+/// Supported: pcap little- and big-endian, microsecond and nanosecond magic; pcapng in
+/// either byte order, several sections and interfaces; link types Ethernet (1), Linux
+/// cooked v1 (113) and v2 (276), NULL (0), LOOP (108), raw IP (12, 14, 101), raw IPv4
+/// (228), raw IPv6 (229). Memory: the kept payloads, at most the capture's size.
 ///
 /// # Errors
-/// Any failure, with a message for people.
-pub fn run_decode(_args: DecodeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+/// Only when nothing could be read at all: the file cannot be opened or read, is not a
+/// capture (`not a pcap or pcapng file (magic 0x....)`), or its file header is cut or
+/// corrupt. A file cut or corrupt later gives `Ok`, with [`CaptureRead::error`] set.
+pub fn read_capture(path: &Path, port: u16) -> Result<CaptureRead, CaptureError> {
+    read::read_path(path, port).map(|(read, _)| read)
+}
+
+/// As [`read_capture`], with the [`CaptureStats`] of the read.
+///
+/// # Errors
+/// As [`read_capture`].
+pub fn read_capture_with_stats(
+    path: &Path,
+    port: u16,
+) -> Result<(CaptureRead, CaptureStats), CaptureError> {
+    read::read_path(path, port)
+}
+
+/// As [`read_capture`], from any reader (a pipe, bytes in memory); `name` is the file
+/// named in errors.
+///
+/// # Errors
+/// As [`read_capture`].
+pub fn read_capture_from<R: std::io::Read>(
+    source: R,
+    name: &Path,
+    port: u16,
+) -> Result<CaptureRead, CaptureError> {
+    read::read(source, None, name, port).map(|(read, _)| read)
 }
