@@ -10,6 +10,17 @@ pub struct Config {
     /// `serve --accept-replayed` (issue 5): no freshness window and no address check, so a
     /// capture can be replayed days later. Only allowed on a loopback-only listener (the
     /// CLI refuses it otherwise). Default false.
+    ///
+    /// When true, for registrations (type 2) and relays (type 4): a timestamp any distance
+    /// from the server clock passes (no 409 for the window); a registration is never
+    /// challenged (no type 9): it is accepted without a cookie, or with 16 cookie bytes
+    /// that are not checked (a capture's cookie was minted by another server for another
+    /// address). Unchanged: certificate and signature checks (401), and per fingerprint
+    /// "older than the newest accepted" and exact replays (409); their state is then kept
+    /// however old its timestamp (bounded as usual), so replaying one capture twice at one
+    /// server accepts nothing the second time. A side effect: with no cookie in it, a
+    /// client's registration repeated within the same second (same timestamp, same
+    /// payload) from another socket is an exact replay too, and gets 409.
     pub accept_replayed: bool,
     /// Keepalive interval advised in the OK, seconds (default 25, as WireGuard advises).
     /// The advised value is never more than a third of the TTL.

@@ -13,6 +13,14 @@
 //! something, come out of [`Server::poll_peer_out`] for the TCP plane to flood; punch
 //! requests and relayed events for remote clients leave as forwards toward their home and
 //! arrive through [`Server::handle_forward`]. A fingerprint is local or remote, never both.
+//!
+//! Replaying captures (issue 5, `serve --accept-replayed`, [`Config::accept_replayed`]):
+//! the freshness window and the address check are off, so a capture's signed packets work
+//! again days later from other source ports. Everything else holds: a registration needs a
+//! certificate and a signature that verify, and per fingerprint a signed packet older than
+//! the newest accepted, or an exact replay of one accepted, is still 409 (so a capture
+//! replayed twice at one server registers nothing the second time). The CLI allows it only
+//! on a loopback listener.
 
 use super::config::Config;
 use super::cookie::CookieJar;
@@ -897,7 +905,7 @@ impl Server {
             self.lookup_budget.sweep(now.mono_ms);
             self.register_rate.sweep(now.mono_ms);
             self.punch_pairs.sweep(now.mono_ms);
-            let oldest = now.unix_s.saturating_sub(self.cfg.freshness_s);
+            let oldest = self.fresh_horizon(now);
             self.fresh.retain(|_, f| f.last_ts >= oldest);
         }
     }
@@ -1131,8 +1139,23 @@ impl Server {
         );
     }
 
+    /// The freshness window (BRIEF.md, "Freshness"): `ts` within `freshness_s` of the
+    /// server clock, either side. Always true with [`Config::accept_replayed`], which turns
+    /// the window off so that a capture's old signed packets can be replayed.
     fn check_window(&self, now: Now, ts: u64) -> bool {
-        now.unix_s.abs_diff(ts) <= self.cfg.freshness_s
+        self.cfg.accept_replayed || now.unix_s.abs_diff(ts) <= self.cfg.freshness_s
+    }
+
+    /// The oldest timestamp whose freshness state is still worth keeping: anything older
+    /// fails the window check anyway. 0 (keep everything, within the table's bound) with
+    /// [`Config::accept_replayed`], where old timestamps pass and the per-fingerprint
+    /// "newest accepted" and replay rules are all that stands against a replay.
+    fn fresh_horizon(&self, now: Now) -> u64 {
+        if self.cfg.accept_replayed {
+            0
+        } else {
+            now.unix_s.saturating_sub(self.cfg.freshness_s)
+        }
     }
 
     /// Checks `ts`/`digest` against the freshness state of `fp` without changing it.
@@ -1158,13 +1181,14 @@ impl Server {
     }
 
     /// Makes room for freshness state of `fp` if needed: drops entries whose newest
-    /// timestamp has left the window (no packet that old passes the window check anyway),
-    /// then entries of fingerprints that are not online. False when still full.
+    /// timestamp has left the window (no packet that old passes the window check anyway;
+    /// none with [`Config::accept_replayed`]), then entries of fingerprints that are not
+    /// online. False when still full.
     fn fresh_room(&mut self, now: Now, fp: &Fingerprint) -> bool {
         if self.fresh.contains_key(fp) || self.fresh.len() < self.fresh_cap() {
             return true;
         }
-        let oldest = now.unix_s.saturating_sub(self.cfg.freshness_s);
+        let oldest = self.fresh_horizon(now);
         self.fresh.retain(|_, f| f.last_ts >= oldest);
         if self.fresh.len() < self.fresh_cap() {
             return true;
@@ -1214,9 +1238,13 @@ impl Server {
                 "timestamp outside the freshness window; check the clock",
             );
         }
-        let cookie_ok = reg
-            .cookie
-            .is_some_and(|c| self.cookies.check(src, c, now.mono_ms));
+        // `accept_replayed`: no address check. The cookie bytes, if any, are whatever the
+        // capture had (minted by another server, for another address): covered by the
+        // signature, but not checked.
+        let cookie_ok = self.cfg.accept_replayed
+            || reg
+                .cookie
+                .is_some_and(|c| self.cookies.check(src, c, now.mono_ms));
         if !cookie_ok {
             let cookie = self.cookies.make(src, now.mono_ms);
             if self.send(out, now.unix_s, src, shift, &Payload::Cookie(cookie), limit) {
