@@ -1,0 +1,275 @@
+//! The TCP workload of `rendezvous bench`: `--clients` connections in the client role
+//! (seed 003), each sending Updates with a Barrier (command 5) after every
+//! `--barrier-every`, with `--in-flight` such batches outstanding; the latency reported is
+//! from the end of a batch's write to its Barrier's status 200 ("durable").
+//!
+//! One thread per connection, blocking I/O with deadlines (so every connection stops by
+//! itself); nothing shared but the start and end instants. Contact keys: username
+//! `bench-<pid>-<nanos>-<connection>` (new for every run), contact names cycling through
+//! [`KEYS_PER_CONNECTION`] per connection, and a phone that changes on every Update, so every
+//! Update alters state and a run leaves at most `clients x KEYS_PER_CONNECTION` contacts.
+
+use super::stats::{cpu_secs, Histogram};
+use super::{add_cpu, BenchArgs, Common, Report};
+use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
+use anyhow::{Context, Result};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Distinct contact names one connection writes (then it updates them again).
+pub const KEYS_PER_CONNECTION: u64 = 1000;
+
+/// What one connection did.
+#[derive(Default)]
+struct ConnResult {
+    sent: u64,
+    confirmed: u64,
+    barriers: u64,
+    lost_barriers: u64,
+    errors: BTreeMap<u16, u64>,
+    hist: Histogram,
+    keys: u64,
+    last_answer: Option<Instant>,
+    io_error: Option<String>,
+}
+
+struct Plan {
+    target: SocketAddr,
+    user: String,
+    batch: usize,
+    in_flight: usize,
+    /// Updates per second for this connection (0: unlimited).
+    rate: f64,
+    start: Instant,
+    end: Instant,
+    timeout: Duration,
+}
+
+/// One batch: `batch` Updates then a Barrier.
+fn batch_bytes(plan: &Plan, next: &mut u64, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut rec = [0u8; tcp::CLIENT_RECORD_LEN];
+    for _ in 0..plan.batch {
+        let i = *next;
+        *next += 1;
+        let contact = format!("contact{}", i % KEYS_PER_CONNECTION);
+        let phone = format!("+{i}");
+        let cmd = ClientCommand::Update(ContactFields {
+            username: &plan.user,
+            contact: &contact,
+            phone: &phone,
+        });
+        let n = cmd.emit(&mut rec).unwrap_or(0);
+        buf.extend_from_slice(&rec[..n]);
+    }
+    buf.push(tcp::CMD_BARRIER);
+}
+
+/// Reads one status frame; returns its status.
+fn read_status(s: &mut TcpStream) -> std::io::Result<u16> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head)?;
+    if head[0] != tcp::CMD_STATUS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("expected a status frame, got command {}", head[0]),
+        ));
+    }
+    let mut detail = vec![0u8; usize::from(head[4])];
+    s.read_exact(&mut detail)?;
+    Ok(u16::from_be_bytes([head[1], head[2]]))
+}
+
+/// Writes batches for one connection.
+struct Writer {
+    /// Updates written so far (numbers the next contact and phone).
+    next: u64,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Writes the next batch unless the run is over (waiting first when paced); returns
+    /// whether it did.
+    fn send(
+        &mut self,
+        plan: &Plan,
+        s: &mut TcpStream,
+        r: &mut ConnResult,
+        q: &mut VecDeque<Instant>,
+    ) -> std::io::Result<bool> {
+        if plan.rate > 0.0 {
+            // Pacing: this batch may leave once the rate allows its Updates.
+            let at = plan.start + Duration::from_secs_f64(r.sent as f64 / plan.rate);
+            if at >= plan.end {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+        }
+        if Instant::now() >= plan.end {
+            return Ok(false);
+        }
+        batch_bytes(plan, &mut self.next, &mut self.buf);
+        let left = (plan.end + plan.timeout).saturating_duration_since(Instant::now());
+        s.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        s.write_all(&self.buf)?;
+        q.push_back(Instant::now());
+        r.sent += plan.batch as u64;
+        Ok(true)
+    }
+}
+
+fn connection(plan: &Plan) -> ConnResult {
+    let mut r = ConnResult::default();
+    if let Err(e) = drive(plan, &mut r) {
+        r.io_error = Some(e.to_string());
+    }
+    r
+}
+
+fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&plan.target, plan.timeout.max(Duration::from_secs(2)))?;
+    s.set_nodelay(true)?;
+    let mut hello = [0u8; tcp::HELLO_LEN];
+    Hello {
+        role: Role::Client,
+        name: &plan.user,
+    }
+    .emit(&mut hello)
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    s.write_all(&hello)?;
+    let mut w = Writer {
+        next: 0,
+        buf: Vec::with_capacity(plan.batch * tcp::CLIENT_RECORD_LEN + 1),
+    };
+    let mut in_flight: VecDeque<Instant> = VecDeque::new();
+    let hard_end = plan.end + plan.timeout;
+    while in_flight.len() < plan.in_flight && w.send(plan, &mut s, r, &mut in_flight)? {}
+    while let Some(&t0) = in_flight.front() {
+        let left = hard_end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_timeout(Some(left))?;
+        let status = match read_status(&mut s) {
+            Ok(st) => st,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => {
+                r.lost_barriers += in_flight.len() as u64;
+                in_flight.clear();
+                r.keys = w.next.min(KEYS_PER_CONNECTION);
+                return Err(e);
+            }
+        };
+        in_flight.pop_front();
+        let now = Instant::now();
+        r.last_answer = Some(now);
+        if status != 200 {
+            // A refusal closes the connection (PROTOCOL.md 8.14).
+            *r.errors.entry(status).or_default() += 1;
+            r.lost_barriers += in_flight.len() as u64;
+            in_flight.clear();
+            break;
+        }
+        r.barriers += 1;
+        r.confirmed += plan.batch as u64;
+        r.hist.record(now.duration_since(t0));
+        if now < plan.end {
+            w.send(plan, &mut s, r, &mut in_flight)?;
+        }
+    }
+    r.lost_barriers += in_flight.len() as u64;
+    r.keys = w.next.min(KEYS_PER_CONNECTION);
+    Ok(())
+}
+
+/// Runs the contacts workload against the TCP plane at `target`.
+pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let prefix = format!("bench-{}-{nanos}", std::process::id());
+    let cpu0 = args.pid.and_then(cpu_secs);
+    let start = Instant::now();
+    let end = start + args.duration();
+    let per_conn_rate = args.rate as f64 / args.clients as f64;
+    let results: Vec<ConnResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.clients)
+            .map(|c| {
+                let plan = Plan {
+                    target,
+                    user: format!("{prefix}-{c}"),
+                    batch: args.barrier_every,
+                    in_flight: args.in_flight,
+                    rate: per_conn_rate,
+                    start,
+                    end,
+                    timeout: args.timeout(),
+                };
+                std::thread::Builder::new()
+                    .name(format!("bench-conn-{c}"))
+                    .spawn_scoped(scope, move || connection(&plan))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.context("starting a connection thread")?
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a connection thread panicked"))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let cpu1 = args.pid.and_then(cpu_secs);
+    let mut c = Common::default();
+    let (mut barriers, mut keys, mut io_errors) = (0, 0, 0);
+    let mut first_error = None;
+    let mut last = end;
+    for r in &results {
+        c.sent += r.sent;
+        c.received += r.confirmed;
+        c.lost += r.lost_barriers * args.barrier_every as u64;
+        for (s, n) in &r.errors {
+            *c.errors.entry(*s).or_default() += n;
+        }
+        c.hist.merge(&r.hist);
+        barriers += r.barriers;
+        keys += r.keys;
+        if let Some(e) = &r.io_error {
+            io_errors += 1;
+            first_error.get_or_insert_with(|| e.clone());
+        }
+        if let Some(t) = r.last_answer {
+            last = last.max(t);
+        }
+    }
+    if io_errors == results.len() {
+        anyhow::bail!(
+            "every connection to {target} failed; the first: {}",
+            first_error.unwrap_or_default()
+        );
+    }
+    c.secs = last.duration_since(start).as_secs_f64();
+    let mut rep = c.report(args, target);
+    rep.int("barriers", barriers);
+    rep.int("barrier_every", args.barrier_every as u64);
+    rep.int("keys", keys);
+    rep.text("user_prefix", &prefix);
+    rep.int("io_errors", io_errors as u64);
+    add_cpu(&mut rep, cpu0, cpu1, c.secs, c.received);
+    if let Some(e) = first_error {
+        eprintln!("bench: {io_errors} connection(s) failed; the first: {e}");
+    }
+    Ok(rep)
+}
