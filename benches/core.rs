@@ -1,175 +1,193 @@
-//! Criterion benches of the hot paths, driven straight into the I/O-free core: parsing and
-//! emitting Root packets, fingerprinting and signature checks, and the server's handling of
-//! keepalive, lookup and register. Throughput is in packets.
+//! Criterion benches of the I/O-free server core (`rendezvous::core::Server`), driven on a
+//! virtual clock: how long one `handle_datagram` takes for a keepalive, a lookup, a
+//! registration (certificate cached, and the full certificate check) for each key
+//! algorithm, and a relayed event. Throughput is in packets. The wire codecs, fingerprints
+//! and signature checks alone are in `benches/wire.rs`.
+//!
+//! Signed packets (registrations, relays) cannot be replayed (409), so they come from a
+//! pool of pre-signed packets with increasing timestamps while the virtual clock follows
+//! them; when a pool is used up, a fresh server takes over, set up outside the timed part
+//! ([`timed_pool`]). Every handled packet's output is counted, and a bench panics if the
+//! server did not answer as expected (so a refusal path is never measured by mistake).
+//!
+//! Run: `cargo bench --bench core` (add `-- --quick` for a short run).
 
+mod common;
+
+use common::{cookie, now, packet, register, register_packet, unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rendezvous::client::{decode, Incoming};
 use rendezvous::core::{Config, Now, Server};
-use rendezvous::identity::{self, Identity, KeyAlgorithm};
-use rendezvous::wire::root::{signed_message, PARAM_TO_SERVER};
-use rendezvous::wire::udp::{Payload, Register};
-use rendezvous::wire::{PacketType, Root, RootHeader};
+use rendezvous::identity::Identity;
+use rendezvous::wire::root::signed_message;
+use rendezvous::wire::udp::{Payload, Relay};
+use rendezvous::wire::PacketType;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-const UNIX: u64 = 1_800_000_000;
+/// Signed packets per pool: one per virtual second, inside the 60 s freshness window and
+/// the 75 s TTL of the clients the server was set up with.
+const POOL: u64 = 60;
 
-fn now(ms: u64) -> Now {
-    Now {
-        mono_ms: ms,
-        unix_s: UNIX + ms / 1000,
-    }
-}
-
-fn packet(ty: PacketType, payload: &[u8], sig: &[u8], ts: u64) -> Vec<u8> {
-    RootHeader {
-        params: PARAM_TO_SERVER,
-        shift_len: None,
-        packet_type: ty,
-        signature: sig,
-        timestamp: ts,
-    }
-    .to_vec(payload)
-    .unwrap()
-}
-
-fn register_packet(id: &Identity, cookie: Option<&[u8; 16]>, ts: u64) -> Vec<u8> {
-    let p = Payload::Register(Register {
-        cert: id.cert_der(),
-        cookie,
-    });
-    let mut body = vec![0; p.buffer_len()];
-    p.emit(&mut body).unwrap();
-    let sig = id.sign(&signed_message(ts, &body));
-    packet(PacketType::Register, &body, &sig, ts)
-}
-
-/// Registers `id` from `addr` through the cookie exchange.
-fn register(server: &mut Server, id: &Identity, addr: SocketAddr, ts: u64) {
-    let mut replies = Vec::new();
-    let first = register_packet(id, None, ts);
-    server.handle_datagram(now(0), addr, &first, &mut |_, b| replies.push(b.to_vec()));
-    let Incoming::Cookie(c) = decode(&replies[0]) else {
-        panic!("no cookie")
-    };
-    let second = register_packet(id, Some(&c), ts);
-    replies.clear();
-    server.handle_datagram(now(0), addr, &second, &mut |_, b| replies.push(b.to_vec()));
-    assert!(matches!(decode(&replies[0]), Incoming::Ok(_)));
-}
-
-fn benches(c: &mut Criterion) {
-    let a = Identity::generate(KeyAlgorithm::Ed25519, "a").unwrap();
-    let b = Identity::generate(KeyAlgorithm::Ed25519, "b").unwrap();
-    let p256 = Identity::generate(KeyAlgorithm::EcdsaP256, "p").unwrap();
-    let addr_a: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-    let addr_b: SocketAddr = "198.51.100.1:5000".parse().unwrap();
-    let cfg = Config {
+/// The bench configuration: punch requests and lookup answers unlimited (a bench sends the
+/// same lookup again and again), cookies that never rotate (pool packets carry one).
+fn config() -> Config {
+    Config {
         punch_interval_ms: u64::MAX / 4,
+        lookup_bytes_per_s: u32::MAX,
+        cookie_period_ms: u64::MAX / 4,
         ..Config::default()
-    };
-    let mut server = Server::new(cfg, [9; 32], now(0));
-    register(&mut server, &a, addr_a, UNIX);
-    register(&mut server, &b, addr_b, UNIX);
-    let keepalive = packet(PacketType::Keepalive, &[], &[], 0);
-    let lookup = packet(PacketType::Lookup, &b.fingerprint().0, &[], 0);
-
-    let mut g = c.benchmark_group("wire");
-    g.throughput(Throughput::Elements(1));
-    let reg = register_packet(&a, Some(&[1; 16]), UNIX);
-    g.bench_function("parse_register", |bn| {
-        bn.iter(|| {
-            let r = Root::parse(black_box(&reg)).unwrap();
-            black_box(Payload::parse(r.packet_type, r.payload).unwrap());
-        })
-    });
-    g.bench_function("emit_lookup", |bn| {
-        let mut buf = [0u8; 1400];
-        let mut junk = 1u64;
-        let h = RootHeader {
-            params: PARAM_TO_SERVER,
-            shift_len: Some(3),
-            packet_type: PacketType::Lookup,
-            signature: &[],
-            timestamp: UNIX,
-        };
-        bn.iter(|| {
-            let n = h.emit(&mut buf, &mut junk).unwrap();
-            black_box(
-                Payload::Lookup(b.fingerprint())
-                    .emit(&mut buf[n..])
-                    .unwrap(),
-            );
-        })
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("identity");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("fingerprint", |bn| {
-        bn.iter(|| black_box(identity::fingerprint(black_box(a.cert_der()))))
-    });
-    g.bench_function("verify_self_signed_ed25519", |bn| {
-        bn.iter(|| black_box(identity::verify_self_signed(a.cert_der(), UNIX).unwrap()))
-    });
-    let msg = signed_message(UNIX, b"payload of a relay event");
-    for (name, id) in [("ed25519", &a), ("p256", &p256)] {
-        let sig = id.sign(&msg);
-        let key = id.verifying_key().clone();
-        g.bench_function(format!("verify_signature_{name}"), |bn| {
-            bn.iter(|| key.verify(black_box(&msg), black_box(&sig)).unwrap())
-        });
     }
-    g.finish();
+}
+
+/// Runs `iters` packets from `pool` (each with the virtual time it is sent at) from `src`
+/// through servers made by `fresh`, timing only `handle_datagram`. A new server takes over
+/// (untimed) whenever the pool is used up. Panics unless every packet produced exactly
+/// `outputs_each` datagrams.
+fn timed_pool(
+    iters: u64,
+    pool: &[(Now, Vec<u8>)],
+    src: SocketAddr,
+    fresh: &mut dyn FnMut() -> Server,
+    outputs_each: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0u64;
+    let mut outputs = 0u64;
+    while done < iters {
+        let mut server = fresh();
+        let n = (iters - done).min(pool.len() as u64) as usize;
+        let start = Instant::now();
+        for (at, p) in &pool[..n] {
+            server.handle_datagram(*at, src, black_box(p), &mut |_, b| {
+                outputs += 1;
+                black_box(b);
+            });
+        }
+        total += start.elapsed();
+        done += n as u64;
+    }
+    assert_eq!(
+        outputs,
+        iters * outputs_each,
+        "the server did not answer every packet as expected"
+    );
+    total
+}
+
+/// A fresh server at virtual time 0 with `ids` registered (each from its address).
+fn server_with(cfg: &Config, base: u64, seed: [u8; 32], ids: &[(&Identity, SocketAddr)]) -> Server {
+    let mut s = Server::new(cfg.clone(), seed, now(base, 0));
+    for (id, addr) in ids {
+        register(&mut s, id, *addr, now(base, 0));
+    }
+    s
+}
+
+/// Every bench of this file.
+fn benches(c: &mut Criterion) {
+    let base = unix_base();
+    let ids = Identities::new();
+    let a = &ids.ed25519;
+    let b = &ids.p256;
+    let addr_a: SocketAddr = "192.0.2.1:4000".parse().expect("literal");
+    let addr_b: SocketAddr = "198.51.100.1:5000".parse().expect("literal");
+    let seed = [9; 32];
+    let cfg = config();
 
     let mut g = c.benchmark_group("core");
     g.throughput(Throughput::Elements(1));
-    let mut t = 1u64;
+
+    // Keepalive from a registered address: refresh, no answer.
+    let mut server = server_with(&cfg, base, seed, &[(a, addr_a), (b, addr_b)]);
+    let keepalive = packet(PacketType::Keepalive, &[0; 52], &[], base, None);
+    let mut t = 0u64;
     g.bench_function("keepalive", |bn| {
         bn.iter(|| {
             t += 1;
-            server.handle_datagram(now(t / 1000), addr_a, black_box(&keepalive), &mut |_, b| {
-                black_box(b);
-            })
+            server.handle_datagram(
+                now(base, t / 1000),
+                addr_a,
+                black_box(&keepalive),
+                &mut |_, b| {
+                    black_box(b);
+                },
+            )
         })
     });
+    // Lookup of an online client: the answer (and the punch request, rate-limited per pair,
+    // so sent only the first time).
+    let lookup = packet(PacketType::Lookup, &b.fingerprint().0, &[], base, None);
+    let mut answers = 0u64;
     g.bench_function("lookup", |bn| {
         bn.iter(|| {
-            server.handle_datagram(now(1), addr_a, black_box(&lookup), &mut |_, b| {
+            server.handle_datagram(now(base, 1), addr_a, black_box(&lookup), &mut |to, b| {
+                answers += u64::from(to == addr_a);
                 black_box(b);
             })
         })
     });
-    // A full registration with a valid cookie: certificate (cached after the first) and
-    // signature check; each iteration uses a newer timestamp so none is a replay.
-    let cookie = {
-        let mut replies = Vec::new();
-        server.handle_datagram(
-            now(1),
-            addr_a,
-            &register_packet(&a, None, UNIX),
-            &mut |_, b| replies.push(b.to_vec()),
-        );
-        match decode(&replies[0]) {
-            Incoming::Cookie(c) => c,
-            other => panic!("{other:?}"),
-        }
-    };
-    let regs: Vec<Vec<u8>> = (0..60)
-        .map(|i| register_packet(&a, Some(&cookie), UNIX + i))
-        .collect();
-    let mut i = 0usize;
-    g.bench_function("register_cached_cert", |bn| {
-        bn.iter(|| {
-            // Stay inside the freshness window: the virtual clock follows the timestamps.
-            i = (i + 1) % regs.len();
-            if i == 0 {
-                // Start over with a fresh server so timestamps are newer again.
-                server = Server::new(Config::default(), [9; 32], now(1));
-            }
-            server.handle_datagram(now(1), addr_a, black_box(&regs[i]), &mut |_, b| {
-                black_box(b);
+    assert!(answers > 0, "lookups were answered");
+
+    // Registrations: with the certificate cached (the usual re-registration), and with the
+    // full certificate check every time (cache off).
+    for (name, id) in ids.all() {
+        let mut first = Server::new(cfg.clone(), seed, now(base, 0));
+        let ck = cookie(&mut first, id, addr_a, now(base, 0));
+        let warm = register_packet(id, Some(&ck), base);
+        let pool: Vec<(Now, Vec<u8>)> = (1..=POOL)
+            .map(|s| {
+                (
+                    now(base, s * 1000),
+                    register_packet(id, Some(&ck), base + s),
+                )
             })
+            .collect();
+        for (bench, cache) in [
+            ("register_cached_cert", true),
+            ("register_full_check", false),
+        ] {
+            let cfg = Config {
+                max_cert_cache: if cache {
+                    Config::default().max_cert_cache
+                } else {
+                    0
+                },
+                ..cfg.clone()
+            };
+            let mut fresh = || {
+                let mut s = Server::new(cfg.clone(), seed, now(base, 0));
+                // Caches the certificate (or not) and sets the newest timestamp to `base`.
+                s.handle_datagram(now(base, 0), addr_a, &warm, &mut |_, _| {});
+                s
+            };
+            g.bench_function(format!("{bench}/{name}"), |bn| {
+                bn.iter_custom(|iters| timed_pool(iters, &pool, addr_a, &mut fresh, 1))
+            });
+        }
+    }
+
+    // A relayed event (100 bytes) from A to online B: signature check with A's key from its
+    // directory entry, freshness, and the forward to B.
+    let event = [0x42u8; 100];
+    let pool: Vec<(Now, Vec<u8>)> = (1..=POOL)
+        .map(|s| {
+            let p = Payload::Relay(Relay {
+                peer: b.fingerprint(),
+                event: &event,
+            });
+            let mut body = vec![0; p.buffer_len()];
+            p.emit(&mut body).expect("relay payload");
+            let ts = base + s;
+            let sig = a.sign(&signed_message(ts, &body));
+            (
+                now(base, s * 1000),
+                packet(PacketType::Relay, &body, &sig, ts, None),
+            )
         })
+        .collect();
+    let mut fresh = || server_with(&cfg, base, seed, &[(a, addr_a), (b, addr_b)]);
+    g.bench_function("relay", |bn| {
+        bn.iter_custom(|iters| timed_pool(iters, &pool, addr_a, &mut fresh, 1))
     });
     g.finish();
 }

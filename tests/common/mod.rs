@@ -461,3 +461,39 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     }
     Some(rest.split(' ').next().unwrap_or(""))
 }
+
+impl Proc {
+    /// Waits at most `timeout` for a line of the child's stderr for which `pred` holds and
+    /// returns it; panics with the lines seen when none comes (or the child exits first).
+    /// For tools that report readiness on stderr (`tcpdump: listening on ...`).
+    pub fn expect_stderr(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.stderr_lines().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            let exited = self.wait_exit(Duration::ZERO);
+            if exited.is_some() {
+                // Give the stderr thread a moment to read what the child wrote last.
+                thread::sleep(Duration::from_millis(100));
+                if let Some(line) = self.stderr_lines().into_iter().find(|l| pred(l)) {
+                    return line;
+                }
+            }
+            if exited.is_some() || Instant::now() >= deadline {
+                panic!(
+                    "{}: no stderr line {what} within {timeout:?} (exit status {exited:?}); \
+                     stderr:\n{}",
+                    self.name,
+                    indent(&self.stderr_lines())
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
