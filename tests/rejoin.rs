@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{bin, field, Server, WaitError, STARTUP_TIMEOUT};
+use common::{bin, field, Server};
 use rendezvous::client::contacts::ContactsClient;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -67,32 +67,6 @@ fn serve_cmd(name: &str, port: u16, dir: &Path, peers: &[u16], extra: &[String])
     cmd
 }
 
-/// Starts a server and waits for `listening udp`; `Err(stderr)` when it exits first (for
-/// example because its port was taken).
-fn try_serve(name: &str, cmd: Command) -> Result<Server, Vec<String>> {
-    let mut proc = common::Proc::spawn(name, cmd);
-    match proc
-        .out
-        .wait_for(STARTUP_TIMEOUT, |l| l.starts_with("listening udp "))
-    {
-        Ok(line) => {
-            let addr: SocketAddr = line["listening udp ".len()..]
-                .trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}: bad address in {line:?}: {e}"));
-            Ok(Server { addr, proc })
-        }
-        Err(WaitError::Eof) => {
-            let _ = proc.wait_exit(Duration::from_secs(2));
-            Err(proc.stderr_lines())
-        }
-        Err(WaitError::Timeout) => panic!(
-            "{name}: no `listening udp` within {STARTUP_TIMEOUT:?}; stderr: {:?}",
-            proc.stderr_lines()
-        ),
-    }
-}
-
 /// One server of the line: its fixed port, data directory and peers, and the running
 /// process (if any).
 struct Node {
@@ -110,7 +84,7 @@ impl Node {
     }
 
     fn start(&mut self) -> Result<(), Vec<String>> {
-        let s = try_serve(
+        let s = Server::try_spawn(
             self.name,
             serve_cmd(self.name, self.port, &self.dir, &self.peers, &self.extra),
         )?;

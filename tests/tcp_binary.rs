@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{bin, Proc, Server, WaitError, STARTUP_TIMEOUT};
+use common::{bin, Server};
 use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::Client;
 use rendezvous::identity::{Identity, KeyAlgorithm};
@@ -340,39 +340,13 @@ fn serve_cmd(listen: &str, data_dir: Option<&Path>, extra: &[String]) -> Command
     cmd
 }
 
-/// Starts a server and waits for `listening udp`; `Err(stderr)` when it exits first (e.g.
-/// its port was taken).
-fn try_serve(name: &str, cmd: Command) -> Result<Server, Vec<String>> {
-    let mut proc = Proc::spawn(name, cmd);
-    match proc
-        .out
-        .wait_for(STARTUP_TIMEOUT, |l| l.starts_with("listening udp "))
-    {
-        Ok(line) => {
-            let addr: SocketAddr = line["listening udp ".len()..]
-                .trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}: bad address in {line:?}: {e}"));
-            Ok(Server { addr, proc })
-        }
-        Err(WaitError::Eof) => {
-            let _ = proc.wait_exit(Duration::from_secs(2));
-            Err(proc.stderr_lines())
-        }
-        Err(WaitError::Timeout) => panic!(
-            "{name}: no `listening udp` within {STARTUP_TIMEOUT:?}; stderr: {:?}",
-            proc.stderr_lines()
-        ),
-    }
-}
-
 /// Starts a server, retrying (at most 5 times) when it exits because its port was in use:
 /// with `--listen 127.0.0.1:0` the server takes an ephemeral UDP port and then binds TCP on
 /// the same number, which another socket on the box may hold.
 fn start(name: &str, make: impl Fn() -> Command) -> Server {
     let mut failures = Vec::new();
     for _ in 0..5 {
-        match try_serve(name, make()) {
+        match Server::try_spawn(name, make()) {
             Ok(s) => return s,
             Err(stderr) => {
                 let in_use = stderr.iter().any(|l| l.contains("Address already in use"));
@@ -662,7 +636,7 @@ fn two_servers_converge() {
             let a = start("server-A", || serve_cmd("127.0.0.1:0", None, &extra));
             let mut extra = allow.to_vec();
             extra.extend(["--peer".to_string(), a.addr.to_string()]);
-            match try_serve("server-B", serve_cmd(&addr_b, None, &extra)) {
+            match Server::try_spawn("server-B", serve_cmd(&addr_b, None, &extra)) {
                 Ok(b) => break (a, b),
                 Err(stderr) => eprintln!("server-B on {addr_b} did not start: {stderr:?}"),
             }

@@ -760,8 +760,7 @@ impl TcpCore {
         // Compare node lists (seed 000), and ask for the peer's whole directory (seed 002's
         // client_update_request); our own goes to it as a full push, paged below.
         if let Ok(h) = self.nodes.hash_frame().to_vec() {
-            c.out.extend_from_slice(&h);
-            c.expects.push_back(Expect::NodeHash);
+            c.ask_node_hash(&h);
         }
         c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
         c.expects.push_back(Expect::Directory);
@@ -953,17 +952,10 @@ impl TcpCore {
         if c.refused {
             return;
         }
-        let f = StatusFrame {
-            status,
-            request,
-            detail,
-        };
-        let mut buf = vec![0u8; f.buffer_len()];
-        let n = f.emit(&mut buf).unwrap_or(0);
-        buf.truncate(n);
         c.refused = true;
         c.inbuf.clear();
-        c.answers.push_back(Answer::Refusal(buf));
+        c.answers
+            .push_back(Answer::Refusal(status_bytes(status, request, detail)));
         self.pump(conn);
     }
 
@@ -1264,10 +1256,16 @@ impl TcpCore {
         let Some(name) = self.conns.get(&conn).map(|c| c.name.as_str()) else {
             return;
         };
-        if !self.received.contains_key(name) && self.received.len() >= 1024 {
-            return;
+        // A name is allocated once, when first seen, not for every line.
+        if !self.received.contains_key(name) {
+            if self.received.len() >= 1024 {
+                return;
+            }
+            self.received.insert(name.to_string(), (0, 0));
         }
-        let e = self.received.entry(name.to_string()).or_default();
+        let Some(e) = self.received.get_mut(name) else {
+            return;
+        };
         if line {
             e.0 += 1;
         } else {
@@ -1429,9 +1427,8 @@ impl TcpCore {
         for l in &self.links {
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if !c.refused && !c.expects.iter().any(|e| *e == Expect::NodeHash) {
-                        c.out.extend_from_slice(&h);
-                        c.expects.push_back(Expect::NodeHash);
+                    if !c.refused {
+                        c.ask_node_hash(&h);
                     }
                 }
             }
@@ -2588,13 +2585,12 @@ impl TcpCore {
                         return Some(false);
                     }
                 };
-                let frame: Vec<u8> = c.inbuf.drain(..n).collect();
+                let mut frame: Vec<u8> = c.inbuf.drain(..n).collect();
                 if frame[0] == tcp::CMD_DIR_RECORD {
                     self.stats.dir_records_in += 1;
-                    self.actions.push_back(TcpAction::PeerRecord {
-                        conn,
-                        body: frame[3..].to_vec(),
-                    });
+                    frame.drain(..3); // the body, without a second copy
+                    self.actions
+                        .push_back(TcpAction::PeerRecord { conn, body: frame });
                 } else if frame.len() == 7 {
                     c.expects.pop_front(); // [17][0004][count]: the answer is complete
                 } else {
@@ -2743,11 +2739,8 @@ impl TcpCore {
                         c.expects.push_back(Expect::Status { confirms });
                         // The node lists are compared again on every heartbeat, so a change
                         // anywhere reaches every server (one hash frame when they agree).
-                        if !c.expects.iter().any(|e| *e == Expect::NodeHash) {
-                            if let Ok(h) = self.nodes.hash_frame().to_vec() {
-                                c.out.extend_from_slice(&h);
-                                c.expects.push_back(Expect::NodeHash);
-                            }
+                        if let Ok(h) = self.nodes.hash_frame().to_vec() {
+                            c.ask_node_hash(&h);
                         }
                     }
                 }
@@ -2838,6 +2831,15 @@ impl Conn {
 
     fn pending_out(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// On a link: sends our node-list hash frame `h` (10) unless a hash is already awaiting
+    /// its answer (one outstanding is enough; its answer compares with the list as it is).
+    fn ask_node_hash(&mut self, h: &[u8]) {
+        if !self.expects.iter().any(|e| *e == Expect::NodeHash) {
+            self.out.extend_from_slice(h);
+            self.expects.push_back(Expect::NodeHash);
+        }
     }
 
     /// Output pending plus what the pending short answers will add (at most 16 bytes each:

@@ -374,6 +374,33 @@ impl Server {
 
     /// Starts any prepared command that runs the server (for example inside a network
     /// namespace) and waits for its `listening udp ADDR:PORT` line.
+    /// As [`Server::spawn`], but `Err(stderr)` when the server exits before it listens
+    /// (for example because its port was taken), so the caller can retry; panics on a
+    /// timeout.
+    pub fn try_spawn(name: &str, cmd: Command) -> Result<Server, Vec<String>> {
+        let mut proc = Proc::spawn(name, cmd);
+        match proc
+            .out
+            .wait_for(STARTUP_TIMEOUT, |l| l.starts_with("listening udp "))
+        {
+            Ok(line) => {
+                let addr: SocketAddr = line["listening udp ".len()..]
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{name}: bad address in {line:?}: {e}"));
+                Ok(Server { addr, proc })
+            }
+            Err(WaitError::Eof) => {
+                let _ = proc.wait_exit(Duration::from_secs(2));
+                Err(proc.stderr_lines())
+            }
+            Err(WaitError::Timeout) => panic!(
+                "{name}: no `listening udp` within {STARTUP_TIMEOUT:?}; stderr: {:?}",
+                proc.stderr_lines()
+            ),
+        }
+    }
+
     pub fn spawn(name: &str, cmd: Command) -> Server {
         let mut proc = Proc::spawn(name, cmd);
         let line = match proc
