@@ -15,7 +15,7 @@
 //! stopped by its pid. Set `RDV_KEEP_CAPTURES=DIR` to keep the captures for a look in
 //! Wireshark.
 
-mod common;
+use crate::common;
 
 use common::{run, Proc, Server};
 use rendezvous::client::contacts::ContactsClient;

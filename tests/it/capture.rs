@@ -7,7 +7,7 @@
 //! `CI=true`. Every wait has a deadline; the capturers and clients are killed by pid on
 //! every path (`Proc` kills on drop).
 
-mod common;
+use crate::common;
 
 use common::{bin, run, Finished, Identity, Proc, Server};
 use rendezvous::capture::{read_capture, CaptureRead};

@@ -519,7 +519,7 @@ fn sqlite_acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "crash_child",
+            "store::crash_child",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -32,7 +32,7 @@
 //! except with `CI=true`, where they fail. Only 203.0.113.0/24, inside namespaces these
 //! tests create; every namespace and process is removed when a test ends or panics.
 
-mod common;
+use crate::common;
 
 use common::netns::{can_run, Netns};
 use common::{run, Server, BIN};

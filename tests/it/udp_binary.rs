@@ -3,7 +3,7 @@
 //! Every wait is an event with a deadline; the only wall-clock waits are the ones the
 //! behaviour under test is about (TTL expiry).
 
-mod common;
+use crate::common;
 
 use common::{bin, field, Proc, Server};
 use rendezvous::client::{Client, Incoming};

@@ -2,7 +2,7 @@
 //! five servers (each peered only with its neighbours) reach every server, and every
 //! server's `rendezvous status` ends with the same contacts digest.
 
-mod common;
+use crate::common;
 
 use common::{bin, field, Identity, Proc, Server};
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -675,7 +675,7 @@ fn sqlite_journal_and_contacts_agree_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "journal_crash_child",
+            "journal::journal_crash_child",
             "--exact",
             "--ignored",
             "--nocapture",

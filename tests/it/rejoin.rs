@@ -17,7 +17,7 @@
 //! Every wait has a deadline (status polled over TCP); no fixed sleeps pace the test.
 //! Every server is a `Proc`, killed by its pid when dropped, also when the test panics.
 
-mod common;
+use crate::common;
 
 use common::{bin, field, Server};
 use rendezvous::client::contacts::ContactsClient;

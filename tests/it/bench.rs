@@ -3,7 +3,7 @@
 //! not sent, every lookup answer matched, registrations accepted, contacts durable); no
 //! timing threshold decides a pass, since these machines are shared and noisy.
 
-mod common;
+use crate::common;
 
 use common::{bin, field, run, Server};
 use rendezvous::client::contacts::ContactsClient;

@@ -7,7 +7,7 @@
 //! Each test builds its own namespaces (named after the pid, the test and a counter), so
 //! they run in parallel, and removes them (and kills its processes) when it ends or panics.
 
-mod common;
+use crate::common;
 
 use common::netns::{NatTopology, Netns, NAT1_WAN_IP, NAT2_WAN_IP, SERVER_IP, UDP_TIMEOUT_S};
 use common::{field, Identity, Proc, Server, BIN};

@@ -13,7 +13,7 @@
 //! either is missing, but fail when the environment says `CI=true`. Every wait has a
 //! deadline; every process started is killed by pid when dropped.
 
-mod common;
+use crate::common;
 
 use common::{bin, field, run, Finished, Identity, Proc, Server};
 use std::net::SocketAddr;

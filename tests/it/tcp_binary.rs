@@ -8,7 +8,7 @@
 //! is about time (the hello trickle, the slow reader). Child processes are killed by pid
 //! when their owner is dropped, also when a test panics.
 
-mod common;
+use crate::common;
 
 use common::{bin, Server};
 use rendezvous::client::contacts::ContactsClient;

@@ -1,0 +1,39 @@
+//! The integration tests, linked into one binary so that a test run links once (the
+//! counting-allocator test, `tests/alloc.rs`, needs its own global allocator and stays a
+//! binary of its own). Each module is one group, in layers:
+//!
+//! - byte formats: `wire_props`, `tcp_wire` (fixtures written by hand, round trips,
+//!   arbitrary input);
+//! - the I/O-free core on a virtual clock: `core_scenarios`, `tcp_core`, `directory`,
+//!   `nodelist`, `journal`, `store`;
+//! - identities: `ca_bundle`, `openssl_identity`;
+//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `federation`, `rejoin`,
+//!   `capture`, `replay`, `dissector`, `bench`;
+//! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
+//!   than skip): `nat`, `partition`.
+//!
+//! `common` has the helpers: child processes read with deadlines, the server binary on a
+//! free port, and network namespaces.
+
+mod common;
+
+mod bench;
+mod ca_bundle;
+mod capture;
+mod core_scenarios;
+mod directory;
+mod dissector;
+mod federation;
+mod journal;
+mod nat;
+mod nodelist;
+mod openssl_identity;
+mod partition;
+mod rejoin;
+mod replay;
+mod store;
+mod tcp_binary;
+mod tcp_core;
+mod tcp_wire;
+mod udp_binary;
+mod wire_props;
