@@ -9,6 +9,8 @@
 
 use crate::federation::nodelist::{NodeEntry, NodeList, NodeListFrame, HASH_LEN};
 use crate::store::{Contact, JournalRead, Write};
+/// The store's request API, which this core speaks (defined in [`crate::store`]).
+pub use crate::store::{StoreEvent, StoreRequest};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
 };
@@ -146,134 +148,6 @@ impl Default for TcpConfig {
             seed: [0; 32],
         }
     }
-}
-
-/// A request for the store thread, carried out in the order issued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreRequest {
-    /// Apply a batch atomically and durably.
-    Apply {
-        /// Increasing batch number.
-        seq: u64,
-        /// The writes.
-        batch: Vec<Write>,
-    },
-    /// Answer [`StoreEvent::BarrierDone`] (everything before is durable).
-    Barrier {
-        /// Echoed back.
-        tag: u64,
-    },
-    /// Open a consistent snapshot for a streamed answer.
-    Snapshot {
-        /// Stream id, echoed back.
-        stream: u64,
-    },
-    /// Read the next page of a stream.
-    NextPage {
-        /// Stream id.
-        stream: u64,
-        /// Most contacts to return.
-        max: usize,
-    },
-    /// Count the contacts and hash their canonical form (SHA-512 over the 536-byte
-    /// server-role Update bodies in (username, contact) order) from one snapshot.
-    Digest {
-        /// Echoed back.
-        tag: u64,
-    },
-    /// Read a peer's cursor for one of our journals (`peer` is the cursor key).
-    Cursor {
-        /// Echoed back.
-        tag: u64,
-        /// Cursor key: `journal:<journal id in hex>`.
-        peer: String,
-    },
-    /// Read our journal's lines after `since`, at most `limit`.
-    JournalPage {
-        /// Echoed back.
-        tag: u64,
-        /// The last line the peer holds.
-        since: u64,
-        /// Most lines to return.
-        limit: u32,
-    },
-    /// Drop a stream's snapshot.
-    CloseStream {
-        /// Stream id.
-        stream: u64,
-    },
-}
-
-/// What the store thread reports back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreEvent {
-    /// A batch is durable; `changed[i]` tells whether its i-th merge altered state.
-    Applied {
-        /// The batch number.
-        seq: u64,
-        /// Per merge.
-        changed: Vec<bool>,
-    },
-    /// A batch failed (nothing of it applied).
-    Failed {
-        /// The batch number.
-        seq: u64,
-        /// The store's message.
-        error: String,
-    },
-    /// Everything before the barrier is durable.
-    BarrierDone {
-        /// The tag.
-        tag: u64,
-    },
-    /// A snapshot is open.
-    SnapshotReady {
-        /// Stream id.
-        stream: u64,
-        /// Contacts in it.
-        count: u64,
-    },
-    /// Contacts of a stream, in order.
-    Page {
-        /// Stream id.
-        stream: u64,
-        /// The contacts.
-        contacts: Vec<Contact>,
-        /// More pages follow.
-        more: bool,
-    },
-    /// The contacts digest asked for with [`StoreRequest::Digest`].
-    Digest {
-        /// The tag.
-        tag: u64,
-        /// Contacts counted.
-        count: u64,
-        /// SHA-512 of their canonical form (64 bytes).
-        sha512: Vec<u8>,
-    },
-    /// The cursor asked for with [`StoreRequest::Cursor`]: the line held, 0 when none.
-    Cursor {
-        /// The tag.
-        tag: u64,
-        /// Line.
-        line: u64,
-    },
-    /// Journal lines asked for with [`StoreRequest::JournalPage`].
-    JournalPage {
-        /// The tag.
-        tag: u64,
-        /// `(line, contact)` in line order.
-        entries: Vec<(u64, Contact)>,
-        /// Entries (with `more`), or the journal no longer holds / never held `since`.
-        read: JournalRead,
-    },
-    /// A stream could not be read.
-    StreamFailed {
-        /// Stream id.
-        stream: u64,
-        /// The store's message.
-        error: String,
-    },
 }
 
 /// Something the loop must do for the core.

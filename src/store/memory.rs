@@ -3,8 +3,8 @@
 //! in a map; nothing ever touches the disk, so nothing survives a restart (the DCSC stance on
 //! seizure), and each instance makes a new random journal id, so peers holding a cursor into
 //! the previous run's journal see [`JournalRead::Beyond`] or a different id and fall back to
-//! a full sync. Snapshots are O(1) structural clones. Source: BRIEF.md, "State" and "TCP
-//! plane" (Journal); seed 004.
+//! a full sync. Snapshots are O(1) structural clones. Source: docs/PROTOCOL.md §8.8
+//! and §8.10 (journal).
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -20,7 +20,7 @@ use super::{
 /// the SQLite store's BLOB order. Value: `(clock, phone)`.
 type Map = OrdMap<(String, String), (u32, String)>;
 
-/// Checks a contact's fields against the record's contract (BRIEF.md, "Conventions"): at most
+/// Checks a contact's fields against the record's contract (docs/PROTOCOL.md §1 and §8.1): at most
 /// 256 / 256 / 20 bytes of UTF-8 without NUL bytes, so every stored record can be sent back
 /// as a fixed-width wire field. Shared by both stores so they refuse the same input.
 ///

@@ -1,12 +1,19 @@
 //! The durable store of the TCP plane behind a small trait: contacts (last-writer-wins by
-//! Lamport clock), the server's Lamport clock, the journal of changes and each peer's journal
-//! cursor. Two implementations: SQLite in the data directory (durable, the default) and RAM
-//! only (`--memory-only`).
+//! Lamport clock), the server's Lamport clock, the journal of changes, each peer's journal
+//! cursor and the node list. Two implementations: SQLite in the data directory (durable,
+//! the default) and RAM only (`--memory-only`). Source: docs/PROTOCOL.md §8.8 (durability),
+//! §8.9 (Lamport clock and last-writer-wins), §8.10 (journal and cursors).
 //!
-//! The journal (seed 004): every [`Write::Merge`] that altered state appends one
-//! [`JournalEntry`] with the next line number (lines start at 1 and increase by one), in the
-//! same transaction as the change, so after a crash the journal and the contacts never
-//! disagree. Clock and cursor writes are not journaled. The journal has a random non-zero id
+//! Layering: the store never imports `crate::core`. The TCP core speaks to it only through
+//! this module's API: it sends [`StoreRequest`]s and receives [`StoreEvent`]s, built of
+//! [`Contact`], [`Write`] and [`JournalRead`]. One [`Executor`] carries the requests out on a
+//! [`Store`]; the store thread (`store::thread`) is a loop around it, so an fsync never
+//! stalls the event loop, and tests drive the same executor synchronously.
+//!
+//! The journal: every [`Write::Merge`] that altered state appends one [`JournalEntry`] with
+//! the next line number (lines start at 1 and increase by one), in the same transaction as
+//! the change, so after a crash the journal and the contacts never disagree. Clock and
+//! cursor writes are not journaled. The journal has a random non-zero id
 //! ([`Store::journal_id`]) made when the store is created, so a cursor `(journal id, line)`
 //! held by a peer tells a reset journal apart. Only the newest `keep` lines are retained
 //! ([`DEFAULT_JOURNAL_KEEP`] unless configured); [`Store::journal_since`] answers "since N,
@@ -14,17 +21,15 @@
 //! for a line the journal never had (the peer falls back to a full AskForUpdate; 404 on the
 //! wire). A receiver records what a peer's journal delivered with [`Write::Cursor`] in the
 //! same batch as the merges it delivered, and reads it back with [`Store::cursor`].
-//!
-//! The store never runs on the event loop: the loop hands it batches through the store
-//! thread (see `store::thread`), so an fsync never stalls the UDP plane. Source: BRIEF.md,
-//! "TCP plane" (Journal) and "State"; seeds 003 and 004.
 
+mod executor;
+mod request;
 #[cfg(feature = "net")]
 pub mod thread;
 
-/// Width of a username or contact name, bytes (seed 003).
+/// Width of a username or contact name, bytes (docs/PROTOCOL.md §8.1).
 pub const NAME_LEN: usize = crate::wire::name::NAME_LEN;
-/// Width of a phone number, bytes (seed 003).
+/// Width of a phone number, bytes (docs/PROTOCOL.md §8.1).
 pub const PHONE_LEN: usize = crate::wire::name::PHONE_LEN;
 
 /// One contact record: `(username, contactname) -> phone`, stamped with a Lamport clock.
@@ -42,7 +47,7 @@ pub struct Contact {
 }
 
 impl Contact {
-    /// Last-writer-wins (BRIEF.md, "Lamport rules"): true when `self` replaces `old` for the
+    /// Last-writer-wins (docs/PROTOCOL.md §8.9): true when `self` replaces `old` for the
     /// same key: the higher clock wins; on equal clocks the bytewise larger phone field (as
     /// the 20-byte NUL-padded field compares, which is the same as comparing the text
     /// bytewise) wins. Equal records do not replace each other (no change).
@@ -58,7 +63,7 @@ pub const DEFAULT_JOURNAL_KEEP: u64 = 1_000_000;
 /// limit never allocates unboundedly (the answer then says `more`).
 pub const JOURNAL_READ_CAP: u32 = 10_000;
 
-/// One journal line (seed 004).
+/// One journal line (docs/PROTOCOL.md §8.10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
     /// The line number: 1 for the first change, then one more per change.
@@ -173,7 +178,7 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError`].
     fn journal_head(&self) -> Result<u64, StoreError>;
-    /// "Since `since`, limit `limit`" (seed 004): appends to `out` the entries with lines
+    /// "Since `since`, limit `limit`" (docs/PROTOCOL.md §8.4, JournalSince): appends to `out` the entries with lines
     /// `since + 1 ..`, in order, at most `limit` and at most [`JOURNAL_READ_CAP`] of them.
     /// `since == head` gives `Entries { more: false }` and nothing; `limit == 0` gives
     /// `Entries { more: since < head }` and nothing; `since` older than the oldest retained
@@ -252,6 +257,8 @@ pub mod memory;
 #[cfg(feature = "net")]
 pub mod sqlite;
 
+pub use executor::Executor;
 pub use memory::MemoryStore;
+pub use request::{StoreEvent, StoreRequest};
 #[cfg(feature = "net")]
 pub use sqlite::SqliteStore;

@@ -1,10 +1,10 @@
 //! Scenario tests of the I/O-free TCP core on a virtual clock (STYLE.md, "Tests in layers",
 //! layers 2 and 3): no sockets, no threads, no sleeps.
 //!
-//! A [`Node`] owns one [`TcpCore`], a [`MemoryStore`] and a hand-advanced clock (ms). Its
-//! fake store executor takes `drain_store()` and carries each request out on the store
-//! exactly as `src/store/thread.rs` does, feeding the events back with `handle_store` until
-//! the core asks for nothing more. Its fake wire is the test itself: [`Node::read`] plays a
+//! A [`Node`] owns one [`TcpCore`], the store's own request [`Executor`] over a
+//! [`MemoryStore`], and a hand-advanced clock (ms). It takes `drain_store()` and carries each
+//! request out with that executor (the one the store thread runs), feeding the events back
+//! with `handle_store` until the core asks for nothing more. Its fake wire is the test itself: [`Node::read`] plays a
 //! reader that takes everything (`output()` + `consumed()`), and not calling it plays a
 //! reader that never reads.
 //!
@@ -15,13 +15,10 @@
 //! Expected bytes are built by hand here (not with `rendezvous::wire`), so the wire module
 //! is checked too. Sources: seed 003, BRIEF.md "TCP plane", docs/PROTOCOL.md "TCP plane".
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rendezvous::core::tcp::{
-    Cidr, ConnId, StoreEvent, StoreRequest, TcpAction, TcpConfig, TcpCore,
-};
-use rendezvous::store::{Contact, MemoryStore, Snapshot, Store, Write};
+use rendezvous::core::tcp::{Cidr, ConnId, TcpAction, TcpConfig, TcpCore};
+use rendezvous::store::{Contact, Executor, MemoryStore, Store, StoreEvent, StoreRequest, Write};
 
 // ---------------------------------------------------------------------------------------
 // Bytes on the wire, built by hand
@@ -193,8 +190,8 @@ const CLIENT: &str = "203.0.113.10:50000";
 
 struct Node {
     core: TcpCore,
-    store: MemoryStore,
-    snaps: HashMap<u64, Box<dyn Snapshot>>,
+    /// The store's request executor, over a [`MemoryStore`].
+    exec: Executor,
     now: u64,
     /// Every store request the core made, in order.
     log: Vec<StoreRequest>,
@@ -218,8 +215,7 @@ impl Node {
         );
         Node {
             core,
-            store,
-            snaps: HashMap::new(),
+            exec: Executor::new(Box::new(store)),
             now: 0,
             log: Vec::new(),
             acted: Vec::new(),
@@ -236,112 +232,37 @@ impl Node {
     /// Puts contacts straight into the store (as if merged long ago).
     fn seed(&mut self, contacts: &[Contact]) {
         let batch: Vec<Write> = contacts.iter().cloned().map(Write::Merge).collect();
-        self.store.apply(&batch, &mut Vec::new()).expect("seed");
+        self.exec
+            .store_mut()
+            .apply(&batch, &mut Vec::new())
+            .expect("seed");
         // The store had these at start: the core numbers its journal from there.
         let (id, head) = (
-            self.store.journal_id().unwrap(),
-            self.store.journal_head().unwrap(),
+            self.store().journal_id().unwrap(),
+            self.store().journal_head().unwrap(),
         );
         self.core.set_journal(id, head);
     }
 
-    /// Carries out one request as `src/store/thread.rs` does.
+    /// Carries out one request with the store's own executor (as the store thread does),
+    /// failing every batch when `fail_applies` is set, and counting the contacts read.
     fn exec(&mut self, req: StoreRequest) -> Option<StoreEvent> {
-        match req {
-            StoreRequest::Apply { seq, batch } => {
-                if self.fail_applies {
-                    return Some(StoreEvent::Failed {
-                        seq,
-                        error: "disk on fire".into(),
-                    });
-                }
-                let mut changed = Vec::new();
-                Some(match self.store.apply(&batch, &mut changed) {
-                    Ok(()) => StoreEvent::Applied { seq, changed },
-                    Err(e) => StoreEvent::Failed {
-                        seq,
-                        error: e.to_string(),
-                    },
-                })
-            }
-            StoreRequest::Barrier { tag } => Some(StoreEvent::BarrierDone { tag }),
-            StoreRequest::Cursor { tag, peer } => Some(StoreEvent::Cursor {
-                tag,
-                line: self
-                    .store
-                    .cursor(&peer)
-                    .expect("cursor")
-                    .map_or(0, |(_, l)| l),
-            }),
-            StoreRequest::JournalPage { tag, since, limit } => {
-                let mut lines = Vec::new();
-                let read = self
-                    .store
-                    .journal_since(since, limit, &mut lines)
-                    .expect("journal");
-                Some(StoreEvent::JournalPage {
-                    tag,
-                    entries: lines
-                        .into_iter()
-                        .map(|e| match e.change {
-                            rendezvous::store::Change::Contact(c) => (e.line, c),
-                        })
-                        .collect(),
-                    read,
-                })
-            }
-            // The status digest: counted here from a snapshot; its hash is checked by the
-            // real-binary tests, not here.
-            StoreRequest::Digest { tag } => {
-                let mut snap = self.store.snapshot().ok()?;
-                let mut page = Vec::new();
-                while snap.next_page(4096, &mut page).ok()? {}
-                Some(StoreEvent::Digest {
-                    tag,
-                    count: page.len() as u64,
-                    sha512: vec![0; 64],
-                })
-            }
-            StoreRequest::Snapshot { stream } => Some(match self.store.snapshot() {
-                Ok(s) => {
-                    let count = s.count();
-                    self.snaps.insert(stream, s);
-                    StoreEvent::SnapshotReady { stream, count }
-                }
-                Err(e) => StoreEvent::StreamFailed {
-                    stream,
-                    error: e.to_string(),
-                },
-            }),
-            StoreRequest::NextPage { stream, max } => {
-                let s = self.snaps.get_mut(&stream)?;
-                let mut page = Vec::new();
-                Some(match s.next_page(max, &mut page) {
-                    Ok(more) => {
-                        if !more {
-                            self.snaps.remove(&stream);
-                        }
-                        self.contacts_read += page.len();
-                        StoreEvent::Page {
-                            stream,
-                            contacts: page,
-                            more,
-                        }
-                    }
-                    Err(e) => {
-                        self.snaps.remove(&stream);
-                        StoreEvent::StreamFailed {
-                            stream,
-                            error: e.to_string(),
-                        }
-                    }
-                })
-            }
-            StoreRequest::CloseStream { stream } => {
-                self.snaps.remove(&stream);
-                None
-            }
+        if let (true, StoreRequest::Apply { seq, .. }) = (self.fail_applies, &req) {
+            return Some(StoreEvent::Failed {
+                seq: *seq,
+                error: "disk on fire".into(),
+            });
         }
+        let ev = self.exec.execute(req);
+        if let Some(StoreEvent::Page { contacts, .. }) = &ev {
+            self.contacts_read += contacts.len();
+        }
+        ev
+    }
+
+    /// The store the executor serves.
+    fn store(&self) -> &dyn Store {
+        self.exec.store()
     }
 
     /// Ends the loop turn and runs the store until the core asks for nothing more.
@@ -415,14 +336,14 @@ impl Node {
 
     /// Every contact in the store, in (username, contact) order.
     fn contacts(&self) -> Vec<Contact> {
-        let mut s = self.store.snapshot().expect("snapshot");
+        let mut s = self.store().snapshot().expect("snapshot");
         let mut out = Vec::new();
         while s.next_page(1000, &mut out).expect("page") {}
         out
     }
 
     fn store_clock(&self) -> u32 {
-        self.store.clock().expect("clock")
+        self.store().clock().expect("clock")
     }
 }
 
@@ -712,7 +633,7 @@ fn a_refusal_after_a_pending_answer_closes_and_releases_its_snapshot() {
         n.log.contains(&StoreRequest::CloseStream { stream: 1 }),
         "the snapshot is released"
     );
-    assert!(n.snaps.is_empty(), "no snapshot left open");
+    assert_eq!(n.exec.open_snapshots(), 0, "no snapshot left open");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1527,7 +1448,7 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     solo.core.handle_connected(0, 0, 9);
     let mut want = hello(1, "node0");
     want.push(14);
-    want.extend(solo.store.journal_id().unwrap().to_be_bytes());
+    want.extend(solo.store().journal_id().unwrap().to_be_bytes());
     // Then its node-list hash and a directory request (`[17][len 0]`).
     want.extend(empty_node_hash_frame());
     want.extend([17, 0, 0]);
@@ -2131,14 +2052,14 @@ fn journal_since(id: u64, since: u64, limit: u32) -> Vec<u8> {
 #[test]
 fn journal_since_returns_at_most_limit_lines_and_refuses_bad_requests() {
     let mut n = with_peer_conn(0, 1);
-    let id = n.store.journal_id().unwrap();
+    let id = n.store().journal_id().unwrap();
     n.client(2);
     for i in 0..5 {
         n.send(2, &client_update("alice", &format!("c{i}"), "555"));
     }
     n.send(2, &[BARRIER]);
     assert_eq!(n.read(2), BARRIER_OK);
-    assert_eq!(n.store.journal_head().unwrap(), 5);
+    assert_eq!(n.store().journal_head().unwrap(), 5);
 
     // Lines 3 and 4 (limit 2 after line 2), as JournalUpdate frames.
     n.send(1, &journal_since(id, 2, 2));
@@ -2185,9 +2106,9 @@ fn journal_since_returns_at_most_limit_lines_and_refuses_bad_requests() {
 #[test]
 fn journal_since_older_than_the_journal_keeps_is_404() {
     let mut n = with_peer_conn(0, 1);
-    n.store = MemoryStore::with_keep(3);
-    n.core.set_journal(n.store.journal_id().unwrap(), 0);
-    let id = n.store.journal_id().unwrap();
+    n.exec = Executor::new(Box::new(MemoryStore::with_keep(3)));
+    n.core.set_journal(n.store().journal_id().unwrap(), 0);
+    let id = n.store().journal_id().unwrap();
     n.client(2);
     for i in 0..10 {
         n.send(2, &client_update("bob", &format!("c{i}"), "1"));
@@ -2242,7 +2163,7 @@ fn a_journal_line_that_comes_twice_is_applied_once() {
     );
     assert_eq!(n.core.stats().duplicate_lines, 2);
     assert_eq!(
-        n.store
+        n.store()
             .cursor("journal:000000000000004d")
             .unwrap()
             .map(|c| c.1),
@@ -2272,7 +2193,7 @@ fn the_node_list_is_kept_in_the_store_and_read_back_at_start() {
             .unwrap(),
     );
     n.read(1);
-    let stored = n.store.node_list().unwrap();
+    let stored = n.store().node_list().unwrap();
     let want = NodeList::from_entries(vec![e0.clone(), e1.clone()]);
     assert_eq!(stored, want.canonical_bytes());
 

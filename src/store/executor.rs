@@ -1,0 +1,176 @@
+//! The one request executor: carries out [`StoreRequest`]s on a [`Store`] and its open
+//! snapshots, one at a time, in the order given, and says what happened as a
+//! [`StoreEvent`] (docs/PROTOCOL.md §8.8). The store thread is a loop around it; tests
+//! drive it synchronously. It does no I/O of its own beyond the store's.
+
+use super::{Change, Snapshot, Store, StoreError, StoreEvent, StoreRequest};
+use crate::wire::tcp::{emit_server_record, ContactFields, SERVER_RECORD_LEN};
+use std::collections::HashMap;
+
+/// Contacts read per page while hashing the status digest.
+const DIGEST_PAGE: usize = 4096;
+
+/// Owns a store and the snapshots open for streamed answers (stream id -> snapshot). The
+/// snapshots are bounded by the streams the core has open (each an answer waiting on a
+/// connection, at most 64 per connection: docs/PROTOCOL.md §8.11); each is dropped at its
+/// last page, on a read error, or on [`StoreRequest::CloseStream`].
+pub struct Executor {
+    store: Box<dyn Store>,
+    snapshots: HashMap<u64, Box<dyn Snapshot>>,
+}
+
+impl Executor {
+    /// An executor over `store`, with no snapshot open.
+    pub fn new(store: Box<dyn Store>) -> Self {
+        Executor {
+            store,
+            snapshots: HashMap::new(),
+        }
+    }
+
+    /// The store (to read it directly, as a test does).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The store, to write it directly (a test preloading it).
+    pub fn store_mut(&mut self) -> &mut dyn Store {
+        self.store.as_mut()
+    }
+
+    /// Snapshots open now.
+    pub fn open_snapshots(&self) -> usize {
+        self.snapshots.len()
+    }
+
+    /// Carries out one request; `None` for those not answered ([`StoreRequest::CloseStream`],
+    /// and [`StoreRequest::NextPage`] of a stream not open). Store errors come back as
+    /// [`StoreEvent::Failed`] (a batch) or [`StoreEvent::StreamFailed`] (a read).
+    pub fn execute(&mut self, req: StoreRequest) -> Option<StoreEvent> {
+        Some(match req {
+            StoreRequest::Apply { seq, batch } => {
+                let mut changed = Vec::new();
+                match self.store.apply(&batch, &mut changed) {
+                    Ok(()) => StoreEvent::Applied { seq, changed },
+                    Err(e) => StoreEvent::Failed {
+                        seq,
+                        error: e.to_string(),
+                    },
+                }
+            }
+            StoreRequest::Barrier { tag } => StoreEvent::BarrierDone { tag },
+            StoreRequest::Snapshot { stream } => self.open(stream),
+            StoreRequest::NextPage { stream, max } => return self.next_page(stream, max),
+            StoreRequest::Digest { tag } => answer(tag, digest(self.store.as_ref(), tag)),
+            StoreRequest::Cursor { tag, peer } => answer(tag, self.cursor(tag, &peer)),
+            StoreRequest::JournalPage { tag, since, limit } => {
+                answer(tag, self.journal_page(tag, since, limit))
+            }
+            StoreRequest::CloseStream { stream } => {
+                self.snapshots.remove(&stream);
+                return None;
+            }
+        })
+    }
+
+    /// Opens a snapshot for `stream`.
+    fn open(&mut self, stream: u64) -> StoreEvent {
+        match self.store.snapshot() {
+            Ok(s) => {
+                let count = s.count();
+                self.snapshots.insert(stream, s);
+                StoreEvent::SnapshotReady { stream, count }
+            }
+            Err(e) => failed(stream, &e),
+        }
+    }
+
+    /// The next page of `stream`'s snapshot; the snapshot is dropped after its last page
+    /// or a read error.
+    fn next_page(&mut self, stream: u64, max: usize) -> Option<StoreEvent> {
+        let snap = self.snapshots.get_mut(&stream)?;
+        let mut contacts = Vec::new();
+        Some(match snap.next_page(max, &mut contacts) {
+            Ok(more) => {
+                if !more {
+                    self.snapshots.remove(&stream);
+                }
+                StoreEvent::Page {
+                    stream,
+                    contacts,
+                    more,
+                }
+            }
+            Err(e) => {
+                self.snapshots.remove(&stream);
+                failed(stream, &e)
+            }
+        })
+    }
+
+    /// The line of our journal `peer` holds (0 when none).
+    fn cursor(&self, tag: u64, peer: &str) -> Result<StoreEvent, StoreError> {
+        let line = self.store.cursor(peer)?.map_or(0, |(_, line)| line);
+        Ok(StoreEvent::Cursor { tag, line })
+    }
+
+    /// Our journal's lines after `since`, at most `limit`.
+    fn journal_page(&self, tag: u64, since: u64, limit: u32) -> Result<StoreEvent, StoreError> {
+        let mut lines = Vec::new();
+        let read = self.store.journal_since(since, limit, &mut lines)?;
+        let entries = lines
+            .into_iter()
+            .map(|e| match e.change {
+                Change::Contact(c) => (e.line, c),
+            })
+            .collect();
+        Ok(StoreEvent::JournalPage { tag, entries, read })
+    }
+}
+
+/// A read's event, or [`StoreEvent::StreamFailed`] for `tag`.
+fn answer(tag: u64, read: Result<StoreEvent, StoreError>) -> StoreEvent {
+    read.unwrap_or_else(|e| failed(tag, &e))
+}
+
+fn failed(stream: u64, e: &StoreError) -> StoreEvent {
+    StoreEvent::StreamFailed {
+        stream,
+        error: e.to_string(),
+    }
+}
+
+/// Counts the contacts of one snapshot and hashes their canonical form: SHA-512 over the
+/// 536-byte server-role Update bodies (`[clock u32][username 256][contact 256][phone 20]`)
+/// in (username, contact) order (docs/PROTOCOL.md §8.5, `contacts_sha512`).
+fn digest(store: &dyn Store, tag: u64) -> Result<StoreEvent, StoreError> {
+    use sha2::{Digest, Sha512};
+    let mut snap = store.snapshot()?;
+    let mut h = Sha512::new();
+    let mut page = Vec::new();
+    let mut rec = [0u8; SERVER_RECORD_LEN];
+    let mut count = 0u64;
+    loop {
+        page.clear();
+        let more = snap.next_page(DIGEST_PAGE, &mut page)?;
+        for c in &page {
+            let fields = ContactFields {
+                username: &c.username,
+                contact: &c.contact,
+                phone: &c.phone,
+            };
+            if emit_server_record(c.clock, &fields, &mut rec).is_ok() {
+                h.update(&rec[1..]);
+                count += 1;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(StoreEvent::Digest {
+        tag,
+        count,
+        sha512: h.finalize().to_vec(),
+    })
+}

@@ -1,0 +1,138 @@
+//! The store's request API: what the TCP core asks of the store ([`StoreRequest`]) and what
+//! the store reports back ([`StoreEvent`]), carried out in the order issued by one
+//! [`super::Executor`] (docs/PROTOCOL.md §8.8). Plain data: no I/O, no core types.
+
+use super::{Contact, JournalRead, Write};
+
+/// A request for the store, carried out in the order issued (docs/PROTOCOL.md §8.8): a
+/// snapshot, barrier or read queued behind a write batch runs only after that batch
+/// committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreRequest {
+    /// Apply a batch atomically and durably ([`super::Store::apply`]).
+    Apply {
+        /// Increasing batch number, echoed back.
+        seq: u64,
+        /// The writes, in order.
+        batch: Vec<Write>,
+    },
+    /// Answer [`StoreEvent::BarrierDone`] (everything before is durable).
+    Barrier {
+        /// Echoed back.
+        tag: u64,
+    },
+    /// Open a consistent snapshot for a streamed answer (ListAll, AskForUpdate, a full
+    /// push; docs/PROTOCOL.md §8.5).
+    Snapshot {
+        /// Stream id, echoed back.
+        stream: u64,
+    },
+    /// Read the next page of a stream's snapshot.
+    NextPage {
+        /// Stream id.
+        stream: u64,
+        /// Most contacts to return.
+        max: usize,
+    },
+    /// Count the contacts and hash their canonical form (SHA-512 over the 536-byte
+    /// server-role Update bodies in (username, contact) order) from one snapshot: the
+    /// `contacts=` and `contacts_sha512=` of a status answer (docs/PROTOCOL.md §8.5).
+    Digest {
+        /// Echoed back.
+        tag: u64,
+    },
+    /// Read a peer's cursor for one of our journals ([`super::Store::cursor`]).
+    Cursor {
+        /// Echoed back.
+        tag: u64,
+        /// Cursor key: `journal:<journal id in 16 hex digits>`.
+        peer: String,
+    },
+    /// Read our journal's lines after `since`, at most `limit`
+    /// ([`super::Store::journal_since`]).
+    JournalPage {
+        /// Echoed back.
+        tag: u64,
+        /// The last line the peer holds.
+        since: u64,
+        /// Most lines to return.
+        limit: u32,
+    },
+    /// Drop a stream's snapshot. Not answered.
+    CloseStream {
+        /// Stream id.
+        stream: u64,
+    },
+}
+
+/// What the store reports back for a [`StoreRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A batch is durable; `changed[i]` tells whether its i-th merge altered state.
+    Applied {
+        /// The batch number.
+        seq: u64,
+        /// Per merge, in order.
+        changed: Vec<bool>,
+    },
+    /// A batch failed (nothing of it applied).
+    Failed {
+        /// The batch number.
+        seq: u64,
+        /// The store's message.
+        error: String,
+    },
+    /// Everything before the barrier is durable.
+    BarrierDone {
+        /// The tag.
+        tag: u64,
+    },
+    /// A snapshot is open.
+    SnapshotReady {
+        /// Stream id.
+        stream: u64,
+        /// Contacts in it.
+        count: u64,
+    },
+    /// Contacts of a stream, in (username, contact) bytewise order.
+    Page {
+        /// Stream id.
+        stream: u64,
+        /// The contacts.
+        contacts: Vec<Contact>,
+        /// More pages follow.
+        more: bool,
+    },
+    /// The contacts digest asked for with [`StoreRequest::Digest`].
+    Digest {
+        /// The tag.
+        tag: u64,
+        /// Contacts counted.
+        count: u64,
+        /// SHA-512 of their canonical form (64 bytes).
+        sha512: Vec<u8>,
+    },
+    /// The cursor asked for with [`StoreRequest::Cursor`]: the line held, 0 when none.
+    Cursor {
+        /// The tag.
+        tag: u64,
+        /// Line.
+        line: u64,
+    },
+    /// Journal lines asked for with [`StoreRequest::JournalPage`].
+    JournalPage {
+        /// The tag.
+        tag: u64,
+        /// `(line, contact)` in line order.
+        entries: Vec<(u64, Contact)>,
+        /// Entries (with `more`), or the journal no longer holds / never held `since`.
+        read: JournalRead,
+    },
+    /// A read (stream, digest, cursor or journal page) failed.
+    StreamFailed {
+        /// Stream id or tag.
+        stream: u64,
+        /// The store's message.
+        error: String,
+    },
+}
