@@ -17,138 +17,13 @@ use crate::wire::tcp::{
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+mod config;
+
+use config::canonical_ip;
+pub use config::{Cidr, NodeSigner, SignFn, TcpConfig};
+
 /// Identifies a TCP connection between the loop and the core.
 pub type ConnId = u64;
-
-/// An IP network (`--allow-peer CIDR`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// Network address.
-    pub addr: IpAddr,
-    /// Prefix length in bits.
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `ADDR/PREFIX` (or a bare address: a /32 or /128).
-    ///
-    /// # Errors
-    /// A message naming what is wrong.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let (a, p) = text.split_once('/').unwrap_or((text, ""));
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{text:?}: not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() {
-            max
-        } else {
-            p.parse::<u8>()
-                .ok()
-                .filter(|&n| n <= max)
-                .ok_or_else(|| format!("{text:?}: prefix must be 0..={max}"))?
-        };
-        Ok(Cidr { addr, prefix })
-    }
-
-    /// True when `ip` (IPv4-mapped IPv6 counts as IPv4) lies in this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let (a, b, bits) = match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => (
-                u128::from(u32::from(n)) << 96,
-                u128::from(u32::from(i)) << 96,
-                self.prefix,
-            ),
-            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), self.prefix),
-            _ => return false,
-        };
-        if bits == 0 {
-            return true;
-        }
-        let mask = u128::MAX << (128 - u32::from(bits));
-        a & mask == b & mask
-    }
-}
-
-/// Tunables of the TCP plane. Times in milliseconds.
-#[derive(Debug, Clone)]
-pub struct TcpConfig {
-    /// This server's name, sent in its hellos (at most 256 bytes).
-    pub name: String,
-    /// A connection without a complete hello this long after accept is closed with 408.
-    pub hello_timeout_ms: u64,
-    /// Bytes of unsent output per connection; a connection over it is dropped (except a
-    /// streamed answer, which waits for the reader).
-    pub max_out: usize,
-    /// Contacts per store page when streaming ListAll / AskForUpdate.
-    pub page: usize,
-    /// Heartbeat interval on links to peers.
-    pub heartbeat_ms: u64,
-    /// Reconnect backoff after a failed or lost link: starts here, doubles...
-    pub backoff_min_ms: u64,
-    /// ... up to here.
-    pub backoff_max_ms: u64,
-    /// Peers to connect to (`--peer`); their addresses may also open role-1 connections.
-    pub peers: Vec<SocketAddr>,
-    /// Networks whose hosts may open role-1 (server) connections (`--allow-peer`).
-    pub allow_peers: Vec<Cidr>,
-    /// A received clock more than this far ahead of ours is refused (409), except by a
-    /// fresh server (clock 0), which accepts up to 2^31 to catch up with an older mesh.
-    pub max_clock_jump: u32,
-    /// A connection whose pending output made no progress for this long is dropped.
-    pub stall_ms: u64,
-    /// Answers waiting per connection before the core stops reading its requests.
-    pub max_pending: usize,
-    /// This server's own node-list entry (uid, alias, location, public key), if it has a
-    /// node identity; the node list starts with it (seed 000).
-    pub node: Option<NodeEntry>,
-    /// Keep to the configured peers: do not connect to servers learned from the node list.
-    pub no_mesh: bool,
-    /// Signs with this server's node key (Ed25519), to prove it to peers (commands 20-21).
-    pub signer: Option<NodeSigner>,
-    /// 32 random bytes from the OS: the authentication nonces are derived from them.
-    pub seed: [u8; 32],
-}
-
-/// A signing function: `message -> signature` (64 bytes for Ed25519).
-pub type SignFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
-
-/// Signs a message with the node key: `sign(message) -> 64-byte Ed25519 signature`.
-#[derive(Clone)]
-pub struct NodeSigner(pub std::sync::Arc<SignFn>);
-
-impl std::fmt::Debug for NodeSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NodeSigner")
-    }
-}
-
-impl Default for TcpConfig {
-    fn default() -> Self {
-        TcpConfig {
-            name: "rendezvous".into(),
-            hello_timeout_ms: 10_000,
-            max_out: 1 << 20,
-            page: 2048,
-            heartbeat_ms: 5_000,
-            backoff_min_ms: 250,
-            backoff_max_ms: 30_000,
-            peers: Vec::new(),
-            allow_peers: Vec::new(),
-            max_clock_jump: 1 << 24,
-            stall_ms: 120_000,
-            max_pending: 64,
-            node: None,
-            no_mesh: false,
-            signer: None,
-            seed: [0; 32],
-        }
-    }
-}
 
 /// Something the loop must do for the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -720,7 +595,7 @@ impl TcpCore {
                 let addr = c.addr;
                 match Hello::parse(&hello) {
                     Ok(h) => {
-                        let configured = self.peer_allowed(addr.ip());
+                        let configured = self.cfg.peer_allowed(addr.ip());
                         let known = self.known_node_ip(addr.ip());
                         let allowed = h.role == Role::Client || configured || known;
                         let must_auth = h.role == Role::Server && !configured;
@@ -786,34 +661,17 @@ impl TcpCore {
         }
     }
 
-    fn peer_allowed(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let same = |a: IpAddr| match a {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4) == ip,
-            v4 => v4 == ip,
-        };
-        self.cfg.peers.iter().any(|p| same(p.ip()))
-            || self.cfg.allow_peers.iter().any(|n| n.contains(ip))
-    }
-
     /// True when `ip` is the address of a server in our node list (other than us): it may
     /// open a role-1 connection, but must prove the node key published there.
     fn known_node_ip(&self, ip: IpAddr) -> bool {
-        let canon = |a: IpAddr| match a {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
-            v4 => v4,
-        };
-        let ip = canon(ip);
+        let ip = canonical_ip(ip);
         let own = self.cfg.node.as_ref().map(|n| *n.uid());
         self.nodes
             .entries()
             .iter()
             .filter(|e| Some(*e.uid()) != own)
             .filter_map(|e| e.location().parse::<SocketAddr>().ok())
-            .any(|a| canon(a.ip()) == ip)
+            .any(|a| canonical_ip(a.ip()) == ip)
     }
 
     /// Refuses with a non-200 status frame, after the answers already asked for (in the
@@ -1227,7 +1085,7 @@ impl TcpCore {
                 return self.fail(conn, 401, cmd, "key does not match the node list");
             }
             Some(_) => {}
-            None if ip.is_some_and(|ip| self.peer_allowed(ip)) => {}
+            None if ip.is_some_and(|ip| self.cfg.peer_allowed(ip)) => {}
             None => {
                 return self.fail(
                     conn,

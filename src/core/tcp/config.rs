@@ -1,0 +1,153 @@
+//! The TCP plane's configuration: its tunables ([`TcpConfig`], docs/PROTOCOL.md §8.10 and
+//! §8.11 give the defaults), the networks allowed to open server-role connections
+//! ([`Cidr`], `--allow-peer`) and the node key's signer ([`NodeSigner`], §8.17). Plain data
+//! and pure checks: no state of the core.
+
+use crate::federation::nodelist::NodeEntry;
+use std::net::{IpAddr, SocketAddr};
+
+/// An IP network (`--allow-peer CIDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address.
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/PREFIX` (or a bare address: a /32 or /128).
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (a, p) = text.split_once('/').unwrap_or((text, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{text:?}: not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{text:?}: prefix must be 0..={max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// True when `ip` (IPv4-mapped IPv6 counts as IPv4) lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        let (a, b, bits) = match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (
+                u128::from(u32::from(n)) << 96,
+                u128::from(u32::from(i)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), self.prefix),
+            _ => return false,
+        };
+        if bits == 0 {
+            return true;
+        }
+        let mask = u128::MAX << (128 - u32::from(bits));
+        a & mask == b & mask
+    }
+}
+
+/// Tunables of the TCP plane. Times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// This server's name, sent in its hellos (at most 256 bytes).
+    pub name: String,
+    /// A connection without a complete hello this long after accept is closed with 408.
+    pub hello_timeout_ms: u64,
+    /// Bytes of unsent output per connection; a connection over it is dropped (except a
+    /// streamed answer, which waits for the reader).
+    pub max_out: usize,
+    /// Contacts per store page when streaming ListAll / AskForUpdate.
+    pub page: usize,
+    /// Heartbeat interval on links to peers.
+    pub heartbeat_ms: u64,
+    /// Reconnect backoff after a failed or lost link: starts here, doubles...
+    pub backoff_min_ms: u64,
+    /// ... up to here.
+    pub backoff_max_ms: u64,
+    /// Peers to connect to (`--peer`); their addresses may also open role-1 connections.
+    pub peers: Vec<SocketAddr>,
+    /// Networks whose hosts may open role-1 (server) connections (`--allow-peer`).
+    pub allow_peers: Vec<Cidr>,
+    /// A received clock more than this far ahead of ours is refused (409), except by a
+    /// fresh server (clock 0), which accepts up to 2^31 to catch up with an older mesh.
+    pub max_clock_jump: u32,
+    /// A connection whose pending output made no progress for this long is dropped.
+    pub stall_ms: u64,
+    /// Answers waiting per connection before the core stops reading its requests.
+    pub max_pending: usize,
+    /// This server's own node-list entry (uid, alias, location, public key), if it has a
+    /// node identity; the node list starts with it (docs/PROTOCOL.md §8.15).
+    pub node: Option<NodeEntry>,
+    /// Keep to the configured peers: do not connect to servers learned from the node list.
+    pub no_mesh: bool,
+    /// Signs with this server's node key (Ed25519), to prove it to peers (commands 20-21).
+    pub signer: Option<NodeSigner>,
+    /// 32 random bytes from the OS: the authentication nonces are derived from them.
+    pub seed: [u8; 32],
+}
+
+/// A signing function: `message -> signature` (64 bytes for Ed25519).
+pub type SignFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
+/// Signs a message with the node key: `sign(message) -> 64-byte Ed25519 signature`.
+#[derive(Clone)]
+pub struct NodeSigner(pub std::sync::Arc<SignFn>);
+
+impl std::fmt::Debug for NodeSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeSigner")
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            name: "rendezvous".into(),
+            hello_timeout_ms: 10_000,
+            max_out: 1 << 20,
+            page: 2048,
+            heartbeat_ms: 5_000,
+            backoff_min_ms: 250,
+            backoff_max_ms: 30_000,
+            peers: Vec::new(),
+            allow_peers: Vec::new(),
+            max_clock_jump: 1 << 24,
+            stall_ms: 120_000,
+            max_pending: 64,
+            node: None,
+            no_mesh: false,
+            signer: None,
+            seed: [0; 32],
+        }
+    }
+}
+
+impl TcpConfig {
+    /// True when `ip` may open a server-role connection by the operator's trust: the IP of a
+    /// `--peer` (any port) or inside an `--allow-peer` network (docs/PROTOCOL.md §8.2,
+    /// §8.12). IPv4-mapped IPv6 counts as IPv4.
+    pub fn peer_allowed(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.peers.iter().any(|p| canonical_ip(p.ip()) == ip)
+            || self.allow_peers.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// `ip` with an IPv4-mapped IPv6 address turned into the IPv4 address it maps.
+pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
