@@ -18,9 +18,21 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 mod config;
+mod conn;
+mod contacts;
+mod directory;
+mod journal;
+mod links;
+mod outbox;
 
 use config::canonical_ip;
 pub use config::{Cidr, NodeSigner, SignFn, TcpConfig};
+use conn::{Answer, Conn, Expect, StreamState};
+use contacts::{Batch, Clock};
+use directory::{DirDest, DirPush, DIR_PAGE};
+use journal::{Journal, Phase};
+use links::{Link, LinkState, MAX_LINKS};
+use outbox::{Outbox, Reads};
 
 /// Identifies a TCP connection between the loop and the core.
 pub type ConnId = u64;
@@ -73,188 +85,6 @@ pub enum TcpAction {
     },
 }
 
-/// Directory records asked per page (a full directory goes out in pages as the reader
-/// drains them).
-const DIR_PAGE: usize = 256;
-/// Most links, configured and learned from the node list together.
-const MAX_LINKS: usize = 256;
-
-/// Where a page of directory records goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DirDest {
-    /// The answer to a DirRequest on this connection.
-    Answer(ConnId),
-    /// A full push on link `i`.
-    Push(usize),
-}
-
-/// A full push of our directory on a link this server opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DirPush {
-    Idle,
-    Paging {
-        after: Option<[u8; 32]>,
-        asked: bool,
-    },
-}
-
-#[derive(Debug)]
-enum StreamState {
-    /// Waiting for a slot or the snapshot.
-    Opening,
-    /// Snapshot open: `count` is written when this answer reaches the head; `buffered`
-    /// are read but not yet written.
-    Open {
-        count: Option<u32>,
-        buffered: VecDeque<Contact>,
-        more: bool,
-        page_asked: bool,
-    },
-}
-
-#[derive(Debug)]
-enum Answer {
-    /// Bytes ready to go (UpdateClock).
-    Ready(Vec<u8>),
-    /// A refusal (non-200 status frame): written in its turn, then the connection closes.
-    Refusal(Vec<u8>),
-    /// A barrier: status 200 once done.
-    Barrier { tag: u64, done: bool },
-    /// A cursor answer `[14][line u64]`, once the store has read it.
-    Cursor { tag: u64, line: Option<u64> },
-    /// On a link: after a full push, mark the peer as holding our journal up to the line
-    /// recorded when the pushed snapshot was taken, then page the lines since.
-    Mark { link: usize },
-    /// A status answer, written once both digests are in.
-    Status {
-        tag: u64,
-        contacts: Option<(u64, Vec<u8>)>,
-        directory: Option<(u64, Vec<u8>)>,
-    },
-    /// The answer to a DirRequest: pages of DirRecord frames, then `[17][0004][count]`.
-    Directory {
-        tag: u64,
-        after: Option<[u8; 32]>,
-        asked: bool,
-        more: bool,
-        count: u32,
-        buffered: Vec<u8>,
-    },
-    /// The answer to a JournalSince, once the store has read the lines.
-    Since { tag: u64 },
-    /// ListAll (client) or AskForUpdate (server) streamed from a snapshot; `counted` puts
-    /// the `[count u32]` first (an answer), else the records go alone (a push of the whole
-    /// list on a link this server opened).
-    Stream {
-        id: u64,
-        kind: Role,
-        counted: bool,
-        state: StreamState,
-    },
-}
-
-/// What the opener of a peer link expects back, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// CursorQuery: `[14][line u64]`.
-    Cursor,
-    /// HeartBeat: an optional UpdateClock frame.
-    HeartBeat,
-    /// Barrier: a status frame; a 200 confirms our journal up to `confirms`.
-    Status { confirms: u64 },
-    /// NodeListHash: the peer's hash (10).
-    NodeHash,
-    /// NodeList: the peer's diff (12).
-    NodeDiff,
-    /// DirRequest: DirRecord frames, then the end frame (17).
-    Directory,
-    /// AuthChallenge: `[20][nonce 32]`; the proof and the link's opening requests follow.
-    Nonce,
-}
-
-/// Where a link this server opened stands in pushing our journal to its peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Not connected, or waiting for the peer's cursor.
-    AwaitCursor,
-    /// Sending journal lines after `since`; `asked` when a page is on its way.
-    Paging { since: u64, asked: bool },
-    /// The journal no longer holds the peer's cursor: pushing a whole snapshot; `mark` is
-    /// our journal head when it was taken.
-    FullPush { mark: Option<u64> },
-    /// Caught up: every new line is pushed as it is made.
-    Live,
-}
-
-#[derive(Debug)]
-struct Conn {
-    addr: SocketAddr,
-    accepted_ms: u64,
-    role: Option<Role>,
-    name: String,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
-    answers: VecDeque<Answer>,
-    close_when_flushed: bool,
-    /// A refusal is queued: no more input is read or parsed.
-    refused: bool,
-    last_progress_ms: u64,
-    /// Set for links this server opened to a peer.
-    link: Option<usize>,
-    /// On a connection a peer opened: the journal id it pushes from (after CursorQuery).
-    peer_journal: Option<u64>,
-    expects: VecDeque<Expect>,
-    /// A role-1 opener admitted only because the node list knows its address: it must
-    /// prove its node key (commands 20, 21) before anything else.
-    must_auth: bool,
-    /// It has proved its node key.
-    authed: bool,
-    /// The nonce we sent it (AuthChallenge), until it answers.
-    nonce: Option<[u8; tcp::NONCE_LEN]>,
-    /// When bytes last came in (ms).
-    last_in_ms: u64,
-}
-
-#[derive(Debug)]
-enum LinkState {
-    Down {
-        retry_ms: u64,
-    },
-    Connecting,
-    Up {
-        conn: ConnId,
-        next_heartbeat_ms: u64,
-    },
-}
-
-#[derive(Debug)]
-struct Link {
-    addr: SocketAddr,
-    state: LinkState,
-    backoff_ms: u64,
-    /// When the peer last answered a heartbeat (ms), if ever.
-    last_heartbeat_ms: Option<u64>,
-    /// When the link last came up (ms).
-    up_since_ms: u64,
-    /// The peer's clock as it last told us (UpdateClock), 0 if never.
-    peer_clock: u32,
-    phase: Phase,
-    /// Last journal line written to the link, and the last one the peer confirmed durable
-    /// (a heartbeat barrier's 200 after it).
-    pushed_line: u64,
-    confirmed_line: u64,
-    /// Journal lines and snapshot records sent on this link since the server started.
-    entries_sent: u64,
-    records_sent: u64,
-    /// Directory records sent on this link (live and full pushes) since the server started.
-    dir_sent: u64,
-    /// The full push of our directory after (re)connecting.
-    dir_push: DirPush,
-    /// Learned from the node list (not configured with `--peer`).
-    learned: bool,
-}
-
 /// Counters of the TCP plane.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TcpStats {
@@ -278,51 +108,27 @@ pub struct TcpStats {
     pub duplicate_lines: u64,
 }
 
-/// The TCP plane's state machine.
+/// The TCP plane's state machine: routes between its parts (connections, links, the
+/// Lamport clock and write batch, journals, the node list) and the outside (the loop and
+/// the store).
 pub struct TcpCore {
     cfg: TcpConfig,
-    clock: u32,
-    clock_dirty: bool,
+    /// The Lamport clock.
+    clock: Clock,
+    /// The write batch of this loop turn, and the batches the store has not answered.
+    batch: Batch,
     conns: HashMap<ConnId, Conn>,
     links: Vec<Link>,
-    batch: Vec<Write>,
-    next_seq: u64,
-    next_tag: u64,
-    streams: HashMap<u64, ConnId>,
-    barriers: HashMap<u64, ConnId>,
-    requests: Vec<StoreRequest>,
-    actions: VecDeque<TcpAction>,
-    store_broken: bool,
-    /// Merges in the batch being built, in order (with their index among the merges).
-    batch_merges: usize,
-    batch_forward: Vec<(usize, Contact)>,
-    /// Per batch sent to the store: its merges, to journal and push those that changed.
-    forward: HashMap<u64, Vec<(usize, Contact)>>,
-    /// Our journal: its id and the last line the store has (lines are made in the order
-    /// the store applies changed merges, so the core numbers them the same way).
-    journal_id: u64,
-    journal_head: u64,
-    /// Pending store reads of cursors (tag -> connection) and journal pages (tag -> link).
-    cursor_reads: HashMap<u64, ConnId>,
-    page_reads: HashMap<u64, usize>,
-    /// Full-push streams of links (stream id -> link), to note the journal head.
-    push_streams: HashMap<u64, usize>,
-    /// Until the first full catch-up from a peer completes, received clocks are bounded
-    /// only by 2^31 (a fresh or memory-only server joining an older mesh).
-    catching_up: bool,
-    /// The node list (seed 000): our own entry and every server learned.
+    /// Store requests and loop actions, in order.
+    out: Outbox,
+    /// Who waits for each pending store read.
+    reads: Reads,
+    /// Our journal, and what we hold of peers' journals.
+    journal: Journal,
+    /// The node list (docs/PROTOCOL.md §8.15): our own entry and every server learned.
     nodes: NodeList,
-    /// Pending directory pages (tag -> where they go).
-    dir_pages: HashMap<u64, DirDest>,
-    /// Pending JournalSince reads (tag -> connection, since, limit).
-    since_reads: HashMap<u64, ConnId>,
     /// Authentication nonces made so far.
     nonces: u64,
-    /// Per peer journal id: the highest line applied from it (to drop copies).
-    lines_held: HashMap<u64, u64>,
-    /// Per peer name (its hello name): journal lines and full-push records received on
-    /// connections it opened, since start; at most 1024 names.
-    received: std::collections::BTreeMap<String, (u64, u64)>,
     stats: TcpStats,
 }
 
@@ -340,33 +146,30 @@ impl TcpCore {
         let nodes = NodeList::from_entries(cfg.node.iter().cloned().collect());
         TcpCore {
             cfg,
-            clock,
-            clock_dirty: false,
+            clock: Clock {
+                now: clock,
+                dirty: false,
+                catching_up: !cfg_peers_empty,
+            },
+            batch: Batch {
+                writes: Vec::new(),
+                merges: 0,
+                forward: Vec::new(),
+                by_seq: HashMap::new(),
+                next_seq: 1,
+                broken: false,
+            },
             conns: HashMap::new(),
             links,
-            batch: Vec::new(),
-            next_seq: 1,
-            next_tag: 1,
-            streams: HashMap::new(),
-            barriers: HashMap::new(),
-            requests: Vec::new(),
-            actions: VecDeque::new(),
-            store_broken: false,
-            batch_merges: 0,
-            batch_forward: Vec::new(),
-            forward: HashMap::new(),
-            journal_id: 0,
-            journal_head: 0,
-            cursor_reads: HashMap::new(),
-            page_reads: HashMap::new(),
-            push_streams: HashMap::new(),
-            catching_up: !cfg_peers_empty,
+            out: Outbox {
+                requests: Vec::new(),
+                actions: VecDeque::new(),
+                next_tag: 1,
+            },
+            reads: Reads::default(),
+            journal: Journal::default(),
             nodes,
-            dir_pages: HashMap::new(),
-            since_reads: HashMap::new(),
             nonces: 0,
-            received: std::collections::BTreeMap::new(),
-            lines_held: HashMap::new(),
             stats: TcpStats::default(),
         }
     }
@@ -405,13 +208,13 @@ impl TcpCore {
     /// Sets our journal's id and last line (for a store written outside the core, as a
     /// test that preloads one does).
     pub fn set_journal(&mut self, journal_id: u64, head: u64) {
-        self.journal_id = journal_id;
-        self.journal_head = head;
+        self.journal.id = journal_id;
+        self.journal.head = head;
     }
 
     /// The Lamport clock now.
     pub fn clock(&self) -> u32 {
-        self.clock
+        self.clock.now
     }
 
     /// Counters so far.
@@ -449,8 +252,8 @@ impl TcpCore {
 
     fn link_down(&mut self, now_ms: u64, i: usize) {
         if let Some(l) = self.links.get_mut(i) {
-            l.phase = Phase::AwaitCursor;
-            l.dir_push = DirPush::Idle;
+            l.journal.phase = Phase::AwaitCursor;
+            l.dir.push = DirPush::Idle;
             l.state = LinkState::Down {
                 retry_ms: now_ms + l.backoff_ms,
             };
@@ -462,7 +265,7 @@ impl TcpCore {
     /// the full list.
     pub fn handle_connected(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
         let Some(link) = self.links.get_mut(peer) else {
-            self.actions.push_back(TcpAction::Close(conn));
+            self.out.actions.push_back(TcpAction::Close(conn));
             return;
         };
         link.state = LinkState::Up {
@@ -487,7 +290,7 @@ impl TcpCore {
             c.expects.push_back(Expect::Nonce);
             self.conns.insert(conn, c);
             if let Some(l) = self.links.get_mut(peer) {
-                l.phase = Phase::AwaitCursor;
+                l.journal.phase = Phase::AwaitCursor;
                 l.up_since_ms = now_ms;
             }
             return;
@@ -504,7 +307,7 @@ impl TcpCore {
         };
         // Ask the peer how much of our journal it holds; we push from there (seed 004).
         c.out.push(tcp::CMD_CURSOR_QUERY);
-        c.out.extend_from_slice(&self.journal_id.to_be_bytes());
+        c.out.extend_from_slice(&self.journal.id.to_be_bytes());
         c.expects.push_back(Expect::Cursor);
         // Compare node lists (seed 000), and ask for the peer's whole directory (seed 002's
         // client_update_request); our own goes to it as a full push, paged below.
@@ -514,9 +317,9 @@ impl TcpCore {
         c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
         c.expects.push_back(Expect::Directory);
         if let Some(l) = self.links.get_mut(peer) {
-            l.phase = Phase::AwaitCursor;
+            l.journal.phase = Phase::AwaitCursor;
             l.up_since_ms = now_ms;
-            l.dir_push = DirPush::Paging {
+            l.dir.push = DirPush::Paging {
                 after: None,
                 asked: false,
             };
@@ -534,13 +337,13 @@ impl TcpCore {
         match self.conns.get(&conn) {
             // Output backpressure is applied per command in `parse` (only commands that
             // produce an answer wait); unparsed input is what stops reading.
-            Some(c) if !c.refused => {
+            Some(c) if !c.input.refused => {
                 // A node list may be up to 3.2 MB: take a whole frame once it has started.
-                let cap = match c.inbuf.first() {
+                let cap = match c.input.buf.first() {
                     Some(&(tcp::CMD_NODE_LIST | tcp::CMD_NODE_LIST_DIFF)) => tcp::MAX_FRAME_LEN,
                     _ => 64 * 1024,
                 };
-                cap.saturating_sub(c.inbuf.len())
+                cap.saturating_sub(c.input.buf.len())
             }
             _ => 0,
         }
@@ -551,16 +354,16 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.refused || c.close_when_flushed {
+        if c.input.refused || c.out.close_when_flushed {
             return; // a refused connection: ignore what follows
         }
         // The stall clock measures how long output waits for a reader; a new request
         // starts it afresh (an idle connection that asks again is not stalled).
-        if c.pending_out() == 0 {
-            c.last_progress_ms = now_ms;
+        if c.out.pending() == 0 {
+            c.out.last_progress_ms = now_ms;
         }
-        c.last_in_ms = now_ms;
-        c.inbuf.extend_from_slice(data);
+        c.input.last_in_ms = now_ms;
+        c.input.buf.extend_from_slice(data);
         self.parse(now_ms, conn);
     }
 
@@ -569,7 +372,7 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.refused || c.close_when_flushed {
+            if c.input.refused || c.out.close_when_flushed {
                 return;
             }
             // A link's incoming bytes are answers to us: always read them (gating them on
@@ -581,17 +384,17 @@ impl TcpCore {
                 continue;
             }
             let Some(role) = c.role else {
-                if let Some(&b) = c.inbuf.first() {
+                if let Some(&b) = c.input.buf.first() {
                     if b != tcp::ROLE_SERVER && b != tcp::ROLE_CLIENT {
                         let detail = format!("malformed hello: role byte {b} (1 server, 2 client)");
                         self.fail(conn, 400, tcp::REQUEST_HELLO, &detail);
                         return;
                     }
                 }
-                if c.inbuf.len() < tcp::HELLO_LEN {
+                if c.input.buf.len() < tcp::HELLO_LEN {
                     return;
                 }
-                let hello: Vec<u8> = c.inbuf.drain(..tcp::HELLO_LEN).collect();
+                let hello: Vec<u8> = c.input.buf.drain(..tcp::HELLO_LEN).collect();
                 let addr = c.addr;
                 match Hello::parse(&hello) {
                     Ok(h) => {
@@ -614,7 +417,7 @@ impl TcpCore {
                         let c = self.conns.get_mut(&conn).expect("present");
                         c.role = Some(role);
                         c.name = name;
-                        c.must_auth = must_auth;
+                        c.auth.required = must_auth;
                     }
                     Err(e) => {
                         self.fail(conn, 400, 0, &format!("malformed hello: {e}"));
@@ -623,11 +426,11 @@ impl TcpCore {
                 }
                 continue;
             };
-            let len = match tcp::command_len(role, &c.inbuf) {
+            let len = match tcp::command_len(role, &c.input.buf) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
                 Err(e) => {
-                    let b = c.inbuf.first().copied().unwrap_or(0xFF);
+                    let b = c.input.buf.first().copied().unwrap_or(0xFF);
                     let detail = match e {
                         crate::wire::WireError::UnknownCommand => "unknown command".to_string(),
                         e => format!("malformed frame: {e}"),
@@ -640,7 +443,7 @@ impl TcpCore {
             // the short answers already due) is at its bound: a client that never reads
             // cannot grow the server's memory. Updates produce none and always go through.
             let answers = !matches!(
-                (role, c.inbuf[0]),
+                (role, c.input.buf[0]),
                 (_, tcp::CMD_UPDATE)
                     | (
                         Role::Server,
@@ -653,7 +456,7 @@ impl TcpCore {
             {
                 return;
             }
-            let frame: Vec<u8> = c.inbuf.drain(..len).collect();
+            let frame: Vec<u8> = c.input.buf.drain(..len).collect();
             match role {
                 Role::Client => self.client_command(now_ms, conn, &frame),
                 Role::Server => self.server_command(now_ms, conn, &frame),
@@ -681,11 +484,11 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.refused {
+        if c.input.refused {
             return;
         }
-        c.refused = true;
-        c.inbuf.clear();
+        c.input.refused = true;
+        c.input.buf.clear();
         c.answers
             .push_back(Answer::Refusal(status_bytes(status, request, detail)));
         self.pump(conn);
@@ -705,23 +508,25 @@ impl TcpCore {
         for a in std::mem::take(&mut c.answers) {
             match a {
                 Answer::Stream { id, .. } => {
-                    self.streams.remove(&id);
-                    self.requests.push(StoreRequest::CloseStream { stream: id });
+                    self.reads.streams.remove(&id);
+                    self.out
+                        .requests
+                        .push(StoreRequest::CloseStream { stream: id });
                 }
                 Answer::Barrier { tag, .. } => {
-                    self.barriers.remove(&tag);
+                    self.reads.barriers.remove(&tag);
                 }
                 Answer::Status { tag, .. } => {
-                    self.barriers.remove(&tag);
+                    self.reads.barriers.remove(&tag);
                 }
                 Answer::Cursor { tag, .. } => {
-                    self.cursor_reads.remove(&tag);
+                    self.reads.cursor_reads.remove(&tag);
                 }
                 Answer::Directory { tag, .. } => {
-                    self.dir_pages.remove(&tag);
+                    self.reads.dir_pages.remove(&tag);
                 }
                 Answer::Since { tag } => {
-                    self.since_reads.remove(&tag);
+                    self.reads.since_reads.remove(&tag);
                 }
                 Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
             }
@@ -732,14 +537,14 @@ impl TcpCore {
     /// up (or with clock 0) anything up to 2^31 is too, so a fresh server can join an
     /// older mesh.
     fn plausible(&self, c: u32) -> bool {
-        let steady = c <= self.clock.saturating_add(self.cfg.max_clock_jump);
-        steady || ((self.catching_up || self.clock == 0) && c <= 1 << 31)
+        let steady = c <= self.clock.now.saturating_add(self.cfg.max_clock_jump);
+        steady || ((self.clock.catching_up || self.clock.now == 0) && c <= 1 << 31)
     }
 
     fn observe_clock(&mut self, c: u32) {
-        if c > self.clock {
-            self.clock = c;
-            self.clock_dirty = true;
+        if c > self.clock.now {
+            self.clock.now = c;
+            self.clock.dirty = true;
         }
     }
 
@@ -750,7 +555,7 @@ impl TcpCore {
         };
         match cmd {
             ClientCommand::Update(f) => {
-                let Some(next) = self.clock.checked_add(1) else {
+                let Some(next) = self.clock.now.checked_add(1) else {
                     return self.fail(
                         conn,
                         503,
@@ -758,8 +563,8 @@ impl TcpCore {
                         "Lamport clock exhausted: no more writes",
                     );
                 };
-                self.clock = next;
-                self.clock_dirty = true;
+                self.clock.now = next;
+                self.clock.dirty = true;
                 let contact = to_contact(&f, next);
                 self.record_merge(contact);
                 self.stats.client_updates += 1;
@@ -778,7 +583,7 @@ impl TcpCore {
         let gated = self
             .conns
             .get(&conn)
-            .is_some_and(|c| c.must_auth && !c.authed);
+            .is_some_and(|c| c.auth.required && !c.auth.proved);
         if gated
             && !matches!(
                 cmd,
@@ -801,7 +606,7 @@ impl TcpCore {
                 sha2::Digest::update(&mut h, self.nonces.to_be_bytes());
                 let nonce: [u8; 32] = sha2::Digest::finalize(h).into();
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.nonce = Some(nonce);
+                    c.auth.nonce = Some(nonce);
                 }
                 let mut b = vec![tcp::CMD_AUTH_CHALLENGE];
                 b.extend_from_slice(&nonce);
@@ -821,9 +626,9 @@ impl TcpCore {
                 if !self.plausible(clock) {
                     return self.refuse_clock(conn, tcp::CMD_HEARTBEAT, clock);
                 }
-                if self.clock >= clock {
+                if self.clock.now >= clock {
                     let mut b = [0u8; 5];
-                    if tcp::emit_update_clock(self.clock, &mut b).is_ok() {
+                    if tcp::emit_update_clock(self.clock.now, &mut b).is_ok() {
                         self.push_answer(conn, Answer::Ready(b.to_vec()));
                     }
                 } else {
@@ -855,7 +660,7 @@ impl TcpCore {
                         id != conn
                             && c.link.is_none()
                             && c.peer_journal == Some(journal_id)
-                            && now_ms.saturating_sub(c.last_in_ms) >= quiet
+                            && now_ms.saturating_sub(c.input.last_in_ms) >= quiet
                     })
                     .map(|(&id, _)| id)
                     .collect();
@@ -865,17 +670,17 @@ impl TcpCore {
                         "closing a peer's older connection for the same journal"
                     );
                     if let Some(c) = self.conns.get_mut(&id) {
-                        c.refused = true;
-                        c.inbuf.clear();
+                        c.input.refused = true;
+                        c.input.buf.clear();
                     }
                     self.drop_answers(id);
-                    self.actions.push_back(TcpAction::Close(id));
+                    self.out.actions.push_back(TcpAction::Close(id));
                 }
                 self.flush_batch();
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                self.cursor_reads.insert(tag, conn);
-                self.requests.push(StoreRequest::Cursor {
+                let tag = self.out.next_tag;
+                self.out.next_tag += 1;
+                self.reads.cursor_reads.insert(tag, conn);
+                self.out.requests.push(StoreRequest::Cursor {
                     tag,
                     peer: cursor_key(journal_id),
                 });
@@ -897,7 +702,12 @@ impl TcpCore {
                 if !self.plausible(clock) {
                     return self.refuse_clock(conn, tcp::CMD_JOURNAL_UPDATE, clock);
                 }
-                if self.lines_held.get(&id).is_some_and(|&held| line <= held) {
+                if self
+                    .journal
+                    .lines_held
+                    .get(&id)
+                    .is_some_and(|&held| line <= held)
+                {
                     // Already applied, from another connection of the same peer (an old
                     // one still delivering after a partition healed while the new one
                     // resent from the cursor): lines of one journal come in order, so
@@ -908,7 +718,7 @@ impl TcpCore {
                 self.note_line(id, line);
                 self.observe_clock(clock);
                 self.record_merge(to_contact(&fields, clock));
-                self.batch.push(Write::Cursor {
+                self.batch.writes.push(Write::Cursor {
                     peer: cursor_key(id),
                     journal_id: id,
                     line,
@@ -925,27 +735,27 @@ impl TcpCore {
                         "journal mark before a cursor query",
                     );
                 };
-                self.batch.push(Write::Cursor {
+                self.batch.writes.push(Write::Cursor {
                     peer: cursor_key(id),
                     journal_id: id,
                     line,
                 });
                 self.note_line(id, line);
                 // A peer says we hold its journal: the first catch-up is over.
-                self.catching_up = false;
+                self.clock.catching_up = false;
             }
             ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
             ServerCommand::DirRecord(body) => {
                 self.stats.dir_records_in += 1;
-                self.actions.push_back(TcpAction::PeerRecord {
+                self.out.actions.push_back(TcpAction::PeerRecord {
                     conn,
                     body: body.to_vec(),
                 });
             }
             ServerCommand::DirRequest => {
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                self.dir_pages.insert(tag, DirDest::Answer(conn));
+                let tag = self.out.next_tag;
+                self.out.next_tag += 1;
+                self.reads.dir_pages.insert(tag, DirDest::Answer(conn));
                 self.push_answer(
                     conn,
                     Answer::Directory {
@@ -959,7 +769,7 @@ impl TcpCore {
                 );
             }
             ServerCommand::Forward(body) => {
-                self.actions.push_back(TcpAction::Forward {
+                self.out.actions.push_back(TcpAction::Forward {
                     conn,
                     body: body.to_vec(),
                 });
@@ -975,10 +785,10 @@ impl TcpCore {
     /// Notes that we hold peer journal `id` up to `line` (the highest line applied or
     /// recorded; at most 1024 journals are tracked, the rest are merged unchecked).
     fn note_line(&mut self, id: u64, line: u64) {
-        if !self.lines_held.contains_key(&id) && self.lines_held.len() >= 1024 {
+        if !self.journal.lines_held.contains_key(&id) && self.journal.lines_held.len() >= 1024 {
             return;
         }
-        let held = self.lines_held.entry(id).or_insert(0);
+        let held = self.journal.lines_held.entry(id).or_insert(0);
         *held = (*held).max(line);
     }
 
@@ -989,13 +799,13 @@ impl TcpCore {
             return;
         };
         // A name is allocated once, when first seen, not for every line.
-        if !self.received.contains_key(name) {
-            if self.received.len() >= 1024 {
+        if !self.journal.received.contains_key(name) {
+            if self.journal.received.len() >= 1024 {
                 return;
             }
-            self.received.insert(name.to_string(), (0, 0));
+            self.journal.received.insert(name.to_string(), (0, 0));
         }
-        let Some(e) = self.received.get_mut(name) else {
+        let Some(e) = self.journal.received.get_mut(name) else {
             return;
         };
         if line {
@@ -1057,7 +867,7 @@ impl TcpCore {
     /// whose uid is new, the key it presents, learned on first contact).
     fn auth_proof(&mut self, now_ms: u64, conn: ConnId, body: &[u8]) {
         let cmd = tcp::CMD_AUTH_PROOF;
-        let Some(nonce) = self.conns.get_mut(&conn).and_then(|c| c.nonce.take()) else {
+        let Some(nonce) = self.conns.get_mut(&conn).and_then(|c| c.auth.nonce.take()) else {
             return self.fail(
                 conn,
                 400,
@@ -1105,7 +915,7 @@ impl TcpCore {
             return self.fail(conn, 401, cmd, "bad signature over the nonce");
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.authed = true;
+            c.auth.proved = true;
             c.name = entry.alias().to_string();
         }
         let changed = self.nodes.merge(std::slice::from_ref(&entry));
@@ -1134,6 +944,7 @@ impl TcpCore {
         // Durable with the next batch (BRIEF.md "State"; not a journal line: the hash
         // exchange brings peers up to date).
         self.batch
+            .writes
             .push(Write::NodeList(self.nodes.canonical_bytes()));
         if !self.cfg.no_mesh {
             let own = self.cfg.node.as_ref().map(|n| *n.uid());
@@ -1159,7 +970,7 @@ impl TcpCore {
         for l in &self.links {
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if !c.refused {
+                    if !c.input.refused {
                         c.ask_node_hash(&h);
                     }
                 }
@@ -1174,25 +985,26 @@ impl TcpCore {
             let detail = format!("limit {limit} out of range 1 to {}", tcp::MAX_SINCE_LIMIT);
             return self.fail(conn, 400, cmd, &detail);
         }
-        if journal_id != self.journal_id {
+        if journal_id != self.journal.id {
             let detail = format!(
                 "unknown journal {journal_id:016x} (ours is {:016x}): ask for the full list",
-                self.journal_id
+                self.journal.id
             );
             return self.fail(conn, 404, cmd, &detail);
         }
         self.flush_batch();
-        if since > self.journal_head {
+        if since > self.journal.head {
             let detail = format!(
                 "since {since} is beyond the journal's end ({})",
-                self.journal_head
+                self.journal.head
             );
             return self.fail(conn, 400, cmd, &detail);
         }
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.since_reads.insert(tag, conn);
-        self.requests
+        let tag = self.out.next_tag;
+        self.out.next_tag += 1;
+        self.reads.since_reads.insert(tag, conn);
+        self.out
+            .requests
             .push(StoreRequest::JournalPage { tag, since, limit });
         self.push_answer(conn, Answer::Since { tag });
     }
@@ -1227,11 +1039,11 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            if c.refused {
+            if c.input.refused {
                 continue;
             }
-            if c.pending_out() > 2 * self.cfg.max_out {
-                c.refused = true;
+            if c.out.pending() > 2 * self.cfg.max_out {
+                c.input.refused = true;
                 overfull.push(conn);
                 continue;
             }
@@ -1239,12 +1051,12 @@ impl TcpCore {
             c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
             c.out.extend_from_slice(body);
             if cmd == tcp::CMD_DIR_RECORD {
-                l.dir_sent += 1;
+                l.dir.sent += 1;
             }
         }
         for conn in overfull {
             tracing::info!(conn, "a peer link is too far behind; dropping it to resync");
-            self.actions.push_back(TcpAction::Close(conn));
+            self.out.actions.push_back(TcpAction::Close(conn));
         }
     }
 
@@ -1254,7 +1066,7 @@ impl TcpCore {
         for l in &self.links {
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if !c.refused && !c.expects.iter().any(|e| *e == Expect::Directory) {
+                    if !c.input.refused && !c.expects.iter().any(|e| *e == Expect::Directory) {
                         c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
                         c.expects.push_back(Expect::Directory);
                     }
@@ -1298,7 +1110,7 @@ impl TcpCore {
         last: Option<[u8; 32]>,
         more: bool,
     ) {
-        let Some(dest) = self.dir_pages.remove(&tag) else {
+        let Some(dest) = self.reads.dir_pages.remove(&tag) else {
             return;
         };
         match dest {
@@ -1336,14 +1148,14 @@ impl TcpCore {
                 let LinkState::Up { conn, .. } = l.state else {
                     return;
                 };
-                if !matches!(l.dir_push, DirPush::Paging { asked: true, .. }) {
+                if !matches!(l.dir.push, DirPush::Paging { asked: true, .. }) {
                     return;
                 }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.out.extend_from_slice(frames);
-                    l.dir_sent += count as u64;
+                    l.dir.sent += count as u64;
                 }
-                l.dir_push = if more && count > 0 {
+                l.dir.push = if more && count > 0 {
                     DirPush::Paging {
                         after: last,
                         asked: false,
@@ -1362,7 +1174,7 @@ impl TcpCore {
             return None;
         };
         let c = self.conns.get(&conn)?;
-        (c.pending_out() <= self.cfg.max_out).then_some(conn)
+        (c.out.pending() <= self.cfg.max_out).then_some(conn)
     }
 
     /// Asks for the next page of a link's full directory push if its output has room.
@@ -1373,7 +1185,7 @@ impl TcpCore {
         let DirPush::Paging {
             after,
             asked: false,
-        } = l.dir_push
+        } = l.dir.push
         else {
             return;
         };
@@ -1381,11 +1193,11 @@ impl TcpCore {
             return;
         }
         let l = &mut self.links[i];
-        l.dir_push = DirPush::Paging { after, asked: true };
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.dir_pages.insert(tag, DirDest::Push(i));
-        self.actions.push_back(TcpAction::DirectoryPage {
+        l.dir.push = DirPush::Paging { after, asked: true };
+        let tag = self.out.next_tag;
+        self.out.next_tag += 1;
+        self.reads.dir_pages.insert(tag, DirDest::Push(i));
+        self.out.actions.push_back(TcpAction::DirectoryPage {
             tag,
             after,
             max: DIR_PAGE,
@@ -1402,7 +1214,7 @@ impl TcpCore {
         tracing::warn!(
             peer = name,
             clock,
-            ours = self.clock,
+            ours = self.clock.now,
             "refused an implausible Lamport clock"
         );
         self.fail(conn, 409, request, "clock implausibly far ahead");
@@ -1415,21 +1227,21 @@ impl TcpCore {
         };
         let mut overfull = Vec::new();
         for l in &mut self.links {
-            if l.phase != Phase::Live {
+            if l.journal.phase != Phase::Live {
                 continue;
             }
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if c.refused {
+                    if c.input.refused {
                         continue; // already being dropped
                     }
-                    if c.pending_out() > 2 * self.cfg.max_out {
-                        c.refused = true;
+                    if c.out.pending() > 2 * self.cfg.max_out {
+                        c.input.refused = true;
                         overfull.push(conn);
                     } else {
                         c.out.extend_from_slice(&rec);
-                        l.pushed_line = line;
-                        l.entries_sent += 1;
+                        l.journal.pushed_line = line;
+                        l.journal.entries_sent += 1;
                     }
                 }
             }
@@ -1440,7 +1252,7 @@ impl TcpCore {
                 conn,
                 "a peer link is more than 2 MiB behind; dropping it to resume from its cursor"
             );
-            self.actions.push_back(TcpAction::Close(conn));
+            self.out.actions.push_back(TcpAction::Close(conn));
         }
     }
 
@@ -1452,7 +1264,7 @@ impl TcpCore {
         let Phase::Paging {
             since,
             asked: false,
-        } = l.phase
+        } = l.journal.phase
         else {
             return;
         };
@@ -1460,11 +1272,11 @@ impl TcpCore {
             return; // resumed from `consumed` when the peer reads
         }
         let l = &mut self.links[i];
-        l.phase = Phase::Paging { since, asked: true };
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.page_reads.insert(tag, i);
-        self.requests.push(StoreRequest::JournalPage {
+        l.journal.phase = Phase::Paging { since, asked: true };
+        let tag = self.out.next_tag;
+        self.out.next_tag += 1;
+        self.reads.page_reads.insert(tag, i);
+        self.out.requests.push(StoreRequest::JournalPage {
             tag,
             since,
             limit: u32::try_from(self.cfg.page).unwrap_or(u32::MAX),
@@ -1482,48 +1294,52 @@ impl TcpCore {
     /// and is pushed on every live link (multi-hop; an unchanged record goes no further,
     /// so a flood ends).
     fn record_merge(&mut self, contact: Contact) {
-        self.batch_forward
-            .push((self.batch_merges, contact.clone()));
-        self.batch_merges += 1;
-        self.batch.push(Write::Merge(contact));
+        self.batch
+            .forward
+            .push((self.batch.merges, contact.clone()));
+        self.batch.merges += 1;
+        self.batch.writes.push(Write::Merge(contact));
     }
 
     fn flush_batch(&mut self) {
-        if self.clock_dirty {
-            self.batch.push(Write::Clock(self.clock));
-            self.clock_dirty = false;
+        if self.clock.dirty {
+            self.batch.writes.push(Write::Clock(self.clock.now));
+            self.clock.dirty = false;
         }
-        if !self.batch.is_empty() {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.batch_merges = 0;
-            if !self.batch_forward.is_empty() {
-                self.forward
-                    .insert(seq, std::mem::take(&mut self.batch_forward));
+        if !self.batch.writes.is_empty() {
+            let seq = self.batch.next_seq;
+            self.batch.next_seq += 1;
+            self.batch.merges = 0;
+            if !self.batch.forward.is_empty() {
+                self.batch
+                    .by_seq
+                    .insert(seq, std::mem::take(&mut self.batch.forward));
             }
-            self.requests.push(StoreRequest::Apply {
+            self.out.requests.push(StoreRequest::Apply {
                 seq,
-                batch: std::mem::take(&mut self.batch),
+                batch: std::mem::take(&mut self.batch.writes),
             });
         }
     }
 
     fn barrier(&mut self, conn: ConnId) {
         self.flush_batch();
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.barriers.insert(tag, conn);
-        self.requests.push(StoreRequest::Barrier { tag });
+        let tag = self.out.next_tag;
+        self.out.next_tag += 1;
+        self.reads.barriers.insert(tag, conn);
+        self.out.requests.push(StoreRequest::Barrier { tag });
         self.push_answer(conn, Answer::Barrier { tag, done: false });
     }
 
     fn status(&mut self, conn: ConnId) {
         self.flush_batch();
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.barriers.insert(tag, conn);
-        self.requests.push(StoreRequest::Digest { tag });
-        self.actions.push_back(TcpAction::DirectoryDigest { tag });
+        let tag = self.out.next_tag;
+        self.out.next_tag += 1;
+        self.reads.barriers.insert(tag, conn);
+        self.out.requests.push(StoreRequest::Digest { tag });
+        self.out
+            .actions
+            .push_back(TcpAction::DirectoryDigest { tag });
         self.push_answer(
             conn,
             Answer::Status {
@@ -1537,7 +1353,7 @@ impl TcpCore {
     /// The UDP directory's digest for status answer `tag`: `online` entries and the
     /// SHA-512 of their canonical form.
     pub fn handle_directory_digest(&mut self, now_ms: u64, tag: u64, online: u64, sha512: &[u8]) {
-        let Some(&conn) = self.barriers.get(&tag) else {
+        let Some(&conn) = self.reads.barriers.get(&tag) else {
             return;
         };
         if let Some(Answer::Status { directory, .. }) = self.find_status(conn, tag) {
@@ -1557,8 +1373,8 @@ impl TcpCore {
     /// Renders a status answer once both digests are in.
     fn finish_status(&mut self, now_ms: u64, conn: ConnId, tag: u64) {
         let name = self.cfg.name.clone();
-        let clock = self.clock;
-        let (journal_id, journal_head) = (self.journal_id, self.journal_head);
+        let clock = self.clock.now;
+        let (journal_id, journal_head) = (self.journal.id, self.journal.head);
         let (nodes, node_hash) = (self.nodes.len(), self.nodes.hash_hex());
         let duplicates = self.stats.duplicate_lines;
         let mut peers = String::new();
@@ -1571,7 +1387,7 @@ impl TcpCore {
             let hb = l.last_heartbeat_ms.map_or("never".to_string(), |t| {
                 now_ms.saturating_sub(t).to_string()
             });
-            let phase = match l.phase {
+            let phase = match l.journal.phase {
                 Phase::AwaitCursor => "await_cursor",
                 Phase::Paging { .. } => "catching_up",
                 Phase::FullPush { .. } => "full_push",
@@ -1579,10 +1395,10 @@ impl TcpCore {
             };
             peers.push_str(&format!(
                 "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={} journal={phase} pushed_line={} confirmed_line={} entries_sent={} records_sent={} directory_sent={} learned={}\n",
-                l.addr, l.peer_clock, l.pushed_line, l.confirmed_line, l.entries_sent, l.records_sent, l.dir_sent, l.learned
+                l.addr, l.peer_clock, l.journal.pushed_line, l.journal.confirmed_line, l.journal.entries_sent, l.journal.records_sent, l.dir.sent, l.learned
             ));
         }
-        for (name, (lines, records)) in &self.received {
+        for (name, (lines, records)) in &self.journal.received {
             peers.push_str(&format!(
                 "received_from={} entries={lines} records={records}\n",
                 name.replace(char::is_whitespace, "_")
@@ -1614,7 +1430,7 @@ impl TcpCore {
         bytes.extend_from_slice(&(text.len() as u32).to_be_bytes());
         bytes.extend_from_slice(text.as_bytes());
         *a = Answer::Ready(bytes);
-        self.barriers.remove(&tag);
+        self.reads.barriers.remove(&tag);
         self.pump(conn);
     }
 
@@ -1623,15 +1439,17 @@ impl TcpCore {
     }
 
     fn open_stream_as(&mut self, conn: ConnId, kind: Role, counted: bool) {
-        let id = self.next_tag;
+        let id = self.out.next_tag;
         self.open_stream_with_id(conn, kind, counted, id);
     }
 
     fn open_stream_with_id(&mut self, conn: ConnId, kind: Role, counted: bool, id: u64) {
         self.flush_batch();
-        self.next_tag = self.next_tag.max(id + 1);
-        self.streams.insert(id, conn);
-        self.requests.push(StoreRequest::Snapshot { stream: id });
+        self.out.next_tag = self.out.next_tag.max(id + 1);
+        self.reads.streams.insert(id, conn);
+        self.out
+            .requests
+            .push(StoreRequest::Snapshot { stream: id });
         self.push_answer(
             conn,
             Answer::Stream {
@@ -1659,7 +1477,7 @@ impl TcpCore {
                 Answer::Refusal(bytes) => {
                     c.out.extend_from_slice(bytes);
                     c.answers.pop_front();
-                    c.close_when_flushed = true;
+                    c.out.close_when_flushed = true;
                 }
                 Answer::Barrier { done: true, .. } => {
                     let f = StatusFrame {
@@ -1698,13 +1516,13 @@ impl TcpCore {
                         c.answers.pop_front();
                         continue;
                     }
-                    if c.out.len() - c.out_pos > max_out {
+                    if c.out.pending() > max_out {
                         return; // resumed from `consumed` when the peer reads
                     }
                     *asked = true;
                     let tag = *tag;
-                    self.dir_pages.insert(tag, DirDest::Answer(conn));
-                    self.actions.push_back(TcpAction::DirectoryPage {
+                    self.reads.dir_pages.insert(tag, DirDest::Answer(conn));
+                    self.out.actions.push_back(TcpAction::DirectoryPage {
                         tag,
                         after: *after,
                         max: DIR_PAGE,
@@ -1722,21 +1540,21 @@ impl TcpCore {
                         c.answers.pop_front();
                         continue;
                     };
-                    let Phase::FullPush { mark: Some(mark) } = l.phase else {
+                    let Phase::FullPush { mark: Some(mark) } = l.journal.phase else {
                         return; // the snapshot is not taken yet
                     };
                     c.out.push(tcp::CMD_JOURNAL_MARK);
                     c.out.extend_from_slice(&mark.to_be_bytes());
-                    l.pushed_line = mark;
-                    l.phase = Phase::Paging {
+                    l.journal.pushed_line = mark;
+                    l.journal.phase = Phase::Paging {
                         since: mark,
                         asked: true,
                     };
                     c.answers.pop_front();
-                    let tag = self.next_tag;
-                    self.next_tag += 1;
-                    self.page_reads.insert(tag, i);
-                    self.requests.push(StoreRequest::JournalPage {
+                    let tag = self.out.next_tag;
+                    self.out.next_tag += 1;
+                    self.reads.page_reads.insert(tag, i);
+                    self.out.requests.push(StoreRequest::JournalPage {
                         tag,
                         since: mark,
                         limit: u32::try_from(page).unwrap_or(u32::MAX),
@@ -1765,7 +1583,7 @@ impl TcpCore {
                         Role::Client => 1 + tcp::CLIENT_UPDATE_LEN,
                         Role::Server => 1 + tcp::SERVER_UPDATE_LEN,
                     };
-                    while c.out.len() - c.out_pos + rec_len <= max_out {
+                    while c.out.pending() + rec_len <= max_out {
                         let Some(ct) = buffered.pop_front() else {
                             break;
                         };
@@ -1787,7 +1605,7 @@ impl TcpCore {
                     // the reader never waits for a round trip to the store thread.
                     if *more && !*page_asked && buffered.len() < page {
                         *page_asked = true;
-                        self.requests.push(StoreRequest::NextPage {
+                        self.out.requests.push(StoreRequest::NextPage {
                             stream: *id,
                             max: page,
                         });
@@ -1797,8 +1615,10 @@ impl TcpCore {
                             return;
                         }
                         let id = *id;
-                        self.streams.remove(&id);
-                        self.requests.push(StoreRequest::CloseStream { stream: id });
+                        self.reads.streams.remove(&id);
+                        self.out
+                            .requests
+                            .push(StoreRequest::CloseStream { stream: id });
                         c.answers.pop_front();
                     } else {
                         return; // output full: wait for the reader
@@ -1806,8 +1626,8 @@ impl TcpCore {
                 }
             }
         }
-        if c.close_when_flushed && c.pending_out() == 0 {
-            self.actions.push_back(TcpAction::Close(conn));
+        if c.out.close_when_flushed && c.out.pending() == 0 {
+            self.out.actions.push_back(TcpAction::Close(conn));
         }
     }
 
@@ -1816,27 +1636,27 @@ impl TcpCore {
         let _ = now_ms;
         match ev {
             StoreEvent::Applied { seq, changed } => {
-                if let Some(records) = self.forward.remove(&seq) {
+                if let Some(records) = self.batch.by_seq.remove(&seq) {
                     for (i, contact) in records {
                         if changed.get(i).copied().unwrap_or(false) {
-                            self.journal_head += 1;
+                            self.journal.head += 1;
                             self.stats.forwarded += 1;
-                            self.push_live(self.journal_head, &contact);
+                            self.push_live(self.journal.head, &contact);
                         }
                     }
                 }
             }
             StoreEvent::Failed { seq, error } => {
-                self.forward.remove(&seq);
+                self.batch.by_seq.remove(&seq);
                 self.stats.store_failures += 1;
-                self.store_broken = true;
+                self.batch.broken = true;
                 tracing::error!(seq, error, "store batch failed; writes are not durable");
             }
             StoreEvent::BarrierDone { tag } => {
-                let Some(conn) = self.barriers.remove(&tag) else {
+                let Some(conn) = self.reads.barriers.remove(&tag) else {
                     return;
                 };
-                if self.store_broken {
+                if self.batch.broken {
                     return self.fail_now(
                         conn,
                         503,
@@ -1858,16 +1678,16 @@ impl TcpCore {
             StoreEvent::SnapshotReady { stream, count } => {
                 // A full push on a link: the snapshot holds every line up to our head now
                 // (the store answers in order, after every earlier batch).
-                if let Some(i) = self.push_streams.remove(&stream) {
+                if let Some(i) = self.reads.push_streams.remove(&stream) {
                     if let Some(l) = self.links.get_mut(i) {
-                        l.phase = Phase::FullPush {
-                            mark: Some(self.journal_head),
+                        l.journal.phase = Phase::FullPush {
+                            mark: Some(self.journal.head),
                         };
-                        l.records_sent += count;
+                        l.journal.records_sent += count;
                     }
                 }
-                let Some(&conn) = self.streams.get(&stream) else {
-                    self.requests.push(StoreRequest::CloseStream { stream });
+                let Some(&conn) = self.reads.streams.get(&stream) else {
+                    self.out.requests.push(StoreRequest::CloseStream { stream });
                     return;
                 };
                 let count32 = u32::try_from(count).unwrap_or(u32::MAX);
@@ -1887,7 +1707,7 @@ impl TcpCore {
                 contacts,
                 more,
             } => {
-                let Some(&conn) = self.streams.get(&stream) else {
+                let Some(&conn) = self.reads.streams.get(&stream) else {
                     return;
                 };
                 if let Some(Answer::Stream {
@@ -1908,7 +1728,7 @@ impl TcpCore {
                 self.pump(conn);
             }
             StoreEvent::Digest { tag, count, sha512 } => {
-                let Some(&conn) = self.barriers.get(&tag) else {
+                let Some(&conn) = self.reads.barriers.get(&tag) else {
                     return;
                 };
                 if let Some(Answer::Status { contacts, .. }) = self.find_status(conn, tag) {
@@ -1917,7 +1737,7 @@ impl TcpCore {
                 self.finish_status(now_ms, conn, tag);
             }
             StoreEvent::Cursor { tag, line } => {
-                let Some(conn) = self.cursor_reads.remove(&tag) else {
+                let Some(conn) = self.reads.cursor_reads.remove(&tag) else {
                     return;
                 };
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -1935,10 +1755,10 @@ impl TcpCore {
                 self.pump(conn);
             }
             StoreEvent::JournalPage { tag, entries, read } => {
-                if let Some(conn) = self.since_reads.remove(&tag) {
+                if let Some(conn) = self.reads.since_reads.remove(&tag) {
                     return self.finish_since(conn, tag, &entries, read);
                 }
-                let Some(i) = self.page_reads.remove(&tag) else {
+                let Some(i) = self.reads.page_reads.remove(&tag) else {
                     return;
                 };
                 let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) else {
@@ -1951,20 +1771,20 @@ impl TcpCore {
                             return;
                         };
                         let l = &mut self.links[i];
-                        let mut since = match l.phase {
+                        let mut since = match l.journal.phase {
                             Phase::Paging { since, .. } => since,
                             _ => return,
                         };
                         for (line, contact) in &entries {
                             if let Some(rec) = journal_frame(*line, contact) {
                                 c.out.extend_from_slice(&rec);
-                                l.entries_sent += 1;
+                                l.journal.entries_sent += 1;
                             }
                             since = *line;
-                            l.pushed_line = *line;
+                            l.journal.pushed_line = *line;
                         }
                         if more {
-                            l.phase = Phase::Paging {
+                            l.journal.phase = Phase::Paging {
                                 since,
                                 asked: false,
                             };
@@ -1973,18 +1793,18 @@ impl TcpCore {
                             // Caught up: mark it, and push every new line from now on.
                             c.out.push(tcp::CMD_JOURNAL_MARK);
                             c.out.extend_from_slice(&since.to_be_bytes());
-                            l.pushed_line = since;
-                            l.phase = Phase::Live;
+                            l.journal.pushed_line = since;
+                            l.journal.phase = Phase::Live;
                         }
                     }
                     JournalRead::Gone | JournalRead::Beyond => {
                         // The journal no longer holds (or never held) the peer's cursor: push
                         // everything from one snapshot, then mark and page what came since.
                         if let Some(l) = self.links.get_mut(i) {
-                            l.phase = Phase::FullPush { mark: None };
+                            l.journal.phase = Phase::FullPush { mark: None };
                         }
-                        let id = self.next_tag;
-                        self.push_streams.insert(id, i);
+                        let id = self.out.next_tag;
+                        self.reads.push_streams.insert(id, i);
                         self.open_stream_with_id(conn, Role::Server, false, id);
                         self.push_answer(conn, Answer::Mark { link: i });
                     }
@@ -1996,14 +1816,15 @@ impl TcpCore {
                 // redials and retries). Nothing is left waiting forever.
                 tracing::error!(tag = stream, error, "a store read failed");
                 let conn = self
+                    .reads
                     .streams
                     .remove(&stream)
-                    .or_else(|| self.cursor_reads.remove(&stream))
-                    .or_else(|| self.since_reads.remove(&stream))
-                    .or_else(|| self.barriers.remove(&stream));
+                    .or_else(|| self.reads.cursor_reads.remove(&stream))
+                    .or_else(|| self.reads.since_reads.remove(&stream))
+                    .or_else(|| self.reads.barriers.remove(&stream));
                 if let Some(conn) = conn {
                     self.fail_now(conn, 503, 0xFF, "store failure while reading");
-                } else if let Some(i) = self.page_reads.remove(&stream) {
+                } else if let Some(i) = self.reads.page_reads.remove(&stream) {
                     if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
                         let conn = *conn;
                         self.close_link(now_ms, conn);
@@ -2030,15 +1851,15 @@ impl TcpCore {
             return false;
         };
         let Some(&expect) = c.expects.front() else {
-            if c.inbuf.is_empty() {
+            if c.input.buf.is_empty() {
                 return false;
             }
             // The acceptor speaks only when asked: anything else is a protocol error (or
             // its status frame before it closes).
-            let detail = status_detail(&c.inbuf);
+            let detail = status_detail(&c.input.buf);
             tracing::warn!(peer = %c.addr, detail, "unexpected bytes from a peer; closing the link");
-            self.actions.push_back(TcpAction::Close(conn));
-            c.close_when_flushed = true;
+            self.out.actions.push_back(TcpAction::Close(conn));
+            c.out.close_when_flushed = true;
             return false;
         };
         if let Some(r) = self.parse_federation_answer(now_ms, conn, expect) {
@@ -2050,20 +1871,20 @@ impl TcpCore {
         match expect {
             Expect::NodeHash | Expect::NodeDiff | Expect::Directory => false,
             Expect::Nonce => {
-                match c.inbuf.first() {
+                match c.input.buf.first() {
                     None => return false,
                     Some(&tcp::CMD_AUTH_CHALLENGE) => {}
                     Some(_) => {
-                        let detail = status_detail(&c.inbuf);
+                        let detail = status_detail(&c.input.buf);
                         tracing::warn!(peer = %c.addr, detail, "peer did not answer our challenge; closing the link");
                         self.close_link(now_ms, conn);
                         return false;
                     }
                 }
-                if c.inbuf.len() < 1 + tcp::NONCE_LEN {
+                if c.input.buf.len() < 1 + tcp::NONCE_LEN {
                     return false;
                 }
-                let nonce: Vec<u8> = c.inbuf.drain(..1 + tcp::NONCE_LEN).skip(1).collect();
+                let nonce: Vec<u8> = c.input.buf.drain(..1 + tcp::NONCE_LEN).skip(1).collect();
                 c.expects.pop_front();
                 let Some(peer) = c.link else {
                     return true;
@@ -2090,29 +1911,29 @@ impl TcpCore {
                 true
             }
             Expect::Cursor => {
-                if c.inbuf.len() < 9 {
+                if c.input.buf.len() < 9 {
                     return false;
                 }
-                if c.inbuf[0] != tcp::CMD_CURSOR_QUERY {
+                if c.input.buf[0] != tcp::CMD_CURSOR_QUERY {
                     tracing::warn!(peer = %c.addr, "peer did not answer the cursor query; closing the link");
                     self.close_link(now_ms, conn);
                     return false;
                 }
                 let mut b = [0u8; 8];
-                b.copy_from_slice(&c.inbuf[1..9]);
-                c.inbuf.drain(..9);
+                b.copy_from_slice(&c.input.buf[1..9]);
+                c.input.buf.drain(..9);
                 c.expects.pop_front();
                 let since = u64::from_be_bytes(b);
                 let Some(i) = c.link else {
                     return true;
                 };
                 if let Some(l) = self.links.get_mut(i) {
-                    l.phase = Phase::Paging {
+                    l.journal.phase = Phase::Paging {
                         since,
                         asked: false,
                     };
-                    l.pushed_line = since;
-                    l.confirmed_line = since;
+                    l.journal.pushed_line = since;
+                    l.journal.confirmed_line = since;
                     // A full exchange with the peer is under way: the link is healthy.
                     l.backoff_ms = self.cfg.backoff_min_ms;
                 }
@@ -2120,18 +1941,22 @@ impl TcpCore {
                 true
             }
             Expect::HeartBeat => {
-                match c.inbuf.first() {
+                match c.input.buf.first() {
                     None => return false,
                     Some(&tcp::CMD_UPDATE_CLOCK) => {
-                        if c.inbuf.len() < 5 {
+                        if c.input.buf.len() < 5 {
                             return false;
                         }
-                        let v =
-                            u32::from_be_bytes([c.inbuf[1], c.inbuf[2], c.inbuf[3], c.inbuf[4]]);
+                        let v = u32::from_be_bytes([
+                            c.input.buf[1],
+                            c.input.buf[2],
+                            c.input.buf[3],
+                            c.input.buf[4],
+                        ]);
                         if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
                             l.peer_clock = v;
                         }
-                        c.inbuf.drain(..5);
+                        c.input.buf.drain(..5);
                         c.expects.pop_front();
                         if self.plausible(v) {
                             self.observe_clock(v);
@@ -2144,21 +1969,21 @@ impl TcpCore {
                 true
             }
             Expect::Status { .. } => {
-                if c.inbuf.len() < StatusFrame::FIXED_LEN {
+                if c.input.buf.len() < StatusFrame::FIXED_LEN {
                     return false;
                 }
-                let len = StatusFrame::FIXED_LEN + usize::from(c.inbuf[4]);
-                if c.inbuf.len() < len {
+                let len = StatusFrame::FIXED_LEN + usize::from(c.input.buf[4]);
+                if c.input.buf.len() < len {
                     return false;
                 }
-                let frame: Vec<u8> = c.inbuf.drain(..len).collect();
+                let frame: Vec<u8> = c.input.buf.drain(..len).collect();
                 c.expects.pop_front();
                 match StatusFrame::parse(&frame) {
                     Ok(f) if f.status == STATUS_OK => {
                         if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
                             l.last_heartbeat_ms = Some(now_ms);
                             if let Expect::Status { confirms } = expect {
-                                l.confirmed_line = l.confirmed_line.max(confirms);
+                                l.journal.confirmed_line = l.journal.confirmed_line.max(confirms);
                             }
                         }
                         true
@@ -2218,8 +2043,8 @@ impl TcpCore {
         };
         if matches!(bytes, Answer::Refusal(_)) {
             self.stats.errors += 1;
-            c.refused = true;
-            c.inbuf.clear();
+            c.input.refused = true;
+            c.input.buf.clear();
         }
         for a in c.answers.iter_mut() {
             if matches!(a, Answer::Since { tag: t } if *t == tag) {
@@ -2243,7 +2068,7 @@ impl TcpCore {
         expect: Expect,
     ) -> Option<bool> {
         let c = self.conns.get_mut(&conn)?;
-        let first = c.inbuf.first().copied();
+        let first = c.input.buf.first().copied();
         match expect {
             Expect::NodeHash | Expect::NodeDiff => {
                 let want = if expect == Expect::NodeHash {
@@ -2255,13 +2080,13 @@ impl TcpCore {
                     None => return Some(false),
                     Some(b) if b == want => {}
                     Some(_) => {
-                        let detail = status_detail(&c.inbuf);
+                        let detail = status_detail(&c.input.buf);
                         tracing::warn!(peer = %c.addr, detail, "peer did not answer the node list sync; closing the link");
                         self.close_link(now_ms, conn);
                         return Some(false);
                     }
                 }
-                let n = match crate::federation::nodelist::frame_len(&c.inbuf) {
+                let n = match crate::federation::nodelist::frame_len(&c.input.buf) {
                     Ok(Some(n)) => n,
                     Ok(None) => return Some(false),
                     Err(_) => {
@@ -2269,7 +2094,7 @@ impl TcpCore {
                         return Some(false);
                     }
                 };
-                let frame: Vec<u8> = c.inbuf.drain(..n).collect();
+                let frame: Vec<u8> = c.input.buf.drain(..n).collect();
                 c.expects.pop_front();
                 match NodeListFrame::parse(&frame) {
                     Ok(NodeListFrame::Hash(h)) => {
@@ -2303,13 +2128,13 @@ impl TcpCore {
                     None => return Some(false),
                     Some(tcp::CMD_DIR_RECORD | tcp::CMD_DIR_REQUEST) => {}
                     Some(_) => {
-                        let detail = status_detail(&c.inbuf);
+                        let detail = status_detail(&c.input.buf);
                         tracing::warn!(peer = %c.addr, detail, "peer did not answer the directory request; closing the link");
                         self.close_link(now_ms, conn);
                         return Some(false);
                     }
                 }
-                let n = match tcp::command_len(Role::Server, &c.inbuf) {
+                let n = match tcp::command_len(Role::Server, &c.input.buf) {
                     Ok(Some(n)) => n,
                     Ok(None) => return Some(false),
                     Err(_) => {
@@ -2317,11 +2142,12 @@ impl TcpCore {
                         return Some(false);
                     }
                 };
-                let mut frame: Vec<u8> = c.inbuf.drain(..n).collect();
+                let mut frame: Vec<u8> = c.input.buf.drain(..n).collect();
                 if frame[0] == tcp::CMD_DIR_RECORD {
                     self.stats.dir_records_in += 1;
                     frame.drain(..3); // the body, without a second copy
-                    self.actions
+                    self.out
+                        .actions
                         .push_back(TcpAction::PeerRecord { conn, body: frame });
                 } else if frame.len() == 7 {
                     c.expects.pop_front(); // [17][0004][count]: the answer is complete
@@ -2337,10 +2163,10 @@ impl TcpCore {
 
     fn close_link(&mut self, _now_ms: u64, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.close_when_flushed = true;
-            c.inbuf.clear();
+            c.out.close_when_flushed = true;
+            c.input.buf.clear();
         }
-        self.actions.push_back(TcpAction::Close(conn));
+        self.out.actions.push_back(TcpAction::Close(conn));
     }
 
     /// Ends a loop turn: the writes gathered in it go to the store as one batch.
@@ -2350,36 +2176,36 @@ impl TcpCore {
 
     /// The next request for the store thread, in order.
     pub fn poll_store(&mut self) -> Option<StoreRequest> {
-        if self.requests.is_empty() {
+        if self.out.requests.is_empty() {
             None
         } else {
-            Some(self.requests.remove(0))
+            Some(self.out.requests.remove(0))
         }
     }
 
     /// Takes every pending store request, in order.
     pub fn drain_store(&mut self) -> Vec<StoreRequest> {
-        std::mem::take(&mut self.requests)
+        std::mem::take(&mut self.out.requests)
     }
 
     /// Puts an action back at the front (the loop could not do it now).
     pub fn requeue(&mut self, action: TcpAction) {
-        self.actions.push_front(action);
+        self.out.actions.push_front(action);
     }
 
     /// True when actions wait for the loop.
     pub fn has_actions(&self) -> bool {
-        !self.actions.is_empty()
+        !self.out.actions.is_empty()
     }
 
     /// The next thing the loop must do.
     pub fn poll_action(&mut self) -> Option<TcpAction> {
-        self.actions.pop_front()
+        self.out.actions.pop_front()
     }
 
     /// Bytes waiting to be written on `conn`.
     pub fn output(&self, conn: ConnId) -> &[u8] {
-        self.conns.get(&conn).map_or(&[], |c| &c.out[c.out_pos..])
+        self.conns.get(&conn).map_or(&[], |c| c.out.unwritten())
     }
 
     /// `n` bytes of [`Self::output`] were written.
@@ -2387,17 +2213,7 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.out_pos += n;
-        if n > 0 {
-            c.last_progress_ms = now_ms;
-        }
-        if c.out_pos == c.out.len() {
-            c.out.clear();
-            c.out_pos = 0;
-        } else if c.out_pos > 64 * 1024 {
-            c.out.drain(..c.out_pos);
-            c.out_pos = 0;
-        }
+        c.out.consumed(now_ms, n);
         self.pump(conn);
         if let Some(i) = self.conns.get(&conn).and_then(|c| c.link) {
             self.next_page(i);
@@ -2417,10 +2233,12 @@ impl TcpCore {
         let mut late = Vec::new();
         let mut stalled = Vec::new();
         for (&id, c) in &self.conns {
-            if c.role.is_none() && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms && !c.refused
+            if c.role.is_none()
+                && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms
+                && !c.input.refused
             {
                 late.push(id);
-            } else if c.pending_out() > 0 && now_ms >= c.last_progress_ms + self.cfg.stall_ms {
+            } else if c.out.pending() > 0 && now_ms >= c.out.last_progress_ms + self.cfg.stall_ms {
                 stalled.push(id);
             }
         }
@@ -2430,14 +2248,16 @@ impl TcpCore {
         }
         for id in stalled {
             tracing::info!(conn = id, "dropping a connection that stopped reading");
-            self.actions.push_back(TcpAction::Close(id));
+            self.out.actions.push_back(TcpAction::Close(id));
         }
         for i in 0..self.links.len() {
             match self.links[i].state {
                 LinkState::Down { retry_ms } if now_ms >= retry_ms => {
                     self.links[i].state = LinkState::Connecting;
                     let addr = self.links[i].addr;
-                    self.actions.push_back(TcpAction::Connect { peer: i, addr });
+                    self.out
+                        .actions
+                        .push_back(TcpAction::Connect { peer: i, addr });
                 }
                 LinkState::Up {
                     conn,
@@ -2451,17 +2271,17 @@ impl TcpCore {
                     if now_ms.saturating_sub(heard) > 4 * self.cfg.heartbeat_ms {
                         tracing::warn!(peer = %l.addr, silent_ms = now_ms - heard, "peer answers no heartbeat; dropping the link to redial");
                         if let Some(c) = self.conns.get_mut(&conn) {
-                            c.refused = true;
+                            c.input.refused = true;
                         }
-                        self.actions.push_back(TcpAction::Close(conn));
+                        self.out.actions.push_back(TcpAction::Close(conn));
                         continue;
                     }
                     self.links[i].state = LinkState::Up {
                         conn,
                         next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
                     };
-                    let clock = self.clock;
-                    let confirms = self.links[i].pushed_line;
+                    let clock = self.clock.now;
+                    let confirms = self.links[i].journal.pushed_line;
                     if let Some(c) = self.conns.get_mut(&conn) {
                         // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
                         c.out.extend_from_slice(&[tcp::CMD_HEARTBEAT, 1]);
@@ -2484,10 +2304,10 @@ impl TcpCore {
     /// The next time (ms) [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
         let conns = self.conns.values().filter_map(|c| {
-            if c.role.is_none() && !c.refused {
+            if c.role.is_none() && !c.input.refused {
                 Some(c.accepted_ms + self.cfg.hello_timeout_ms)
-            } else if c.pending_out() > 0 {
-                Some(c.last_progress_ms + self.cfg.stall_ms)
+            } else if c.out.pending() > 0 {
+                Some(c.out.last_progress_ms + self.cfg.stall_ms)
             } else {
                 None
             }
@@ -2503,27 +2323,6 @@ impl TcpCore {
     }
 }
 
-impl Link {
-    fn new(addr: SocketAddr, now_ms: u64, backoff_ms: u64, learned: bool) -> Self {
-        Link {
-            addr,
-            state: LinkState::Down { retry_ms: now_ms },
-            backoff_ms,
-            last_heartbeat_ms: None,
-            up_since_ms: 0,
-            peer_clock: 0,
-            phase: Phase::AwaitCursor,
-            pushed_line: 0,
-            confirmed_line: 0,
-            entries_sent: 0,
-            records_sent: 0,
-            dir_sent: 0,
-            dir_push: DirPush::Idle,
-            learned,
-        }
-    }
-}
-
 /// A status frame's bytes.
 fn status_bytes(status: u16, request: u8, detail: &str) -> Vec<u8> {
     let f = StatusFrame {
@@ -2535,51 +2334,6 @@ fn status_bytes(status: u16, request: u8, detail: &str) -> Vec<u8> {
     let n = f.emit(&mut buf).unwrap_or(0);
     buf.truncate(n);
     buf
-}
-
-impl Conn {
-    fn new(addr: SocketAddr, now_ms: u64, link: Option<usize>) -> Self {
-        Conn {
-            addr,
-            accepted_ms: now_ms,
-            role: None,
-            name: String::new(),
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
-            answers: VecDeque::new(),
-            close_when_flushed: false,
-            refused: false,
-            last_progress_ms: now_ms,
-            link,
-            peer_journal: None,
-            expects: VecDeque::new(),
-            must_auth: false,
-            authed: false,
-            nonce: None,
-            last_in_ms: now_ms,
-        }
-    }
-
-    fn pending_out(&self) -> usize {
-        self.out.len() - self.out_pos
-    }
-
-    /// On a link: sends our node-list hash frame `h` (10) unless a hash is already awaiting
-    /// its answer (one outstanding is enough; its answer compares with the list as it is).
-    fn ask_node_hash(&mut self, h: &[u8]) {
-        if !self.expects.iter().any(|e| *e == Expect::NodeHash) {
-            self.out.extend_from_slice(h);
-            self.expects.push_back(Expect::NodeHash);
-        }
-    }
-
-    /// Output pending plus what the pending short answers will add (at most 16 bytes each:
-    /// a barrier's status frame or an UpdateClock), so that parsing stops before the
-    /// connection's output can pass its bound. Streams bound themselves.
-    fn committed_out(&self) -> usize {
-        self.pending_out() + 16 * self.answers.len()
-    }
 }
 
 fn to_contact(f: &ContactFields<'_>, clock: u32) -> Contact {

@@ -1,0 +1,38 @@
+//! What the core asks of the outside and who waits for the answers: the ordered queue of
+//! store requests (docs/PROTOCOL.md §8.8), the queue of actions for the loop, the tag
+//! counter that names each request, and the table of pending store reads (tag -> the
+//! connection or link waiting for it).
+
+use super::directory::DirDest;
+use super::{ConnId, StoreRequest, TcpAction};
+use std::collections::{HashMap, VecDeque};
+
+/// The queues to the store and the loop.
+#[derive(Debug)]
+pub(super) struct Outbox {
+    /// Store requests, in the order issued.
+    pub(super) requests: Vec<StoreRequest>,
+    /// Actions for the loop, in order.
+    pub(super) actions: VecDeque<TcpAction>,
+    /// The next tag (stream id, barrier, read); from 1.
+    pub(super) next_tag: u64,
+}
+
+/// Pending store reads and directory pages, by tag: who waits for each.
+#[derive(Debug, Default)]
+pub(super) struct Reads {
+    /// Streamed answers (stream id -> connection).
+    pub(super) streams: HashMap<u64, ConnId>,
+    /// Barriers and status digests (tag -> connection).
+    pub(super) barriers: HashMap<u64, ConnId>,
+    /// Cursor reads (tag -> connection).
+    pub(super) cursor_reads: HashMap<u64, ConnId>,
+    /// Journal pages pushed on links (tag -> link).
+    pub(super) page_reads: HashMap<u64, usize>,
+    /// Full-push streams of links (stream id -> link), to note the journal head.
+    pub(super) push_streams: HashMap<u64, usize>,
+    /// Directory pages (tag -> where they go).
+    pub(super) dir_pages: HashMap<u64, DirDest>,
+    /// JournalSince reads (tag -> connection).
+    pub(super) since_reads: HashMap<u64, ConnId>,
+}
