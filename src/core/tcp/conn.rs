@@ -2,10 +2,18 @@
 //! order asked, written by the answer pump as each becomes ready (docs/PROTOCOL.md §8.7,
 //! §8.14); on a link this server opened, also what it expects back, in order.
 
-use crate::store::Contact;
-use crate::wire::tcp::{self, Role};
+use super::config::TcpConfig;
+use super::directory::DirAnswer;
+use super::links::Link;
+use super::outbox::{Outbox, Reads};
+use super::stream::Stream;
+use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::tcp::{self, Role, StatusFrame};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+
+/// Status 200.
+pub(super) const STATUS_OK: u16 = 200;
 
 /// A connection, accepted or opened to a peer.
 #[derive(Debug)]
@@ -64,20 +72,6 @@ pub(super) struct Auth {
     pub(super) nonce: Option<[u8; tcp::NONCE_LEN]>,
 }
 
-#[derive(Debug)]
-pub(super) enum StreamState {
-    /// Waiting for a slot or the snapshot.
-    Opening,
-    /// Snapshot open: `count` is written when this answer reaches the head; `buffered`
-    /// are read but not yet written.
-    Open {
-        count: Option<u32>,
-        buffered: VecDeque<Contact>,
-        more: bool,
-        page_asked: bool,
-    },
-}
-
 /// An answer waiting in a connection's queue.
 #[derive(Debug)]
 pub(super) enum Answer {
@@ -99,25 +93,12 @@ pub(super) enum Answer {
         directory: Option<(u64, Vec<u8>)>,
     },
     /// The answer to a DirRequest: pages of DirRecord frames, then `[17][0004][count]`.
-    Directory {
-        tag: u64,
-        after: Option<[u8; 32]>,
-        asked: bool,
-        more: bool,
-        count: u32,
-        buffered: Vec<u8>,
-    },
+    Directory(DirAnswer),
     /// The answer to a JournalSince, once the store has read the lines.
     Since { tag: u64 },
-    /// ListAll (client) or AskForUpdate (server) streamed from a snapshot; `counted` puts
-    /// the `[count u32]` first (an answer), else the records go alone (a push of the whole
-    /// list on a link this server opened).
-    Stream {
-        id: u64,
-        kind: Role,
-        counted: bool,
-        state: StreamState,
-    },
+    /// ListAll (client) or AskForUpdate (server) streamed from a snapshot, or a full push
+    /// of our contacts on a link.
+    Stream(Stream),
 }
 
 /// What the opener of a peer link expects back, in order.
@@ -183,6 +164,32 @@ impl Conn {
     }
 }
 
+/// Whether a link's connection takes a push now.
+pub(super) enum PushRoom {
+    /// It is being dropped already: skip it.
+    Refused,
+    /// More than 2 × `max_out` is pending: it is now refused; close it (the peer resumes
+    /// from its cursor when it reconnects).
+    Overfull,
+    /// Push.
+    Room,
+}
+
+impl Conn {
+    /// Whether this link connection takes a push now (docs/PROTOCOL.md §8.11: a link more
+    /// than 2 MiB behind is dropped).
+    pub(super) fn push_room(&mut self, max_out: usize) -> PushRoom {
+        if self.input.refused {
+            PushRoom::Refused
+        } else if self.out.pending() > 2 * max_out {
+            self.input.refused = true;
+            PushRoom::Overfull
+        } else {
+            PushRoom::Room
+        }
+    }
+}
+
 impl Output {
     /// Bytes not yet written.
     pub(super) fn pending(&self) -> usize {
@@ -218,5 +225,154 @@ impl Output {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
+    }
+}
+
+/// What writing an answer may touch besides its connection's output.
+pub(super) struct PumpCtx<'a> {
+    pub(super) cfg: &'a TcpConfig,
+    pub(super) links: &'a mut [Link],
+    pub(super) reads: &'a mut Reads,
+    pub(super) out: &'a mut Outbox,
+}
+
+/// What the pump does after writing (some of) the answer at the head.
+pub(super) enum Step {
+    /// It is complete: the next one may go.
+    Done,
+    /// It waits (for the store, the loop or the reader); so do the ones behind it.
+    Wait,
+}
+
+impl Answer {
+    /// Writes what is ready of this answer on `conn`'s output.
+    fn write(&mut self, conn: ConnId, out: &mut Output, ctx: &mut PumpCtx<'_>) -> Step {
+        match self {
+            Answer::Ready(bytes) => out.extend_from_slice(bytes),
+            Answer::Refusal(bytes) => {
+                out.extend_from_slice(bytes);
+                out.close_when_flushed = true;
+            }
+            Answer::Barrier { done: true, .. } => {
+                let f = StatusFrame {
+                    status: STATUS_OK,
+                    request: tcp::CMD_BARRIER,
+                    detail: "durable",
+                };
+                let mut buf = [0u8; 16];
+                if let Ok(n) = f.emit(&mut buf) {
+                    out.extend_from_slice(&buf[..n]);
+                }
+            }
+            Answer::Cursor { line: Some(l), .. } => {
+                out.push(tcp::CMD_CURSOR_QUERY);
+                out.extend_from_slice(&l.to_be_bytes());
+            }
+            Answer::Barrier { done: false, .. }
+            | Answer::Status { .. }
+            | Answer::Since { .. }
+            | Answer::Cursor { line: None, .. } => return Step::Wait,
+            Answer::Directory(d) => return d.write(conn, out, ctx),
+            Answer::Mark { link } => return super::journal::write_mark(*link, out, ctx),
+            Answer::Stream(s) => return s.write(out, ctx),
+        }
+        Step::Done
+    }
+}
+
+impl TcpCore {
+    /// Queues answer `a` on `conn` and writes what is ready.
+    pub(super) fn push_answer(&mut self, conn: ConnId, a: Answer) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.answers.push_back(a);
+        }
+        self.pump(conn);
+    }
+
+    /// Writes what is ready at the head of `conn`'s answers, in order; closes the
+    /// connection once a refusal is written out.
+    pub(super) fn pump(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut ctx = PumpCtx {
+            cfg: &self.cfg,
+            links: &mut self.links,
+            reads: &mut self.reads,
+            out: &mut self.out,
+        };
+        while let Some(front) = c.answers.front_mut() {
+            match front.write(conn, &mut c.out, &mut ctx) {
+                Step::Done => {
+                    c.answers.pop_front();
+                }
+                Step::Wait => return,
+            }
+        }
+        if c.out.close_when_flushed && c.out.pending() == 0 {
+            self.out.actions.push_back(TcpAction::Close(conn));
+        }
+    }
+
+    /// Refuses with a non-200 status frame, after the answers already asked for (in the
+    /// order asked); then the connection is closed. Nothing more is read from it
+    /// (docs/PROTOCOL.md §8.14).
+    pub(super) fn fail(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
+        self.stats.errors += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.input.refused {
+            return;
+        }
+        c.input.refused = true;
+        c.input.buf.clear();
+        c.answers
+            .push_back(Answer::Refusal(status_bytes(status, request, detail)));
+        self.pump(conn);
+    }
+
+    /// Refuses at once: the pending answers cannot be completed (store failure).
+    pub(super) fn fail_now(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
+        self.drop_answers(conn);
+        self.fail(conn, status, request, detail);
+    }
+
+    /// Abandons `conn`'s pending answers, releasing their streams and reads.
+    pub(super) fn drop_answers(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        for a in std::mem::take(&mut c.answers) {
+            self.reads.release(&a, &mut self.out);
+        }
+    }
+}
+
+/// A status frame's bytes (docs/PROTOCOL.md §8.6).
+pub(super) fn status_bytes(status: u16, request: u8, detail: &str) -> Vec<u8> {
+    let f = StatusFrame {
+        status,
+        request,
+        detail,
+    };
+    let mut buf = vec![0u8; f.buffer_len()];
+    let n = f.emit(&mut buf).unwrap_or(0);
+    buf.truncate(n);
+    buf
+}
+
+/// For a log line: the status frame at the head of `buf` ("status detail"), or its length.
+pub(super) fn status_detail(buf: &[u8]) -> String {
+    match buf.first() {
+        Some(&tcp::CMD_STATUS) => {
+            let end = buf
+                .len()
+                .min(StatusFrame::FIXED_LEN + usize::from(*buf.get(4).unwrap_or(&0)));
+            StatusFrame::parse(&buf[..end])
+                .map(|f| format!("{} {}", f.status, f.detail))
+                .unwrap_or_else(|_| "status frame".into())
+        }
+        _ => format!("{} bytes", buf.len()),
     }
 }

@@ -3,7 +3,10 @@
 //! turn go to the store as one batch; the merges that changed state get journal lines and
 //! are pushed on, §8.10).
 
+use super::conn::Answer;
+use super::{ConnId, StoreRequest, TcpCore};
 use crate::store::{Contact, Write};
+use crate::wire::tcp::{self, ContactFields};
 use std::collections::HashMap;
 
 /// The Lamport clock.
@@ -16,6 +19,8 @@ pub(super) struct Clock {
     /// Until the first full catch-up from a peer completes, received clocks are bounded
     /// only by 2^31 (a fresh or memory-only server joining an older mesh).
     pub(super) catching_up: bool,
+    /// A received clock more than this far ahead of ours is implausible (2^24).
+    max_jump: u32,
 }
 
 /// The batch of writes being built in this loop turn, and what the batches sent to the
@@ -35,4 +40,196 @@ pub(super) struct Batch {
     pub(super) next_seq: u64,
     /// A batch failed: writes are not durable (every barrier is 503 until a restart).
     pub(super) broken: bool,
+}
+
+impl Clock {
+    /// A clock at `now`; received clocks more than `max_jump` ahead are implausible.
+    /// `catching_up` for a server with peers: until its first full catch-up, anything up
+    /// to 2^31 is plausible.
+    pub(super) fn new(now: u32, max_jump: u32, catching_up: bool) -> Self {
+        Clock {
+            now,
+            dirty: false,
+            catching_up,
+            max_jump,
+        }
+    }
+
+    /// A received clock is plausible when it is at most `max_jump` (2^24) ahead of ours;
+    /// while catching up (or with clock 0) anything up to 2^31 is too, so a fresh server
+    /// can join an older mesh (docs/PROTOCOL.md §8.9).
+    pub(super) fn plausible(&self, c: u32) -> bool {
+        let steady = c <= self.now.saturating_add(self.max_jump);
+        steady || ((self.catching_up || self.now == 0) && c <= 1 << 31)
+    }
+
+    /// A received clock: `now = max(now, c)`.
+    pub(super) fn observe(&mut self, c: u32) {
+        if c > self.now {
+            self.now = c;
+            self.dirty = true;
+        }
+    }
+
+    /// A local write: `now + 1`, or `None` when the clock is exhausted (at 0xFFFFFFFF it
+    /// never wraps).
+    pub(super) fn tick(&mut self) -> Option<u32> {
+        let next = self.now.checked_add(1)?;
+        self.now = next;
+        self.dirty = true;
+        Some(next)
+    }
+}
+
+impl Batch {
+    /// An empty batch; the first one sent is number 1.
+    pub(super) fn new() -> Self {
+        Batch {
+            writes: Vec::new(),
+            merges: 0,
+            forward: Vec::new(),
+            by_seq: HashMap::new(),
+            next_seq: 1,
+            broken: false,
+        }
+    }
+
+    /// Queues a merge; once the store says it changed state, it gets the next journal line
+    /// and is pushed on every live link (multi-hop; an unchanged record goes no further,
+    /// so a flood ends).
+    pub(super) fn merge(&mut self, contact: Contact) {
+        self.forward.push((self.merges, contact.clone()));
+        self.merges += 1;
+        self.writes.push(Write::Merge(contact));
+    }
+
+    /// Closes the batch of this turn (with the clock, if it was raised): the request that
+    /// applies it, if there is anything to apply.
+    pub(super) fn close(&mut self, clock: &mut Clock) -> Option<StoreRequest> {
+        if clock.dirty {
+            self.writes.push(Write::Clock(clock.now));
+            clock.dirty = false;
+        }
+        if self.writes.is_empty() {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.merges = 0;
+        if !self.forward.is_empty() {
+            self.by_seq.insert(seq, std::mem::take(&mut self.forward));
+        }
+        Some(StoreRequest::Apply {
+            seq,
+            batch: std::mem::take(&mut self.writes),
+        })
+    }
+}
+
+impl TcpCore {
+    /// Sends the batch of this turn to the store (before a read or barrier that must see
+    /// it, and at the end of each turn).
+    pub(super) fn flush_batch(&mut self) {
+        if let Some(req) = self.batch.close(&mut self.clock) {
+            self.out.requests.push(req);
+        }
+    }
+
+    /// A client Update (docs/PROTOCOL.md §8.3): stamped with the next clock, or 503 when
+    /// the clock is exhausted.
+    pub(super) fn client_update(&mut self, conn: ConnId, fields: &ContactFields<'_>) {
+        let Some(next) = self.clock.tick() else {
+            let detail = "Lamport clock exhausted: no more writes";
+            return self.fail(conn, 503, tcp::CMD_UPDATE, detail);
+        };
+        self.batch.merge(to_contact(fields, next));
+        self.stats.client_updates += 1;
+    }
+
+    /// Checks a clock received on `conn` in command `request`: true when plausible, else
+    /// 409 and close (docs/PROTOCOL.md §8.9).
+    pub(super) fn accept_clock(&mut self, conn: ConnId, request: u8, clock: u32) -> bool {
+        if self.clock.plausible(clock) {
+            return true;
+        }
+        self.stats.clocks_refused += 1;
+        let name = self
+            .conns
+            .get(&conn)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        tracing::warn!(
+            peer = name,
+            clock,
+            ours = self.clock.now,
+            "refused an implausible Lamport clock"
+        );
+        self.fail(conn, 409, request, "clock implausibly far ahead");
+        false
+    }
+
+    /// Barrier (5): status 200 once every write accepted before it is durable
+    /// (docs/PROTOCOL.md §8.8).
+    pub(super) fn barrier(&mut self, conn: ConnId) {
+        self.flush_batch();
+        let tag = self.out.tag();
+        self.reads.barriers.insert(tag, conn);
+        self.out.requests.push(StoreRequest::Barrier { tag });
+        self.push_answer(conn, Answer::Barrier { tag, done: false });
+    }
+
+    /// Batch `seq` is durable: each merge that changed state gets the next line of our
+    /// journal and is pushed on every live link.
+    pub(super) fn on_applied(&mut self, seq: u64, changed: &[bool]) {
+        let Some(records) = self.batch.by_seq.remove(&seq) else {
+            return;
+        };
+        for (i, contact) in records {
+            if changed.get(i).copied().unwrap_or(false) {
+                self.journal.head += 1;
+                self.stats.forwarded += 1;
+                self.push_live(self.journal.head, &contact);
+            }
+        }
+    }
+
+    /// Batch `seq` failed: from now on every barrier is 503.
+    pub(super) fn on_failed(&mut self, seq: u64, error: &str) {
+        self.batch.by_seq.remove(&seq);
+        self.stats.store_failures += 1;
+        self.batch.broken = true;
+        tracing::error!(seq, error, "store batch failed; writes are not durable");
+    }
+
+    /// Everything before barrier `tag` is durable: its 200 goes out in its turn (503 and
+    /// close at once if a batch has failed).
+    pub(super) fn on_barrier_done(&mut self, tag: u64) {
+        let Some(conn) = self.reads.barriers.remove(&tag) else {
+            return;
+        };
+        if self.batch.broken {
+            let detail = "store failure: writes are not durable";
+            return self.fail_now(conn, 503, tcp::CMD_BARRIER, detail);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for a in c.answers.iter_mut() {
+                if let Answer::Barrier { tag: t, done } = a {
+                    if *t == tag {
+                        *done = true;
+                    }
+                }
+            }
+        }
+        self.pump(conn);
+    }
+}
+
+/// A contact from its wire fields, stamped with `clock`.
+pub(super) fn to_contact(f: &ContactFields<'_>, clock: u32) -> Contact {
+    Contact {
+        username: f.username.to_string(),
+        contact: f.contact.to_string(),
+        phone: f.phone.to_string(),
+        clock,
+    }
 }

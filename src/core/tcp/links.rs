@@ -4,7 +4,7 @@
 
 use super::directory::{DirPush, LinkDir};
 use super::journal::LinkJournal;
-use super::ConnId;
+use super::{ConnId, TcpCore};
 use std::net::SocketAddr;
 
 /// Most links, configured and learned from the node list together.
@@ -63,5 +63,16 @@ impl Link {
             },
             learned,
         }
+    }
+}
+
+impl TcpCore {
+    /// Link `i`'s connection, if the link is up and its output is within `max_out`.
+    pub(super) fn link_room(&self, i: usize) -> Option<ConnId> {
+        let LinkState::Up { conn, .. } = self.links.get(i)?.state else {
+            return None;
+        };
+        let c = self.conns.get(&conn)?;
+        (c.out.pending() <= self.cfg.max_out).then_some(conn)
     }
 }

@@ -11,10 +11,8 @@ use crate::federation::nodelist::{NodeEntry, NodeList, NodeListFrame, HASH_LEN};
 use crate::store::{Contact, JournalRead, Write};
 /// The store's request API, which this core speaks (defined in [`crate::store`]).
 pub use crate::store::{StoreEvent, StoreRequest};
-use crate::wire::tcp::{
-    self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
-};
-use std::collections::{HashMap, VecDeque};
+use crate::wire::tcp::{self, ClientCommand, Hello, Role, ServerCommand, StatusFrame};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 mod config;
@@ -24,13 +22,14 @@ mod directory;
 mod journal;
 mod links;
 mod outbox;
+mod stream;
 
 use config::canonical_ip;
 pub use config::{Cidr, NodeSigner, SignFn, TcpConfig};
-use conn::{Answer, Conn, Expect, StreamState};
-use contacts::{Batch, Clock};
-use directory::{DirDest, DirPush, DIR_PAGE};
-use journal::{Journal, Phase};
+use conn::{status_bytes, status_detail, Answer, Conn, Expect, STATUS_OK};
+use contacts::{to_contact, Batch, Clock};
+use directory::DirPush;
+use journal::{cursor_key, journal_frame, Journal, Phase};
 use links::{Link, LinkState, MAX_LINKS};
 use outbox::{Outbox, Reads};
 
@@ -132,12 +131,11 @@ pub struct TcpCore {
     stats: TcpStats,
 }
 
-const STATUS_OK: u16 = 200;
-
 impl TcpCore {
     /// A core starting with the persisted Lamport `clock`, at `now_ms`.
     pub fn new(cfg: TcpConfig, clock: u32, now_ms: u64) -> Self {
         let cfg_peers_empty = cfg.peers.is_empty();
+        let max_clock_jump = cfg.max_clock_jump;
         let links = cfg
             .peers
             .iter()
@@ -146,26 +144,11 @@ impl TcpCore {
         let nodes = NodeList::from_entries(cfg.node.iter().cloned().collect());
         TcpCore {
             cfg,
-            clock: Clock {
-                now: clock,
-                dirty: false,
-                catching_up: !cfg_peers_empty,
-            },
-            batch: Batch {
-                writes: Vec::new(),
-                merges: 0,
-                forward: Vec::new(),
-                by_seq: HashMap::new(),
-                next_seq: 1,
-                broken: false,
-            },
+            clock: Clock::new(clock, max_clock_jump, !cfg_peers_empty),
+            batch: Batch::new(),
             conns: HashMap::new(),
             links,
-            out: Outbox {
-                requests: Vec::new(),
-                actions: VecDeque::new(),
-                next_tag: 1,
-            },
+            out: Outbox::new(),
             reads: Reads::default(),
             journal: Journal::default(),
             nodes,
@@ -319,12 +302,8 @@ impl TcpCore {
         if let Some(l) = self.links.get_mut(peer) {
             l.journal.phase = Phase::AwaitCursor;
             l.up_since_ms = now_ms;
-            l.dir.push = DirPush::Paging {
-                after: None,
-                asked: false,
-            };
         }
-        self.next_dir_page(peer);
+        self.start_dir_push(peer);
     }
 
     /// Connecting to peer `peer` failed: retry after the backoff.
@@ -477,98 +456,13 @@ impl TcpCore {
             .any(|a| canonical_ip(a.ip()) == ip)
     }
 
-    /// Refuses with a non-200 status frame, after the answers already asked for (in the
-    /// order asked); then the connection is closed. Nothing more is read from it.
-    fn fail(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
-        self.stats.errors += 1;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.input.refused {
-            return;
-        }
-        c.input.refused = true;
-        c.input.buf.clear();
-        c.answers
-            .push_back(Answer::Refusal(status_bytes(status, request, detail)));
-        self.pump(conn);
-    }
-
-    /// Refuses at once: the pending answers cannot be completed (store failure).
-    fn fail_now(&mut self, conn: ConnId, status: u16, request: u8, detail: &str) {
-        self.drop_answers(conn);
-        self.fail(conn, status, request, detail);
-    }
-
-    /// Abandons `conn`'s pending answers, releasing their streams and barriers.
-    fn drop_answers(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        for a in std::mem::take(&mut c.answers) {
-            match a {
-                Answer::Stream { id, .. } => {
-                    self.reads.streams.remove(&id);
-                    self.out
-                        .requests
-                        .push(StoreRequest::CloseStream { stream: id });
-                }
-                Answer::Barrier { tag, .. } => {
-                    self.reads.barriers.remove(&tag);
-                }
-                Answer::Status { tag, .. } => {
-                    self.reads.barriers.remove(&tag);
-                }
-                Answer::Cursor { tag, .. } => {
-                    self.reads.cursor_reads.remove(&tag);
-                }
-                Answer::Directory { tag, .. } => {
-                    self.reads.dir_pages.remove(&tag);
-                }
-                Answer::Since { tag } => {
-                    self.reads.since_reads.remove(&tag);
-                }
-                Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
-            }
-        }
-    }
-
-    /// A received clock is plausible when it is at most 2^24 ahead of ours; while catching
-    /// up (or with clock 0) anything up to 2^31 is too, so a fresh server can join an
-    /// older mesh.
-    fn plausible(&self, c: u32) -> bool {
-        let steady = c <= self.clock.now.saturating_add(self.cfg.max_clock_jump);
-        steady || ((self.clock.catching_up || self.clock.now == 0) && c <= 1 << 31)
-    }
-
-    fn observe_clock(&mut self, c: u32) {
-        if c > self.clock.now {
-            self.clock.now = c;
-            self.clock.dirty = true;
-        }
-    }
-
     fn client_command(&mut self, _now_ms: u64, conn: ConnId, frame: &[u8]) {
         let cmd = match ClientCommand::parse(frame) {
             Ok(c) => c,
             Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
         };
         match cmd {
-            ClientCommand::Update(f) => {
-                let Some(next) = self.clock.now.checked_add(1) else {
-                    return self.fail(
-                        conn,
-                        503,
-                        tcp::CMD_UPDATE,
-                        "Lamport clock exhausted: no more writes",
-                    );
-                };
-                self.clock.now = next;
-                self.clock.dirty = true;
-                let contact = to_contact(&f, next);
-                self.record_merge(contact);
-                self.stats.client_updates += 1;
-            }
+            ClientCommand::Update(f) => self.client_update(conn, &f),
             ClientCommand::ListAll => self.open_stream(conn, Role::Client),
             ClientCommand::Barrier => self.barrier(conn),
             ClientCommand::Status => self.status(conn),
@@ -614,17 +508,17 @@ impl TcpCore {
             }
             ServerCommand::AuthProof(body) => self.auth_proof(now_ms, conn, body),
             ServerCommand::Update { clock, fields } => {
-                if !self.plausible(clock) {
-                    return self.refuse_clock(conn, tcp::CMD_UPDATE, clock);
+                if !self.accept_clock(conn, tcp::CMD_UPDATE, clock) {
+                    return;
                 }
-                self.observe_clock(clock);
-                self.record_merge(to_contact(&fields, clock));
+                self.clock.observe(clock);
+                self.batch.merge(to_contact(&fields, clock));
                 self.stats.peer_updates += 1;
                 self.count_received(conn, false);
             }
             ServerCommand::HeartBeat { clock, .. } => {
-                if !self.plausible(clock) {
-                    return self.refuse_clock(conn, tcp::CMD_HEARTBEAT, clock);
+                if !self.accept_clock(conn, tcp::CMD_HEARTBEAT, clock) {
+                    return;
                 }
                 if self.clock.now >= clock {
                     let mut b = [0u8; 5];
@@ -632,14 +526,14 @@ impl TcpCore {
                         self.push_answer(conn, Answer::Ready(b.to_vec()));
                     }
                 } else {
-                    self.observe_clock(clock);
+                    self.clock.observe(clock);
                 }
             }
             ServerCommand::UpdateClock(clock) => {
-                if !self.plausible(clock) {
-                    return self.refuse_clock(conn, tcp::CMD_UPDATE_CLOCK, clock);
+                if !self.accept_clock(conn, tcp::CMD_UPDATE_CLOCK, clock) {
+                    return;
                 }
-                self.observe_clock(clock);
+                self.clock.observe(clock);
             }
             ServerCommand::AskForUpdate => self.open_stream(conn, Role::Server),
             ServerCommand::Barrier => self.barrier(conn),
@@ -677,8 +571,7 @@ impl TcpCore {
                     self.out.actions.push_back(TcpAction::Close(id));
                 }
                 self.flush_batch();
-                let tag = self.out.next_tag;
-                self.out.next_tag += 1;
+                let tag = self.out.tag();
                 self.reads.cursor_reads.insert(tag, conn);
                 self.out.requests.push(StoreRequest::Cursor {
                     tag,
@@ -699,8 +592,8 @@ impl TcpCore {
                         "journal update before a cursor query",
                     );
                 };
-                if !self.plausible(clock) {
-                    return self.refuse_clock(conn, tcp::CMD_JOURNAL_UPDATE, clock);
+                if !self.accept_clock(conn, tcp::CMD_JOURNAL_UPDATE, clock) {
+                    return;
                 }
                 if self
                     .journal
@@ -716,8 +609,8 @@ impl TcpCore {
                     return;
                 }
                 self.note_line(id, line);
-                self.observe_clock(clock);
-                self.record_merge(to_contact(&fields, clock));
+                self.clock.observe(clock);
+                self.batch.merge(to_contact(&fields, clock));
                 self.batch.writes.push(Write::Cursor {
                     peer: cursor_key(id),
                     journal_id: id,
@@ -745,35 +638,9 @@ impl TcpCore {
                 self.clock.catching_up = false;
             }
             ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
-            ServerCommand::DirRecord(body) => {
-                self.stats.dir_records_in += 1;
-                self.out.actions.push_back(TcpAction::PeerRecord {
-                    conn,
-                    body: body.to_vec(),
-                });
-            }
-            ServerCommand::DirRequest => {
-                let tag = self.out.next_tag;
-                self.out.next_tag += 1;
-                self.reads.dir_pages.insert(tag, DirDest::Answer(conn));
-                self.push_answer(
-                    conn,
-                    Answer::Directory {
-                        tag,
-                        after: None,
-                        asked: false,
-                        more: true,
-                        count: 0,
-                        buffered: Vec::new(),
-                    },
-                );
-            }
-            ServerCommand::Forward(body) => {
-                self.out.actions.push_back(TcpAction::Forward {
-                    conn,
-                    body: body.to_vec(),
-                });
-            }
+            ServerCommand::DirRecord(body) => self.dir_record(conn, body),
+            ServerCommand::DirRequest => self.dir_request(conn),
+            ServerCommand::Forward(body) => self.forward_in(conn, body),
             ServerCommand::JournalSince {
                 journal_id,
                 since,
@@ -1000,8 +867,7 @@ impl TcpCore {
             );
             return self.fail(conn, 400, cmd, &detail);
         }
-        let tag = self.out.next_tag;
-        self.out.next_tag += 1;
+        let tag = self.out.tag();
         self.reads.since_reads.insert(tag, conn);
         self.out
             .requests
@@ -1012,67 +878,6 @@ impl TcpCore {
     /// The node list as it stands (for status and tests).
     pub fn node_list(&self) -> &NodeList {
         &self.nodes
-    }
-
-    /// Pushes a directory record (a DirRecord body from the UDP core: a local change, or
-    /// one learned from a peer that changed state) on every link that is up. A link more
-    /// than 2 × `max_out` behind is dropped; it pushes our whole directory on reconnect.
-    pub fn push_directory(&mut self, body: &[u8]) {
-        self.push_framed(tcp::CMD_DIR_RECORD, body);
-    }
-
-    /// Pushes a forwarded punch request or relayed event (a Forward body) on every link
-    /// that is up; the receivers drop duplicates by the forward's id.
-    pub fn push_forward(&mut self, body: &[u8]) {
-        self.push_framed(tcp::CMD_FORWARD, body);
-    }
-
-    fn push_framed(&mut self, cmd: u8, body: &[u8]) {
-        if body.len() > tcp::MAX_VAR_BODY {
-            return;
-        }
-        let mut overfull = Vec::new();
-        for l in &mut self.links {
-            let LinkState::Up { conn, .. } = l.state else {
-                continue;
-            };
-            let Some(c) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            if c.input.refused {
-                continue;
-            }
-            if c.out.pending() > 2 * self.cfg.max_out {
-                c.input.refused = true;
-                overfull.push(conn);
-                continue;
-            }
-            c.out.push(cmd);
-            c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-            c.out.extend_from_slice(body);
-            if cmd == tcp::CMD_DIR_RECORD {
-                l.dir.sent += 1;
-            }
-        }
-        for conn in overfull {
-            tracing::info!(conn, "a peer link is too far behind; dropping it to resync");
-            self.out.actions.push_back(TcpAction::Close(conn));
-        }
-    }
-
-    /// Asks every link that is up for the peer's whole directory again (the UDP core saw a
-    /// refresh for an entry it does not hold: a record was lost).
-    pub fn request_directory(&mut self) {
-        for l in &self.links {
-            if let LinkState::Up { conn, .. } = l.state {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    if !c.input.refused && !c.expects.iter().any(|e| *e == Expect::Directory) {
-                        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
-                        c.expects.push_back(Expect::Directory);
-                    }
-                }
-            }
-        }
     }
 
     /// Refuses what a peer sent on `conn` (a bad directory record or forward): on a
@@ -1099,242 +904,9 @@ impl TcpCore {
         }
     }
 
-    /// A page of directory records for [`TcpAction::DirectoryPage`] `tag`: `frames` holds
-    /// `count` whole DirRecord frames, `last` the last fingerprint written, `more` whether
-    /// records may follow.
-    pub fn handle_directory_page(
-        &mut self,
-        tag: u64,
-        frames: &[u8],
-        count: usize,
-        last: Option<[u8; 32]>,
-        more: bool,
-    ) {
-        let Some(dest) = self.reads.dir_pages.remove(&tag) else {
-            return;
-        };
-        match dest {
-            DirDest::Answer(conn) => {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                for a in c.answers.iter_mut() {
-                    if let Answer::Directory {
-                        tag: t,
-                        after,
-                        asked,
-                        more: m,
-                        count: n,
-                        buffered,
-                    } = a
-                    {
-                        if *t == tag {
-                            buffered.extend_from_slice(frames);
-                            *n = n.saturating_add(count as u32);
-                            if last.is_some() {
-                                *after = last;
-                            }
-                            *m = more && count > 0;
-                            *asked = false;
-                        }
-                    }
-                }
-                self.pump(conn);
-            }
-            DirDest::Push(i) => {
-                let Some(l) = self.links.get_mut(i) else {
-                    return;
-                };
-                let LinkState::Up { conn, .. } = l.state else {
-                    return;
-                };
-                if !matches!(l.dir.push, DirPush::Paging { asked: true, .. }) {
-                    return;
-                }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.out.extend_from_slice(frames);
-                    l.dir.sent += count as u64;
-                }
-                l.dir.push = if more && count > 0 {
-                    DirPush::Paging {
-                        after: last,
-                        asked: false,
-                    }
-                } else {
-                    DirPush::Idle
-                };
-                self.next_dir_page(i);
-            }
-        }
-    }
-
-    /// Link `i`'s connection, if the link is up and its output is within `max_out`.
-    fn link_room(&self, i: usize) -> Option<ConnId> {
-        let LinkState::Up { conn, .. } = self.links.get(i)?.state else {
-            return None;
-        };
-        let c = self.conns.get(&conn)?;
-        (c.out.pending() <= self.cfg.max_out).then_some(conn)
-    }
-
-    /// Asks for the next page of a link's full directory push if its output has room.
-    fn next_dir_page(&mut self, i: usize) {
-        let Some(l) = self.links.get_mut(i) else {
-            return;
-        };
-        let DirPush::Paging {
-            after,
-            asked: false,
-        } = l.dir.push
-        else {
-            return;
-        };
-        if self.link_room(i).is_none() {
-            return;
-        }
-        let l = &mut self.links[i];
-        l.dir.push = DirPush::Paging { after, asked: true };
-        let tag = self.out.next_tag;
-        self.out.next_tag += 1;
-        self.reads.dir_pages.insert(tag, DirDest::Push(i));
-        self.out.actions.push_back(TcpAction::DirectoryPage {
-            tag,
-            after,
-            max: DIR_PAGE,
-        });
-    }
-
-    fn refuse_clock(&mut self, conn: ConnId, request: u8, clock: u32) {
-        self.stats.clocks_refused += 1;
-        let name = self
-            .conns
-            .get(&conn)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        tracing::warn!(
-            peer = name,
-            clock,
-            ours = self.clock.now,
-            "refused an implausible Lamport clock"
-        );
-        self.fail(conn, 409, request, "clock implausibly far ahead");
-    }
-
-    /// Pushes journal line `line` on every link that is live (caught up).
-    fn push_live(&mut self, line: u64, contact: &Contact) {
-        let Some(rec) = journal_frame(line, contact) else {
-            return;
-        };
-        let mut overfull = Vec::new();
-        for l in &mut self.links {
-            if l.journal.phase != Phase::Live {
-                continue;
-            }
-            if let LinkState::Up { conn, .. } = l.state {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    if c.input.refused {
-                        continue; // already being dropped
-                    }
-                    if c.out.pending() > 2 * self.cfg.max_out {
-                        c.input.refused = true;
-                        overfull.push(conn);
-                    } else {
-                        c.out.extend_from_slice(&rec);
-                        l.journal.pushed_line = line;
-                        l.journal.entries_sent += 1;
-                    }
-                }
-            }
-        }
-        // A peer that does not keep up is dropped; it catches up from its cursor.
-        for conn in overfull {
-            tracing::info!(
-                conn,
-                "a peer link is more than 2 MiB behind; dropping it to resume from its cursor"
-            );
-            self.out.actions.push_back(TcpAction::Close(conn));
-        }
-    }
-
-    /// Asks the store for the next page of our journal for link `i`, if its output has room.
-    fn next_page(&mut self, i: usize) {
-        let Some(l) = self.links.get_mut(i) else {
-            return;
-        };
-        let Phase::Paging {
-            since,
-            asked: false,
-        } = l.journal.phase
-        else {
-            return;
-        };
-        if self.link_room(i).is_none() {
-            return; // resumed from `consumed` when the peer reads
-        }
-        let l = &mut self.links[i];
-        l.journal.phase = Phase::Paging { since, asked: true };
-        let tag = self.out.next_tag;
-        self.out.next_tag += 1;
-        self.reads.page_reads.insert(tag, i);
-        self.out.requests.push(StoreRequest::JournalPage {
-            tag,
-            since,
-            limit: u32::try_from(self.cfg.page).unwrap_or(u32::MAX),
-        });
-    }
-
-    fn push_answer(&mut self, conn: ConnId, a: Answer) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.answers.push_back(a);
-        }
-        self.pump(conn);
-    }
-
-    /// Queues a merge; once the store says it changed state, it gets the next journal line
-    /// and is pushed on every live link (multi-hop; an unchanged record goes no further,
-    /// so a flood ends).
-    fn record_merge(&mut self, contact: Contact) {
-        self.batch
-            .forward
-            .push((self.batch.merges, contact.clone()));
-        self.batch.merges += 1;
-        self.batch.writes.push(Write::Merge(contact));
-    }
-
-    fn flush_batch(&mut self) {
-        if self.clock.dirty {
-            self.batch.writes.push(Write::Clock(self.clock.now));
-            self.clock.dirty = false;
-        }
-        if !self.batch.writes.is_empty() {
-            let seq = self.batch.next_seq;
-            self.batch.next_seq += 1;
-            self.batch.merges = 0;
-            if !self.batch.forward.is_empty() {
-                self.batch
-                    .by_seq
-                    .insert(seq, std::mem::take(&mut self.batch.forward));
-            }
-            self.out.requests.push(StoreRequest::Apply {
-                seq,
-                batch: std::mem::take(&mut self.batch.writes),
-            });
-        }
-    }
-
-    fn barrier(&mut self, conn: ConnId) {
-        self.flush_batch();
-        let tag = self.out.next_tag;
-        self.out.next_tag += 1;
-        self.reads.barriers.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Barrier { tag });
-        self.push_answer(conn, Answer::Barrier { tag, done: false });
-    }
-
     fn status(&mut self, conn: ConnId) {
         self.flush_batch();
-        let tag = self.out.next_tag;
-        self.out.next_tag += 1;
+        let tag = self.out.tag();
         self.reads.barriers.insert(tag, conn);
         self.out.requests.push(StoreRequest::Digest { tag });
         self.out
@@ -1434,299 +1006,19 @@ impl TcpCore {
         self.pump(conn);
     }
 
-    fn open_stream(&mut self, conn: ConnId, kind: Role) {
-        self.open_stream_as(conn, kind, true);
-    }
-
-    fn open_stream_as(&mut self, conn: ConnId, kind: Role, counted: bool) {
-        let id = self.out.next_tag;
-        self.open_stream_with_id(conn, kind, counted, id);
-    }
-
-    fn open_stream_with_id(&mut self, conn: ConnId, kind: Role, counted: bool, id: u64) {
-        self.flush_batch();
-        self.out.next_tag = self.out.next_tag.max(id + 1);
-        self.reads.streams.insert(id, conn);
-        self.out
-            .requests
-            .push(StoreRequest::Snapshot { stream: id });
-        self.push_answer(
-            conn,
-            Answer::Stream {
-                id,
-                kind,
-                counted,
-                state: StreamState::Opening,
-            },
-        );
-    }
-
-    /// Writes what is ready at the head of `conn`'s answers, in order.
-    fn pump(&mut self, conn: ConnId) {
-        let max_out = self.cfg.max_out;
-        let page = self.cfg.page;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        while let Some(front) = c.answers.front_mut() {
-            match front {
-                Answer::Ready(bytes) => {
-                    c.out.extend_from_slice(bytes);
-                    c.answers.pop_front();
-                }
-                Answer::Refusal(bytes) => {
-                    c.out.extend_from_slice(bytes);
-                    c.answers.pop_front();
-                    c.out.close_when_flushed = true;
-                }
-                Answer::Barrier { done: true, .. } => {
-                    let f = StatusFrame {
-                        status: STATUS_OK,
-                        request: tcp::CMD_BARRIER,
-                        detail: "durable",
-                    };
-                    let mut buf = [0u8; 16];
-                    if let Ok(n) = f.emit(&mut buf) {
-                        c.out.extend_from_slice(&buf[..n]);
-                    }
-                    c.answers.pop_front();
-                }
-                Answer::Barrier { done: false, .. }
-                | Answer::Status { .. }
-                | Answer::Since { .. }
-                | Answer::Cursor { line: None, .. } => return,
-                Answer::Directory {
-                    tag,
-                    after,
-                    asked,
-                    more,
-                    count,
-                    buffered,
-                } => {
-                    if !buffered.is_empty() {
-                        c.out.extend_from_slice(buffered);
-                        buffered.clear();
-                    }
-                    if *asked {
-                        return;
-                    }
-                    if !*more {
-                        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 4]);
-                        c.out.extend_from_slice(&count.to_be_bytes());
-                        c.answers.pop_front();
-                        continue;
-                    }
-                    if c.out.pending() > max_out {
-                        return; // resumed from `consumed` when the peer reads
-                    }
-                    *asked = true;
-                    let tag = *tag;
-                    self.reads.dir_pages.insert(tag, DirDest::Answer(conn));
-                    self.out.actions.push_back(TcpAction::DirectoryPage {
-                        tag,
-                        after: *after,
-                        max: DIR_PAGE,
-                    });
-                    return;
-                }
-                Answer::Cursor { line: Some(l), .. } => {
-                    c.out.push(tcp::CMD_CURSOR_QUERY);
-                    c.out.extend_from_slice(&l.to_be_bytes());
-                    c.answers.pop_front();
-                }
-                Answer::Mark { link } => {
-                    let i = *link;
-                    let Some(l) = self.links.get_mut(i) else {
-                        c.answers.pop_front();
-                        continue;
-                    };
-                    let Phase::FullPush { mark: Some(mark) } = l.journal.phase else {
-                        return; // the snapshot is not taken yet
-                    };
-                    c.out.push(tcp::CMD_JOURNAL_MARK);
-                    c.out.extend_from_slice(&mark.to_be_bytes());
-                    l.journal.pushed_line = mark;
-                    l.journal.phase = Phase::Paging {
-                        since: mark,
-                        asked: true,
-                    };
-                    c.answers.pop_front();
-                    let tag = self.out.next_tag;
-                    self.out.next_tag += 1;
-                    self.reads.page_reads.insert(tag, i);
-                    self.out.requests.push(StoreRequest::JournalPage {
-                        tag,
-                        since: mark,
-                        limit: u32::try_from(page).unwrap_or(u32::MAX),
-                    });
-                }
-                Answer::Stream {
-                    state: StreamState::Opening,
-                    ..
-                } => return,
-                Answer::Stream {
-                    id,
-                    kind,
-                    state:
-                        StreamState::Open {
-                            count,
-                            buffered,
-                            more,
-                            page_asked,
-                        },
-                    ..
-                } => {
-                    if let Some(n) = count.take() {
-                        c.out.extend_from_slice(&n.to_be_bytes());
-                    }
-                    let rec_len = match kind {
-                        Role::Client => 1 + tcp::CLIENT_UPDATE_LEN,
-                        Role::Server => 1 + tcp::SERVER_UPDATE_LEN,
-                    };
-                    while c.out.pending() + rec_len <= max_out {
-                        let Some(ct) = buffered.pop_front() else {
-                            break;
-                        };
-                        let fields = ContactFields {
-                            username: &ct.username,
-                            contact: &ct.contact,
-                            phone: &ct.phone,
-                        };
-                        let mut rec = [0u8; 1 + tcp::SERVER_UPDATE_LEN];
-                        let n = match kind {
-                            Role::Client => tcp::emit_client_record(&fields, &mut rec),
-                            Role::Server => tcp::emit_server_record(ct.clock, &fields, &mut rec),
-                        };
-                        if let Ok(n) = n {
-                            c.out.extend_from_slice(&rec[..n]);
-                        }
-                    }
-                    // Read ahead: keep the next page coming while this one is written, so
-                    // the reader never waits for a round trip to the store thread.
-                    if *more && !*page_asked && buffered.len() < page {
-                        *page_asked = true;
-                        self.out.requests.push(StoreRequest::NextPage {
-                            stream: *id,
-                            max: page,
-                        });
-                    }
-                    if buffered.is_empty() {
-                        if *more {
-                            return;
-                        }
-                        let id = *id;
-                        self.reads.streams.remove(&id);
-                        self.out
-                            .requests
-                            .push(StoreRequest::CloseStream { stream: id });
-                        c.answers.pop_front();
-                    } else {
-                        return; // output full: wait for the reader
-                    }
-                }
-            }
-        }
-        if c.out.close_when_flushed && c.out.pending() == 0 {
-            self.out.actions.push_back(TcpAction::Close(conn));
-        }
-    }
-
     /// A report from the store thread.
     pub fn handle_store(&mut self, now_ms: u64, ev: StoreEvent) {
         let _ = now_ms;
         match ev {
-            StoreEvent::Applied { seq, changed } => {
-                if let Some(records) = self.batch.by_seq.remove(&seq) {
-                    for (i, contact) in records {
-                        if changed.get(i).copied().unwrap_or(false) {
-                            self.journal.head += 1;
-                            self.stats.forwarded += 1;
-                            self.push_live(self.journal.head, &contact);
-                        }
-                    }
-                }
-            }
-            StoreEvent::Failed { seq, error } => {
-                self.batch.by_seq.remove(&seq);
-                self.stats.store_failures += 1;
-                self.batch.broken = true;
-                tracing::error!(seq, error, "store batch failed; writes are not durable");
-            }
-            StoreEvent::BarrierDone { tag } => {
-                let Some(conn) = self.reads.barriers.remove(&tag) else {
-                    return;
-                };
-                if self.batch.broken {
-                    return self.fail_now(
-                        conn,
-                        503,
-                        tcp::CMD_BARRIER,
-                        "store failure: writes are not durable",
-                    );
-                }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    for a in c.answers.iter_mut() {
-                        if let Answer::Barrier { tag: t, done } = a {
-                            if *t == tag {
-                                *done = true;
-                            }
-                        }
-                    }
-                }
-                self.pump(conn);
-            }
-            StoreEvent::SnapshotReady { stream, count } => {
-                // A full push on a link: the snapshot holds every line up to our head now
-                // (the store answers in order, after every earlier batch).
-                if let Some(i) = self.reads.push_streams.remove(&stream) {
-                    if let Some(l) = self.links.get_mut(i) {
-                        l.journal.phase = Phase::FullPush {
-                            mark: Some(self.journal.head),
-                        };
-                        l.journal.records_sent += count;
-                    }
-                }
-                let Some(&conn) = self.reads.streams.get(&stream) else {
-                    self.out.requests.push(StoreRequest::CloseStream { stream });
-                    return;
-                };
-                let count32 = u32::try_from(count).unwrap_or(u32::MAX);
-                if let Some(Answer::Stream { state, counted, .. }) = self.find_stream(conn, stream)
-                {
-                    *state = StreamState::Open {
-                        count: counted.then_some(count32),
-                        buffered: VecDeque::new(),
-                        more: count32 > 0,
-                        page_asked: false,
-                    };
-                }
-                self.pump(conn);
-            }
+            StoreEvent::Applied { seq, changed } => self.on_applied(seq, &changed),
+            StoreEvent::Failed { seq, error } => self.on_failed(seq, &error),
+            StoreEvent::BarrierDone { tag } => self.on_barrier_done(tag),
+            StoreEvent::SnapshotReady { stream, count } => self.on_snapshot_ready(stream, count),
             StoreEvent::Page {
                 stream,
                 contacts,
                 more,
-            } => {
-                let Some(&conn) = self.reads.streams.get(&stream) else {
-                    return;
-                };
-                if let Some(Answer::Stream {
-                    state:
-                        StreamState::Open {
-                            buffered,
-                            more: m,
-                            page_asked,
-                            ..
-                        },
-                    ..
-                }) = self.find_stream(conn, stream)
-                {
-                    buffered.extend(contacts);
-                    *m = more;
-                    *page_asked = false;
-                }
-                self.pump(conn);
-            }
+            } => self.on_page(stream, contacts, more),
             StoreEvent::Digest { tag, count, sha512 } => {
                 let Some(&conn) = self.reads.barriers.get(&tag) else {
                     return;
@@ -1815,14 +1107,7 @@ impl TcpCore {
                 // on a connection: refuse at once) or a journal page (a link: drop it, it
                 // redials and retries). Nothing is left waiting forever.
                 tracing::error!(tag = stream, error, "a store read failed");
-                let conn = self
-                    .reads
-                    .streams
-                    .remove(&stream)
-                    .or_else(|| self.reads.cursor_reads.remove(&stream))
-                    .or_else(|| self.reads.since_reads.remove(&stream))
-                    .or_else(|| self.reads.barriers.remove(&stream));
-                if let Some(conn) = conn {
+                if let Some(conn) = self.reads.take_conn(stream) {
                     self.fail_now(conn, 503, 0xFF, "store failure while reading");
                 } else if let Some(i) = self.reads.page_reads.remove(&stream) {
                     if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
@@ -1836,14 +1121,6 @@ impl TcpCore {
 }
 
 impl TcpCore {
-    fn find_stream(&mut self, conn: ConnId, stream: u64) -> Option<&mut Answer> {
-        self.conns
-            .get_mut(&conn)?
-            .answers
-            .iter_mut()
-            .find(|a| matches!(a, Answer::Stream { id, .. } if *id == stream))
-    }
-
     /// Reads one answer on a link this server opened; false when more bytes are needed (or
     /// the link was closed for a protocol error).
     fn parse_answer(&mut self, now_ms: u64, conn: ConnId) -> bool {
@@ -1958,8 +1235,8 @@ impl TcpCore {
                         }
                         c.input.buf.drain(..5);
                         c.expects.pop_front();
-                        if self.plausible(v) {
-                            self.observe_clock(v);
+                        if self.clock.plausible(v) {
+                            self.clock.observe(v);
                         }
                     }
                     Some(_) => {
@@ -2323,63 +1600,6 @@ impl TcpCore {
     }
 }
 
-/// A status frame's bytes.
-fn status_bytes(status: u16, request: u8, detail: &str) -> Vec<u8> {
-    let f = StatusFrame {
-        status,
-        request,
-        detail,
-    };
-    let mut buf = vec![0u8; f.buffer_len()];
-    let n = f.emit(&mut buf).unwrap_or(0);
-    buf.truncate(n);
-    buf
-}
-
-fn to_contact(f: &ContactFields<'_>, clock: u32) -> Contact {
-    Contact {
-        username: f.username.to_string(),
-        contact: f.contact.to_string(),
-        phone: f.phone.to_string(),
-        clock,
-    }
-}
-
-fn status_detail(buf: &[u8]) -> String {
-    match buf.first() {
-        Some(&tcp::CMD_STATUS) => {
-            let end = buf
-                .len()
-                .min(StatusFrame::FIXED_LEN + usize::from(*buf.get(4).unwrap_or(&0)));
-            StatusFrame::parse(&buf[..end])
-                .map(|f| format!("{} {}", f.status, f.detail))
-                .unwrap_or_else(|_| "status frame".into())
-        }
-        _ => format!("{} bytes", buf.len()),
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The cursor key under which we keep how much of journal `id` we hold.
-fn cursor_key(id: u64) -> String {
-    format!("journal:{id:016x}")
-}
-
-/// A JournalUpdate frame (13) for `line`; `None` if the contact does not fit the wire.
-fn journal_frame(line: u64, contact: &Contact) -> Option<Vec<u8>> {
-    let cmd = ServerCommand::JournalUpdate {
-        line,
-        clock: contact.clock,
-        fields: ContactFields {
-            username: &contact.username,
-            contact: &contact.contact,
-            phone: &contact.phone,
-        },
-    };
-    let mut buf = vec![0u8; cmd.buffer_len()];
-    cmd.emit(&mut buf).ok()?;
-    Some(buf)
 }

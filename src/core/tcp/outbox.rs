@@ -3,6 +3,7 @@
 //! counter that names each request, and the table of pending store reads (tag -> the
 //! connection or link waiting for it).
 
+use super::conn::Answer;
 use super::directory::DirDest;
 use super::{ConnId, StoreRequest, TcpAction};
 use std::collections::{HashMap, VecDeque};
@@ -35,4 +36,58 @@ pub(super) struct Reads {
     pub(super) dir_pages: HashMap<u64, DirDest>,
     /// JournalSince reads (tag -> connection).
     pub(super) since_reads: HashMap<u64, ConnId>,
+}
+
+impl Outbox {
+    /// Empty queues; the first tag is 1.
+    pub(super) fn new() -> Self {
+        Outbox {
+            requests: Vec::new(),
+            actions: VecDeque::new(),
+            next_tag: 1,
+        }
+    }
+
+    /// A new tag.
+    pub(super) fn tag(&mut self) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        tag
+    }
+}
+
+impl Reads {
+    /// Forgets the reads an abandoned answer waited for; a stream's snapshot is closed.
+    pub(super) fn release(&mut self, a: &Answer, out: &mut Outbox) {
+        match a {
+            Answer::Stream(s) => {
+                self.streams.remove(&s.id);
+                out.requests
+                    .push(StoreRequest::CloseStream { stream: s.id });
+            }
+            Answer::Barrier { tag, .. } | Answer::Status { tag, .. } => {
+                self.barriers.remove(tag);
+            }
+            Answer::Cursor { tag, .. } => {
+                self.cursor_reads.remove(tag);
+            }
+            Answer::Directory(d) => {
+                self.dir_pages.remove(&d.tag);
+            }
+            Answer::Since { tag } => {
+                self.since_reads.remove(tag);
+            }
+            Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
+        }
+    }
+
+    /// The connection waiting for read `tag` (a stream, cursor, JournalSince or status
+    /// digest), forgotten here.
+    pub(super) fn take_conn(&mut self, tag: u64) -> Option<ConnId> {
+        self.streams
+            .remove(&tag)
+            .or_else(|| self.cursor_reads.remove(&tag))
+            .or_else(|| self.since_reads.remove(&tag))
+            .or_else(|| self.barriers.remove(&tag))
+    }
 }

@@ -1,0 +1,181 @@
+//! Streamed answers: ListAll (client) and AskForUpdate (server), and the full push of our
+//! contacts on a link, read from one store snapshot page by page and written as the reader
+//! takes them, never held whole in memory (docs/PROTOCOL.md §8.5, §8.11).
+
+use super::conn::{Answer, Output, PumpCtx, Step};
+use super::{ConnId, StoreRequest, TcpCore};
+use crate::store::Contact;
+use crate::wire::tcp::{self, ContactFields, Role};
+use std::collections::VecDeque;
+
+/// A streamed answer in a connection's queue.
+#[derive(Debug)]
+pub(super) struct Stream {
+    /// Stream id (a tag).
+    pub(super) id: u64,
+    /// Client records (ListAll) or server records with their clocks (AskForUpdate).
+    pub(super) kind: Role,
+    /// `[count u32]` first (an answer); else the records go alone (a full push).
+    pub(super) counted: bool,
+    pub(super) state: StreamState,
+}
+
+/// Where a stream stands.
+#[derive(Debug)]
+pub(super) enum StreamState {
+    /// Waiting for the snapshot.
+    Opening,
+    /// Snapshot open: `count` is written when this answer reaches the head; `buffered`
+    /// are read but not yet written; `more` pages follow; `page_asked` when one is on its
+    /// way.
+    Open {
+        count: Option<u32>,
+        buffered: VecDeque<Contact>,
+        more: bool,
+        page_asked: bool,
+    },
+}
+
+impl Stream {
+    /// Writes what fits of the stream (at most `max_out` pending), keeps the next page
+    /// coming, and says whether the stream is done.
+    pub(super) fn write(&mut self, out: &mut Output, ctx: &mut PumpCtx<'_>) -> Step {
+        let StreamState::Open {
+            count,
+            buffered,
+            more,
+            page_asked,
+        } = &mut self.state
+        else {
+            return Step::Wait;
+        };
+        if let Some(n) = count.take() {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        write_records(self.kind, buffered, out, ctx.cfg.max_out);
+        // Read ahead: keep the next page coming while this one is written, so the reader
+        // never waits for a round trip to the store thread.
+        let page = ctx.cfg.page;
+        if *more && !*page_asked && buffered.len() < page {
+            *page_asked = true;
+            ctx.out.requests.push(StoreRequest::NextPage {
+                stream: self.id,
+                max: page,
+            });
+        }
+        if !buffered.is_empty() || *more {
+            return Step::Wait; // output full, or the next page is on its way
+        }
+        ctx.reads.streams.remove(&self.id);
+        ctx.out
+            .requests
+            .push(StoreRequest::CloseStream { stream: self.id });
+        Step::Done
+    }
+}
+
+/// Writes buffered records while the output stays within `max_out`.
+fn write_records(kind: Role, buffered: &mut VecDeque<Contact>, out: &mut Output, max_out: usize) {
+    let rec_len = match kind {
+        Role::Client => 1 + tcp::CLIENT_UPDATE_LEN,
+        Role::Server => 1 + tcp::SERVER_UPDATE_LEN,
+    };
+    while out.pending() + rec_len <= max_out {
+        let Some(ct) = buffered.pop_front() else {
+            break;
+        };
+        let fields = ContactFields {
+            username: &ct.username,
+            contact: &ct.contact,
+            phone: &ct.phone,
+        };
+        let mut rec = [0u8; 1 + tcp::SERVER_UPDATE_LEN];
+        let n = match kind {
+            Role::Client => tcp::emit_client_record(&fields, &mut rec),
+            Role::Server => tcp::emit_server_record(ct.clock, &fields, &mut rec),
+        };
+        if let Ok(n) = n {
+            out.extend_from_slice(&rec[..n]);
+        }
+    }
+}
+
+impl TcpCore {
+    /// ListAll (client) or AskForUpdate (server): a counted answer from a new snapshot.
+    pub(super) fn open_stream(&mut self, conn: ConnId, kind: Role) {
+        let id = self.out.next_tag;
+        self.open_stream_with_id(conn, kind, true, id);
+    }
+
+    /// Queues stream `id` on `conn`: the snapshot is taken after every write accepted
+    /// before it (docs/PROTOCOL.md §8.8).
+    pub(super) fn open_stream_with_id(&mut self, conn: ConnId, kind: Role, counted: bool, id: u64) {
+        self.flush_batch();
+        self.out.next_tag = self.out.next_tag.max(id + 1);
+        self.reads.streams.insert(id, conn);
+        self.out
+            .requests
+            .push(StoreRequest::Snapshot { stream: id });
+        let state = StreamState::Opening;
+        let stream = Stream {
+            id,
+            kind,
+            counted,
+            state,
+        };
+        self.push_answer(conn, Answer::Stream(stream));
+    }
+
+    /// The snapshot of `stream` is open with `count` contacts.
+    pub(super) fn on_snapshot_ready(&mut self, stream: u64, count: u64) {
+        self.note_full_push(stream, count);
+        let Some(&conn) = self.reads.streams.get(&stream) else {
+            self.out.requests.push(StoreRequest::CloseStream { stream });
+            return;
+        };
+        let count32 = u32::try_from(count).unwrap_or(u32::MAX);
+        if let Some(s) = self.find_stream(conn, stream) {
+            s.state = StreamState::Open {
+                count: s.counted.then_some(count32),
+                buffered: VecDeque::new(),
+                more: count32 > 0,
+                page_asked: false,
+            };
+        }
+        self.pump(conn);
+    }
+
+    /// A page of `stream`'s contacts; `more` pages follow.
+    pub(super) fn on_page(&mut self, stream: u64, contacts: Vec<Contact>, more: bool) {
+        let Some(&conn) = self.reads.streams.get(&stream) else {
+            return;
+        };
+        if let Some(Stream {
+            state:
+                StreamState::Open {
+                    buffered,
+                    more: m,
+                    page_asked,
+                    ..
+                },
+            ..
+        }) = self.find_stream(conn, stream)
+        {
+            buffered.extend(contacts);
+            *m = more;
+            *page_asked = false;
+        }
+        self.pump(conn);
+    }
+
+    fn find_stream(&mut self, conn: ConnId, stream: u64) -> Option<&mut Stream> {
+        self.conns
+            .get_mut(&conn)?
+            .answers
+            .iter_mut()
+            .find_map(|a| match a {
+                Answer::Stream(s) if s.id == stream => Some(s),
+                _ => None,
+            })
+    }
+}
