@@ -4,11 +4,11 @@
 //! copies, JournalSince answers).
 
 use super::config::TcpConfig;
-use super::conn::{Output, PumpCtx, PushRoom, Step};
+use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
-use super::{StoreRequest, TcpAction, TcpCore};
-use crate::store::Contact;
-use crate::wire::tcp::{self, ContactFields, ServerCommand};
+use super::{ConnId, StoreRequest, TcpAction, TcpCore};
+use crate::store::{Contact, JournalRead};
+use crate::wire::tcp::{self, ContactFields, Role, ServerCommand};
 use std::collections::{BTreeMap, HashMap};
 
 /// Our journal, and what we hold of peers' journals.
@@ -198,4 +198,176 @@ pub(super) fn journal_frame(line: u64, contact: &Contact) -> Option<Vec<u8>> {
 /// The cursor key under which we keep how much of journal `id` we hold.
 pub(super) fn cursor_key(id: u64) -> String {
     format!("journal:{id:016x}")
+}
+
+impl TcpCore {
+    /// The peer's cursor came (the answer to our CursorQuery on link `i`): push our journal
+    /// lines after `since`.
+    pub(super) fn start_journal_push(&mut self, i: usize, since: u64) {
+        if let Some(l) = self.links.get_mut(i) {
+            l.journal.phase = Phase::Paging {
+                since,
+                asked: false,
+            };
+            l.journal.pushed_line = since;
+            l.journal.confirmed_line = since;
+            // A full exchange with the peer is under way: the link is healthy.
+            l.backoff_ms = self.cfg.backoff_min_ms;
+        }
+        self.next_page(i);
+    }
+
+    /// Journal lines read for read `tag`: a JournalSince answer, or a page pushed on a link.
+    pub(super) fn on_journal_page(
+        &mut self,
+        tag: u64,
+        entries: &[(u64, Contact)],
+        read: JournalRead,
+    ) {
+        if let Some(conn) = self.reads.since_reads.remove(&tag) {
+            return self.finish_since(conn, tag, entries, read);
+        }
+        let Some(i) = self.reads.page_reads.remove(&tag) else {
+            return;
+        };
+        let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) else {
+            return; // the link went down meanwhile: it starts over on reconnect
+        };
+        let conn = *conn;
+        match read {
+            JournalRead::Entries { more } => self.write_page(i, conn, entries, more),
+            JournalRead::Gone | JournalRead::Beyond => self.start_full_push(i, conn),
+        }
+    }
+
+    /// Writes a page of our journal on link `i` (connection `conn`); asks for the next one,
+    /// or, caught up, marks it and goes live.
+    fn write_page(&mut self, i: usize, conn: ConnId, entries: &[(u64, Contact)], more: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let l = &mut self.links[i];
+        let Phase::Paging { mut since, .. } = l.journal.phase else {
+            return;
+        };
+        for (line, contact) in entries {
+            if let Some(rec) = journal_frame(*line, contact) {
+                c.out.extend_from_slice(&rec);
+                l.journal.entries_sent += 1;
+            }
+            since = *line;
+            l.journal.pushed_line = *line;
+        }
+        if more {
+            l.journal.phase = Phase::Paging {
+                since,
+                asked: false,
+            };
+            self.next_page(i);
+        } else {
+            // Caught up: mark it, and push every new line from now on.
+            c.out.push(tcp::CMD_JOURNAL_MARK);
+            c.out.extend_from_slice(&since.to_be_bytes());
+            l.journal.pushed_line = since;
+            l.journal.phase = Phase::Live;
+        }
+    }
+
+    /// The journal no longer holds (or never held) the peer's cursor: push everything
+    /// from one snapshot on link `i`, then mark and page what came since.
+    fn start_full_push(&mut self, i: usize, conn: ConnId) {
+        if let Some(l) = self.links.get_mut(i) {
+            l.journal.phase = Phase::FullPush { mark: None };
+        }
+        let id = self.out.next_tag;
+        self.reads.push_streams.insert(id, i);
+        self.open_stream_with_id(conn, Role::Server, false, id);
+        self.push_answer(conn, Answer::Mark { link: i });
+    }
+
+    /// JournalSince (19): at most `limit` lines after `since`, from one store read.
+    pub(super) fn journal_since(&mut self, conn: ConnId, journal_id: u64, since: u64, limit: u32) {
+        let cmd = tcp::CMD_JOURNAL_SINCE;
+        if limit == 0 || limit > tcp::MAX_SINCE_LIMIT {
+            let detail = format!("limit {limit} out of range 1 to {}", tcp::MAX_SINCE_LIMIT);
+            return self.fail(conn, 400, cmd, &detail);
+        }
+        if journal_id != self.journal.id {
+            let detail = format!(
+                "unknown journal {journal_id:016x} (ours is {:016x}): ask for the full list",
+                self.journal.id
+            );
+            return self.fail(conn, 404, cmd, &detail);
+        }
+        self.flush_batch();
+        if since > self.journal.head {
+            let detail = format!(
+                "since {since} is beyond the journal's end ({})",
+                self.journal.head
+            );
+            return self.fail(conn, 400, cmd, &detail);
+        }
+        let tag = self.out.tag();
+        self.reads.since_reads.insert(tag, conn);
+        self.out
+            .requests
+            .push(StoreRequest::JournalPage { tag, since, limit });
+        self.push_answer(conn, Answer::Since { tag });
+    }
+
+    /// Completes a JournalSince answer: `[19][count u32]` and the lines, or 404 when the
+    /// journal no longer holds `since` (the asker falls back to AskForUpdate).
+    fn finish_since(
+        &mut self,
+        conn: ConnId,
+        tag: u64,
+        entries: &[(u64, Contact)],
+        read: JournalRead,
+    ) {
+        let answer = since_answer(entries, read);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if matches!(answer, Answer::Refusal(_)) {
+            self.stats.errors += 1;
+            c.input.refused = true;
+            c.input.buf.clear();
+        }
+        if let Some(a) = c
+            .answers
+            .iter_mut()
+            .find(|a| matches!(a, Answer::Since { tag: t } if *t == tag))
+        {
+            *a = answer;
+        }
+        self.pump(conn);
+    }
+}
+
+/// The answer to a JournalSince once read: `[19][count u32]` and the JournalUpdate frames,
+/// or a refusal (404 for a line no longer held, 400 beyond the end).
+fn since_answer(entries: &[(u64, Contact)], read: JournalRead) -> Answer {
+    match read {
+        JournalRead::Entries { .. } => {
+            let mut b = Vec::with_capacity(5 + entries.len() * tcp::MAX_COMMAND_LEN);
+            b.push(tcp::CMD_JOURNAL_SINCE);
+            b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            for (line, contact) in entries {
+                if let Some(rec) = journal_frame(*line, contact) {
+                    b.extend_from_slice(&rec);
+                }
+            }
+            Answer::Ready(b)
+        }
+        JournalRead::Gone => Answer::Refusal(status_bytes(
+            404,
+            tcp::CMD_JOURNAL_SINCE,
+            "the journal no longer holds that line: ask for the full list",
+        )),
+        JournalRead::Beyond => Answer::Refusal(status_bytes(
+            400,
+            tcp::CMD_JOURNAL_SINCE,
+            "since is beyond the journal's end",
+        )),
+    }
 }

@@ -2,9 +2,11 @@
 //! opening requests, heartbeats, and dropping links that are silent, refused or too far
 //! behind. What a link carries (journal, directory, node list) belongs to those parts.
 
+use super::conn::{Conn, Expect};
 use super::directory::{DirPush, LinkDir};
-use super::journal::LinkJournal;
-use super::{ConnId, TcpCore};
+use super::journal::{LinkJournal, Phase};
+use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::tcp::{self, Hello, Role};
 use std::net::SocketAddr;
 
 /// Most links, configured and learned from the node list together.
@@ -74,5 +76,201 @@ impl TcpCore {
         };
         let c = self.conns.get(&conn)?;
         (c.out.pending() <= self.cfg.max_out).then_some(conn)
+    }
+}
+
+impl Link {
+    /// When [`TcpCore::handle_timeout`] has work for this link (ms): a redial or a
+    /// heartbeat.
+    pub(super) fn deadline(&self) -> Option<u64> {
+        match self.state {
+            LinkState::Down { retry_ms } => Some(retry_ms),
+            LinkState::Up {
+                next_heartbeat_ms, ..
+            } => Some(next_heartbeat_ms),
+            LinkState::Connecting => None,
+        }
+    }
+}
+
+impl TcpCore {
+    /// True when link `peer` is up.
+    pub fn link_up(&self, peer: usize) -> bool {
+        matches!(
+            self.links.get(peer).map(|l| &l.state),
+            Some(LinkState::Up { .. })
+        )
+    }
+
+    /// The connection to peer `peer` is established as `conn`: send the hello, then prove
+    /// our node key (when we have one) or start the link's exchange at once
+    /// (docs/PROTOCOL.md §8.10, "opening a link").
+    pub fn handle_connected(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
+        let Some(link) = self.links.get_mut(peer) else {
+            self.out.actions.push_back(TcpAction::Close(conn));
+            return;
+        };
+        link.state = LinkState::Up {
+            conn,
+            next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
+        };
+        let mut c = Conn::new(link.addr, now_ms, Some(peer));
+        c.role = Some(Role::Server);
+        let mut hello = [0u8; tcp::HELLO_LEN];
+        let hello_ok = Hello {
+            role: Role::Server,
+            name: &self.cfg.name,
+        }
+        .emit(&mut hello)
+        .is_ok();
+        if hello_ok {
+            c.out.extend_from_slice(&hello);
+        }
+        if self.cfg.signer.is_some() && self.cfg.node.is_some() {
+            // Prove our node key first; the rest follows the nonce (`link_start`).
+            c.out.push(tcp::CMD_AUTH_CHALLENGE);
+            c.expects.push_back(Expect::Nonce);
+            self.conns.insert(conn, c);
+            self.link_opened(now_ms, peer);
+            return;
+        }
+        self.conns.insert(conn, c);
+        self.link_start(now_ms, peer, conn);
+    }
+
+    /// Link `peer` came up at `now_ms`: its journal push waits for the peer's cursor.
+    fn link_opened(&mut self, now_ms: u64, peer: usize) {
+        if let Some(l) = self.links.get_mut(peer) {
+            l.journal.phase = Phase::AwaitCursor;
+            l.up_since_ms = now_ms;
+        }
+    }
+
+    /// A link's opening requests: cursor query, node list hash, directory request, and the
+    /// full push of our directory.
+    pub(super) fn link_start(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        // Ask the peer how much of our journal it holds; we push from there (§8.10).
+        c.out.push(tcp::CMD_CURSOR_QUERY);
+        c.out.extend_from_slice(&self.journal.id.to_be_bytes());
+        c.expects.push_back(Expect::Cursor);
+        // Compare node lists (§8.15), and ask for the peer's whole directory (§8.16); our
+        // own goes to it as a full push, paged.
+        if let Ok(h) = self.nodes.hash_frame().to_vec() {
+            c.ask_node_hash(&h);
+        }
+        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
+        c.expects.push_back(Expect::Directory);
+        self.link_opened(now_ms, peer);
+        self.start_dir_push(peer);
+    }
+
+    /// Connecting to peer `peer` failed: retry after the backoff.
+    pub fn handle_connect_failed(&mut self, now_ms: u64, peer: usize) {
+        self.link_down(now_ms, peer);
+    }
+
+    /// Link `i` went down: redial after the backoff, which doubles up to its maximum.
+    pub(super) fn link_down(&mut self, now_ms: u64, i: usize) {
+        if let Some(l) = self.links.get_mut(i) {
+            l.journal.phase = Phase::AwaitCursor;
+            l.dir.push = DirPush::Idle;
+            l.state = LinkState::Down {
+                retry_ms: now_ms + l.backoff_ms,
+            };
+            l.backoff_ms = (l.backoff_ms * 2).min(self.cfg.backoff_max_ms);
+        }
+    }
+
+    /// Closes link connection `conn` now: what it still sends is not read.
+    pub(super) fn close_link(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.close_when_flushed = true;
+            c.input.buf.clear();
+        }
+        self.out.actions.push_back(TcpAction::Close(conn));
+    }
+
+    /// Refuses what a peer sent on `conn` (a bad directory record or forward): on a
+    /// connection it opened, a status frame then close; on our own link, the link is
+    /// dropped and redialled (docs/PROTOCOL.md §8.16, "On the links").
+    pub fn refuse_peer(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request: u8,
+        status: u16,
+        detail: &str,
+    ) {
+        let _ = now_ms;
+        let link = self.conns.get(&conn).and_then(|c| c.link);
+        if link.is_some() {
+            tracing::warn!(
+                status,
+                detail,
+                "a peer's answer was refused; dropping the link"
+            );
+            self.close_link(conn);
+        } else {
+            self.fail(conn, status, request, detail);
+        }
+    }
+
+    /// Redials links that are due, and sends heartbeats on links that are up.
+    pub(super) fn link_timeouts(&mut self, now_ms: u64) {
+        for i in 0..self.links.len() {
+            match self.links[i].state {
+                LinkState::Down { retry_ms } if now_ms >= retry_ms => {
+                    self.links[i].state = LinkState::Connecting;
+                    let addr = self.links[i].addr;
+                    self.out
+                        .actions
+                        .push_back(TcpAction::Connect { peer: i, addr });
+                }
+                LinkState::Up {
+                    conn,
+                    next_heartbeat_ms,
+                } if now_ms >= next_heartbeat_ms => self.heartbeat(now_ms, i, conn),
+                _ => {}
+            }
+        }
+    }
+
+    /// A heartbeat is due on link `i` (connection `conn`): HeartBeat, Barrier and our
+    /// node-list hash; or, when the peer has answered none for 4 intervals (a silent
+    /// partition), drop the link and redial rather than wait for TCP to give up (~15 min).
+    /// It resumes from the peer's cursor.
+    fn heartbeat(&mut self, now_ms: u64, i: usize, conn: ConnId) {
+        let l = &self.links[i];
+        let heard = l.last_heartbeat_ms.unwrap_or(0).max(l.up_since_ms);
+        if now_ms.saturating_sub(heard) > 4 * self.cfg.heartbeat_ms {
+            tracing::warn!(peer = %l.addr, silent_ms = now_ms - heard, "peer answers no heartbeat; dropping the link to redial");
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.input.refused = true;
+            }
+            self.out.actions.push_back(TcpAction::Close(conn));
+            return;
+        }
+        self.links[i].state = LinkState::Up {
+            conn,
+            next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
+        };
+        let confirms = self.links[i].journal.pushed_line;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
+        c.out.extend_from_slice(&[tcp::CMD_HEARTBEAT, 1]);
+        c.out.extend_from_slice(&self.clock.now.to_be_bytes());
+        c.out.push(tcp::CMD_BARRIER);
+        c.expects.push_back(Expect::HeartBeat);
+        c.expects.push_back(Expect::Status { confirms });
+        // The node lists are compared again on every heartbeat, so a change anywhere
+        // reaches every server (one hash frame when they agree).
+        if let Ok(h) = self.nodes.hash_frame().to_vec() {
+            c.ask_node_hash(&h);
+        }
     }
 }

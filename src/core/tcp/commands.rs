@@ -1,0 +1,230 @@
+//! Commands on connections a client or a peer opened: the hello and who may speak which
+//! role (docs/PROTOCOL.md §8.2), framing and the read backpressure (§8.11), then each
+//! command of the client role (§8.3) and the server role (§8.4), handed to the part that
+//! owns it. Any malformed input is a status frame and close, never a panic.
+
+use super::conn::Answer;
+use super::contacts::to_contact;
+use super::{ConnId, TcpCore};
+use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role, ServerCommand};
+use crate::wire::WireError;
+use std::net::SocketAddr;
+
+impl TcpCore {
+    /// Parses and carries out what `conn`'s input holds, while it can.
+    pub(super) fn parse(&mut self, now_ms: u64, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get(&conn) else {
+                return;
+            };
+            if c.input.refused || c.out.close_when_flushed {
+                return;
+            }
+            // A link's incoming bytes are answers to us: always read them (gating them on
+            // our own output could deadlock two servers pushing to each other).
+            let more = if c.link.is_some() {
+                self.parse_answer(now_ms, conn)
+            } else if let Some(role) = c.role {
+                self.next_command(now_ms, conn, role)
+            } else {
+                self.read_hello(conn)
+            };
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// The hello (257 bytes): true when it is read and its opener admitted. The role byte
+    /// is checked as soon as it arrives (400 at once).
+    fn read_hello(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if let Some(&b) = c.input.buf.first() {
+            if b != tcp::ROLE_SERVER && b != tcp::ROLE_CLIENT {
+                let detail = format!("malformed hello: role byte {b} (1 server, 2 client)");
+                self.fail(conn, 400, tcp::REQUEST_HELLO, &detail);
+                return false;
+            }
+        }
+        if c.input.buf.len() < tcp::HELLO_LEN {
+            return false;
+        }
+        let hello: Vec<u8> = c.input.buf.drain(..tcp::HELLO_LEN).collect();
+        let addr = c.addr;
+        match Hello::parse(&hello) {
+            Ok(h) => self.admit(conn, addr, h.role, h.name),
+            Err(e) => {
+                self.fail(conn, 400, 0, &format!("malformed hello: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Admits the opener of `conn` from `addr` in `role`: a client always; a server from a
+    /// configured or allowed peer, or from a server in our node list, which must then
+    /// prove its node key first (docs/PROTOCOL.md §8.12); else 403.
+    fn admit(&mut self, conn: ConnId, addr: SocketAddr, role: Role, name: &str) -> bool {
+        let configured = self.cfg.peer_allowed(addr.ip());
+        let known = self.known_node_ip(addr.ip());
+        if !(role == Role::Client || configured || known) {
+            tracing::warn!(%addr, name, "refused a server hello from an address that is not a configured or allowed peer");
+            let detail = "server role is accepted only from configured or allowed peers";
+            self.fail(conn, 403, 0, detail);
+            return false;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        c.role = Some(role);
+        c.name = name.to_string();
+        c.auth.required = role == Role::Server && !configured;
+        true
+    }
+
+    /// Frames the next command of `role` on `conn` and carries it out: false when it is
+    /// not complete, must wait (its answer would pass the output bound), or is refused.
+    fn next_command(&mut self, now_ms: u64, conn: ConnId, role: Role) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let len = match tcp::command_len(role, &c.input.buf) {
+            Ok(Some(n)) => n,
+            Ok(None) => return false,
+            Err(e) => {
+                let b = c.input.buf.first().copied().unwrap_or(0xFF);
+                let detail = match e {
+                    WireError::UnknownCommand => "unknown command".to_string(),
+                    e => format!("malformed frame: {e}"),
+                };
+                self.fail(conn, 400, b, &detail);
+                return false;
+            }
+        };
+        // A command that produces an answer waits while this connection's output (plus
+        // the short answers already due) is at its bound: a client that never reads
+        // cannot grow the server's memory. Updates produce none and always go through.
+        if answered(role, c.input.buf[0])
+            && (c.answers.len() >= self.cfg.max_pending || c.committed_out() >= self.cfg.max_out)
+        {
+            return false;
+        }
+        let frame: Vec<u8> = c.input.buf.drain(..len).collect();
+        match role {
+            Role::Client => self.client_command(conn, &frame),
+            Role::Server => self.server_command(now_ms, conn, &frame),
+        }
+        true
+    }
+
+    /// One client-role command (docs/PROTOCOL.md §8.3).
+    fn client_command(&mut self, conn: ConnId, frame: &[u8]) {
+        let cmd = match ClientCommand::parse(frame) {
+            Ok(c) => c,
+            Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
+        };
+        match cmd {
+            ClientCommand::Update(f) => self.client_update(conn, &f),
+            ClientCommand::ListAll => self.open_stream(conn, Role::Client),
+            ClientCommand::Barrier => self.barrier(conn),
+            ClientCommand::Status => self.status(conn),
+        }
+    }
+
+    /// One server-role command (docs/PROTOCOL.md §8.4); from an opener admitted only
+    /// through the node list, nothing but the node-key proof until it is proved (401).
+    fn server_command(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) {
+        let cmd = match ServerCommand::parse(frame) {
+            Ok(c) => c,
+            Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
+        };
+        let proof = matches!(
+            cmd,
+            ServerCommand::AuthChallenge | ServerCommand::AuthProof(_)
+        );
+        if !proof && self.must_prove(conn) {
+            let detail = "prove the node key first (commands 20 and 21)";
+            return self.fail(conn, 401, frame[0], detail);
+        }
+        match cmd {
+            ServerCommand::AuthChallenge => self.auth_challenge(conn),
+            ServerCommand::AuthProof(body) => self.auth_proof(now_ms, conn, body),
+            ServerCommand::Update { clock, fields } => self.peer_update(conn, clock, &fields),
+            ServerCommand::HeartBeat { clock, .. } => self.heartbeat_in(conn, clock),
+            ServerCommand::UpdateClock(clock) => {
+                if self.accept_clock(conn, tcp::CMD_UPDATE_CLOCK, clock) {
+                    self.clock.observe(clock);
+                }
+            }
+            ServerCommand::AskForUpdate => self.open_stream(conn, Role::Server),
+            ServerCommand::Barrier => self.barrier(conn),
+            ServerCommand::Status => self.status(conn),
+            ServerCommand::CursorQuery { journal_id } => {
+                self.cursor_query(now_ms, conn, journal_id)
+            }
+            ServerCommand::JournalUpdate {
+                line,
+                clock,
+                fields,
+            } => self.journal_update(conn, line, clock, &fields),
+            ServerCommand::JournalMark { line } => self.journal_mark(conn, line),
+            ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
+            ServerCommand::DirRecord(body) => self.dir_record(conn, body),
+            ServerCommand::DirRequest => self.dir_request(conn),
+            ServerCommand::Forward(body) => self.forward_in(conn, body),
+            ServerCommand::JournalSince {
+                journal_id,
+                since,
+                limit,
+            } => self.journal_since(conn, journal_id, since, limit),
+        }
+    }
+
+    /// True when `conn`'s opener must still prove its node key.
+    fn must_prove(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.auth.required && !c.auth.proved)
+    }
+
+    /// Server-role Update (1): merged by last-writer-wins with its clock.
+    fn peer_update(&mut self, conn: ConnId, clock: u32, fields: &ContactFields<'_>) {
+        if !self.accept_clock(conn, tcp::CMD_UPDATE, clock) {
+            return;
+        }
+        self.clock.observe(clock);
+        self.batch.merge(to_contact(fields, clock));
+        self.stats.peer_updates += 1;
+        self.count_received(conn, false);
+    }
+
+    /// HeartBeat (2): answered with our clock when it is at least the peer's, else we
+    /// take the peer's and answer nothing.
+    fn heartbeat_in(&mut self, conn: ConnId, clock: u32) {
+        if !self.accept_clock(conn, tcp::CMD_HEARTBEAT, clock) {
+            return;
+        }
+        if self.clock.now >= clock {
+            let mut b = [0u8; 5];
+            if tcp::emit_update_clock(self.clock.now, &mut b).is_ok() {
+                self.push_answer(conn, Answer::Ready(b.to_vec()));
+            }
+        } else {
+            self.clock.observe(clock);
+        }
+    }
+}
+
+/// True when command byte `cmd` of `role` is answered (and so waits for room in the
+/// output); Updates, UpdateClock, DirRecord and Forward are not.
+fn answered(role: Role, cmd: u8) -> bool {
+    !matches!(
+        (role, cmd),
+        (_, tcp::CMD_UPDATE)
+            | (
+                Role::Server,
+                tcp::CMD_UPDATE_CLOCK | tcp::CMD_DIR_RECORD | tcp::CMD_FORWARD
+            )
+    )
+}

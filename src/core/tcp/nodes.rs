@@ -1,0 +1,304 @@
+//! The node list (docs/PROTOCOL.md §8.15) and node-key proof (§8.17): answering node-list
+//! frames 10-12 and reading the answers to ours, the challenge and proof on both sides,
+//! and learning the servers to link to. The list's codec is `crate::federation::nodelist`.
+
+use super::config::{canonical_ip, NodeSigner};
+use super::conn::{status_bytes, Answer, Expect, STATUS_OK};
+use super::links::{Link, LinkState, MAX_LINKS};
+use super::{ConnId, TcpCore};
+use crate::federation::nodelist::{self, NodeEntry, NodeList, NodeListFrame, Uid, HASH_LEN};
+use crate::store::Write;
+use crate::wire::tcp;
+use crate::wire::WireError;
+use std::net::{IpAddr, SocketAddr};
+
+impl TcpCore {
+    /// Adds the node list the store kept (its canonical bytes, [`crate::store::Store::
+    /// node_list`]) at start, and links to the servers in it (unless `no_mesh`). Our own
+    /// entry is always the one configured; bytes that do not parse are ignored (logged).
+    pub fn with_nodes(mut self, canonical: &[u8], now_ms: u64) -> Self {
+        if canonical.is_empty() {
+            return self;
+        }
+        let mut frame = Vec::with_capacity(1 + canonical.len());
+        frame.push(tcp::CMD_NODE_LIST);
+        frame.extend_from_slice(canonical);
+        match NodeListFrame::parse(&frame) {
+            Ok(NodeListFrame::List(entries)) => {
+                let own = self.own_uid();
+                let entries: Vec<NodeEntry> = entries
+                    .into_iter()
+                    .filter(|e| Some(*e.uid()) != own)
+                    .collect();
+                let changed = self.nodes.merge(&entries);
+                self.nodes_changed(now_ms, changed.len());
+            }
+            _ => tracing::warn!("the stored node list does not parse; starting without it"),
+        }
+        self
+    }
+
+    /// The node list as it stands (for status and tests).
+    pub fn node_list(&self) -> &NodeList {
+        &self.nodes
+    }
+
+    /// Our node's uid, if we have a node identity.
+    fn own_uid(&self) -> Option<Uid> {
+        self.cfg.node.as_ref().map(|n| *n.uid())
+    }
+
+    /// The addresses of the servers in our node list other than us (their locations that
+    /// parse as `IP:PORT`).
+    fn node_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let own = self.own_uid();
+        self.nodes
+            .entries()
+            .iter()
+            .filter(move |e| Some(*e.uid()) != own)
+            .filter_map(|e| e.location().parse::<SocketAddr>().ok())
+    }
+
+    /// True when `ip` is the address of a server in our node list (other than us): it may
+    /// open a role-1 connection, but must prove the node key published there.
+    pub(super) fn known_node_ip(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.node_addrs().any(|a| canonical_ip(a.ip()) == ip)
+    }
+
+    /// Frames 10-12 from a peer: answer a hash with ours, a whole list with the diff.
+    pub(super) fn node_list_command(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) {
+        let cmd = frame[0];
+        let parsed = match NodeListFrame::parse(frame) {
+            Ok(f) => f,
+            Err(WireError::BadLength) if cmd == tcp::CMD_NODE_LIST_HASH => {
+                let detail = format!(
+                    "node list hash must be {HASH_LEN} bytes, not {}",
+                    frame.get(1).copied().unwrap_or(0)
+                );
+                return self.fail(conn, 400, cmd, &detail);
+            }
+            Err(e) => return self.fail(conn, 400, cmd, &format!("malformed node list: {e}")),
+        };
+        match parsed {
+            NodeListFrame::Hash(_) => {
+                if let Ok(h) = self.nodes.hash_frame().to_vec() {
+                    self.push_answer(conn, Answer::Ready(h));
+                }
+            }
+            NodeListFrame::List(entries) => self.node_list_in(now_ms, conn, entries),
+            NodeListFrame::Diff(_) => {
+                self.fail(conn, 400, cmd, "a node list diff is only ever an answer");
+            }
+        }
+    }
+
+    /// A peer's whole node list (11): merged, and answered with the diff (12).
+    fn node_list_in(&mut self, now_ms: u64, conn: ConnId, entries: Vec<NodeEntry>) {
+        if nodelist::has_duplicate_uids(&entries) {
+            let detail = "node list with duplicate uids";
+            return self.fail(conn, 400, tcp::CMD_NODE_LIST, detail);
+        }
+        if let Some(e) = entries.iter().find(|e| self.is_own_uid_forged(e)) {
+            tracing::warn!(
+                alias = e.alias(),
+                "a peer sent a newer entry for our own uid; ignored"
+            );
+        }
+        let entries = self.without_forged(entries);
+        let changed = self.nodes.merge(&entries);
+        let diff = self.nodes.diff_for(&entries);
+        if let Ok(d) = NodeListFrame::Diff(diff).to_vec() {
+            self.push_answer(conn, Answer::Ready(d));
+        }
+        self.nodes_changed(now_ms, changed.len());
+    }
+
+    /// On a link: the peer's hash answering ours; when the lists differ, send ours whole
+    /// (it answers with the diff).
+    pub(super) fn peer_node_hash(&mut self, conn: ConnId, hash: &[u8; HASH_LEN]) {
+        if *hash == self.nodes.hash() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Ok(list) = self.nodes.list_frame().to_vec() {
+            c.out.extend_from_slice(&list);
+            c.expects.push_back(Expect::NodeDiff);
+        }
+    }
+
+    /// On a link: the peer's diff, merged.
+    pub(super) fn merge_nodes(&mut self, now_ms: u64, entries: Vec<NodeEntry>) {
+        let entries = self.without_forged(entries);
+        let changed = self.nodes.merge(&entries);
+        self.nodes_changed(now_ms, changed.len());
+    }
+
+    /// An entry for our own uid that is not ours: only we change our entry.
+    fn is_own_uid_forged(&self, e: &NodeEntry) -> bool {
+        self.cfg
+            .node
+            .as_ref()
+            .is_some_and(|own| own.uid() == e.uid() && own != e)
+    }
+
+    /// `entries` without forged entries of our own uid.
+    fn without_forged(&self, entries: Vec<NodeEntry>) -> Vec<NodeEntry> {
+        entries
+            .into_iter()
+            .filter(|e| !self.is_own_uid_forged(e))
+            .collect()
+    }
+
+    /// After `changed` entries of the node list changed: store it with the next batch (not
+    /// a journal line: the hash exchange brings peers up to date), connect to servers newly
+    /// learned (unless `--no-mesh`) and tell every live link our new hash, so the change
+    /// spreads hop by hop.
+    pub(super) fn nodes_changed(&mut self, now_ms: u64, changed: usize) {
+        if changed == 0 {
+            return;
+        }
+        self.stats.nodes_learned += changed as u64;
+        self.batch
+            .writes
+            .push(Write::NodeList(self.nodes.canonical_bytes()));
+        if !self.cfg.no_mesh {
+            self.link_to_learned(now_ms);
+        }
+        let Ok(h) = self.nodes.hash_frame().to_vec() else {
+            return;
+        };
+        for l in &self.links {
+            if let LinkState::Up { conn, .. } = l.state {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if !c.input.refused {
+                        c.ask_node_hash(&h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a link to each server of the node list not linked yet (at most 256 links).
+    fn link_to_learned(&mut self, now_ms: u64) {
+        let wanted: Vec<SocketAddr> = self.node_addrs().collect();
+        for addr in wanted {
+            if self.links.len() >= MAX_LINKS || self.links.iter().any(|l| l.addr == addr) {
+                continue;
+            }
+            tracing::info!(%addr, "connecting to a server learned from the node list");
+            self.links
+                .push(Link::new(addr, now_ms, self.cfg.backoff_min_ms, true));
+        }
+    }
+
+    /// AuthChallenge (20): a fresh nonce from the per-boot seed and a counter.
+    pub(super) fn auth_challenge(&mut self, conn: ConnId) {
+        self.nonces += 1;
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut h, self.cfg.seed);
+        sha2::Digest::update(&mut h, b"auth nonce");
+        sha2::Digest::update(&mut h, self.nonces.to_be_bytes());
+        let nonce: [u8; 32] = sha2::Digest::finalize(h).into();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.auth.nonce = Some(nonce);
+        }
+        let mut b = vec![tcp::CMD_AUTH_CHALLENGE];
+        b.extend_from_slice(&nonce);
+        self.push_answer(conn, Answer::Ready(b));
+    }
+
+    /// AuthProof (21): checks the opener's signature over our nonce with the key the node
+    /// list publishes for its uid (or, for a server admitted by `--peer`/`--allow-peer`
+    /// whose uid is new, the key it presents, learned on first contact); 200 and the
+    /// entry merged, or 400 / 401 and close.
+    pub(super) fn auth_proof(&mut self, now_ms: u64, conn: ConnId, body: &[u8]) {
+        let cmd = tcp::CMD_AUTH_PROOF;
+        let entry = match self.check_proof(conn, body) {
+            Ok(entry) => entry,
+            Err((status, detail)) => return self.fail(conn, status, cmd, detail),
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.auth.proved = true;
+            c.name = entry.alias().to_string();
+        }
+        let changed = self.nodes.merge(std::slice::from_ref(&entry));
+        self.nodes_changed(now_ms, changed.len());
+        let ok = status_bytes(STATUS_OK, cmd, "node key proved");
+        self.push_answer(conn, Answer::Ready(ok));
+    }
+
+    /// The proved entry of an AuthProof body, or the status and detail to refuse it with
+    /// (docs/PROTOCOL.md §8.17, in the order checked). The nonce is used once.
+    fn check_proof(&mut self, conn: ConnId, body: &[u8]) -> Result<NodeEntry, (u16, &'static str)> {
+        let Some(nonce) = self.conns.get_mut(&conn).and_then(|c| c.auth.nonce.take()) else {
+            return Err((400, "a proof needs a challenge first (command 20)"));
+        };
+        let Ok((entry, n)) = NodeEntry::parse_prefix(body) else {
+            return Err((400, "malformed node entry in the proof"));
+        };
+        let Some((&sig_len, sig)) = body[n..].split_first() else {
+            return Err((400, "proof without a signature"));
+        };
+        if sig.len() != usize::from(sig_len) {
+            return Err((400, "signature length does not match"));
+        }
+        if Some(*entry.uid()) == self.own_uid() {
+            return Err((401, "that uid is ours"));
+        }
+        let ip = self.conns.get(&conn).map(|c| c.addr.ip());
+        match self.nodes.get(entry.uid()) {
+            Some(k) if k.public_key() != entry.public_key() => {
+                return Err((401, "key does not match the node list"));
+            }
+            Some(_) => {}
+            None if ip.is_some_and(|ip| self.cfg.peer_allowed(ip)) => {}
+            None => return Err((401, "unknown node: admit it with --allow-peer or --peer")),
+        }
+        let msg = proof_message(&nonce, &body[..n]);
+        let key =
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, entry.public_key());
+        if key.verify(&msg, sig).is_err() {
+            return Err((401, "bad signature over the nonce"));
+        }
+        Ok(entry)
+    }
+
+    /// On link `peer` (connection `conn`): the peer's nonce came; send our AuthProof (21),
+    /// then the link's opening requests.
+    pub(super) fn send_proof(&mut self, now_ms: u64, peer: usize, conn: ConnId, nonce: &[u8]) {
+        let (Some(signer), Some(node)) = (self.cfg.signer.clone(), self.cfg.node.clone()) else {
+            return;
+        };
+        let body = proof_body(&signer, &node, nonce);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.out.push(tcp::CMD_AUTH_PROOF);
+        c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        c.out.extend_from_slice(&body);
+        c.expects.push_back(Expect::Status { confirms: 0 });
+        self.link_start(now_ms, peer, conn);
+    }
+}
+
+/// What a proof signs: the context, the nonce, the entry's bytes (docs/PROTOCOL.md §8.17).
+fn proof_message(nonce: &[u8], entry: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(tcp::AUTH_CONTEXT.len() + 32 + entry.len());
+    msg.extend_from_slice(tcp::AUTH_CONTEXT);
+    msg.extend_from_slice(nonce);
+    msg.extend_from_slice(entry);
+    msg
+}
+
+/// An AuthProof body: our entry, `[sig_len u8]` and the signature over the proof message.
+fn proof_body(signer: &NodeSigner, node: &NodeEntry, nonce: &[u8]) -> Vec<u8> {
+    let entry = node.to_bytes();
+    let sig = (signer.0)(&proof_message(nonce, &entry));
+    let mut body = entry;
+    body.push(sig.len() as u8);
+    body.extend_from_slice(&sig);
+    body
+}
