@@ -5,8 +5,8 @@
 //! plane", "Server list sync"): its canonical form and SHA-512 hash, the rule for two
 //! entries with one uid, the loop-free sync, and the server-role frames 10-12 that carry
 //! it. What it never does: touch a socket, the clock or the store; liveness of the servers
-//! in the list is tracked elsewhere. Peer links and Lamport heartbeats live in
-//! [`crate::core::tcp`] for now; the journal (seed 004) is not built yet.
+//! in the list is tracked elsewhere. Peer links, heartbeats and the journal's pushes live in
+//! [`crate::core::tcp`]; the journal itself is kept by [`crate::store`].
 
 pub mod nodelist;
 

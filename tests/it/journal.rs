@@ -1,8 +1,8 @@
-//! Tests of the change journal and the peers' cursors (seed 004; BRIEF.md, "TCP plane",
-//! Journal), run against both stores (RAM-only and SQLite): one line per merge that altered
-//! state and none otherwise; "since N, limit L" windows, the read cap, `Gone` after trimming
-//! and `Beyond`; journal ids; cursors; then SQLite only: the journal and the contacts agree
-//! after a SIGKILL mid-write, ids and cursors survive a reopen, and a version-1 database is
+//! Tests of the change journal and the peers' cursors (docs/PROTOCOL.md §8.10), run against
+//! both stores (RAM-only and SQLite): one line per merge that altered state and none
+//! otherwise; "since N, limit L" windows, the read cap, `Gone` after trimming and `Beyond`;
+//! journal ids; cursors; then SQLite only: the journal and the contacts agree after a
+//! SIGKILL mid-write, ids and cursors survive a reopen, and a version-1 database is
 //! migrated keeping its contacts with an empty journal.
 
 use std::collections::BTreeMap;

@@ -1,19 +1,19 @@
-//! Scenario tests of the I/O-free TCP core on a virtual clock (STYLE.md, "Tests in layers",
-//! layers 2 and 3): no sockets, no threads, no sleeps.
+//! Scenario tests of the I/O-free TCP core on a virtual clock: no sockets, no threads, no
+//! sleeps.
 //!
 //! A [`Node`] owns one [`TcpCore`], the store's own request [`Executor`] over a
-//! [`MemoryStore`], and a hand-advanced clock (ms). It takes `drain_store()` and carries each
-//! request out with that executor (the one the store thread runs), feeding the events back
-//! with `handle_store` until the core asks for nothing more. Its fake wire is the test itself: [`Node::read`] plays a
-//! reader that takes everything (`output()` + `consumed()`), and not calling it plays a
-//! reader that never reads.
+//! [`MemoryStore`], and a hand-advanced clock (ms). It takes `drain_store()` and carries
+//! each request out with that executor (the one the store thread runs), feeding the events
+//! back with `handle_store` until the core asks for nothing more. Its fake wire is the test
+//! itself: [`Node::read`] plays a reader that takes everything (`output()` + `consumed()`),
+//! and not calling it plays a reader that never reads.
 //!
 //! A [`Mesh`] wires several nodes together in memory: a `Connect` action becomes
 //! `handle_connected` on the opener and `handle_accept` on the target, bytes are shuttled
 //! between the two ends, a `Close` on one end closes the other.
 //!
 //! Expected bytes are built by hand here (not with `rendezvous::wire`), so the wire module
-//! is checked too. Sources: seed 003, BRIEF.md "TCP plane", docs/PROTOCOL.md "TCP plane".
+//! is checked too. Source: docs/PROTOCOL.md §8 (the TCP plane).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -594,8 +594,9 @@ fn answers_come_in_the_order_asked() {
     assert_eq!(kinds, ["apply", "snapshot", "barrier", "apply", "snapshot"]);
 }
 
-/// BRIEF.md: the acceptor answers "in the order asked", status frames included. A refusal
-/// of a later command must come after the answers to the commands before it.
+/// docs/PROTOCOL.md §8.7, §8.14: the acceptor answers in the order asked, status frames
+/// included. A refusal of a later command must come after the answers to the commands
+/// before it.
 #[test]
 
 fn a_refusal_comes_after_the_answers_asked_before_it() {
@@ -839,9 +840,10 @@ fn fresh_server_accepts_a_big_clock() {
     assert_eq!(status_frame(&n.read(7)).status, 409);
 }
 
-/// BRIEF.md: "a fresh or memory-only server catching up with an older mesh must still be
-/// able to join". The catch-up stream is in (username, contact) order, not clock order, so
-/// its first record may carry a small clock and a later one a clock far beyond it.
+/// docs/PROTOCOL.md §8.9 ("catching up"): a fresh or memory-only server catching up with an
+/// older mesh must still be able to join. The catch-up stream is in (username, contact)
+/// order, not clock order, so its first record may carry a small clock and a later one a
+/// clock far beyond it.
 #[test]
 
 fn fresh_server_catches_up_with_an_older_mesh_whatever_the_order_of_clocks() {
