@@ -28,5 +28,6 @@ pub mod identity;
 pub mod net;
 #[cfg(feature = "net")]
 pub mod replay;
+pub mod sim;
 pub mod store;
 pub mod wire;

@@ -166,23 +166,7 @@ impl Client {
 
     /// Builds a Root packet of `payload`, signed when `sign` (timestamp = now, Unix s).
     pub fn packet(&self, payload: &Payload<'_>, sign: bool) -> Vec<u8> {
-        let mut body = vec![0u8; payload.buffer_len()];
-        let n = payload.emit(&mut body).unwrap_or(0);
-        body.truncate(n);
-        let ts = unix_now();
-        let sig = if sign {
-            self.identity.sign(&signed_message(ts, &body))
-        } else {
-            Vec::new()
-        };
-        let header = RootHeader {
-            params: PARAM_TO_SERVER,
-            shift_len: self.shift,
-            packet_type: payload.packet_type(),
-            signature: &sig,
-            timestamp: ts,
-        };
-        header.to_vec(&body).unwrap_or_default()
+        packet(&self.identity, self.shift, unix_now(), payload, sign)
     }
 
     fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
@@ -375,6 +359,34 @@ impl Client {
             return Ok(Some(decode(data)));
         }
     }
+}
+
+/// Builds a client's Root packet (params 0x02, docs/PROTOCOL.md §2) of `payload` at Unix
+/// time `unix_s`, in the shifted layout when `shift` is given, signed with `identity` over
+/// `timestamp || payload` when `sign` (§2.4). Empty when the payload cannot be emitted.
+pub fn packet(
+    identity: &Identity,
+    shift: Option<u8>,
+    unix_s: u64,
+    payload: &Payload<'_>,
+    sign: bool,
+) -> Vec<u8> {
+    let mut body = vec![0u8; payload.buffer_len()];
+    let n = payload.emit(&mut body).unwrap_or(0);
+    body.truncate(n);
+    let sig = if sign {
+        identity.sign(&signed_message(unix_s, &body))
+    } else {
+        Vec::new()
+    };
+    let header = RootHeader {
+        params: PARAM_TO_SERVER,
+        shift_len: shift,
+        packet_type: payload.packet_type(),
+        signature: &sig,
+        timestamp: unix_s,
+    };
+    header.to_vec(&body).unwrap_or_default()
 }
 
 /// Decodes a datagram from the server.

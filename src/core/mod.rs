@@ -6,6 +6,7 @@ pub mod config;
 pub mod cookie;
 mod directory;
 pub mod limits;
+pub mod node;
 pub mod queue;
 mod server;
 pub mod tcp;

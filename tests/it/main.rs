@@ -31,6 +31,7 @@ mod openssl_identity;
 mod partition;
 mod rejoin;
 mod replay;
+mod sim;
 mod store;
 mod tcp_binary;
 mod tcp_core;

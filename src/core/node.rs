@@ -1,0 +1,312 @@
+//! One whole server, free of I/O: the UDP plane ([`Server`]) and the TCP plane
+//! ([`TcpCore`]) and the conversation between them (directory records, forwards, directory
+//! pages and digests; docs/PROTOCOL.md §8.16). The event loop in `net`, the in-memory
+//! network in [`crate::sim`] and the tests drive a [`Node`] alike; none of them routes.
+//!
+//! What it never does: read a clock, touch a socket or the store. Time comes in as [`Now`],
+//! datagrams go out through an [`Out`] callback, connection bytes through
+//! [`Node::output`] / [`Node::consumed`], store work through [`Node::poll_store`] /
+//! [`Node::handle_store`], and what only the loop can do (open or close a connection) through
+//! [`Node::poll_action`].
+
+use super::tcp::{ConnId, TcpAction, TcpCore};
+use super::{Now, Out, PeerOut, Server};
+use crate::store::{Store, StoreError};
+use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
+use crate::wire::Fingerprint;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+// Temporary until the store API moves (see the tcp helper's branch).
+pub use super::tcp::{StoreEvent, StoreRequest};
+
+/// What only the event loop can do for a [`Node`]: open or close a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// Open a TCP connection to configured or learned peer number `peer` at `addr`; report
+    /// with [`Node::handle_connected`] or [`Node::handle_connect_failed`].
+    Connect {
+        /// Index of the peer link (stable for the node's life).
+        peer: usize,
+        /// Where to connect.
+        addr: SocketAddr,
+    },
+    /// Close this connection now (its output is flushed or abandoned), then report it with
+    /// [`Node::handle_closed`].
+    Close(ConnId),
+}
+
+/// What the store holds when a server starts: the Lamport clock, the journal's id and last
+/// line, and the node list's canonical bytes (empty when none was stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The persisted Lamport clock (0 for a new store).
+    pub clock: u32,
+    /// The journal's id (random, non-zero).
+    pub journal_id: u64,
+    /// The journal's last line (0 when it never had one).
+    pub journal_head: u64,
+    /// The node list's canonical bytes (docs/PROTOCOL.md §8.15), or empty.
+    pub node_list: Vec<u8>,
+}
+
+impl Stored {
+    /// Reads what a server starts from out of `store`.
+    ///
+    /// # Errors
+    /// The store's error, for the first of the four reads that fails.
+    pub fn read(store: &dyn Store) -> Result<Stored, StoreError> {
+        Ok(Stored {
+            clock: store.clock()?,
+            journal_id: store.journal_id()?,
+            journal_head: store.journal_head()?,
+            node_list: store.node_list()?,
+        })
+    }
+}
+
+/// Rounds of routing per [`Node::end_turn`]: a directory page asked for by a write can lead
+/// to another; the rest waits for the next turn.
+const ROUTE_ROUNDS: usize = 8;
+
+/// One whole rendezvous server: both planes and the routing between them.
+pub struct Node {
+    udp: Server,
+    tcp: TcpCore,
+    /// Connects and closes for the loop, in order.
+    io: VecDeque<NodeAction>,
+    /// Reused buffer of directory-page frames.
+    frames: Vec<u8>,
+}
+
+impl Node {
+    /// A node of the two planes, as built from the configuration and the store's state
+    /// (`TcpCore::with_journal`, `TcpCore::with_nodes`).
+    pub fn new(udp: Server, tcp: TcpCore) -> Self {
+        Node {
+            udp,
+            tcp,
+            io: VecDeque::new(),
+            frames: Vec::new(),
+        }
+    }
+
+    /// The UDP plane (directory, counters), for status and tests.
+    pub fn udp(&self) -> &Server {
+        &self.udp
+    }
+
+    /// The TCP plane (clock, links, node list, counters), for status and tests.
+    pub fn tcp(&self) -> &TcpCore {
+        &self.tcp
+    }
+
+    /// Handles one datagram from `src` at `now`; each datagram to send goes to `out`
+    /// (docs/PROTOCOL.md §2-§5). Allocates nothing for keepalives and lookups.
+    pub fn handle_datagram(&mut self, now: Now, src: SocketAddr, data: &[u8], out: &mut Out<'_>) {
+        self.udp.handle_datagram(now, src, data, out);
+    }
+
+    /// A TCP connection was accepted from `addr` as `conn`.
+    pub fn handle_accept(&mut self, now: Now, conn: ConnId, addr: SocketAddr) {
+        self.tcp.handle_accept(now.mono_ms, conn, addr);
+    }
+
+    /// The connection to peer link `peer` is established as `conn`.
+    pub fn handle_connected(&mut self, now: Now, peer: usize, conn: ConnId) {
+        self.tcp.handle_connected(now.mono_ms, peer, conn);
+    }
+
+    /// Connecting to peer link `peer` failed (refused, or no answer within the loop's
+    /// connect timeout): it is retried after a backoff.
+    pub fn handle_connect_failed(&mut self, now: Now, peer: usize) {
+        self.tcp.handle_connect_failed(now.mono_ms, peer);
+    }
+
+    /// The connection was closed (by the other side, an error, or a [`NodeAction::Close`]).
+    pub fn handle_closed(&mut self, now: Now, conn: ConnId) {
+        self.tcp.handle_closed(now.mono_ms, conn);
+    }
+
+    /// How many more bytes the node takes from `conn` now; 0 means stop reading
+    /// (backpressure; docs/PROTOCOL.md §8.11).
+    pub fn read_budget(&self, conn: ConnId) -> usize {
+        self.tcp.read_budget(conn)
+    }
+
+    /// Bytes read from `conn` (at most [`Self::read_budget`]).
+    pub fn handle_data(&mut self, now: Now, conn: ConnId, data: &[u8]) {
+        self.tcp.handle_data(now.mono_ms, conn, data);
+    }
+
+    /// Bytes waiting to be written on `conn`.
+    pub fn output(&self, conn: ConnId) -> &[u8] {
+        self.tcp.output(conn)
+    }
+
+    /// `n` bytes of [`Self::output`] were written to `conn`.
+    pub fn consumed(&mut self, now: Now, conn: ConnId, n: usize) {
+        self.tcp.consumed(now.mono_ms, conn, n);
+    }
+
+    /// The next request for the store, in the order they must be carried out.
+    pub fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.tcp.poll_store()
+    }
+
+    /// What the store answered to a request.
+    pub fn handle_store(&mut self, now: Now, ev: StoreEvent) {
+        self.tcp.handle_store(now.mono_ms, ev);
+    }
+
+    /// Expires clients and remote entries, re-announces, drops aged queued events, sweeps
+    /// rate limits (UDP); hello timeouts, stalled readers, heartbeats and reconnects (TCP).
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.udp.handle_timeout(now);
+        self.tcp.handle_timeout(now.mono_ms);
+    }
+
+    /// The next monotonic time (ms) at which [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        [self.udp.poll_timeout(), self.tcp.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Ends a loop turn: routes what each plane has for the other (directory records and
+    /// forwards from peers to the UDP plane, its news and forwards to the peer links,
+    /// directory pages and digests), and hands the turn's contact writes to the store as
+    /// one batch. Datagrams that forwards deliver go to `out`.
+    pub fn end_turn(&mut self, now: Now, out: &mut Out<'_>) {
+        for _ in 0..ROUTE_ROUNDS {
+            let routed = self.route_tcp_actions(now, out) + self.route_peer_out();
+            if routed == 0 {
+                break;
+            }
+        }
+        self.tcp.end_turn();
+    }
+
+    /// The next connect or close for the loop; routing work found on the way stays for the
+    /// next [`Self::end_turn`].
+    pub fn poll_action(&mut self) -> Option<NodeAction> {
+        if let Some(a) = self.io.pop_front() {
+            return Some(a);
+        }
+        match self.tcp.poll_action()? {
+            TcpAction::Connect { peer, addr } => Some(NodeAction::Connect { peer, addr }),
+            TcpAction::Close(conn) => Some(NodeAction::Close(conn)),
+            other => {
+                self.tcp.requeue(other);
+                None
+            }
+        }
+    }
+
+    /// True when routing or loop actions wait ([`Self::end_turn`] or
+    /// [`Self::poll_action`] has work): the loop should not sleep.
+    pub fn busy(&self) -> bool {
+        !self.io.is_empty() || self.tcp.has_actions()
+    }
+
+    /// Carries out the TCP plane's requests of the UDP plane; connects and closes are kept
+    /// for the loop. Returns how many were routed.
+    fn route_tcp_actions(&mut self, now: Now, out: &mut Out<'_>) -> usize {
+        let mut routed = 0;
+        while let Some(action) = self.tcp.poll_action() {
+            routed += 1;
+            match action {
+                TcpAction::Connect { peer, addr } => {
+                    self.io.push_back(NodeAction::Connect { peer, addr })
+                }
+                TcpAction::Close(conn) => self.io.push_back(NodeAction::Close(conn)),
+                TcpAction::DirectoryDigest { tag } => {
+                    let (online, sha) = self.udp.directory_digest();
+                    self.tcp
+                        .handle_directory_digest(now.mono_ms, tag, online, &sha);
+                }
+                TcpAction::PeerRecord { conn, body } => self.peer_record(now, conn, &body),
+                TcpAction::Forward { conn, body } => self.forward(now, conn, &body, out),
+                TcpAction::DirectoryPage { tag, after, max } => {
+                    self.frames.clear();
+                    let (last, more) =
+                        self.udp
+                            .directory_page(now, after.map(Fingerprint), max, &mut self.frames);
+                    // AFTER-MERGE: directory_page returns the count.
+                    let count = count_frames(&self.frames);
+                    self.tcp.handle_directory_page(
+                        tag,
+                        &self.frames,
+                        count,
+                        last.map(|f| f.0),
+                        more,
+                    );
+                }
+            }
+        }
+        routed
+    }
+
+    /// A DirRecord body from a peer: applied to the directory, or refused on its connection.
+    fn peer_record(&mut self, now: Now, conn: ConnId, body: &[u8]) {
+        if let Err(e) = self.udp.apply_peer_record(now, body) {
+            tracing::warn!(
+                status = e.status,
+                detail = e.detail,
+                "refused a directory record from a peer"
+            );
+            self.tcp
+                .refuse_peer(now.mono_ms, conn, CMD_DIR_RECORD, e.status, e.detail);
+        }
+    }
+
+    /// A Forward body from a peer: delivered here, passed on, or refused.
+    fn forward(&mut self, now: Now, conn: ConnId, body: &[u8], out: &mut Out<'_>) {
+        if let Err(e) = self.udp.handle_forward(now, body, out) {
+            tracing::warn!(
+                status = e.status,
+                detail = e.detail,
+                "refused a forward from a peer"
+            );
+            self.tcp
+                .refuse_peer(now.mono_ms, conn, CMD_FORWARD, e.status, e.detail);
+        }
+    }
+
+    /// Hands the UDP plane's news for the peers (records, forwards, a resync request) to the
+    /// links. Returns how many items moved.
+    fn route_peer_out(&mut self) -> usize {
+        let mut routed = 0;
+        while let Some(item) = self.udp.poll_peer_out() {
+            routed += 1;
+            match item {
+                PeerOut::Record(b) => self.tcp.push_directory(&b),
+                PeerOut::Forward(b) => self.tcp.push_forward(&b),
+                PeerOut::WantDirectory => self.tcp.request_directory(),
+            }
+        }
+        routed
+    }
+}
+
+/// AFTER-MERGE: goes when `directory_page` returns its count.
+fn count_frames(frames: &[u8]) -> usize {
+    let mut n = 0;
+    let mut p = 0;
+    while p + 3 <= frames.len() {
+        p += 3 + usize::from(u16::from_be_bytes([frames[p + 1], frames[p + 2]]));
+        n += 1;
+    }
+    n
+}
+
+/// A server's node uid: the first 16 bytes of SHA-256 of its public node key
+/// (docs/PROTOCOL.md §8.15).
+pub fn node_uid(public_key: &[u8]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(public_key);
+    let mut uid = [0u8; 16];
+    uid.copy_from_slice(&d[..16]);
+    uid
+}

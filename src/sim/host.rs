@@ -1,0 +1,157 @@
+//! One simulated server: a [`Node`] built as `rendezvous serve --memory-only` builds it, a
+//! RAM store whose requests are carried out in line (durable at once), and the host's
+//! connection ids. Every random choice (node key, boot seed) comes from the network's seed.
+
+use super::exec::Exec;
+use super::{host_addr, HostId};
+use crate::core::node::{node_uid, Node, Stored};
+use crate::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
+use crate::core::{Config, Now, Server};
+use crate::federation::nodelist::NodeEntry;
+use crate::store::MemoryStore;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// How a host is started: the flags of `rendezvous serve` the network cares about. The
+/// default is a server started with no flags at all (default alias, no peers).
+#[derive(Clone, Default)]
+pub struct HostSpec {
+    /// `--alias`; `None` for a server started without one (the default name).
+    pub alias: Option<String>,
+    /// `--peer`: the hosts this one dials (and admits as servers).
+    pub peers: Vec<HostId>,
+    /// `--allow-peer`: networks whose hosts may open server connections.
+    pub allow_peers: Vec<Cidr>,
+    /// `--no-mesh`: keep to `peers`, dial no server learned from the node list.
+    pub no_mesh: bool,
+    /// The UDP plane's tunables; its alias is set from `alias`.
+    pub udp: Config,
+    /// The TCP plane's tunables; its name, peers, node entry, signer and seed are set by
+    /// the host.
+    pub tcp: TcpConfig,
+}
+
+impl HostSpec {
+    /// A default server that dials `peers`.
+    pub fn peered(peers: &[HostId]) -> Self {
+        HostSpec {
+            peers: peers.to_vec(),
+            ..HostSpec::default()
+        }
+    }
+}
+
+/// Bounded rounds of store work in one turn.
+const STORE_ROUNDS: usize = 64;
+
+pub(crate) struct Host {
+    pub(crate) node: Node,
+    pub(crate) addr: SocketAddr,
+    store: Exec,
+    next_conn: u64,
+}
+
+fn derive(seed: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(label);
+    h.finalize().into()
+}
+
+impl Host {
+    /// Starts a host at `addr` as `spec` says, its randomness drawn from `seed`.
+    pub(crate) fn start(spec: HostSpec, addr: SocketAddr, seed: [u8; 32], now: Now) -> Host {
+        let alias = spec
+            .alias
+            .clone()
+            .unwrap_or_else(|| Config::default().alias);
+        let key = Ed25519KeyPair::from_seed_unchecked(&derive(&seed, b"node key"))
+            .expect("a 32-byte seed is a valid Ed25519 seed");
+        let public = key.public_key().as_ref().to_vec();
+        let entry = NodeEntry::new(
+            node_uid(&public),
+            now.unix_s,
+            alias.as_str(),
+            addr.to_string(),
+            public,
+        )
+        .expect("a sim host's entry fits");
+        let key = Arc::new(key);
+        let tcp_cfg = TcpConfig {
+            name: alias.clone(),
+            peers: spec.peers.iter().map(|&p| host_addr(p)).collect(),
+            allow_peers: spec.allow_peers.clone(),
+            node: Some(entry),
+            no_mesh: spec.no_mesh,
+            signer: Some(NodeSigner(Arc::new(move |m: &[u8]| {
+                key.sign(m).as_ref().to_vec()
+            }))),
+            seed: derive(&seed, b"tcp nonces"),
+            ..spec.tcp
+        };
+        let udp_cfg = Config { alias, ..spec.udp };
+        let store = Exec::new(Box::new(MemoryStore::new()));
+        let stored = Stored::read(store.store.as_ref()).expect("a RAM store reads");
+        let udp = Server::new(udp_cfg, derive(&seed, b"udp"), now);
+        let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
+            .with_journal(stored.journal_id, stored.journal_head)
+            .with_nodes(&stored.node_list, now.mono_ms);
+        Host {
+            node: Node::new(udp, tcp),
+            addr,
+            store,
+            next_conn: 1,
+        }
+    }
+
+    /// A new connection id on this host.
+    pub(crate) fn new_conn(&mut self) -> u64 {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// Ends a turn: routing, then the store's work carried out in line until the node asks
+    /// for nothing more. Returns whether anything was done, and the datagrams sent.
+    pub(crate) fn turn(&mut self, now: Now) -> (bool, Vec<(SocketAddr, Vec<u8>)>) {
+        let mut datagrams = Vec::new();
+        let mut worked = false;
+        for _ in 0..STORE_ROUNDS {
+            self.node
+                .end_turn(now, &mut |dst, b| datagrams.push((dst, b.to_vec())));
+            let mut asked = false;
+            while let Some(req) = self.node.poll_store() {
+                asked = true;
+                if let Some(ev) = self.store.execute(req) {
+                    self.node.handle_store(now, ev);
+                }
+            }
+            if !asked {
+                break;
+            }
+            worked = true;
+        }
+        worked |= !datagrams.is_empty();
+        (worked, datagrams)
+    }
+
+    /// Every stored contact, in key order.
+    pub(crate) fn contacts(&mut self) -> Vec<crate::store::Contact> {
+        let mut all = Vec::new();
+        if let Ok(mut snap) = self.store.store.snapshot() {
+            while let Ok(true) = snap.next_page(4096, &mut all) {}
+        }
+        all
+    }
+
+    /// The contacts' count and SHA-512 digest, read from the store as `status` reads them.
+    pub(crate) fn contacts_digest(&mut self) -> (u64, Vec<u8>) {
+        use crate::core::tcp::{StoreEvent, StoreRequest};
+        match self.store.execute(StoreRequest::Digest { tag: 0 }) {
+            Some(StoreEvent::Digest { count, sha512, .. }) => (count, sha512),
+            _ => (0, Vec::new()),
+        }
+    }
+}
