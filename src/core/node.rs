@@ -11,14 +11,11 @@
 
 use super::tcp::{ConnId, TcpAction, TcpCore};
 use super::{Now, Out, PeerOut, Server};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreEvent, StoreRequest};
 use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
 use crate::wire::Fingerprint;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-
-// Temporary until the store API moves (see the tcp helper's branch).
-pub use super::tcp::{StoreEvent, StoreRequest};
 
 /// What only the event loop can do for a [`Node`]: open or close a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,13 +2,12 @@
 //! RAM store whose requests are carried out in line (durable at once), and the host's
 //! connection ids. Every random choice (node key, boot seed) comes from the network's seed.
 
-use super::exec::Exec;
 use super::{host_addr, HostId};
 use crate::core::node::{node_uid, Node, Stored};
 use crate::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
 use crate::core::{Config, Now, Server};
 use crate::federation::nodelist::NodeEntry;
-use crate::store::MemoryStore;
+use crate::store::{Executor, MemoryStore, StoreEvent, StoreRequest};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -49,7 +48,7 @@ const STORE_ROUNDS: usize = 64;
 pub(crate) struct Host {
     pub(crate) node: Node,
     pub(crate) addr: SocketAddr,
-    store: Exec,
+    store: Executor,
     next_conn: u64,
 }
 
@@ -92,8 +91,8 @@ impl Host {
             ..spec.tcp
         };
         let udp_cfg = Config { alias, ..spec.udp };
-        let store = Exec::new(Box::new(MemoryStore::new()));
-        let stored = Stored::read(store.store.as_ref()).expect("a RAM store reads");
+        let store = Executor::new(Box::new(MemoryStore::new()));
+        let stored = Stored::read(store.store()).expect("a RAM store reads");
         let udp = Server::new(udp_cfg, derive(&seed, b"udp"), now);
         let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
             .with_journal(stored.journal_id, stored.journal_head)
@@ -140,7 +139,7 @@ impl Host {
     /// Every stored contact, in key order.
     pub(crate) fn contacts(&mut self) -> Vec<crate::store::Contact> {
         let mut all = Vec::new();
-        if let Ok(mut snap) = self.store.store.snapshot() {
+        if let Ok(mut snap) = self.store.store().snapshot() {
             while let Ok(true) = snap.next_page(4096, &mut all) {}
         }
         all
@@ -148,7 +147,6 @@ impl Host {
 
     /// The contacts' count and SHA-512 digest, read from the store as `status` reads them.
     pub(crate) fn contacts_digest(&mut self) -> (u64, Vec<u8>) {
-        use crate::core::tcp::{StoreEvent, StoreRequest};
         match self.store.execute(StoreRequest::Digest { tag: 0 }) {
             Some(StoreEvent::Digest { count, sha512, .. }) => (count, sha512),
             _ => (0, Vec::new()),

@@ -9,7 +9,6 @@
 //! The test itself plays clients: datagrams with [`Net::datagram`], TCP connections with
 //! [`Net::open`] / [`Net::write`] / [`Net::read`].
 
-mod exec;
 mod host;
 pub mod pipe;
 mod rng;
