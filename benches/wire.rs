@@ -25,10 +25,10 @@ use common::{unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rendezvous::identity::{self, Identity};
 use rendezvous::wire::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
-use rendezvous::wire::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
 use rendezvous::wire::tcp::{
     command_len, hello_len, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
 };
+use rendezvous::wire::udp::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{
     ErrorReply, LookupAnswer, LookupStatus, OkInfo, Payload, Register, Relay, ServerEvent,
 };

@@ -32,10 +32,11 @@ use crate::wire::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     HOPS_OFFSET, MAX_FORWARD_HOPS, MAX_RECORD_HOPS,
 };
-use crate::wire::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
+use crate::wire::name::cut_utf8;
+use crate::wire::udp::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{
-    canonical_addr, cut_utf8, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo,
-    Payload, Register, Relay, ServerEvent,
+    canonical_addr, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo, Payload,
+    Register, Relay, ServerEvent,
 };
 use crate::wire::{Fingerprint, PacketType, Root, RootHeader, WireError};
 use sha2::{Digest, Sha256};

@@ -31,10 +31,11 @@
 //! [`WireError::TrailingData`]; the hop limits ([`MAX_RECORD_HOPS`], [`MAX_FORWARD_HOPS`])
 //! are policy checked by the core, not here.
 
-use super::root::{Root, MAX_DATAGRAM};
+use super::bytes::{done, take};
 /// The command bytes of the frames that carry these bodies (16 DirRecord, 17 DirRequest,
 /// 18 Forward), defined with the rest of the TCP plane's commands.
 pub use super::tcp::{CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_FORWARD};
+use super::udp::root::{Root, MAX_DATAGRAM};
 use super::udp::{canonical_addr, MAX_EVENT};
 use super::{Fingerprint, WireError};
 use byteorder::{BigEndian, ByteOrder};
@@ -82,13 +83,6 @@ pub const FORWARD_PUNCH_LEN: usize = FORWARD_FIXED_LEN + WIRE_ADDR_LEN;
 /// Longest Forward body (a relayed event of 1200 bytes): 1274 bytes.
 pub const MAX_FORWARD_LEN: usize = FORWARD_FIXED_LEN + MAX_EVENT;
 
-fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], WireError> {
-    let end = pos.checked_add(n).ok_or(WireError::Truncated)?;
-    let s = buf.get(*pos..end).ok_or(WireError::Truncated)?;
-    *pos = end;
-    Ok(s)
-}
-
 fn fingerprint(buf: &[u8], pos: &mut usize) -> Result<Fingerprint, WireError> {
     Fingerprint::from_slice(take(buf, pos, 32)?).ok_or(WireError::Truncated)
 }
@@ -135,8 +129,6 @@ fn emit_wire_addr(addr: SocketAddr, buf: &mut [u8]) {
     }
     BigEndian::write_u16(&mut buf[17..19], addr.port());
 }
-
-use super::udp::done;
 
 /// What a kind-1 DirRecord carries after the fixed part: the client's reflexive address,
 /// its home server's alias and its original signed registration.

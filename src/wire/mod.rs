@@ -5,14 +5,14 @@
 //! borrows the input; it never panics on any input and refuses what the layout forbids
 //! with a [`WireError`]. An `emit` writes into a caller buffer and returns the length.
 
+mod bytes;
 pub mod dir;
 mod error;
 mod fingerprint;
 pub mod name;
-pub mod root;
 pub mod tcp;
 pub mod udp;
 
 pub use error::WireError;
 pub use fingerprint::{Fingerprint, FingerprintParseError};
-pub use root::{PacketType, Root, RootHeader, MAX_DATAGRAM};
+pub use udp::root::{PacketType, Root, RootHeader, MAX_DATAGRAM};

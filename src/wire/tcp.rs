@@ -59,8 +59,9 @@
 //! frame; an emit checks every field before it writes a byte and refuses text longer than
 //! its field ([`WireError::NameTooLong`]) rather than cut it.
 
+use super::bytes::{exact, room};
+use super::name::cut_utf8;
 use super::name::{parse_padded, NAME_LEN, PHONE_LEN};
-use super::udp::cut_utf8;
 use super::WireError;
 use byteorder::{BigEndian, ByteOrder};
 
@@ -209,23 +210,6 @@ mod field {
     pub const DETAIL_LEN: usize = 4;
     /// Status frame: first byte of the detail.
     pub const DETAIL: usize = 5;
-}
-
-fn room(buf: &[u8], n: usize) -> Result<(), WireError> {
-    if buf.len() < n {
-        Err(WireError::BufferTooSmall)
-    } else {
-        Ok(())
-    }
-}
-
-/// `buf` must be exactly `n` bytes long.
-fn exact(buf: &[u8], n: usize) -> Result<(), WireError> {
-    match buf.len().cmp(&n) {
-        core::cmp::Ordering::Less => Err(WireError::Truncated),
-        core::cmp::Ordering::Equal => Ok(()),
-        core::cmp::Ordering::Greater => Err(WireError::TrailingData),
-    }
 }
 
 /// Checks that `text` fits a NUL-padded field of `width` bytes (what `emit_padded` checks,

@@ -20,7 +20,7 @@ use rendezvous::wire::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     MAX_DIR_RECORD_LEN,
 };
-use rendezvous::wire::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
+use rendezvous::wire::udp::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{canonical_addr, LookupStatus, Payload, ServerEvent};
 use rendezvous::wire::{Fingerprint, PacketType, Root, RootHeader};
 
