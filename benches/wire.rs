@@ -5,7 +5,7 @@
 //!   [`RootHeader::emit`] + [`Payload::emit`] into a caller buffer.
 //! - `tcp_parse/<frame>` and `tcp_emit/<frame>`: every TCP frame kind the hot paths see:
 //!   hello, client Update, server Update, HeartBeat, JournalUpdate, the status frame, and
-//!   the directory federation bodies (`rendezvous::wire::dir`) DirRecord (registration and
+//!   the directory federation bodies (`rendezvous::wire::tcp::dir`) DirRecord (registration and
 //!   refresh) and Forward (punch and relay), each framed as a TCP frame. A parse includes
 //!   the framing call (`hello_len`, `command_len`, `StatusFrame::frame_len`).
 //! - `identity/fingerprint/<alg>` (SHA-256 of the certificate's DER),
@@ -24,7 +24,7 @@ mod common;
 use common::{unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rendezvous::identity::{self, Identity};
-use rendezvous::wire::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
+use rendezvous::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
 use rendezvous::wire::tcp::{
     command_len, hello_len, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
 };

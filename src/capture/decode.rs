@@ -13,7 +13,7 @@
 
 use super::{read_capture_with_stats, CaptureRead, TcpFlow, UdpDatagram};
 use crate::federation::nodelist::{self, NodeEntry, NodeListFrame};
-use crate::wire::dir::{DirRecord, Forward, ForwardBody, RecordBody};
+use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame, CLIENT_RECORD_LEN,
     CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_JOURNAL_SINCE, CMD_JOURNAL_UPDATE, CMD_NODE_LIST,

@@ -6,7 +6,7 @@
 //! with a [`WireError`]. An `emit` writes into a caller buffer and returns the length.
 
 mod bytes;
-pub mod dir;
+
 mod error;
 mod fingerprint;
 pub mod name;

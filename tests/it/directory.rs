@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 use rendezvous::core::{status, Config, Now, PeerOut, PeerRecordError, Server};
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::dir::{
+use rendezvous::wire::tcp::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     MAX_DIR_RECORD_LEN,
 };

@@ -41,7 +41,16 @@ pub fn emit_addr(addr: SocketAddr, buf: &mut [u8]) -> Result<usize, WireError> {
     let addr = canonical_addr(addr);
     let n = addr_len(addr);
     room(buf, n)?;
-    match addr.ip() {
+    put_family_ip(addr.ip(), buf);
+    BigEndian::write_u16(&mut buf[n - 2..n], addr.port());
+    Ok(n)
+}
+
+/// Writes the family byte (4 or 6) and the 4 or 16 address bytes at the start of `buf`,
+/// which holds at least 5 or 17 bytes (checked by the callers). The address must already
+/// be canonical ([`canonical_addr`]).
+pub(crate) fn put_family_ip(ip: IpAddr, buf: &mut [u8]) {
+    match ip {
         IpAddr::V4(ip) => {
             buf[0] = 4;
             buf[1..5].copy_from_slice(&ip.octets());
@@ -51,8 +60,6 @@ pub fn emit_addr(addr: SocketAddr, buf: &mut [u8]) -> Result<usize, WireError> {
             buf[1..17].copy_from_slice(&ip.octets());
         }
     }
-    BigEndian::write_u16(&mut buf[n - 2..n], addr.port());
-    Ok(n)
 }
 
 /// Reads `[family u8][addr 4|16][port u16]` at `*pos`, advancing it.

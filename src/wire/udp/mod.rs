@@ -33,6 +33,7 @@ mod ok;
 mod register;
 pub mod root;
 
+pub(crate) use addr::put_family_ip;
 pub use addr::{addr_len, canonical_addr, emit_addr, parse_addr};
 pub use error_reply::ErrorReply;
 pub use event::{Relay, ServerEvent, EVENT_PUNCH, MAX_EVENT};
