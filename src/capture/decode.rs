@@ -12,8 +12,8 @@
 //! are two renderings of the same line, so they always carry the same content.
 
 use super::{read_capture_with_stats, CaptureRead, TcpFlow, UdpDatagram};
-use crate::federation::nodelist::{self, NodeEntry, NodeListFrame};
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
+use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame, CLIENT_RECORD_LEN,
     CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_JOURNAL_SINCE, CMD_JOURNAL_UPDATE, CMD_NODE_LIST,

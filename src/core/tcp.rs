@@ -7,8 +7,9 @@
 //! Durability before reads: every store request goes through one ordered channel, so a
 //! snapshot or barrier queued behind a write batch runs only after that batch committed.
 
-use crate::federation::nodelist::{NodeEntry, NodeList, NodeListFrame, HASH_LEN};
+use crate::federation::nodelist::NodeList;
 use crate::store::{Contact, JournalRead, Write};
+use crate::wire::tcp::nodelist::{NodeEntry, NodeListFrame, HASH_LEN};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
 };
@@ -1294,7 +1295,7 @@ impl TcpCore {
                 }
             }
             NodeListFrame::List(entries) => {
-                if crate::federation::nodelist::has_duplicate_uids(&entries) {
+                if crate::wire::tcp::nodelist::has_duplicate_uids(&entries) {
                     return self.fail(conn, 400, cmd, "node list with duplicate uids");
                 }
                 if let Some(e) = entries.iter().find(|e| self.is_own_uid_forged(e)) {
@@ -2529,7 +2530,7 @@ impl TcpCore {
                         return Some(false);
                     }
                 }
-                let n = match crate::federation::nodelist::frame_len(&c.inbuf) {
+                let n = match crate::wire::tcp::nodelist::frame_len(&c.inbuf) {
                     Ok(Some(n)) => n,
                     Ok(None) => return Some(false),
                     Err(_) => {
@@ -2549,7 +2550,7 @@ impl TcpCore {
                         }
                     }
                     Ok(NodeListFrame::Diff(entries))
-                        if !crate::federation::nodelist::has_duplicate_uids(&entries) =>
+                        if !crate::wire::tcp::nodelist::has_duplicate_uids(&entries) =>
                     {
                         let entries: Vec<NodeEntry> = entries
                             .into_iter()

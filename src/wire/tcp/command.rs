@@ -38,7 +38,7 @@
 
 use super::contact::{ContactFields, CLIENT_UPDATE_LEN, SERVER_UPDATE_LEN};
 use super::hello::Role;
-use crate::federation::nodelist::{self, CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
+use super::nodelist::{self, CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
 use crate::wire::bytes::{exact, room};
 use crate::wire::WireError;
 use byteorder::{BigEndian, ByteOrder};

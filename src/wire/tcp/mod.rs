@@ -25,10 +25,9 @@ mod command;
 mod contact;
 pub mod dir;
 mod hello;
+pub mod nodelist;
 mod status;
 
-/// The node-list command bytes 10, 11, 12, with the other command bytes.
-pub use crate::federation::nodelist::{CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
 pub use command::{
     body_len, command_len, emit_update_clock, is_command, parse_update_clock, ClientCommand,
     ServerCommand, AUTH_CONTEXT, CMD_ASK_FOR_UPDATE, CMD_AUTH_CHALLENGE, CMD_AUTH_PROOF,
@@ -44,6 +43,8 @@ pub use contact::{
     SERVER_RECORD_LEN, SERVER_UPDATE_LEN,
 };
 pub use hello::{hello_len, Hello, Role, HELLO_LEN, ROLE_CLIENT, ROLE_SERVER};
+/// The node-list command bytes 10, 11, 12, with the other command bytes.
+pub use nodelist::{CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
 pub use status::{StatusFrame, CMD_STATUS, MAX_STATUS_LEN, REQUEST_HELLO, REQUEST_UNKNOWN};
 
 #[cfg(test)]
