@@ -10,6 +10,7 @@ mod bytes;
 mod error;
 mod fingerprint;
 pub mod name;
+pub mod status;
 pub mod tcp;
 pub mod udp;
 
