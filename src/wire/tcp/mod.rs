@@ -21,6 +21,7 @@
 //! [`WireError`](crate::wire::WireError)`::Truncated` (or `Ok(None)` from a length
 //! function), never a different frame; an emit checks every field before it writes a byte.
 
+pub mod answer;
 mod command;
 mod contact;
 pub mod dir;
