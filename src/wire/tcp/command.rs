@@ -150,6 +150,36 @@ pub fn body_len(role: Role, command: u8) -> Option<usize> {
     }
 }
 
+/// The name of command byte `command` of `role`, as this project's tools show it
+/// (`update`, `list-all`, `heartbeat`, ... `auth-proof`; docs/PROTOCOL.md §8.3, §8.4):
+/// `None` for a byte that is no command of that role. NodeListDiff (12) is named, although
+/// an opener that sends it is refused.
+pub fn command_name(role: Role, command: u8) -> Option<&'static str> {
+    Some(match (role, command) {
+        (_, CMD_UPDATE) => "update",
+        (Role::Client, CMD_LIST_ALL) => "list-all",
+        (_, CMD_BARRIER) => "barrier",
+        (_, CMD_STATUS_REQUEST) => "status-request",
+        (Role::Client, _) => return None,
+        (_, CMD_HEARTBEAT) => "heartbeat",
+        (_, CMD_UPDATE_CLOCK) => "update-clock",
+        (_, CMD_ASK_FOR_UPDATE) => "ask-for-update",
+        (_, CMD_NODE_LIST_HASH) => "node-list-hash",
+        (_, CMD_NODE_LIST) => "node-list",
+        (_, CMD_NODE_LIST_DIFF) => "node-list-diff",
+        (_, CMD_JOURNAL_UPDATE) => "journal-update",
+        (_, CMD_CURSOR_QUERY) => "cursor-query",
+        (_, CMD_JOURNAL_MARK) => "journal-mark",
+        (_, CMD_DIR_RECORD) => "dir-record",
+        (_, CMD_DIR_REQUEST) => "dir-request",
+        (_, CMD_FORWARD) => "forward",
+        (_, CMD_JOURNAL_SINCE) => "journal-since",
+        (_, CMD_AUTH_CHALLENGE) => "auth-challenge",
+        (_, CMD_AUTH_PROOF) => "auth-proof",
+        _ => return None,
+    })
+}
+
 /// True for the server-role frames `[cmd][len u16][body]` (16, 17, 18, 21).
 fn is_var_frame(command: u8) -> bool {
     matches!(
@@ -577,3 +607,9 @@ pub fn parse_update_clock(frame: &[u8]) -> Result<u32, WireError> {
         Some(_) => Err(WireError::UnknownCommand),
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(check_where(|f| matches!(
+    f.frame,
+    crate::wire::fixtures::Frame::Command(_)
+)));

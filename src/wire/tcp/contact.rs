@@ -213,3 +213,9 @@ pub fn parse_server_record(rec: &[u8]) -> Result<(u32, ContactFields<'_>), WireE
     let fields = ContactFields::parse(&rec[5..])?;
     Ok((BigEndian::read_u32(&rec[1..5]), fields))
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(frames_of(
+    &[1, 13],
+    &["count", "client-record", "server-record"]
+));

@@ -687,3 +687,6 @@ mod tests {
         assert_eq!(empty.to_vec(), Err(WireError::BadLength));
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(frames_of(&[16, 17, 18], &["dir-record", "dir-end"]));

@@ -123,3 +123,8 @@ impl<'a> Hello<'a> {
         Ok(HELLO_LEN)
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(check_where(
+    |f| f.frame == crate::wire::fixtures::Frame::Hello
+));

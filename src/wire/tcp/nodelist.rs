@@ -4,7 +4,7 @@
 //! [`frame_len`]).
 //!
 //! What it owns: bytes and their bounds. What it never does: hold or merge a list, hash it,
-//! or decide what to answer (that is `crate::federation::nodelist`, which uses this codec).
+//! or decide what to answer (the federation layer's node list does, with this codec).
 //!
 //! ```text
 //! one entry (27 + alias_len + location_len + key_len bytes: 28 to 792):
@@ -604,3 +604,9 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(frames_of(
+    &[10, 11, 21],
+    &["node-list-hash", "node-list-diff"]
+));

@@ -135,3 +135,6 @@ impl<'a> StatusFrame<'a> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(frames_of(&[], &["status"]));

@@ -69,3 +69,6 @@ impl<'a> ErrorReply<'a> {
         Ok(4 + detail.len())
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(datagrams_of(&[crate::wire::PacketType::Error]));

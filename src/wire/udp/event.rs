@@ -143,3 +143,9 @@ impl<'a> Relay<'a> {
         Ok(self.buffer_len())
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(datagrams_of(&[
+    crate::wire::PacketType::ServerEvent,
+    crate::wire::PacketType::Relay
+]));

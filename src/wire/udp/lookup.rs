@@ -165,3 +165,9 @@ impl<'a> LookupAnswer<'a> {
         Ok(pos + self.home.len())
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(datagrams_of(&[
+    crate::wire::PacketType::Lookup,
+    crate::wire::PacketType::LookupAnswer
+]));

@@ -156,3 +156,9 @@ impl<'a> Payload<'a> {
         }
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(datagrams_of(&[
+    crate::wire::PacketType::Keepalive,
+    crate::wire::PacketType::Fetch
+]));

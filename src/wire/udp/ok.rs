@@ -64,3 +64,6 @@ impl OkInfo {
         Ok(6 + emit_addr(self.reflexive, &mut buf[6..])?)
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(datagrams_of(&[crate::wire::PacketType::Ok]));

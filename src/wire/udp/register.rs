@@ -95,3 +95,9 @@ pub fn parse_cookie(buf: &[u8]) -> Result<[u8; COOKIE_LEN], WireError> {
     done(buf, COOKIE_LEN)?;
     Ok(c)
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(datagrams_of(&[
+    crate::wire::PacketType::Register,
+    crate::wire::PacketType::Cookie
+]));

@@ -73,6 +73,25 @@ pub enum PacketType {
 }
 
 impl PacketType {
+    /// The type's name as this project's tools show it (`keepalive`, `ok`, `register`,
+    /// `server-event`, `relay`, `lookup`, `lookup-answer`, `error`, `fetch`, `cookie`;
+    /// `unknown` for 10-255; docs/PROTOCOL.md §3).
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketType::Keepalive => "keepalive",
+            PacketType::Ok => "ok",
+            PacketType::Register => "register",
+            PacketType::ServerEvent => "server-event",
+            PacketType::Relay => "relay",
+            PacketType::Lookup => "lookup",
+            PacketType::LookupAnswer => "lookup-answer",
+            PacketType::Error => "error",
+            PacketType::Fetch => "fetch",
+            PacketType::Cookie => "cookie",
+            PacketType::Unknown(_) => "unknown",
+        }
+    }
+
     /// True for the types only a server sends (1, 3, 6, 7, 9): never answered.
     pub fn is_reply(self) -> bool {
         matches!(
@@ -376,3 +395,8 @@ mod tests {
         assert_eq!(r.packet_type, PacketType::Unknown(200));
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(check_where(
+    |f| f.frame == crate::wire::fixtures::Frame::Datagram
+));

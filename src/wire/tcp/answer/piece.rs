@@ -137,6 +137,32 @@ pub enum PieceKind {
     Nonce,
 }
 
+impl PieceKind {
+    /// The piece's name as this project's tools show it: `status`, `count`,
+    /// `client-record`, `server-record`, `update-clock`, `no-update-clock`, `status-text`,
+    /// `cursor`, `node-list-hash`, `node-list-diff`, `dir-record`, `dir-end`,
+    /// `journal-count`, `journal-line`, `nonce`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PieceKind::Status => "status",
+            PieceKind::Count => "count",
+            PieceKind::ClientRecord => "client-record",
+            PieceKind::ServerRecord => "server-record",
+            PieceKind::UpdateClock => "update-clock",
+            PieceKind::NoUpdateClock => "no-update-clock",
+            PieceKind::StatusText => "status-text",
+            PieceKind::Cursor => "cursor",
+            PieceKind::NodeListHash => "node-list-hash",
+            PieceKind::NodeListDiff => "node-list-diff",
+            PieceKind::DirRecord => "dir-record",
+            PieceKind::DirEnd => "dir-end",
+            PieceKind::JournalCount => "journal-count",
+            PieceKind::JournalLine => "journal-line",
+            PieceKind::Nonce => "nonce",
+        }
+    }
+}
+
 impl AnswerPiece<'_> {
     /// The piece's kind (for a malformed piece, what its bytes were framed as).
     pub fn kind(&self) -> PieceKind {

@@ -509,6 +509,30 @@ fn what_each_command_asks() {
     assert_eq!(Asked::of_command(Role::Client, 6), Some(Asked::Status));
 }
 
+/// Every answer fixture (`crate::wire::fixtures`) reads to its fields and emits back, whole
+/// and cut at every offset.
+#[test]
+fn fixtures_read_alike_cut_anywhere() {
+    use crate::wire::fixtures::{all, check::check_where, Frame};
+    assert!(check_where(|f| matches!(f.frame, Frame::Answer(_))) > 0);
+    for f in all() {
+        let Frame::Answer(asked) = f.frame else {
+            continue;
+        };
+        let bytes = f.bytes();
+        let whole = read_cut(asked, &bytes, bytes.len());
+        assert_eq!(whole.1, bytes.len(), "{}", f.name);
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                read_cut(asked, &bytes, cut),
+                whole,
+                "{} cut at {cut}",
+                f.name
+            );
+        }
+    }
+}
+
 /// Every kind of request, for the property tests.
 fn any_asked() -> impl Strategy<Value = Asked> {
     prop::sample::select(vec![
