@@ -18,7 +18,7 @@ use common::{cookie, now, packet, register, register_packet, unix_base, Identiti
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use rendezvous::core::{Config, Now, Server};
 use rendezvous::identity::Identity;
-use rendezvous::wire::root::signed_message;
+use rendezvous::wire::udp::root::signed_message;
 use rendezvous::wire::udp::{Payload, Relay};
 use rendezvous::wire::PacketType;
 use std::net::SocketAddr;

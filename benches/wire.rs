@@ -5,9 +5,12 @@
 //!   [`RootHeader::emit`] + [`Payload::emit`] into a caller buffer.
 //! - `tcp_parse/<frame>` and `tcp_emit/<frame>`: every TCP frame kind the hot paths see:
 //!   hello, client Update, server Update, HeartBeat, JournalUpdate, the status frame, and
-//!   the directory federation bodies (`rendezvous::wire::dir`) DirRecord (registration and
+//!   the directory federation bodies (`rendezvous::wire::tcp::dir`) DirRecord (registration and
 //!   refresh) and Forward (punch and relay), each framed as a TCP frame. A parse includes
 //!   the framing call (`hello_len`, `command_len`, `StatusFrame::frame_len`).
+//! - `answer/<what>`: the TCP answer stream read piece by piece by
+//!   `rendezvous::wire::tcp::answer::AnswerReader`: a ListAll of 1000 records, a
+//!   heartbeat's UpdateClock and barrier 200.
 //! - `identity/fingerprint/<alg>` (SHA-256 of the certificate's DER),
 //!   `identity/verify_self_signed/<alg>` (the full certificate check),
 //!   `identity/verify_signature/<alg>` (one Root signature over `timestamp || payload`),
@@ -24,11 +27,13 @@ mod common;
 use common::{unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rendezvous::identity::{self, Identity};
-use rendezvous::wire::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
-use rendezvous::wire::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
+use rendezvous::wire::tcp::answer::{AnswerReader, Asked};
+use rendezvous::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
 use rendezvous::wire::tcp::{
-    command_len, hello_len, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame,
+    command_len, emit_client_record, hello_len, ClientCommand, ContactFields, Hello, Role,
+    ServerCommand, StatusFrame, CLIENT_RECORD_LEN,
 };
+use rendezvous::wire::udp::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{
     ErrorReply, LookupAnswer, LookupStatus, OkInfo, Payload, Register, Relay, ServerEvent,
 };
@@ -449,6 +454,55 @@ fn tcp_benches(c: &mut Criterion, ids: &Identities, ts: u64) {
     emit.finish();
 }
 
+/// Reads a whole answer after asking `asked`; returns the pieces read.
+fn read_answer(asked: &[Asked], bytes: &[u8]) -> usize {
+    let mut reader = AnswerReader::new();
+    for a in asked {
+        reader.ask(*a, ()).expect("room");
+    }
+    let (mut at, mut pieces) = (0, 0);
+    while let Some(p) = reader.read(&bytes[at..]).expect("the answer due") {
+        at += p.len;
+        pieces += 1;
+    }
+    pieces
+}
+
+/// `answer/*`: the answer stream read piece by piece ([`AnswerReader`]): a ListAll of
+/// 1000 records, and a heartbeat's UpdateClock and barrier 200.
+fn answer_benches(c: &mut Criterion) {
+    let fields = ContactFields {
+        username: "alice",
+        contact: "bob",
+        phone: "+15551234567",
+    };
+    let mut list = 1000u32.to_be_bytes().to_vec();
+    let mut rec = [0u8; CLIENT_RECORD_LEN];
+    emit_client_record(&fields, &mut rec).expect("emits");
+    for _ in 0..1000 {
+        list.extend_from_slice(&rec);
+    }
+    let mut heartbeat = vec![3, 0, 0, 0, 7];
+    heartbeat.extend_from_slice(&[7, 0, 200, 5, 7]);
+    heartbeat.extend_from_slice(b"durable");
+    let cases: [(&str, &[Asked], Vec<u8>); 2] = [
+        ("list_all_1000", &[Asked::ListAll], list),
+        (
+            "heartbeat_barrier",
+            &[Asked::HeartBeat, Asked::Barrier],
+            heartbeat,
+        ),
+    ];
+    let mut g = c.benchmark_group("answer");
+    for (name, asked, bytes) in &cases {
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(*name, |bn| {
+            bn.iter(|| black_box(read_answer(asked, black_box(bytes))))
+        });
+    }
+    g.finish();
+}
+
 /// `identity/*`, for every key algorithm available.
 fn identity_benches(c: &mut Criterion, ids: &Identities, ts: u64) {
     let mut g = c.benchmark_group("identity");
@@ -487,6 +541,7 @@ fn benches(c: &mut Criterion) {
     let ts = unix_base();
     udp_benches(c, &ids, ts);
     tcp_benches(c, &ids, ts);
+    answer_benches(c);
     identity_benches(c, &ids, ts);
 }
 

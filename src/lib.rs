@@ -12,7 +12,8 @@
 //! - [`core`]: the I/O-free server: the UDP directory ([`core::Server`]) and the TCP plane
 //!   ([`core::tcp::TcpCore`]), fed time and bytes, returning what to send.
 //! - [`federation`]: what servers sync, I/O-free: the node list (canonical form, SHA-512
-//!   hash, loop-free merge and sync; [`federation::nodelist`]).
+//!   hash, loop-free merge and sync; [`federation::nodelist`]; its bytes are
+//!   [`wire::tcp::nodelist`]'s).
 //! - [`store`]: contacts and the Lamport clock behind a trait (SQLite, or RAM only).
 //! - `net` (feature `net`, default): the only code that touches sockets and the clock.
 //! - [`client`]: the blocking client library the CLI and the tests use.

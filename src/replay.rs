@@ -829,7 +829,7 @@ impl Tracker {
                 self.counts.frames += 1;
                 n
             }
-            Owed::NodeFrame => match crate::federation::nodelist::frame_len(buf) {
+            Owed::NodeFrame => match crate::wire::tcp::nodelist::frame_len(buf) {
                 Ok(Some(n)) => {
                     self.counts.frames += 1;
                     n

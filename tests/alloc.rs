@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rendezvous::core::{Config, Now, Server};
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::root::{signed_message, PARAM_TO_SERVER};
+use rendezvous::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{Payload, COOKIE_LEN};
 use rendezvous::wire::{PacketType, Root, RootHeader, MAX_DATAGRAM};
 

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rendezvous::client::Client;
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::root::PARAM_TO_SERVER;
+use rendezvous::wire::udp::root::PARAM_TO_SERVER;
 use rendezvous::wire::{Fingerprint, PacketType, RootHeader};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

@@ -10,7 +10,7 @@
 use rendezvous::client::{decode, Incoming};
 use rendezvous::core::{Now, Server};
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::root::{signed_message, PARAM_TO_SERVER};
+use rendezvous::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{Payload, Register};
 use rendezvous::wire::{PacketType, RootHeader};
 use std::net::SocketAddr;

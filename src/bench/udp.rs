@@ -12,7 +12,7 @@
 use super::stats::{cpu_secs, udp_drops, Histogram};
 use super::{add_cpu, BenchArgs, Common, Report, Workload};
 use crate::identity::{Identity, KeyAlgorithm};
-use crate::wire::root::{signed_message, PARAM_TO_SERVER};
+use crate::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use crate::wire::udp::{Payload, Register, COOKIE_LEN};
 use crate::wire::{Fingerprint, PacketType, Root, RootHeader};
 use anyhow::{bail, Context, Result};

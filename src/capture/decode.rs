@@ -1,7 +1,7 @@
 //! `rendezvous decode`: every packet of the project's two planes in a capture, one line
 //! each, as text or JSON.
 //!
-//! UDP: each datagram of the port is read as a Root packet ([`crate::wire::root`]) and its
+//! UDP: each datagram of the port is read as a Root packet ([`crate::wire::udp::root`]) and its
 //! payload by type ([`crate::wire::udp`]). TCP: each reassembled connection is framed as
 //! the accepting side frames it ([`crate::wire::tcp::command_len`] after the hello), and
 //! the acceptor's answers are framed by what was asked, in order (the protocol's "answers
@@ -12,15 +12,15 @@
 //! are two renderings of the same line, so they always carry the same content.
 
 use super::{read_capture_with_stats, CaptureRead, TcpFlow, UdpDatagram};
-use crate::federation::nodelist::{self, NodeEntry, NodeListFrame};
-use crate::wire::dir::{DirRecord, Forward, ForwardBody, RecordBody};
-use crate::wire::root::Root;
+use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
+use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame};
 use crate::wire::tcp::{
     self, ClientCommand, ContactFields, Hello, Role, ServerCommand, StatusFrame, CLIENT_RECORD_LEN,
     CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_JOURNAL_SINCE, CMD_JOURNAL_UPDATE, CMD_NODE_LIST,
     CMD_NODE_LIST_HASH, CMD_STATUS, CMD_UPDATE_CLOCK, HELLO_LEN, JOURNAL_UPDATE_LEN,
     SERVER_RECORD_LEN,
 };
+use crate::wire::udp::root::Root;
 use crate::wire::udp::{LookupStatus, Payload, ServerEvent};
 use crate::wire::{PacketType, WireError};
 use std::collections::VecDeque;

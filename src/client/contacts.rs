@@ -1,7 +1,11 @@
-//! A blocking client of the TCP plane's client role (seed 003): hello, Update, ListAll and
-//! the project's Barrier, which answers once every earlier write is durable.
+//! A blocking client of the TCP plane's client role (docs/PROTOCOL.md §8.3): hello,
+//! Update, ListAll, Status and the Barrier, which answers once every earlier write is
+//! durable. Answers are read with the wire's one answer codec
+//! ([`crate::wire::tcp::answer::AnswerReader`]), piece by piece: a ListAll of any length
+//! is read without holding it.
 
-use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role, StatusFrame};
+use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Outcome, Piece};
+use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -9,17 +13,49 @@ use std::time::Duration;
 /// One contact as listed: `(username, contact, phone)`.
 pub type Listed = (String, String, String);
 
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// A connection in the client role.
 pub struct ContactsClient {
     stream: TcpStream,
+    /// What was asked, and the answer being read.
+    answers: AnswerReader,
+    /// Bytes received and not yet read as answers start at `start`. Holds at most one
+    /// piece (a record, a status frame, the status text) and one read chunk.
+    inbuf: Vec<u8>,
+    start: usize,
 }
 
 fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+fn invalid_input(e: crate::wire::WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// The error for a piece that is not the one a request waits for.
+fn unexpected(asked: &str, piece: &AnswerPiece<'_>) -> io::Error {
+    match piece {
+        AnswerPiece::Status(f) => bad(format!(
+            "the server refused {asked}: {} {}",
+            f.status, f.detail
+        )),
+        AnswerPiece::Malformed { kind, error } => bad(format!(
+            "malformed {} in the answer to {asked}: {error}",
+            kind.name()
+        )),
+        other => bad(format!(
+            "unexpected {} in the answer to {asked}",
+            other.kind().name()
+        )),
+    }
+}
+
 impl ContactsClient {
-    /// Connects to `server` and says hello as client `name` (at most 256 bytes).
+    /// Connects to `server` and says hello as client `name` (at most 256 bytes). `timeout`
+    /// bounds the connect and every read.
     ///
     /// # Errors
     /// Connection errors; `InvalidInput` for a name that does not fit.
@@ -33,9 +69,14 @@ impl ContactsClient {
             name,
         }
         .emit(&mut hello)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        .map_err(invalid_input)?;
         stream.write_all(&hello)?;
-        Ok(ContactsClient { stream })
+        Ok(ContactsClient {
+            stream,
+            answers: AnswerReader::new(),
+            inbuf: Vec::new(),
+            start: 0,
+        })
     }
 
     /// Sends an Update (no answer comes; see [`Self::barrier`]).
@@ -49,93 +90,204 @@ impl ContactsClient {
             phone,
         });
         let mut buf = [0u8; tcp::CLIENT_RECORD_LEN];
-        let n = cmd
-            .emit(&mut buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let n = cmd.emit(&mut buf).map_err(invalid_input)?;
         self.stream.write_all(&buf[..n])
     }
 
-    fn read_status(&mut self) -> io::Result<(u16, String)> {
-        let mut head = [0u8; StatusFrame::FIXED_LEN];
-        self.stream.read_exact(&mut head)?;
-        if head[0] != tcp::CMD_STATUS {
-            return Err(bad(format!(
-                "expected a status frame, got command {}",
-                head[0]
-            )));
+    /// Sends a command without a body and notes the answer it asks for.
+    fn ask(&mut self, cmd: ClientCommand<'_>) -> io::Result<()> {
+        let asked = cmd
+            .asked()
+            .ok_or_else(|| bad("no answer to wait for".into()))?;
+        self.answers
+            .ask(asked, ())
+            .map_err(|e| bad(e.to_string()))?;
+        self.stream.write_all(&[cmd.command_byte()])
+    }
+
+    /// Reads the next piece of the answer stream and hands it to `f`, reading from the
+    /// socket until one is whole.
+    fn next_piece<R>(&mut self, f: impl FnOnce(Piece<'_, ()>) -> R) -> io::Result<R> {
+        loop {
+            match self.answers.read(&self.inbuf[self.start..]) {
+                Ok(Some(p)) => {
+                    let len = p.len;
+                    let r = f(p);
+                    self.start += len;
+                    return Ok(r);
+                }
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(bad(format!("unreadable answer: {e}"))),
+            }
         }
-        let mut frame = head.to_vec();
-        frame.resize(StatusFrame::FIXED_LEN + usize::from(head[4]), 0);
-        self.stream
-            .read_exact(&mut frame[StatusFrame::FIXED_LEN..])?;
-        let f = StatusFrame::parse(&frame).map_err(|e| bad(e.to_string()))?;
-        Ok((f.status, f.detail.to_string()))
+    }
+
+    /// Reads more bytes from the socket, first dropping those already read as answers.
+    fn fill(&mut self) -> io::Result<()> {
+        self.inbuf.drain(..self.start);
+        self.start = 0;
+        let have = self.inbuf.len();
+        self.inbuf.resize(have + READ_CHUNK, 0);
+        let n = self.stream.read(&mut self.inbuf[have..]);
+        self.inbuf.truncate(have + *n.as_ref().unwrap_or(&0));
+        match n {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection before answering",
+            )),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until every earlier command on this connection is durable (status 200).
     ///
     /// # Errors
-    /// Read errors, or `Other` with the server's status and detail when it is not 200.
+    /// Read errors; `Other` with the server's status and detail when it is not 200;
+    /// `InvalidData` for bytes that are no status frame.
     pub fn barrier(&mut self) -> io::Result<()> {
-        self.stream.write_all(&[tcp::CMD_BARRIER])?;
-        match self.read_status()? {
-            (200, _) => Ok(()),
-            (s, d) => Err(io::Error::other(format!("server answered {s}: {d}"))),
-        }
+        self.ask(ClientCommand::Barrier)?;
+        self.next_piece(|p| match (p.piece, p.outcome) {
+            (AnswerPiece::Status(_), Outcome::Answered(())) => Ok(()),
+            (AnswerPiece::Status(f), _) => Err(io::Error::other(format!(
+                "server answered {}: {}",
+                f.status, f.detail
+            ))),
+            (piece, _) => Err(unexpected("Barrier", &piece)),
+        })?
     }
 
     /// Asks for the server's status: UTF-8 `key=value` lines (name, Lamport clock, contact
-    /// count and SHA-512 digest, directory size and digest, one `peer=` line per peer).
+    /// count and SHA-512 digest, directory size and digest, one `peer=` line per peer;
+    /// docs/PROTOCOL.md §8.5), at most 1 MiB.
     ///
     /// # Errors
     /// Read errors; `InvalidData` for a malformed answer (or a refusal).
     pub fn status(&mut self) -> io::Result<String> {
-        self.stream.write_all(&[tcp::CMD_STATUS_REQUEST])?;
-        let mut head = [0u8; 5];
-        self.stream.read_exact(&mut head)?;
-        if head[0] != tcp::CMD_STATUS_REQUEST {
-            return Err(bad(format!(
-                "expected a status answer, got byte {}",
-                head[0]
-            )));
-        }
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > 1 << 20 {
-            return Err(bad(format!("status answer of {len} bytes is implausible")));
-        }
-        let mut text = vec![0u8; len];
-        self.stream.read_exact(&mut text)?;
-        String::from_utf8(text).map_err(|_| bad("status answer is not UTF-8".into()))
+        self.ask(ClientCommand::Status)?;
+        self.next_piece(|p| match p.piece {
+            AnswerPiece::StatusText(text) => Ok(text.to_string()),
+            piece => Err(unexpected("Status", &piece)),
+        })?
     }
 
     /// Lists every contact, in (username, contact) order.
     ///
     /// # Errors
-    /// Read errors; `InvalidData` for a malformed answer.
+    /// Read errors; `InvalidData` for a malformed answer (or a refusal).
     pub fn list_all(&mut self) -> io::Result<Vec<Listed>> {
         let mut out = Vec::new();
         self.list_each(|u, c, p| out.push((u.to_string(), c.to_string(), p.to_string())))?;
         Ok(out)
     }
 
-    /// Lists every contact, calling `f` for each without holding the list.
+    /// Lists every contact, calling `f` for each as it is read, without holding the list;
+    /// returns the count the server announced.
     ///
     /// # Errors
     /// As [`Self::list_all`].
     pub fn list_each(&mut self, mut f: impl FnMut(&str, &str, &str)) -> io::Result<u32> {
-        self.stream.write_all(&[tcp::CMD_LIST_ALL])?;
-        let mut first = [0u8; 4];
-        self.stream.read_exact(&mut first)?;
-        if first[0] == tcp::CMD_STATUS {
-            return Err(bad("the server refused ListAll".into()));
+        self.ask(ClientCommand::ListAll)?;
+        let mut count = 0;
+        loop {
+            let done = self.next_piece(|p| {
+                match p.piece {
+                    AnswerPiece::Count(n) => count = n,
+                    AnswerPiece::ClientRecord(r) => f(r.username, r.contact, r.phone),
+                    piece => return Err(unexpected("ListAll", &piece)),
+                }
+                Ok(p.outcome == Outcome::Answered(()))
+            })??;
+            if done {
+                return Ok(count);
+            }
         }
-        let count = u32::from_be_bytes(first);
-        let mut rec = [0u8; tcp::CLIENT_RECORD_LEN];
-        for _ in 0..count {
-            self.stream.read_exact(&mut rec)?;
-            let fields = tcp::parse_client_record(&rec).map_err(|e| bad(e.to_string()))?;
-            f(fields.username, fields.contact, fields.phone);
-        }
-        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fixtures;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// A one-connection server on loopback: reads the hello, then for each step reads one
+    /// command byte and writes its answer one byte at a time, so every answer arrives cut
+    /// at every offset.
+    fn serve(answers: Vec<Vec<u8>>) -> (SocketAddr, thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut hello = [0u8; tcp::HELLO_LEN];
+            s.read_exact(&mut hello).expect("hello");
+            for answer in answers {
+                s.read_exact(&mut [0u8; 1]).expect("a command");
+                for b in answer {
+                    if s.write_all(&[b]).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        (addr, server)
+    }
+
+    fn client(addr: SocketAddr) -> ContactsClient {
+        ContactsClient::connect(addr, "test", Duration::from_secs(10)).expect("connect")
+    }
+
+    #[test]
+    fn list_status_and_barrier_from_fixture_bytes() {
+        let bytes = |name| fixtures::named(name).expect(name).bytes();
+        let (addr, server) = serve(vec![
+            bytes("tcp/answer/list-all"),
+            bytes("tcp/answer/status"),
+            bytes("tcp/answer/barrier"),
+        ]);
+        let mut c = client(addr);
+        let listed = c.list_all().expect("list");
+        assert_eq!(listed, vec![("alice".into(), "bob".into(), "555".into())]);
+        assert_eq!(c.status().expect("status"), "name=rendezvous\nclock=11\n");
+        c.barrier().expect("barrier");
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn refusals_are_errors() {
+        let refused = fixtures::named("tcp/answer/refusal/store-failure-mid-list")
+            .expect("fixture")
+            .bytes();
+        let (addr, server) = serve(vec![refused]);
+        let mut c = client(addr);
+        let mut seen = Vec::new();
+        let e = c
+            .list_each(|u, _, _| seen.push(u.to_string()))
+            .expect_err("refused");
+        assert_eq!(seen, ["alice"], "records before the refusal are handed out");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("refused ListAll: 503"), "{e}");
+        server.join().expect("server");
+
+        let (addr, server) = serve(vec![vec![7, 1, 0xf7, 5, 2, b'n', b'o']]);
+        let e = client(addr).barrier().expect_err("503");
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        assert_eq!(e.to_string(), "server answered 503: no");
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_closed_connection_or_stray_bytes_are_errors() {
+        let (addr, server) = serve(vec![vec![0, 0]]);
+        let e = client(addr).list_all().expect_err("cut");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        server.join().expect("server");
+
+        let (addr, server) = serve(vec![vec![3, 0, 0, 0, 1]]);
+        let e = client(addr).barrier().expect_err("not a status frame");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        server.join().expect("server");
     }
 }

@@ -6,7 +6,7 @@
 pub mod contacts;
 
 use crate::identity::Identity;
-use crate::wire::root::{signed_message, PARAM_TO_SERVER};
+use crate::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use crate::wire::udp::{
     canonical_addr, ErrorReply, LookupAnswer, LookupStatus, OkInfo, Payload, Register, Relay,
     ServerEvent, COOKIE_LEN,

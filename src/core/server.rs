@@ -28,14 +28,15 @@ use super::directory::{Remote, RemoteTable, Signed};
 use super::limits::{is_loopback, prefix_of, Buckets, Interval};
 use super::queue::{QueueError, RelayQueues};
 use crate::identity::{self, VerifyingKey};
-use crate::wire::dir::{
+use crate::wire::name::cut_utf8;
+use crate::wire::tcp::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     HOPS_OFFSET, MAX_FORWARD_HOPS, MAX_RECORD_HOPS,
 };
-use crate::wire::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
+use crate::wire::udp::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{
-    canonical_addr, cut_utf8, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo,
-    Payload, Register, Relay, ServerEvent,
+    canonical_addr, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo, Payload,
+    Register, Relay, ServerEvent,
 };
 use crate::wire::{Fingerprint, PacketType, Root, RootHeader, WireError};
 use sha2::{Digest, Sha256};
@@ -211,10 +212,10 @@ pub struct RemoteView<'a> {
 /// as `[cmd u8][len u16][body]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerOut {
-    /// A DirRecord body ([`crate::wire::dir::DirRecord`], frame command 16), 46 to 1713
+    /// A DirRecord body ([`crate::wire::tcp::dir::DirRecord`], frame command 16), 46 to 1713
     /// bytes.
     Record(Vec<u8>),
-    /// A Forward body ([`crate::wire::dir::Forward`], frame command 18), 93 to 1274 bytes.
+    /// A Forward body ([`crate::wire::tcp::dir::Forward`], frame command 18), 93 to 1274 bytes.
     Forward(Vec<u8>),
     /// Ask the peers for their whole directory (command 17) and feed the records of the
     /// answer to [`Server::apply_peer_record`]. Yielded at most once per announce interval

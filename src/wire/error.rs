@@ -1,4 +1,5 @@
-//! The one error type of the wire layer: a small `Copy` enum with static context.
+//! The one error type of the wire layer: a small `Copy` enum with static context. Every
+//! parser and emitter of [`crate::wire`] returns it; none panics on any input.
 
 /// Why bytes could not be read as (or written into) a wire format.
 ///
@@ -50,4 +51,12 @@ pub enum WireError {
     /// A TCP-plane hello whose role byte is neither 1 (server) nor 2 (client).
     #[error("hello role must be 1 (server) or 2 (client)")]
     BadRole,
+    /// Bytes on the TCP answer stream that are not the answer due: a byte that starts no
+    /// answer to what was asked, bytes when nothing was asked, or a status 200 where
+    /// another answer is due (docs/PROTOCOL.md §8.7). The stream cannot be followed after.
+    #[error("bytes that are not the answer due")]
+    UnexpectedAnswer,
+    /// More requests await their answers than an answer reader tracks (65,536).
+    #[error("too many requests await their answers")]
+    TooManyPending,
 }

@@ -1,7 +1,14 @@
-//! The 32-byte SHA-256 certificate fingerprint that names a client everywhere on the wire.
+//! The 32-byte SHA-256 certificate fingerprint that names a client everywhere on the wire
+//! (docs/PROTOCOL.md §1 "Fingerprint").
+//!
+//! ```text
+//! +----------------------------------------------+
+//! | SHA-256 of the certificate's DER bytes, 32   |
+//! +----------------------------------------------+
+//! ```
 //!
 //! Shown to people as 64 lowercase hex digits (what `openssl x509 -fingerprint -sha256`
-//! prints, without the colons). Source: BRIEF.md, "Conventions for every wire format".
+//! prints, without the colons).
 
 use core::fmt;
 

@@ -1,8 +1,16 @@
-//! Fixed-width, NUL-padded UTF-8 text fields: 256-byte names and 20-byte phone numbers.
+//! Text on the wire: the TCP plane's fixed-width, NUL-padded UTF-8 fields (256-byte names,
+//! 20-byte phone numbers; docs/PROTOCOL.md §1 "Names"), and the cut of advisory detail
+//! texts at a character boundary (docs/PROTOCOL.md §3 type 7, §8.6).
 //!
-//! Layout (BRIEF.md, "Conventions"): UTF-8 text, then NUL bytes up to the field width.
+//! ```text
+//! +---------------------------+----------------------------+
+//! | text, UTF-8, no NUL       | NUL bytes up to the width  |
+//! +---------------------------+----------------------------+
+//!   name: 256 bytes in all; phone: 20 bytes in all
+//! ```
+//!
 //! Text longer than the field is refused, not cut; invalid UTF-8 or a NUL followed by a
-//! non-NUL byte is malformed.
+//! non-NUL byte is malformed. Only detail texts (errors, status frames) are ever cut.
 
 use super::WireError;
 
@@ -42,6 +50,20 @@ pub fn emit_padded(text: &str, field: &mut [u8]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary
+/// (how detail texts of errors and status frames are shortened; docs/PROTOCOL.md §3
+/// type 7, §8.6).
+pub fn cut_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +88,13 @@ mod tests {
         p[2] = 0;
         p[0] = 0xff;
         assert_eq!(parse_padded(&p), Err(WireError::BadUtf8));
+    }
+
+    #[test]
+    fn cut_at_char_boundary() {
+        assert_eq!(cut_utf8("abc", 5), "abc");
+        assert_eq!(cut_utf8("abc", 2), "ab");
+        assert_eq!(cut_utf8("aé", 2), "a");
+        assert_eq!(cut_utf8("é", 0), "");
     }
 }

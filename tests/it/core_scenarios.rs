@@ -20,7 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 use rendezvous::core::{status, Config, Now, Server};
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::root::{signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER};
+use rendezvous::wire::udp::root::{
+    signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER,
+};
 use rendezvous::wire::udp::{canonical_addr, LookupStatus, OkInfo, Payload, ServerEvent};
 use rendezvous::wire::{Fingerprint, PacketType, Root, RootHeader, MAX_DATAGRAM};
 

@@ -16,11 +16,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 use rendezvous::core::{status, Config, Now, PeerOut, PeerRecordError, Server};
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::dir::{
+use rendezvous::wire::tcp::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     MAX_DIR_RECORD_LEN,
 };
-use rendezvous::wire::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
+use rendezvous::wire::udp::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{canonical_addr, LookupStatus, Payload, ServerEvent};
 use rendezvous::wire::{Fingerprint, PacketType, Root, RootHeader};
 

@@ -1,5 +1,5 @@
-//! Tests of the node list (`src/federation/nodelist.rs`; seed 000, BRIEF.md "Server list
-//! sync"): the canonical bytes of a list written by hand in hex and its SHA-512 checked
+//! Tests of the node list (`src/federation/nodelist.rs`, its codec
+//! `src/wire/tcp/nodelist.rs`; docs/PROTOCOL.md §8.15): the canonical bytes of a list written by hand in hex and its SHA-512 checked
 //! against `sha512sum`; the hash does not depend on the order of insertion; the rule for two
 //! entries with one uid, in both orders; merge is commutative, associative and idempotent;
 //! the sync of ANY two lists ends in one round with equal hashes and a second sync sends
@@ -7,10 +7,10 @@
 //! "need more" / `Truncated`, arbitrary bytes never panic, and 4097 entries are refused.
 
 use proptest::prelude::*;
-use rendezvous::federation::nodelist::{
-    frame_len, has_duplicate_uids, sync, NodeEntry, NodeList, NodeListFrame, SyncStats,
-    CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH, HASH_FRAME_LEN, MAX_ENTRIES,
-    MAX_FRAME_LEN,
+use rendezvous::federation::nodelist::{sync, NodeList, SyncStats};
+use rendezvous::wire::tcp::nodelist::{
+    frame_len, has_duplicate_uids, NodeEntry, NodeListFrame, CMD_NODE_LIST, CMD_NODE_LIST_DIFF,
+    CMD_NODE_LIST_HASH, HASH_FRAME_LEN, MAX_ENTRIES, MAX_FRAME_LEN,
 };
 use rendezvous::wire::WireError;
 

@@ -1857,7 +1857,8 @@ fn a_failed_store_read_is_503_not_a_hang() {
 // ---------------------------------------------------------------------------------------
 
 use rendezvous::core::tcp::NodeSigner;
-use rendezvous::federation::nodelist::{NodeEntry, NodeList};
+use rendezvous::federation::nodelist::NodeList;
+use rendezvous::wire::tcp::nodelist::NodeEntry;
 use ring::signature::KeyPair;
 
 /// A node identity for tests: an Ed25519 key, and node `i`'s entry (location

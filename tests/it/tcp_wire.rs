@@ -1,5 +1,5 @@
-//! Tests of the TCP-plane wire codecs (`src/wire/tcp.rs`, STYLE.md "Tests in layers"):
-//! byte fixtures written by hand from BRIEF.md's and seed 003's layouts and checked in both
+//! Tests of the TCP-plane wire codecs (`src/wire/tcp/`): byte fixtures written by hand
+//! from docs/PROTOCOL.md §8's layouts (§8.13's examples) and checked in both
 //! directions; emit-then-parse round trips of every frame; arbitrary and mutated bytes never
 //! make a parser or a length function panic, and whatever parses re-emits to the same bytes;
 //! a frame cut at any offset is "need more" (`Ok(None)`) from the length functions and
@@ -39,7 +39,7 @@ fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.concat()
 }
 
-/// "Beloin", then NUL padding to 256 (seed 003's example username).
+/// "Beloin", then NUL padding to 256 (an example username).
 fn beloin_256() -> Vec<u8> {
     cat(&[hex("42 65 6c 6f 69 6e"), zeros(250)])
 }
@@ -54,7 +54,7 @@ fn phone_20() -> Vec<u8> {
     cat(&[hex("38 35 39 39 39 39 39 39 39 39 39"), zeros(9)])
 }
 
-fn seed_fields() -> ContactFields<'static> {
+fn example_fields() -> ContactFields<'static> {
     ContactFields {
         username: "Beloin",
         contact: "Juan",
@@ -179,7 +179,7 @@ fn client_command_fixtures() {
     // 1 Update Beloin / Juan / 85999999999.
     let bytes = cat(&[hex("01"), beloin_256(), juan_256(), phone_20()]);
     assert_eq!(bytes.len(), 1 + CLIENT_UPDATE_LEN);
-    let cmd = ClientCommand::Update(seed_fields());
+    let cmd = ClientCommand::Update(example_fields());
     assert_eq!(command_len(Role::Client, &bytes), Ok(Some(533)));
     assert_eq!(ClientCommand::parse(&bytes), Ok(cmd));
     assert_eq!(emitted(|b| cmd.emit(b)), bytes);
@@ -203,12 +203,12 @@ fn client_command_fixtures() {
 
 #[test]
 fn server_command_fixtures() {
-    // 1 Update, clock 11 (seed 003's example).
+    // 1 Update, clock 11 (docs/PROTOCOL.md §8.13's clock).
     let bytes = cat(&[hex("01 00 00 00 0b"), beloin_256(), juan_256(), phone_20()]);
     assert_eq!(bytes.len(), 1 + SERVER_UPDATE_LEN);
     let cmd = ServerCommand::Update {
         clock: 11,
-        fields: seed_fields(),
+        fields: example_fields(),
     };
     assert_eq!(command_len(Role::Server, &bytes), Ok(Some(537)));
     assert_eq!(ServerCommand::parse(&bytes), Ok(cmd));
@@ -383,7 +383,7 @@ fn malformed_fields_are_typed_errors() {
     assert_eq!(ServerCommand::parse(&[]), Err(WireError::Truncated));
     assert_eq!(
         ContactFields::parse(&base[1..]),
-        Ok(seed_fields()),
+        Ok(example_fields()),
         "the fields alone"
     );
 }
@@ -462,11 +462,11 @@ fn emit_refuses_text_that_does_not_fit() {
     // Too small a buffer, nothing written.
     let mut buf = [0xAAu8; 536];
     assert_eq!(
-        emit_server_record(1, &seed_fields(), &mut buf),
+        emit_server_record(1, &example_fields(), &mut buf),
         Err(WireError::BufferTooSmall)
     );
     assert_eq!(
-        ClientCommand::Update(seed_fields()).emit(&mut buf[..532]),
+        ClientCommand::Update(example_fields()).emit(&mut buf[..532]),
         Err(WireError::BufferTooSmall)
     );
     assert_eq!(
@@ -496,8 +496,8 @@ fn answer_fixtures() {
 
     let rec = cat(&[hex("01"), beloin_256(), juan_256(), phone_20()]);
     assert_eq!(rec.len(), CLIENT_RECORD_LEN);
-    assert_eq!(emitted(|b| emit_client_record(&seed_fields(), b)), rec);
-    assert_eq!(parse_client_record(&rec), Ok(seed_fields()));
+    assert_eq!(emitted(|b| emit_client_record(&example_fields(), b)), rec);
+    assert_eq!(parse_client_record(&rec), Ok(example_fields()));
     // A record is a complete client Update: the client role's framing delimits it.
     assert_eq!(command_len(Role::Client, &rec), Ok(Some(533)));
     let mut bad = rec.clone();
@@ -510,10 +510,13 @@ fn answer_fixtures() {
     let rec = cat(&[hex("01 01 02 03 04"), beloin_256(), juan_256(), phone_20()]);
     assert_eq!(rec.len(), SERVER_RECORD_LEN);
     assert_eq!(
-        emitted(|b| emit_server_record(0x0102_0304, &seed_fields(), b)),
+        emitted(|b| emit_server_record(0x0102_0304, &example_fields(), b)),
         rec
     );
-    assert_eq!(parse_server_record(&rec), Ok((0x0102_0304, seed_fields())));
+    assert_eq!(
+        parse_server_record(&rec),
+        Ok((0x0102_0304, example_fields()))
+    );
     assert_eq!(command_len(Role::Server, &rec), Ok(Some(537)));
     let mut bad = rec.clone();
     bad[0] = 0x03;
@@ -656,7 +659,7 @@ fn a_stream_of_frames_is_split_by_command_len() {
     assert_eq!(
         got,
         [
-            ClientCommand::Update(seed_fields()),
+            ClientCommand::Update(example_fields()),
             ClientCommand::ListAll,
             ClientCommand::Barrier
         ]
@@ -1143,4 +1146,75 @@ fn length_prefixed_frames_are_bounded_and_checked() {
     assert_eq!(ServerCommand::parse(&h), Ok(ServerCommand::NodeList(&h)));
     let short = hex("0a 03 010203");
     assert_eq!(command_len(Role::Server, &short), Ok(Some(5)));
+}
+
+/// The public fixtures (`rendezvous::wire::fixtures`), read as any reader of the protocol
+/// reads them: every datagram, hello, command and answer parses whole with the public
+/// codecs, under the name its `type`, `command` or `piece` fields give.
+#[test]
+fn public_fixtures_read_with_the_public_codecs() {
+    use rendezvous::wire::fixtures::{self, Frame};
+    use rendezvous::wire::tcp::answer::AnswerReader;
+    use rendezvous::wire::tcp::command_name;
+    use rendezvous::wire::udp::Payload;
+    use rendezvous::wire::Root;
+    let mut seen = 0;
+    for f in fixtures::all() {
+        let bytes = f.bytes();
+        match f.frame {
+            Frame::Datagram => {
+                let root = Root::parse(&bytes).expect(f.name);
+                assert!(
+                    Payload::parse(root.packet_type, root.payload).is_ok(),
+                    "{}",
+                    f.name
+                );
+                assert_eq!(f.field("type"), Some(root.packet_type.name()), "{}", f.name);
+            }
+            Frame::Hello => {
+                assert_eq!(hello_len(&bytes), Ok(Some(bytes.len())), "{}", f.name);
+                assert!(Hello::parse(&bytes).is_ok(), "{}", f.name);
+            }
+            Frame::Command(role) => {
+                assert_eq!(
+                    command_len(role, &bytes),
+                    Ok(Some(bytes.len())),
+                    "{}",
+                    f.name
+                );
+                assert_eq!(
+                    f.field("command"),
+                    command_name(role, bytes[0]),
+                    "{}",
+                    f.name
+                );
+                let parsed = match role {
+                    Role::Client => ClientCommand::parse(&bytes).map(|_| ()),
+                    Role::Server => ServerCommand::parse(&bytes).map(|_| ()),
+                };
+                assert_eq!(parsed, Ok(()), "{}", f.name);
+            }
+            Frame::Answer(asked) => {
+                let mut reader = AnswerReader::new();
+                for a in asked {
+                    reader.ask(*a, ()).unwrap();
+                }
+                let (mut at, mut names) = (0, Vec::new());
+                while let Some(p) = reader.read(&bytes[at..]).expect(f.name) {
+                    names.push(p.piece.kind().name());
+                    at += p.len;
+                }
+                assert_eq!(at, bytes.len(), "{}", f.name);
+                let want: Vec<&str> = f
+                    .fields
+                    .iter()
+                    .filter(|(k, _)| *k == "piece")
+                    .map(|(_, v)| *v)
+                    .collect();
+                assert_eq!(names, want, "{}", f.name);
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 60, "{seen} fixtures");
 }

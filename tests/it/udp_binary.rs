@@ -8,7 +8,7 @@ use crate::common;
 use common::{bin, field, Proc, Server};
 use rendezvous::client::{Client, Incoming};
 use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::root::{signed_message, PARAM_TO_SERVER};
+use rendezvous::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{LookupStatus, Payload, Register};
 use rendezvous::wire::{Fingerprint, PacketType, RootHeader};
 use std::net::{SocketAddr, UdpSocket};

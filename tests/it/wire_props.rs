@@ -1,8 +1,9 @@
-//! Property tests of the UDP wire codecs (STYLE.md, "Tests in layers"): every Root layout
+//! Property tests of the UDP wire codecs (`src/wire/udp/`): every Root layout
 //! and every payload type round-trips through emit and parse; no input, arbitrary or
 //! truncated, makes a parser panic; a truncated packet is an error unless its prefix is
 //! itself a valid packet of the layout (listed in [`prefix_may_parse`]). Plus byte-exact
-//! fixtures written by hand from BRIEF.md's type table, checked in both directions.
+//! fixtures written by hand from docs/PROTOCOL.md §3's type table, checked in both
+//! directions.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -277,7 +278,7 @@ fn emit_packet(h: &Header, p: &Payload<'_>) -> Vec<u8> {
 }
 
 /// Whether the first `k` bytes of payload `p` may parse as a valid payload of its type
-/// (the layout allows it): an empty OK is the seed's OK, a registration cut just before its
+/// (the layout allows it): an empty OK is an OK without payload, a registration cut just before its
 /// cookie is one without, a relay cut after at least one event byte is a shorter event,
 /// keepalive padding and unknown event bodies are free.
 fn prefix_may_parse(p: &Owned, k: usize) -> bool {
@@ -451,7 +452,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// Byte-exact fixtures, written by hand from BRIEF.md's table ("UDP plane")
+// Byte-exact fixtures, written by hand from docs/PROTOCOL.md §3
 // ---------------------------------------------------------------------------------------
 
 const TS: [u8; 8] = [0, 0, 0, 0, 0x66, 0x00, 0x00, 0x01];
@@ -603,7 +604,7 @@ fn fixture_type1_ok() {
             reflexive: "192.0.2.1:4747".parse().unwrap(),
         })),
     );
-    // The seed's empty OK.
+    // An OK without payload.
     fixture(&server_packet(1, &[]), Payload::Ok(None));
     // family 6
     let mut p = vec![0x00, 0x19, 0, 0, 0, 1, 0x06];

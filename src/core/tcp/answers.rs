@@ -4,7 +4,7 @@
 
 use super::conn::{status_detail, Expect, STATUS_OK};
 use super::{ConnId, TcpAction, TcpCore};
-use crate::federation::nodelist::{self, NodeListFrame};
+use crate::wire::tcp::nodelist::{self, NodeListFrame};
 use crate::wire::tcp::{self, Role, StatusFrame};
 
 impl TcpCore {

@@ -3,7 +3,7 @@
 //! ([`Cidr`], `--allow-peer`) and the node key's signer ([`NodeSigner`], §8.17). Plain data
 //! and pure checks: no state of the core.
 
-use crate::federation::nodelist::NodeEntry;
+use crate::wire::tcp::nodelist::NodeEntry;
 use std::net::{IpAddr, SocketAddr};
 
 /// An IP network (`--allow-peer CIDR`).

@@ -1,14 +1,15 @@
 //! The node list (docs/PROTOCOL.md §8.15) and node-key proof (§8.17): answering node-list
 //! frames 10-12 and reading the answers to ours, the challenge and proof on both sides,
-//! and learning the servers to link to. The list's codec is `crate::federation::nodelist`.
+//! and learning the servers to link to. The list's codec is `crate::wire::tcp::nodelist`.
 
 use super::config::{canonical_ip, NodeSigner};
 use super::conn::{status_bytes, Answer, Expect, STATUS_OK};
 use super::links::{Link, LinkState, MAX_LINKS};
 use super::{ConnId, TcpCore};
-use crate::federation::nodelist::{self, NodeEntry, NodeList, NodeListFrame, Uid, HASH_LEN};
+use crate::federation::nodelist::NodeList;
 use crate::store::Write;
 use crate::wire::tcp;
+use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame, Uid, HASH_LEN};
 use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
 

@@ -1,23 +1,39 @@
-//! The Root packet that carries every UDP datagram of the protocol, plain or shifted.
-//!
-//! Source: seed 001 (the DCSC root format) and BRIEF.md, "UDP plane". Big-endian throughout.
+//! The Root packet that carries every UDP datagram of the protocol, in both directions,
+//! plain or shifted (docs/PROTOCOL.md §2). Big-endian throughout. What it owns: the header
+//! fields and the bytes the signature covers; the payload is [`super`]'s.
 //!
 //! ```text
-//! plain:
-//! +--------+------+---------+-----------------+-------------+---------------+
-//! | params | type | sig_len | signature       | timestamp   | payload       |
-//! |   u8   |  u8  |   u16   | sig_len bytes   | u64 (Unix s)| rest of packet|
-//! +--------+------+---------+-----------------+-------------+---------------+
-//! shifted (params & 0x04):
-//! | params | shift_len u8 | type | shift | sig_len | shift | signature | shift |
-//! | timestamp | shift | payload |        where each shift is shift_len junk bytes
+//! plain (params bit 0x04 clear), header 12 + S bytes:
+//!  0        1        2        3        4            4+S           12+S
+//!  +--------+--------+--------+--------+---- ... ----+---- ... ----+---- ... ----+
+//!  | params |  type  |     sig_len     |  signature  |  timestamp  |  payload    |
+//!  |   u8   |   u8   |    u16 (= S)    |   S bytes   | u64 Unix s  | to the end  |
+//!  +--------+--------+--------+--------+---- ... ----+---- ... ----+---- ... ----+
+//!
+//! shifted (params bit 0x04 set), header 13 + 4k + S bytes; each shift is k junk bytes:
+//!  0        1           2      3          3+k       5+k        5+2k        5+2k+S
+//!  +--------+-----------+------+-- ... ---+---------+-- ... ---+--- ... ---+-- ... ---+
+//!  | params | shift_len | type |  shift   | sig_len |  shift   | signature |  shift   |
+//!  |   u8   |  u8 (= k) |  u8  |  k bytes |   u16   |  k bytes |  S bytes  |  k bytes |
+//!  +--------+-----------+------+-- ... ---+---------+-- ... ---+--- ... ---+-- ... ---+
+//!  5+3k+S       13+3k+S    13+4k+S
+//!  +--- ... ---+-- ... ---+--- ... ---+
+//!  | timestamp |  shift   |  payload  |
+//!  | u64       |  k bytes | to the end|
+//!  +--- ... ---+-- ... ---+--- ... ---+
+//!
+//! params bits: 0x01 sender is a server, 0x02 receiver is a server, 0x04 shifted,
+//! 0xF8 reserved (must be 0)
 //! ```
-//! The signature covers exactly `timestamp (8 bytes) || payload` as they appear on the wire.
+//! The signature covers exactly `timestamp (8 bytes) || payload` as they appear on the wire
+//! (docs/PROTOCOL.md §2.4).
 
-use super::WireError;
+use crate::wire::bytes::take;
+use crate::wire::WireError;
 use byteorder::{BigEndian, ByteOrder};
 
-/// Largest datagram the protocol accepts, in bytes (larger ones are answered with 413).
+/// Largest datagram the protocol accepts, in bytes (larger ones are answered with 413;
+/// docs/PROTOCOL.md §2.3).
 pub const MAX_DATAGRAM: usize = 1400;
 
 /// `params` bit: the sender is a server.
@@ -29,7 +45,7 @@ pub const PARAM_SHIFTED: u8 = 0x04;
 const PARAM_KNOWN: u8 = PARAM_FROM_SERVER | PARAM_TO_SERVER | PARAM_SHIFTED;
 
 /// The type byte of a Root packet: an open enum (unknown values are kept, never a panic).
-/// Types 0-4 come from seed 001, 5-9 from BRIEF.md.
+/// Types 0-9 are defined (docs/PROTOCOL.md §3); 10-255 parse and are answered 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketType {
     /// 0, c->s: keepalive.
@@ -57,6 +73,25 @@ pub enum PacketType {
 }
 
 impl PacketType {
+    /// The type's name as this project's tools show it (`keepalive`, `ok`, `register`,
+    /// `server-event`, `relay`, `lookup`, `lookup-answer`, `error`, `fetch`, `cookie`;
+    /// `unknown` for 10-255; docs/PROTOCOL.md §3).
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketType::Keepalive => "keepalive",
+            PacketType::Ok => "ok",
+            PacketType::Register => "register",
+            PacketType::ServerEvent => "server-event",
+            PacketType::Relay => "relay",
+            PacketType::Lookup => "lookup",
+            PacketType::LookupAnswer => "lookup-answer",
+            PacketType::Error => "error",
+            PacketType::Fetch => "fetch",
+            PacketType::Cookie => "cookie",
+            PacketType::Unknown(_) => "unknown",
+        }
+    }
+
     /// True for the types only a server sends (1, 3, 6, 7, 9): never answered.
     pub fn is_reply(self) -> bool {
         matches!(
@@ -121,14 +156,6 @@ pub struct Root<'a> {
     pub timestamp: u64,
     /// Everything after the timestamp (and its shift).
     pub payload: &'a [u8],
-}
-
-/// Reads `n` bytes at `*pos`, advancing it.
-fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], WireError> {
-    let end = pos.checked_add(n).ok_or(WireError::Truncated)?;
-    let s = buf.get(*pos..end).ok_or(WireError::Truncated)?;
-    *pos = end;
-    Ok(s)
 }
 
 impl<'a> Root<'a> {
@@ -368,3 +395,8 @@ mod tests {
         assert_eq!(r.packet_type, PacketType::Unknown(200));
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(check_where(
+    |f| f.frame == crate::wire::fixtures::Frame::Datagram
+));

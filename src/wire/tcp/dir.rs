@@ -1,12 +1,15 @@
-//! Bodies of the directory federation frames: DirRecord (16) and Forward (18). Zero-copy
-//! views with an emit side; no I/O, no allocation on the parse path. The TCP plane frames
-//! each body as `[cmd u8][len u16][body]` ([`crate::wire::tcp`]); this file sees the body.
-//!
-//! Source: BRIEF.md, "TCP plane", "Federation of the fingerprint directory" (seed 002's
-//! client_update / client_update_request); the layouts are this project's (docs/PROTOCOL.md).
-//! Big-endian throughout.
+//! The directory federation frames 16-18 (docs/PROTOCOL.md §8.16): the bodies of
+//! DirRecord (16) and Forward (18), and the end frame (17) that closes the answer to a
+//! DirRequest. Zero-copy views with an emit side; no I/O, no allocation on the parse path.
+//! The TCP plane frames each body as `[cmd u8][len u16][body]` ([`super::command_len`]);
+//! this file sees the body. Big-endian throughout.
 //!
 //! ```text
+//! frames:  16 DirRecord  [0x10][len u16][DirRecord body]       3 + len, len <= 4096
+//!          17 DirRequest [0x11][len u16 = 0]                   3 (opener to acceptor)
+//!          17 end        [0x11][len u16 = 4][count u32]        7 (ends the answer)
+//!          18 Forward    [0x12][len u16][Forward body]         3 + len, len <= 4096
+//!
 //! DirRecord body (46 bytes for kinds 2 and 3; kind 1 continues):
 //! +------+------+-------------+-----------+--------+
 //! | kind | hops | fingerprint | timestamp | age_ms |
@@ -31,12 +34,13 @@
 //! [`WireError::TrailingData`]; the hop limits ([`MAX_RECORD_HOPS`], [`MAX_FORWARD_HOPS`])
 //! are policy checked by the core, not here.
 
-use super::root::{Root, MAX_DATAGRAM};
 /// The command bytes of the frames that carry these bodies (16 DirRecord, 17 DirRequest,
 /// 18 Forward), defined with the rest of the TCP plane's commands.
-pub use super::tcp::{CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_FORWARD};
-use super::udp::{canonical_addr, MAX_EVENT};
-use super::{Fingerprint, WireError};
+pub use super::{CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_FORWARD};
+use crate::wire::bytes::{done, take};
+use crate::wire::udp::root::{Root, MAX_DATAGRAM};
+use crate::wire::udp::{canonical_addr, put_family_ip, MAX_EVENT};
+use crate::wire::{Fingerprint, WireError};
 use byteorder::{BigEndian, ByteOrder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Bytes of the TCP frame header in front of a body: command (1) + length (2).
@@ -82,13 +86,6 @@ pub const FORWARD_PUNCH_LEN: usize = FORWARD_FIXED_LEN + WIRE_ADDR_LEN;
 /// Longest Forward body (a relayed event of 1200 bytes): 1274 bytes.
 pub const MAX_FORWARD_LEN: usize = FORWARD_FIXED_LEN + MAX_EVENT;
 
-fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], WireError> {
-    let end = pos.checked_add(n).ok_or(WireError::Truncated)?;
-    let s = buf.get(*pos..end).ok_or(WireError::Truncated)?;
-    *pos = end;
-    Ok(s)
-}
-
 fn fingerprint(buf: &[u8], pos: &mut usize) -> Result<Fingerprint, WireError> {
     Fingerprint::from_slice(take(buf, pos, 32)?).ok_or(WireError::Truncated)
 }
@@ -123,20 +120,9 @@ fn parse_wire_addr(buf: &[u8], pos: &mut usize) -> Result<SocketAddr, WireError>
 fn emit_wire_addr(addr: SocketAddr, buf: &mut [u8]) {
     let addr = canonical_addr(addr);
     buf[..WIRE_ADDR_LEN].fill(0);
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            buf[0] = 4;
-            buf[1..5].copy_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            buf[0] = 6;
-            buf[1..17].copy_from_slice(&ip.octets());
-        }
-    }
+    put_family_ip(addr.ip(), buf);
     BigEndian::write_u16(&mut buf[17..19], addr.port());
 }
-
-use super::udp::done;
 
 /// What a kind-1 DirRecord carries after the fixed part: the client's reflexive address,
 /// its home server's alias and its original signed registration.
@@ -436,6 +422,46 @@ impl<'a> Forward<'a> {
     }
 }
 
+/// Length of the frame that ends the answer to a DirRequest, `[17][len u16 = 4][count
+/// u32]`: 7 bytes (docs/PROTOCOL.md §8.16).
+pub const DIR_END_LEN: usize = FRAME_HEADER_LEN + 4;
+
+/// Writes the frame `[17][len u16 = 4][count u32]` that ends the answer to a DirRequest,
+/// `count` being the records sent; returns 7 (docs/PROTOCOL.md §8.16).
+///
+/// # Errors
+/// [`WireError::BufferTooSmall`] under 7 bytes.
+pub fn emit_dir_end(count: u32, buf: &mut [u8]) -> Result<usize, WireError> {
+    let buf = buf
+        .get_mut(..DIR_END_LEN)
+        .ok_or(WireError::BufferTooSmall)?;
+    buf[0] = CMD_DIR_REQUEST;
+    BigEndian::write_u16(&mut buf[1..3], 4);
+    BigEndian::write_u32(&mut buf[3..7], count);
+    Ok(DIR_END_LEN)
+}
+
+/// Reads the whole end frame `[17][len u16 = 4][count u32]` of a directory answer; returns
+/// the count (docs/PROTOCOL.md §8.16).
+///
+/// # Errors
+/// [`WireError::UnknownCommand`] when the first byte is not 17; [`WireError::BadLength`]
+/// when the length field is not 4; [`WireError::Truncated`] or
+/// [`WireError::TrailingData`] for a frame that is not `3 + len` bytes.
+pub fn parse_dir_end(frame: &[u8]) -> Result<u32, WireError> {
+    let mut pos = 0;
+    if take(frame, &mut pos, 1)?[0] != CMD_DIR_REQUEST {
+        return Err(WireError::UnknownCommand);
+    }
+    let len = BigEndian::read_u16(take(frame, &mut pos, 2)?);
+    if len != 4 {
+        return Err(WireError::BadLength);
+    }
+    let count = BigEndian::read_u32(take(frame, &mut pos, 4)?);
+    done(frame, pos)?;
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +472,30 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
             .collect()
+    }
+
+    #[test]
+    fn end_frame_both_ways() {
+        let bytes = [17, 0, 4, 0, 0, 1, 0];
+        assert_eq!(parse_dir_end(&bytes), Ok(256));
+        let mut out = [0u8; 7];
+        assert_eq!(emit_dir_end(256, &mut out), Ok(7));
+        assert_eq!(out, bytes);
+        assert_eq!(
+            parse_dir_end(&[17, 0, 5, 0, 0, 1, 0, 0]),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            parse_dir_end(&[16, 0, 4, 0, 0, 1, 0]),
+            Err(WireError::UnknownCommand)
+        );
+        for n in 0..7 {
+            assert_eq!(parse_dir_end(&bytes[..n]), Err(WireError::Truncated));
+        }
+        assert_eq!(
+            emit_dir_end(1, &mut out[..6]),
+            Err(WireError::BufferTooSmall)
+        );
     }
 
     #[test]
@@ -637,3 +687,6 @@ mod tests {
         assert_eq!(empty.to_vec(), Err(WireError::BadLength));
     }
 }
+
+#[cfg(test)]
+crate::wire::fixtures::check::fixture_test!(frames_of(&[16, 17, 18], &["dir-record", "dir-end"]));
