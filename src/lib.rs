@@ -9,7 +9,7 @@
 //! # Layout
 //! - [`wire`]: zero-copy views and emitters of every packet and frame; no I/O.
 //! - [`identity`]: certificates, fingerprints, signatures, keys.
-//! - [`core`]: the I/O-free server: the UDP directory ([`core::Server`]) and the TCP plane
+//! - [`core`]: the I/O-free server: the UDP directory ([`core::udp::UdpCore`]) and the TCP plane
 //!   ([`core::tcp::TcpCore`]), fed time and bytes, returning what to send.
 //! - [`federation`]: what servers sync, I/O-free: the node list (canonical form, SHA-512
 //!   hash, loop-free merge and sync; [`federation::nodelist`]).

@@ -1,5 +1,5 @@
 //! The hot paths allocate nothing: after warm-up, keepalives and lookups (answer plus punch
-//! request) go through `Server::handle_datagram` without one heap allocation (the core's
+//! request) go through `UdpCore::handle_datagram` without one heap allocation (the core's
 //! module contract, src/core/server.rs: "Keepalive and lookup allocate nothing per
 //! packet").
 //!
@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rendezvous::core::{Config, Now, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::Now;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::root::{signed_message, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{Payload, COOKIE_LEN};
@@ -106,7 +107,7 @@ fn register_payload(id: &Identity, cookie: Option<&[u8; COOKIE_LEN]>) -> Vec<u8>
 }
 
 /// Registers `peer` (cookie round trip) and asserts the OK.
-fn register(server: &mut Server, now: Now, peer: &Peer) {
+fn register(server: &mut UdpCore, now: Now, peer: &Peer) {
     let mut replies: Vec<Vec<u8>> = Vec::new();
     let first = packet(
         &peer.id,
@@ -145,7 +146,7 @@ fn keepalive_and_lookup_allocate_nothing() {
         mono_ms: 1_000_000,
         unix_s: unix0,
     };
-    let mut server = Server::new(Config::default(), [3; 32], now);
+    let mut server = UdpCore::new(UdpConfig::default(), [3; 32], now);
     let a = Peer {
         id: Identity::generate(KeyAlgorithm::Ed25519, "alloc-a").expect("identity"),
         addr: "192.0.2.10:40000".parse().unwrap(),

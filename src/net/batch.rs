@@ -2,7 +2,8 @@
 //! fixed buffers allocated once, so the datagram-in/reply-out path allocates nothing. A
 //! reply the kernel refuses with EAGAIN waits in a bounded overflow queue.
 
-use crate::core::{Now, Server};
+use crate::core::udp::UdpCore;
+use crate::core::Now;
 use mio::net::UdpSocket;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -205,7 +206,7 @@ impl Batch {
     pub fn drain(
         &mut self,
         socket: &UdpSocket,
-        server: &mut Server,
+        server: &mut UdpCore,
         now: Now,
         budget: usize,
     ) -> bool {

@@ -1,5 +1,5 @@
 //! The only code that touches sockets, mio or the clock: binds the UDP socket (dual-stack
-//! `[::]` by default) and runs the event loop around the I/O-free [`crate::core::Server`].
+//! `[::]` by default) and runs the event loop around the I/O-free [`crate::core::udp::UdpCore`].
 //!
 //! Each wake drains the socket under a budget with `recvmmsg` (up to 32 datagrams per system
 //! call on Linux) and sends the core's replies with `sendmmsg`; a reply the kernel cannot
@@ -8,7 +8,8 @@
 mod batch;
 pub mod tcp;
 
-use crate::core::{Now, Server};
+use crate::core::udp::UdpCore;
+use crate::core::Now;
 use batch::Batch;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
@@ -81,7 +82,7 @@ pub struct TcpParts {
 /// are logged and the loop goes on.
 pub fn run(
     socket: std::net::UdpSocket,
-    server: &mut Server,
+    server: &mut UdpCore,
     tcp: Option<TcpParts>,
     origin: Instant,
     stop: Arc<AtomicBool>,

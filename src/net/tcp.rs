@@ -3,7 +3,8 @@
 //! mio loop. Protocol decisions live in [`crate::core::tcp::TcpCore`].
 
 use crate::core::tcp::{ConnId, TcpAction, TcpCore};
-use crate::core::{Now, Out, PeerOut, Server};
+use crate::core::udp::UdpCore;
+use crate::core::{Now, Out, PeerOut};
 use crate::store::thread::StoreThread;
 use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
 use crate::wire::Fingerprint;
@@ -185,7 +186,7 @@ impl TcpIo {
     ///
     /// `udp` is the UDP core: directory records and forwards from peers go to it, and what
     /// it has for peers goes out on the links; `out` sends the datagrams that produces.
-    pub fn turn(&mut self, registry: &Registry, now: Now, udp: &mut Server, out: &mut Out<'_>) {
+    pub fn turn(&mut self, registry: &Registry, now: Now, udp: &mut UdpCore, out: &mut Out<'_>) {
         let now_ms = now.mono_ms;
         while let Some(ev) = self.store.try_recv() {
             self.core.handle_store(now_ms, ev);
@@ -234,7 +235,7 @@ impl TcpIo {
 
     /// Carries out the core's actions, then hands what the UDP core has for peers to the
     /// links.
-    fn actions(&mut self, registry: &Registry, now: Now, udp: &mut Server, out: &mut Out<'_>) {
+    fn actions(&mut self, registry: &Registry, now: Now, udp: &mut UdpCore, out: &mut Out<'_>) {
         let now_ms = now.mono_ms;
         while let Some(action) = self.core.poll_action() {
             match action {

@@ -1,7 +1,7 @@
 //! Scenario tests of the I/O-free UDP core on a virtual clock (STYLE.md, "Tests in layers",
 //! layer 2; the shape of firezone's `tests/regression.rs`): no sockets, no sleeps.
 //!
-//! A [`Net`] owns one [`Server`] and a hand-advanced [`Now`]; fake [`Client`]s build real,
+//! A [`Net`] owns one [`UdpCore`] and a hand-advanced [`Now`]; fake [`Client`]s build real,
 //! signed packets with the wire module, every datagram the core emits is collected and
 //! decoded, and each test asserts the exact replies (destination, layout, payload).
 //!
@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::{status, Config, Now, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::{status, Now};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::root::{signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{canonical_addr, LookupStatus, OkInfo, Payload, ServerEvent};
@@ -261,7 +262,7 @@ impl Client {
 
 /// One server core on a virtual clock, and the fingerprints of the clients made for it.
 struct Net {
-    server: Server,
+    server: UdpCore,
     now: Now,
     unix0: u64,
     known: Vec<Fingerprint>,
@@ -269,21 +270,21 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        Net::with(Config::default())
+        Net::with(UdpConfig::default())
     }
 
-    fn with(cfg: Config) -> Net {
+    fn with(cfg: UdpConfig) -> Net {
         Net::with_seed(cfg, SEED)
     }
 
-    fn with_seed(cfg: Config, seed: [u8; 32]) -> Net {
+    fn with_seed(cfg: UdpConfig, seed: [u8; 32]) -> Net {
         let unix0 = unix0();
         let now = Now {
             mono_ms: MONO0,
             unix_s: unix0,
         };
         Net {
-            server: Server::new(cfg, seed, now),
+            server: UdpCore::new(cfg, seed, now),
             now,
             unix0,
             known: Vec::new(),
@@ -455,7 +456,7 @@ fn relayed(from: &Client, event: &[u8]) -> Reply {
     }
 }
 
-const HOME: &str = "rendezvous"; // Config::default().alias
+const HOME: &str = "rendezvous"; // UdpConfig::default().alias
 
 // ---------------------------------------------------------------------------------------
 // Registration and the address check
@@ -566,7 +567,7 @@ fn new_boot_epoch_after_restart() {
     let a = first.client("192.0.2.10:40000", None);
     first.online(&a);
     // The "restarted" server has another seed, so another epoch, and does not know `a`.
-    let mut second = Net::with_seed(Config::default(), [0x11; 32]);
+    let mut second = Net::with_seed(UdpConfig::default(), [0x11; 32]);
     second.known.push(a.fp());
     assert_ne!(first.server.boot_epoch(), second.server.boot_epoch());
     let got = second.send(a.addr, &a.keepalive(64));
@@ -576,9 +577,9 @@ fn new_boot_epoch_after_restart() {
 
 #[test]
 fn registration_rate_limit_per_prefix_is_429() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         register_per_s: 1, // burst 2
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.11:40000", None);
@@ -717,9 +718,9 @@ fn keepalive_from_unknown_address_404_only_when_large_enough() {
 
 #[test]
 fn keepalive_from_other_address_does_not_refresh() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         ttl_ms: 6_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     net.online(&a);
@@ -744,9 +745,9 @@ fn keepalive_from_other_address_does_not_refresh() {
 
 #[test]
 fn ttl_expiry_via_handle_timeout() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         ttl_ms: 6_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     assert_eq!(net.server.config().advised_keepalive_s(), 2);
     let a = net.client("192.0.2.10:40000", None);
@@ -973,9 +974,9 @@ fn fetch() {
 
 #[test]
 fn relay_depth_limit_is_503() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         queue_depth: 2,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let c = net.client("203.0.113.3:3000", None);
@@ -1455,7 +1456,7 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_never_amplify_nor_change_state(bytes in datagram()) {
-        let mut net = Net::with(Config { max_clients: 64, max_rate_entries: 64, ..Config::default() });
+        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
         let a = net.client("192.0.2.10:40000", None);
         net.online(&a);
         net.advance(1_000);
@@ -1472,7 +1473,7 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_from_a_client_never_move_it(bytes in datagram()) {
-        let mut net = Net::with(Config { max_clients: 64, max_rate_entries: 64, ..Config::default() });
+        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
         let a = net.client("192.0.2.10:40000", None);
         let b = net.client("192.0.2.20:40000", None);
         net.online(&a);
@@ -1494,9 +1495,9 @@ proptest! {
 
 #[test]
 fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         max_clients: 2,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1521,9 +1522,9 @@ fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
 /// answered 503 "freshness table full" after evicting).
 #[test]
 fn full_directory_evicts_a_client_that_never_kept_alive() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         max_clients: 2,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1549,10 +1550,10 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
 /// new clients out of an emptied directory (regression: 503 until the window passed).
 #[test]
 fn expired_clients_make_room_for_new_ones() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         max_clients: 2,
         ttl_ms: 6_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1573,9 +1574,9 @@ fn expired_clients_make_room_for_new_ones() {
 
 #[test]
 fn global_queue_byte_limit_is_503() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         queue_bytes: 10,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let c = net.client("203.0.113.3:3000", None);
@@ -1597,9 +1598,9 @@ fn global_queue_byte_limit_is_503() {
 
 #[test]
 fn queued_events_expire_by_age() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         queue_age_ms: 5_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let c = net.client("203.0.113.3:3000", None);
@@ -1638,9 +1639,9 @@ fn relay_too_large_for_the_recipients_shifted_layout_is_413() {
 
 #[test]
 fn lookup_answers_are_held_to_a_byte_budget_per_source() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         lookup_bytes_per_s: 200, // an answer to a plain client costs 12 + 49 + 10 bytes
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1672,9 +1673,9 @@ fn lookup_answers_are_held_to_a_byte_budget_per_source() {
 // ---------------------------------------------------------------------------------------
 
 fn replaying() -> Net {
-    Net::with(Config {
+    Net::with(UdpConfig {
         accept_replayed: true,
-        ..Config::default()
+        ..UdpConfig::default()
     })
 }
 

@@ -2,7 +2,7 @@
 //! on a virtual clock (STYLE.md, "Tests in layers", layer 3; BRIEF.md, "TCP plane",
 //! "Federation of the fingerprint directory"): no sockets, no sleeps.
 //!
-//! A [`Fed`] holds up to five [`Server`]s named A..E joined in a line A-B-C-D-E. What one
+//! A [`Fed`] holds up to five [`UdpCore`]s named A..E joined in a line A-B-C-D-E. What one
 //! core puts in its peer outbox goes to each of its neighbours only, through one FIFO of
 //! messages in flight (so each link keeps its order, as TCP does); `WantDirectory` is
 //! answered at once with the neighbours' `directory_page`s. Clients build real, signed
@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::{status, Config, Now, PeerOut, PeerRecordError, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::{status, Now, PeerOut, PeerRecordError};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
@@ -173,7 +174,7 @@ enum Msg {
 
 /// Servers in a line on one virtual clock, with the peer links simulated in memory.
 struct Fed {
-    nodes: Vec<Server>,
+    nodes: Vec<UdpCore>,
     now: Now,
     unix0: u64,
     /// Messages in flight: (from, to, message), delivered in order.
@@ -193,11 +194,11 @@ struct Fed {
 impl Fed {
     /// `n` servers in a line, named A.., with the default config.
     fn line(n: usize) -> Fed {
-        Fed::line_with(n, |_| Config::default())
+        Fed::line_with(n, |_| UdpConfig::default())
     }
 
     /// `n` servers in a line; `cfg(i)` gives server i's config (its alias is set here).
-    fn line_with(n: usize, cfg: impl Fn(usize) -> Config) -> Fed {
+    fn line_with(n: usize, cfg: impl Fn(usize) -> UdpConfig) -> Fed {
         let unix0 = unix0();
         let now = Now {
             mono_ms: MONO0,
@@ -205,11 +206,11 @@ impl Fed {
         };
         let nodes = (0..n)
             .map(|i| {
-                let c = Config {
+                let c = UdpConfig {
                     alias: NAMES[i].to_string(),
                     ..cfg(i)
                 };
-                Server::new(c, [i as u8 + 1; 32], now)
+                UdpCore::new(c, [i as u8 + 1; 32], now)
             })
             .collect();
         Fed {
@@ -417,7 +418,7 @@ fn counts(d: &[(u64, [u8; 64])]) -> Vec<u64> {
 
 /// All of `s`'s directory, `max` records per page: each record body with its fingerprint,
 /// checking the frames and the order as it goes.
-fn pages(s: &Server, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
+fn pages(s: &UdpCore, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
@@ -450,7 +451,7 @@ fn pages(s: &Server, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
 }
 
 /// Registration record bodies from a lone server's outbox (other items dropped).
-fn drain_records(s: &mut Server) -> Vec<Vec<u8>> {
+fn drain_records(s: &mut UdpCore) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     while let Some(item) = s.poll_peer_out() {
         if let PeerOut::Record(b) = item {
@@ -461,11 +462,11 @@ fn drain_records(s: &mut Server) -> Vec<Vec<u8>> {
 }
 
 /// A lone server named `alias` on the clock of `fed`.
-fn lone(fed: &Fed, alias: &str) -> Server {
-    Server::new(
-        Config {
+fn lone(fed: &Fed, alias: &str) -> UdpCore {
+    UdpCore::new(
+        UdpConfig {
             alias: alias.into(),
-            ..Config::default()
+            ..UdpConfig::default()
         },
         [0xf0; 32],
         fed.now,
@@ -473,7 +474,7 @@ fn lone(fed: &Fed, alias: &str) -> Server {
 }
 
 /// The state that no refused input may change.
-fn state(s: &Server) -> (usize, usize, (u64, [u8; 64])) {
+fn state(s: &UdpCore) -> (usize, usize, (u64, [u8; 64])) {
     (s.online(), s.remote_online(), s.directory_digest())
 }
 
@@ -684,9 +685,9 @@ fn reregistration_at_a_new_address_propagates() {
 #[test]
 fn expiry_propagates() {
     // B..E would keep the entry three times longer: only A's expiry record removes it.
-    let mut fed = Fed::line_with(5, |i| Config {
+    let mut fed = Fed::line_with(5, |i| UdpConfig {
         ttl_ms: if i == 0 { 75_000 } else { 225_000 },
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let x = Client::new("192.0.2.10:40000");
     let y = Client::new("192.0.2.20:40000");
@@ -867,7 +868,7 @@ fn forged_records_change_nothing() {
     let empty = state(&f);
     let now = fed.now;
     let refused =
-        |f: &mut Server, body: &[u8]| f.apply_peer_record(now, body).map_err(|e| e.status);
+        |f: &mut UdpCore, body: &[u8]| f.apply_peer_record(now, body).map_err(|e| e.status);
 
     let bad_sig = edit(&good, |_, sig, _| *sig.last_mut().unwrap() ^= 1);
     assert_eq!(refused(&mut f, &bad_sig), Err(401));
@@ -1021,7 +1022,7 @@ proptest! {
     #[test]
     fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..1800)) {
         let now = Now { mono_ms: MONO0, unix_s: unix0() };
-        let mut s = Server::new(Config::default(), [7; 32], now);
+        let mut s = UdpCore::new(UdpConfig::default(), [7; 32], now);
         let before = state(&s);
         let r = s.apply_peer_record(now, &body);
         if r.is_err() {
@@ -1242,9 +1243,9 @@ fn directory_pages_cover_everything_once_in_order_and_digests_agree() {
 
 #[test]
 fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
-    let mut fed = Fed::line_with(1, |_| Config {
+    let mut fed = Fed::line_with(1, |_| UdpConfig {
         max_peer_out: 8,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let clients: Vec<_> = (0..20)
         .map(|k| Client::new(&format!("192.0.2.{}:4000", 10 + k)))

@@ -9,12 +9,12 @@
 //!
 //! Federation (BRIEF.md, "TCP plane", "Federation of the fingerprint directory"): the
 //! directory also holds remote entries (clients homed at other servers) learned through
-//! [`Server::apply_peer_record`]; local changes, and every peer record that changed
-//! something, come out of [`Server::poll_peer_out`] for the TCP plane to flood; punch
+//! [`UdpCore::apply_peer_record`]; local changes, and every peer record that changed
+//! something, come out of [`UdpCore::poll_peer_out`] for the TCP plane to flood; punch
 //! requests and relayed events for remote clients leave as forwards toward their home and
-//! arrive through [`Server::handle_forward`]. A fingerprint is local or remote, never both.
+//! arrive through [`UdpCore::handle_forward`]. A fingerprint is local or remote, never both.
 //!
-//! Replaying captures (issue 5, `serve --accept-replayed`, [`Config::accept_replayed`]):
+//! Replaying captures (issue 5, `serve --accept-replayed`, [`UdpConfig::accept_replayed`]):
 //! the freshness window and the address check are off, so a capture's signed packets work
 //! again days later from other source ports. Everything else holds: a registration needs a
 //! certificate and a signature that verify, and per fingerprint a signed packet older than
@@ -22,11 +22,16 @@
 //! replayed twice at one server registers nothing the second time). The CLI allows it only
 //! on a loopback listener.
 
-use super::config::Config;
-use super::cookie::CookieJar;
-use super::directory::{Remote, RemoteTable, Signed};
-use super::limits::{is_loopback, prefix_of, Buckets, Interval};
-use super::queue::{QueueError, RelayQueues};
+pub mod config;
+pub mod cookie;
+pub mod limits;
+pub mod queue;
+mod remote;
+
+pub use config::UdpConfig;
+
+use super::status;
+use super::Now;
 use crate::identity::{self, VerifyingKey};
 use crate::wire::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
@@ -38,39 +43,13 @@ use crate::wire::udp::{
     Payload, Register, Relay, ServerEvent,
 };
 use crate::wire::{Fingerprint, PacketType, Root, RootHeader, WireError};
+use cookie::CookieJar;
+use limits::{is_loopback, prefix_of, Buckets, Interval};
+use queue::{QueueError, RelayQueues};
+use remote::{Remote, RemoteTable, Signed};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-
-/// The time the core is fed: a monotonic clock for expiry and rate limits, and Unix time
-/// for the freshness window and certificate validity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Monotonic milliseconds (any origin; never goes backwards).
-    pub mono_ms: u64,
-    /// Unix time, seconds (UTC).
-    pub unix_s: u64,
-}
-
-/// HTTP-like status codes of type-7 errors (BRIEF.md, type 7).
-pub mod status {
-    /// Malformed.
-    pub const BAD_REQUEST: u16 = 400;
-    /// Bad or missing signature or certificate.
-    pub const UNAUTHORIZED: u16 = 401;
-    /// Not allowed (e.g. lookup from an unregistered source).
-    pub const FORBIDDEN: u16 = 403;
-    /// Unknown (e.g. keepalive from an address the server does not know).
-    pub const NOT_FOUND: u16 = 404;
-    /// Stale or replayed.
-    pub const CONFLICT: u16 = 409;
-    /// Too large.
-    pub const TOO_LARGE: u16 = 413;
-    /// Rate limited.
-    pub const RATE_LIMITED: u16 = 429;
-    /// Full.
-    pub const FULL: u16 = 503;
-}
 
 /// Counters of what the core has seen and done (for logs, metrics and tests).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -100,7 +79,7 @@ pub struct Stats {
     pub errors: [u64; 8],
     /// Clients expired by the TTL.
     pub expired: u64,
-    /// DirRecord bodies handed to [`Server::apply_peer_record`].
+    /// DirRecord bodies handed to [`UdpCore::apply_peer_record`].
     pub peer_records_in: u64,
     /// Peer records that changed the directory (and were passed on).
     pub peer_records_applied: u64,
@@ -109,7 +88,7 @@ pub struct Stats {
     /// Peer records refused because the remote table was full (also in
     /// `peer_records_refused`).
     pub remote_full: u64,
-    /// Forward bodies handed to [`Server::handle_forward`] (refused ones included).
+    /// Forward bodies handed to [`UdpCore::handle_forward`] (refused ones included).
     pub forwards_in: u64,
     /// Forwards put in the peer outbox (made here or passed on).
     pub forwards_out: u64,
@@ -217,7 +196,7 @@ pub enum PeerOut {
     /// A Forward body ([`crate::wire::dir::Forward`], frame command 18), 93 to 1274 bytes.
     Forward(Vec<u8>),
     /// Ask the peers for their whole directory (command 17) and feed the records of the
-    /// answer to [`Server::apply_peer_record`]. Yielded at most once per announce interval
+    /// answer to [`UdpCore::apply_peer_record`]. Yielded at most once per announce interval
     /// for unknown refreshes (and whenever the outbox overflowed).
     WantDirectory,
 }
@@ -296,8 +275,8 @@ fn body_len(item: &PeerOut) -> usize {
 }
 
 /// The rendezvous server's UDP plane, free of I/O.
-pub struct Server {
-    cfg: Config,
+pub struct UdpCore {
+    cfg: UdpConfig,
     alias: String,
     boot_epoch: u32,
     cookies: CookieJar,
@@ -343,10 +322,10 @@ struct Req {
 /// Where the core's datagrams go: `out(destination, bytes)`.
 pub type Out<'a> = dyn FnMut(SocketAddr, &[u8]) + 'a;
 
-impl Server {
+impl UdpCore {
     /// A server with `cfg`, starting at `now`. `seed` (32 random bytes from the OS) keys the
     /// address-check cookies and picks the boot epoch and the junk of shifted replies.
-    pub fn new(cfg: Config, seed: [u8; 32], now: Now) -> Self {
+    pub fn new(cfg: UdpConfig, seed: [u8; 32], now: Now) -> Self {
         let alias = cut_utf8(&cfg.alias, 255).to_string();
         // Independent values from the seed: the epoch and the junk of shifted replies are
         // visible on the wire, so the cookie key must share no bits with them.
@@ -365,7 +344,7 @@ impl Server {
         let f = derive(b"forward ids");
         let forward_state = u64::from_be_bytes([f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]]);
         let cap = cfg.max_clients.min(1 << 16);
-        Server {
+        UdpCore {
             cookies: CookieJar::new(cookie_key, cfg.cookie_period_ms),
             queues: RelayQueues::new(
                 cfg.queue_depth,
@@ -411,7 +390,7 @@ impl Server {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &UdpConfig {
         &self.cfg
     }
 
@@ -432,7 +411,7 @@ impl Server {
     }
 
     /// Number of remote entries: clients homed at other servers, learned from peers
-    /// (BRIEF.md, "TCP plane", federation; bounded by [`Config::max_remote`]).
+    /// (BRIEF.md, "TCP plane", federation; bounded by [`UdpConfig::max_remote`]).
     pub fn remote_online(&self) -> usize {
         self.remote.len()
     }
@@ -489,7 +468,7 @@ impl Server {
 
     /// The next item for the peer servers, oldest first (a pending
     /// [`PeerOut::WantDirectory`] comes before the rest); `None` when the outbox is empty.
-    /// The outbox holds at most [`Config::max_peer_out`] items and 16 MiB of bodies; past
+    /// The outbox holds at most [`UdpConfig::max_peer_out`] items and 16 MiB of bodies; past
     /// that the oldest is dropped (counted in [`Stats::peer_out_dropped`]) and a resync is
     /// asked for. The loop should drain it after every call into the core, also when it has
     /// no peer link. Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
@@ -518,7 +497,7 @@ impl Server {
     /// # Errors
     /// [`PeerRecordError`] 400 (malformed, hops over 16, fingerprint not the certificate's,
     /// an embedded payload that is no registration), 401 (certificate or signature), 503
-    /// (remote table full, [`Config::max_remote`]); nothing changes then.
+    /// (remote table full, [`UdpConfig::max_remote`]); nothing changes then.
     ///
     /// Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
     pub fn apply_peer_record(&mut self, now: Now, body: &[u8]) -> Result<bool, PeerRecordError> {
@@ -862,7 +841,7 @@ impl Server {
     /// Expires clients past their TTL (each leaves an expiry record for the peers), lets
     /// remote entries lapse past their deadline (no record), re-announces local clients
     /// heard from since their last announcement (refresh records, every
-    /// [`Config::announce_interval_ms`]), drops queued events past their age and sweeps idle
+    /// [`UdpConfig::announce_interval_ms`]), drops queued events past their age and sweeps idle
     /// rate-limit entries.
     pub fn handle_timeout(&mut self, now: Now) {
         while let Some(&(deadline, fp)) = self.expiry.first() {
@@ -941,7 +920,7 @@ impl Server {
     /// A pass that stops early goes on [`ANNOUNCE_RETRY_MS`] later, once the loop has
     /// drained the outbox (each call scans the table: O(n)).
     fn announce(&mut self, now: Now) -> bool {
-        let Server {
+        let UdpCore {
             clients,
             outbox,
             stats,
@@ -1140,7 +1119,7 @@ impl Server {
     }
 
     /// The freshness window (BRIEF.md, "Freshness"): `ts` within `freshness_s` of the
-    /// server clock, either side. Always true with [`Config::accept_replayed`], which turns
+    /// server clock, either side. Always true with [`UdpConfig::accept_replayed`], which turns
     /// the window off so that a capture's old signed packets can be replayed.
     fn check_window(&self, now: Now, ts: u64) -> bool {
         self.cfg.accept_replayed || now.unix_s.abs_diff(ts) <= self.cfg.freshness_s
@@ -1148,7 +1127,7 @@ impl Server {
 
     /// The oldest timestamp whose freshness state is still worth keeping: anything older
     /// fails the window check anyway. 0 (keep everything, within the table's bound) with
-    /// [`Config::accept_replayed`], where old timestamps pass and the per-fingerprint
+    /// [`UdpConfig::accept_replayed`], where old timestamps pass and the per-fingerprint
     /// "newest accepted" and replay rules are all that stands against a replay.
     fn fresh_horizon(&self, now: Now) -> u64 {
         if self.cfg.accept_replayed {
@@ -1182,7 +1161,7 @@ impl Server {
 
     /// Makes room for freshness state of `fp` if needed: drops entries whose newest
     /// timestamp has left the window (no packet that old passes the window check anyway;
-    /// none with [`Config::accept_replayed`]), then entries of fingerprints that are not
+    /// none with [`UdpConfig::accept_replayed`]), then entries of fingerprints that are not
     /// online. False when still full.
     fn fresh_room(&mut self, now: Now, fp: &Fingerprint) -> bool {
         if self.fresh.contains_key(fp) || self.fresh.len() < self.fresh_cap() {

@@ -1,6 +1,6 @@
 //! The remote half of the directory: clients registered at other servers, learned from
 //! DirRecords, each with its own TTL deadline. Owns no I/O and makes no policy decisions
-//! (which record wins is [`super::Server`]'s); it keeps its expiry set exactly in step with
+//! (which record wins is [`super::UdpCore`]'s); it keeps its expiry set exactly in step with
 //! its map and never holds more than its bound. Source: BRIEF.md, "TCP plane", federation.
 
 use crate::identity::VerifyingKey;
