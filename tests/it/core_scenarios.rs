@@ -478,8 +478,8 @@ fn register_flow_with_cookie() {
     assert_eq!(got, vec![to(&a, Reply::Cookie(cookie))]);
     assert_eq!(got[0].len, 12 + 16);
     assert_eq!(net.where_is(&a), None);
-    assert_eq!(net.server.stats().cookies_sent, 1);
-    assert_eq!(net.server.stats().registrations, 0);
+    assert_eq!(net.server.stats().datagrams.cookies_sent, 1);
+    assert_eq!(net.server.stats().datagrams.registrations, 0);
 
     // A wrong cookie is not an error: just the challenge again, with the right cookie.
     let got = net.send(a.addr, &a.register(ts, Some(&[0xAA; 16])));
@@ -501,7 +501,7 @@ fn register_flow_with_cookie() {
     );
     assert_eq!(got[0].len, 12 + 13);
     assert_eq!(net.where_is(&a), Some(a.addr));
-    assert_eq!(net.server.stats().registrations, 1);
+    assert_eq!(net.server.stats().datagrams.registrations, 1);
     assert_eq!(net.server.online(), 1);
 }
 
@@ -683,9 +683,9 @@ fn keepalive_refreshes_and_is_never_answered() {
     // A signed keepalive (allowed, not required) is treated the same; so is a stale one.
     assert!(net.send(a.addr, &a.signed(0, 0, &[])).is_empty());
     assert_eq!(net.age_ms(&a), Some(0));
-    assert_eq!(net.server.stats().keepalives, 3);
+    assert_eq!(net.server.stats().datagrams.keepalives, 3);
     assert_eq!(
-        net.server.stats().datagrams_out,
+        net.server.stats().emitted.datagrams_out,
         2,
         "only the cookie and the OK"
     );
@@ -706,7 +706,7 @@ fn keepalive_from_unknown_address_404_only_when_large_enough() {
     let got = net.send(u.addr, &u.keepalive(64));
     assert_eq!(got, vec![to(&u, error(status::NOT_FOUND, 0))]);
     assert!(got[0].len <= 64 && !got[0].detail.is_empty());
-    assert_eq!(net.server.stats().errors[3], 2);
+    assert_eq!(net.server.stats().emitted.errors[3], 2);
     assert_eq!(net.server.online(), 0);
 
     // The same from a shifted client: the 404 comes back shifted.
@@ -736,7 +736,7 @@ fn keepalive_from_other_address_does_not_refresh() {
     }
     net.advance(2_000); // 6 s without a keepalive from its own address: expired
     assert_eq!(net.where_is(&a), None);
-    assert_eq!(net.server.stats().keepalives, 0);
+    assert_eq!(net.server.stats().datagrams.keepalives, 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -768,7 +768,7 @@ fn ttl_expiry_via_handle_timeout() {
         assert_eq!(net.where_is(&b).is_some(), second < 6, "b at {second} s");
     }
     assert_eq!(net.age_ms(&a), Some(1_000));
-    assert_eq!(net.server.stats().expired, 1);
+    assert_eq!(net.server.stats().datagrams.expired, 1);
     assert_eq!(net.server.online(), 1);
 
     // Known but offline: status 1 with the seconds since it was last seen.
@@ -815,7 +815,7 @@ fn lookup_from_unregistered_source_is_403_no_larger() {
     assert_eq!(got, vec![to(&u, error(status::FORBIDDEN, 5))]);
     assert!(got[0].len <= req.len());
     // The target learns nothing about the stranger.
-    assert_eq!(net.server.stats().lookups, 0);
+    assert_eq!(net.server.stats().datagrams.lookups, 0);
 }
 
 #[test]
@@ -887,7 +887,7 @@ fn lookup_online_punches_target_once_per_pair_per_second() {
             to(&b, punch(&a))
         ]
     );
-    assert_eq!(net.server.stats().lookups, 4);
+    assert_eq!(net.server.stats().datagrams.lookups, 4);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -923,7 +923,7 @@ fn relay_to_online_destination() {
     let big = vec![0x42; 1200];
     let got = net.send(a.addr, &a.relay(ts, b.fp(), &big));
     assert_eq!(got, vec![to(&b, relayed(&a, &big))]);
-    assert_eq!(net.server.stats().relayed, 2);
+    assert_eq!(net.server.stats().datagrams.relayed, 2);
 }
 
 #[test]
@@ -936,7 +936,7 @@ fn relay_to_offline_destination_is_queued_and_delivered_once_after_ok() {
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"first")).is_empty());
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"second")).is_empty());
     assert_eq!(net.server.queued_for(&c.fp()), 2);
-    assert_eq!(net.server.stats().queued, 2);
+    assert_eq!(net.server.stats().datagrams.queued, 2);
 
     net.advance(3_000);
     let after_ok = net.register(&c);
@@ -952,7 +952,7 @@ fn relay_to_offline_destination_is_queued_and_delivered_once_after_ok() {
     assert!(net.send(c.addr, &c.fetch()).is_empty());
     net.advance(1_000);
     assert!(net.register(&c).is_empty());
-    assert_eq!(net.server.stats().delivered, 2);
+    assert_eq!(net.server.stats().datagrams.delivered, 2);
 }
 
 #[test]
@@ -1038,7 +1038,7 @@ fn relay_must_be_signed_by_the_registered_key() {
         assert_eq!(got, vec![to(&a, error(status::UNAUTHORIZED, 4))]);
     }
     assert_eq!(net.server.queued_for(&c.fp()), 0);
-    assert_eq!(net.server.stats().relayed, 0);
+    assert_eq!(net.server.stats().datagrams.relayed, 0);
     // From an unregistered source, even correctly signed: 403.
     let got = net.send(mallory.addr, &mallory.relay(ts, b.fp(), b"hi"));
     assert_eq!(got, vec![to(&mallory, error(status::FORBIDDEN, 4))]);
@@ -1084,7 +1084,10 @@ fn replayed_registration_is_409_and_changes_nothing() {
     assert_eq!(got, vec![to(&a, error(status::CONFLICT, 2))]);
     assert_eq!(net.where_is(&a), Some(a.addr));
     assert_eq!(net.age_ms(&a), Some(2_000), "a replay does not refresh");
-    assert_eq!(net.server.stats().registrations, stats.registrations);
+    assert_eq!(
+        net.server.stats().datagrams.registrations,
+        stats.datagrams.registrations
+    );
     assert_eq!(net.server.online(), 1);
 }
 
@@ -1267,8 +1270,14 @@ fn packets_from_servers_are_never_answered() {
         assert!(net.send(u.addr, &p).is_empty());
         assert!(net.send(a.addr, &p).is_empty());
     }
-    assert_eq!(net.server.stats().datagrams_out, stats.datagrams_out);
-    assert_eq!(net.server.stats().registrations, stats.registrations);
+    assert_eq!(
+        net.server.stats().emitted.datagrams_out,
+        stats.emitted.datagrams_out
+    );
+    assert_eq!(
+        net.server.stats().datagrams.registrations,
+        stats.datagrams.registrations
+    );
 }
 
 #[test]
@@ -1692,7 +1701,7 @@ fn accept_replayed_registers_without_a_cookie_and_with_a_foreign_one() {
     assert_eq!(got, vec![to(&b, net.ok_for(&b))]);
     assert_eq!(net.where_is(&a), Some(a.addr));
     assert_eq!(net.where_is(&b), Some(b.addr));
-    assert_eq!(net.server.stats().cookies_sent, 0);
+    assert_eq!(net.server.stats().datagrams.cookies_sent, 0);
     // The registered clients work as usual.
     let got = net.send(a.addr, &a.lookup(b.fp()));
     assert_eq!(
@@ -1762,7 +1771,10 @@ fn accept_replayed_still_refuses_exact_replays_and_older_packets_after_sweeps() 
         vec![to(&elsewhere, error(status::CONFLICT, 2))]
     );
     assert_eq!(net.where_is(&a), Some(a.addr));
-    assert_eq!(net.server.stats().registrations, stats.registrations);
+    assert_eq!(
+        net.server.stats().datagrams.registrations,
+        stats.datagrams.registrations
+    );
     // A newer one from there moves it (no address check).
     let got = net.send(elsewhere.addr, &a.register(t + 2, None));
     assert_eq!(got, vec![to(&elsewhere, net.ok_for(&elsewhere))]);

@@ -615,7 +615,7 @@ fn registration_at_a_is_found_at_e_with_home_a() {
     assert_eq!(home, "E");
     fed.assert_converged();
     assert!(fed.errors.is_empty(), "{:?}", fed.errors);
-    assert_eq!(fed.nodes[2].stats().peer_records_applied, 2);
+    assert_eq!(fed.nodes[2].stats().federation.peer_records_applied, 2);
 }
 
 #[test]
@@ -701,9 +701,9 @@ fn expiry_propagates() {
     for i in 0..5 {
         assert_eq!(fed.locate(i, &x.fp()), None, "server {}", name(i));
         assert!(fed.locate(i, &y.fp()).is_some());
-        assert_eq!(fed.nodes[i].stats().remote_expired, 0);
+        assert_eq!(fed.nodes[i].stats().federation.remote_expired, 0);
     }
-    assert_eq!(fed.nodes[0].stats().expired, 1);
+    assert_eq!(fed.nodes[0].stats().datagrams.expired, 1);
     fed.assert_converged();
     assert_eq!(fed.digests()[0].0, 1);
 }
@@ -722,7 +722,7 @@ fn remote_entries_stay_with_refreshes_and_lapse_without() {
             assert!(r.age_ms < 75_000);
         }
     }
-    assert!(fed.nodes[4].stats().peer_records_applied >= 10);
+    assert!(fed.nodes[4].stats().federation.peer_records_applied >= 10);
     // A is cut off: X keeps alive at A, but nothing reaches the others; within a TTL and
     // an announce interval their entries lapse (no record sent).
     fed.cut.insert(0);
@@ -733,7 +733,12 @@ fn remote_entries_stay_with_refreshes_and_lapse_without() {
     assert!(fed.nodes[0].client(&x.fp(), fed.now).is_some());
     for i in 1..5 {
         assert_eq!(fed.locate(i, &x.fp()), None);
-        assert_eq!(fed.nodes[i].stats().remote_expired, 1, "server {}", name(i));
+        assert_eq!(
+            fed.nodes[i].stats().federation.remote_expired,
+            1,
+            "server {}",
+            name(i)
+        );
     }
     // Healed: A's next refresh is news to B, which asks for the directory and passes what
     // it learns on.
@@ -789,7 +794,7 @@ fn a_client_moving_from_a_to_e_is_homed_at_e_everywhere() {
     fed.assert_converged();
     // A's TTL passes: A must not announce an expiry of a client it gave up.
     fed.advance(80_000);
-    assert_eq!(fed.nodes[0].stats().expired, 0);
+    assert_eq!(fed.nodes[0].stats().datagrams.expired, 0);
     assert!(fed.errors.is_empty(), "{:?}", fed.errors);
 }
 
@@ -889,7 +894,7 @@ fn forged_records_change_nothing() {
     assert_eq!(refused(&mut f, &hops), Err(400));
     assert_eq!(state(&f), empty);
     assert!(f.poll_peer_out().is_none(), "nothing refused is passed on");
-    assert_eq!(f.stats().peer_records_refused, 6);
+    assert_eq!(f.stats().federation.peer_records_refused, 6);
 
     // The address is not signed: a peer may state another one (the home server vouches).
     let other = addr("198.51.100.1:1");
@@ -1055,7 +1060,7 @@ fn lookup_at_e_makes_a_send_the_punch_request() {
     };
     assert_eq!(home, "A");
     assert!(matches!(status, LookupStatus::Online { addr, .. } if *addr == x.addr));
-    assert_eq!(fed.nodes[4].stats().forwards_out, 1);
+    assert_eq!(fed.nodes[4].stats().federation.forwards_out, 1);
     fed.pump();
     let sent = fed.take_datagrams();
     assert_eq!(
@@ -1069,14 +1074,14 @@ fn lookup_at_e_makes_a_send_the_punch_request() {
             }
         )]
     );
-    assert_eq!(fed.nodes[0].stats().forwards_delivered, 1);
+    assert_eq!(fed.nodes[0].stats().federation.forwards_delivered, 1);
     // Copies that came back around were dropped by id, none delivered twice.
     assert!(fed.errors.is_empty(), "{:?}", fed.errors);
     // The pair limit: a second lookup within a second makes no new forward.
     let _ = fed.send(4, y.addr, &y.lookup(x.fp()));
     fed.pump();
     assert!(fed.take_datagrams().is_empty());
-    assert_eq!(fed.nodes[4].stats().forwards_out, 1);
+    assert_eq!(fed.nodes[4].stats().federation.forwards_out, 1);
     fed.advance(1_000);
     let _ = fed.send(4, y.addr, &y.lookup(x.fp()));
     fed.pump();
@@ -1104,7 +1109,7 @@ fn relay_from_e_is_delivered_by_a() {
     let mut want = y.fp().0.to_vec();
     want.extend_from_slice(event);
     assert_eq!(root.payload, &want[..]);
-    assert_eq!(fed.nodes[0].stats().forwards_delivered, 1);
+    assert_eq!(fed.nodes[0].stats().federation.forwards_delivered, 1);
     assert_eq!(fed.nodes[4].queued_for(&x.fp()), 0);
 }
 
@@ -1166,13 +1171,13 @@ fn duplicate_forward_ids_are_dropped() {
         );
     }
     assert_eq!(sent, 1);
-    assert_eq!(fed.nodes[0].stats().forwards_duplicate, 2);
+    assert_eq!(fed.nodes[0].stats().federation.forwards_duplicate, 2);
     // Its own forward coming back to the server that made it is a copy too.
     assert_eq!(
         fed.nodes[1].handle_forward(now, &body, &mut |_, _| sent += 1),
         Ok(())
     );
-    assert_eq!(fed.nodes[1].stats().forwards_duplicate, 1);
+    assert_eq!(fed.nodes[1].stats().federation.forwards_duplicate, 1);
     assert!(fed.nodes[1].poll_peer_out().is_none());
     // Too many hops is refused.
     let mut far = body.clone();
@@ -1273,7 +1278,7 @@ fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
         fed.set_clock(fed.now.mono_ms - MONO0 + 10);
     }
     assert_eq!(refreshed.len(), 20);
-    assert_eq!(fed.nodes[0].stats().peer_out_dropped, 0);
+    assert_eq!(fed.nodes[0].stats().federation.peer_out_dropped, 0);
     // Ten registrations with nobody draining: the two oldest records are dropped and the
     // server asks for a resync first.
     let more: Vec<_> = (0..10)
@@ -1282,7 +1287,7 @@ fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
     for c in &more {
         let _ = fed.register_only(0, c);
     }
-    assert_eq!(fed.nodes[0].stats().peer_out_dropped, 2);
+    assert_eq!(fed.nodes[0].stats().federation.peer_out_dropped, 2);
     assert_eq!(fed.nodes[0].poll_peer_out(), Some(PeerOut::WantDirectory));
     let left = drain_records(&mut fed.nodes[0]);
     assert_eq!(left.len(), 8);

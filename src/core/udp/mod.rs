@@ -27,8 +27,10 @@ pub mod cookie;
 pub mod limits;
 pub mod queue;
 mod remote;
+mod stats;
 
 pub use config::UdpConfig;
+pub use stats::{DatagramStats, EmitStats, FederationStats, Stats};
 
 use super::status;
 use super::Now;
@@ -50,70 +52,6 @@ use remote::{Remote, RemoteTable, Signed};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-
-/// Counters of what the core has seen and done (for logs, metrics and tests).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    /// Datagrams handled.
-    pub datagrams_in: u64,
-    /// Datagrams sent (replies, events, punch requests).
-    pub datagrams_out: u64,
-    /// Accepted registrations.
-    pub registrations: u64,
-    /// Keepalives that refreshed a client.
-    pub keepalives: u64,
-    /// Lookups answered.
-    pub lookups: u64,
-    /// Events relayed at once to an online client.
-    pub relayed: u64,
-    /// Events queued for an offline recipient.
-    pub queued: u64,
-    /// Queued events delivered.
-    pub delivered: u64,
-    /// Cookie challenges (type 9) sent.
-    pub cookies_sent: u64,
-    /// Packets dropped without an answer (server-sent, reply types, budgets, too small to
-    /// answer).
-    pub dropped: u64,
-    /// Error replies sent, by status: 400, 401, 403, 404, 409, 413, 429, 503.
-    pub errors: [u64; 8],
-    /// Clients expired by the TTL.
-    pub expired: u64,
-    /// DirRecord bodies handed to [`UdpCore::apply_peer_record`].
-    pub peer_records_in: u64,
-    /// Peer records that changed the directory (and were passed on).
-    pub peer_records_applied: u64,
-    /// Peer records refused with an error (400, 401, 503).
-    pub peer_records_refused: u64,
-    /// Peer records refused because the remote table was full (also in
-    /// `peer_records_refused`).
-    pub remote_full: u64,
-    /// Forward bodies handed to [`UdpCore::handle_forward`] (refused ones included).
-    pub forwards_in: u64,
-    /// Forwards put in the peer outbox (made here or passed on).
-    pub forwards_out: u64,
-    /// Forwards delivered to a local client here (sent, or queued while it is offline).
-    pub forwards_delivered: u64,
-    /// Forwards dropped as copies of one already seen (same id).
-    pub forwards_duplicate: u64,
-    /// Remote entries that lapsed: no refresh from their home within the TTL.
-    pub remote_expired: u64,
-    /// Peer outbox items dropped (the oldest first) because the outbox was full.
-    pub peer_out_dropped: u64,
-}
-
-fn status_index(code: u16) -> usize {
-    match code {
-        400 => 0,
-        401 => 1,
-        403 => 2,
-        404 => 3,
-        409 => 4,
-        413 => 5,
-        429 => 6,
-        _ => 7,
-    }
-}
 
 /// One online client in the directory.
 #[derive(Debug, Clone)]
@@ -250,7 +188,7 @@ impl Outbox {
             if let Some(old) = self.items.pop_front() {
                 self.bytes -= body_len(&old);
             }
-            stats.peer_out_dropped += 1;
+            stats.federation.peer_out_dropped += 1;
             self.want_directory = true;
         }
         self.bytes += body_len(&item);
@@ -469,7 +407,7 @@ impl UdpCore {
     /// The next item for the peer servers, oldest first (a pending
     /// [`PeerOut::WantDirectory`] comes before the rest); `None` when the outbox is empty.
     /// The outbox holds at most [`UdpConfig::max_peer_out`] items and 16 MiB of bodies; past
-    /// that the oldest is dropped (counted in [`Stats::peer_out_dropped`]) and a resync is
+    /// that the oldest is dropped (counted in [`FederationStats::peer_out_dropped`]) and a resync is
     /// asked for. The loop should drain it after every call into the core, also when it has
     /// no peer link. Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
     pub fn poll_peer_out(&mut self) -> Option<PeerOut> {
@@ -501,12 +439,12 @@ impl UdpCore {
     ///
     /// Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
     pub fn apply_peer_record(&mut self, now: Now, body: &[u8]) -> Result<bool, PeerRecordError> {
-        self.stats.peer_records_in += 1;
+        self.stats.federation.peer_records_in += 1;
         let r = self.apply_record(now, body);
         match r {
-            Ok(true) => self.stats.peer_records_applied += 1,
+            Ok(true) => self.stats.federation.peer_records_applied += 1,
             Ok(false) => {}
-            Err(_) => self.stats.peer_records_refused += 1,
+            Err(_) => self.stats.federation.peer_records_refused += 1,
         }
         r
     }
@@ -602,7 +540,7 @@ impl UdpCore {
             }
             Some(_) => {}
             None if self.remote.len() >= self.cfg.max_remote => {
-                self.stats.remote_full += 1;
+                self.stats.federation.remote_full += 1;
                 return Err(peer_err(status::FULL, "remote directory full"));
             }
             None => {}
@@ -634,7 +572,7 @@ impl UdpCore {
             signed: Signed::new(reg.signature, reg.payload),
         };
         if self.remote.insert(fp, entry).is_err() {
-            self.stats.remote_full += 1;
+            self.stats.federation.remote_full += 1;
             return Err(peer_err(status::FULL, "remote directory full"));
         }
         if moved {
@@ -657,7 +595,7 @@ impl UdpCore {
     /// # Errors
     /// [`PeerRecordError`] 400 for a malformed body or hops over 8; nothing changes then.
     /// Drops (a full queue, an event too large for the recipient's shifted layout) are
-    /// counted in [`Stats::dropped`], not errors.
+    /// counted in [`EmitStats::dropped`], not errors.
     ///
     /// Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
     pub fn handle_forward(
@@ -666,7 +604,7 @@ impl UdpCore {
         body: &[u8],
         out: &mut Out<'_>,
     ) -> Result<(), PeerRecordError> {
-        self.stats.forwards_in += 1;
+        self.stats.federation.forwards_in += 1;
         let f = Forward::parse(body).map_err(|e| peer_err(status::BAD_REQUEST, dir_detail(e)))?;
         if f.hops > MAX_FORWARD_HOPS {
             return Err(peer_err(
@@ -675,7 +613,7 @@ impl UdpCore {
             ));
         }
         if !self.remember_forward(f.id) {
-            self.stats.forwards_duplicate += 1;
+            self.stats.federation.forwards_duplicate += 1;
             return Ok(());
         }
         if let Some((addr, shift)) = self.clients.get(&f.target).map(|c| (c.addr, c.shift)) {
@@ -697,9 +635,9 @@ impl UdpCore {
                 }),
             };
             if self.send(out, now.unix_s, addr, shift, &payload, MAX_DATAGRAM) {
-                self.stats.forwards_delivered += 1;
+                self.stats.federation.forwards_delivered += 1;
                 if matches!(f.body, ForwardBody::Relay(_)) {
-                    self.stats.relayed += 1;
+                    self.stats.datagrams.relayed += 1;
                 }
             }
             return Ok(());
@@ -709,10 +647,10 @@ impl UdpCore {
             if let ForwardBody::Relay(event) = f.body {
                 match self.queues.push(f.target, f.source, event, now.mono_ms) {
                     Ok(()) => {
-                        self.stats.queued += 1;
-                        self.stats.forwards_delivered += 1;
+                        self.stats.datagrams.queued += 1;
+                        self.stats.federation.forwards_delivered += 1;
                     }
-                    Err(_) => self.stats.dropped += 1,
+                    Err(_) => self.stats.emitted.dropped += 1,
                 }
             }
             return Ok(());
@@ -721,7 +659,7 @@ impl UdpCore {
             let mut v = body.to_vec();
             v[HOPS_OFFSET] = f.hops + 1;
             self.outbox.push(PeerOut::Forward(v), &mut self.stats);
-            self.stats.forwards_out += 1;
+            self.stats.federation.forwards_out += 1;
         }
         Ok(())
     }
@@ -783,7 +721,7 @@ impl UdpCore {
         };
         if let Ok(v) = f.to_vec() {
             self.outbox.push(PeerOut::Forward(v), &mut self.stats);
-            self.stats.forwards_out += 1;
+            self.stats.federation.forwards_out += 1;
         }
     }
 
@@ -860,12 +798,12 @@ impl UdpCore {
                 c.deadline_ms = real;
                 self.expiry.insert((real, fp));
             } else {
-                self.stats.expired += 1;
+                self.stats.datagrams.expired += 1;
                 self.go_offline(fp, now);
             }
         }
         while self.remote.pop_expired(now.mono_ms).is_some() {
-            self.stats.remote_expired += 1;
+            self.stats.federation.remote_expired += 1;
         }
         if now.mono_ms >= self.next_announce_ms {
             self.next_announce_ms = now.mono_ms + self.cfg.announce_interval_ms();
@@ -950,7 +888,7 @@ impl UdpCore {
 
     /// Handles one datagram from `src` at `now`; each datagram to send is passed to `out`.
     pub fn handle_datagram(&mut self, now: Now, src: SocketAddr, data: &[u8], out: &mut Out<'_>) {
-        self.stats.datagrams_in += 1;
+        self.stats.datagrams.datagrams_in += 1;
         let src = canonical_addr(src);
         // Never answer a server, nor anything that could be a reply (no error ping-pong).
         let from_server = data.first().is_some_and(|p| p & PARAM_FROM_SERVER != 0);
@@ -958,7 +896,7 @@ impl UdpCore {
             Ok(r) => r,
             Err(e) => {
                 if from_server {
-                    self.stats.dropped += 1;
+                    self.stats.emitted.dropped += 1;
                     return;
                 }
                 let code = if e == WireError::TooLarge {
@@ -972,7 +910,7 @@ impl UdpCore {
             }
         };
         if root.from_server() || root.packet_type.is_reply() {
-            self.stats.dropped += 1;
+            self.stats.emitted.dropped += 1;
             return;
         }
         let limit = self.reply_limit(src, data.len());
@@ -1026,21 +964,21 @@ impl UdpCore {
         };
         let total = header.len() + payload.buffer_len();
         if total > limit.min(MAX_DATAGRAM) {
-            self.stats.dropped += 1;
+            self.stats.emitted.dropped += 1;
             return false;
         }
         let Ok(h) = header.emit(&mut self.buf[..], &mut self.junk) else {
-            self.stats.dropped += 1;
+            self.stats.emitted.dropped += 1;
             return false;
         };
         match payload.emit(&mut self.buf[h..total]) {
             Ok(n) => {
                 out(dst, &self.buf[..h + n]);
-                self.stats.datagrams_out += 1;
+                self.stats.emitted.datagrams_out += 1;
                 true
             }
             Err(_) => {
-                self.stats.dropped += 1;
+                self.stats.emitted.dropped += 1;
                 false
             }
         }
@@ -1068,7 +1006,7 @@ impl UdpCore {
         };
         let room = limit.min(MAX_DATAGRAM).saturating_sub(header.len());
         if room < ErrorReply::FIXED_LEN {
-            self.stats.dropped += 1;
+            self.stats.emitted.dropped += 1;
             return;
         }
         let detail = cut_utf8(detail, room - ErrorReply::FIXED_LEN);
@@ -1080,7 +1018,7 @@ impl UdpCore {
         // The timestamp of a server packet is informational; errors carry 0 so that their
         // size never depends on the clock. (Size is fixed anyway: u64.)
         if self.send(out, 0, dst, shift, &reply, limit) {
-            self.stats.errors[status_index(code)] += 1;
+            self.stats.emitted.count_error(code);
         }
     }
 
@@ -1101,7 +1039,7 @@ impl UdpCore {
             if let Some(c) = self.clients.get_mut(fp) {
                 c.last_seen_ms = now.mono_ms;
                 c.kept_alive = true;
-                self.stats.keepalives += 1;
+                self.stats.datagrams.keepalives += 1;
                 return;
             }
         }
@@ -1227,7 +1165,7 @@ impl UdpCore {
         if !cookie_ok {
             let cookie = self.cookies.make(src, now.mono_ms);
             if self.send(out, now.unix_s, src, shift, &Payload::Cookie(cookie), limit) {
-                self.stats.cookies_sent += 1;
+                self.stats.datagrams.cookies_sent += 1;
             }
             return;
         }
@@ -1338,7 +1276,7 @@ impl UdpCore {
         // It was homed elsewhere: it is ours now (the record below supersedes that entry).
         self.remote.remove(&fp);
         self.by_addr.insert(src, fp);
-        self.stats.registrations += 1;
+        self.stats.datagrams.registrations += 1;
         if announce {
             self.announce_registration(now, fp);
         }
@@ -1409,7 +1347,7 @@ impl UdpCore {
                 event: &item.event,
             });
             if self.send(out, now.unix_s, addr, shift, &p, MAX_DATAGRAM) {
-                self.stats.delivered += 1;
+                self.stats.datagrams.delivered += 1;
             }
         }
     }
@@ -1499,7 +1437,7 @@ impl UdpCore {
             }
             self.record_fresh(from, root.timestamp, digest);
             self.send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
-            self.stats.relayed += 1;
+            self.stats.datagrams.relayed += 1;
         } else if self.remote.contains(&dest) {
             // Homed elsewhere: its NAT mapping is open to its home server only.
             self.record_fresh(from, root.timestamp, digest);
@@ -1508,7 +1446,7 @@ impl UdpCore {
             match self.queues.push(dest, from, relay.event, now.mono_ms) {
                 Ok(()) => {
                     self.record_fresh(from, root.timestamp, digest);
-                    self.stats.queued += 1;
+                    self.stats.datagrams.queued += 1;
                 }
                 Err(QueueError::RecipientFull) => {
                     self.refuse(out, req, status::FULL, "recipient's queue is full")
@@ -1595,7 +1533,7 @@ impl UdpCore {
         };
         let cost = (header.len() + probe.buffer_len() + home_len) as u64;
         if !self.exempt(src) && !self.lookup_budget.take(src.ip(), cost, now.mono_ms) {
-            self.stats.dropped += 1;
+            self.stats.emitted.dropped += 1;
             return;
         }
         // The answer borrows the alias while `send` needs `&mut self`: move it out and back
@@ -1623,7 +1561,7 @@ impl UdpCore {
             Home::Remote => self.remote.put_home(&target, alias),
             Home::None => {}
         }
-        self.stats.lookups += 1;
+        self.stats.datagrams.lookups += 1;
         if let Some((taddr, tshift)) = online {
             if target != asker && self.punch_pairs.allow((asker, target), now.mono_ms) {
                 let punch = Payload::ServerEvent(ServerEvent::Punch {
