@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod cookie;
+mod emit;
 pub mod limits;
 pub mod queue;
 mod remote;
@@ -41,11 +42,12 @@ use crate::wire::dir::{
 };
 use crate::wire::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{
-    canonical_addr, cut_utf8, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo,
-    Payload, Register, Relay, ServerEvent,
+    canonical_addr, cut_utf8, parse_lookup, LookupAnswer, LookupStatus, OkInfo, Payload, Register,
+    Relay, ServerEvent,
 };
-use crate::wire::{Fingerprint, PacketType, Root, RootHeader, WireError};
+use crate::wire::{Fingerprint, PacketType, Root, WireError};
 use cookie::CookieJar;
+use emit::{Emitter, Req};
 use limits::{is_loopback, prefix_of, Buckets, Interval};
 use queue::{QueueError, RelayQueues};
 use remote::{Remote, RemoteTable, Signed};
@@ -230,8 +232,7 @@ pub struct UdpCore {
     register_rate: Buckets<[u8; 8]>,
     punch_pairs: Interval<(Fingerprint, Fingerprint)>,
     next_sweep_ms: u64,
-    junk: u64,
-    buf: Box<[u8; MAX_DATAGRAM]>,
+    emitter: Emitter,
     scratch: Box<[u8; MAX_DATAGRAM]>,
     stats: Stats,
     remote: RemoteTable,
@@ -245,16 +246,6 @@ pub struct UdpCore {
     forward_state: u64,
     seen_forwards: std::collections::HashSet<u64>,
     seen_order: VecDeque<u64>,
-}
-
-/// What a refusal needs to know of its request: where to answer, in which layout, how
-/// large the answer may be (no amplification), and the request's type byte.
-#[derive(Debug, Clone, Copy)]
-struct Req {
-    src: SocketAddr,
-    shift: Option<u8>,
-    limit: usize,
-    ty: u8,
 }
 
 /// Where the core's datagrams go: `out(destination, bytes)`.
@@ -309,8 +300,7 @@ impl UdpCore {
             certs: HashMap::new(),
             cert_order: VecDeque::new(),
             next_sweep_ms: now.mono_ms + SWEEP_EVERY_MS,
-            junk,
-            buf: Box::new([0; MAX_DATAGRAM]),
+            emitter: Emitter::new(junk),
             scratch: Box::new([0; MAX_DATAGRAM]),
             stats: Stats::default(),
             remote: RemoteTable::new(cfg.max_remote),
@@ -338,8 +328,11 @@ impl UdpCore {
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        Stats {
+            emitted: self.emitter.stats().clone(),
+            ..self.stats.clone()
+        }
     }
 
     /// Number of local clients online (registered here; remote entries not counted, see
@@ -634,7 +627,10 @@ impl UdpCore {
                     event,
                 }),
             };
-            if self.send(out, now.unix_s, addr, shift, &payload, MAX_DATAGRAM) {
+            if self
+                .emitter
+                .send(out, now.unix_s, addr, shift, &payload, MAX_DATAGRAM)
+            {
                 self.stats.federation.forwards_delivered += 1;
                 if matches!(f.body, ForwardBody::Relay(_)) {
                     self.stats.datagrams.relayed += 1;
@@ -650,7 +646,7 @@ impl UdpCore {
                         self.stats.datagrams.queued += 1;
                         self.stats.federation.forwards_delivered += 1;
                     }
-                    Err(_) => self.stats.emitted.dropped += 1,
+                    Err(_) => self.emitter.drop_one(),
                 }
             }
             return Ok(());
@@ -896,7 +892,7 @@ impl UdpCore {
             Ok(r) => r,
             Err(e) => {
                 if from_server {
-                    self.stats.emitted.dropped += 1;
+                    self.emitter.drop_one();
                     return;
                 }
                 let code = if e == WireError::TooLarge {
@@ -904,13 +900,17 @@ impl UdpCore {
                 } else {
                     status::BAD_REQUEST
                 };
-                let limit = self.reply_limit(src, data.len());
-                self.error(out, src, None, limit, code, 0xFF, wire_detail(e));
-                return;
+                let req = Req {
+                    src,
+                    shift: None,
+                    limit: self.reply_limit(src, data.len()),
+                    ty: 0xFF,
+                };
+                return self.emitter.refuse(out, req, code, wire_detail(e));
             }
         };
         if root.from_server() || root.packet_type.is_reply() {
-            self.stats.emitted.dropped += 1;
+            self.emitter.drop_one();
             return;
         }
         let limit = self.reply_limit(src, data.len());
@@ -929,102 +929,15 @@ impl UdpCore {
                     limit,
                     ty: u8::from(ty),
                 };
-                self.refuse(out, req, status::BAD_REQUEST, "unknown packet type");
+                self.emitter
+                    .refuse(out, req, status::BAD_REQUEST, "unknown packet type");
             }
         }
     }
 
-    /// How large a reply to `src` may be: unlimited for an address-checked (registered)
-    /// source, else no larger than the request (no amplification).
+    /// How large a reply to `src` may be (no amplification, docs/PROTOCOL.md §5.5).
     fn reply_limit(&self, src: SocketAddr, request_len: usize) -> usize {
-        if self.by_addr.contains_key(&src) {
-            MAX_DATAGRAM
-        } else {
-            request_len.min(MAX_DATAGRAM)
-        }
-    }
-
-    /// Emits a server packet of `payload` to `dst` if it fits in `limit` bytes; returns
-    /// whether it was sent.
-    fn send(
-        &mut self,
-        out: &mut Out<'_>,
-        now_unix: u64,
-        dst: SocketAddr,
-        shift: Option<u8>,
-        payload: &Payload<'_>,
-        limit: usize,
-    ) -> bool {
-        let header = RootHeader {
-            params: PARAM_FROM_SERVER,
-            shift_len: shift,
-            packet_type: payload.packet_type(),
-            signature: &[],
-            timestamp: now_unix,
-        };
-        let total = header.len() + payload.buffer_len();
-        if total > limit.min(MAX_DATAGRAM) {
-            self.stats.emitted.dropped += 1;
-            return false;
-        }
-        let Ok(h) = header.emit(&mut self.buf[..], &mut self.junk) else {
-            self.stats.emitted.dropped += 1;
-            return false;
-        };
-        match payload.emit(&mut self.buf[h..total]) {
-            Ok(n) => {
-                out(dst, &self.buf[..h + n]);
-                self.stats.emitted.datagrams_out += 1;
-                true
-            }
-            Err(_) => {
-                self.stats.emitted.dropped += 1;
-                false
-            }
-        }
-    }
-
-    /// Sends a type-7 error, its detail cut so the whole reply fits `limit` bytes; nothing
-    /// when not even the fixed part fits.
-    #[allow(clippy::too_many_arguments)]
-    fn error(
-        &mut self,
-        out: &mut Out<'_>,
-        dst: SocketAddr,
-        shift: Option<u8>,
-        limit: usize,
-        code: u16,
-        request_type: u8,
-        detail: &str,
-    ) {
-        let header = RootHeader {
-            params: PARAM_FROM_SERVER,
-            shift_len: shift,
-            packet_type: PacketType::Error,
-            signature: &[],
-            timestamp: 0,
-        };
-        let room = limit.min(MAX_DATAGRAM).saturating_sub(header.len());
-        if room < ErrorReply::FIXED_LEN {
-            self.stats.emitted.dropped += 1;
-            return;
-        }
-        let detail = cut_utf8(detail, room - ErrorReply::FIXED_LEN);
-        let reply = Payload::Error(ErrorReply {
-            status: code,
-            request_type,
-            detail,
-        });
-        // The timestamp of a server packet is informational; errors carry 0 so that their
-        // size never depends on the clock. (Size is fixed anyway: u64.)
-        if self.send(out, 0, dst, shift, &reply, limit) {
-            self.stats.emitted.count_error(code);
-        }
-    }
-
-    /// Answers `req` with a type-7 error (see [`Self::error`]).
-    fn refuse(&mut self, out: &mut Out<'_>, req: Req, code: u16, detail: &str) {
-        self.error(out, req.src, req.shift, req.limit, code, req.ty, detail);
+        emit::reply_limit(self.by_addr.contains_key(&src), request_len)
     }
 
     fn keepalive(
@@ -1045,15 +958,14 @@ impl UdpCore {
         }
         // Unknown address: a 404 tells a client that the server restarted, but only when
         // the keepalive is at least as large as the answer.
-        self.error(
-            out,
+        let req = Req {
             src,
             shift,
-            len,
-            status::NOT_FOUND,
-            0,
-            "unknown address: register again",
-        );
+            limit: len,
+            ty: 0,
+        };
+        let detail = "unknown address: register again";
+        self.emitter.refuse(out, req, status::NOT_FOUND, detail);
     }
 
     /// The freshness window (BRIEF.md, "Freshness"): `ts` within `freshness_s` of the
@@ -1145,10 +1057,14 @@ impl UdpCore {
         // Cheap checks first: layout, freshness window, cookie, rate per prefix.
         let reg = match Register::parse(root.payload) {
             Ok(r) => r,
-            Err(e) => return self.refuse(out, req, status::BAD_REQUEST, wire_detail(e)),
+            Err(e) => {
+                return self
+                    .emitter
+                    .refuse(out, req, status::BAD_REQUEST, wire_detail(e))
+            }
         };
         if !self.check_window(now, root.timestamp) {
-            return self.refuse(
+            return self.emitter.refuse(
                 out,
                 req,
                 status::CONFLICT,
@@ -1164,13 +1080,16 @@ impl UdpCore {
                 .is_some_and(|c| self.cookies.check(src, c, now.mono_ms));
         if !cookie_ok {
             let cookie = self.cookies.make(src, now.mono_ms);
-            if self.send(out, now.unix_s, src, shift, &Payload::Cookie(cookie), limit) {
+            if self
+                .emitter
+                .send(out, now.unix_s, src, shift, &Payload::Cookie(cookie), limit)
+            {
                 self.stats.datagrams.cookies_sent += 1;
             }
             return;
         }
         if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
-            return self.refuse(
+            return self.emitter.refuse(
                 out,
                 req,
                 status::RATE_LIMITED,
@@ -1183,14 +1102,16 @@ impl UdpCore {
             Ok(key) => key,
             Err(e) => {
                 let msg = identity_detail(e);
-                return self.refuse(out, req, status::UNAUTHORIZED, msg);
+                return self.emitter.refuse(out, req, status::UNAUTHORIZED, msg);
             }
         };
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return self.refuse(out, req, status::TOO_LARGE, "too large");
+            return self
+                .emitter
+                .refuse(out, req, status::TOO_LARGE, "too large");
         };
         if key.verify(msg, root.signature).is_err() {
-            return self.refuse(
+            return self.emitter.refuse(
                 out,
                 req,
                 status::UNAUTHORIZED,
@@ -1199,14 +1120,16 @@ impl UdpCore {
         }
         let digest = packet_digest(PacketType::Register, root.payload);
         if let Freshness::Stale(why) = self.check_fresh(&fp, root.timestamp, digest) {
-            return self.refuse(out, req, status::CONFLICT, why);
+            return self.emitter.refuse(out, req, status::CONFLICT, why);
         }
         if !self.fresh_room(now, &fp) {
-            return self.refuse(out, req, status::FULL, "freshness table full");
+            return self
+                .emitter
+                .refuse(out, req, status::FULL, "freshness table full");
         }
         // Newest timestamp per fingerprint wins across the federation.
         if self.remote.get(&fp).is_some_and(|r| r.ts >= root.timestamp) {
-            return self.refuse(
+            return self.emitter.refuse(
                 out,
                 req,
                 status::CONFLICT,
@@ -1223,7 +1146,11 @@ impl UdpCore {
                 .find(|f| self.clients.get(f).is_some_and(|c| !c.kept_alive));
             match victim {
                 Some(v) => self.go_offline(v, now),
-                None => return self.refuse(out, req, status::FULL, "directory full"),
+                None => {
+                    return self
+                        .emitter
+                        .refuse(out, req, status::FULL, "directory full")
+                }
             }
         }
         self.record_fresh(fp, root.timestamp, digest);
@@ -1285,7 +1212,8 @@ impl UdpCore {
             boot_epoch: self.boot_epoch,
             reflexive: src,
         }));
-        self.send(out, now.unix_s, src, shift, &ok, MAX_DATAGRAM);
+        self.emitter
+            .send(out, now.unix_s, src, shift, &ok, MAX_DATAGRAM);
         self.deliver_queued(now, fp, out);
     }
 
@@ -1346,7 +1274,10 @@ impl UdpCore {
                 peer: item.from,
                 event: &item.event,
             });
-            if self.send(out, now.unix_s, addr, shift, &p, MAX_DATAGRAM) {
+            if self
+                .emitter
+                .send(out, now.unix_s, addr, shift, &p, MAX_DATAGRAM)
+            {
                 self.stats.datagrams.delivered += 1;
             }
         }
@@ -1372,20 +1303,33 @@ impl UdpCore {
             ty: u8::from(PacketType::Relay),
         };
         let Some(from) = self.by_addr.get(&src).copied() else {
-            return self.refuse(out, req, status::FORBIDDEN, "register before relaying");
+            return self
+                .emitter
+                .refuse(out, req, status::FORBIDDEN, "register before relaying");
         };
         let relay = match Relay::parse(root.payload) {
             Ok(r) => r,
             Err(WireError::BadLength) => {
-                return self.refuse(out, req, status::TOO_LARGE, "event larger than 1200 bytes")
+                return self.emitter.refuse(
+                    out,
+                    req,
+                    status::TOO_LARGE,
+                    "event larger than 1200 bytes",
+                )
             }
-            Err(e) => return self.refuse(out, req, status::BAD_REQUEST, wire_detail(e)),
+            Err(e) => {
+                return self
+                    .emitter
+                    .refuse(out, req, status::BAD_REQUEST, wire_detail(e))
+            }
         };
         if root.signature.is_empty() {
-            return self.refuse(out, req, status::UNAUTHORIZED, "relay must be signed");
+            return self
+                .emitter
+                .refuse(out, req, status::UNAUTHORIZED, "relay must be signed");
         }
         if !self.check_window(now, root.timestamp) {
-            return self.refuse(
+            return self.emitter.refuse(
                 out,
                 req,
                 status::CONFLICT,
@@ -1393,14 +1337,16 @@ impl UdpCore {
             );
         }
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return self.refuse(out, req, status::TOO_LARGE, "too large");
+            return self
+                .emitter
+                .refuse(out, req, status::TOO_LARGE, "too large");
         };
         let verified = self
             .clients
             .get(&from)
             .is_some_and(|c| c.key.verify(msg, root.signature).is_ok());
         if !verified {
-            return self.refuse(
+            return self.emitter.refuse(
                 out,
                 req,
                 status::UNAUTHORIZED,
@@ -1409,10 +1355,12 @@ impl UdpCore {
         }
         let digest = packet_digest(PacketType::Relay, root.payload);
         if let Freshness::Stale(why) = self.check_fresh(&from, root.timestamp, digest) {
-            return self.refuse(out, req, status::CONFLICT, why);
+            return self.emitter.refuse(out, req, status::CONFLICT, why);
         }
         if !self.fresh_room(now, &from) {
-            return self.refuse(out, req, status::FULL, "freshness table full");
+            return self
+                .emitter
+                .refuse(out, req, status::FULL, "freshness table full");
         }
         let dest = relay.peer;
         let forward = Payload::Relay(Relay {
@@ -1420,15 +1368,8 @@ impl UdpCore {
             event: relay.event,
         });
         if let Some((addr, dshift)) = self.clients.get(&dest).map(|c| (c.addr, c.shift)) {
-            let header = RootHeader {
-                params: PARAM_FROM_SERVER,
-                shift_len: dshift,
-                packet_type: PacketType::Relay,
-                signature: &[],
-                timestamp: now.unix_s,
-            };
-            if header.len() + forward.buffer_len() > MAX_DATAGRAM {
-                return self.refuse(
+            if emit::packet_len(dshift, &forward) > MAX_DATAGRAM {
+                return self.emitter.refuse(
                     out,
                     req,
                     status::TOO_LARGE,
@@ -1436,7 +1377,8 @@ impl UdpCore {
                 );
             }
             self.record_fresh(from, root.timestamp, digest);
-            self.send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
+            self.emitter
+                .send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
             self.stats.datagrams.relayed += 1;
         } else if self.remote.contains(&dest) {
             // Homed elsewhere: its NAT mapping is open to its home server only.
@@ -1449,12 +1391,14 @@ impl UdpCore {
                     self.stats.datagrams.queued += 1;
                 }
                 Err(QueueError::RecipientFull) => {
-                    self.refuse(out, req, status::FULL, "recipient's queue is full")
+                    self.emitter
+                        .refuse(out, req, status::FULL, "recipient's queue is full")
                 }
                 Err(QueueError::GlobalFull) => {
-                    self.refuse(out, req, status::FULL, "relay queue full")
+                    self.emitter
+                        .refuse(out, req, status::FULL, "relay queue full")
                 }
-                Err(QueueError::SenderFull) => self.refuse(
+                Err(QueueError::SenderFull) => self.emitter.refuse(
                     out,
                     req,
                     status::RATE_LIMITED,
@@ -1480,11 +1424,17 @@ impl UdpCore {
             ty: u8::from(PacketType::Lookup),
         };
         let Some(asker) = self.by_addr.get(&src).copied() else {
-            return self.refuse(out, req, status::FORBIDDEN, "register before looking up");
+            return self
+                .emitter
+                .refuse(out, req, status::FORBIDDEN, "register before looking up");
         };
         let target = match parse_lookup(root.payload) {
             Ok(fp) => fp,
-            Err(e) => return self.refuse(out, req, status::BAD_REQUEST, wire_detail(e)),
+            Err(e) => {
+                return self
+                    .emitter
+                    .refuse(out, req, status::BAD_REQUEST, wire_detail(e))
+            }
         };
         let (status, home, online) = match self.clients.get(&target) {
             Some(c) => (
@@ -1514,53 +1464,23 @@ impl UdpCore {
                 (None, None) => (LookupStatus::Unknown, Home::None, None),
             },
         };
-        let home_len = match home {
-            Home::Ours => self.alias.len(),
-            Home::Remote => self.remote.get(&target).map_or(0, |r| r.home.len()),
-            Home::None => 0,
+        let home_alias = match home {
+            Home::Ours => self.alias.as_str(),
+            Home::Remote => self.remote.get(&target).map_or("", |r| r.home.as_str()),
+            Home::None => "",
         };
-        let probe = LookupAnswer {
+        let answer = Payload::LookupAnswer(LookupAnswer {
             target,
             status,
-            home: "",
-        };
-        let header = RootHeader {
-            params: PARAM_FROM_SERVER,
-            shift_len: shift,
-            packet_type: PacketType::LookupAnswer,
-            signature: &[],
-            timestamp: 0,
-        };
-        let cost = (header.len() + probe.buffer_len() + home_len) as u64;
+            home: home_alias,
+        });
+        let cost = emit::packet_len(shift, &answer) as u64;
         if !self.exempt(src) && !self.lookup_budget.take(src.ip(), cost, now.mono_ms) {
-            self.stats.emitted.dropped += 1;
+            self.emitter.drop_one();
             return;
         }
-        // The answer borrows the alias while `send` needs `&mut self`: move it out and back
-        // (no allocation).
-        let alias = match home {
-            Home::Ours => std::mem::take(&mut self.alias),
-            Home::Remote => self.remote.take_home(&target),
-            Home::None => String::new(),
-        };
-        let answer = LookupAnswer {
-            target,
-            status,
-            home: &alias,
-        };
-        self.send(
-            out,
-            now.unix_s,
-            src,
-            shift,
-            &Payload::LookupAnswer(answer),
-            MAX_DATAGRAM,
-        );
-        match home {
-            Home::Ours => self.alias = alias,
-            Home::Remote => self.remote.put_home(&target, alias),
-            Home::None => {}
-        }
+        self.emitter
+            .send(out, now.unix_s, src, shift, &answer, MAX_DATAGRAM);
         self.stats.datagrams.lookups += 1;
         if let Some((taddr, tshift)) = online {
             if target != asker && self.punch_pairs.allow((asker, target), now.mono_ms) {
@@ -1568,7 +1488,8 @@ impl UdpCore {
                     peer: asker,
                     addr: src,
                 });
-                self.send(out, now.unix_s, taddr, tshift, &punch, MAX_DATAGRAM);
+                self.emitter
+                    .send(out, now.unix_s, taddr, tshift, &punch, MAX_DATAGRAM);
             }
         } else if home == Home::Remote
             && target != asker
@@ -1596,10 +1517,14 @@ impl UdpCore {
             ty: u8::from(PacketType::Fetch),
         };
         let Some(fp) = self.by_addr.get(&src).copied() else {
-            return self.refuse(out, req, status::FORBIDDEN, "register before fetching");
+            return self
+                .emitter
+                .refuse(out, req, status::FORBIDDEN, "register before fetching");
         };
         if !root.payload.is_empty() {
-            return self.refuse(out, req, status::BAD_REQUEST, "fetch has no payload");
+            return self
+                .emitter
+                .refuse(out, req, status::BAD_REQUEST, "fetch has no payload");
         }
         self.deliver_queued(now, fp, out);
     }

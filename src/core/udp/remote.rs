@@ -145,22 +145,6 @@ impl RemoteTable {
         advanced
     }
 
-    /// Takes the home alias of `fp` out of its entry (no allocation; the entry holds an
-    /// empty alias until [`Self::put_home`]).
-    pub(crate) fn take_home(&mut self, fp: &Fingerprint) -> String {
-        self.map
-            .get_mut(fp)
-            .map(|e| std::mem::take(&mut e.home))
-            .unwrap_or_default()
-    }
-
-    /// Gives back an alias taken with [`Self::take_home`].
-    pub(crate) fn put_home(&mut self, fp: &Fingerprint, home: String) {
-        if let Some(e) = self.map.get_mut(fp) {
-            e.home = home;
-        }
-    }
-
     /// The earliest deadline, monotonic ms.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.expiry.first().map(|&(d, _)| d)
@@ -223,9 +207,7 @@ mod tests {
         assert_eq!(t.expiry.len(), t.map.len());
         assert_eq!(t.get(&a).map(|e| e.signed.signature()), Some(&[1u8, 2][..]));
         assert_eq!(t.get(&a).map(|e| e.signed.payload()), Some(&[3u8][..]));
-        let home = t.take_home(&a);
-        assert_eq!(home, "A");
-        t.put_home(&a, home);
+        assert_eq!(t.get(&a).map(|e| e.home.as_str()), Some("A"));
         assert!(t.remove(&a).is_some());
         assert_eq!(t.len(), 0);
         assert!(t.expiry.is_empty());
