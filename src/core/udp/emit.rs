@@ -8,8 +8,35 @@ use super::stats::EmitStats;
 use super::Out;
 use crate::wire::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{cut_utf8, ErrorReply, Payload};
-use crate::wire::{PacketType, RootHeader};
+use crate::wire::{PacketType, RootHeader, WireError};
 use std::net::SocketAddr;
+
+/// A refusal: the status of the type-7 error to send (docs/PROTOCOL.md §4.1) and its detail
+/// text (at most 255 bytes on the wire, and cut further to fit the reply's limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub(super) status: u16,
+    pub(super) detail: &'static str,
+}
+
+impl Refusal {
+    pub(super) fn new(status: u16, detail: &'static str) -> Self {
+        Refusal { status, detail }
+    }
+}
+
+/// The detail text of a refusal for a malformed packet (docs/PROTOCOL.md §4.1).
+pub(super) fn wire_detail(e: WireError) -> &'static str {
+    match e {
+        WireError::Truncated => "malformed: packet ends inside a field",
+        WireError::TrailingData => "malformed: trailing bytes after the last field",
+        WireError::TooLarge => "datagram larger than 1400 bytes",
+        WireError::BadParams => "malformed: reserved params bits set",
+        WireError::BadLength => "malformed: a length field does not fit",
+        WireError::UnknownType => "unknown packet type",
+        _ => "malformed",
+    }
+}
 
 /// Whom a refusal answers and how: the request's source and layout, the most bytes the
 /// answer may have (see [`reply_limit`]), and the request's type byte (0xFF when the Root
@@ -111,6 +138,11 @@ impl Emitter {
         }
     }
 
+    /// Answers `req` with the type-7 error of refusal `r` (see [`Self::refuse`]).
+    pub(super) fn reject(&mut self, out: &mut Out<'_>, req: Req, r: Refusal) {
+        self.refuse(out, req, r.status, r.detail);
+    }
+
     /// Answers `req` with a type-7 error of status `code`, its detail cut (at a character
     /// boundary) so the whole reply fits `req.limit` bytes; nothing (counted as dropped)
     /// when not even the 4 fixed bytes fit (docs/PROTOCOL.md §4.2).
@@ -186,7 +218,9 @@ mod tests {
         let none = sent(&mut e, |e, out| e.refuse(out, req(15, None), 404, detail));
         assert!(none.is_empty(), "not even the fixed part fits in 15 bytes");
         // Shifted by 1: 13 + 4 header bytes, so 21 bytes hold no detail at all.
-        let shifted = sent(&mut e, |e, out| e.refuse(out, req(21, Some(1)), 429, detail));
+        let shifted = sent(&mut e, |e, out| {
+            e.refuse(out, req(21, Some(1)), 429, detail)
+        });
         assert_eq!(shifted.len(), 1);
         assert_eq!(error_of(&shifted[0]), (429, String::new()));
         let s = e.stats();
@@ -216,7 +250,10 @@ mod tests {
             let root = Root::parse(bytes).unwrap();
             assert_eq!(root.shift_len, Some(2));
             assert_eq!(root.timestamp, 5);
-            assert_eq!(Payload::parse(root.packet_type, root.payload).unwrap(), cookie);
+            assert_eq!(
+                Payload::parse(root.packet_type, root.payload).unwrap(),
+                cookie
+            );
         }
         assert_eq!((e.stats().datagrams_out, e.stats().dropped), (2, 1));
         assert_eq!(reply_limit(false, 30), 30);

@@ -22,9 +22,11 @@
 //! replayed twice at one server registers nothing the second time). The CLI allows it only
 //! on a loopback listener.
 
+mod admission;
 pub mod config;
 pub mod cookie;
 mod emit;
+mod fresh;
 pub mod limits;
 pub mod queue;
 mod remote;
@@ -46,9 +48,9 @@ use crate::wire::udp::{
     Relay, ServerEvent,
 };
 use crate::wire::{Fingerprint, PacketType, Root, WireError};
-use cookie::CookieJar;
-use emit::{Emitter, Req};
-use limits::{is_loopback, prefix_of, Buckets, Interval};
+use admission::{Admission, Admitted, Rejected};
+use emit::{wire_detail, Emitter, Req};
+use limits::{Buckets, Interval};
 use queue::{QueueError, RelayQueues};
 use remote::{Remote, RemoteTable, Signed};
 use sha2::{Digest, Sha256};
@@ -72,15 +74,6 @@ struct Client {
     announced_ms: u64,
 }
 
-/// Per-fingerprint freshness state: the newest accepted signed timestamp and the digests
-/// of the packets accepted with exactly that timestamp.
-#[derive(Debug, Default)]
-struct Fresh {
-    last_ts: u64,
-    digests: Vec<u64>,
-}
-
-const MAX_SAME_SECOND: usize = 64;
 const SWEEP_EVERY_MS: u64 = 10_000;
 /// Most bytes of bodies waiting in the peer outbox (16 MiB).
 const MAX_PEER_OUT_BYTES: usize = 16 << 20;
@@ -91,12 +84,6 @@ const SEEN_FORWARDS: usize = 4096;
 /// A refresh that moves a remote entry's last-seen time by less than this changes nothing
 /// worth passing on.
 const REFRESH_STEP_MS: u64 = 1000;
-
-/// Outcome of a freshness check.
-enum Freshness {
-    Ok,
-    Stale(&'static str),
-}
 
 /// A view of one client for tests and status output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,21 +206,16 @@ pub struct UdpCore {
     cfg: UdpConfig,
     alias: String,
     boot_epoch: u32,
-    cookies: CookieJar,
     clients: HashMap<Fingerprint, Client>,
     by_addr: HashMap<SocketAddr, Fingerprint>,
     expiry: BTreeSet<(u64, Fingerprint)>,
     offline: HashMap<Fingerprint, u64>,
-    fresh: HashMap<Fingerprint, Fresh>,
-    certs: HashMap<Fingerprint, identity::VerifiedCertificate>,
-    cert_order: VecDeque<Fingerprint>,
+    admission: Admission,
     queues: RelayQueues,
     lookup_budget: Buckets<std::net::IpAddr>,
-    register_rate: Buckets<[u8; 8]>,
     punch_pairs: Interval<(Fingerprint, Fingerprint)>,
     next_sweep_ms: u64,
     emitter: Emitter,
-    scratch: Box<[u8; MAX_DATAGRAM]>,
     stats: Stats,
     remote: RemoteTable,
     outbox: Outbox,
@@ -274,7 +256,7 @@ impl UdpCore {
         let forward_state = u64::from_be_bytes([f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]]);
         let cap = cfg.max_clients.min(1 << 16);
         UdpCore {
-            cookies: CookieJar::new(cookie_key, cfg.cookie_period_ms),
+            admission: Admission::new(&cfg, cookie_key),
             queues: RelayQueues::new(
                 cfg.queue_depth,
                 cfg.queue_per_sender,
@@ -286,22 +268,13 @@ impl UdpCore {
                 cfg.lookup_bytes_per_s,
                 cfg.max_rate_entries,
             ),
-            register_rate: Buckets::new(
-                cfg.register_per_s,
-                cfg.register_per_s.saturating_mul(2),
-                cfg.max_rate_entries,
-            ),
             punch_pairs: Interval::new(cfg.punch_interval_ms, cfg.max_rate_entries),
             clients: HashMap::with_capacity(cap),
             by_addr: HashMap::with_capacity(cap),
             expiry: BTreeSet::new(),
             offline: HashMap::new(),
-            fresh: HashMap::with_capacity(cap),
-            certs: HashMap::new(),
-            cert_order: VecDeque::new(),
             next_sweep_ms: now.mono_ms + SWEEP_EVERY_MS,
             emitter: Emitter::new(junk),
-            scratch: Box::new([0; MAX_DATAGRAM]),
             stats: Stats::default(),
             remote: RemoteTable::new(cfg.max_remote),
             outbox: Outbox::new(cfg.max_peer_out),
@@ -540,20 +513,9 @@ impl UdpCore {
         }
         // Expensive checks: certificate (cached by fingerprint) and signature.
         let key = self
-            .cert_key(now, fp, payload.cert)
-            .map_err(|e| peer_err(status::UNAUTHORIZED, identity_detail(e)))?;
-        let n = 8 + reg.payload.len();
-        let Some(msg) = self.scratch.get_mut(..n) else {
-            return Err(peer_err(status::BAD_REQUEST, "registration too large"));
-        };
-        msg[..8].copy_from_slice(&ts.to_be_bytes());
-        msg[8..].copy_from_slice(reg.payload);
-        if key.verify(msg, reg.signature).is_err() {
-            return Err(peer_err(
-                status::UNAUTHORIZED,
-                "signature does not verify with the certificate's key",
-            ));
-        }
+            .admission
+            .verify_record(now, fp, payload.cert, ts, (reg.signature, reg.payload))
+            .map_err(|r| peer_err(r.status, r.detail))?;
         let entry = Remote {
             ts,
             addr,
@@ -816,10 +778,8 @@ impl UdpCore {
         if now.mono_ms >= self.next_sweep_ms {
             self.next_sweep_ms = now.mono_ms + SWEEP_EVERY_MS;
             self.lookup_budget.sweep(now.mono_ms);
-            self.register_rate.sweep(now.mono_ms);
             self.punch_pairs.sweep(now.mono_ms);
-            let oldest = self.fresh_horizon(now);
-            self.fresh.retain(|_, f| f.last_ts >= oldest);
+            self.admission.sweep(now);
         }
     }
 
@@ -968,76 +928,6 @@ impl UdpCore {
         self.emitter.refuse(out, req, status::NOT_FOUND, detail);
     }
 
-    /// The freshness window (BRIEF.md, "Freshness"): `ts` within `freshness_s` of the
-    /// server clock, either side. Always true with [`UdpConfig::accept_replayed`], which turns
-    /// the window off so that a capture's old signed packets can be replayed.
-    fn check_window(&self, now: Now, ts: u64) -> bool {
-        self.cfg.accept_replayed || now.unix_s.abs_diff(ts) <= self.cfg.freshness_s
-    }
-
-    /// The oldest timestamp whose freshness state is still worth keeping: anything older
-    /// fails the window check anyway. 0 (keep everything, within the table's bound) with
-    /// [`UdpConfig::accept_replayed`], where old timestamps pass and the per-fingerprint
-    /// "newest accepted" and replay rules are all that stands against a replay.
-    fn fresh_horizon(&self, now: Now) -> u64 {
-        if self.cfg.accept_replayed {
-            0
-        } else {
-            now.unix_s.saturating_sub(self.cfg.freshness_s)
-        }
-    }
-
-    /// Checks `ts`/`digest` against the freshness state of `fp` without changing it.
-    fn check_fresh(&self, fp: &Fingerprint, ts: u64, digest: u64) -> Freshness {
-        match self.fresh.get(fp) {
-            None => Freshness::Ok,
-            Some(f) if ts > f.last_ts => Freshness::Ok,
-            Some(f) if ts < f.last_ts => {
-                Freshness::Stale("older than the last packet accepted for this fingerprint")
-            }
-            Some(f) if f.digests.contains(&digest) => Freshness::Stale("replayed packet"),
-            Some(f) if f.digests.len() >= MAX_SAME_SECOND => {
-                Freshness::Stale("too many signed packets in one second")
-            }
-            Some(_) => Freshness::Ok,
-        }
-    }
-
-    /// Most fingerprints with freshness state: twice the directory, so that every online
-    /// client always has room whatever the offline ones hold.
-    fn fresh_cap(&self) -> usize {
-        self.cfg.max_clients.saturating_mul(2).max(16)
-    }
-
-    /// Makes room for freshness state of `fp` if needed: drops entries whose newest
-    /// timestamp has left the window (no packet that old passes the window check anyway;
-    /// none with [`UdpConfig::accept_replayed`]), then entries of fingerprints that are not
-    /// online. False when still full.
-    fn fresh_room(&mut self, now: Now, fp: &Fingerprint) -> bool {
-        if self.fresh.contains_key(fp) || self.fresh.len() < self.fresh_cap() {
-            return true;
-        }
-        let oldest = self.fresh_horizon(now);
-        self.fresh.retain(|_, f| f.last_ts >= oldest);
-        if self.fresh.len() < self.fresh_cap() {
-            return true;
-        }
-        let clients = &self.clients;
-        self.fresh.retain(|k, _| clients.contains_key(k));
-        self.fresh.len() < self.fresh_cap()
-    }
-
-    /// Records an accepted signed packet; the caller has made room with
-    /// [`Self::fresh_room`].
-    fn record_fresh(&mut self, fp: Fingerprint, ts: u64, digest: u64) {
-        let f = self.fresh.entry(fp).or_default();
-        if ts > f.last_ts {
-            f.last_ts = ts;
-            f.digests.clear();
-        }
-        f.digests.push(digest);
-    }
-
     fn register(
         &mut self,
         now: Now,
@@ -1054,81 +944,31 @@ impl UdpCore {
             limit,
             ty: u8::from(PacketType::Register),
         };
-        // Cheap checks first: layout, freshness window, cookie, rate per prefix.
-        let reg = match Register::parse(root.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                return self
+        let clients = &self.clients;
+        let checked = self
+            .admission
+            .check_registration(now, src, root, |fp| clients.contains_key(fp));
+        let Admitted {
+            fp,
+            key,
+            ts,
+            digest,
+        } = match checked {
+            Ok(a) => a,
+            Err(Rejected::Challenge(cookie)) => {
+                let cookie = Payload::Cookie(cookie);
+                if self
                     .emitter
-                    .refuse(out, req, status::BAD_REQUEST, wire_detail(e))
+                    .send(out, now.unix_s, src, shift, &cookie, limit)
+                {
+                    self.stats.datagrams.cookies_sent += 1;
+                }
+                return;
             }
+            Err(Rejected::Refused(r)) => return self.emitter.reject(out, req, r),
         };
-        if !self.check_window(now, root.timestamp) {
-            return self.emitter.refuse(
-                out,
-                req,
-                status::CONFLICT,
-                "timestamp outside the freshness window; check the clock",
-            );
-        }
-        // `accept_replayed`: no address check. The cookie bytes, if any, are whatever the
-        // capture had (minted by another server, for another address): covered by the
-        // signature, but not checked.
-        let cookie_ok = self.cfg.accept_replayed
-            || reg
-                .cookie
-                .is_some_and(|c| self.cookies.check(src, c, now.mono_ms));
-        if !cookie_ok {
-            let cookie = self.cookies.make(src, now.mono_ms);
-            if self
-                .emitter
-                .send(out, now.unix_s, src, shift, &Payload::Cookie(cookie), limit)
-            {
-                self.stats.datagrams.cookies_sent += 1;
-            }
-            return;
-        }
-        if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
-            return self.emitter.refuse(
-                out,
-                req,
-                status::RATE_LIMITED,
-                "too many registrations from this network; slow down",
-            );
-        }
-        // Expensive checks: certificate (cached by fingerprint) and signature.
-        let fp = identity::fingerprint(reg.cert);
-        let key = match self.cert_key(now, fp, reg.cert) {
-            Ok(key) => key,
-            Err(e) => {
-                let msg = identity_detail(e);
-                return self.emitter.refuse(out, req, status::UNAUTHORIZED, msg);
-            }
-        };
-        let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return self
-                .emitter
-                .refuse(out, req, status::TOO_LARGE, "too large");
-        };
-        if key.verify(msg, root.signature).is_err() {
-            return self.emitter.refuse(
-                out,
-                req,
-                status::UNAUTHORIZED,
-                "signature does not verify with the certificate's key",
-            );
-        }
-        let digest = packet_digest(PacketType::Register, root.payload);
-        if let Freshness::Stale(why) = self.check_fresh(&fp, root.timestamp, digest) {
-            return self.emitter.refuse(out, req, status::CONFLICT, why);
-        }
-        if !self.fresh_room(now, &fp) {
-            return self
-                .emitter
-                .refuse(out, req, status::FULL, "freshness table full");
-        }
         // Newest timestamp per fingerprint wins across the federation.
-        if self.remote.get(&fp).is_some_and(|r| r.ts >= root.timestamp) {
+        if self.remote.get(&fp).is_some_and(|r| r.ts >= ts) {
             return self.emitter.refuse(
                 out,
                 req,
@@ -1153,7 +993,7 @@ impl UdpCore {
                 }
             }
         }
-        self.record_fresh(fp, root.timestamp, digest);
+        self.admission.record(fp, ts, digest);
         // Accept: bind fp -> src (moving it if it had another address, and unbinding any
         // other fingerprint that held src).
         if let Some(other) = self.by_addr.get(&src).copied() {
@@ -1162,7 +1002,6 @@ impl UdpCore {
             }
         }
         let deadline = now.mono_ms + self.cfg.ttl_ms;
-        let ts = root.timestamp;
         let announce = match self.clients.get_mut(&fp) {
             Some(c) => {
                 // A newer registration, or a move to another address, is news for peers.
@@ -1217,25 +1056,6 @@ impl UdpCore {
         self.deliver_queued(now, fp, out);
     }
 
-    /// The key of the certificate `cert` (whose fingerprint is `fp`), from the cache when it
-    /// is there and in date, else verified (self-signed, valid at `now`) and cached.
-    fn cert_key(
-        &mut self,
-        now: Now,
-        fp: Fingerprint,
-        cert: &[u8],
-    ) -> Result<VerifyingKey, identity::IdentityError> {
-        match self.certs.get(&fp) {
-            Some(vc) if vc.is_valid_at(now.unix_s) => Ok(vc.key.clone()),
-            _ => {
-                let vc = identity::verify_self_signed(cert, now.unix_s)?;
-                let key = vc.key.clone();
-                self.cache_cert(fp, vc);
-                Ok(key)
-            }
-        }
-    }
-
     /// A registration record (kind 1, hops 0, home = our alias) for local client `fp`.
     fn announce_registration(&mut self, now: Now, fp: Fingerprint) {
         let Some(c) = self.clients.get_mut(&fp) else {
@@ -1245,23 +1065,6 @@ impl UdpCore {
         let rec = local_record(&self.alias, now, fp, c);
         if let Ok(v) = rec.to_vec() {
             self.outbox.push(PeerOut::Record(v), &mut self.stats);
-        }
-    }
-
-    fn cache_cert(&mut self, fp: Fingerprint, vc: identity::VerifiedCertificate) {
-        if self.cfg.max_cert_cache == 0 {
-            return;
-        }
-        while self.certs.len() >= self.cfg.max_cert_cache {
-            match self.cert_order.pop_front() {
-                Some(old) => {
-                    self.certs.remove(&old);
-                }
-                None => break,
-            }
-        }
-        if self.certs.insert(fp, vc).is_none() {
-            self.cert_order.push_back(fp);
         }
     }
 
@@ -1281,10 +1084,6 @@ impl UdpCore {
                 self.stats.datagrams.delivered += 1;
             }
         }
-    }
-
-    fn exempt(&self, src: SocketAddr) -> bool {
-        self.cfg.exempt_loopback && is_loopback(src.ip())
     }
 
     fn relay(
@@ -1323,45 +1122,13 @@ impl UdpCore {
                     .refuse(out, req, status::BAD_REQUEST, wire_detail(e))
             }
         };
-        if root.signature.is_empty() {
-            return self
-                .emitter
-                .refuse(out, req, status::UNAUTHORIZED, "relay must be signed");
-        }
-        if !self.check_window(now, root.timestamp) {
-            return self.emitter.refuse(
-                out,
-                req,
-                status::CONFLICT,
-                "timestamp outside the freshness window; check the clock",
-            );
-        }
-        let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return self
-                .emitter
-                .refuse(out, req, status::TOO_LARGE, "too large");
+        let clients = &self.clients;
+        let key = clients.get(&from).map(|c| &c.key);
+        let online = |fp: &Fingerprint| clients.contains_key(fp);
+        let digest = match self.admission.check_relay(now, root, from, key, online) {
+            Ok(d) => d,
+            Err(r) => return self.emitter.reject(out, req, r),
         };
-        let verified = self
-            .clients
-            .get(&from)
-            .is_some_and(|c| c.key.verify(msg, root.signature).is_ok());
-        if !verified {
-            return self.emitter.refuse(
-                out,
-                req,
-                status::UNAUTHORIZED,
-                "signature does not verify with the registered certificate",
-            );
-        }
-        let digest = packet_digest(PacketType::Relay, root.payload);
-        if let Freshness::Stale(why) = self.check_fresh(&from, root.timestamp, digest) {
-            return self.emitter.refuse(out, req, status::CONFLICT, why);
-        }
-        if !self.fresh_room(now, &from) {
-            return self
-                .emitter
-                .refuse(out, req, status::FULL, "freshness table full");
-        }
         let dest = relay.peer;
         let forward = Payload::Relay(Relay {
             peer: from,
@@ -1376,18 +1143,18 @@ impl UdpCore {
                     "event too large for the recipient's shifted layout",
                 );
             }
-            self.record_fresh(from, root.timestamp, digest);
+            self.admission.record(from, root.timestamp, digest);
             self.emitter
                 .send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
             self.stats.datagrams.relayed += 1;
         } else if self.remote.contains(&dest) {
             // Homed elsewhere: its NAT mapping is open to its home server only.
-            self.record_fresh(from, root.timestamp, digest);
+            self.admission.record(from, root.timestamp, digest);
             self.push_forward(dest, from, ForwardBody::Relay(relay.event));
         } else {
             match self.queues.push(dest, from, relay.event, now.mono_ms) {
                 Ok(()) => {
-                    self.record_fresh(from, root.timestamp, digest);
+                    self.admission.record(from, root.timestamp, digest);
                     self.stats.datagrams.queued += 1;
                 }
                 Err(QueueError::RecipientFull) => {
@@ -1475,7 +1242,7 @@ impl UdpCore {
             home: home_alias,
         });
         let cost = emit::packet_len(shift, &answer) as u64;
-        if !self.exempt(src) && !self.lookup_budget.take(src.ip(), cost, now.mono_ms) {
+        if !self.admission.exempt(src) && !self.lookup_budget.take(src.ip(), cost, now.mono_ms) {
             self.emitter.drop_one();
             return;
         }
@@ -1609,30 +1376,4 @@ fn dir_detail(e: WireError) -> &'static str {
 
 fn secs(ms: u64) -> u32 {
     u32::try_from(ms / 1000).unwrap_or(u32::MAX)
-}
-
-/// Digest of `(type, payload)` for replay detection (the signature bytes are left out:
-/// ECDSA lets an attacker vary them).
-fn packet_digest(ty: PacketType, payload: &[u8]) -> u64 {
-    let mut h = Sha256::new();
-    h.update([u8::from(ty)]);
-    h.update(payload);
-    let d = h.finalize();
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
-
-fn wire_detail(e: WireError) -> &'static str {
-    match e {
-        WireError::Truncated => "malformed: packet ends inside a field",
-        WireError::TrailingData => "malformed: trailing bytes after the last field",
-        WireError::TooLarge => "datagram larger than 1400 bytes",
-        WireError::BadParams => "malformed: reserved params bits set",
-        WireError::BadLength => "malformed: a length field does not fit",
-        WireError::UnknownType => "unknown packet type",
-        _ => "malformed",
-    }
-}
-
-fn identity_detail(e: identity::IdentityError) -> &'static str {
-    e.detail()
 }
