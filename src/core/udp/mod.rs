@@ -26,6 +26,7 @@ mod admission;
 pub mod config;
 pub mod cookie;
 mod emit;
+mod federation;
 mod fresh;
 pub mod limits;
 pub mod queue;
@@ -33,6 +34,7 @@ mod remote;
 mod stats;
 
 pub use config::UdpConfig;
+pub use federation::PeerOut;
 pub use stats::{DatagramStats, EmitStats, FederationStats, Stats};
 
 use super::status;
@@ -40,7 +42,7 @@ use super::Now;
 use crate::identity::{self, VerifyingKey};
 use crate::wire::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
-    HOPS_OFFSET, MAX_FORWARD_HOPS, MAX_RECORD_HOPS,
+    MAX_FORWARD_HOPS, MAX_RECORD_HOPS,
 };
 use crate::wire::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{
@@ -50,11 +52,12 @@ use crate::wire::udp::{
 use crate::wire::{Fingerprint, PacketType, Root, WireError};
 use admission::{Admission, Admitted, Rejected};
 use emit::{wire_detail, Emitter, Req};
+use federation::Federation;
 use limits::{Buckets, Interval};
 use queue::{QueueError, RelayQueues};
 use remote::{Remote, RemoteTable, Signed};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 /// One online client in the directory.
@@ -75,12 +78,6 @@ struct Client {
 }
 
 const SWEEP_EVERY_MS: u64 = 10_000;
-/// Most bytes of bodies waiting in the peer outbox (16 MiB).
-const MAX_PEER_OUT_BYTES: usize = 16 << 20;
-/// How long an unfinished refresh pass waits for the outbox to drain, ms.
-const ANNOUNCE_RETRY_MS: u64 = 10;
-/// How many forward ids are remembered for dropping copies.
-const SEEN_FORWARDS: usize = 4096;
 /// A refresh that moves a remote entry's last-seen time by less than this changes nothing
 /// worth passing on.
 const REFRESH_STEP_MS: u64 = 1000;
@@ -112,22 +109,6 @@ pub struct RemoteView<'a> {
     pub hops: u8,
 }
 
-/// What the core hands the TCP plane for the peer servers; the loop sends each item to
-/// every peer link (BRIEF.md, "TCP plane", federation). Bodies only: the loop frames them
-/// as `[cmd u8][len u16][body]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerOut {
-    /// A DirRecord body ([`crate::wire::dir::DirRecord`], frame command 16), 46 to 1713
-    /// bytes.
-    Record(Vec<u8>),
-    /// A Forward body ([`crate::wire::dir::Forward`], frame command 18), 93 to 1274 bytes.
-    Forward(Vec<u8>),
-    /// Ask the peers for their whole directory (command 17) and feed the records of the
-    /// answer to [`UdpCore::apply_peer_record`]. Yielded at most once per announce interval
-    /// for unknown refreshes (and whenever the outbox overflowed).
-    WantDirectory,
-}
-
 /// Why a peer's DirRecord or Forward body was refused; nothing changed. `status` is one of
 /// the HTTP-like codes of [`status`]: 400 malformed (or too many hops, or a fingerprint that
 /// is not the certificate's), 401 bad certificate or signature, 503 remote table full.
@@ -145,62 +126,6 @@ fn peer_err(status: u16, detail: &'static str) -> PeerRecordError {
     PeerRecordError { status, detail }
 }
 
-/// The bounded peer outbox: drops the oldest item when full, and then asks for a resync.
-#[derive(Debug)]
-struct Outbox {
-    items: VecDeque<PeerOut>,
-    bytes: usize,
-    cap: usize,
-    want_directory: bool,
-}
-
-impl Outbox {
-    fn new(cap: usize) -> Self {
-        Outbox {
-            items: VecDeque::new(),
-            bytes: 0,
-            cap: cap.max(1),
-            want_directory: false,
-        }
-    }
-
-    /// Whether a bulk producer (the refresh pass) may add more: under half of either bound,
-    /// so that registrations, expiries and forwards always find room.
-    fn has_room_for_bulk(&self) -> bool {
-        self.items.len() < self.cap / 2 && self.bytes < MAX_PEER_OUT_BYTES / 2
-    }
-
-    fn push(&mut self, item: PeerOut, stats: &mut Stats) {
-        while !self.items.is_empty()
-            && (self.items.len() >= self.cap || self.bytes + body_len(&item) > MAX_PEER_OUT_BYTES)
-        {
-            if let Some(old) = self.items.pop_front() {
-                self.bytes -= body_len(&old);
-            }
-            stats.federation.peer_out_dropped += 1;
-            self.want_directory = true;
-        }
-        self.bytes += body_len(&item);
-        self.items.push_back(item);
-    }
-
-    fn pop(&mut self) -> Option<PeerOut> {
-        if std::mem::take(&mut self.want_directory) {
-            return Some(PeerOut::WantDirectory);
-        }
-        let item = self.items.pop_front()?;
-        self.bytes -= body_len(&item);
-        Some(item)
-    }
-}
-
-fn body_len(item: &PeerOut) -> usize {
-    match item {
-        PeerOut::Record(b) | PeerOut::Forward(b) => b.len(),
-        PeerOut::WantDirectory => 0,
-    }
-}
-
 /// The rendezvous server's UDP plane, free of I/O.
 pub struct UdpCore {
     cfg: UdpConfig,
@@ -216,18 +141,9 @@ pub struct UdpCore {
     punch_pairs: Interval<(Fingerprint, Fingerprint)>,
     next_sweep_ms: u64,
     emitter: Emitter,
-    stats: Stats,
+    counters: DatagramStats,
     remote: RemoteTable,
-    outbox: Outbox,
-    /// Earliest monotonic time at which an unknown refresh may ask for the directory again.
-    want_directory_ms: u64,
-    next_announce_ms: u64,
-    /// When an unfinished refresh pass (stopped for lack of outbox room) goes on.
-    announce_more_ms: Option<u64>,
-    /// State of the forward id sequence (splitmix64 from a seed-derived start).
-    forward_state: u64,
-    seen_forwards: std::collections::HashSet<u64>,
-    seen_order: VecDeque<u64>,
+    federation: Federation,
 }
 
 /// Where the core's datagrams go: `out(destination, bytes)`.
@@ -275,15 +191,9 @@ impl UdpCore {
             offline: HashMap::new(),
             next_sweep_ms: now.mono_ms + SWEEP_EVERY_MS,
             emitter: Emitter::new(junk),
-            stats: Stats::default(),
+            counters: DatagramStats::default(),
             remote: RemoteTable::new(cfg.max_remote),
-            outbox: Outbox::new(cfg.max_peer_out),
-            want_directory_ms: 0,
-            next_announce_ms: now.mono_ms + cfg.announce_interval_ms(),
-            announce_more_ms: None,
-            forward_state,
-            seen_forwards: std::collections::HashSet::with_capacity(SEEN_FORWARDS),
-            seen_order: VecDeque::with_capacity(SEEN_FORWARDS),
+            federation: Federation::new(&cfg, forward_state, now),
             alias,
             boot_epoch,
             cfg,
@@ -303,8 +213,9 @@ impl UdpCore {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         Stats {
+            datagrams: self.counters.clone(),
             emitted: self.emitter.stats().clone(),
-            ..self.stats.clone()
+            federation: self.federation.stats.clone(),
         }
     }
 
@@ -377,7 +288,7 @@ impl UdpCore {
     /// asked for. The loop should drain it after every call into the core, also when it has
     /// no peer link. Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
     pub fn poll_peer_out(&mut self) -> Option<PeerOut> {
-        self.outbox.pop()
+        self.federation.poll()
     }
 
     /// Applies one DirRecord body from a peer (the body of a command-16 frame, or of a
@@ -405,12 +316,12 @@ impl UdpCore {
     ///
     /// Source: BRIEF.md, "TCP plane", federation of the directory (seed 002).
     pub fn apply_peer_record(&mut self, now: Now, body: &[u8]) -> Result<bool, PeerRecordError> {
-        self.stats.federation.peer_records_in += 1;
+        self.federation.stats.peer_records_in += 1;
         let r = self.apply_record(now, body);
         match r {
-            Ok(true) => self.stats.federation.peer_records_applied += 1,
+            Ok(true) => self.federation.stats.peer_records_applied += 1,
             Ok(false) => {}
-            Err(_) => self.stats.federation.peer_records_refused += 1,
+            Err(_) => self.federation.stats.peer_records_refused += 1,
         }
         r
     }
@@ -437,7 +348,7 @@ impl UdpCore {
                     let known = held.is_some_and(|r| r.ts > ts)
                         || self.clients.get(&fp).is_some_and(|c| c.ts >= ts);
                     if !known {
-                        self.request_directory(now);
+                        self.federation.request_directory(now);
                     }
                     false
                 }
@@ -451,10 +362,8 @@ impl UdpCore {
                 }
             }
         };
-        if changed && rec.hops < MAX_RECORD_HOPS {
-            let mut v = body.to_vec();
-            v[HOPS_OFFSET] = rec.hops + 1;
-            self.outbox.push(PeerOut::Record(v), &mut self.stats);
+        if changed {
+            self.federation.pass_on_record(body, rec.hops);
         }
         Ok(changed)
     }
@@ -506,7 +415,7 @@ impl UdpCore {
             }
             Some(_) => {}
             None if self.remote.len() >= self.cfg.max_remote => {
-                self.stats.federation.remote_full += 1;
+                self.federation.stats.remote_full += 1;
                 return Err(peer_err(status::FULL, "remote directory full"));
             }
             None => {}
@@ -527,7 +436,7 @@ impl UdpCore {
             signed: Signed::new(reg.signature, reg.payload),
         };
         if self.remote.insert(fp, entry).is_err() {
-            self.stats.federation.remote_full += 1;
+            self.federation.stats.remote_full += 1;
             return Err(peer_err(status::FULL, "remote directory full"));
         }
         if moved {
@@ -559,7 +468,7 @@ impl UdpCore {
         body: &[u8],
         out: &mut Out<'_>,
     ) -> Result<(), PeerRecordError> {
-        self.stats.federation.forwards_in += 1;
+        self.federation.stats.forwards_in += 1;
         let f = Forward::parse(body).map_err(|e| peer_err(status::BAD_REQUEST, dir_detail(e)))?;
         if f.hops > MAX_FORWARD_HOPS {
             return Err(peer_err(
@@ -567,8 +476,7 @@ impl UdpCore {
                 "forward passed on more than 8 times",
             ));
         }
-        if !self.remember_forward(f.id) {
-            self.stats.federation.forwards_duplicate += 1;
+        if !self.federation.first_sight(f.id) {
             return Ok(());
         }
         if let Some((addr, shift)) = self.clients.get(&f.target).map(|c| (c.addr, c.shift)) {
@@ -593,9 +501,9 @@ impl UdpCore {
                 .emitter
                 .send(out, now.unix_s, addr, shift, &payload, MAX_DATAGRAM)
             {
-                self.stats.federation.forwards_delivered += 1;
+                self.federation.stats.forwards_delivered += 1;
                 if matches!(f.body, ForwardBody::Relay(_)) {
-                    self.stats.datagrams.relayed += 1;
+                    self.counters.relayed += 1;
                 }
             }
             return Ok(());
@@ -605,20 +513,15 @@ impl UdpCore {
             if let ForwardBody::Relay(event) = f.body {
                 match self.queues.push(f.target, f.source, event, now.mono_ms) {
                     Ok(()) => {
-                        self.stats.datagrams.queued += 1;
-                        self.stats.federation.forwards_delivered += 1;
+                        self.counters.queued += 1;
+                        self.federation.stats.forwards_delivered += 1;
                     }
                     Err(_) => self.emitter.drop_one(),
                 }
             }
             return Ok(());
         }
-        if f.hops < MAX_FORWARD_HOPS {
-            let mut v = body.to_vec();
-            v[HOPS_OFFSET] = f.hops + 1;
-            self.outbox.push(PeerOut::Forward(v), &mut self.stats);
-            self.stats.federation.forwards_out += 1;
-        }
+        self.federation.pass_on_forward(body, f.hops);
         Ok(())
     }
 
@@ -667,57 +570,6 @@ impl UdpCore {
         (page.last().copied(), candidates > page.len())
     }
 
-    /// Puts a new forward (hops 0, a fresh id) toward the home of `target` in the outbox.
-    fn push_forward(&mut self, target: Fingerprint, source: Fingerprint, body: ForwardBody<'_>) {
-        let id = self.next_forward_id();
-        let f = Forward {
-            hops: 0,
-            id,
-            target,
-            source,
-            body,
-        };
-        if let Ok(v) = f.to_vec() {
-            self.outbox.push(PeerOut::Forward(v), &mut self.stats);
-            self.stats.federation.forwards_out += 1;
-        }
-    }
-
-    /// The next forward id: splitmix64 over a sequence started from the seed, so ids never
-    /// repeat here and look random across servers. Remembered, so copies coming back are
-    /// dropped.
-    fn next_forward_id(&mut self) -> u64 {
-        self.forward_state = self.forward_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.forward_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        let id = z ^ (z >> 31);
-        self.remember_forward(id);
-        id
-    }
-
-    /// Remembers forward `id`; false when it was already remembered.
-    fn remember_forward(&mut self, id: u64) -> bool {
-        if !self.seen_forwards.insert(id) {
-            return false;
-        }
-        if self.seen_order.len() >= SEEN_FORWARDS {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen_forwards.remove(&old);
-            }
-        }
-        self.seen_order.push_back(id);
-        true
-    }
-
-    /// Asks the loop for the peers' directory, at most once per announce interval.
-    fn request_directory(&mut self, now: Now) {
-        if now.mono_ms >= self.want_directory_ms {
-            self.want_directory_ms = now.mono_ms + self.cfg.announce_interval_ms();
-            self.outbox.want_directory = true;
-        }
-    }
-
     /// The next monotonic time (ms) at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
         let expiry = self.expiry.first().map(|&(d, _)| d);
@@ -725,8 +577,7 @@ impl UdpCore {
             expiry,
             self.queues.next_deadline(),
             self.remote.next_deadline(),
-            Some(self.next_announce_ms),
-            self.announce_more_ms,
+            self.federation.next_deadline(),
             Some(self.next_sweep_ms),
         ]
         .into_iter()
@@ -756,23 +607,16 @@ impl UdpCore {
                 c.deadline_ms = real;
                 self.expiry.insert((real, fp));
             } else {
-                self.stats.datagrams.expired += 1;
+                self.counters.expired += 1;
                 self.go_offline(fp, now);
             }
         }
         while self.remote.pop_expired(now.mono_ms).is_some() {
-            self.stats.federation.remote_expired += 1;
+            self.federation.stats.remote_expired += 1;
         }
-        if now.mono_ms >= self.next_announce_ms {
-            self.next_announce_ms = now.mono_ms + self.cfg.announce_interval_ms();
-            self.announce_more_ms = Some(now.mono_ms);
-        }
-        if self.announce_more_ms.is_some_and(|t| t <= now.mono_ms) {
-            self.announce_more_ms = if self.announce(now) {
-                None
-            } else {
-                Some(now.mono_ms + ANNOUNCE_RETRY_MS)
-            };
+        if self.federation.refresh_due(now) {
+            let finished = self.announce(now);
+            self.federation.refresh_done(now, finished);
         }
         self.queues.purge(now.mono_ms);
         if now.mono_ms >= self.next_sweep_ms {
@@ -803,9 +647,7 @@ impl UdpCore {
                 age_ms: age_u32(now, c.last_seen_ms),
                 body: RecordBody::Expiry,
             };
-            if let Ok(v) = rec.to_vec() {
-                self.outbox.push(PeerOut::Record(v), &mut self.stats);
-            }
+            self.federation.push_record(&rec);
         }
     }
 
@@ -814,20 +656,10 @@ impl UdpCore {
     /// A pass that stops early goes on [`ANNOUNCE_RETRY_MS`] later, once the loop has
     /// drained the outbox (each call scans the table: O(n)).
     fn announce(&mut self, now: Now) -> bool {
-        let UdpCore {
-            clients,
-            outbox,
-            stats,
-            ..
-        } = self;
-        for (fp, c) in clients.iter_mut() {
+        for (fp, c) in self.clients.iter_mut() {
             if c.last_seen_ms <= c.announced_ms {
                 continue;
             }
-            if !outbox.has_room_for_bulk() {
-                return false;
-            }
-            c.announced_ms = c.last_seen_ms;
             let rec = DirRecord {
                 hops: 0,
                 fingerprint: *fp,
@@ -835,16 +667,17 @@ impl UdpCore {
                 age_ms: age_u32(now, c.last_seen_ms),
                 body: RecordBody::Refresh,
             };
-            if let Ok(v) = rec.to_vec() {
-                outbox.push(PeerOut::Record(v), stats);
+            if !self.federation.push_bulk_record(&rec) {
+                return false;
             }
+            c.announced_ms = c.last_seen_ms;
         }
         true
     }
 
     /// Handles one datagram from `src` at `now`; each datagram to send is passed to `out`.
     pub fn handle_datagram(&mut self, now: Now, src: SocketAddr, data: &[u8], out: &mut Out<'_>) {
-        self.stats.datagrams.datagrams_in += 1;
+        self.counters.datagrams_in += 1;
         let src = canonical_addr(src);
         // Never answer a server, nor anything that could be a reply (no error ping-pong).
         let from_server = data.first().is_some_and(|p| p & PARAM_FROM_SERVER != 0);
@@ -912,7 +745,7 @@ impl UdpCore {
             if let Some(c) = self.clients.get_mut(fp) {
                 c.last_seen_ms = now.mono_ms;
                 c.kept_alive = true;
-                self.stats.datagrams.keepalives += 1;
+                self.counters.keepalives += 1;
                 return;
             }
         }
@@ -961,7 +794,7 @@ impl UdpCore {
                     .emitter
                     .send(out, now.unix_s, src, shift, &cookie, limit)
                 {
-                    self.stats.datagrams.cookies_sent += 1;
+                    self.counters.cookies_sent += 1;
                 }
                 return;
             }
@@ -1042,7 +875,7 @@ impl UdpCore {
         // It was homed elsewhere: it is ours now (the record below supersedes that entry).
         self.remote.remove(&fp);
         self.by_addr.insert(src, fp);
-        self.stats.datagrams.registrations += 1;
+        self.counters.registrations += 1;
         if announce {
             self.announce_registration(now, fp);
         }
@@ -1063,9 +896,7 @@ impl UdpCore {
         };
         c.announced_ms = c.last_seen_ms;
         let rec = local_record(&self.alias, now, fp, c);
-        if let Ok(v) = rec.to_vec() {
-            self.outbox.push(PeerOut::Record(v), &mut self.stats);
-        }
+        self.federation.push_record(&rec);
     }
 
     fn deliver_queued(&mut self, now: Now, fp: Fingerprint, out: &mut Out<'_>) {
@@ -1081,7 +912,7 @@ impl UdpCore {
                 .emitter
                 .send(out, now.unix_s, addr, shift, &p, MAX_DATAGRAM)
             {
-                self.stats.datagrams.delivered += 1;
+                self.counters.delivered += 1;
             }
         }
     }
@@ -1146,16 +977,17 @@ impl UdpCore {
             self.admission.record(from, root.timestamp, digest);
             self.emitter
                 .send(out, now.unix_s, addr, dshift, &forward, MAX_DATAGRAM);
-            self.stats.datagrams.relayed += 1;
+            self.counters.relayed += 1;
         } else if self.remote.contains(&dest) {
             // Homed elsewhere: its NAT mapping is open to its home server only.
             self.admission.record(from, root.timestamp, digest);
-            self.push_forward(dest, from, ForwardBody::Relay(relay.event));
+            self.federation
+                .forward(dest, from, ForwardBody::Relay(relay.event));
         } else {
             match self.queues.push(dest, from, relay.event, now.mono_ms) {
                 Ok(()) => {
                     self.admission.record(from, root.timestamp, digest);
-                    self.stats.datagrams.queued += 1;
+                    self.counters.queued += 1;
                 }
                 Err(QueueError::RecipientFull) => {
                     self.emitter
@@ -1248,7 +1080,7 @@ impl UdpCore {
         }
         self.emitter
             .send(out, now.unix_s, src, shift, &answer, MAX_DATAGRAM);
-        self.stats.datagrams.lookups += 1;
+        self.counters.lookups += 1;
         if let Some((taddr, tshift)) = online {
             if target != asker && self.punch_pairs.allow((asker, target), now.mono_ms) {
                 let punch = Payload::ServerEvent(ServerEvent::Punch {
@@ -1264,7 +1096,8 @@ impl UdpCore {
         {
             // The target's NAT mapping is open to its home server only: the punch request
             // goes out from there.
-            self.push_forward(target, asker, ForwardBody::Punch(src));
+            self.federation
+                .forward(target, asker, ForwardBody::Punch(src));
         }
     }
 
