@@ -4,7 +4,7 @@
 //! SHA-256 fingerprint to the client's public address (after NAT), clients keep the NAT
 //! mapping open with keepalives, look each other up, punch holes and relay events. On TCP,
 //! contacts are kept with Lamport clocks and servers federate. The protocol is in
-//! `docs/PROTOCOL.md`; the product brief in `shared/BRIEF.md`.
+//! `docs/PROTOCOL.md`.
 //!
 //! # Layout
 //! - [`wire`]: zero-copy views and emitters of every packet and frame; no I/O.

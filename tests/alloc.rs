@@ -1,6 +1,6 @@
 //! The hot paths allocate nothing: after warm-up, keepalives and lookups (answer plus punch
 //! request) go through `UdpCore::handle_datagram` without one heap allocation (the core's
-//! module contract, src/core/server.rs: "Keepalive and lookup allocate nothing per
+//! module contract, src/core/udp/mod.rs: "Keepalive and lookup allocate nothing per
 //! packet").
 //!
 //! A counting `#[global_allocator]` wraps the system allocator. Only allocations made on a

@@ -84,7 +84,7 @@ pub fn register(server: &mut UdpCore, id: &Identity, addr: SocketAddr, at: Now) 
     }
 }
 
-/// One identity per key algorithm the protocol accepts (BRIEF.md, "UDP plane").
+/// One identity per key algorithm the protocol accepts (docs/PROTOCOL.md §5.4).
 pub struct Identities {
     /// Ed25519 (rcgen).
     pub ed25519: Identity,

@@ -1,12 +1,12 @@
-//! Scenario tests of the I/O-free UDP core on a virtual clock (STYLE.md, "Tests in layers",
-//! layer 2; the shape of firezone's `tests/regression.rs`): no sockets, no sleeps.
+//! Scenario tests of the I/O-free UDP core on a virtual clock (the shape of firezone's
+//! `tests/regression.rs`): no sockets, no sleeps.
 //!
 //! A [`Net`] owns one [`UdpCore`] and a hand-advanced [`Now`]; fake [`Client`]s build real,
 //! signed packets with the wire module, every datagram the core emits is collected and
 //! decoded, and each test asserts the exact replies (destination, layout, payload).
 //!
-//! Every datagram that passes through [`Net::send`] is also checked against the rules of
-//! BRIEF.md that hold whatever the scenario ("Rules that keep a public server safe"):
+//! Every datagram that passes through [`Net::send`] is also checked against the rules that
+//! hold whatever the scenario (docs/PROTOCOL.md §2.5, §4.2, §5.5):
 //! - every datagram out is a well-formed, unsigned server packet (params 0x01) of at most
 //!   1400 bytes;
 //! - no reply to a source that has not passed the address check is larger than the request
@@ -1678,7 +1678,7 @@ fn lookup_answers_are_held_to_a_byte_budget_per_source() {
 }
 
 // ---------------------------------------------------------------------------------------
-// `serve --accept-replayed` (issue 5): no freshness window, no address check
+// `serve --accept-replayed` (docs/PROTOCOL.md §10): no freshness window, no address check
 // ---------------------------------------------------------------------------------------
 
 fn replaying() -> Net {

@@ -1,12 +1,11 @@
 //! Federation of the fingerprint directory, several I/O-free cores wired together in memory
-//! on a virtual clock (STYLE.md, "Tests in layers", layer 3; BRIEF.md, "TCP plane",
-//! "Federation of the fingerprint directory"): no sockets, no sleeps.
+//! on a virtual clock (docs/PROTOCOL.md §8.16): no sockets, no sleeps.
 //!
 //! A [`Fed`] holds up to five [`UdpCore`]s named A..E joined in a line A-B-C-D-E. What one
 //! core puts in its peer outbox goes to each of its neighbours only, through one FIFO of
 //! messages in flight (so each link keeps its order, as TCP does); `WantDirectory` is
 //! answered at once with the neighbours' `directory_page`s. Clients build real, signed
-//! registrations (cookie round trip) as in tests/core_scenarios.rs, and every datagram a
+//! registrations (cookie round trip) as in tests/it/core_scenarios.rs, and every datagram a
 //! core sends is decoded with the wire module.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};

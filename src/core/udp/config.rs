@@ -1,5 +1,6 @@
-//! Tunables of the server core, with the defaults BRIEF.md decides ("State", "Rules that
-//! keep a public server safe"). Every table and queue bound lives here.
+//! Tunables of the UDP core, with the defaults of docs/PROTOCOL.md §5 (rate limits §5.9,
+//! TTL §5.10, table bounds §5.11) and §8.16 (federation). Every table and queue bound
+//! lives here.
 
 /// Configuration of a [`super::UdpCore`]. Times are milliseconds unless the name says `_s`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -7,7 +8,7 @@ pub struct UdpConfig {
     /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
     /// UTF-8; longer is cut at a character boundary when the server is built).
     pub alias: String,
-    /// `serve --accept-replayed` (issue 5): no freshness window and no address check, so a
+    /// `serve --accept-replayed` (docs/PROTOCOL.md §10): no freshness window and no address check, so a
     /// capture can be replayed days later. Only allowed on a loopback-only listener (the
     /// CLI refuses it otherwise). Default false.
     ///

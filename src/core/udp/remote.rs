@@ -1,7 +1,8 @@
 //! The remote half of the directory: clients registered at other servers, learned from
-//! DirRecords, each with its own TTL deadline. Owns no I/O and makes no policy decisions
-//! (which record wins is [`super::UdpCore`]'s); it keeps its expiry set exactly in step with
-//! its map and never holds more than its bound. Source: BRIEF.md, "TCP plane", federation.
+//! DirRecords, each with its own TTL deadline (docs/PROTOCOL.md §8.16). Owns no I/O and
+//! makes no policy decisions (which record wins is the directory's, `directory::records`);
+//! it keeps its expiry set exactly in step with its map and never holds more than its
+//! bound.
 
 use crate::identity::VerifyingKey;
 use crate::wire::Fingerprint;
