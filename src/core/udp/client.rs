@@ -16,6 +16,7 @@ impl UdpCore {
     /// Type 0 (docs/PROTOCOL.md §3, §5.10): refreshes the client bound to the source; from
     /// an unknown address, a 404 tells a client that the server restarted, but only when
     /// the keepalive (`len` bytes) is at least as large as the answer.
+    #[inline]
     pub(super) fn keepalive(&mut self, now: Now, req: Req, len: usize, out: &mut Out<'_>) {
         if self.directory.keepalive(now, &req.src) {
             self.counters.keepalives += 1;

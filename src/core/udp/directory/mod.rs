@@ -152,6 +152,7 @@ impl Directory {
     }
 
     /// Whether `src` is bound in the directory (the address check of docs/PROTOCOL.md §5.5).
+    #[inline]
     pub(super) fn is_bound(&self, src: &SocketAddr) -> bool {
         self.by_addr.contains_key(src)
     }
@@ -162,6 +163,7 @@ impl Directory {
     }
 
     /// A keepalive from `src`: refreshes the client bound there; false when none is.
+    #[inline]
     pub(super) fn keepalive(&mut self, now: Now, src: &SocketAddr) -> bool {
         let Some(c) = self
             .by_addr
