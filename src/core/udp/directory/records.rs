@@ -4,7 +4,7 @@
 //! admission part does, before an entry is installed).
 
 use super::{age_u32, Client, Directory};
-use crate::core::udp::remote::Remote;
+use crate::core::udp::remote::{Full, Remote};
 use crate::core::Now;
 use crate::wire::dir::MAX_RECORD_HOPS;
 use crate::wire::dir::{DirRecord, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN};
@@ -113,14 +113,14 @@ impl Directory {
     /// `moved`, the beaten local client leaves (no expiry record: it is theirs now).
     ///
     /// # Errors
-    /// `Err(())` when the remote table is full; nothing changes then.
+    /// [`Full`] when the remote table is full; nothing changes then.
     pub(in crate::core::udp) fn install_remote(
         &mut self,
         fp: Fingerprint,
         entry: Remote,
         moved: bool,
-    ) -> Result<(), ()> {
-        self.remote.insert(fp, entry).map_err(|_| ())?;
+    ) -> Result<(), Full> {
+        self.remote.insert(fp, entry)?;
         if moved {
             if let Some(c) = self.clients.remove(&fp) {
                 self.by_addr.remove(&c.addr);
