@@ -1,4 +1,4 @@
-//! Criterion benches of the I/O-free server core (`rendezvous::core::Server`), driven on a
+//! Criterion benches of the I/O-free server core (`rendezvous::core::udp::UdpCore`), driven on a
 //! virtual clock: how long one `handle_datagram` takes for a keepalive, a lookup, a
 //! registration (certificate cached, and the full certificate check) for each key
 //! algorithm, and a relayed event. Throughput is in packets. The wire codecs, fingerprints
@@ -16,7 +16,8 @@ mod common;
 
 use common::{cookie, now, packet, register, register_packet, unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rendezvous::core::{Config, Now, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::Now;
 use rendezvous::identity::Identity;
 use rendezvous::wire::udp::root::signed_message;
 use rendezvous::wire::udp::{Payload, Relay};
@@ -30,12 +31,12 @@ const POOL: u64 = 60;
 
 /// The bench configuration: punch requests and lookup answers unlimited (a bench sends the
 /// same lookup again and again), cookies that never rotate (pool packets carry one).
-fn config() -> Config {
-    Config {
+fn config() -> UdpConfig {
+    UdpConfig {
         punch_interval_ms: u64::MAX / 4,
         lookup_bytes_per_s: u32::MAX,
         cookie_period_ms: u64::MAX / 4,
-        ..Config::default()
+        ..UdpConfig::default()
     }
 }
 
@@ -47,7 +48,7 @@ fn timed_pool(
     iters: u64,
     pool: &[(Now, Vec<u8>)],
     src: SocketAddr,
-    fresh: &mut dyn FnMut() -> Server,
+    fresh: &mut dyn FnMut() -> UdpCore,
     outputs_each: u64,
 ) -> Duration {
     let mut total = Duration::ZERO;
@@ -75,8 +76,13 @@ fn timed_pool(
 }
 
 /// A fresh server at virtual time 0 with `ids` registered (each from its address).
-fn server_with(cfg: &Config, base: u64, seed: [u8; 32], ids: &[(&Identity, SocketAddr)]) -> Server {
-    let mut s = Server::new(cfg.clone(), seed, now(base, 0));
+fn server_with(
+    cfg: &UdpConfig,
+    base: u64,
+    seed: [u8; 32],
+    ids: &[(&Identity, SocketAddr)],
+) -> UdpCore {
+    let mut s = UdpCore::new(cfg.clone(), seed, now(base, 0));
     for (id, addr) in ids {
         register(&mut s, id, *addr, now(base, 0));
     }
@@ -131,7 +137,7 @@ fn benches(c: &mut Criterion) {
     // Registrations: with the certificate cached (the usual re-registration), and with the
     // full certificate check every time (cache off).
     for (name, id) in ids.all() {
-        let mut first = Server::new(cfg.clone(), seed, now(base, 0));
+        let mut first = UdpCore::new(cfg.clone(), seed, now(base, 0));
         let ck = cookie(&mut first, id, addr_a, now(base, 0));
         let warm = register_packet(id, Some(&ck), base);
         let pool: Vec<(Now, Vec<u8>)> = (1..=POOL)
@@ -146,16 +152,16 @@ fn benches(c: &mut Criterion) {
             ("register_cached_cert", true),
             ("register_full_check", false),
         ] {
-            let cfg = Config {
+            let cfg = UdpConfig {
                 max_cert_cache: if cache {
-                    Config::default().max_cert_cache
+                    UdpConfig::default().max_cert_cache
                 } else {
                     0
                 },
                 ..cfg.clone()
             };
             let mut fresh = || {
-                let mut s = Server::new(cfg.clone(), seed, now(base, 0));
+                let mut s = UdpCore::new(cfg.clone(), seed, now(base, 0));
                 // Caches the certificate (or not) and sets the newest timestamp to `base`.
                 s.handle_datagram(now(base, 0), addr_a, &warm, &mut |_, _| {});
                 s

@@ -4,12 +4,12 @@
 //! SHA-256 fingerprint to the client's public address (after NAT), clients keep the NAT
 //! mapping open with keepalives, look each other up, punch holes and relay events. On TCP,
 //! contacts are kept with Lamport clocks and servers federate. The protocol is in
-//! `docs/PROTOCOL.md`; the product brief in `shared/BRIEF.md`.
+//! `docs/PROTOCOL.md`.
 //!
 //! # Layout
 //! - [`wire`]: zero-copy views and emitters of every packet and frame; no I/O.
 //! - [`identity`]: certificates, fingerprints, signatures, keys.
-//! - [`core`]: the I/O-free server: the UDP directory ([`core::Server`]) and the TCP plane
+//! - [`core`]: the I/O-free server: the UDP directory ([`core::udp::UdpCore`]) and the TCP plane
 //!   ([`core::tcp::TcpCore`]), fed time and bytes, returning what to send.
 //! - [`federation`]: what servers sync, I/O-free: the node list (canonical form, SHA-512
 //!   hash, loop-free merge and sync; [`federation::nodelist`]; its bytes are

@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::{Client, ClientError, Incoming};
+use rendezvous::core::node::Node;
 use rendezvous::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
-use rendezvous::core::{Config, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::store::thread::StoreThread;
 use rendezvous::store::{MemoryStore, SqliteStore, Store};
@@ -362,7 +363,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         seed: derive(&seed, b"tcp nonces"),
         ..TcpConfig::default()
     };
-    let cfg = Config {
+    let cfg = UdpConfig {
         alias: a.alias,
         accept_replayed: a.accept_replayed,
         keepalive_s: a.keepalive,
@@ -376,10 +377,10 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         queue_per_sender: a.queue_per_sender,
         queue_age_ms: a.queue_age.saturating_mul(1000),
         queue_bytes: a.queue_bytes,
-        ..Config::default()
+        ..UdpConfig::default()
     };
     let origin = Instant::now();
-    let mut server = Server::new(cfg, seed, rendezvous::net::now(origin));
+    let server = UdpCore::new(cfg, seed, rendezvous::net::now(origin));
     tracing::info!(%local, ttl_s = a.ttl, keepalive_s = server.config().advised_keepalive_s(), epoch = server.boot_epoch(), clock, memory_only = a.memory_only, "serving");
     say(&format!("listening udp {local}"));
     say(&format!("listening tcp {}", listener.local_addr()?));
@@ -387,13 +388,14 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let core = TcpCore::new(tcp_cfg, clock, start_ms)
         .with_journal(journal_id, journal_head)
         .with_nodes(&stored_nodes, start_ms);
-    let tcp = rendezvous::net::TcpParts {
-        listener,
-        core,
+    let serve = rendezvous::net::Serve {
+        udp: socket,
+        tcp: listener,
+        node: Node::new(server, core),
         store: Box::new(move |wake| StoreThread::spawn(store, wake)),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    rendezvous::net::run(socket, &mut server, Some(tcp), origin, stop)?;
+    rendezvous::net::run(serve, origin, stop)?;
     Ok(ExitCode::SUCCESS)
 }
 

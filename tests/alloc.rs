@@ -1,6 +1,6 @@
 //! The hot paths allocate nothing: after warm-up, keepalives and lookups (answer plus punch
-//! request) go through `Server::handle_datagram` without one heap allocation (the core's
-//! module contract, src/core/server.rs: "Keepalive and lookup allocate nothing per
+//! request) go through `UdpCore::handle_datagram` without one heap allocation (the core's
+//! module contract, src/core/udp/mod.rs: "Keepalive and lookup allocate nothing per
 //! packet").
 //!
 //! A counting `#[global_allocator]` wraps the system allocator. Only allocations made on a
@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rendezvous::core::{Config, Now, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::Now;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{Payload, COOKIE_LEN};
@@ -106,7 +107,7 @@ fn register_payload(id: &Identity, cookie: Option<&[u8; COOKIE_LEN]>) -> Vec<u8>
 }
 
 /// Registers `peer` (cookie round trip) and asserts the OK.
-fn register(server: &mut Server, now: Now, peer: &Peer) {
+fn register(server: &mut UdpCore, now: Now, peer: &Peer) {
     let mut replies: Vec<Vec<u8>> = Vec::new();
     let first = packet(
         &peer.id,
@@ -145,7 +146,7 @@ fn keepalive_and_lookup_allocate_nothing() {
         mono_ms: 1_000_000,
         unix_s: unix0,
     };
-    let mut server = Server::new(Config::default(), [3; 32], now);
+    let mut server = UdpCore::new(UdpConfig::default(), [3; 32], now);
     let a = Peer {
         id: Identity::generate(KeyAlgorithm::Ed25519, "alloc-a").expect("identity"),
         addr: "192.0.2.10:40000".parse().unwrap(),
@@ -205,12 +206,18 @@ fn keepalive_and_lookup_allocate_nothing() {
 
     // The loops did what they claim: every keepalive refreshed, every lookup answered,
     // punch requests went out, nothing was refused.
-    assert_eq!(stats.keepalives - stats0.keepalives, 2 * ROUNDS);
-    assert_eq!(stats.lookups - stats0.lookups, ROUNDS);
+    assert_eq!(
+        stats.datagrams.keepalives - stats0.datagrams.keepalives,
+        2 * ROUNDS
+    );
+    assert_eq!(stats.datagrams.lookups - stats0.datagrams.lookups, ROUNDS);
     let punches = sent - ROUNDS;
     assert!(punches >= 40, "only {punches} punch requests in 50 s");
-    assert_eq!(stats.dropped, stats0.dropped, "something was refused");
-    assert_eq!(stats.errors, stats0.errors);
+    assert_eq!(
+        stats.emitted.dropped, stats0.emitted.dropped,
+        "something was refused"
+    );
+    assert_eq!(stats.emitted.errors, stats0.emitted.errors);
     assert!(sent_bytes > 0);
 
     assert_eq!(

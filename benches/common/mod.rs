@@ -8,7 +8,8 @@
 #![allow(dead_code)]
 
 use rendezvous::client::{decode, Incoming};
-use rendezvous::core::{Now, Server};
+use rendezvous::core::udp::UdpCore;
+use rendezvous::core::Now;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::udp::root::{signed_message, PARAM_TO_SERVER};
 use rendezvous::wire::udp::{Payload, Register};
@@ -61,7 +62,7 @@ pub fn register_packet(id: &Identity, cookie: Option<&[u8; 16]>, ts: u64) -> Vec
 }
 
 /// The cookie `server` issues to `addr` at `at` (a registration without one).
-pub fn cookie(server: &mut Server, id: &Identity, addr: SocketAddr, at: Now) -> [u8; 16] {
+pub fn cookie(server: &mut UdpCore, id: &Identity, addr: SocketAddr, at: Now) -> [u8; 16] {
     let mut replies = Vec::new();
     let first = register_packet(id, None, at.unix_s);
     server.handle_datagram(at, addr, &first, &mut |_, b| replies.push(b.to_vec()));
@@ -72,7 +73,7 @@ pub fn cookie(server: &mut Server, id: &Identity, addr: SocketAddr, at: Now) -> 
 }
 
 /// Registers `id` from `addr` at `at` through the cookie exchange; panics unless OK.
-pub fn register(server: &mut Server, id: &Identity, addr: SocketAddr, at: Now) {
+pub fn register(server: &mut UdpCore, id: &Identity, addr: SocketAddr, at: Now) {
     let c = cookie(server, id, addr, at);
     let mut replies = Vec::new();
     let second = register_packet(id, Some(&c), at.unix_s);
@@ -83,7 +84,7 @@ pub fn register(server: &mut Server, id: &Identity, addr: SocketAddr, at: Now) {
     }
 }
 
-/// One identity per key algorithm the protocol accepts (BRIEF.md, "UDP plane").
+/// One identity per key algorithm the protocol accepts (docs/PROTOCOL.md §5.4).
 pub struct Identities {
     /// Ed25519 (rcgen).
     pub ed25519: Identity,

@@ -1,4 +1,4 @@
-//! One whole server, free of I/O: the UDP plane ([`Server`]) and the TCP plane
+//! One whole server, free of I/O: the UDP plane ([`UdpCore`]) and the TCP plane
 //! ([`TcpCore`]) and the conversation between them (directory records, forwards, directory
 //! pages and digests; docs/PROTOCOL.md §8.16). The event loop in `net`, the in-memory
 //! network in [`crate::sim`] and the tests drive a [`Node`] alike; none of them routes.
@@ -10,7 +10,8 @@
 //! [`Node::poll_action`].
 
 use super::tcp::{ConnId, TcpAction, TcpCore};
-use super::{Now, Out, PeerOut, Server};
+use super::udp::UdpCore;
+use super::{Now, Out, PeerOut};
 use crate::store::{Store, StoreError, StoreEvent, StoreRequest};
 use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
 use crate::wire::Fingerprint;
@@ -68,7 +69,7 @@ const ROUTE_ROUNDS: usize = 8;
 
 /// One whole rendezvous server: both planes and the routing between them.
 pub struct Node {
-    udp: Server,
+    udp: UdpCore,
     tcp: TcpCore,
     /// Connects and closes for the loop, in order.
     io: VecDeque<NodeAction>,
@@ -79,7 +80,7 @@ pub struct Node {
 impl Node {
     /// A node of the two planes, as built from the configuration and the store's state
     /// (`TcpCore::with_journal`, `TcpCore::with_nodes`).
-    pub fn new(udp: Server, tcp: TcpCore) -> Self {
+    pub fn new(udp: UdpCore, tcp: TcpCore) -> Self {
         Node {
             udp,
             tcp,
@@ -89,7 +90,7 @@ impl Node {
     }
 
     /// The UDP plane (directory, counters), for status and tests.
-    pub fn udp(&self) -> &Server {
+    pub fn udp(&self) -> &UdpCore {
         &self.udp
     }
 
@@ -201,6 +202,23 @@ impl Node {
         }
     }
 
+    /// The next action if it is a close: writing a refused connection's last bytes
+    /// closes it at once, before the next [`Self::end_turn`]; anything else waits.
+    pub fn poll_close(&mut self) -> Option<NodeAction> {
+        match self.io.front() {
+            Some(NodeAction::Close(_)) => return self.io.pop_front(),
+            Some(_) => return None,
+            None => {}
+        }
+        match self.tcp.poll_action()? {
+            TcpAction::Close(conn) => Some(NodeAction::Close(conn)),
+            other => {
+                self.tcp.requeue(other);
+                None
+            }
+        }
+    }
+
     /// True when routing or loop actions wait ([`Self::end_turn`] or
     /// [`Self::poll_action`] has work): the loop should not sleep.
     pub fn busy(&self) -> bool {
@@ -227,17 +245,15 @@ impl Node {
                 TcpAction::Forward { conn, body } => self.forward(now, conn, &body, out),
                 TcpAction::DirectoryPage { tag, after, max } => {
                     self.frames.clear();
-                    let (last, more) =
+                    let page =
                         self.udp
                             .directory_page(now, after.map(Fingerprint), max, &mut self.frames);
-                    // AFTER-MERGE: directory_page returns the count.
-                    let count = count_frames(&self.frames);
                     self.tcp.handle_directory_page(
                         tag,
                         &self.frames,
-                        count,
-                        last.map(|f| f.0),
-                        more,
+                        page.records,
+                        page.last.map(|f| f.0),
+                        page.more,
                     );
                 }
             }
@@ -285,17 +301,6 @@ impl Node {
         }
         routed
     }
-}
-
-/// AFTER-MERGE: goes when `directory_page` returns its count.
-fn count_frames(frames: &[u8]) -> usize {
-    let mut n = 0;
-    let mut p = 0;
-    while p + 3 <= frames.len() {
-        p += 3 + usize::from(u16::from_be_bytes([frames[p + 1], frames[p + 2]]));
-        n += 1;
-    }
-    n
 }
 
 /// A server's node uid: the first 16 bytes of SHA-256 of its public node key

@@ -2,7 +2,8 @@
 //! fixed buffers allocated once, so the datagram-in/reply-out path allocates nothing. A
 //! reply the kernel refuses with EAGAIN waits in a bounded overflow queue.
 
-use crate::core::{Now, Server};
+use crate::core::node::Node;
+use crate::core::Now;
 use mio::net::UdpSocket;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -202,13 +203,7 @@ impl Batch {
 
     /// Reads datagrams until the socket is empty or `budget` were read, handing each to the
     /// core; returns true when the budget ran out first (more may be waiting).
-    pub fn drain(
-        &mut self,
-        socket: &UdpSocket,
-        server: &mut Server,
-        now: Now,
-        budget: usize,
-    ) -> bool {
+    pub fn drain(&mut self, socket: &UdpSocket, node: &mut Node, now: Now, budget: usize) -> bool {
         let fd = socket.as_raw_fd();
         let mut total = 0;
         let Batch { rx, rx_addrs, tx } = self;
@@ -251,7 +246,7 @@ impl Batch {
                     continue;
                 };
                 let len = (hdrs[i].msg_len as usize).min(RX_LEN);
-                server.handle_datagram(now, src, &rx[i][..len], &mut |dst, bytes| {
+                node.handle_datagram(now, src, &rx[i][..len], &mut |dst, bytes| {
                     tx.push(fd, dst, bytes)
                 });
             }

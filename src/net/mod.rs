@@ -1,5 +1,6 @@
 //! The only code that touches sockets, mio or the clock: binds the UDP socket (dual-stack
-//! `[::]` by default) and runs the event loop around the I/O-free [`crate::core::Server`].
+//! `[::]` by default) and the TCP listener, and runs the event loop around the I/O-free
+//! [`Node`]; it makes no protocol decision.
 //!
 //! Each wake drains the socket under a budget with `recvmmsg` (up to 32 datagrams per system
 //! call on Linux) and sends the core's replies with `sendmmsg`; a reply the kernel cannot
@@ -8,7 +9,8 @@
 mod batch;
 pub mod tcp;
 
-use crate::core::{Now, Server};
+use crate::core::node::Node;
+use crate::core::Now;
 use batch::Batch;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
@@ -62,68 +64,57 @@ pub fn now(origin: Instant) -> Now {
 /// Starts the store thread, given the function that wakes the loop.
 pub type StartStore = Box<dyn FnOnce(Box<dyn Fn() + Send>) -> crate::store::thread::StoreThread>;
 
-/// The TCP plane's parts handed to [`run`]: the bound listener, the core (with the clock
-/// read from the store) and a function that starts the store thread given a wake-up.
-pub struct TcpParts {
-    /// The listener (same port as UDP).
-    pub listener: std::net::TcpListener,
-    /// The TCP core.
-    pub core: crate::core::tcp::TcpCore,
+/// What [`run`] serves: the UDP socket and the TCP listener (bound to one port), the node,
+/// and a function that starts the store thread given a wake-up.
+pub struct Serve {
+    /// The UDP socket.
+    pub udp: std::net::UdpSocket,
+    /// The TCP listener (same port as UDP).
+    pub tcp: std::net::TcpListener,
+    /// The whole server, I/O-free.
+    pub node: Node,
     /// Starts the store thread; its argument wakes the loop.
     pub store: StartStore,
 }
 
-/// Runs the event loop (UDP, and TCP when `tcp` is given) until `stop` is set (checked at
-/// least every 500 ms).
+/// Runs the event loop until `stop` is set (checked at least every 500 ms). Each turn:
+/// wait for readiness or the node's next deadline; drain the UDP socket under a budget
+/// (each datagram to the node, its replies batched); then the TCP turn (store answers,
+/// reads, timers, routing, store requests, connects and closes, writes); then flush the
+/// datagrams. The node's timers run after the turn's reads.
 ///
 /// # Errors
 /// Only setup errors (poll creation, registration); per-datagram and per-connection errors
 /// are logged and the loop goes on.
-pub fn run(
-    socket: std::net::UdpSocket,
-    server: &mut Server,
-    tcp: Option<TcpParts>,
-    origin: Instant,
-    stop: Arc<AtomicBool>,
-) -> io::Result<()> {
-    let mut socket = UdpSocket::from_std(socket);
+pub fn run(serve: Serve, origin: Instant, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let Serve {
+        udp,
+        tcp: listener,
+        mut node,
+        store,
+    } = serve;
+    let mut socket = UdpSocket::from_std(udp);
     let v6_socket = socket.local_addr()?.is_ipv6();
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut socket, UDP, Interest::READABLE)?;
-    let mut tcp = match tcp {
-        None => None,
-        Some(parts) => {
-            let waker = Arc::new(mio::Waker::new(poll.registry(), tcp::WAKER)?);
-            let store = (parts.store)(Box::new(move || {
-                let _ = waker.wake();
-            }));
-            Some(tcp::TcpIo::new(
-                parts.listener,
-                parts.core,
-                store,
-                poll.registry(),
-            )?)
-        }
-    };
+    let waker = Arc::new(mio::Waker::new(poll.registry(), tcp::WAKER)?);
+    let store = store(Box::new(move || {
+        let _ = waker.wake();
+    }));
+    let mut tcp = tcp::TcpIo::new(listener, store, poll.registry())?;
     let mut events = Events::with_capacity(64);
     let mut batch = Batch::new(v6_socket);
     let mut want_write = false;
     let mut more_to_read = true;
     while !stop.load(Ordering::Relaxed) {
-        let now_ = now(origin);
-        let tcp_busy = tcp.as_ref().is_some_and(|t| t.busy());
-        let timeout = if more_to_read || tcp_busy {
+        let timeout = if more_to_read || tcp.busy(&node) {
             Duration::ZERO
         } else {
-            let deadline = [
-                server.poll_timeout(),
-                tcp.as_ref().and_then(|t| t.poll_timeout()),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let until = deadline.map_or(500, |d| d.saturating_sub(now_.mono_ms).min(500));
+            let now_ms = now(origin).mono_ms;
+            let until = node
+                .poll_timeout()
+                .map_or(500, |d| d.saturating_sub(now_ms).min(500));
             Duration::from_millis(until)
         };
         match poll.poll(&mut events, Some(timeout)) {
@@ -134,23 +125,18 @@ pub fn run(
         let now_ = now(origin);
         for ev in events.iter() {
             if ev.token() == UDP {
-                if ev.is_readable() {
-                    more_to_read = true;
-                }
-            } else if let Some(t) = tcp.as_mut() {
-                t.on_event(poll.registry(), ev, now_.mono_ms);
+                more_to_read |= ev.is_readable();
+            } else {
+                tcp.on_event(poll.registry(), ev, &mut node, now_);
             }
         }
-        server.handle_timeout(now_);
         if more_to_read {
-            more_to_read = batch.drain(&socket, server, now_, READ_BUDGET);
+            more_to_read = batch.drain(&socket, &mut node, now_, READ_BUDGET);
         }
-        if let Some(t) = tcp.as_mut() {
-            t.turn(poll.registry(), now_, server, &mut |dst, bytes| {
-                batch.queue(&socket, dst, bytes)
-            });
-        }
-        // Flush what the core produced; keep the rest for when the socket is writable.
+        tcp.turn(poll.registry(), now_, &mut node, &mut |dst, bytes| {
+            batch.queue(&socket, dst, bytes)
+        });
+        // Flush what the node produced; keep the rest for when the socket is writable.
         let pending = batch.flush(&socket);
         if pending != want_write {
             let interest = if pending {

@@ -1,12 +1,12 @@
 //! The TCP plane's I/O: the listener on the UDP plane's port, each connection's reads and
-//! writes, outbound connections to peers, and the store thread's wake-ups, all in the one
-//! mio loop. Protocol decisions live in [`crate::core::tcp::TcpCore`].
+//! writes, outbound connections to peers (with a connect timeout), and the store thread's
+//! requests and wake-ups, all in the one mio loop. It makes no protocol decision: bytes,
+//! connects, closes and store work go to and come from the [`Node`].
 
-use crate::core::tcp::{ConnId, TcpAction, TcpCore};
-use crate::core::{Now, Out, PeerOut, Server};
+use crate::core::node::{Node, NodeAction};
+use crate::core::tcp::ConnId;
+use crate::core::{Now, Out};
 use crate::store::thread::StoreThread;
-use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
-use crate::wire::Fingerprint;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -59,7 +59,6 @@ struct ConnIo {
 /// The TCP side of the loop.
 pub struct TcpIo {
     listener: TcpListener,
-    core: TcpCore,
     store: StoreThread,
     conns: HashMap<ConnId, ConnIo>,
     next_id: ConnId,
@@ -71,13 +70,12 @@ fn token(id: ConnId) -> Token {
 }
 
 impl TcpIo {
-    /// Registers `listener` and wraps the core and its store thread.
+    /// Registers `listener` and takes the store thread.
     ///
     /// # Errors
     /// Registration errors.
     pub fn new(
         listener: std::net::TcpListener,
-        core: TcpCore,
         store: StoreThread,
         registry: &Registry,
     ) -> io::Result<TcpIo> {
@@ -85,7 +83,6 @@ impl TcpIo {
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(TcpIo {
             listener,
-            core,
             store,
             conns: HashMap::new(),
             next_id: 1,
@@ -93,15 +90,16 @@ impl TcpIo {
         })
     }
 
-    /// The core's next deadline (monotonic ms).
-    pub fn poll_timeout(&self) -> Option<u64> {
-        self.core.poll_timeout()
-    }
-
     /// Handles one readiness event for a TCP token.
-    pub fn on_event(&mut self, registry: &Registry, ev: &mio::event::Event, now_ms: u64) {
+    pub fn on_event(
+        &mut self,
+        registry: &Registry,
+        ev: &mio::event::Event,
+        node: &mut Node,
+        now: Now,
+    ) {
         match ev.token() {
-            LISTENER => self.accept(registry, now_ms),
+            LISTENER => self.accept(registry, node, now),
             WAKER => {}
             Token(t) if t >= FIRST_CONN => {
                 let id = (t - FIRST_CONN) as ConnId;
@@ -114,10 +112,10 @@ impl TcpIo {
                             && c.stream.peer_addr().is_ok();
                         if ok {
                             c.connecting = None;
-                            self.core.handle_connected(now_ms, peer, id);
+                            node.handle_connected(now, peer, id);
                         } else {
                             self.drop_conn(registry, id);
-                            self.core.handle_connect_failed(now_ms, peer);
+                            node.handle_connect_failed(now, peer);
                             return;
                         }
                     } else {
@@ -134,7 +132,7 @@ impl TcpIo {
         }
     }
 
-    fn accept(&mut self, registry: &Registry, now_ms: u64) {
+    fn accept(&mut self, registry: &Registry, node: &mut Node, now: Now) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
@@ -156,13 +154,12 @@ impl TcpIo {
                         ConnIo {
                             stream,
                             connecting: None,
-                            started_ms: now_ms,
+                            started_ms: now.mono_ms,
                             read_pending: true,
                             writable_interest: false,
                         },
                     );
-                    self.core
-                        .handle_accept(now_ms, id, crate::wire::udp::canonical_addr(addr));
+                    node.handle_accept(now, id, crate::wire::udp::canonical_addr(addr));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -180,15 +177,13 @@ impl TcpIo {
         }
     }
 
-    /// One loop turn of TCP work after events: store events, reads, timeouts, store
-    /// requests, actions and writes.
-    ///
-    /// `udp` is the UDP core: directory records and forwards from peers go to it, and what
-    /// it has for peers goes out on the links; `out` sends the datagrams that produces.
-    pub fn turn(&mut self, registry: &Registry, now: Now, udp: &mut Server, out: &mut Out<'_>) {
-        let now_ms = now.mono_ms;
+    /// One loop turn of TCP work after the events: store answers, reads, connect
+    /// timeouts and the node's timers, then rounds of routing (through `out` for the
+    /// datagrams forwards deliver), store requests, connects and closes, and writes, until
+    /// nothing new comes of them (a write can free room for a directory page; at most 8).
+    pub fn turn(&mut self, registry: &Registry, now: Now, node: &mut Node, out: &mut Out<'_>) {
         while let Some(ev) = self.store.try_recv() {
-            self.core.handle_store(now_ms, ev);
+            node.handle_store(now, ev);
         }
         // Reads, within each connection's budget (backpressure).
         let ids: Vec<ConnId> = self
@@ -198,143 +193,110 @@ impl TcpIo {
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
-            self.read(registry, id, now_ms);
+            self.read(registry, node, id, now);
         }
-        // A connect to a host that drops our SYNs would hang for the kernel's ~2 minutes.
-        let late: Vec<(ConnId, usize)> = self
-            .conns
-            .iter()
-            .filter_map(|(&id, c)| c.connecting.map(|p| (id, p, c.started_ms)))
-            .filter(|&(_, _, t)| now_ms.saturating_sub(t) > CONNECT_TIMEOUT_MS)
-            .map(|(id, p, _)| (id, p))
-            .collect();
-        for (id, peer) in late {
-            self.drop_conn(registry, id);
-            self.core.handle_connect_failed(now_ms, peer);
-        }
-        self.core.handle_timeout(now_ms);
-        self.core.end_turn();
-        for req in self.core.drain_store() {
-            self.store.send(req);
-        }
-        // Actions, the UDP core's news for peers, and writes, until nothing new comes of
-        // them (a write can free room for a directory page; bounded per turn).
+        self.connect_timeouts(registry, node, now);
+        node.handle_timeout(now);
         for _ in 0..8 {
-            self.actions(registry, now, udp, out);
-            self.write_all(registry, now_ms);
-            if !self.core.has_actions() {
+            node.end_turn(now, out);
+            self.send_store_requests(node);
+            self.actions(registry, node, now);
+            self.write_all(registry, node, now);
+            if !node.busy() {
                 break;
             }
         }
         // Writing may have freed room for streamed answers: their page requests go out now.
-        for req in self.core.drain_store() {
+        self.send_store_requests(node);
+    }
+
+    /// A connect to a host that drops our SYNs would hang for the kernel's ~2 minutes: one
+    /// not established within [`CONNECT_TIMEOUT_MS`] fails.
+    fn connect_timeouts(&mut self, registry: &Registry, node: &mut Node, now: Now) {
+        let late: Vec<(ConnId, usize)> = self
+            .conns
+            .iter()
+            .filter_map(|(&id, c)| c.connecting.map(|p| (id, p, c.started_ms)))
+            .filter(|&(_, _, t)| now.mono_ms.saturating_sub(t) > CONNECT_TIMEOUT_MS)
+            .map(|(id, p, _)| (id, p))
+            .collect();
+        for (id, peer) in late {
+            self.drop_conn(registry, id);
+            node.handle_connect_failed(now, peer);
+        }
+    }
+
+    fn send_store_requests(&mut self, node: &mut Node) {
+        while let Some(req) = node.poll_store() {
             self.store.send(req);
         }
     }
 
-    /// Carries out the core's actions, then hands what the UDP core has for peers to the
-    /// links.
-    fn actions(&mut self, registry: &Registry, now: Now, udp: &mut Server, out: &mut Out<'_>) {
-        let now_ms = now.mono_ms;
-        while let Some(action) = self.core.poll_action() {
+    /// Carries out the node's connects and closes.
+    fn actions(&mut self, registry: &Registry, node: &mut Node, now: Now) {
+        while let Some(action) = node.poll_action() {
             match action {
-                TcpAction::Connect { peer, addr } => match TcpStream::connect(addr) {
-                    Ok(mut stream) => {
-                        let id = self.next_id;
-                        self.next_id += 1;
-                        let _ = stream.set_nodelay(true);
-                        if registry
-                            .register(
-                                &mut stream,
-                                token(id),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                            .is_err()
-                        {
-                            self.core.handle_connect_failed(now_ms, peer);
-                            continue;
-                        }
-                        self.conns.insert(
-                            id,
-                            ConnIo {
-                                stream,
-                                connecting: Some(peer),
-                                started_ms: now_ms,
-                                read_pending: false,
-                                writable_interest: true,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        tracing::debug!(%addr, error = %e, "connecting to a peer failed");
-                        self.core.handle_connect_failed(now_ms, peer);
-                    }
-                },
-                TcpAction::Close(id) => {
+                NodeAction::Connect { peer, addr } => self.connect(registry, node, now, peer, addr),
+                NodeAction::Close(id) => {
                     self.drop_conn(registry, id);
-                    self.core.handle_closed(now_ms, id);
+                    node.handle_closed(now, id);
                 }
-                TcpAction::DirectoryDigest { tag } => {
-                    let (online, sha) = udp.directory_digest();
-                    self.core.handle_directory_digest(now_ms, tag, online, &sha);
-                }
-                TcpAction::PeerRecord { conn, body } => {
-                    if let Err(e) = udp.apply_peer_record(now, &body) {
-                        tracing::warn!(
-                            status = e.status,
-                            detail = e.detail,
-                            "refused a directory record from a peer"
-                        );
-                        self.core
-                            .refuse_peer(now_ms, conn, CMD_DIR_RECORD, e.status, e.detail);
-                    }
-                }
-                TcpAction::Forward { conn, body } => {
-                    if let Err(e) = udp.handle_forward(now, &body, out) {
-                        tracing::warn!(
-                            status = e.status,
-                            detail = e.detail,
-                            "refused a forward from a peer"
-                        );
-                        self.core
-                            .refuse_peer(now_ms, conn, CMD_FORWARD, e.status, e.detail);
-                    }
-                }
-                TcpAction::DirectoryPage { tag, after, max } => {
-                    let mut frames = Vec::new();
-                    let (last, more) =
-                        udp.directory_page(now, after.map(Fingerprint), max, &mut frames);
-                    let count = count_frames(&frames);
-                    self.core
-                        .handle_directory_page(tag, &frames, count, last.map(|f| f.0), more);
-                }
-            }
-        }
-        while let Some(p) = udp.poll_peer_out() {
-            match p {
-                PeerOut::Record(b) => self.core.push_directory(&b),
-                PeerOut::Forward(b) => self.core.push_forward(&b),
-                PeerOut::WantDirectory => self.core.request_directory(),
             }
         }
     }
 
-    fn read(&mut self, registry: &Registry, id: ConnId, now_ms: u64) {
+    fn connect(
+        &mut self,
+        registry: &Registry,
+        node: &mut Node,
+        now: Now,
+        peer: usize,
+        addr: SocketAddr,
+    ) {
+        match TcpStream::connect(addr) {
+            Ok(mut stream) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let _ = stream.set_nodelay(true);
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if registry.register(&mut stream, token(id), interest).is_err() {
+                    node.handle_connect_failed(now, peer);
+                    return;
+                }
+                self.conns.insert(
+                    id,
+                    ConnIo {
+                        stream,
+                        connecting: Some(peer),
+                        started_ms: now.mono_ms,
+                        read_pending: false,
+                        writable_interest: true,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "connecting to a peer failed");
+                node.handle_connect_failed(now, peer);
+            }
+        }
+    }
+
+    fn read(&mut self, registry: &Registry, node: &mut Node, id: ConnId, now: Now) {
         loop {
-            let budget = self.core.read_budget(id).min(self.buf.len());
+            let budget = node.read_budget(id).min(self.buf.len());
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
             if budget == 0 {
-                return; // keep read_pending: retried when the core has room
+                return; // keep read_pending: retried when the node has room
             }
             match c.stream.read(&mut self.buf[..budget]) {
                 Ok(0) => {
                     self.drop_conn(registry, id);
-                    self.core.handle_closed(now_ms, id);
+                    node.handle_closed(now, id);
                     return;
                 }
-                Ok(n) => self.core.handle_data(now_ms, id, &self.buf[..n]),
+                Ok(n) => node.handle_data(now, id, &self.buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     c.read_pending = false;
                     return;
@@ -342,87 +304,66 @@ impl TcpIo {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.drop_conn(registry, id);
-                    self.core.handle_closed(now_ms, id);
+                    node.handle_closed(now, id);
                     return;
                 }
             }
         }
     }
 
-    fn write_all(&mut self, registry: &Registry, now_ms: u64) {
+    /// Writes every connection's pending output until the kernel takes no more (then waits
+    /// for writability), and carries out the closes that writing leads to.
+    fn write_all(&mut self, registry: &Registry, node: &mut Node, now: Now) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
-            while let Some(c) = self.conns.get_mut(&id) {
-                if c.connecting.is_some() {
-                    break;
-                }
-                let out = self.core.output(id);
-                if out.is_empty() {
-                    if c.writable_interest {
-                        c.writable_interest = false;
-                        let _ = registry.reregister(&mut c.stream, token(id), Interest::READABLE);
-                    }
-                    break;
-                }
-                match c.stream.write(out) {
-                    Ok(n) => self.core.consumed(now_ms, id, n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if !c.writable_interest {
-                            c.writable_interest = true;
-                            let _ = registry.reregister(
-                                &mut c.stream,
-                                token(id),
-                                Interest::READABLE | Interest::WRITABLE,
-                            );
-                        }
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        self.drop_conn(registry, id);
-                        self.core.handle_closed(now_ms, id);
-                        break;
-                    }
-                }
-            }
+            self.write(registry, node, id, now);
             // Closing after the last byte, and reads unblocked by the writes.
-            while let Some(action) = self.core.poll_action() {
-                match action {
-                    TcpAction::Close(cid) => {
-                        self.drop_conn(registry, cid);
-                        self.core.handle_closed(now_ms, cid);
+            while let Some(NodeAction::Close(cid)) = node.poll_close() {
+                self.drop_conn(registry, cid);
+                node.handle_closed(now, cid);
+            }
+        }
+    }
+
+    fn write(&mut self, registry: &Registry, node: &mut Node, id: ConnId, now: Now) {
+        while let Some(c) = self.conns.get_mut(&id) {
+            if c.connecting.is_some() {
+                return;
+            }
+            let out = node.output(id);
+            if out.is_empty() {
+                if c.writable_interest {
+                    c.writable_interest = false;
+                    let _ = registry.reregister(&mut c.stream, token(id), Interest::READABLE);
+                }
+                return;
+            }
+            match c.stream.write(out) {
+                Ok(n) => node.consumed(now, id, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !c.writable_interest {
+                        c.writable_interest = true;
+                        let interest = Interest::READABLE | Interest::WRITABLE;
+                        let _ = registry.reregister(&mut c.stream, token(id), interest);
                     }
-                    TcpAction::Connect { .. }
-                    | TcpAction::DirectoryDigest { .. }
-                    | TcpAction::PeerRecord { .. }
-                    | TcpAction::Forward { .. }
-                    | TcpAction::DirectoryPage { .. } => {
-                        // Not something a write leads to: put it back for the next turn.
-                        self.core.requeue(action);
-                        break;
-                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.drop_conn(registry, id);
+                    node.handle_closed(now, id);
+                    return;
                 }
             }
         }
     }
 
-    /// True when a connection still has unread input, or the core has actions waiting
-    /// (the loop should not sleep).
-    pub fn busy(&self) -> bool {
-        self.core.has_actions()
+    /// True when a connection still has unread input the node can take, or the node has
+    /// work waiting (the loop should not sleep).
+    pub fn busy(&self, node: &Node) -> bool {
+        node.busy()
             || self.conns.iter().any(|(&id, c)| {
-                c.read_pending && c.connecting.is_none() && self.core.read_budget(id) > 0
+                c.read_pending && c.connecting.is_none() && node.read_budget(id) > 0
             })
     }
-}
-
-/// Number of whole `[cmd][len u16][body]` frames in `frames`.
-fn count_frames(frames: &[u8]) -> usize {
-    let mut n = 0;
-    let mut p = 0;
-    while p + 3 <= frames.len() {
-        p += 3 + usize::from(u16::from_be_bytes([frames[p + 1], frames[p + 2]]));
-        n += 1;
-    }
-    n
 }

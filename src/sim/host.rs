@@ -5,7 +5,8 @@
 use super::{host_addr, HostId};
 use crate::core::node::{node_uid, Node, Stored};
 use crate::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
-use crate::core::{Config, Now, Server};
+use crate::core::udp::{UdpConfig, UdpCore};
+use crate::core::Now;
 use crate::store::{Executor, MemoryStore, StoreEvent, StoreRequest};
 use crate::wire::tcp::nodelist::NodeEntry;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -26,7 +27,7 @@ pub struct HostSpec {
     /// `--no-mesh`: keep to `peers`, dial no server learned from the node list.
     pub no_mesh: bool,
     /// The UDP plane's tunables; its alias is set from `alias`.
-    pub udp: Config,
+    pub udp: UdpConfig,
     /// The TCP plane's tunables; its name, peers, node entry, signer and seed are set by
     /// the host.
     pub tcp: TcpConfig,
@@ -65,7 +66,7 @@ impl Host {
         let alias = spec
             .alias
             .clone()
-            .unwrap_or_else(|| Config::default().alias);
+            .unwrap_or_else(|| UdpConfig::default().alias);
         let key = Ed25519KeyPair::from_seed_unchecked(&derive(&seed, b"node key"))
             .expect("a 32-byte seed is a valid Ed25519 seed");
         let public = key.public_key().as_ref().to_vec();
@@ -90,10 +91,10 @@ impl Host {
             seed: derive(&seed, b"tcp nonces"),
             ..spec.tcp
         };
-        let udp_cfg = Config { alias, ..spec.udp };
+        let udp_cfg = UdpConfig { alias, ..spec.udp };
         let store = Executor::new(Box::new(MemoryStore::new()));
         let stored = Stored::read(store.store()).expect("a RAM store reads");
-        let udp = Server::new(udp_cfg, derive(&seed, b"udp"), now);
+        let udp = UdpCore::new(udp_cfg, derive(&seed, b"udp"), now);
         let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
             .with_journal(stored.journal_id, stored.journal_head)
             .with_nodes(&stored.node_list, now.mono_ms);

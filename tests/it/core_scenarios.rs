@@ -1,12 +1,12 @@
-//! Scenario tests of the I/O-free UDP core on a virtual clock (STYLE.md, "Tests in layers",
-//! layer 2; the shape of firezone's `tests/regression.rs`): no sockets, no sleeps.
+//! Scenario tests of the I/O-free UDP core on a virtual clock (the shape of firezone's
+//! `tests/regression.rs`): no sockets, no sleeps.
 //!
-//! A [`Net`] owns one [`Server`] and a hand-advanced [`Now`]; fake [`Client`]s build real,
+//! A [`Net`] owns one [`UdpCore`] and a hand-advanced [`Now`]; fake [`Client`]s build real,
 //! signed packets with the wire module, every datagram the core emits is collected and
 //! decoded, and each test asserts the exact replies (destination, layout, payload).
 //!
-//! Every datagram that passes through [`Net::send`] is also checked against the rules of
-//! BRIEF.md that hold whatever the scenario ("Rules that keep a public server safe"):
+//! Every datagram that passes through [`Net::send`] is also checked against the rules that
+//! hold whatever the scenario (docs/PROTOCOL.md §2.5, §4.2, §5.5):
 //! - every datagram out is a well-formed, unsigned server packet (params 0x01) of at most
 //!   1400 bytes;
 //! - no reply to a source that has not passed the address check is larger than the request
@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::{status, Config, Now, Server};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::{status, Now};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::udp::root::{
     signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER,
@@ -263,7 +264,7 @@ impl Client {
 
 /// One server core on a virtual clock, and the fingerprints of the clients made for it.
 struct Net {
-    server: Server,
+    server: UdpCore,
     now: Now,
     unix0: u64,
     known: Vec<Fingerprint>,
@@ -271,21 +272,21 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        Net::with(Config::default())
+        Net::with(UdpConfig::default())
     }
 
-    fn with(cfg: Config) -> Net {
+    fn with(cfg: UdpConfig) -> Net {
         Net::with_seed(cfg, SEED)
     }
 
-    fn with_seed(cfg: Config, seed: [u8; 32]) -> Net {
+    fn with_seed(cfg: UdpConfig, seed: [u8; 32]) -> Net {
         let unix0 = unix0();
         let now = Now {
             mono_ms: MONO0,
             unix_s: unix0,
         };
         Net {
-            server: Server::new(cfg, seed, now),
+            server: UdpCore::new(cfg, seed, now),
             now,
             unix0,
             known: Vec::new(),
@@ -457,7 +458,7 @@ fn relayed(from: &Client, event: &[u8]) -> Reply {
     }
 }
 
-const HOME: &str = "rendezvous"; // Config::default().alias
+const HOME: &str = "rendezvous"; // UdpConfig::default().alias
 
 // ---------------------------------------------------------------------------------------
 // Registration and the address check
@@ -479,8 +480,8 @@ fn register_flow_with_cookie() {
     assert_eq!(got, vec![to(&a, Reply::Cookie(cookie))]);
     assert_eq!(got[0].len, 12 + 16);
     assert_eq!(net.where_is(&a), None);
-    assert_eq!(net.server.stats().cookies_sent, 1);
-    assert_eq!(net.server.stats().registrations, 0);
+    assert_eq!(net.server.stats().datagrams.cookies_sent, 1);
+    assert_eq!(net.server.stats().datagrams.registrations, 0);
 
     // A wrong cookie is not an error: just the challenge again, with the right cookie.
     let got = net.send(a.addr, &a.register(ts, Some(&[0xAA; 16])));
@@ -502,7 +503,7 @@ fn register_flow_with_cookie() {
     );
     assert_eq!(got[0].len, 12 + 13);
     assert_eq!(net.where_is(&a), Some(a.addr));
-    assert_eq!(net.server.stats().registrations, 1);
+    assert_eq!(net.server.stats().datagrams.registrations, 1);
     assert_eq!(net.server.online(), 1);
 }
 
@@ -568,7 +569,7 @@ fn new_boot_epoch_after_restart() {
     let a = first.client("192.0.2.10:40000", None);
     first.online(&a);
     // The "restarted" server has another seed, so another epoch, and does not know `a`.
-    let mut second = Net::with_seed(Config::default(), [0x11; 32]);
+    let mut second = Net::with_seed(UdpConfig::default(), [0x11; 32]);
     second.known.push(a.fp());
     assert_ne!(first.server.boot_epoch(), second.server.boot_epoch());
     let got = second.send(a.addr, &a.keepalive(64));
@@ -578,9 +579,9 @@ fn new_boot_epoch_after_restart() {
 
 #[test]
 fn registration_rate_limit_per_prefix_is_429() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         register_per_s: 1, // burst 2
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.11:40000", None);
@@ -684,9 +685,9 @@ fn keepalive_refreshes_and_is_never_answered() {
     // A signed keepalive (allowed, not required) is treated the same; so is a stale one.
     assert!(net.send(a.addr, &a.signed(0, 0, &[])).is_empty());
     assert_eq!(net.age_ms(&a), Some(0));
-    assert_eq!(net.server.stats().keepalives, 3);
+    assert_eq!(net.server.stats().datagrams.keepalives, 3);
     assert_eq!(
-        net.server.stats().datagrams_out,
+        net.server.stats().emitted.datagrams_out,
         2,
         "only the cookie and the OK"
     );
@@ -707,7 +708,7 @@ fn keepalive_from_unknown_address_404_only_when_large_enough() {
     let got = net.send(u.addr, &u.keepalive(64));
     assert_eq!(got, vec![to(&u, error(status::NOT_FOUND, 0))]);
     assert!(got[0].len <= 64 && !got[0].detail.is_empty());
-    assert_eq!(net.server.stats().errors[3], 2);
+    assert_eq!(net.server.stats().emitted.errors[3], 2);
     assert_eq!(net.server.online(), 0);
 
     // The same from a shifted client: the 404 comes back shifted.
@@ -719,9 +720,9 @@ fn keepalive_from_unknown_address_404_only_when_large_enough() {
 
 #[test]
 fn keepalive_from_other_address_does_not_refresh() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         ttl_ms: 6_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     net.online(&a);
@@ -737,7 +738,7 @@ fn keepalive_from_other_address_does_not_refresh() {
     }
     net.advance(2_000); // 6 s without a keepalive from its own address: expired
     assert_eq!(net.where_is(&a), None);
-    assert_eq!(net.server.stats().keepalives, 0);
+    assert_eq!(net.server.stats().datagrams.keepalives, 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -746,9 +747,9 @@ fn keepalive_from_other_address_does_not_refresh() {
 
 #[test]
 fn ttl_expiry_via_handle_timeout() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         ttl_ms: 6_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     assert_eq!(net.server.config().advised_keepalive_s(), 2);
     let a = net.client("192.0.2.10:40000", None);
@@ -769,7 +770,7 @@ fn ttl_expiry_via_handle_timeout() {
         assert_eq!(net.where_is(&b).is_some(), second < 6, "b at {second} s");
     }
     assert_eq!(net.age_ms(&a), Some(1_000));
-    assert_eq!(net.server.stats().expired, 1);
+    assert_eq!(net.server.stats().datagrams.expired, 1);
     assert_eq!(net.server.online(), 1);
 
     // Known but offline: status 1 with the seconds since it was last seen.
@@ -816,7 +817,7 @@ fn lookup_from_unregistered_source_is_403_no_larger() {
     assert_eq!(got, vec![to(&u, error(status::FORBIDDEN, 5))]);
     assert!(got[0].len <= req.len());
     // The target learns nothing about the stranger.
-    assert_eq!(net.server.stats().lookups, 0);
+    assert_eq!(net.server.stats().datagrams.lookups, 0);
 }
 
 #[test]
@@ -888,7 +889,7 @@ fn lookup_online_punches_target_once_per_pair_per_second() {
             to(&b, punch(&a))
         ]
     );
-    assert_eq!(net.server.stats().lookups, 4);
+    assert_eq!(net.server.stats().datagrams.lookups, 4);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -924,7 +925,7 @@ fn relay_to_online_destination() {
     let big = vec![0x42; 1200];
     let got = net.send(a.addr, &a.relay(ts, b.fp(), &big));
     assert_eq!(got, vec![to(&b, relayed(&a, &big))]);
-    assert_eq!(net.server.stats().relayed, 2);
+    assert_eq!(net.server.stats().datagrams.relayed, 2);
 }
 
 #[test]
@@ -937,7 +938,7 @@ fn relay_to_offline_destination_is_queued_and_delivered_once_after_ok() {
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"first")).is_empty());
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"second")).is_empty());
     assert_eq!(net.server.queued_for(&c.fp()), 2);
-    assert_eq!(net.server.stats().queued, 2);
+    assert_eq!(net.server.stats().datagrams.queued, 2);
 
     net.advance(3_000);
     let after_ok = net.register(&c);
@@ -953,7 +954,7 @@ fn relay_to_offline_destination_is_queued_and_delivered_once_after_ok() {
     assert!(net.send(c.addr, &c.fetch()).is_empty());
     net.advance(1_000);
     assert!(net.register(&c).is_empty());
-    assert_eq!(net.server.stats().delivered, 2);
+    assert_eq!(net.server.stats().datagrams.delivered, 2);
 }
 
 #[test]
@@ -975,9 +976,9 @@ fn fetch() {
 
 #[test]
 fn relay_depth_limit_is_503() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         queue_depth: 2,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let c = net.client("203.0.113.3:3000", None);
@@ -1039,7 +1040,7 @@ fn relay_must_be_signed_by_the_registered_key() {
         assert_eq!(got, vec![to(&a, error(status::UNAUTHORIZED, 4))]);
     }
     assert_eq!(net.server.queued_for(&c.fp()), 0);
-    assert_eq!(net.server.stats().relayed, 0);
+    assert_eq!(net.server.stats().datagrams.relayed, 0);
     // From an unregistered source, even correctly signed: 403.
     let got = net.send(mallory.addr, &mallory.relay(ts, b.fp(), b"hi"));
     assert_eq!(got, vec![to(&mallory, error(status::FORBIDDEN, 4))]);
@@ -1085,7 +1086,10 @@ fn replayed_registration_is_409_and_changes_nothing() {
     assert_eq!(got, vec![to(&a, error(status::CONFLICT, 2))]);
     assert_eq!(net.where_is(&a), Some(a.addr));
     assert_eq!(net.age_ms(&a), Some(2_000), "a replay does not refresh");
-    assert_eq!(net.server.stats().registrations, stats.registrations);
+    assert_eq!(
+        net.server.stats().datagrams.registrations,
+        stats.datagrams.registrations
+    );
     assert_eq!(net.server.online(), 1);
 }
 
@@ -1268,8 +1272,14 @@ fn packets_from_servers_are_never_answered() {
         assert!(net.send(u.addr, &p).is_empty());
         assert!(net.send(a.addr, &p).is_empty());
     }
-    assert_eq!(net.server.stats().datagrams_out, stats.datagrams_out);
-    assert_eq!(net.server.stats().registrations, stats.registrations);
+    assert_eq!(
+        net.server.stats().emitted.datagrams_out,
+        stats.emitted.datagrams_out
+    );
+    assert_eq!(
+        net.server.stats().datagrams.registrations,
+        stats.datagrams.registrations
+    );
 }
 
 #[test]
@@ -1457,7 +1467,7 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_never_amplify_nor_change_state(bytes in datagram()) {
-        let mut net = Net::with(Config { max_clients: 64, max_rate_entries: 64, ..Config::default() });
+        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
         let a = net.client("192.0.2.10:40000", None);
         net.online(&a);
         net.advance(1_000);
@@ -1474,7 +1484,7 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_from_a_client_never_move_it(bytes in datagram()) {
-        let mut net = Net::with(Config { max_clients: 64, max_rate_entries: 64, ..Config::default() });
+        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
         let a = net.client("192.0.2.10:40000", None);
         let b = net.client("192.0.2.20:40000", None);
         net.online(&a);
@@ -1496,9 +1506,9 @@ proptest! {
 
 #[test]
 fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         max_clients: 2,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1523,9 +1533,9 @@ fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
 /// answered 503 "freshness table full" after evicting).
 #[test]
 fn full_directory_evicts_a_client_that_never_kept_alive() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         max_clients: 2,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1551,10 +1561,10 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
 /// new clients out of an emptied directory (regression: 503 until the window passed).
 #[test]
 fn expired_clients_make_room_for_new_ones() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         max_clients: 2,
         ttl_ms: 6_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1575,9 +1585,9 @@ fn expired_clients_make_room_for_new_ones() {
 
 #[test]
 fn global_queue_byte_limit_is_503() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         queue_bytes: 10,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let c = net.client("203.0.113.3:3000", None);
@@ -1599,9 +1609,9 @@ fn global_queue_byte_limit_is_503() {
 
 #[test]
 fn queued_events_expire_by_age() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         queue_age_ms: 5_000,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let c = net.client("203.0.113.3:3000", None);
@@ -1640,9 +1650,9 @@ fn relay_too_large_for_the_recipients_shifted_layout_is_413() {
 
 #[test]
 fn lookup_answers_are_held_to_a_byte_budget_per_source() {
-    let mut net = Net::with(Config {
+    let mut net = Net::with(UdpConfig {
         lookup_bytes_per_s: 200, // an answer to a plain client costs 12 + 49 + 10 bytes
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.20:40000", None);
@@ -1670,13 +1680,13 @@ fn lookup_answers_are_held_to_a_byte_budget_per_source() {
 }
 
 // ---------------------------------------------------------------------------------------
-// `serve --accept-replayed` (issue 5): no freshness window, no address check
+// `serve --accept-replayed` (docs/PROTOCOL.md §10): no freshness window, no address check
 // ---------------------------------------------------------------------------------------
 
 fn replaying() -> Net {
-    Net::with(Config {
+    Net::with(UdpConfig {
         accept_replayed: true,
-        ..Config::default()
+        ..UdpConfig::default()
     })
 }
 
@@ -1693,7 +1703,7 @@ fn accept_replayed_registers_without_a_cookie_and_with_a_foreign_one() {
     assert_eq!(got, vec![to(&b, net.ok_for(&b))]);
     assert_eq!(net.where_is(&a), Some(a.addr));
     assert_eq!(net.where_is(&b), Some(b.addr));
-    assert_eq!(net.server.stats().cookies_sent, 0);
+    assert_eq!(net.server.stats().datagrams.cookies_sent, 0);
     // The registered clients work as usual.
     let got = net.send(a.addr, &a.lookup(b.fp()));
     assert_eq!(
@@ -1763,7 +1773,10 @@ fn accept_replayed_still_refuses_exact_replays_and_older_packets_after_sweeps() 
         vec![to(&elsewhere, error(status::CONFLICT, 2))]
     );
     assert_eq!(net.where_is(&a), Some(a.addr));
-    assert_eq!(net.server.stats().registrations, stats.registrations);
+    assert_eq!(
+        net.server.stats().datagrams.registrations,
+        stats.datagrams.registrations
+    );
     // A newer one from there moves it (no address check).
     let got = net.send(elsewhere.addr, &a.register(t + 2, None));
     assert_eq!(got, vec![to(&elsewhere, net.ok_for(&elsewhere))]);

@@ -1,12 +1,11 @@
 //! Federation of the fingerprint directory, several I/O-free cores wired together in memory
-//! on a virtual clock (STYLE.md, "Tests in layers", layer 3; BRIEF.md, "TCP plane",
-//! "Federation of the fingerprint directory"): no sockets, no sleeps.
+//! on a virtual clock (docs/PROTOCOL.md §8.16): no sockets, no sleeps.
 //!
-//! A [`Fed`] holds up to five [`Server`]s named A..E joined in a line A-B-C-D-E. What one
+//! A [`Fed`] holds up to five [`UdpCore`]s named A..E joined in a line A-B-C-D-E. What one
 //! core puts in its peer outbox goes to each of its neighbours only, through one FIFO of
 //! messages in flight (so each link keeps its order, as TCP does); `WantDirectory` is
 //! answered at once with the neighbours' `directory_page`s. Clients build real, signed
-//! registrations (cookie round trip) as in tests/core_scenarios.rs, and every datagram a
+//! registrations (cookie round trip) as in tests/it/core_scenarios.rs, and every datagram a
 //! core sends is decoded with the wire module.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -14,7 +13,8 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::{status, Config, Now, PeerOut, PeerRecordError, Server};
+use rendezvous::core::udp::{DirectoryPage, UdpConfig, UdpCore};
+use rendezvous::core::{status, Now, PeerOut, PeerRecordError};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::tcp::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
@@ -173,7 +173,7 @@ enum Msg {
 
 /// Servers in a line on one virtual clock, with the peer links simulated in memory.
 struct Fed {
-    nodes: Vec<Server>,
+    nodes: Vec<UdpCore>,
     now: Now,
     unix0: u64,
     /// Messages in flight: (from, to, message), delivered in order.
@@ -193,11 +193,11 @@ struct Fed {
 impl Fed {
     /// `n` servers in a line, named A.., with the default config.
     fn line(n: usize) -> Fed {
-        Fed::line_with(n, |_| Config::default())
+        Fed::line_with(n, |_| UdpConfig::default())
     }
 
     /// `n` servers in a line; `cfg(i)` gives server i's config (its alias is set here).
-    fn line_with(n: usize, cfg: impl Fn(usize) -> Config) -> Fed {
+    fn line_with(n: usize, cfg: impl Fn(usize) -> UdpConfig) -> Fed {
         let unix0 = unix0();
         let now = Now {
             mono_ms: MONO0,
@@ -205,11 +205,11 @@ impl Fed {
         };
         let nodes = (0..n)
             .map(|i| {
-                let c = Config {
+                let c = UdpConfig {
                     alias: NAMES[i].to_string(),
                     ..cfg(i)
                 };
-                Server::new(c, [i as u8 + 1; 32], now)
+                UdpCore::new(c, [i as u8 + 1; 32], now)
             })
             .collect();
         Fed {
@@ -417,12 +417,13 @@ fn counts(d: &[(u64, [u8; 64])]) -> Vec<u64> {
 
 /// All of `s`'s directory, `max` records per page: each record body with its fingerprint,
 /// checking the frames and the order as it goes.
-fn pages(s: &Server, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
+fn pages(s: &UdpCore, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
         let mut buf = Vec::new();
-        let (last, more) = s.directory_page(now, after, max, &mut buf);
+        let page = s.directory_page(now, after, max, &mut buf);
+        let (last, more) = (page.last, page.more);
         let mut rest = &buf[..];
         let mut n = 0;
         while !rest.is_empty() {
@@ -440,6 +441,7 @@ fn pages(s: &Server, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
             n += 1;
         }
         assert!(n <= max);
+        assert_eq!(page.records, n, "the page counts the frames it wrote");
         assert_eq!(last, all.last().map(|x| x.1).filter(|_| n > 0));
         if !more {
             return all;
@@ -450,7 +452,7 @@ fn pages(s: &Server, now: Now, max: usize) -> Vec<(Vec<u8>, Fingerprint)> {
 }
 
 /// Registration record bodies from a lone server's outbox (other items dropped).
-fn drain_records(s: &mut Server) -> Vec<Vec<u8>> {
+fn drain_records(s: &mut UdpCore) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     while let Some(item) = s.poll_peer_out() {
         if let PeerOut::Record(b) = item {
@@ -461,11 +463,11 @@ fn drain_records(s: &mut Server) -> Vec<Vec<u8>> {
 }
 
 /// A lone server named `alias` on the clock of `fed`.
-fn lone(fed: &Fed, alias: &str) -> Server {
-    Server::new(
-        Config {
+fn lone(fed: &Fed, alias: &str) -> UdpCore {
+    UdpCore::new(
+        UdpConfig {
             alias: alias.into(),
-            ..Config::default()
+            ..UdpConfig::default()
         },
         [0xf0; 32],
         fed.now,
@@ -473,7 +475,7 @@ fn lone(fed: &Fed, alias: &str) -> Server {
 }
 
 /// The state that no refused input may change.
-fn state(s: &Server) -> (usize, usize, (u64, [u8; 64])) {
+fn state(s: &UdpCore) -> (usize, usize, (u64, [u8; 64])) {
     (s.online(), s.remote_online(), s.directory_digest())
 }
 
@@ -614,7 +616,7 @@ fn registration_at_a_is_found_at_e_with_home_a() {
     assert_eq!(home, "E");
     fed.assert_converged();
     assert!(fed.errors.is_empty(), "{:?}", fed.errors);
-    assert_eq!(fed.nodes[2].stats().peer_records_applied, 2);
+    assert_eq!(fed.nodes[2].stats().federation.peer_records_applied, 2);
 }
 
 #[test]
@@ -684,9 +686,9 @@ fn reregistration_at_a_new_address_propagates() {
 #[test]
 fn expiry_propagates() {
     // B..E would keep the entry three times longer: only A's expiry record removes it.
-    let mut fed = Fed::line_with(5, |i| Config {
+    let mut fed = Fed::line_with(5, |i| UdpConfig {
         ttl_ms: if i == 0 { 75_000 } else { 225_000 },
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let x = Client::new("192.0.2.10:40000");
     let y = Client::new("192.0.2.20:40000");
@@ -700,9 +702,9 @@ fn expiry_propagates() {
     for i in 0..5 {
         assert_eq!(fed.locate(i, &x.fp()), None, "server {}", name(i));
         assert!(fed.locate(i, &y.fp()).is_some());
-        assert_eq!(fed.nodes[i].stats().remote_expired, 0);
+        assert_eq!(fed.nodes[i].stats().federation.remote_expired, 0);
     }
-    assert_eq!(fed.nodes[0].stats().expired, 1);
+    assert_eq!(fed.nodes[0].stats().datagrams.expired, 1);
     fed.assert_converged();
     assert_eq!(fed.digests()[0].0, 1);
 }
@@ -721,7 +723,7 @@ fn remote_entries_stay_with_refreshes_and_lapse_without() {
             assert!(r.age_ms < 75_000);
         }
     }
-    assert!(fed.nodes[4].stats().peer_records_applied >= 10);
+    assert!(fed.nodes[4].stats().federation.peer_records_applied >= 10);
     // A is cut off: X keeps alive at A, but nothing reaches the others; within a TTL and
     // an announce interval their entries lapse (no record sent).
     fed.cut.insert(0);
@@ -732,7 +734,12 @@ fn remote_entries_stay_with_refreshes_and_lapse_without() {
     assert!(fed.nodes[0].client(&x.fp(), fed.now).is_some());
     for i in 1..5 {
         assert_eq!(fed.locate(i, &x.fp()), None);
-        assert_eq!(fed.nodes[i].stats().remote_expired, 1, "server {}", name(i));
+        assert_eq!(
+            fed.nodes[i].stats().federation.remote_expired,
+            1,
+            "server {}",
+            name(i)
+        );
     }
     // Healed: A's next refresh is news to B, which asks for the directory and passes what
     // it learns on.
@@ -788,7 +795,7 @@ fn a_client_moving_from_a_to_e_is_homed_at_e_everywhere() {
     fed.assert_converged();
     // A's TTL passes: A must not announce an expiry of a client it gave up.
     fed.advance(80_000);
-    assert_eq!(fed.nodes[0].stats().expired, 0);
+    assert_eq!(fed.nodes[0].stats().datagrams.expired, 0);
     assert!(fed.errors.is_empty(), "{:?}", fed.errors);
 }
 
@@ -867,7 +874,7 @@ fn forged_records_change_nothing() {
     let empty = state(&f);
     let now = fed.now;
     let refused =
-        |f: &mut Server, body: &[u8]| f.apply_peer_record(now, body).map_err(|e| e.status);
+        |f: &mut UdpCore, body: &[u8]| f.apply_peer_record(now, body).map_err(|e| e.status);
 
     let bad_sig = edit(&good, |_, sig, _| *sig.last_mut().unwrap() ^= 1);
     assert_eq!(refused(&mut f, &bad_sig), Err(401));
@@ -888,7 +895,7 @@ fn forged_records_change_nothing() {
     assert_eq!(refused(&mut f, &hops), Err(400));
     assert_eq!(state(&f), empty);
     assert!(f.poll_peer_out().is_none(), "nothing refused is passed on");
-    assert_eq!(f.stats().peer_records_refused, 6);
+    assert_eq!(f.stats().federation.peer_records_refused, 6);
 
     // The address is not signed: a peer may state another one (the home server vouches).
     let other = addr("198.51.100.1:1");
@@ -1021,7 +1028,7 @@ proptest! {
     #[test]
     fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..1800)) {
         let now = Now { mono_ms: MONO0, unix_s: unix0() };
-        let mut s = Server::new(Config::default(), [7; 32], now);
+        let mut s = UdpCore::new(UdpConfig::default(), [7; 32], now);
         let before = state(&s);
         let r = s.apply_peer_record(now, &body);
         if r.is_err() {
@@ -1054,7 +1061,7 @@ fn lookup_at_e_makes_a_send_the_punch_request() {
     };
     assert_eq!(home, "A");
     assert!(matches!(status, LookupStatus::Online { addr, .. } if *addr == x.addr));
-    assert_eq!(fed.nodes[4].stats().forwards_out, 1);
+    assert_eq!(fed.nodes[4].stats().federation.forwards_out, 1);
     fed.pump();
     let sent = fed.take_datagrams();
     assert_eq!(
@@ -1068,14 +1075,14 @@ fn lookup_at_e_makes_a_send_the_punch_request() {
             }
         )]
     );
-    assert_eq!(fed.nodes[0].stats().forwards_delivered, 1);
+    assert_eq!(fed.nodes[0].stats().federation.forwards_delivered, 1);
     // Copies that came back around were dropped by id, none delivered twice.
     assert!(fed.errors.is_empty(), "{:?}", fed.errors);
     // The pair limit: a second lookup within a second makes no new forward.
     let _ = fed.send(4, y.addr, &y.lookup(x.fp()));
     fed.pump();
     assert!(fed.take_datagrams().is_empty());
-    assert_eq!(fed.nodes[4].stats().forwards_out, 1);
+    assert_eq!(fed.nodes[4].stats().federation.forwards_out, 1);
     fed.advance(1_000);
     let _ = fed.send(4, y.addr, &y.lookup(x.fp()));
     fed.pump();
@@ -1103,7 +1110,7 @@ fn relay_from_e_is_delivered_by_a() {
     let mut want = y.fp().0.to_vec();
     want.extend_from_slice(event);
     assert_eq!(root.payload, &want[..]);
-    assert_eq!(fed.nodes[0].stats().forwards_delivered, 1);
+    assert_eq!(fed.nodes[0].stats().federation.forwards_delivered, 1);
     assert_eq!(fed.nodes[4].queued_for(&x.fp()), 0);
 }
 
@@ -1165,13 +1172,13 @@ fn duplicate_forward_ids_are_dropped() {
         );
     }
     assert_eq!(sent, 1);
-    assert_eq!(fed.nodes[0].stats().forwards_duplicate, 2);
+    assert_eq!(fed.nodes[0].stats().federation.forwards_duplicate, 2);
     // Its own forward coming back to the server that made it is a copy too.
     assert_eq!(
         fed.nodes[1].handle_forward(now, &body, &mut |_, _| sent += 1),
         Ok(())
     );
-    assert_eq!(fed.nodes[1].stats().forwards_duplicate, 1);
+    assert_eq!(fed.nodes[1].stats().federation.forwards_duplicate, 1);
     assert!(fed.nodes[1].poll_peer_out().is_none());
     // Too many hops is refused.
     let mut far = body.clone();
@@ -1223,12 +1230,20 @@ fn directory_pages_cover_everything_once_in_order_and_digests_agree() {
     let mut none = Vec::new();
     assert_eq!(
         fed.nodes[2].directory_page(now, None, 0, &mut none),
-        (None, true)
+        DirectoryPage {
+            last: None,
+            more: true,
+            records: 0
+        }
     );
     let last = *all.iter().last().unwrap();
     assert_eq!(
         fed.nodes[2].directory_page(now, Some(last), 5, &mut none),
-        (None, false)
+        DirectoryPage {
+            last: None,
+            more: false,
+            records: 0
+        }
     );
     assert!(none.is_empty());
     // A newcomer fed C's pages agrees with everybody.
@@ -1242,9 +1257,9 @@ fn directory_pages_cover_everything_once_in_order_and_digests_agree() {
 
 #[test]
 fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
-    let mut fed = Fed::line_with(1, |_| Config {
+    let mut fed = Fed::line_with(1, |_| UdpConfig {
         max_peer_out: 8,
-        ..Config::default()
+        ..UdpConfig::default()
     });
     let clients: Vec<_> = (0..20)
         .map(|k| Client::new(&format!("192.0.2.{}:4000", 10 + k)))
@@ -1272,7 +1287,7 @@ fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
         fed.set_clock(fed.now.mono_ms - MONO0 + 10);
     }
     assert_eq!(refreshed.len(), 20);
-    assert_eq!(fed.nodes[0].stats().peer_out_dropped, 0);
+    assert_eq!(fed.nodes[0].stats().federation.peer_out_dropped, 0);
     // Ten registrations with nobody draining: the two oldest records are dropped and the
     // server asks for a resync first.
     let more: Vec<_> = (0..10)
@@ -1281,7 +1296,7 @@ fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
     for c in &more {
         let _ = fed.register_only(0, c);
     }
-    assert_eq!(fed.nodes[0].stats().peer_out_dropped, 2);
+    assert_eq!(fed.nodes[0].stats().federation.peer_out_dropped, 2);
     assert_eq!(fed.nodes[0].poll_peer_out(), Some(PeerOut::WantDirectory));
     let left = drain_records(&mut fed.nodes[0]);
     assert_eq!(left.len(), 8);

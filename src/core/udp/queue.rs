@@ -1,6 +1,7 @@
-//! The bounded RAM queue of relayed events waiting for offline recipients (BRIEF.md,
-//! type 4): per-recipient depth and age limits and a global byte limit; an event is
-//! delivered once, then dropped. Nothing here is ever written to disk.
+//! The bounded RAM queue of relayed events waiting for offline recipients
+//! (docs/PROTOCOL.md §5.8): per-recipient depth and age limits, a per-sender share and a
+//! global byte limit; an event is delivered once, then dropped. Nothing here is ever
+//! written to disk.
 
 use crate::wire::Fingerprint;
 use std::collections::{HashMap, VecDeque};

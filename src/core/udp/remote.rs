@@ -1,7 +1,8 @@
 //! The remote half of the directory: clients registered at other servers, learned from
-//! DirRecords, each with its own TTL deadline. Owns no I/O and makes no policy decisions
-//! (which record wins is [`super::Server`]'s); it keeps its expiry set exactly in step with
-//! its map and never holds more than its bound. Source: BRIEF.md, "TCP plane", federation.
+//! DirRecords, each with its own TTL deadline (docs/PROTOCOL.md §8.16). Owns no I/O and
+//! makes no policy decisions (which record wins is the directory's, `directory::records`);
+//! it keeps its expiry set exactly in step with its map and never holds more than its
+//! bound.
 
 use crate::identity::VerifyingKey;
 use crate::wire::Fingerprint;
@@ -11,14 +12,14 @@ use std::net::SocketAddr;
 /// A client's signed registration as accepted: `signature || payload` in one allocation
 /// (at most 1388 bytes), kept so that records and directory pages can be made later.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Signed {
+pub(super) struct Signed {
     bytes: Box<[u8]>,
     sig_len: usize,
 }
 
 impl Signed {
     /// Copies `signature` and `payload`.
-    pub(crate) fn new(signature: &[u8], payload: &[u8]) -> Self {
+    pub(super) fn new(signature: &[u8], payload: &[u8]) -> Self {
         let mut v = Vec::with_capacity(signature.len() + payload.len());
         v.extend_from_slice(signature);
         v.extend_from_slice(payload);
@@ -29,46 +30,46 @@ impl Signed {
     }
 
     /// The signature bytes.
-    pub(crate) fn signature(&self) -> &[u8] {
+    pub(super) fn signature(&self) -> &[u8] {
         &self.bytes[..self.sig_len]
     }
 
     /// The type-2 payload bytes.
-    pub(crate) fn payload(&self) -> &[u8] {
+    pub(super) fn payload(&self) -> &[u8] {
         &self.bytes[self.sig_len..]
     }
 }
 
 /// One client homed at another server.
 #[derive(Debug, Clone)]
-pub(crate) struct Remote {
+pub(super) struct Remote {
     /// Unix seconds: the signed timestamp of the registration held.
-    pub(crate) ts: u64,
+    pub(super) ts: u64,
     /// The client's reflexive address as its home server saw it.
-    pub(crate) addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     /// The home server's alias (at most 255 bytes).
-    pub(crate) home: String,
+    pub(super) home: String,
     /// Monotonic ms: when the home server last heard from the client, as far as we know.
-    pub(crate) last_seen_ms: u64,
+    pub(super) last_seen_ms: u64,
     /// Monotonic ms: `last_seen_ms + TTL`; the entry lapses after it.
-    pub(crate) deadline_ms: u64,
+    pub(super) deadline_ms: u64,
     /// Hops of the record that installed the entry.
-    pub(crate) hops: u8,
+    pub(super) hops: u8,
     /// The key of the verified certificate.
     #[allow(dead_code)]
-    pub(crate) key: VerifyingKey,
+    pub(super) key: VerifyingKey,
     /// The registration itself, for directory pages.
-    pub(crate) signed: Signed,
+    pub(super) signed: Signed,
 }
 
 /// Why [`RemoteTable::insert`] refused an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Full;
+pub(super) struct Full;
 
 /// Remote entries by fingerprint, with a `(deadline, fingerprint)` set beside the map
 /// (mini-redis's expiry shape): every entry has exactly one element in the set.
 #[derive(Debug)]
-pub(crate) struct RemoteTable {
+pub(super) struct RemoteTable {
     map: HashMap<Fingerprint, Remote>,
     expiry: BTreeSet<(u64, Fingerprint)>,
     cap: usize,
@@ -76,7 +77,7 @@ pub(crate) struct RemoteTable {
 
 impl RemoteTable {
     /// An empty table of at most `cap` entries.
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(super) fn new(cap: usize) -> Self {
         RemoteTable {
             map: HashMap::new(),
             expiry: BTreeSet::new(),
@@ -84,19 +85,24 @@ impl RemoteTable {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub(crate) fn get(&self, fp: &Fingerprint) -> Option<&Remote> {
+    /// Whether the table holds its bound of entries (a new fingerprint would not fit).
+    pub(super) fn is_full(&self) -> bool {
+        self.map.len() >= self.cap
+    }
+
+    pub(super) fn get(&self, fp: &Fingerprint) -> Option<&Remote> {
         self.map.get(fp)
     }
 
-    pub(crate) fn contains(&self, fp: &Fingerprint) -> bool {
+    pub(super) fn contains(&self, fp: &Fingerprint) -> bool {
         self.map.contains_key(fp)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &Remote)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &Remote)> {
         self.map.iter()
     }
 
@@ -104,7 +110,7 @@ impl RemoteTable {
     ///
     /// # Errors
     /// [`Full`] when `fp` is new and the table holds `cap` entries; nothing changes then.
-    pub(crate) fn insert(&mut self, fp: Fingerprint, entry: Remote) -> Result<(), Full> {
+    pub(super) fn insert(&mut self, fp: Fingerprint, entry: Remote) -> Result<(), Full> {
         if !self.map.contains_key(&fp) && self.map.len() >= self.cap {
             return Err(Full);
         }
@@ -118,7 +124,7 @@ impl RemoteTable {
     }
 
     /// Removes the entry of `fp`.
-    pub(crate) fn remove(&mut self, fp: &Fingerprint) -> Option<Remote> {
+    pub(super) fn remove(&mut self, fp: &Fingerprint) -> Option<Remote> {
         let old = self.map.remove(fp)?;
         self.expiry.remove(&(old.deadline_ms, *fp));
         Some(old)
@@ -127,7 +133,7 @@ impl RemoteTable {
     /// Moves the last-seen time of `fp` forward to `seen_ms` (never back) and its deadline
     /// to `seen_ms + ttl_ms`; returns by how many milliseconds it moved (0 when it did not,
     /// or when there is no entry).
-    pub(crate) fn touch(&mut self, fp: &Fingerprint, seen_ms: u64, ttl_ms: u64) -> u64 {
+    pub(super) fn touch(&mut self, fp: &Fingerprint, seen_ms: u64, ttl_ms: u64) -> u64 {
         let Some(e) = self.map.get_mut(fp) else {
             return 0;
         };
@@ -145,29 +151,13 @@ impl RemoteTable {
         advanced
     }
 
-    /// Takes the home alias of `fp` out of its entry (no allocation; the entry holds an
-    /// empty alias until [`Self::put_home`]).
-    pub(crate) fn take_home(&mut self, fp: &Fingerprint) -> String {
-        self.map
-            .get_mut(fp)
-            .map(|e| std::mem::take(&mut e.home))
-            .unwrap_or_default()
-    }
-
-    /// Gives back an alias taken with [`Self::take_home`].
-    pub(crate) fn put_home(&mut self, fp: &Fingerprint, home: String) {
-        if let Some(e) = self.map.get_mut(fp) {
-            e.home = home;
-        }
-    }
-
     /// The earliest deadline, monotonic ms.
-    pub(crate) fn next_deadline(&self) -> Option<u64> {
+    pub(super) fn next_deadline(&self) -> Option<u64> {
         self.expiry.first().map(|&(d, _)| d)
     }
 
     /// Removes and returns one entry whose deadline is at or before `now_ms`.
-    pub(crate) fn pop_expired(&mut self, now_ms: u64) -> Option<Fingerprint> {
+    pub(super) fn pop_expired(&mut self, now_ms: u64) -> Option<Fingerprint> {
         let &(deadline, fp) = self.expiry.first()?;
         if deadline > now_ms {
             return None;
@@ -223,9 +213,7 @@ mod tests {
         assert_eq!(t.expiry.len(), t.map.len());
         assert_eq!(t.get(&a).map(|e| e.signed.signature()), Some(&[1u8, 2][..]));
         assert_eq!(t.get(&a).map(|e| e.signed.payload()), Some(&[3u8][..]));
-        let home = t.take_home(&a);
-        assert_eq!(home, "A");
-        t.put_home(&a, home);
+        assert_eq!(t.get(&a).map(|e| e.home.as_str()), Some("A"));
         assert!(t.remove(&a).is_some());
         assert_eq!(t.len(), 0);
         assert!(t.expiry.is_empty());

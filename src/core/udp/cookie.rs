@@ -1,6 +1,7 @@
-//! The stateless address-check cookie (BRIEF.md, "Address check"; as DTLS
-//! HelloVerifyRequest and QUIC Retry do it): a MAC of the source IP and port under a secret
-//! that changes every period, accepted for the current and the previous period.
+//! The stateless address-check cookie (docs/PROTOCOL.md §5.1; as DTLS HelloVerifyRequest,
+//! RFC 6347 §4.2.1, and QUIC Retry, RFC 9000 §8.1.2, do it): a MAC of the source IP and
+//! port under a secret that changes every period, accepted for the current and the
+//! previous period.
 
 use crate::wire::udp::{canonical_addr, COOKIE_LEN};
 use ring::hmac;

@@ -1,13 +1,14 @@
-//! Tunables of the server core, with the defaults BRIEF.md decides ("State", "Rules that
-//! keep a public server safe"). Every table and queue bound lives here.
+//! Tunables of the UDP core, with the defaults of docs/PROTOCOL.md §5 (rate limits §5.9,
+//! TTL §5.10, table bounds §5.11) and §8.16 (federation). Every table and queue bound
+//! lives here.
 
-/// Configuration of a [`super::Server`]. Times are milliseconds unless the name says `_s`.
+/// Configuration of a [`super::UdpCore`]. Times are milliseconds unless the name says `_s`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct UdpConfig {
     /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
     /// UTF-8; longer is cut at a character boundary when the server is built).
     pub alias: String,
-    /// `serve --accept-replayed` (issue 5): no freshness window and no address check, so a
+    /// `serve --accept-replayed` (docs/PROTOCOL.md §10): no freshness window and no address check, so a
     /// capture can be replayed days later. Only allowed on a loopback-only listener (the
     /// CLI refuses it otherwise). Default false.
     ///
@@ -67,7 +68,7 @@ pub struct Config {
     pub max_remote: usize,
     /// How often, in milliseconds, the server re-announces (DirRecord kind 2) the local
     /// clients heard from since their last announcement; 0 (the default) or anything over
-    /// a third of `ttl_ms` means a third of `ttl_ms` (see [`Config::announce_interval_ms`]).
+    /// a third of `ttl_ms` means a third of `ttl_ms` (see [`UdpConfig::announce_interval_ms`]).
     pub announce_ms: u64,
     /// Most items (records and forwards for the peer servers) waiting in the core's peer
     /// outbox, besides a 16 MiB bound on their bytes; when full the oldest is dropped
@@ -76,9 +77,9 @@ pub struct Config {
     pub max_peer_out: usize,
 }
 
-impl Default for Config {
+impl Default for UdpConfig {
     fn default() -> Self {
-        Config {
+        UdpConfig {
             alias: "rendezvous".to_string(),
             accept_replayed: false,
             keepalive_s: 25,
@@ -104,7 +105,7 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl UdpConfig {
     /// The keepalive interval sent in the OK, seconds: `keepalive_s`, but at most a third of
     /// the TTL, and at least 1.
     pub fn advised_keepalive_s(&self) -> u16 {

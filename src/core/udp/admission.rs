@@ -1,0 +1,449 @@
+//! The checks a signed packet passes before it may change the directory: registrations in
+//! the order of docs/PROTOCOL.md §5.2 (layout, freshness window, cookie, rate per prefix,
+//! certificate through a cache, signature, freshness and replay), relays (§3 type 4,
+//! §5.3) and the registrations embedded in peer records (§8.16). It answers with a
+//! verified packet or a refusal; it never touches the directory and never sends.
+
+use super::config::UdpConfig;
+use super::cookie::CookieJar;
+use super::emit::{wire_detail, Refusal};
+use super::fresh::{packet_digest, FreshTable};
+use super::limits::{is_loopback, prefix_of, Buckets};
+use crate::core::status;
+use crate::core::Now;
+use crate::identity::{self, IdentityError, VerifiedCertificate, VerifyingKey};
+use crate::wire::udp::root::MAX_DATAGRAM;
+use crate::wire::udp::{Register, COOKIE_LEN};
+use crate::wire::{Fingerprint, Root};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+/// A registration that passed every check of docs/PROTOCOL.md §5.2 up to step 10.
+#[derive(Debug, Clone)]
+pub(super) struct Admitted {
+    /// SHA-256 of the certificate.
+    pub(super) fp: Fingerprint,
+    /// The certificate's key.
+    pub(super) key: VerifyingKey,
+    /// The signed timestamp, Unix seconds.
+    pub(super) ts: u64,
+    /// The packet's replay digest, to record once the registration is accepted.
+    pub(super) digest: u64,
+}
+
+/// Why a registration was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejected {
+    /// No valid cookie: answer with this new one (type 9) and stop (§5.2 step 5).
+    Challenge([u8; COOKIE_LEN]),
+    /// Answer with a type-7 error.
+    Refused(Refusal),
+}
+
+impl From<Refusal> for Rejected {
+    fn from(r: Refusal) -> Self {
+        Rejected::Refused(r)
+    }
+}
+
+/// Verified certificates by fingerprint, at most `cap`, the oldest inserted evicted first
+/// (docs/PROTOCOL.md §5.4).
+#[derive(Debug)]
+struct CertCache {
+    certs: HashMap<Fingerprint, VerifiedCertificate>,
+    order: VecDeque<Fingerprint>,
+    cap: usize,
+}
+
+impl CertCache {
+    /// The key of certificate `cert` (whose fingerprint is `fp`): from the cache while the
+    /// cached certificate is in date at `now`, else verified (self-signed, valid at `now`)
+    /// and cached.
+    fn key(
+        &mut self,
+        now: Now,
+        fp: Fingerprint,
+        cert: &[u8],
+    ) -> Result<VerifyingKey, IdentityError> {
+        if let Some(vc) = self.certs.get(&fp).filter(|vc| vc.is_valid_at(now.unix_s)) {
+            return Ok(vc.key.clone());
+        }
+        let vc = identity::verify_self_signed(cert, now.unix_s)?;
+        let key = vc.key.clone();
+        self.insert(fp, vc);
+        Ok(key)
+    }
+
+    fn insert(&mut self, fp: Fingerprint, vc: VerifiedCertificate) {
+        if self.cap == 0 {
+            return;
+        }
+        while self.certs.len() >= self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.certs.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.certs.insert(fp, vc).is_none() {
+            self.order.push_back(fp);
+        }
+    }
+}
+
+/// The admission checks and their state: cookies, per-prefix registration rate, the
+/// certificate cache and the freshness table.
+pub(super) struct Admission {
+    /// [`UdpConfig::accept_replayed`]: no address check (and no window, in `fresh`).
+    accept_replayed: bool,
+    /// [`UdpConfig::exempt_loopback`]: no registration rate for loopback sources.
+    exempt_loopback: bool,
+    cookies: CookieJar,
+    register_rate: Buckets<[u8; 8]>,
+    certs: CertCache,
+    fresh: FreshTable,
+    /// Where signed messages (`timestamp || payload`) are put together to be verified.
+    scratch: Box<[u8; MAX_DATAGRAM]>,
+}
+
+impl Admission {
+    /// The checks of `cfg`, with address-check cookies keyed by `cookie_key` (32 bytes
+    /// derived from the server's seed, docs/PROTOCOL.md §5.1).
+    pub(super) fn new(cfg: &UdpConfig, cookie_key: [u8; 32]) -> Self {
+        Admission {
+            accept_replayed: cfg.accept_replayed,
+            exempt_loopback: cfg.exempt_loopback,
+            cookies: CookieJar::new(cookie_key, cfg.cookie_period_ms),
+            register_rate: Buckets::new(
+                cfg.register_per_s,
+                cfg.register_per_s.saturating_mul(2),
+                cfg.max_rate_entries,
+            ),
+            certs: CertCache {
+                certs: HashMap::new(),
+                order: VecDeque::new(),
+                cap: cfg.max_cert_cache,
+            },
+            fresh: FreshTable::new(cfg),
+            scratch: Box::new([0; MAX_DATAGRAM]),
+        }
+    }
+
+    /// Whether `src` is exempt from rate limits (a loopback source, when so configured).
+    pub(super) fn exempt(&self, src: SocketAddr) -> bool {
+        self.exempt_loopback && is_loopback(src.ip())
+    }
+
+    /// Steps 3 to 10 of docs/PROTOCOL.md §5.2 for a type-2 `root` from `src`, cheapest
+    /// first; `online` says which fingerprints are in the directory (their freshness state
+    /// is kept when the table is full). Changes nothing but the cookie keys, the rate
+    /// bucket of `src`'s prefix, the certificate cache and room in the freshness table;
+    /// [`Self::record`] the admitted packet once it is accepted.
+    ///
+    /// # Errors
+    /// [`Rejected::Challenge`] without a valid cookie; else a refusal: 400 malformed
+    /// payload, 409 outside the window, 429 over the prefix's rate, 401 certificate or
+    /// signature, 413 too large to verify, 409 stale or replayed, 503 freshness table full.
+    pub(super) fn check_registration(
+        &mut self,
+        now: Now,
+        src: SocketAddr,
+        root: &Root<'_>,
+        online: impl Fn(&Fingerprint) -> bool,
+    ) -> Result<Admitted, Rejected> {
+        let reg = Register::parse(root.payload)
+            .map_err(|e| Refusal::new(status::BAD_REQUEST, wire_detail(e)))?;
+        self.check_window(now, root.timestamp)?;
+        if !self.cookie_ok(now, src, reg.cookie) {
+            return Err(Rejected::Challenge(self.cookies.make(src, now.mono_ms)));
+        }
+        if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
+            return Err(Refusal::new(
+                status::RATE_LIMITED,
+                "too many registrations from this network; slow down",
+            )
+            .into());
+        }
+        let fp = identity::fingerprint(reg.cert);
+        let key = self
+            .certs
+            .key(now, fp, reg.cert)
+            .map_err(|e| Refusal::new(status::UNAUTHORIZED, e.detail()))?;
+        self.verify(
+            root,
+            Some(&key),
+            "signature does not verify with the certificate's key",
+        )?;
+        let digest = self.check_fresh(now, root, fp, online)?;
+        Ok(Admitted {
+            fp,
+            key,
+            ts: root.timestamp,
+            digest,
+        })
+    }
+
+    /// The checks of a type-4 relay `root` from registered client `from`, whose key is
+    /// `key`: signed, within the window, signature by `key`, fresh (docs/PROTOCOL.md §3
+    /// type 4, §5.3). Returns the packet's replay digest: [`Self::record`] it once the
+    /// event is sent, forwarded or queued.
+    ///
+    /// # Errors
+    /// A refusal: 401 unsigned or a bad signature, 409 outside the window, 413 too large to
+    /// verify, 409 stale or replayed, 503 freshness table full.
+    pub(super) fn check_relay(
+        &mut self,
+        now: Now,
+        root: &Root<'_>,
+        from: Fingerprint,
+        key: Option<&VerifyingKey>,
+        online: impl Fn(&Fingerprint) -> bool,
+    ) -> Result<u64, Refusal> {
+        if root.signature.is_empty() {
+            return Err(Refusal::new(status::UNAUTHORIZED, "relay must be signed"));
+        }
+        self.check_window(now, root.timestamp)?;
+        let why = "signature does not verify with the registered certificate";
+        self.verify(root, key, why)?;
+        self.check_fresh(now, root, from, online)
+    }
+
+    /// The certificate and signature of a registration embedded in a peer's DirRecord
+    /// (docs/PROTOCOL.md §8.16): `cert` self-signed and in date at `now` (through the
+    /// cache), `signature` over `ts || payload` by its key. No window and no cookie: those
+    /// apply where the client's packet arrived.
+    ///
+    /// # Errors
+    /// A refusal: 401 certificate or signature, 400 a payload too large to verify.
+    pub(super) fn verify_record(
+        &mut self,
+        now: Now,
+        fp: Fingerprint,
+        cert: &[u8],
+        ts: u64,
+        signed: (&[u8], &[u8]),
+    ) -> Result<VerifyingKey, Refusal> {
+        let (signature, payload) = signed;
+        let key = self
+            .certs
+            .key(now, fp, cert)
+            .map_err(|e| Refusal::new(status::UNAUTHORIZED, e.detail()))?;
+        let Some(msg) = self.scratch.get_mut(..8 + payload.len()) else {
+            return Err(Refusal::new(status::BAD_REQUEST, "registration too large"));
+        };
+        msg[..8].copy_from_slice(&ts.to_be_bytes());
+        msg[8..].copy_from_slice(payload);
+        if key.verify(msg, signature).is_err() {
+            return Err(Refusal::new(
+                status::UNAUTHORIZED,
+                "signature does not verify with the certificate's key",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Records an accepted signed packet of `fp` (its timestamp and replay digest).
+    pub(super) fn record(&mut self, fp: Fingerprint, ts: u64, digest: u64) {
+        self.fresh.record(fp, ts, digest);
+    }
+
+    /// Forgets idle rate buckets and freshness state that has left the window.
+    pub(super) fn sweep(&mut self, now: Now) {
+        self.register_rate.sweep(now.mono_ms);
+        self.fresh.sweep(now);
+    }
+
+    fn check_window(&self, now: Now, ts: u64) -> Result<(), Refusal> {
+        if self.fresh.in_window(now, ts) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                status::CONFLICT,
+                "timestamp outside the freshness window; check the clock",
+            ))
+        }
+    }
+
+    /// The address check (docs/PROTOCOL.md §5.1). With `accept_replayed` there is none: the
+    /// cookie bytes, if any, are whatever the capture had (minted by another server, for
+    /// another address), covered by the signature but not checked.
+    fn cookie_ok(&mut self, now: Now, src: SocketAddr, cookie: Option<&[u8; COOKIE_LEN]>) -> bool {
+        self.accept_replayed || cookie.is_some_and(|c| self.cookies.check(src, c, now.mono_ms))
+    }
+
+    /// Verifies `root`'s signature over `timestamp || payload` with `key` (none: fails with
+    /// `why`).
+    fn verify(
+        &mut self,
+        root: &Root<'_>,
+        key: Option<&VerifyingKey>,
+        why: &'static str,
+    ) -> Result<(), Refusal> {
+        let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
+            return Err(Refusal::new(status::TOO_LARGE, "too large"));
+        };
+        if key.is_some_and(|k| k.verify(msg, root.signature).is_ok()) {
+            Ok(())
+        } else {
+            Err(Refusal::new(status::UNAUTHORIZED, why))
+        }
+    }
+
+    /// Per-fingerprint freshness and room for its state (§5.2 steps 9 and 10); returns the
+    /// replay digest.
+    fn check_fresh(
+        &mut self,
+        now: Now,
+        root: &Root<'_>,
+        fp: Fingerprint,
+        online: impl Fn(&Fingerprint) -> bool,
+    ) -> Result<u64, Refusal> {
+        let digest = packet_digest(root.packet_type, root.payload);
+        self.fresh
+            .check(&fp, root.timestamp, digest)
+            .map_err(|why| Refusal::new(status::CONFLICT, why))?;
+        if !self.fresh.make_room(now, &fp, online) {
+            return Err(Refusal::new(status::FULL, "freshness table full"));
+        }
+        Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Identity, KeyAlgorithm};
+    use crate::wire::udp::root::{signed_message, PARAM_TO_SERVER};
+    use crate::wire::{PacketType, RootHeader};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Certificates are valid from a day before the real time, so the clock starts there.
+    fn start() -> Now {
+        let unix_s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        Now {
+            mono_ms: 1_000_000,
+            unix_s,
+        }
+    }
+
+    fn src() -> SocketAddr {
+        "192.0.2.1:4000".parse().unwrap()
+    }
+
+    /// A client packet in the plain layout, signed by `id` when `signed`.
+    fn packet(id: &Identity, ty: PacketType, ts: u64, payload: &[u8], signed: bool) -> Vec<u8> {
+        let signature = signed.then(|| id.sign(&signed_message(ts, payload)));
+        let header = RootHeader {
+            params: PARAM_TO_SERVER,
+            shift_len: None,
+            packet_type: ty,
+            signature: signature.as_deref().unwrap_or_default(),
+            timestamp: ts,
+        };
+        header.to_vec(payload).unwrap()
+    }
+
+    fn register(id: &Identity, cert: &[u8], ts: u64, cookie: Option<[u8; 16]>) -> Vec<u8> {
+        let mut p = u16::try_from(cert.len()).unwrap().to_be_bytes().to_vec();
+        p.extend_from_slice(cert);
+        p.extend(cookie.iter().flatten());
+        packet(id, PacketType::Register, ts, &p, true)
+    }
+
+    fn check(a: &mut Admission, now: Now, bytes: &[u8]) -> Result<Admitted, Rejected> {
+        let root = Root::parse(bytes).unwrap();
+        a.check_registration(now, src(), &root, |_| true)
+    }
+
+    fn status_of(r: Result<Admitted, Rejected>) -> Option<u16> {
+        match r {
+            Err(Rejected::Refused(r)) => Some(r.status),
+            Err(Rejected::Challenge(_)) => None,
+            Ok(a) => panic!("admitted {:?}", a.fp),
+        }
+    }
+
+    #[test]
+    fn registration_checks_come_in_the_documented_order() {
+        let cfg = UdpConfig {
+            register_per_s: 1, // burst 2
+            exempt_loopback: false,
+            ..UdpConfig::default()
+        };
+        let mut a = Admission::new(&cfg, [7; 32]);
+        let id = Identity::generate(KeyAlgorithm::Ed25519, "admission").unwrap();
+        let other = Identity::generate(KeyAlgorithm::Ed25519, "other").unwrap();
+        let mut now = start();
+        let ts = now.unix_s;
+        // Step 3, layout: no certificate is 400, before any cookie check.
+        let empty = packet(&id, PacketType::Register, ts, &[0, 0], true);
+        assert_eq!(status_of(check(&mut a, now, &empty)), Some(400));
+        // Step 4, window: 409 before the cookie check.
+        let old = register(&id, id.cert_der(), ts - 61, None);
+        assert_eq!(status_of(check(&mut a, now, &old)), Some(409));
+        // Step 5, cookie: none, or one made for another address, gets a challenge.
+        let cookie = a.cookies.make(src(), now.mono_ms);
+        let elsewhere = a
+            .cookies
+            .make("192.0.2.1:4001".parse().unwrap(), now.mono_ms);
+        let challenge = check(&mut a, now, &register(&id, id.cert_der(), ts, None));
+        assert_eq!(status_of(challenge), None);
+        let wrong = register(&id, id.cert_der(), ts, Some(elsewhere));
+        assert_eq!(status_of(check(&mut a, now, &wrong)), None);
+        // Steps 7 and 8 spend the prefix's two tokens: a bad certificate, a bad signature.
+        let bogus = register(&id, b"not a certificate", ts, Some(cookie));
+        assert_eq!(status_of(check(&mut a, now, &bogus)), Some(401));
+        let forged = register(&other, id.cert_der(), ts, Some(cookie));
+        assert_eq!(status_of(check(&mut a, now, &forged)), Some(401));
+        // Step 6, rate per prefix: now 429, before the certificate is looked at.
+        let good = register(&id, id.cert_der(), ts, Some(cookie));
+        assert_eq!(status_of(check(&mut a, now, &good)), Some(429));
+        now.mono_ms += 1_000;
+        let admitted = check(&mut a, now, &good).expect("admitted");
+        assert_eq!((admitted.fp, admitted.ts), (id.fingerprint(), ts));
+        a.record(admitted.fp, admitted.ts, admitted.digest);
+        // Step 9, freshness: the same packet again is a replay.
+        now.mono_ms += 1_000;
+        assert_eq!(status_of(check(&mut a, now, &good)), Some(409));
+    }
+
+    #[test]
+    fn relays_and_peer_records_verify_with_the_right_key() {
+        let mut a = Admission::new(&UdpConfig::default(), [7; 32]);
+        let id = Identity::generate(KeyAlgorithm::Ed25519, "relay").unwrap();
+        let other = Identity::generate(KeyAlgorithm::Ed25519, "other").unwrap();
+        let now = start();
+        let ts = now.unix_s;
+        let fp = id.fingerprint();
+        let key = Some(id.verifying_key());
+        let payload = [[9u8; 32].as_slice(), b"event"].concat();
+        let relay = |signer: &Identity, signed: bool| {
+            packet(signer, PacketType::Relay, ts, &payload, signed)
+        };
+        let mut check = |bytes: &[u8], key: Option<&VerifyingKey>| {
+            let root = Root::parse(bytes).unwrap();
+            a.check_relay(now, &root, fp, key, |_| true)
+                .map_err(|r| r.status)
+        };
+        assert_eq!(check(&relay(&id, false), key), Err(401), "unsigned");
+        assert_eq!(check(&relay(&other, true), key), Err(401), "another key");
+        assert_eq!(check(&relay(&id, true), None), Err(401), "no key");
+        let digest = check(&relay(&id, true), key).expect("verified");
+        a.record(fp, ts, digest);
+        let bytes = relay(&id, true);
+        let root = Root::parse(&bytes).unwrap();
+        let again = a.check_relay(now, &root, fp, key, |_| true);
+        assert_eq!(again, Err(Refusal::new(409, "replayed packet")));
+
+        let signature = id.sign(&signed_message(ts, b"payload"));
+        let cert = id.cert_der();
+        let ok = a.verify_record(now, fp, cert, ts, (&signature, b"payload"));
+        assert!(ok.is_ok());
+        let bad = a.verify_record(now, fp, cert, ts + 1, (&signature, b"payload"));
+        assert_eq!(bad.map(|_| ()).map_err(|r| r.status), Err(401));
+    }
+}

@@ -1,0 +1,522 @@
+//! The fingerprint directory (docs/PROTOCOL.md §5.6, §5.10, §5.11, §8.16): local clients by
+//! fingerprint and by address with their expiry set, the offline fingerprints remembered
+//! for lookups, and the remote entries (clients homed at other servers). It keeps those
+//! tables in step and within their bounds and chooses whom to evict; `records` is what the
+//! peers' DirRecords do to it, its digest and its pages. It never checks signatures and
+//! never sends.
+
+mod records;
+
+pub use records::DirectoryPage;
+
+pub(super) use records::{Refresh, Verdict};
+
+use super::config::UdpConfig;
+use super::remote::{RemoteTable, Signed};
+use crate::core::Now;
+use crate::identity::VerifyingKey;
+use crate::wire::name::cut_utf8;
+use crate::wire::tcp::dir::{DirRecord, RecordBody};
+use crate::wire::udp::LookupStatus;
+use crate::wire::{Fingerprint, Root};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+/// How many entries closest to expiry are searched for a client to evict.
+const EVICTION_WINDOW: usize = 64;
+
+/// One online client registered here.
+#[derive(Debug, Clone)]
+pub(super) struct Client {
+    /// Its reflexive address (the source of its registration).
+    pub(super) addr: SocketAddr,
+    /// Monotonic ms: its last registration or keepalive.
+    pub(super) last_seen_ms: u64,
+    /// Monotonic ms: the deadline it has in the expiry set (at most `last_seen_ms + TTL`).
+    deadline_ms: u64,
+    /// Its shifted layout length, if it registered shifted.
+    pub(super) shift: Option<u8>,
+    /// Whether it sent a keepalive since it registered (clients that never did are evicted
+    /// first).
+    kept_alive: bool,
+    /// The key of its certificate, to check its relays.
+    pub(super) key: VerifyingKey,
+    /// The signed timestamp of the registration held (Unix s).
+    pub(super) ts: u64,
+    /// That registration's signature and payload, for records and directory pages.
+    signed: Signed,
+    /// `last_seen_ms` as last announced to peers (registration or refresh record).
+    announced_ms: u64,
+}
+
+impl Client {
+    /// A record (hops 0) of kind `body` about this client, its age taken at `now`.
+    pub(super) fn record<'a>(
+        &self,
+        now: Now,
+        fp: Fingerprint,
+        body: RecordBody<'a>,
+    ) -> DirRecord<'a> {
+        DirRecord {
+            hops: 0,
+            fingerprint: fp,
+            timestamp: self.ts,
+            age_ms: age_u32(now, self.last_seen_ms),
+            body,
+        }
+    }
+}
+
+/// Whether a new fingerprint fits in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Room {
+    /// It fits (or is already there).
+    Free,
+    /// It fits once this client, which never kept alive, goes offline.
+    Evict(Fingerprint),
+    /// Full of clients that kept alive: refuse (503).
+    Full,
+}
+
+/// Where a lookup finds its target, and where its punch request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Located<'a> {
+    /// The answer's status (docs/PROTOCOL.md §5.6).
+    pub(super) status: LookupStatus,
+    /// The target's home alias ("" when unknown).
+    pub(super) home: &'a str,
+    /// Where the punch request for the target goes.
+    pub(super) punch: PunchVia,
+}
+
+/// Where a punch request for a lookup's target goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PunchVia {
+    /// Straight to the local client at this address, in this layout.
+    Direct(SocketAddr, Option<u8>),
+    /// As a Forward toward its home server (docs/PROTOCOL.md §8.16).
+    Home,
+    /// Nowhere: the target is offline or unknown.
+    Nowhere,
+}
+
+/// The directory of local and remote clients.
+pub(super) struct Directory {
+    /// This server's alias: the home of local clients (at most 255 bytes).
+    alias: String,
+    ttl_ms: u64,
+    max_clients: usize,
+    max_offline: usize,
+    clients: HashMap<Fingerprint, Client>,
+    by_addr: HashMap<SocketAddr, Fingerprint>,
+    /// `(deadline, fingerprint)`: at least one element per local client (stale ones are
+    /// skipped when popped).
+    expiry: BTreeSet<(u64, Fingerprint)>,
+    /// Offline fingerprints and when they were last seen (monotonic ms).
+    offline: HashMap<Fingerprint, u64>,
+    remote: RemoteTable,
+}
+
+impl Directory {
+    /// An empty directory with the bounds and alias of `cfg`.
+    pub(super) fn new(cfg: &UdpConfig) -> Self {
+        let cap = cfg.max_clients.min(1 << 16);
+        Directory {
+            alias: cut_utf8(&cfg.alias, 255).to_string(),
+            ttl_ms: cfg.ttl_ms,
+            max_clients: cfg.max_clients,
+            max_offline: cfg.max_offline,
+            clients: HashMap::with_capacity(cap),
+            by_addr: HashMap::with_capacity(cap),
+            expiry: BTreeSet::new(),
+            offline: HashMap::new(),
+            remote: RemoteTable::new(cfg.max_remote),
+        }
+    }
+
+    /// Number of local clients.
+    pub(super) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The local client `fp`.
+    pub(super) fn client(&self, fp: &Fingerprint) -> Option<&Client> {
+        self.clients.get(fp)
+    }
+
+    /// The remote entries.
+    pub(super) fn remote(&self) -> &RemoteTable {
+        &self.remote
+    }
+
+    /// The fingerprint bound to address `src`, if any.
+    pub(super) fn at(&self, src: &SocketAddr) -> Option<Fingerprint> {
+        self.by_addr.get(src).copied()
+    }
+
+    /// Whether `src` is bound in the directory (the address check of docs/PROTOCOL.md §5.5).
+    #[inline]
+    pub(super) fn is_bound(&self, src: &SocketAddr) -> bool {
+        self.by_addr.contains_key(src)
+    }
+
+    /// Whether `fp` is a client of ours that went offline here (and is not held remotely).
+    pub(super) fn is_offline_here(&self, fp: &Fingerprint) -> bool {
+        !self.remote.contains(fp) && self.offline.contains_key(fp)
+    }
+
+    /// A keepalive from `src`: refreshes the client bound there; false when none is.
+    #[inline]
+    pub(super) fn keepalive(&mut self, now: Now, src: &SocketAddr) -> bool {
+        let Some(c) = self
+            .by_addr
+            .get(src)
+            .and_then(|fp| self.clients.get_mut(fp))
+        else {
+            return false;
+        };
+        c.last_seen_ms = now.mono_ms;
+        c.kept_alive = true;
+        true
+    }
+
+    /// Where a lookup of `target` at `now` finds it (docs/PROTOCOL.md §5.6).
+    pub(super) fn locate(&self, now: Now, target: &Fingerprint) -> Located<'_> {
+        let age_s = |seen: u64| secs(now.mono_ms.saturating_sub(seen));
+        if let Some(c) = self.clients.get(target) {
+            return Located {
+                status: LookupStatus::Online {
+                    addr: c.addr,
+                    age_s: age_s(c.last_seen_ms),
+                },
+                home: &self.alias,
+                punch: PunchVia::Direct(c.addr, c.shift),
+            };
+        }
+        match (self.remote.get(target), self.offline.get(target)) {
+            (Some(r), _) => Located {
+                status: LookupStatus::Online {
+                    addr: r.addr,
+                    age_s: age_s(r.last_seen_ms),
+                },
+                home: &r.home,
+                punch: PunchVia::Home,
+            },
+            (None, Some(&seen)) => Located {
+                status: LookupStatus::Offline { age_s: age_s(seen) },
+                home: &self.alias,
+                punch: PunchVia::Nowhere,
+            },
+            (None, None) => Located {
+                status: LookupStatus::Unknown,
+                home: "",
+                punch: PunchVia::Nowhere,
+            },
+        }
+    }
+
+    /// Whether `fp` fits (docs/PROTOCOL.md §5.11): when full, a client that never kept
+    /// alive among the [`EVICTION_WINDOW`] closest to expiry is chosen to make room.
+    pub(super) fn room_for(&self, fp: &Fingerprint) -> Room {
+        if self.clients.contains_key(fp) || self.clients.len() < self.max_clients {
+            return Room::Free;
+        }
+        let victim = self
+            .expiry
+            .iter()
+            .take(EVICTION_WINDOW)
+            .map(|&(_, f)| f)
+            .find(|f| self.clients.get(f).is_some_and(|c| !c.kept_alive));
+        victim.map_or(Room::Full, Room::Evict)
+    }
+
+    /// Binds `fp` (key `key`) to `src` for registration `root`, accepted at `now`: a new
+    /// client, or a known one refreshed (moved, when `src` is another address). A remote
+    /// entry of `fp` goes: it is ours now. The caller has made room ([`Self::room_for`])
+    /// and taken any other fingerprint bound to `src` offline. Returns whether this is news
+    /// for the peers: a new client, a newer registration, or a move.
+    pub(super) fn register(
+        &mut self,
+        now: Now,
+        fp: Fingerprint,
+        key: VerifyingKey,
+        src: SocketAddr,
+        root: &Root<'_>,
+    ) -> bool {
+        let ts = root.timestamp;
+        let news = match self.clients.get_mut(&fp) {
+            Some(c) => {
+                let news = ts > c.ts || (ts == c.ts && c.addr != src);
+                if c.addr != src {
+                    self.by_addr.remove(&c.addr);
+                }
+                c.addr = src;
+                c.last_seen_ms = now.mono_ms;
+                c.shift = root.shift_len;
+                c.key = key;
+                if news {
+                    c.ts = ts;
+                    c.signed = Signed::new(root.signature, root.payload);
+                }
+                news
+            }
+            None => {
+                let deadline = now.mono_ms + self.ttl_ms;
+                self.offline.remove(&fp);
+                let client = Client {
+                    addr: src,
+                    last_seen_ms: now.mono_ms,
+                    deadline_ms: deadline,
+                    shift: root.shift_len,
+                    kept_alive: false,
+                    key,
+                    ts,
+                    signed: Signed::new(root.signature, root.payload),
+                    announced_ms: now.mono_ms,
+                };
+                self.clients.insert(fp, client);
+                self.expiry.insert((deadline, fp));
+                true
+            }
+        };
+        self.remote.remove(&fp);
+        self.by_addr.insert(src, fp);
+        news
+    }
+
+    /// Takes local client `fp` out of the directory (TTL, eviction, its address taken by
+    /// another fingerprint) and remembers it as offline (forgetting an arbitrary offline
+    /// fingerprint when that table is full). Returns the client, for its expiry record.
+    pub(super) fn go_offline(&mut self, now: Now, fp: Fingerprint) -> Option<Client> {
+        let c = self.clients.remove(&fp)?;
+        self.by_addr.remove(&c.addr);
+        if self.offline.len() >= self.max_offline {
+            if let Some(k) = self.offline.keys().next().copied() {
+                self.offline.remove(&k);
+            }
+        }
+        if self.max_offline > 0 {
+            self.offline.insert(fp, c.last_seen_ms.min(now.mono_ms));
+        }
+        Some(c)
+    }
+
+    /// Takes offline the next local client past its TTL at `now` and returns it (for its
+    /// expiry record); `None` when no deadline is due. A client heard from since its
+    /// deadline was set gets a later deadline instead.
+    pub(super) fn pop_expired(&mut self, now: Now) -> Option<(Fingerprint, Client)> {
+        while let Some(&(deadline, fp)) = self.expiry.first() {
+            if deadline > now.mono_ms {
+                return None;
+            }
+            self.expiry.pop_first();
+            let Some(c) = self.clients.get_mut(&fp) else {
+                continue;
+            };
+            if c.deadline_ms != deadline {
+                continue; // a stale element; the client has a later one
+            }
+            let real = c.last_seen_ms + self.ttl_ms;
+            if real > now.mono_ms {
+                c.deadline_ms = real;
+                self.expiry.insert((real, fp));
+            } else {
+                return self.go_offline(now, fp).map(|c| (fp, c));
+            }
+        }
+        None
+    }
+
+    /// Removes one remote entry past its deadline at `now`.
+    pub(super) fn pop_remote_expired(&mut self, now: Now) -> Option<Fingerprint> {
+        self.remote.pop_expired(now.mono_ms)
+    }
+
+    /// The earliest deadline of a local or remote entry, monotonic ms.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        let local = self.expiry.first().map(|&(d, _)| d);
+        [local, self.remote.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// Milliseconds from `seen_ms` to `now`, saturated to a u32 (a record's age).
+fn age_u32(now: Now, seen_ms: u64) -> u32 {
+    u32::try_from(now.mono_ms.saturating_sub(seen_ms)).unwrap_or(u32::MAX)
+}
+
+fn secs(ms: u64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::udp::remote::Remote;
+    use crate::identity::{Identity, KeyAlgorithm};
+    use crate::wire::udp::root::PARAM_TO_SERVER;
+    use crate::wire::{PacketType, RootHeader};
+
+    fn at(mono_ms: u64) -> Now {
+        Now {
+            mono_ms,
+            unix_s: 1_000,
+        }
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, n], 4000))
+    }
+
+    fn fp(n: u8) -> Fingerprint {
+        Fingerprint([n; 32])
+    }
+
+    fn key() -> VerifyingKey {
+        let id = Identity::generate(KeyAlgorithm::Ed25519, "directory").unwrap();
+        id.verifying_key().clone()
+    }
+
+    /// A registration packet with timestamp `ts` (its signature and payload are only
+    /// stored, never checked here).
+    fn root_bytes(ts: u64) -> Vec<u8> {
+        let header = RootHeader {
+            params: PARAM_TO_SERVER,
+            shift_len: None,
+            packet_type: PacketType::Register,
+            signature: &[1, 2, 3],
+            timestamp: ts,
+        };
+        header.to_vec(&[0, 1, 9]).unwrap()
+    }
+
+    fn directory(max_clients: usize, max_offline: usize) -> Directory {
+        Directory::new(&UdpConfig {
+            alias: "B".into(),
+            ttl_ms: 1_000,
+            max_clients,
+            max_offline,
+            max_remote: 2,
+            ..UdpConfig::default()
+        })
+    }
+
+    fn register(d: &mut Directory, now: Now, n: u8, ts: u64, k: &VerifyingKey) -> bool {
+        let bytes = root_bytes(ts);
+        let root = Root::parse(&bytes).unwrap();
+        d.register(now, fp(n), k.clone(), addr(n), &root)
+    }
+
+    fn remote(home: &str, ts: u64, n: u8, k: &VerifyingKey) -> Remote {
+        Remote {
+            ts,
+            addr: addr(n),
+            home: home.into(),
+            last_seen_ms: 0,
+            deadline_ms: 1_000,
+            hops: 0,
+            key: k.clone(),
+            signed: Signed::new(&[1], &[2]),
+        }
+    }
+
+    #[test]
+    fn eviction_chooses_a_client_that_never_kept_alive() {
+        let k = key();
+        let mut d = directory(2, 10);
+        assert!(register(&mut d, at(0), 1, 5, &k), "a new client is news");
+        assert!(register(&mut d, at(10), 2, 5, &k));
+        assert!(
+            !register(&mut d, at(20), 2, 5, &k),
+            "the same registration is not"
+        );
+        assert_eq!(d.room_for(&fp(1)), Room::Free, "already there");
+        assert_eq!(
+            d.room_for(&fp(3)),
+            Room::Evict(fp(1)),
+            "closest to expiry first"
+        );
+        assert!(d.keepalive(at(30), &addr(1)));
+        assert_eq!(d.room_for(&fp(3)), Room::Evict(fp(2)));
+        assert!(d.keepalive(at(30), &addr(2)));
+        assert_eq!(d.room_for(&fp(3)), Room::Full);
+        assert!(!d.keepalive(at(30), &addr(3)), "unknown address");
+    }
+
+    #[test]
+    fn expiry_follows_keepalives_and_offline_is_bounded() {
+        let k = key();
+        let mut d = directory(10, 1);
+        register(&mut d, at(0), 1, 5, &k);
+        register(&mut d, at(0), 2, 5, &k);
+        assert!(d.keepalive(at(600), &addr(1)));
+        assert_eq!(d.next_deadline(), Some(1_000));
+        let (gone, c) = d.pop_expired(at(1_000)).expect("2 expires");
+        assert_eq!((gone, c.ts), (fp(2), 5));
+        assert!(
+            d.pop_expired(at(1_000)).is_none(),
+            "1 was heard from at 600"
+        );
+        assert_eq!(d.next_deadline(), Some(1_600));
+        assert_eq!(d.at(&addr(2)), None);
+        let found = d.locate(at(3_000), &fp(2));
+        assert_eq!(found.status, LookupStatus::Offline { age_s: 3 });
+        assert_eq!((found.home, found.punch), ("B", PunchVia::Nowhere));
+        assert_eq!(d.pop_expired(at(1_600)).map(|(f, _)| f), Some(fp(1)));
+        let forgotten = d.locate(at(3_000), &fp(2));
+        assert_eq!(
+            forgotten.status,
+            LookupStatus::Unknown,
+            "one offline entry at most"
+        );
+        assert!(d.is_offline_here(&fp(1)));
+        assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn peer_registrations_follow_timestamps_then_aliases() {
+        let k = key();
+        let mut d = directory(10, 10);
+        register(&mut d, at(0), 1, 5, &k);
+        let judge = |d: &mut Directory, home: &str, ts: u64| {
+            d.judge_registration(fp(1), ts, home, addr(9), 500)
+        };
+        assert_eq!(judge(&mut d, "B", 9), Verdict::Unchanged, "our own alias");
+        assert_eq!(judge(&mut d, "C", 4), Verdict::Unchanged, "older");
+        assert_eq!(
+            judge(&mut d, "A", 5),
+            Verdict::Unchanged,
+            "a tie lost to our alias"
+        );
+        assert_eq!(judge(&mut d, "C", 5), Verdict::Install { moved: true });
+        assert_eq!(d.install_remote(fp(1), remote("C", 5, 9, &k), true), Ok(()));
+        assert!(
+            d.client(&fp(1)).is_none() && d.at(&addr(1)).is_none(),
+            "it moved"
+        );
+        assert_eq!(judge(&mut d, "C", 5), Verdict::Refreshed(500));
+        assert_eq!(judge(&mut d, "A", 5), Verdict::Unchanged, "a tie lost to C");
+        assert_eq!(judge(&mut d, "D", 5), Verdict::Install { moved: false });
+        let found = d.locate(at(2_000), &fp(1));
+        assert_eq!((found.home, found.punch), ("C", PunchVia::Home));
+        assert_eq!(d.refresh_remote(fp(1), 5, 1_700), Refresh::Moved(1_200));
+        assert_eq!(d.refresh_remote(fp(1), 4, 1_700), Refresh::Known);
+        assert_eq!(d.refresh_remote(fp(2), 4, 1_700), Refresh::Unknown);
+        d.install_remote(fp(2), remote("C", 5, 8, &k), false)
+            .unwrap();
+        let new = d.judge_registration(fp(3), 5, "C", addr(7), 0);
+        assert_eq!(new, Verdict::Full, "two remote entries at most");
+        assert!(
+            !d.expire_remote(fp(1), 4),
+            "only with exactly that timestamp"
+        );
+        assert!(d.expire_remote(fp(1), 5));
+        assert!(register(&mut d, at(2_000), 2, 6, &k));
+        assert!(
+            d.remote().get(&fp(2)).is_none(),
+            "registered here: ours now"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Freshness and replay of signed packets (docs/PROTOCOL.md §5.3): the window around the
+//! server clock, and per fingerprint the newest accepted timestamp with the digests of the
+//! packets accepted at exactly that timestamp. A bounded table; it checks and records,
+//! and never decides what a refusal says on the wire.
+
+use super::config::UdpConfig;
+use crate::core::Now;
+use crate::wire::{Fingerprint, PacketType};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Most signed packets accepted per fingerprint with one timestamp.
+const MAX_SAME_SECOND: usize = 64;
+
+/// Per-fingerprint freshness state: the newest accepted signed timestamp and the digests
+/// of the packets accepted with exactly that timestamp.
+#[derive(Debug, Default)]
+struct Fresh {
+    last_ts: u64,
+    digests: Vec<u64>,
+}
+
+/// The freshness table: at most 2 x `max_clients` fingerprints (at least 16).
+#[derive(Debug)]
+pub(super) struct FreshTable {
+    map: HashMap<Fingerprint, Fresh>,
+    cap: usize,
+    /// [`UdpConfig::accept_replayed`]: no window, and state kept however old.
+    accept_replayed: bool,
+    /// The window, seconds either side of the server clock.
+    freshness_s: u64,
+}
+
+impl FreshTable {
+    /// An empty table for `cfg` (its `max_clients`, `freshness_s`, `accept_replayed`).
+    pub(super) fn new(cfg: &UdpConfig) -> Self {
+        FreshTable {
+            map: HashMap::with_capacity(cfg.max_clients.min(1 << 16)),
+            cap: cfg.max_clients.saturating_mul(2).max(16),
+            accept_replayed: cfg.accept_replayed,
+            freshness_s: cfg.freshness_s,
+        }
+    }
+
+    /// The freshness window: `ts` (Unix s) within `freshness_s` of the server clock, either
+    /// side. Always true with [`UdpConfig::accept_replayed`], which turns the window off so
+    /// that a capture's old signed packets can be replayed.
+    pub(super) fn in_window(&self, now: Now, ts: u64) -> bool {
+        self.accept_replayed || now.unix_s.abs_diff(ts) <= self.freshness_s
+    }
+
+    /// The oldest timestamp whose freshness state is still worth keeping: anything older
+    /// fails the window check anyway. 0 (keep everything, within the table's bound) with
+    /// [`UdpConfig::accept_replayed`], where old timestamps pass and the per-fingerprint
+    /// "newest accepted" and replay rules are all that stands against a replay.
+    fn horizon(&self, now: Now) -> u64 {
+        if self.accept_replayed {
+            0
+        } else {
+            now.unix_s.saturating_sub(self.freshness_s)
+        }
+    }
+
+    /// Checks `ts`/`digest` against the state of `fp` without changing it.
+    ///
+    /// # Errors
+    /// The reason (a 409 detail) when the packet is older than the newest accepted, a
+    /// replay, or one too many in one second.
+    pub(super) fn check(&self, fp: &Fingerprint, ts: u64, digest: u64) -> Result<(), &'static str> {
+        match self.map.get(fp) {
+            None => Ok(()),
+            Some(f) if ts > f.last_ts => Ok(()),
+            Some(f) if ts < f.last_ts => {
+                Err("older than the last packet accepted for this fingerprint")
+            }
+            Some(f) if f.digests.contains(&digest) => Err("replayed packet"),
+            Some(f) if f.digests.len() >= MAX_SAME_SECOND => {
+                Err("too many signed packets in one second")
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Makes room for the state of `fp` if needed: drops entries whose newest timestamp has
+    /// left the window (none with [`UdpConfig::accept_replayed`]), then entries of
+    /// fingerprints for which `online` is false. False when still full.
+    pub(super) fn make_room(
+        &mut self,
+        now: Now,
+        fp: &Fingerprint,
+        online: impl Fn(&Fingerprint) -> bool,
+    ) -> bool {
+        if self.map.contains_key(fp) || self.map.len() < self.cap {
+            return true;
+        }
+        self.sweep(now);
+        if self.map.len() < self.cap {
+            return true;
+        }
+        self.map.retain(|k, _| online(k));
+        self.map.len() < self.cap
+    }
+
+    /// Records an accepted signed packet; the caller has made room with
+    /// [`Self::make_room`].
+    pub(super) fn record(&mut self, fp: Fingerprint, ts: u64, digest: u64) {
+        let f = self.map.entry(fp).or_default();
+        if ts > f.last_ts {
+            f.last_ts = ts;
+            f.digests.clear();
+        }
+        f.digests.push(digest);
+    }
+
+    /// Drops the entries whose newest timestamp has left the window.
+    pub(super) fn sweep(&mut self, now: Now) {
+        let oldest = self.horizon(now);
+        self.map.retain(|_, f| f.last_ts >= oldest);
+    }
+}
+
+/// Digest of `(type, payload)` for replay detection: the first 8 bytes of SHA-256 (the
+/// signature bytes are left out: ECDSA lets anyone re-encode them).
+pub(super) fn packet_digest(ty: PacketType, payload: &[u8]) -> u64 {
+    let mut h = Sha256::new();
+    h.update([u8::from(ty)]);
+    h.update(payload);
+    let d = h.finalize();
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now(unix_s: u64) -> Now {
+        Now { mono_ms: 0, unix_s }
+    }
+
+    fn table(max_clients: usize, accept_replayed: bool) -> FreshTable {
+        FreshTable::new(&UdpConfig {
+            max_clients,
+            accept_replayed,
+            ..UdpConfig::default()
+        })
+    }
+
+    #[test]
+    fn newest_timestamp_wins_and_replays_are_caught() {
+        let mut t = table(8, false);
+        let fp = Fingerprint([1; 32]);
+        assert!(t.in_window(now(1000), 940) && t.in_window(now(1000), 1060));
+        assert!(!t.in_window(now(1000), 939) && !t.in_window(now(1000), 1061));
+        assert_eq!(t.check(&fp, 1000, 7), Ok(()));
+        t.record(fp, 1000, 7);
+        assert_eq!(t.check(&fp, 1000, 7), Err("replayed packet"));
+        assert_eq!(
+            t.check(&fp, 1000, 8),
+            Ok(()),
+            "another packet in the same second"
+        );
+        assert!(t.check(&fp, 999, 9).is_err());
+        for d in 8..8 + 63 {
+            t.record(fp, 1000, d);
+        }
+        assert_eq!(
+            t.check(&fp, 1000, 500),
+            Err("too many signed packets in one second")
+        );
+        t.record(fp, 1001, 7);
+        assert_eq!(
+            t.check(&fp, 1001, 8),
+            Ok(()),
+            "a newer second clears the digests"
+        );
+        assert_ne!(
+            packet_digest(PacketType::Register, b"x"),
+            packet_digest(PacketType::Relay, b"x")
+        );
+    }
+
+    #[test]
+    fn room_is_made_from_stale_then_offline_entries() {
+        let mut t = table(8, false); // 16 entries
+        for i in 0..16u8 {
+            t.record(Fingerprint([i; 32]), 1000 + u64::from(i), 1);
+        }
+        let new = Fingerprint([99; 32]);
+        assert!(t.make_room(now(1000), &Fingerprint([3; 32]), |_| true));
+        // At 1063 the window starts at 1003: entries 0, 1 and 2 go.
+        assert!(t.make_room(now(1063), &new, |_| true));
+        assert_eq!(t.map.len(), 13);
+        for i in 16..19u8 {
+            t.record(Fingerprint([i; 32]), 1063, 1);
+        }
+        assert!(
+            !t.make_room(now(1063), &new, |_| true),
+            "all online, all fresh"
+        );
+        assert!(t.make_room(now(1063), &new, |fp| fp.0[0] != 5));
+        assert_eq!(t.map.len(), 15);
+    }
+
+    #[test]
+    fn accept_replayed_has_no_window_and_keeps_old_state() {
+        let mut t = table(8, true);
+        let fp = Fingerprint([1; 32]);
+        assert!(t.in_window(now(1_000_000), 5));
+        t.record(fp, 5, 1);
+        t.sweep(now(1_000_000));
+        assert_eq!(t.check(&fp, 5, 1), Err("replayed packet"));
+    }
+}
