@@ -1,236 +1,158 @@
-//! The peer's answers on links this server opened (docs/PROTOCOL.md §8.7, §8.10): read in
-//! the order asked (`Conn::expects`) and handed to the part that asked. Anything the
-//! opener did not ask for, or a refusal, drops the link (it is redialled).
+//! The peer's answers on links this server opened (docs/PROTOCOL.md §8.7, §8.10): read with
+//! the answer codec ([`crate::wire::tcp::answer`]) in the order asked (`Conn::due`) and
+//! handed to the part that asked. Anything the opener did not ask for, a malformed piece,
+//! or a refusal drops the link (it is redialled).
 
-use super::conn::{status_detail, Expect, STATUS_OK};
+use super::conn::status_detail;
 use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::tcp::answer::{AnswerPiece, Outcome, Piece};
 use crate::wire::tcp::nodelist::{self, NodeListFrame};
-use crate::wire::tcp::{self, Role, StatusFrame};
+use crate::wire::tcp::NONCE_LEN;
+
+/// One answer piece, copied out of the input buffer so that it can be consumed before the
+/// part that asked acts on it.
+enum LinkAnswer {
+    /// AuthChallenge's nonce: prove our node key, then send the link's opening requests.
+    Nonce([u8; NONCE_LEN]),
+    /// CursorQuery's answer: push our journal from this line.
+    Cursor(u64),
+    /// HeartBeat's answer: the peer's clock, or `None` when it took ours.
+    Clock(Option<u32>),
+    /// A 200 to a Barrier (or AuthProof): confirms our journal up to this line (0: none).
+    Ok { confirms: u64 },
+    /// The peer's node-list hash.
+    NodeHash([u8; nodelist::HASH_LEN]),
+    /// The peer's node-list diff frame.
+    NodeDiff(Vec<u8>),
+    /// A DirRecord body of a DirRequest's answer, for the UDP plane.
+    DirRecord(Vec<u8>),
+    /// The end of a DirRequest's answer.
+    DirEnd,
+    /// A refusal, a malformed piece or a piece nobody asked for: drop the link.
+    Drop(String),
+}
+
+impl LinkAnswer {
+    fn of(p: &Piece<'_, u64>) -> LinkAnswer {
+        match (&p.piece, &p.outcome) {
+            (_, Outcome::Refused) => {
+                LinkAnswer::Drop(format!("peer refused: {}", describe(&p.piece)))
+            }
+            (AnswerPiece::Nonce(n), _) => LinkAnswer::Nonce(**n),
+            (AnswerPiece::Cursor(line), _) => LinkAnswer::Cursor(*line),
+            (AnswerPiece::UpdateClock(c), _) => LinkAnswer::Clock(Some(*c)),
+            (AnswerPiece::NoUpdateClock, _) => LinkAnswer::Clock(None),
+            (AnswerPiece::Status(_), Outcome::Answered(confirms)) => LinkAnswer::Ok {
+                confirms: *confirms,
+            },
+            (AnswerPiece::NodeListHash(h), _) => LinkAnswer::NodeHash(**h),
+            (AnswerPiece::NodeListDiff(frame), _) => LinkAnswer::NodeDiff(frame.to_vec()),
+            (AnswerPiece::DirRecord(body), _) => LinkAnswer::DirRecord(body.to_vec()),
+            (AnswerPiece::DirEnd(_), _) => LinkAnswer::DirEnd,
+            (other, _) => LinkAnswer::Drop(format!("unexpected answer: {}", describe(other))),
+        }
+    }
+}
+
+fn describe(piece: &AnswerPiece<'_>) -> String {
+    match piece {
+        AnswerPiece::Status(f) => format!("{} {}", f.status, f.detail),
+        AnswerPiece::Malformed { kind, error } => format!("malformed {}: {error}", kind.name()),
+        other => other.kind().name().to_string(),
+    }
+}
 
 impl TcpCore {
-    /// Reads one answer on link `conn`; false when more bytes are needed (or the link was
-    /// closed for a protocol error).
+    /// Reads one answer piece on link `conn` and acts on it; false when more bytes are
+    /// needed (or the link was closed for a protocol error).
     pub(super) fn parse_answer(&mut self, now_ms: u64, conn: ConnId) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        let Some(&expect) = c.expects.front() else {
-            if c.input.buf.is_empty() {
-                return false;
-            }
-            // The acceptor speaks only when asked: anything else is a protocol error (or
-            // its status frame before it closes).
-            let detail = status_detail(&c.input.buf);
-            tracing::warn!(peer = %c.addr, detail, "unexpected bytes from a peer; closing the link");
-            self.out.actions.push_back(TcpAction::Close(conn));
-            c.out.close_when_flushed = true;
+        if c.input.buf.is_empty() {
             return false;
-        };
-        match expect {
-            Expect::Nonce => self.answer_nonce(now_ms, conn),
-            Expect::Cursor => self.answer_cursor(conn),
-            Expect::HeartBeat => self.answer_heartbeat(conn),
-            Expect::Status { confirms } => self.answer_status(now_ms, conn, confirms),
-            Expect::NodeHash => self.answer_node_list(now_ms, conn, tcp::CMD_NODE_LIST_HASH),
-            Expect::NodeDiff => self.answer_node_list(now_ms, conn, tcp::CMD_NODE_LIST_DIFF),
-            Expect::Directory => self.answer_directory(conn),
         }
+        let (answer, len) = match c.due.read(&c.input.buf) {
+            Ok(None) => return false,
+            Ok(Some(p)) => (LinkAnswer::of(&p), p.len),
+            // The acceptor speaks only when asked, in order: anything else is a protocol
+            // error (or its status frame before it closes).
+            Err(e) => (
+                LinkAnswer::Drop(format!("{e}: {}", status_detail(&c.input.buf))),
+                0,
+            ),
+        };
+        c.input.buf.drain(..len);
+        self.on_answer(now_ms, conn, answer)
     }
 
-    /// True when the answer on link `conn` starts with one of `want`; false when no byte is
-    /// in yet, or when it starts otherwise (then the link is closed: the peer did not
-    /// answer `what`).
-    fn answer_starts(&mut self, conn: ConnId, want: &[u8], what: &str) -> bool {
-        let Some(c) = self.conns.get(&conn) else {
-            return false;
-        };
-        match c.input.buf.first() {
-            None => false,
-            Some(b) if want.contains(b) => true,
-            Some(_) => {
-                let detail = status_detail(&c.input.buf);
-                tracing::warn!(peer = %c.addr, detail, "peer did not answer {what}; closing the link");
-                self.close_link(conn);
-                false
-            }
-        }
-    }
-
-    /// AuthChallenge's answer `[20][nonce 32]`: send our proof, then the link's opening
-    /// requests.
-    fn answer_nonce(&mut self, now_ms: u64, conn: ConnId) -> bool {
-        let want = [tcp::CMD_AUTH_CHALLENGE];
-        if !self.answer_starts(conn, &want, "our challenge") {
-            return false;
-        }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        if c.input.buf.len() < 1 + tcp::NONCE_LEN {
-            return false;
-        }
-        let nonce: Vec<u8> = c.input.buf.drain(..1 + tcp::NONCE_LEN).skip(1).collect();
-        c.expects.pop_front();
-        if let Some(peer) = c.link {
-            self.send_proof(now_ms, peer, conn, &nonce);
-        }
-        true
-    }
-
-    /// CursorQuery's answer `[14][line u64]`: push our journal from there.
-    fn answer_cursor(&mut self, conn: ConnId) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        if c.input.buf.len() < 9 {
-            return false;
-        }
-        if c.input.buf[0] != tcp::CMD_CURSOR_QUERY {
-            tracing::warn!(peer = %c.addr, "peer did not answer the cursor query; closing the link");
-            self.close_link(conn);
-            return false;
-        }
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&c.input.buf[1..9]);
-        c.input.buf.drain(..9);
-        c.expects.pop_front();
-        if let Some(i) = c.link {
-            self.start_journal_push(i, u64::from_be_bytes(b));
-        }
-        true
-    }
-
-    /// HeartBeat's answer: an UpdateClock with the peer's clock, or nothing (the peer took
-    /// ours; the barrier's status frame follows).
-    fn answer_heartbeat(&mut self, conn: ConnId) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        match c.input.buf.first() {
-            None => return false,
-            Some(&tcp::CMD_UPDATE_CLOCK) => {
-                if c.input.buf.len() < 5 {
-                    return false;
-                }
-                let b = &c.input.buf;
-                let v = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
-                if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
-                    l.peer_clock = v;
-                }
-                c.input.buf.drain(..5);
-                c.expects.pop_front();
-                if self.clock.plausible(v) {
-                    self.clock.observe(v);
+    /// Hands one answer to the part that asked; false when the link was dropped.
+    fn on_answer(&mut self, now_ms: u64, conn: ConnId, answer: LinkAnswer) -> bool {
+        let link = self.conns.get(&conn).and_then(|c| c.link);
+        match answer {
+            LinkAnswer::Nonce(nonce) => {
+                if let Some(peer) = link {
+                    self.send_proof(now_ms, peer, conn, &nonce);
                 }
             }
-            Some(_) => {
-                c.expects.pop_front(); // no UpdateClock: the peer took our clock
+            LinkAnswer::Cursor(line) => {
+                if let Some(i) = link {
+                    self.start_journal_push(i, line);
+                }
             }
-        }
-        true
-    }
-
-    /// A status frame answering our Barrier (or AuthProof): a 200 is a heartbeat answered
-    /// and confirms our journal up to `confirms`; anything else drops the link.
-    fn answer_status(&mut self, now_ms: u64, conn: ConnId, confirms: u64) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        if c.input.buf.len() < StatusFrame::FIXED_LEN {
-            return false;
-        }
-        let len = StatusFrame::FIXED_LEN + usize::from(c.input.buf[4]);
-        if c.input.buf.len() < len {
-            return false;
-        }
-        let frame: Vec<u8> = c.input.buf.drain(..len).collect();
-        c.expects.pop_front();
-        match StatusFrame::parse(&frame) {
-            Ok(f) if f.status == STATUS_OK => {
-                if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+            LinkAnswer::Clock(clock) => self.peer_clock(link, clock),
+            LinkAnswer::Ok { confirms } => {
+                if let Some(l) = link.and_then(|i| self.links.get_mut(i)) {
                     l.last_heartbeat_ms = Some(now_ms);
                     l.journal.confirmed_line = l.journal.confirmed_line.max(confirms);
                 }
-                true
             }
-            Ok(f) => {
-                tracing::warn!(
-                    status = f.status,
-                    detail = f.detail,
-                    "peer refused; closing the link"
-                );
-                self.close_link(conn);
-                false
+            LinkAnswer::NodeHash(h) => self.peer_node_hash(conn, &h),
+            LinkAnswer::NodeDiff(frame) => return self.peer_node_diff(now_ms, conn, &frame),
+            LinkAnswer::DirRecord(body) => {
+                self.stats.dir_records_in += 1;
+                self.out
+                    .actions
+                    .push_back(TcpAction::PeerRecord { conn, body });
             }
-            Err(_) => {
-                self.close_link(conn);
-                false
-            }
-        }
-    }
-
-    /// The peer's node-list hash (`want` 10) or diff (12), answering ours.
-    fn answer_node_list(&mut self, now_ms: u64, conn: ConnId, want: u8) -> bool {
-        if !self.answer_starts(conn, &[want], "the node list sync") {
-            return false;
-        }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        let n = match nodelist::frame_len(&c.input.buf) {
-            Ok(Some(n)) => n,
-            Ok(None) => return false,
-            Err(_) => {
+            LinkAnswer::DirEnd => {}
+            LinkAnswer::Drop(why) => {
+                let peer = self.conns.get(&conn).map(|c| c.addr);
+                tracing::warn!(?peer, why, "closing the link");
                 self.close_link(conn);
                 return false;
             }
+        }
+        true
+    }
+
+    /// HeartBeat's answer: the peer's clock (observed when plausible), or nothing (the peer
+    /// took ours; the barrier's status frame follows).
+    fn peer_clock(&mut self, link: Option<usize>, clock: Option<u32>) {
+        let Some(v) = clock else {
+            return;
         };
-        let frame: Vec<u8> = c.input.buf.drain(..n).collect();
-        c.expects.pop_front();
-        match NodeListFrame::parse(&frame) {
-            Ok(NodeListFrame::Hash(h)) => self.peer_node_hash(conn, &h),
+        if let Some(l) = link.and_then(|i| self.links.get_mut(i)) {
+            l.peer_clock = v;
+        }
+        if self.clock.plausible(v) {
+            self.clock.observe(v);
+        }
+    }
+
+    /// The peer's node-list diff, answering our list: merged unless malformed (then the
+    /// link is dropped).
+    fn peer_node_diff(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) -> bool {
+        match NodeListFrame::parse(frame) {
             Ok(NodeListFrame::Diff(entries)) if !nodelist::has_duplicate_uids(&entries) => {
                 self.merge_nodes(now_ms, entries);
+                true
             }
-            _ => {
-                tracing::warn!("malformed node list answer; closing the link");
-                self.close_link(conn);
-                return false;
-            }
+            _ => self.on_answer(
+                now_ms,
+                conn,
+                LinkAnswer::Drop("malformed node list answer".into()),
+            ),
         }
-        true
-    }
-
-    /// DirRequest's answer: DirRecord frames (for the UDP core), then `[17][0004][count]`.
-    fn answer_directory(&mut self, conn: ConnId) -> bool {
-        let want = [tcp::CMD_DIR_RECORD, tcp::CMD_DIR_REQUEST];
-        if !self.answer_starts(conn, &want, "the directory request") {
-            return false;
-        }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        let n = match tcp::command_len(Role::Server, &c.input.buf) {
-            Ok(Some(n)) => n,
-            Ok(None) => return false,
-            Err(_) => {
-                self.close_link(conn);
-                return false;
-            }
-        };
-        let mut frame: Vec<u8> = c.input.buf.drain(..n).collect();
-        if frame[0] == tcp::CMD_DIR_RECORD {
-            self.stats.dir_records_in += 1;
-            frame.drain(..3); // the body, without a second copy
-            self.out
-                .actions
-                .push_back(TcpAction::PeerRecord { conn, body: frame });
-        } else if frame.len() == 7 {
-            c.expects.pop_front(); // [17][0004][count]: the answer is complete
-        } else {
-            self.close_link(conn);
-            return false;
-        }
-        true
     }
 }

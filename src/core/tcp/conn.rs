@@ -8,6 +8,7 @@ use super::links::Link;
 use super::outbox::{Outbox, Reads};
 use super::stream::Stream;
 use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::tcp::answer::{AnswerReader, Asked};
 use crate::wire::tcp::{self, Role, StatusFrame};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ pub(super) struct Conn {
     /// Set for links this server opened to a peer.
     pub(super) link: Option<usize>,
     /// On a link: what the peer's answers will be, in order.
-    pub(super) expects: VecDeque<Expect>,
+    pub(super) due: Due,
     /// On a connection a peer opened: the journal id it pushes from (after CursorQuery).
     pub(super) peer_journal: Option<u64>,
     pub(super) auth: Auth,
@@ -101,24 +102,10 @@ pub(super) enum Answer {
     Stream(Stream),
 }
 
-/// What the opener of a peer link expects back, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Expect {
-    /// CursorQuery: `[14][line u64]`.
-    Cursor,
-    /// HeartBeat: an optional UpdateClock frame.
-    HeartBeat,
-    /// Barrier: a status frame; a 200 confirms our journal up to `confirms`.
-    Status { confirms: u64 },
-    /// NodeListHash: the peer's hash (10).
-    NodeHash,
-    /// NodeList: the peer's diff (12).
-    NodeDiff,
-    /// DirRequest: DirRecord frames, then the end frame (17).
-    Directory,
-    /// AuthChallenge: `[20][nonce 32]`; the proof and the link's opening requests follow.
-    Nonce,
-}
+/// What the opener of a peer link awaits, in the order asked: the answer codec's reader,
+/// each request tagged with the journal line its 200 confirms (a heartbeat's Barrier; 0
+/// for any other request).
+pub(super) type Due = AnswerReader<u64>;
 
 impl Conn {
     /// A connection from (or to) `addr` at `now_ms`; `link` for one this server opened.
@@ -141,7 +128,7 @@ impl Conn {
             },
             answers: VecDeque::new(),
             link,
-            expects: VecDeque::new(),
+            due: Due::new(),
             peer_journal: None,
             auth: Auth::default(),
         }
@@ -150,10 +137,18 @@ impl Conn {
     /// On a link: sends our node-list hash frame `h` (10) unless a hash is already awaiting
     /// its answer (one outstanding is enough; its answer compares with the list as it is).
     pub(super) fn ask_node_hash(&mut self, h: &[u8]) {
-        if !self.expects.iter().any(|e| *e == Expect::NodeHash) {
+        if !self.due.is_asked(Asked::NodeListHash) {
             self.out.extend_from_slice(h);
-            self.expects.push_back(Expect::NodeHash);
+            self.expect(Asked::NodeListHash, 0);
         }
+    }
+
+    /// On a link: notes a request sent, whose answer comes back in order; a 200 to it
+    /// confirms our journal up to `confirms` (0: nothing). The reader's bound (65,536
+    /// requests) is never reached: a peer that answers nothing for 4 heartbeats (a few
+    /// requests each) is dropped first.
+    pub(super) fn expect(&mut self, asked: Asked, confirms: u64) {
+        let _ = self.due.ask(asked, confirms);
     }
 
     /// Output pending plus what the pending short answers will add (at most 16 bytes each:

@@ -3,10 +3,11 @@
 //! our directory when a link opens. The directory itself lives in the UDP core; this part
 //! only moves its records.
 
-use super::conn::{Answer, Expect, Output, PumpCtx, PushRoom, Step};
+use super::conn::{Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
 use super::{ConnId, TcpAction, TcpCore};
 use crate::wire::tcp;
+use crate::wire::tcp::answer::Asked;
 
 /// Directory records asked per page (a full directory goes out in pages as the reader
 /// drains them).
@@ -157,9 +158,9 @@ impl TcpCore {
         for l in &self.links {
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if !c.input.refused && !c.expects.iter().any(|e| *e == Expect::Directory) {
+                    if !c.input.refused && !c.due.is_asked(Asked::DirRequest) {
                         c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
-                        c.expects.push_back(Expect::Directory);
+                        c.expect(Asked::DirRequest, 0);
                     }
                 }
             }

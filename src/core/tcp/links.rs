@@ -2,10 +2,11 @@
 //! opening requests, heartbeats, and dropping links that are silent, refused or too far
 //! behind. What a link carries (journal, directory, node list) belongs to those parts.
 
-use super::conn::{Conn, Expect};
+use super::conn::Conn;
 use super::directory::{DirPush, LinkDir};
 use super::journal::{LinkJournal, Phase};
 use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::tcp::answer::Asked;
 use crate::wire::tcp::{self, Hello, Role};
 use std::net::SocketAddr;
 
@@ -129,7 +130,7 @@ impl TcpCore {
         if self.cfg.signer.is_some() && self.cfg.node.is_some() {
             // Prove our node key first; the rest follows the nonce (`link_start`).
             c.out.push(tcp::CMD_AUTH_CHALLENGE);
-            c.expects.push_back(Expect::Nonce);
+            c.expect(Asked::AuthChallenge, 0);
             self.conns.insert(conn, c);
             self.link_opened(now_ms, peer);
             return;
@@ -155,14 +156,14 @@ impl TcpCore {
         // Ask the peer how much of our journal it holds; we push from there (§8.10).
         c.out.push(tcp::CMD_CURSOR_QUERY);
         c.out.extend_from_slice(&self.journal.id.to_be_bytes());
-        c.expects.push_back(Expect::Cursor);
+        c.expect(Asked::CursorQuery, 0);
         // Compare node lists (§8.15), and ask for the peer's whole directory (§8.16); our
         // own goes to it as a full push, paged.
         if let Ok(h) = self.nodes.hash_frame().to_vec() {
             c.ask_node_hash(&h);
         }
         c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
-        c.expects.push_back(Expect::Directory);
+        c.expect(Asked::DirRequest, 0);
         self.link_opened(now_ms, peer);
         self.start_dir_push(peer);
     }
@@ -265,8 +266,8 @@ impl TcpCore {
         c.out.extend_from_slice(&[tcp::CMD_HEARTBEAT, 1]);
         c.out.extend_from_slice(&self.clock.now.to_be_bytes());
         c.out.push(tcp::CMD_BARRIER);
-        c.expects.push_back(Expect::HeartBeat);
-        c.expects.push_back(Expect::Status { confirms });
+        c.expect(Asked::HeartBeat, 0);
+        c.expect(Asked::Barrier, confirms);
         // The node lists are compared again on every heartbeat, so a change anywhere
         // reaches every server (one hash frame when they agree).
         if let Ok(h) = self.nodes.hash_frame().to_vec() {

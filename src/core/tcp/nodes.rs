@@ -3,12 +3,13 @@
 //! and learning the servers to link to. The list's codec is `crate::wire::tcp::nodelist`.
 
 use super::config::{canonical_ip, NodeSigner};
-use super::conn::{status_bytes, Answer, Expect, STATUS_OK};
+use super::conn::{status_bytes, Answer, STATUS_OK};
 use super::links::{Link, LinkState, MAX_LINKS};
 use super::{ConnId, TcpCore};
 use crate::federation::nodelist::NodeList;
 use crate::store::Write;
 use crate::wire::tcp;
+use crate::wire::tcp::answer::Asked;
 use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame, Uid, HASH_LEN};
 use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
@@ -126,7 +127,7 @@ impl TcpCore {
         };
         if let Ok(list) = self.nodes.list_frame().to_vec() {
             c.out.extend_from_slice(&list);
-            c.expects.push_back(Expect::NodeDiff);
+            c.expect(Asked::NodeList, 0);
         }
     }
 
@@ -280,7 +281,7 @@ impl TcpCore {
         c.out.push(tcp::CMD_AUTH_PROOF);
         c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
         c.out.extend_from_slice(&body);
-        c.expects.push_back(Expect::Status { confirms: 0 });
+        c.expect(Asked::AuthProof, 0);
         self.link_start(now_ms, peer, conn);
     }
 }

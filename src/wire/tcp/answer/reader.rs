@@ -143,6 +143,12 @@ impl<T> AnswerReader<T> {
         self.pending.front().map(|(a, _)| *a)
     }
 
+    /// True when a request of kind `asked` awaits its answer (the one being read
+    /// included).
+    pub fn is_asked(&self, asked: Asked) -> bool {
+        self.pending.iter().any(|(a, _)| *a == asked)
+    }
+
     /// How many requests await their answers (the one being read included).
     pub fn pending(&self) -> usize {
         self.pending.len()
