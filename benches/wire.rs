@@ -412,6 +412,7 @@ fn tcp_benches(c: &mut Criterion, ids: &Identities, ts: u64) {
         age_ms: 1500,
         body: RecordBody::Registration(Registration {
             addr,
+            home_uid: [0xa1; 16],
             home: "rendezvous-a",
             signature: &reg_sig,
             payload: &reg_payload,

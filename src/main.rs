@@ -365,6 +365,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     };
     let cfg = UdpConfig {
         alias: a.alias,
+        node_uid: Some(uid),
         accept_replayed: a.accept_replayed,
         keepalive_s: a.keepalive,
         ttl_ms: a.ttl.saturating_mul(1000),

@@ -276,6 +276,8 @@ local f = {
         "DirRecord / Forward: servers passed (records at most 16, forwards at most 8)"),
     dir_fp = ProtoField.bytes("rendezvous.dir.fingerprint", "Client fingerprint", base.NONE,
         "DirRecord: the client the record is about"),
+    dir_home_uid = ProtoField.bytes("rendezvous.dir.home_uid", "Home node uid", base.NONE,
+        "DirRecord: the home server's node uid, its identity in federation (16 bytes)"),
     dir_timestamp = ProtoField.uint64("rendezvous.dir.timestamp", "Registration timestamp",
         base.DEC, nil, nil, "DirRecord: Unix seconds of the signed registration"),
     age_ms = ProtoField.uint32("rendezvous.dir.age_ms", "Age (ms)", base.DEC, nil, nil,
@@ -971,6 +973,7 @@ local function dir_record(r)
     end
     if kind ~= 1 then r:fail(kr, "record kind must be 1, 2 or 3, not " .. kind) end
     local a = wire_addr(r)
+    r:add(f.dir_home_uid, 16, "home uid")
     local hl = r:add(f.home_len, 1, "home_len"):uint()
     local home = r:text(f.home, hl, "home alias")
     local sl = r:add(f.sig_len, 2, "sig_len"):uint()

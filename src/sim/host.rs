@@ -70,14 +70,9 @@ impl Host {
         let key = Ed25519KeyPair::from_seed_unchecked(&derive(&seed, b"node key"))
             .expect("a 32-byte seed is a valid Ed25519 seed");
         let public = key.public_key().as_ref().to_vec();
-        let entry = NodeEntry::new(
-            node_uid(&public),
-            now.unix_s,
-            alias.as_str(),
-            addr.to_string(),
-            public,
-        )
-        .expect("a sim host's entry fits");
+        let uid = node_uid(&public);
+        let entry = NodeEntry::new(uid, now.unix_s, alias.as_str(), addr.to_string(), public)
+            .expect("a sim host's entry fits");
         let key = Arc::new(key);
         let tcp_cfg = TcpConfig {
             name: alias.clone(),
@@ -91,7 +86,11 @@ impl Host {
             seed: derive(&seed, b"tcp nonces"),
             ..spec.tcp
         };
-        let udp_cfg = UdpConfig { alias, ..spec.udp };
+        let udp_cfg = UdpConfig {
+            alias,
+            node_uid: Some(uid),
+            ..spec.udp
+        };
         let store = Executor::new(Box::new(MemoryStore::new()));
         let stored = Stored::read(store.store()).expect("a RAM store reads");
         let udp = UdpCore::new(udp_cfg, derive(&seed, b"udp"), now);

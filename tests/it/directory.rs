@@ -196,7 +196,8 @@ impl Fed {
         Fed::line_with(n, |_| UdpConfig::default())
     }
 
-    /// `n` servers in a line; `cfg(i)` gives server i's config (its alias is set here).
+    /// `n` servers in a line; `cfg(i)` gives server i's config (its alias, and its node uid
+    /// 16 bytes of the alias's letter, are set here, so uids order as the aliases do).
     fn line_with(n: usize, cfg: impl Fn(usize) -> UdpConfig) -> Fed {
         let unix0 = unix0();
         let now = Now {
@@ -207,6 +208,7 @@ impl Fed {
             .map(|i| {
                 let c = UdpConfig {
                     alias: NAMES[i].to_string(),
+                    node_uid: Some(uid_of(NAMES[i])),
                     ..cfg(i)
                 };
                 UdpCore::new(c, [i as u8 + 1; 32], now)
@@ -463,10 +465,16 @@ fn drain_records(s: &mut UdpCore) -> Vec<Vec<u8>> {
 }
 
 /// A lone server named `alias` on the clock of `fed`.
+/// The node uid the tests give the server named `alias`: its first byte, 16 times.
+fn uid_of(alias: &str) -> [u8; 16] {
+    [alias.as_bytes()[0]; 16]
+}
+
 fn lone(fed: &Fed, alias: &str) -> UdpCore {
     UdpCore::new(
         UdpConfig {
             alias: alias.into(),
+            node_uid: Some(uid_of(alias)),
             ..UdpConfig::default()
         },
         [0xf0; 32],
@@ -509,7 +517,9 @@ fn registration_record_bytes() {
     want.extend_from_slice(&[4, 192, 0, 2, 10]);
     want.extend_from_slice(&[0; 12]);
     want.extend_from_slice(&[0x9c, 0x40]);
-    // home "A", the client's signature (Ed25519: deterministic) and payload as received.
+    // home uid (A's), home alias "A", the client's signature (Ed25519: deterministic) and
+    // payload as received.
+    want.extend_from_slice(&[b'A'; 16]);
     want.extend_from_slice(&[1, b'A']);
     want.extend_from_slice(&u16::try_from(sig.len()).unwrap().to_be_bytes());
     want.extend_from_slice(&sig);
@@ -847,7 +857,7 @@ fn edit(body: &[u8], f: impl FnOnce(&mut DirRecord<'_>, &mut Vec<u8>, &mut Vec<u
     };
     let mut sig = reg.signature.to_vec();
     let mut payload = reg.payload.to_vec();
-    let (home, a) = (reg.home.to_string(), reg.addr);
+    let (home, home_uid, a) = (reg.home.to_string(), reg.home_uid, reg.addr);
     f(&mut rec, &mut sig, &mut payload);
     let addr = match rec.body {
         RecordBody::Registration(r) => r.addr,
@@ -856,6 +866,7 @@ fn edit(body: &[u8], f: impl FnOnce(&mut DirRecord<'_>, &mut Vec<u8>, &mut Vec<u
     DirRecord {
         body: RecordBody::Registration(Registration {
             addr,
+            home_uid,
             home: &home,
             signature: &sig,
             payload: &payload,
@@ -946,10 +957,19 @@ fn rolled_back_records_are_ignored() {
     far[1] = 16;
     assert_eq!(g.apply_peer_record(now, &far), Ok(true));
     assert!(g.poll_peer_out().is_none());
-    // Our own alias as home, for a client we do not hold: ignored.
+    // Our own uid as home, for a client we do not hold: ignored.
     let mut a2 = lone(&fed, "A");
     assert_eq!(a2.apply_peer_record(now, &old), Ok(false));
     assert_eq!(a2.remote_online(), 0);
+    // Our alias with another uid is another home (servers may share a name): taken.
+    let namesake_cfg = UdpConfig {
+        alias: "A".into(),
+        node_uid: Some([0x77; 16]),
+        ..UdpConfig::default()
+    };
+    let mut namesake = UdpCore::new(namesake_cfg, [0xf1; 32], now);
+    assert_eq!(namesake.apply_peer_record(now, &old), Ok(true));
+    assert_eq!(namesake.remote(&x.fp(), now).map(|r| r.home), Some("A"));
 }
 
 #[test]

@@ -51,22 +51,26 @@ fn update(addr: SocketAddr, user: &str, contact: &str, phone: &str) {
     common::run("update", cmd, Duration::from_secs(20)).assert_success("contacts update");
 }
 
-#[test]
-fn five_servers_in_a_line_converge() {
+/// `n` servers in a line on loopback, each a `--peer` of its neighbours only
+/// (`--memory-only --no-mesh`), with `alias(i)` as `--alias` when given (none: the
+/// default name).
+fn line(n: usize, alias: impl Fn(usize) -> Option<String>) -> Vec<Server> {
     // Ports first, so each server can name its neighbours with --peer. A port taken in
     // between makes that server fail to start: try again with new ports.
-    let servers: Vec<Server> = 'attempt: loop {
-        let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    'attempt: loop {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut started = Vec::new();
-        for i in 0..5 {
+        for i in 0..n {
             let mut cmd = bin();
             cmd.args(["serve", "--memory-only", "--no-mesh"])
-                .args(["--alias", &format!("s{i}")])
                 .args(["--listen", &format!("127.0.0.1:{}", ports[i])]);
+            if let Some(a) = alias(i) {
+                cmd.args(["--alias", &a]);
+            }
             if i > 0 {
                 cmd.args(["--peer", &format!("127.0.0.1:{}", ports[i - 1])]);
             }
-            if i < 4 {
+            if i + 1 < n {
                 cmd.args(["--peer", &format!("127.0.0.1:{}", ports[i + 1])]);
             }
             let name = format!("s{i}");
@@ -77,8 +81,66 @@ fn five_servers_in_a_line_converge() {
                 Err(_) => continue 'attempt,
             }
         }
-        break started;
-    };
+        return started;
+    }
+}
+
+/// Servers started without `--alias` all carry the default name; federation identifies a
+/// server by its node uid, so they still share their directories: a client registered at
+/// one end of a line of three is found online from the other end.
+#[test]
+fn default_named_servers_share_their_directories() {
+    let servers = line(3, |_| None);
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let a = Identity::new("a");
+    let mut cmd = bin();
+    cmd.args(["register", "--server", &addrs[0].to_string(), "--identity"])
+        .arg(a.dir_arg());
+    let mut reg = Proc::spawn("register-a", cmd);
+    let line = reg
+        .out
+        .expect("registered line", T, |l| l.starts_with("registered "));
+    let public = field(&line, "public").unwrap().to_string();
+    let c = Identity::new("c");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut cmd = bin();
+        cmd.args(["lookup", "--server", &addrs[2].to_string(), "--identity"])
+            .arg(c.dir_arg())
+            .arg(&a.fingerprint);
+        let done = common::run("lookup", cmd, T);
+        done.assert_success("lookup at s2");
+        let ans = done.stdout.join("\n");
+        if ans.starts_with("online ") {
+            assert_eq!(field(&ans, "addr"), Some(public.as_str()), "{ans}");
+            assert_eq!(field(&ans, "home"), Some("rendezvous"), "{ans}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a's registration never reached the third default-named server: {ans}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The asker registered at s2 to look up: both clients reach every directory.
+    loop {
+        let st: Vec<Vec<String>> = addrs.iter().map(|s| status(*s)).collect();
+        let counts: Vec<String> = st.iter().map(|s| value(s, "directory")).collect();
+        let digests: Vec<String> = st.iter().map(|s| value(s, "directory_sha512")).collect();
+        if counts.iter().all(|c| c == "2") && digests.iter().all(|d| *d == digests[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "directories differ: {counts:?} {digests:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn five_servers_in_a_line_converge() {
+    let servers = line(5, |i| Some(format!("s{i}")));
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
     // A client registered at s0 (it keeps alive, and prints what reaches it).
     let a = Identity::new("a");

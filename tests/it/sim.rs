@@ -476,3 +476,30 @@ fn hosts_listen_on_documentation_addresses() {
     assert_eq!(host_addr(254), sa("198.51.100.1:4747"));
     assert_eq!(host_addr(761), sa("203.0.113.254:4747"));
 }
+
+/// Servers started with no `--alias` all carry the default name: federation must still
+/// share their directories (a server's identity is its node uid, not its name).
+#[test]
+fn default_named_servers_federate_their_directories() {
+    let mut net = Net::new(5, unix_now());
+    for i in 0..3usize {
+        let peers: Vec<HostId> = [i.checked_sub(1), (i < 2).then_some(i + 1)]
+            .into_iter()
+            .flatten()
+            .collect();
+        net.add_host(HostSpec::peered(&peers));
+    }
+    let a = Client::new("a", "198.51.100.10:50000");
+    let c = Client::new("c", "198.51.100.30:50000");
+    a.register(&mut net, 0);
+    c.register(&mut net, 2);
+    net.run_until(30_000, |n| {
+        (0..3).all(|h| n.node(h).udp().directory_digest().0 == 2)
+    })
+    .expect("every directory holds both clients");
+    let (status, _home) = c.lookup(&mut net, 2, a.fp());
+    assert!(
+        matches!(status, LookupStatus::Online { addr, .. } if addr == a.addr),
+        "{status:?}"
+    );
+}

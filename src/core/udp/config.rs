@@ -8,6 +8,12 @@ pub struct UdpConfig {
     /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
     /// UTF-8; longer is cut at a character boundary when the server is built).
     pub alias: String,
+    /// This server's node uid (16 bytes, docs/PROTOCOL.md §8.15): its identity in
+    /// directory federation, carried as the home of its clients' records (§8.16). Two
+    /// servers with one alias are two homes; only the uid says a record is ours. `None`
+    /// (the default) derives one from the boot seed, unique per server start, for a core
+    /// without a node key.
+    pub node_uid: Option<[u8; 16]>,
     /// `serve --accept-replayed` (docs/PROTOCOL.md §10): no freshness window and no address check, so a
     /// capture can be replayed days later. Only allowed on a loopback-only listener (the
     /// CLI refuses it otherwise). Default false.
@@ -81,6 +87,7 @@ impl Default for UdpConfig {
     fn default() -> Self {
         UdpConfig {
             alias: "rendezvous".to_string(),
+            node_uid: None,
             accept_replayed: false,
             keepalive_s: 25,
             ttl_ms: 75_000,

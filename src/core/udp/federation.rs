@@ -23,7 +23,7 @@ const SEEN_FORWARDS: usize = 4096;
 /// them as `[cmd u8][len u16][body]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerOut {
-    /// A DirRecord body ([`crate::wire::tcp::dir::DirRecord`], frame command 16), 46 to 1713
+    /// A DirRecord body ([`crate::wire::tcp::dir::DirRecord`], frame command 16), 46 to 1729
     /// bytes.
     Record(Vec<u8>),
     /// A Forward body ([`crate::wire::tcp::dir::Forward`], frame command 18), 93 to 1274 bytes.

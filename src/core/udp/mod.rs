@@ -122,6 +122,7 @@ struct Seeds {
     junk: u64,
     cookie_key: [u8; 32],
     forward_ids: u64,
+    node_uid: [u8; 16],
 }
 
 impl Seeds {
@@ -140,6 +141,7 @@ impl Seeds {
             junk: u64_of(derive(b"shift junk")) | 1,
             cookie_key: derive(b"address-check cookie"),
             forward_ids: u64_of(derive(b"forward ids")),
+            node_uid: derive(b"node uid")[..16].try_into().unwrap_or_default(),
         }
     }
 }
@@ -147,12 +149,13 @@ impl Seeds {
 impl UdpCore {
     /// A server with `cfg`, starting at `now`. `seed` (32 random bytes from the OS) keys the
     /// address-check cookies and picks the boot epoch, the junk of shifted replies and the
-    /// start of the forward ids.
+    /// start of the forward ids (and the node uid, when `cfg` gives none).
     pub fn new(cfg: UdpConfig, seed: [u8; 32], now: Now) -> Self {
         let seeds = Seeds::derive(seed);
+        let uid = cfg.node_uid.unwrap_or(seeds.node_uid);
         UdpCore {
             boot_epoch: seeds.boot_epoch,
-            directory: Directory::new(&cfg),
+            directory: Directory::new(&cfg, uid),
             admission: Admission::new(&cfg, seeds.cookie_key),
             queues: RelayQueues::new(
                 cfg.queue_depth,

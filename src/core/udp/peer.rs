@@ -127,7 +127,7 @@ impl UdpCore {
         let addr = canonical_addr(reg.addr);
         let moved = match self
             .directory
-            .judge_registration(fp, ts, reg.home, addr, seen)
+            .judge_registration(fp, ts, reg.home_uid, addr, seen)
         {
             Verdict::Unchanged => return Ok(false),
             Verdict::Refreshed(step) => return Ok(step >= REFRESH_STEP_MS),
@@ -141,6 +141,7 @@ impl UdpCore {
         let entry = Remote {
             ts,
             addr,
+            home_uid: reg.home_uid,
             home: reg.home.to_owned(),
             last_seen_ms: seen,
             deadline_ms: seen.saturating_add(self.cfg.ttl_ms),

@@ -47,7 +47,9 @@ pub(super) struct Remote {
     pub(super) ts: u64,
     /// The client's reflexive address as its home server saw it.
     pub(super) addr: SocketAddr,
-    /// The home server's alias (at most 255 bytes).
+    /// The home server's node uid (who the home is).
+    pub(super) home_uid: [u8; 16],
+    /// The home server's alias (at most 255 bytes; for lookup answers).
     pub(super) home: String,
     /// Monotonic ms: when the home server last heard from the client, as far as we know.
     pub(super) last_seen_ms: u64,
@@ -177,6 +179,7 @@ mod tests {
         Remote {
             ts: 1,
             addr: "192.0.2.1:1".parse().unwrap(),
+            home_uid: [0xA; 16],
             home: "A".into(),
             last_seen_ms: seen,
             deadline_ms: seen + 100,

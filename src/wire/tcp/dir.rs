@@ -17,11 +17,13 @@
 //! +------+------+-------------+-----------+--------+
 //!   kind 1 registration, 2 refresh, 3 expiry; timestamp: Unix s of the signed registration
 //! kind 1 continues:
-//! +--------+---------+------+----------+------+---------+-----------+-------------+---------+
-//! | family | addr    | port | home_len | home | sig_len | signature | payload_len | payload |
-//! |   u8   | 16      | u16  |    u8    | UTF-8|   u16   |           |     u16     |         |
-//! +--------+---------+------+----------+------+---------+-----------+-------------+---------+
-//!   family 4: 4 address bytes then 12 zero bytes; payload: the type-2 register payload
+//! +--------+------+------+----------+----------+------+---------+-----------+-------------+---------+
+//! | family | addr | port | home_uid | home_len | home | sig_len | signature | payload_len | payload |
+//! |   u8   | 16   | u16  |    16    |    u8    | UTF-8|   u16   |           |     u16     |         |
+//! +--------+------+------+----------+----------+------+---------+-----------+-------------+---------+
+//!   family 4: 4 address bytes then 12 zero bytes; home_uid: the home server's node uid
+//!   (its identity in federation); home: its alias (a display name); payload: the type-2
+//!   register payload
 //!
 //! Forward body (74 fixed bytes; kind 1 continues with 19, kind 2 with 1..=1200):
 //! +------+------+-----+--------+--------+----------------------------------------+
@@ -73,12 +75,15 @@ pub const RECORD_FIXED_LEN: usize = 1 + 1 + 32 + 8 + 4;
 pub const WIRE_ADDR_LEN: usize = 19;
 /// Longest home alias, in bytes.
 pub const MAX_HOME_LEN: usize = 255;
+/// Length of a home server's node uid in a registration record, in bytes (16, the node
+/// list's uid: docs/PROTOCOL.md §8.15).
+pub const HOME_UID_LEN: usize = 16;
 /// Most bytes of signature plus payload a registration record may carry: what a plain
 /// 1400-byte Root datagram leaves after its 12 fixed header bytes (1388).
 pub const MAX_SIGNED_LEN: usize = MAX_DATAGRAM - Root::MIN_LEN;
-/// Longest DirRecord body: 46 + 19 + 1 + 255 + 2 + 2 + 1388 = 1713 bytes.
+/// Longest DirRecord body: 46 + 19 + 16 + 1 + 255 + 2 + 2 + 1388 = 1729 bytes.
 pub const MAX_DIR_RECORD_LEN: usize =
-    RECORD_FIXED_LEN + WIRE_ADDR_LEN + 1 + MAX_HOME_LEN + 2 + 2 + MAX_SIGNED_LEN;
+    RECORD_FIXED_LEN + WIRE_ADDR_LEN + HOME_UID_LEN + 1 + MAX_HOME_LEN + 2 + 2 + MAX_SIGNED_LEN;
 /// Fixed part of every Forward body: kind, hops, id, target, source = 74 bytes.
 pub const FORWARD_FIXED_LEN: usize = 1 + 1 + 8 + 32 + 32;
 /// Length of a punch Forward body: 74 + 19 = 93 bytes.
@@ -131,7 +136,11 @@ pub struct Registration<'a> {
     /// The client's public (reflexive) address as its home server saw it (IPv4-mapped
     /// IPv6 is read and written as IPv4).
     pub addr: SocketAddr,
-    /// The home server's alias, 0..=255 bytes of UTF-8.
+    /// The home server's node uid (docs/PROTOCOL.md §8.15): who the home is, in
+    /// federation. Two servers with one alias are two homes.
+    pub home_uid: [u8; HOME_UID_LEN],
+    /// The home server's alias, 0..=255 bytes of UTF-8: a display name, for lookup
+    /// answers.
     pub home: &'a str,
     /// The registration's signature (the Root packet's signature bytes).
     pub signature: &'a [u8],
@@ -188,6 +197,8 @@ impl<'a> DirRecord<'a> {
         let body = match kind {
             KIND_REGISTRATION => {
                 let addr = parse_wire_addr(buf, &mut pos)?;
+                let mut home_uid = [0u8; HOME_UID_LEN];
+                home_uid.copy_from_slice(take(buf, &mut pos, HOME_UID_LEN)?);
                 let home_len = usize::from(take(buf, &mut pos, 1)?[0]);
                 let home = std::str::from_utf8(take(buf, &mut pos, home_len)?)
                     .map_err(|_| WireError::BadUtf8)?;
@@ -203,6 +214,7 @@ impl<'a> DirRecord<'a> {
                 let payload = take(buf, &mut pos, payload_len)?;
                 RecordBody::Registration(Registration {
                     addr,
+                    home_uid,
                     home,
                     signature,
                     payload,
@@ -230,13 +242,14 @@ impl<'a> DirRecord<'a> {
         }
     }
 
-    /// Bytes [`Self::emit`] writes: 46 for kinds 2 and 3, 46 + 24 + home + signature +
+    /// Bytes [`Self::emit`] writes: 46 for kinds 2 and 3, 46 + 40 + home + signature +
     /// payload for kind 1 (at most [`MAX_DIR_RECORD_LEN`]).
     pub fn buffer_len(&self) -> usize {
         match self.body {
             RecordBody::Registration(r) => {
                 RECORD_FIXED_LEN
                     + WIRE_ADDR_LEN
+                    + HOME_UID_LEN
                     + 1
                     + r.home.len()
                     + 2
@@ -275,6 +288,8 @@ impl<'a> DirRecord<'a> {
             let mut pos = RECORD_FIXED_LEN;
             emit_wire_addr(r.addr, &mut buf[pos..pos + WIRE_ADDR_LEN]);
             pos += WIRE_ADDR_LEN;
+            buf[pos..pos + HOME_UID_LEN].copy_from_slice(&r.home_uid);
+            pos += HOME_UID_LEN;
             // Lengths checked above: home <= 255, signature and payload <= 1388.
             buf[pos] = r.home.len() as u8;
             pos += 1;
@@ -502,7 +517,7 @@ mod tests {
     fn layout_sizes() {
         assert_eq!(RECORD_FIXED_LEN, 46);
         assert_eq!(MAX_SIGNED_LEN, 1388);
-        assert_eq!(MAX_DIR_RECORD_LEN, 1713);
+        assert_eq!(MAX_DIR_RECORD_LEN, 1729);
         assert_eq!(FORWARD_FIXED_LEN, 74);
         assert_eq!(FORWARD_PUNCH_LEN, 93);
         assert_eq!(MAX_FORWARD_LEN, 1274);
@@ -545,6 +560,7 @@ mod tests {
              2222222222222222222222222222222222222222222222222222222222222222
              0000000065000001 00000000
              04 c0000207 000000000000000000000000 0fa0
+             a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1
              01 41
              0002 aabb
              0003 000161");
@@ -555,6 +571,7 @@ mod tests {
             age_ms: 0,
             body: RecordBody::Registration(Registration {
                 addr: "192.0.2.7:4000".parse().unwrap(),
+                home_uid: [0xa1; 16],
                 home: "A",
                 signature: &[0xaa, 0xbb],
                 payload: &[0x00, 0x01, 0x61],
@@ -571,7 +588,7 @@ mod tests {
         fam[46] = 5;
         assert_eq!(DirRecord::parse(&fam), Err(WireError::BadFamily));
         let mut utf = bytes.clone();
-        utf[66] = 0xff;
+        utf[82] = 0xff;
         assert_eq!(DirRecord::parse(&utf), Err(WireError::BadUtf8));
         for n in 0..bytes.len() {
             assert_eq!(DirRecord::parse(&bytes[..n]), Err(WireError::Truncated));
@@ -605,6 +622,7 @@ mod tests {
             age_ms: 0,
             body: RecordBody::Registration(Registration {
                 addr: "192.0.2.1:1".parse().unwrap(),
+                home_uid: [0; 16],
                 home: &long,
                 signature: &sig,
                 payload: &payload[..388],

@@ -102,8 +102,10 @@ pub(super) enum PunchVia {
 
 /// The directory of local and remote clients.
 pub(super) struct Directory {
-    /// This server's alias: the home of local clients (at most 255 bytes).
+    /// This server's alias: the home shown for local clients (at most 255 bytes).
     alias: String,
+    /// This server's node uid: the home of local clients in federation.
+    uid: [u8; 16],
     ttl_ms: u64,
     max_clients: usize,
     max_offline: usize,
@@ -118,11 +120,12 @@ pub(super) struct Directory {
 }
 
 impl Directory {
-    /// An empty directory with the bounds and alias of `cfg`.
-    pub(super) fn new(cfg: &UdpConfig) -> Self {
+    /// An empty directory with the bounds and alias of `cfg`, for the server `uid`.
+    pub(super) fn new(cfg: &UdpConfig, uid: [u8; 16]) -> Self {
         let cap = cfg.max_clients.min(1 << 16);
         Directory {
             alias: cut_utf8(&cfg.alias, 255).to_string(),
+            uid,
             ttl_ms: cfg.ttl_ms,
             max_clients: cfg.max_clients,
             max_offline: cfg.max_offline,
@@ -392,15 +395,22 @@ mod tests {
         header.to_vec(&[0, 1, 9]).unwrap()
     }
 
+    /// The node uid of the server named `home` in these tests: "A" < "B" < "C" < "D".
+    fn uid(home: &str) -> [u8; 16] {
+        [home.as_bytes()[0]; 16]
+    }
+
+    /// Server B's directory.
     fn directory(max_clients: usize, max_offline: usize) -> Directory {
-        Directory::new(&UdpConfig {
+        let cfg = UdpConfig {
             alias: "B".into(),
             ttl_ms: 1_000,
             max_clients,
             max_offline,
             max_remote: 2,
             ..UdpConfig::default()
-        })
+        };
+        Directory::new(&cfg, uid("B"))
     }
 
     fn register(d: &mut Directory, now: Now, n: u8, ts: u64, k: &VerifyingKey) -> bool {
@@ -413,6 +423,7 @@ mod tests {
         Remote {
             ts,
             addr: addr(n),
+            home_uid: uid(home),
             home: home.into(),
             last_seen_ms: 0,
             deadline_ms: 1_000,
@@ -476,19 +487,19 @@ mod tests {
     }
 
     #[test]
-    fn peer_registrations_follow_timestamps_then_aliases() {
+    fn peer_registrations_follow_timestamps_then_home_uids() {
         let k = key();
         let mut d = directory(10, 10);
         register(&mut d, at(0), 1, 5, &k);
         let judge = |d: &mut Directory, home: &str, ts: u64| {
-            d.judge_registration(fp(1), ts, home, addr(9), 500)
+            d.judge_registration(fp(1), ts, uid(home), addr(9), 500)
         };
-        assert_eq!(judge(&mut d, "B", 9), Verdict::Unchanged, "our own alias");
+        assert_eq!(judge(&mut d, "B", 9), Verdict::Unchanged, "our own uid");
         assert_eq!(judge(&mut d, "C", 4), Verdict::Unchanged, "older");
         assert_eq!(
             judge(&mut d, "A", 5),
             Verdict::Unchanged,
-            "a tie lost to our alias"
+            "a tie lost to our uid"
         );
         assert_eq!(judge(&mut d, "C", 5), Verdict::Install { moved: true });
         assert_eq!(d.install_remote(fp(1), remote("C", 5, 9, &k), true), Ok(()));
@@ -506,7 +517,7 @@ mod tests {
         assert_eq!(d.refresh_remote(fp(2), 4, 1_700), Refresh::Unknown);
         d.install_remote(fp(2), remote("C", 5, 8, &k), false)
             .unwrap();
-        let new = d.judge_registration(fp(3), 5, "C", addr(7), 0);
+        let new = d.judge_registration(fp(3), 5, uid("C"), addr(7), 0);
         assert_eq!(new, Verdict::Full, "two remote entries at most");
         assert!(
             !d.expire_remote(fp(1), 4),

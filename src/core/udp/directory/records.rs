@@ -53,7 +53,7 @@ impl Directory {
     ) -> Option<DirRecord<'_>> {
         let c = self.clients.get_mut(&fp)?;
         c.announced_ms = c.last_seen_ms;
-        Some(local_record(&self.alias, now, fp, c))
+        Some(local_record(&self.alias, self.uid, now, fp, c))
     }
 
     /// The refresh pass: hands `push` a refresh record (kind 2) for each local client
@@ -76,35 +76,36 @@ impl Directory {
         true
     }
 
-    /// What a peer's registration record for `fp` (timestamp `ts`, home `home`, address
-    /// `addr`, last seen `seen_ms`) would do (docs/PROTOCOL.md §8.16, "Kind 1 from a
-    /// peer"); a refresh of the registration held is applied at once. A record naming our
-    /// own alias as home changes nothing.
+    /// What a peer's registration record for `fp` (timestamp `ts`, from the home server
+    /// whose node uid is `home`, address `addr`, last seen `seen_ms`) would do
+    /// (docs/PROTOCOL.md §8.16, "Kind 1 from a peer"); a refresh of the registration held
+    /// is applied at once. A record naming our own uid as home changes nothing; between two
+    /// homes on one timestamp, the bytewise larger uid wins.
     pub(in crate::core::udp) fn judge_registration(
         &mut self,
         fp: Fingerprint,
         ts: u64,
-        home: &str,
+        home: [u8; 16],
         addr: SocketAddr,
         seen_ms: u64,
     ) -> Verdict {
-        if home == self.alias {
+        if home == self.uid {
             return Verdict::Unchanged; // our own record coming back, or stale news of us
         }
         let mut moved = false;
         if let Some(c) = self.clients.get(&fp) {
-            if c.ts > ts || (c.ts == ts && home.as_bytes() < self.alias.as_bytes()) {
+            if c.ts > ts || (c.ts == ts && home < self.uid) {
                 return Verdict::Unchanged;
             }
             moved = true;
         }
         match self.remote.get(&fp) {
             Some(r) if r.ts > ts => Verdict::Unchanged,
-            Some(r) if r.ts == ts && r.home == home && r.addr == addr => {
+            Some(r) if r.ts == ts && r.home_uid == home && r.addr == addr => {
                 // The registration we hold: only a refresh.
                 Verdict::Refreshed(self.remote.touch(&fp, seen_ms, self.ttl_ms))
             }
-            Some(r) if r.ts == ts && r.home != home && home < r.home.as_str() => Verdict::Unchanged,
+            Some(r) if r.ts == ts && r.home_uid != home && home < r.home_uid => Verdict::Unchanged,
             Some(_) => Verdict::Install { moved },
             None if self.remote.is_full() => Verdict::Full,
             None => Verdict::Install { moved },
@@ -212,7 +213,7 @@ impl Directory {
         let mut records = 0;
         for fp in &page {
             let written = if let Some(c) = self.clients.get(fp) {
-                push_frame(&local_record(&self.alias, now, *fp, c), out)
+                push_frame(&local_record(&self.alias, self.uid, now, *fp, c), out)
             } else if let Some(r) = self.remote.get(fp) {
                 push_frame(&remote_record(now, *fp, r), out)
             } else {
@@ -228,13 +229,21 @@ impl Directory {
     }
 }
 
-/// The registration record (kind 1, hops 0, home = `alias`) of local client `c`.
-fn local_record<'a>(alias: &'a str, now: Now, fp: Fingerprint, c: &'a Client) -> DirRecord<'a> {
+/// The registration record (kind 1, hops 0, home = this server: `uid`, shown as `alias`)
+/// of local client `c`.
+fn local_record<'a>(
+    alias: &'a str,
+    uid: [u8; 16],
+    now: Now,
+    fp: Fingerprint,
+    c: &'a Client,
+) -> DirRecord<'a> {
     c.record(
         now,
         fp,
         RecordBody::Registration(Registration {
             addr: c.addr,
+            home_uid: uid,
             home: alias,
             signature: c.signed.signature(),
             payload: c.signed.payload(),
@@ -252,6 +261,7 @@ fn remote_record(now: Now, fp: Fingerprint, r: &Remote) -> DirRecord<'_> {
         age_ms: age_u32(now, r.last_seen_ms),
         body: RecordBody::Registration(Registration {
             addr: r.addr,
+            home_uid: r.home_uid,
             home: &r.home,
             signature: r.signed.signature(),
             payload: r.signed.payload(),
