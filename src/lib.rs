@@ -4,7 +4,7 @@
 //! SHA-256 fingerprint to the client's public address (after NAT), clients keep the NAT
 //! mapping open with keepalives, look each other up, punch holes and relay events. On TCP,
 //! contacts are kept with Lamport clocks and servers federate. The protocol is in
-//! `docs/PROTOCOL.md`; the product brief in `shared/BRIEF.md`.
+//! `docs/PROTOCOL.md`.
 //!
 //! # Layout
 //! - [`wire`]: zero-copy views and emitters of every packet and frame; no I/O.
@@ -16,17 +16,16 @@
 //! - [`store`]: contacts and the Lamport clock behind a trait (SQLite, or RAM only).
 //! - `net` (feature `net`, default): the only code that touches sockets and the clock.
 //! - [`client`]: the blocking client library the CLI and the tests use.
+//! - `tools` (feature `tools`, default; needs `net`): captures, `decode`, `replay` and the
+//!   `bench` load generator (docs/PROTOCOL.md §10).
 
-#[cfg(feature = "net")]
-pub mod bench;
-pub mod capture;
 pub mod client;
 pub mod core;
 pub mod federation;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;
-#[cfg(feature = "net")]
-pub mod replay;
 pub mod store;
+#[cfg(feature = "tools")]
+pub mod tools;
 pub mod wire;

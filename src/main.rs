@@ -89,11 +89,11 @@ enum Cmd {
         timeout: u64,
     },
     /// Send the project's packets of a capture (pcap, pcapng) to a server again.
-    Replay(rendezvous::replay::ReplayArgs),
+    Replay(rendezvous::tools::replay::ReplayArgs),
     /// Print the project's packets of a capture (pcap, pcapng), one line each.
-    Decode(rendezvous::capture::DecodeArgs),
+    Decode(rendezvous::tools::decode::DecodeArgs),
     /// Load a server: keepalives, lookups, registrations, contact updates.
-    Bench(rendezvous::bench::BenchArgs),
+    Bench(rendezvous::tools::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -255,9 +255,9 @@ fn main() -> ExitCode {
             fingerprint,
             timeout,
         } => punch(conn, &fingerprint, timeout),
-        Cmd::Replay(a) => rendezvous::replay::run(a),
-        Cmd::Decode(a) => rendezvous::capture::run_decode(a),
-        Cmd::Bench(a) => rendezvous::bench::run(a),
+        Cmd::Replay(a) => rendezvous::tools::replay::run(a),
+        Cmd::Decode(a) => rendezvous::tools::decode::run_decode(a),
+        Cmd::Bench(a) => rendezvous::tools::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -10,7 +10,7 @@
 use crate::common;
 
 use common::{bin, run, Finished, Identity, Proc, Server};
-use rendezvous::capture::{read_capture, CaptureRead};
+use rendezvous::tools::capture::{read_capture, CaptureRead};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -145,11 +145,11 @@ impl Capture {
     fn stop(
         mut self,
         port: u16,
-        done: impl Fn(&rendezvous::capture::CaptureRead) -> bool,
+        done: impl Fn(&rendezvous::tools::capture::CaptureRead) -> bool,
     ) -> PathBuf {
         let deadline = Instant::now() + T;
         loop {
-            let read = rendezvous::capture::read_capture(&self.file, port);
+            let read = rendezvous::tools::capture::read_capture(&self.file, port);
             if read.as_ref().is_ok_and(&done) {
                 break;
             }
@@ -266,7 +266,7 @@ const UPDATE_ANSWER_BYTES: usize = 12;
 
 /// True when the capture holds the session up to its last answer: three TCP flows, each
 /// with every byte both sides wrote, and the relayed event.
-fn whole_session(r: &rendezvous::capture::CaptureRead) -> bool {
+fn whole_session(r: &rendezvous::tools::capture::CaptureRead) -> bool {
     let relays = r
         .datagrams
         .iter()

@@ -198,7 +198,7 @@ pub enum Value {
 /// The result of a run: ordered `key=value` fields. The common ones, in this order:
 /// `workload target clients in_flight open_loop rate_limit secs sent received rate_per_s
 /// p50_us p90_us p99_us max_us errors errors_by_status lost`, then the workload's own
-/// (see `docs/bench-section.md`), then `server_cpu_pct` and `per_server_cpu_s` with
+/// (docs/PROTOCOL.md §10, "Benchmarking"), then `server_cpu_pct` and `per_server_cpu_s` with
 /// `--pid`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {

@@ -1,7 +1,6 @@
-//! Reading captures (pcap and pcapng, as tcpdump, tshark and Wireshark write them) and
-//! decoding the project's packets in them, for `rendezvous replay` and `rendezvous decode`.
-//! Source: issue 5 ("read captures", "rendezvous decode"); BRIEF.md (both planes);
-//! docs/PROTOCOL.md (the bytes).
+//! Reading captures (pcap and pcapng, as tcpdump, tshark and Wireshark write them): the
+//! project's UDP datagrams and reassembled TCP connections in them, for `rendezvous
+//! decode` and `rendezvous replay` (docs/PROTOCOL.md §10).
 //!
 //! # Layout
 //! - `read`: the file formats (pcap in both byte orders with micro- or nanosecond
@@ -11,18 +10,13 @@
 //!   IPv6 through `etherparse`, and the filter: UDP of the port, TCP connections to it.
 //! - `tcp`: stream reassembly (sequence order, retransmissions and overlaps dropped,
 //!   out-of-order segments placed, holes counted as gaps).
-//! - `decode`: `rendezvous decode`, one line per packet or frame of either plane, as text
-//!   or JSON.
 //!
 //! What this module never does: send anything, or keep more than the capture holds (the
 //! payloads of the port's traffic and the segments waiting for a hole).
 
-mod decode;
 pub mod link;
 mod read;
 mod tcp;
-
-pub use decode::{run_decode, DecodeArgs};
 
 use std::fmt;
 use std::net::SocketAddr;
