@@ -9,8 +9,9 @@
 //! [`KEYS_PER_CONNECTION`] per connection, and a phone that changes on every Update, so every
 //! Update alters state and a run leaves at most `clients x KEYS_PER_CONNECTION` contacts.
 
+use super::report::{add_cpu, Common, Report};
 use super::stats::{cpu_secs, Histogram};
-use super::{add_cpu, BenchArgs, Common, Report};
+use super::BenchOptions;
 use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, VecDeque};
@@ -203,7 +204,7 @@ fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
 }
 
 /// Runs the contacts workload against the TCP plane at `target`.
-pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
+pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -214,13 +215,13 @@ pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
         target,
         user: format!("{prefix}-{c}"),
         batch: args.barrier_every,
-        in_flight: args.in_flight,
-        rate: args.rate as f64 / args.clients as f64,
+        in_flight: args.load.in_flight,
+        rate: args.load.rate as f64 / args.load.clients as f64,
         start,
         end: start + args.duration(),
         timeout: args.timeout(),
     };
-    let results = run_connections(args.clients, plan)?;
+    let results = run_connections(args.load.clients, plan)?;
     let cpu1 = args.pid.and_then(cpu_secs);
     let sum = Sum::of(&results, args.barrier_every as u64, start + args.duration());
     if sum.io_errors == results.len() {

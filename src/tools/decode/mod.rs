@@ -24,18 +24,15 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Arguments of `rendezvous decode`.
-#[derive(Debug, clap::Args)]
-pub struct DecodeArgs {
+/// What `rendezvous decode` reads and how it prints (docs/PROTOCOL.md §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOptions {
     /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark).
     pub capture: PathBuf,
     /// The server's port: UDP datagrams from or to it, and TCP connections to it, are
     /// decoded; everything else is skipped and counted.
-    #[arg(long, default_value_t = 4747)]
     pub port: u16,
-    /// One JSON object per line (keys ts, ts_us, proto, src, dst, type, type_num and the
-    /// fields) instead of text.
-    #[arg(long)]
+    /// One JSON object per line instead of text.
     pub json: bool,
 }
 
@@ -48,7 +45,7 @@ pub struct DecodeArgs {
 /// # Errors
 /// A file that is not a capture at all or cannot be read (`FILE: at byte 0: not a pcap or
 /// pcapng file (magic 0x....)`); a failure to write to stdout other than a closed pipe.
-pub fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DecodeOptions) -> anyhow::Result<ExitCode> {
     let (read, stats) = read_capture_with_stats(&args.capture, args.port)?;
     let lines = decode_lines(&read);
     let mut out = io::BufWriter::new(io::stdout().lock());

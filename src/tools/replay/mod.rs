@@ -44,10 +44,10 @@ pub use tally::{CaptureInfo, Tally, TcpCounts};
 pub use tracker::Tracker;
 
 use crate::tools::capture::read_capture;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use limits::{raise_fd_limit, Limits};
 use replayer::Replayer;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,36 +59,30 @@ pub const MAX_UDP_SOCKETS: usize = 4096;
 /// Most TCP connections open at once; a flow whose start comes while all are busy waits
 /// for one to finish (its chunks queue meanwhile).
 pub const MAX_TCP_OPEN: usize = 512;
-/// A capture with more packets than this shows a progress bar (on a terminal, without
-/// `--quiet`).
+/// A capture with more packets than this shows a progress bar (when
+/// [`ReplayOptions::progress`] is set).
 pub const PROGRESS_MIN_PACKETS: u64 = 1000;
 
-/// Arguments of `rendezvous replay`.
-#[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
-    /// The capture: pcap or pcapng (tcpdump, tshark, Wireshark; Ethernet, Linux cooked
-    /// v1/v2, raw IP, loopback).
+/// What `rendezvous replay` reads, where it sends it and how (docs/PROTOCOL.md §10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOptions {
+    /// The capture: pcap or pcapng.
     pub capture: PathBuf,
     /// The server to replay to, ADDR:PORT (UDP and TCP; a host name is resolved once).
-    #[arg(long, value_name = "ADDR:PORT")]
     pub target: String,
     /// The server port in the capture: only UDP datagrams and TCP connections to or from
     /// it are replayed.
-    #[arg(long, value_name = "N", default_value_t = 4747)]
     pub port: u16,
-    /// Pacing: the capture's own timing, scaled by this factor (2.0 = twice as fast).
-    #[arg(long, value_name = "F", default_value_t = 1.0, conflicts_with = "fast")]
-    pub speed: f64,
-    /// Send everything as fast as possible (capture order kept; no pacing).
-    #[arg(long)]
-    pub fast: bool,
-    /// No progress bar and no notes on stderr (errors and the summary still print).
-    #[arg(long)]
+    /// How fast the timeline is played.
+    pub pacing: Pacing,
+    /// No notes on stderr (errors and the summary still print).
     pub quiet: bool,
-    /// After the last packet, keep reading replies until none has come for this many
+    /// A progress bar on stderr for captures of more than [`PROGRESS_MIN_PACKETS`]
+    /// packets (the caller decides whether stderr is a terminal).
+    pub progress: bool,
+    /// After the last packet, replies are read until none has come for this many
     /// milliseconds; a TCP connection whose answers do not complete is closed after being
     /// idle this long.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub wait_ms: u64,
 }
 
@@ -99,14 +93,8 @@ pub struct ReplayArgs {
 /// # Errors
 /// A file that is not a capture (or cannot be read at all), a bad `--target` or
 /// `--speed`, sockets that cannot be made.
-pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pacing = if args.fast {
-        Pacing::Fast
-    } else if args.speed.is_finite() && args.speed > 0.0 {
-        Pacing::Speed(args.speed)
-    } else {
-        bail!("--speed must be a number above 0, not {}", args.speed);
-    };
+pub fn run(args: &ReplayOptions) -> anyhow::Result<ExitCode> {
+    let pacing = args.pacing;
     let target = resolve(&args.target)?;
     let read = read_capture(&args.capture, args.port).map_err(|e| anyhow::anyhow!("{e}"))?;
     let gaps: u64 = read.flows.iter().map(|f| f.gaps).sum();
@@ -118,7 +106,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let steps = plan(&read);
     let limits = Limits::from_fd_limit(raise_fd_limit());
-    let show_bar = !args.quiet && io::stderr().is_terminal() && read.packets > PROGRESS_MIN_PACKETS;
+    let show_bar = args.progress && read.packets > PROGRESS_MIN_PACKETS;
     let mut replayer = Replayer::new(&read, target, limits, args.wait_ms)?;
     let bar = show_bar.then(|| progress_bar(steps.len()));
     let started = Instant::now();

@@ -15,6 +15,12 @@ pub enum Pacing {
 }
 
 impl Pacing {
+    /// The capture's own pacing scaled by `factor` (2.0 plays twice as fast); `None`
+    /// unless `factor` is a finite number above 0.
+    pub fn speed(factor: f64) -> Option<Pacing> {
+        (factor.is_finite() && factor > 0.0).then_some(Pacing::Speed(factor))
+    }
+
     /// When the step captured at `ts_us` is due, counted from the start of the replay;
     /// `t0_us` is the capture time of the first step (µs since the epoch).
     pub fn due(self, t0_us: u64, ts_us: u64) -> Duration {

@@ -9,7 +9,7 @@ use super::setup::{lookup_packet, packet, unix_now, Client};
 use super::POLL_MAX;
 use super::{classify, note_other, Answer, Extra, Pacer, Tally, Value, BATCH, KEEPALIVE_LEN};
 use crate::tools::bench::stats::{udp_drops, Histogram};
-use crate::tools::bench::BenchArgs;
+use crate::tools::bench::BenchOptions;
 use crate::wire::PacketType;
 use anyhow::Result;
 use mio::{Events, Poll};
@@ -43,7 +43,7 @@ struct Probes {
 /// Keepalive: open loop for `--duration`, then one lookup of itself per socket, answered
 /// only once the server has read everything sent before it.
 pub(super) fn keepalive(
-    args: &BenchArgs,
+    args: &BenchOptions,
     target: SocketAddr,
     clients: &mut [Client],
     poll: &mut Poll,
@@ -83,7 +83,7 @@ pub(super) fn keepalive(
 /// Sends keepalives from every socket, round robin and paced, until `--duration` after
 /// `start`; anything that comes back is counted as noise. Returns when sending ended.
 fn send_keepalives(
-    args: &BenchArgs,
+    args: &BenchOptions,
     clients: &mut [Client],
     poll: &mut Poll,
     rx: &mut Rx,
@@ -101,7 +101,7 @@ fn send_keepalives(
     let mut events = Events::with_capacity(1024);
     let end = start + args.duration();
     let mut pacer = Pacer {
-        rate: args.rate,
+        rate: args.load.rate,
         start,
         sent: 0,
     };
@@ -170,7 +170,7 @@ fn drain_noise(c: &Client, rx: &mut Rx, t: &mut Tally) {
 /// The barrier: one lookup of itself per socket (no punch request), resent while
 /// unanswered; its answer proves the server has read every earlier datagram.
 fn probe_barrier(
-    args: &BenchArgs,
+    args: &BenchOptions,
     clients: &[Client],
     poll: &mut Poll,
     rx: &mut Rx,

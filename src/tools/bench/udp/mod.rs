@@ -19,8 +19,9 @@ mod keepalive;
 mod requests;
 mod setup;
 
+use super::report::{add_cpu, Common, Report, Value};
 use super::stats::cpu_secs;
-use super::{add_cpu, BenchArgs, Common, Report, Value, Workload};
+use super::{BenchOptions, Workload};
 use crate::wire::udp::COOKIE_LEN;
 use crate::wire::{PacketType, Root};
 use anyhow::Result;
@@ -137,9 +138,9 @@ impl Pacer {
 }
 
 /// Runs a UDP workload against `target`.
-pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
+pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
     let pool = if args.workload == Workload::Register {
-        args.identities
+        args.register.identities
     } else {
         1
     };
@@ -149,7 +150,7 @@ pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
         poll.registry()
             .register(&mut c.sock, Token(i), Interest::READABLE)?;
     }
-    if !args.no_gso {
+    if args.gso {
         use_gso(args.workload, &mut clients);
     }
     let mut rx = Rx::new();
@@ -187,7 +188,7 @@ fn use_gso(workload: Workload, clients: &mut [Client]) {
 }
 
 /// The common fields, then the workload's own.
-fn report(args: &BenchArgs, target: SocketAddr, tally: &Tally, clients: &[Client]) -> Report {
+fn report(args: &BenchOptions, target: SocketAddr, tally: &Tally, clients: &[Client]) -> Report {
     let mut r = tally.c.report(args, target);
     r.int("unmatched", tally.unmatched);
     r.int("gso", u64::from(clients.iter().all(|c| c.gso)));
@@ -208,7 +209,10 @@ fn report(args: &BenchArgs, target: SocketAddr, tally: &Tally, clients: &[Client
             r.num("accepted_per_s", per_s);
             r.int("cookies", tally.cookies);
             r.int("pool_stalls", tally.pool_stalls);
-            r.int("identities", (args.clients * args.identities) as u64);
+            r.int(
+                "identities",
+                (args.load.clients * args.register.identities) as u64,
+            );
         }
         Workload::Keepalive | Workload::Contacts => {}
     }

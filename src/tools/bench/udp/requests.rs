@@ -5,7 +5,7 @@
 use super::io::{send_all, send_gso, Rx};
 use super::setup::{lookup_packet, register_packet, unix_now, Client, Pending};
 use super::{classify, note_other, Answer, Extra, Pacer, Tally, BATCH, POLL_MAX};
-use crate::tools::bench::{BenchArgs, Workload};
+use crate::tools::bench::{BenchOptions, Workload};
 use crate::wire::{Fingerprint, PacketType};
 use anyhow::Result;
 use mio::{Events, Poll};
@@ -64,7 +64,7 @@ struct Requests {
 
 /// Lookup and register: closed loop (`--in-flight` per socket) or paced open loop.
 pub(super) fn requests(
-    args: &BenchArgs,
+    args: &BenchOptions,
     clients: &mut [Client],
     poll: &mut Poll,
     rx: &mut Rx,
@@ -104,31 +104,31 @@ pub(super) fn requests(
 }
 
 impl Requests {
-    fn new(args: &BenchArgs, clients: &[Client]) -> Self {
+    fn new(args: &BenchOptions, clients: &[Client]) -> Self {
         let fps: Vec<Fingerprint> = clients.iter().map(|c| c.fp).collect();
         let lookups = fps.iter().map(lookup_packet).collect();
         let start = Instant::now();
-        let (window, per_pass) = if args.open_loop {
+        let (window, per_pass) = if args.load.open_loop {
             (OPEN_LOOP_MAX_PENDING, BATCH)
         } else {
-            (args.in_flight, args.in_flight)
+            (args.load.in_flight, args.load.in_flight)
         };
         Requests {
             shape: Shape {
                 lookup: args.workload == Workload::Lookup,
                 window,
                 per_pass,
-                spread: args.timestamp_spread,
+                spread: args.register.timestamp_spread,
                 sink: args.sink,
-                open_loop: args.open_loop,
-                rate: args.rate,
+                open_loop: args.load.open_loop,
+                rate: args.load.rate,
             },
             fps,
             lookups,
             scratch: Scratch::default(),
             t: Tally::default(),
             pacer: Pacer {
-                rate: args.rate,
+                rate: args.load.rate,
                 start,
                 sent: 0,
             },

@@ -4,7 +4,7 @@
 
 use super::{classify, Answer};
 use crate::identity::{Identity, KeyAlgorithm};
-use crate::tools::bench::BenchArgs;
+use crate::tools::bench::BenchOptions;
 use crate::wire::root::{signed_message, PARAM_TO_SERVER};
 use crate::wire::udp::{Payload, Register, COOKIE_LEN};
 use crate::wire::{Fingerprint, PacketType, RootHeader};
@@ -162,14 +162,14 @@ pub(super) fn handshake(
 
 /// Opens `n` clients, each registered with the first of `pool` fresh identities.
 pub(super) fn open_clients(
-    args: &BenchArgs,
+    args: &BenchOptions,
     target: SocketAddr,
     pool: usize,
 ) -> Result<Vec<Client>> {
     let started = Instant::now();
     let tag = std::process::id();
-    let mut out = Vec::with_capacity(args.clients);
-    for i in 0..args.clients {
+    let mut out = Vec::with_capacity(args.load.clients);
+    for i in 0..args.load.clients {
         let ids = (0..pool)
             .map(|k| Identity::generate(KeyAlgorithm::Ed25519, &format!("bench {tag} {i}.{k}")))
             .collect::<Result<Vec<_>>>()?;
