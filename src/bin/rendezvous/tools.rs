@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use rendezvous::tools::bench::{self, BenchOptions, Load, RegisterPool, Workload};
 use rendezvous::tools::decode::{self, DecodeOptions};
 use rendezvous::tools::replay::{self, Pacing, ReplayOptions};
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -150,11 +150,13 @@ impl From<WorkloadArg> for Workload {
 
 /// `rendezvous decode`.
 pub(crate) fn decode(a: DecodeArgs) -> Result<ExitCode> {
-    decode::run(&DecodeOptions {
+    let options = DecodeOptions {
         capture: a.capture,
         port: a.port,
         json: a.json,
-    })
+    };
+    decode::run(&options, &mut io::stdout().lock(), &mut io::stderr())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `rendezvous replay`.
@@ -165,15 +167,17 @@ pub(crate) fn replay(a: ReplayArgs) -> Result<ExitCode> {
         Pacing::speed(a.speed)
             .ok_or_else(|| anyhow!("--speed must be a number above 0, not {}", a.speed))?
     };
-    replay::run(&ReplayOptions {
+    let options = ReplayOptions {
         capture: a.capture,
         target: a.target,
         port: a.port,
         pacing,
         quiet: a.quiet,
-        progress: !a.quiet && std::io::stderr().is_terminal(),
+        progress: !a.quiet && io::stderr().is_terminal(),
         wait_ms: a.wait_ms,
-    })
+    };
+    replay::run(&options, &mut io::stdout().lock(), &mut io::stderr())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `rendezvous bench`: prints the report on stdout (one line, or one JSON object).
@@ -198,7 +202,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<ExitCode> {
         gso: !a.no_gso,
         sink: a.sink,
     };
-    let report = bench::measure(&options)?;
+    let report = bench::measure(&options, &mut io::stderr())?;
     if a.json {
         println!("{}", report.json());
     } else {

@@ -11,9 +11,8 @@
 
 use super::report::{add_cpu, Common, Report};
 use super::stats::{cpu_secs, Histogram};
-use super::BenchOptions;
+use super::{BenchError, BenchOptions};
 use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
-use anyhow::{Context, Result};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -204,7 +203,11 @@ fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
 }
 
 /// Runs the contacts workload against the TCP plane at `target`.
-pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
+pub(crate) fn run(
+    args: &BenchOptions,
+    target: SocketAddr,
+    notes: &mut dyn Write,
+) -> Result<Report, BenchError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -225,10 +228,10 @@ pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
     let cpu1 = args.pid.and_then(cpu_secs);
     let sum = Sum::of(&results, args.barrier_every as u64, start + args.duration());
     if sum.io_errors == results.len() {
-        anyhow::bail!(
-            "every connection to {target} failed; the first: {}",
-            sum.first_error.unwrap_or_default()
-        );
+        return Err(BenchError::AllConnectionsFailed {
+            target,
+            first: sum.first_error.unwrap_or_default(),
+        });
     }
     let mut c = sum.common;
     c.secs = sum.last.duration_since(start).as_secs_f64();
@@ -240,7 +243,8 @@ pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
     rep.int("io_errors", sum.io_errors as u64);
     add_cpu(&mut rep, cpu0, cpu1, c.secs, c.received);
     if let Some(e) = sum.first_error {
-        eprintln!(
+        let _ = writeln!(
+            notes,
             "bench: {} connection(s) failed; the first: {e}",
             sum.io_errors
         );
@@ -250,7 +254,10 @@ pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
 
 /// Runs `clients` connections, each on its own thread with the plan `plan(n)` makes for
 /// it, and waits for all of them.
-fn run_connections(clients: usize, plan: impl Fn(usize) -> Plan) -> Result<Vec<ConnResult>> {
+fn run_connections(
+    clients: usize,
+    plan: impl Fn(usize) -> Plan,
+) -> Result<Vec<ConnResult>, BenchError> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
@@ -263,11 +270,11 @@ fn run_connections(clients: usize, plan: impl Fn(usize) -> Plan) -> Result<Vec<C
         handles
             .into_iter()
             .map(|h| {
-                h.context("starting a connection thread")?
+                h.map_err(BenchError::io("cannot start a connection thread"))?
                     .join()
-                    .map_err(|_| anyhow::anyhow!("a connection thread panicked"))
+                    .map_err(|_| BenchError::ThreadPanicked)
             })
-            .collect::<Result<Vec<_>>>()
+            .collect::<Result<Vec<_>, _>>()
     })
 }
 

@@ -36,9 +36,91 @@ pub mod udp;
 
 pub use report::{Report, Value};
 
-use anyhow::{bail, Context};
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
+
+/// Why `rendezvous bench` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An option out of range, named by its flag (e.g. `--clients must be between 1 and
+    /// 100000`).
+    #[error("{0}")]
+    BadOption(&'static str),
+    /// The target does not resolve.
+    #[error("cannot resolve --target {target} (HOST:PORT)")]
+    Resolve {
+        /// The target as given.
+        target: String,
+        /// Why it did not resolve.
+        #[source]
+        source: io::Error,
+    },
+    /// The target resolves to no address.
+    #[error("--target {0} resolves to no address")]
+    NoAddress(String),
+    /// A bench identity could not be made.
+    #[error("cannot make a bench identity: {0}")]
+    Identity(String),
+    /// A simulated client could not register (setup, before anything is measured).
+    #[error("registering bench client {client}")]
+    Register {
+        /// The client's number, from 0.
+        client: usize,
+        /// What went wrong.
+        #[source]
+        source: RegisterError,
+    },
+    /// Every TCP connection of the contacts workload failed.
+    #[error("every connection to {target} failed; the first: {first}")]
+    AllConnectionsFailed {
+        /// The target.
+        target: SocketAddr,
+        /// The first connection's error.
+        first: String,
+    },
+    /// A connection thread of the contacts workload panicked.
+    #[error("a connection thread panicked")]
+    ThreadPanicked,
+    /// A socket, the poller or a thread failed (`what` says which).
+    #[error("{what}")]
+    Io {
+        /// What could not be done.
+        what: &'static str,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl BenchError {
+    /// A closure wrapping an I/O error with what could not be done.
+    fn io(what: &'static str) -> impl FnOnce(io::Error) -> BenchError {
+        move |source| BenchError::Io { what, source }
+    }
+}
+
+/// Why a simulated client could not register (docs/PROTOCOL.md §5.1, §5.2).
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The server answered a registration with an error.
+    #[error("the server at {target} refused a registration: status {status}")]
+    Refused {
+        /// The server.
+        target: SocketAddr,
+        /// The error's status (docs/PROTOCOL.md §4.1).
+        status: u16,
+    },
+    /// No OK within four tries of a second each.
+    #[error("no answer to registrations from {target} (is it running, and is UDP reachable?)")]
+    NoAnswer {
+        /// The server.
+        target: SocketAddr,
+    },
+    /// The client's socket failed.
+    #[error("the client socket failed")]
+    Socket(#[source] io::Error),
+}
 
 /// What `rendezvous bench` sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,52 +241,72 @@ impl BenchOptions {
         Duration::from_millis(self.timeout_ms)
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    /// Refuses options out of range.
+    ///
+    /// # Errors
+    /// [`BenchError::BadOption`], naming the flag.
+    pub fn check(&self) -> Result<(), BenchError> {
         let l = &self.load;
-        if !(l.duration > 0.0 && l.duration <= 86_400.0) {
-            bail!("--duration must be between 0 and 86400 seconds");
+        let refusals = [
+            (
+                !(l.duration > 0.0 && l.duration <= 86_400.0),
+                "--duration must be between 0 and 86400 seconds",
+            ),
+            (
+                l.clients == 0 || l.clients > 100_000,
+                "--clients must be between 1 and 100000",
+            ),
+            (
+                l.in_flight == 0 || l.in_flight > 65_536,
+                "--in-flight must be between 1 and 65536",
+            ),
+            (
+                self.barrier_every == 0 || self.barrier_every > 1_000_000,
+                "--barrier-every must be between 1 and 1000000",
+            ),
+            (
+                self.register.identities == 0 || self.register.identities > 100_000,
+                "--identities must be between 1 and 100000",
+            ),
+            (self.timeout_ms == 0, "--timeout-ms must be at least 1"),
+            (
+                l.open_loop && l.rate == 0 && self.workload != Workload::Keepalive,
+                "--open-loop needs a --rate (requests per second)",
+            ),
+        ];
+        match refusals.iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(BenchError::BadOption(why)),
+            None => Ok(()),
         }
-        if l.clients == 0 || l.clients > 100_000 {
-            bail!("--clients must be between 1 and 100000");
-        }
-        if l.in_flight == 0 || l.in_flight > 65_536 {
-            bail!("--in-flight must be between 1 and 65536");
-        }
-        if self.barrier_every == 0 || self.barrier_every > 1_000_000 {
-            bail!("--barrier-every must be between 1 and 1000000");
-        }
-        if self.register.identities == 0 || self.register.identities > 100_000 {
-            bail!("--identities must be between 1 and 100000");
-        }
-        if self.timeout_ms == 0 {
-            bail!("--timeout-ms must be at least 1");
-        }
-        if l.open_loop && l.rate == 0 && self.workload != Workload::Keepalive {
-            bail!("--open-loop needs a --rate (requests per second)");
-        }
-        Ok(())
     }
 }
 
-fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+/// The target, resolved (the first address).
+fn resolve(target: &str) -> Result<SocketAddr, BenchError> {
     target
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve --target {target} (HOST:PORT)"))?
+        .map_err(|source| BenchError::Resolve {
+            target: target.to_string(),
+            source,
+        })?
         .next()
-        .with_context(|| format!("--target {target} resolves to no address"))
+        .ok_or_else(|| BenchError::NoAddress(target.to_string()))
 }
 
-/// Runs one benchmark and returns its report; setup progress goes to stderr.
+/// Runs one benchmark and returns its report; setup progress goes to `notes`.
 ///
 /// # Errors
 /// Bad options, an unresolvable target, socket errors, a server that does not register
-/// the clients (refused, or no answer within a few seconds).
-pub fn measure(args: &BenchOptions) -> anyhow::Result<Report> {
-    args.check()?;
-    let target = resolve(&args.target)?;
-    match args.workload {
-        Workload::Keepalive | Workload::Lookup | Workload::Register => udp::run(args, target),
-        Workload::Contacts => contacts::run(args, target),
+/// the clients (refused, or no answer within a few seconds), every contacts connection
+/// failing.
+pub fn measure(options: &BenchOptions, notes: &mut dyn Write) -> Result<Report, BenchError> {
+    options.check()?;
+    let target = resolve(&options.target)?;
+    match options.workload {
+        Workload::Keepalive | Workload::Lookup | Workload::Register => {
+            udp::run(options, target, notes)
+        }
+        Workload::Contacts => contacts::run(options, target, notes),
     }
 }
 

@@ -18,7 +18,6 @@ pub mod link;
 mod read;
 mod tcp;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -67,7 +66,8 @@ pub struct TcpFlow {
 /// Why a capture could not be read (whole, or from some point on).
 ///
 /// Display: `FILE: at byte OFFSET: MESSAGE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: at byte {offset}: {message}", file.display())]
 pub struct CaptureError {
     /// The file, as given.
     pub file: PathBuf,
@@ -77,20 +77,6 @@ pub struct CaptureError {
     /// What is wrong, for people.
     pub message: String,
 }
-
-impl fmt::Display for CaptureError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: at byte {}: {}",
-            self.file.display(),
-            self.offset,
-            self.message
-        )
-    }
-}
-
-impl std::error::Error for CaptureError {}
 
 /// What [`read_capture`] found in a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,11 +18,10 @@ mod line;
 mod tcp;
 mod udp;
 
-use crate::tools::capture::{read_capture_with_stats, CaptureRead};
+use crate::tools::capture::{read_capture_with_stats, CaptureError, CaptureRead, CaptureStats};
 use line::Line;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// What `rendezvous decode` reads and how it prints (docs/PROTOCOL.md §10).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,61 +35,101 @@ pub struct DecodeOptions {
     pub json: bool,
 }
 
-/// Runs `rendezvous decode`: prints one line per project packet (UDP) or frame (TCP) on
-/// stdout, then a summary line on stderr.
-///
-/// Exit status 0 when the whole capture was read; 1 (after printing what was readable,
-/// then the error naming the file and byte offset on stderr) for a cut or corrupt capture.
+/// Why `rendezvous decode` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The capture could not be read at all: not a capture, missing, unreadable
+    /// (`FILE: at byte 0: ...`). Nothing was printed.
+    #[error(transparent)]
+    Capture(CaptureError),
+    /// The capture is cut or corrupt part-way (`FILE: at byte OFFSET: ...`): the lines of
+    /// everything before the broken record and the summary were printed.
+    #[error(transparent)]
+    Cut(CaptureError),
+    /// The lines could not be written (a closed pipe is no error: decoding just stops).
+    #[error("cannot write the decoded lines")]
+    Output(#[source] io::Error),
+}
+
+/// Runs `rendezvous decode`: writes one line per project packet (UDP) or frame (TCP) to
+/// `out`, then a summary (and a line per unsupported link type and per connection with
+/// missing bytes) to `notes`. Stops quietly when `out` is a closed pipe.
 ///
 /// # Errors
-/// A file that is not a capture at all or cannot be read (`FILE: at byte 0: not a pcap or
-/// pcapng file (magic 0x....)`); a failure to write to stdout other than a closed pipe.
-pub fn run(args: &DecodeOptions) -> anyhow::Result<ExitCode> {
-    let (read, stats) = read_capture_with_stats(&args.capture, args.port)?;
+/// [`DecodeError::Capture`] for a file that is not a capture at all or cannot be read;
+/// [`DecodeError::Cut`] for a capture cut or corrupt part-way, after writing what was
+/// readable; [`DecodeError::Output`] when `out` fails otherwise.
+pub fn run(
+    options: &DecodeOptions,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), DecodeError> {
+    let (read, stats) =
+        read_capture_with_stats(&options.capture, options.port).map_err(DecodeError::Capture)?;
     let lines = decode_lines(&read);
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    let written = lines.iter().try_for_each(|l| {
-        let text = if args.json { l.to_json() } else { l.to_text() };
-        writeln!(out, "{text}")
-    });
-    let written = written.and_then(|()| out.flush());
-    match written {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
-        other => other?,
+    match write_lines(&lines, options.json, out) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other.map_err(DecodeError::Output)?,
     }
+    // Notes are best effort: a closed stderr must not hide the lines' outcome.
+    let _ = write_summary(&read, &stats, options.port, lines.len(), notes);
+    match read.error {
+        Some(e) => Err(DecodeError::Cut(e)),
+        None => Ok(()),
+    }
+}
+
+/// Writes every line, as text or JSON, through one buffer.
+fn write_lines(lines: &[Line], json: bool, out: &mut dyn Write) -> io::Result<()> {
+    let mut out = io::BufWriter::new(out);
+    for l in lines {
+        let text = if json { l.to_json() } else { l.to_text() };
+        writeln!(out, "{text}")?;
+    }
+    out.flush()
+}
+
+/// The summary line, then one line per unsupported link type and per connection with
+/// bytes missing (docs/PROTOCOL.md §10, `rendezvous decode`, "stderr").
+fn write_summary(
+    read: &CaptureRead,
+    stats: &CaptureStats,
+    port: u16,
+    lines: usize,
+    notes: &mut dyn Write,
+) -> io::Result<()> {
     let udp = read.datagrams.len() as u64;
-    eprintln!(
+    writeln!(
+        notes,
         "decode: {} packets read, {} of the project (port {}: {} udp datagrams, {} tcp \
          segments in {} connections), {} skipped ({} ip fragments, {} udp datagrams cut by \
          the snapshot length); {} lines",
         read.packets,
         udp + stats.segments,
-        args.port,
+        port,
         udp,
         stats.segments,
         read.flows.len(),
         read.skipped,
         stats.fragments,
         stats.truncated,
-        lines.len()
-    );
+        lines
+    )?;
     for (link, n) in &stats.unsupported_links {
-        eprintln!("decode: {n} packets of link type {link} skipped: link type not supported");
+        writeln!(
+            notes,
+            "decode: {n} packets of link type {link} skipped: link type not supported"
+        )?;
     }
     for f in read.flows.iter().filter(|f| f.gaps > 0) {
-        eprintln!(
+        writeln!(
+            notes,
             "decode: tcp {} -> {}: {} bytes missing from the capture (lost or cut by the \
              snapshot length)",
             f.client, f.server, f.gaps
-        );
+        )?;
     }
-    match read.error {
-        Some(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::FAILURE)
-        }
-        None => Ok(ExitCode::SUCCESS),
-    }
+    Ok(())
 }
 
 /// Every line of a capture, sorted by capture time (stable: UDP in capture order, each TCP

@@ -43,14 +43,12 @@ pub use plan::{plan, Action, Pacing, Step};
 pub use tally::{CaptureInfo, Tally, TcpCounts};
 pub use tracker::Tracker;
 
-use crate::tools::capture::read_capture;
-use anyhow::Context;
+use crate::tools::capture::{read_capture, CaptureError, CaptureRead};
 use limits::{raise_fd_limit, Limits};
 use replayer::Replayer;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Instant;
 
 /// Most local UDP sockets, one per original client address; beyond that, addresses share
@@ -86,36 +84,78 @@ pub struct ReplayOptions {
     pub wait_ms: u64,
 }
 
-/// Runs `rendezvous replay`: reads the capture, replays it to `--target` and prints the
-/// summary on stdout. Exit status 0, or 1 when the capture was cut (what was readable is
-/// replayed, the capture error goes to stderr).
+/// Why `rendezvous replay` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The target is neither `ADDR:PORT` nor a `HOST:PORT` that resolves.
+    #[error("--target {target}: not ADDR:PORT, and cannot resolve it")]
+    Resolve {
+        /// The target as given.
+        target: String,
+        /// Why it did not resolve.
+        #[source]
+        source: io::Error,
+    },
+    /// The target resolves to no address.
+    #[error("--target {0}: resolves to no address")]
+    NoAddress(String),
+    /// The capture could not be read at all: nothing was sent.
+    #[error(transparent)]
+    Capture(CaptureError),
+    /// The capture is cut or corrupt part-way: what came before was replayed and the
+    /// summary written.
+    #[error("{0} (everything before that point was replayed)")]
+    Cut(CaptureError),
+    /// A socket or the poller failed (`what` says which).
+    #[error("{what}")]
+    Io {
+        /// What could not be done.
+        what: String,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The summary could not be written.
+    #[error("cannot write the summary")]
+    Output(#[source] io::Error),
+}
+
+impl ReplayError {
+    /// A closure wrapping an I/O error with what could not be done.
+    fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> ReplayError {
+        let what = what.into();
+        move |source| ReplayError::Io { what, source }
+    }
+}
+
+/// Runs `rendezvous replay`: reads the capture, replays it to the target and writes the
+/// summary to `out`; notes (missing TCP bytes, shared sockets) go to `notes` unless
+/// [`ReplayOptions::quiet`].
 ///
 /// # Errors
-/// A file that is not a capture (or cannot be read at all), a bad `--target` or
-/// `--speed`, sockets that cannot be made.
-pub fn run(args: &ReplayOptions) -> anyhow::Result<ExitCode> {
-    let pacing = args.pacing;
-    let target = resolve(&args.target)?;
-    let read = read_capture(&args.capture, args.port).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// A bad target; a file that is not a capture (or cannot be read at all), before anything
+/// is sent; sockets that cannot be made; [`ReplayError::Cut`] after the summary when the
+/// capture is cut or corrupt part-way.
+pub fn run(
+    options: &ReplayOptions,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), ReplayError> {
+    let target = resolve(&options.target)?;
+    let read = read_capture(&options.capture, options.port).map_err(ReplayError::Capture)?;
     let gaps: u64 = read.flows.iter().map(|f| f.gaps).sum();
-    if gaps > 0 && !args.quiet {
-        eprintln!(
+    if gaps > 0 && !options.quiet {
+        let _ = writeln!(
+            notes,
             "note: {gaps} bytes of TCP data are missing from the capture (lost, or cut \
              by the snapshot length); the client streams are replayed as reassembled"
         );
     }
-    let steps = plan(&read);
-    let limits = Limits::from_fd_limit(raise_fd_limit());
-    let show_bar = args.progress && read.packets > PROGRESS_MIN_PACKETS;
-    let mut replayer = Replayer::new(&read, target, limits, args.wait_ms)?;
-    let bar = show_bar.then(|| progress_bar(steps.len()));
     let started = Instant::now();
-    replayer.play(&read, &steps, pacing, bar.as_ref())?;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    if replayer.tally.udp.reused && !args.quiet {
-        eprintln!(
+    let replayer = play(options, &read, target)?;
+    if replayer.tally.udp.reused && !options.quiet {
+        let _ = writeln!(
+            notes,
             "note: the capture has more than {} client addresses: their datagrams shared \
              the sockets round robin (replies are counted all the same)",
             replayer.udp_limit()
@@ -128,18 +168,35 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<ExitCode> {
         tcp_gaps: gaps,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
-    let mut out = io::stdout().lock();
-    for line in replayer.tally.summary(&info) {
-        writeln!(out, "{line}")?;
+    let summary = replayer.tally.summary(&info);
+    summary
+        .iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush())
+        .map_err(ReplayError::Output)?;
+    match read.error {
+        Some(e) => Err(ReplayError::Cut(e)),
+        None => Ok(()),
     }
-    out.flush()?;
-    match &read.error {
-        Some(e) => {
-            eprintln!("error: {e} (everything before that point was replayed)");
-            Ok(ExitCode::FAILURE)
-        }
-        None => Ok(ExitCode::SUCCESS),
+}
+
+/// Plays the capture's timeline to `target` (with a progress bar when asked for and the
+/// capture is long); returns the replayer with its counts.
+fn play(
+    options: &ReplayOptions,
+    read: &CaptureRead,
+    target: SocketAddr,
+) -> Result<Replayer, ReplayError> {
+    let steps = plan(read);
+    let limits = Limits::from_fd_limit(raise_fd_limit());
+    let mut replayer = Replayer::new(read, target, limits, options.wait_ms)?;
+    let show_bar = options.progress && read.packets > PROGRESS_MIN_PACKETS;
+    let bar = show_bar.then(|| progress_bar(steps.len()));
+    replayer.play(read, &steps, options.pacing, bar.as_ref())?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
     }
+    Ok(replayer)
 }
 
 /// A progress bar on stderr over `steps` timeline steps.
@@ -157,13 +214,16 @@ fn progress_bar(steps: usize) -> indicatif::ProgressBar {
 }
 
 /// `ADDR:PORT`, or `HOST:PORT` resolved once (the first address).
-fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+fn resolve(target: &str) -> Result<SocketAddr, ReplayError> {
     if let Ok(a) = target.parse::<SocketAddr>() {
         return Ok(a);
     }
     target
         .to_socket_addrs()
-        .with_context(|| format!("--target {target}: not ADDR:PORT, and cannot resolve it"))?
+        .map_err(|source| ReplayError::Resolve {
+            target: target.to_string(),
+            source,
+        })?
         .next()
-        .with_context(|| format!("--target {target}: resolves to no address"))
+        .ok_or_else(|| ReplayError::NoAddress(target.to_string()))
 }

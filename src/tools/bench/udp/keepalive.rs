@@ -9,9 +9,8 @@ use super::setup::{lookup_packet, packet, unix_now, Client};
 use super::POLL_MAX;
 use super::{classify, note_other, Answer, Extra, Pacer, Tally, Value, BATCH, KEEPALIVE_LEN};
 use crate::tools::bench::stats::{udp_drops, Histogram};
-use crate::tools::bench::BenchOptions;
+use crate::tools::bench::{BenchError, BenchOptions};
 use crate::wire::PacketType;
-use anyhow::Result;
 use mio::{Events, Poll};
 use std::io;
 use std::net::SocketAddr;
@@ -48,7 +47,7 @@ pub(super) fn keepalive(
     clients: &mut [Client],
     poll: &mut Poll,
     rx: &mut Rx,
-) -> Result<(Tally, u64, Extra)> {
+) -> Result<(Tally, u64, Extra), BenchError> {
     let mut t = Tally::default();
     let drops0 = udp_drops(target.port());
     let start = Instant::now();
@@ -89,7 +88,7 @@ fn send_keepalives(
     rx: &mut Rx,
     t: &mut Tally,
     start: Instant,
-) -> Result<Instant> {
+) -> Result<Instant, BenchError> {
     let mut plain = packet(PacketType::Keepalive, &[], unix_now(), &[]);
     plain.resize(KEEPALIVE_LEN, 0);
     // With GSO, one pass sends up to KEEPALIVE_GSO_BURST datagrams per socket, back to back.
@@ -130,7 +129,7 @@ fn send_keepalives(
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(BenchError::io("poll failed")(e)),
         }
         for ev in events.iter() {
             drain_noise(&clients[ev.token().0], rx, t);
@@ -176,7 +175,7 @@ fn probe_barrier(
     rx: &mut Rx,
     t: &mut Tally,
     send_end: Instant,
-) -> Result<Probes> {
+) -> Result<Probes, BenchError> {
     let probes: Vec<Vec<u8>> = clients.iter().map(|c| lookup_packet(&c.fp)).collect();
     let mut answered = vec![false; clients.len()];
     let mut first_sent: Vec<Option<Instant>> = vec![None; clients.len()];
@@ -209,7 +208,7 @@ fn probe_barrier(
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(BenchError::io("poll failed")(e)),
         }
         for ev in events.iter() {
             let i = ev.token().0;

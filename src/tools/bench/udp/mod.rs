@@ -21,13 +21,13 @@ mod setup;
 
 use super::report::{add_cpu, Common, Report, Value};
 use super::stats::cpu_secs;
-use super::{BenchOptions, Workload};
+use super::{BenchError, BenchOptions, Workload};
 use crate::wire::udp::COOKIE_LEN;
 use crate::wire::{PacketType, Root};
-use anyhow::Result;
 use io::{set_gso, Rx};
 use mio::{Interest, Poll, Token};
 use setup::{lookup_packet, open_clients, Client};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -138,17 +138,22 @@ impl Pacer {
 }
 
 /// Runs a UDP workload against `target`.
-pub(crate) fn run(args: &BenchOptions, target: SocketAddr) -> Result<Report> {
+pub(crate) fn run(
+    args: &BenchOptions,
+    target: SocketAddr,
+    notes: &mut dyn Write,
+) -> Result<Report, BenchError> {
     let pool = if args.workload == Workload::Register {
         args.register.identities
     } else {
         1
     };
-    let mut clients = open_clients(args, target, pool)?;
-    let mut poll = Poll::new()?;
+    let mut clients = open_clients(args, target, pool, notes)?;
+    let mut poll = Poll::new().map_err(BenchError::io("cannot create the poller"))?;
     for (i, c) in clients.iter_mut().enumerate() {
         poll.registry()
-            .register(&mut c.sock, Token(i), Interest::READABLE)?;
+            .register(&mut c.sock, Token(i), Interest::READABLE)
+            .map_err(BenchError::io("cannot register a client socket"))?;
     }
     if args.gso {
         use_gso(args.workload, &mut clients);

@@ -5,9 +5,8 @@
 use super::io::{send_all, send_gso, Rx};
 use super::setup::{lookup_packet, register_packet, unix_now, Client, Pending};
 use super::{classify, note_other, Answer, Extra, Pacer, Tally, BATCH, POLL_MAX};
-use crate::tools::bench::{BenchOptions, Workload};
+use crate::tools::bench::{BenchError, BenchOptions, Workload};
 use crate::wire::{Fingerprint, PacketType};
-use anyhow::Result;
 use mio::{Events, Poll};
 use std::io;
 use std::time::{Duration, Instant};
@@ -68,7 +67,7 @@ pub(super) fn requests(
     clients: &mut [Client],
     poll: &mut Poll,
     rx: &mut Rx,
-) -> Result<(Tally, u64, Extra)> {
+) -> Result<(Tally, u64, Extra), BenchError> {
     let mut run = Requests::new(args, clients);
     let timeout = args.timeout();
     let drain_end = run.end + timeout.min(Duration::from_secs(1));
@@ -89,7 +88,7 @@ pub(super) fn requests(
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(BenchError::io("poll failed")(e)),
         }
         for ev in events.iter() {
             run.read_answers(&mut clients[ev.token().0], rx);

@@ -4,16 +4,15 @@
 
 use super::{classify, Answer};
 use crate::identity::{Identity, KeyAlgorithm};
-use crate::tools::bench::BenchOptions;
+use crate::tools::bench::{BenchError, BenchOptions, RegisterError};
 use crate::wire::root::{signed_message, PARAM_TO_SERVER};
 use crate::wire::udp::{Payload, Register, COOKIE_LEN};
 use crate::wire::{Fingerprint, PacketType, RootHeader};
-use anyhow::{bail, Context, Result};
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const CLIENT_RCVBUF: usize = 1 << 20;
 /// Receive buffer of the setup's blocking reads, in bytes (more than the 1400-byte limit).
 const SETUP_RX_LEN: usize = 1536;
+/// Registrations sent (a second apart) before a client gives up.
+const REGISTER_TRIES: usize = 4;
 
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
@@ -92,12 +93,12 @@ pub(super) fn lookup_packet(target: &Fingerprint) -> Vec<u8> {
 }
 
 /// A socket connected to `target`, bound to loopback when the target is loopback.
-pub(super) fn open_socket(target: SocketAddr) -> Result<std::net::UdpSocket> {
+pub(super) fn open_socket(target: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let (domain, bind): (Domain, SocketAddr) = match (target.is_ipv6(), target.ip().is_loopback()) {
-        (false, true) => (Domain::IPV4, "127.0.0.1:0".parse()?),
-        (false, false) => (Domain::IPV4, "0.0.0.0:0".parse()?),
-        (true, true) => (Domain::IPV6, "[::1]:0".parse()?),
-        (true, false) => (Domain::IPV6, "[::]:0".parse()?),
+        (false, true) => (Domain::IPV4, (Ipv4Addr::LOCALHOST, 0).into()),
+        (false, false) => (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()),
+        (true, true) => (Domain::IPV6, (Ipv6Addr::LOCALHOST, 0).into()),
+        (true, false) => (Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into()),
     };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     let _ = s.set_recv_buffer_size(CLIENT_RCVBUF);
@@ -113,19 +114,21 @@ pub(super) fn handshake(
     sock: &std::net::UdpSocket,
     id: &Identity,
     target: SocketAddr,
-) -> Result<(Option<[u8; COOKIE_LEN]>, u64)> {
+) -> Result<(Option<[u8; COOKIE_LEN]>, u64), RegisterError> {
     let mut cookie: Option<[u8; COOKIE_LEN]> = None;
     let mut buf = [0u8; SETUP_RX_LEN];
-    for _ in 0..4 {
+    for _ in 0..REGISTER_TRIES {
         let mut ts = unix_now();
-        sock.send(&register_packet(id, ts, cookie.as_ref()))?;
+        sock.send(&register_packet(id, ts, cookie.as_ref()))
+            .map_err(RegisterError::Socket)?;
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            sock.set_read_timeout(Some(left))?;
+            sock.set_read_timeout(Some(left))
+                .map_err(RegisterError::Socket)?;
             let n = match sock.recv(&mut buf) {
                 Ok(n) => n,
                 Err(e)
@@ -139,71 +142,82 @@ pub(super) fn handshake(
                 {
                     continue
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(RegisterError::Socket(e)),
             };
             match classify(&buf[..n]) {
                 Answer::Ok => return Ok((cookie, ts)),
                 Answer::Cookie(c) => {
                     cookie = Some(c);
                     ts = unix_now();
-                    sock.send(&register_packet(id, ts, cookie.as_ref()))?;
+                    sock.send(&register_packet(id, ts, cookie.as_ref()))
+                        .map_err(RegisterError::Socket)?;
                 }
                 Answer::Error { status, request }
                     if request == u8::from(PacketType::Register) || request == 0xFF =>
                 {
-                    bail!("the server at {target} refused a registration: status {status}")
+                    return Err(RegisterError::Refused { target, status });
                 }
                 _ => {}
             }
         }
     }
-    bail!("no answer to registrations from {target} (is it running, and is UDP reachable?)")
+    Err(RegisterError::NoAnswer { target })
 }
 
-/// Opens `n` clients, each registered with the first of `pool` fresh identities.
+/// Opens the clients, each registered with the first of `pool` fresh identities; says on
+/// `notes` how long it took.
 pub(super) fn open_clients(
     args: &BenchOptions,
     target: SocketAddr,
     pool: usize,
-) -> Result<Vec<Client>> {
+    notes: &mut dyn Write,
+) -> Result<Vec<Client>, BenchError> {
     let started = Instant::now();
-    let tag = std::process::id();
-    let mut out = Vec::with_capacity(args.load.clients);
-    for i in 0..args.load.clients {
-        let ids = (0..pool)
-            .map(|k| Identity::generate(KeyAlgorithm::Ed25519, &format!("bench {tag} {i}.{k}")))
-            .collect::<Result<Vec<_>>>()?;
-        let std_sock = open_socket(target).context("opening a client socket")?;
-        let (cookie, ts) = handshake(&std_sock, &ids[0], target)
-            .with_context(|| format!("registering bench client {i}"))?;
-        std_sock.set_nonblocking(true)?;
-        let fd = std_sock.as_raw_fd();
-        let fp = ids[0].fingerprint();
-        let pool = ids
-            .into_iter()
-            .enumerate()
-            .map(|(k, id)| PoolId {
-                id,
-                next_ts: if k == 0 { ts + 1 } else { 0 },
-            })
-            .collect();
-        out.push(Client {
-            sock: UdpSocket::from_std(std_sock),
-            fd,
-            fp,
-            cookie,
-            pool,
-            pending: VecDeque::new(),
-            seq: 0,
-            next_id: 1,
-            gso: false,
-        });
-    }
-    eprintln!(
+    let out = (0..args.load.clients)
+        .map(|i| open_client(i, target, pool))
+        .collect::<Result<Vec<_>, _>>()?;
+    let _ = writeln!(
+        notes,
         "bench: {} clients registered at {target} ({} identities) in {:.2} s",
         out.len(),
         out.len() * pool,
         started.elapsed().as_secs_f64()
     );
     Ok(out)
+}
+
+/// Client number `i`: its `pool` identities, its socket, registered with the first.
+fn open_client(i: usize, target: SocketAddr, pool: usize) -> Result<Client, BenchError> {
+    let tag = std::process::id();
+    let ids = (0..pool)
+        .map(|k| Identity::generate(KeyAlgorithm::Ed25519, &format!("bench {tag} {i}.{k}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BenchError::Identity(format!("{e:#}")))?;
+    let std_sock = open_socket(target).map_err(BenchError::io("cannot open a client socket"))?;
+    let (cookie, ts) = handshake(&std_sock, &ids[0], target)
+        .map_err(|source| BenchError::Register { client: i, source })?;
+    std_sock
+        .set_nonblocking(true)
+        .map_err(BenchError::io("cannot make a client socket non-blocking"))?;
+    let fd = std_sock.as_raw_fd();
+    let fp = ids[0].fingerprint();
+    let pool = ids
+        .into_iter()
+        .enumerate()
+        .map(|(k, id)| PoolId {
+            id,
+            next_ts: if k == 0 { ts + 1 } else { 0 },
+        })
+        .collect();
+    Ok(Client {
+        sock: UdpSocket::from_std(std_sock),
+        fd,
+        fp,
+        cookie,
+        pool,
+        pending: VecDeque::new(),
+        seq: 0,
+        next_id: 1,
+        gso: false,
+    })
 }

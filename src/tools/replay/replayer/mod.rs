@@ -12,7 +12,7 @@ use super::limits::Limits;
 use super::plan::{Action, Pacing, Step};
 use super::tally::Tally;
 use crate::tools::capture::CaptureRead;
-use anyhow::Context;
+use crate::tools::replay::ReplayError;
 use mio::{Events, Poll};
 use std::io;
 use std::net::SocketAddr;
@@ -62,13 +62,13 @@ impl Replayer {
         target: SocketAddr,
         limits: Limits,
         wait_ms: u64,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ReplayError> {
         let mut tally = Tally::default();
         tally.tcp.flows = read.flows.len() as u64;
         Ok(Replayer {
             target,
             wait: Duration::from_millis(wait_ms),
-            poll: Poll::new().context("cannot create the poller")?,
+            poll: Poll::new().map_err(ReplayError::io("cannot create the poller"))?,
             udp: UdpSide::new(limits.udp),
             tcp: TcpSide::new(read.flows.len(), limits.tcp),
             buf: vec![0; READ_BUF],
@@ -89,7 +89,7 @@ impl Replayer {
         steps: &[Step],
         pacing: Pacing,
         bar: Option<&indicatif::ProgressBar>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ReplayError> {
         self.tcp.count_chunks(steps);
         let clock = Clock {
             t0_us: steps.first().map_or(0, |s| s.ts_us),
@@ -126,7 +126,7 @@ impl Replayer {
         steps: &[Step],
         mut next: usize,
         clock: &Clock,
-    ) -> anyhow::Result<usize> {
+    ) -> Result<usize, ReplayError> {
         let now = Instant::now();
         let end = steps.len().min(next + STEP_BUDGET);
         while next < end && self.udp.backlog.is_empty() {
@@ -139,7 +139,7 @@ impl Replayer {
         Ok(next)
     }
 
-    fn dispatch(&mut self, read: &CaptureRead, action: Action) -> anyhow::Result<()> {
+    fn dispatch(&mut self, read: &CaptureRead, action: Action) -> Result<(), ReplayError> {
         match action {
             Action::Udp(i) => {
                 let sock = self.socket_for(read.datagrams[i].src)?;
@@ -178,11 +178,11 @@ impl Replayer {
     }
 
     /// Waits up to `timeout` for readiness and handles every event.
-    fn poll_once(&mut self, events: &mut Events, timeout: Duration) -> anyhow::Result<()> {
+    fn poll_once(&mut self, events: &mut Events, timeout: Duration) -> Result<(), ReplayError> {
         match self.poll.poll(events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e).context("poll failed"),
+            Err(e) => return Err(ReplayError::io("poll failed")(e)),
         }
         for ev in events.iter() {
             let t = ev.token().0;

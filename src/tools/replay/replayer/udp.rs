@@ -3,8 +3,8 @@
 
 use super::Replayer;
 use crate::tools::capture::CaptureRead;
+use crate::tools::replay::ReplayError;
 use crate::wire::udp::canonical_addr;
-use anyhow::Context;
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use std::collections::{HashMap, VecDeque};
@@ -46,7 +46,7 @@ impl UdpSide {
 impl Replayer {
     /// The socket for original client address `src`: its own, a new one, or (beyond the
     /// limit) a shared one, round robin.
-    pub(super) fn socket_for(&mut self, src: SocketAddr) -> anyhow::Result<usize> {
+    pub(super) fn socket_for(&mut self, src: SocketAddr) -> Result<usize, ReplayError> {
         if let Some(&i) = self.udp.by_src.get(&src) {
             return Ok(i);
         }
@@ -57,13 +57,14 @@ impl Replayer {
             } else {
                 (Ipv4Addr::UNSPECIFIED, 0).into()
             };
-            let mut s = UdpSocket::bind(local)
-                .with_context(|| format!("cannot bind a UDP socket on {local}"))?;
+            let mut s = UdpSocket::bind(local).map_err(ReplayError::io(format!(
+                "cannot bind a UDP socket on {local}"
+            )))?;
             let i = u.sockets.len();
             self.poll
                 .registry()
                 .register(&mut s, Token(i), Interest::READABLE)
-                .context("cannot register a UDP socket")?;
+                .map_err(ReplayError::io("cannot register a UDP socket"))?;
             u.sockets.push(s);
             self.tally.udp.sockets = u.sockets.len();
             i
@@ -78,7 +79,7 @@ impl Replayer {
     }
 
     /// Sends the datagrams waiting, in order, until the kernel says "not now".
-    pub(super) fn flush_backlog(&mut self, read: &CaptureRead) -> anyhow::Result<()> {
+    pub(super) fn flush_backlog(&mut self, read: &CaptureRead) -> Result<(), ReplayError> {
         let u = &mut self.udp;
         while let Some(&(sock, i)) = u.backlog.front() {
             let payload = &read.datagrams[i].payload;
