@@ -142,21 +142,21 @@ fn send_keepalives(
 fn send_burst(c: &mut Client, bursts: &Bursts, budget: u64) -> usize {
     if c.gso {
         let want = (KEEPALIVE_GSO_BURST as u64).min(budget) as usize;
-        match send_gso(c.fd, &bursts.gso[..want * KEEPALIVE_LEN], KEEPALIVE_LEN) {
+        match send_gso(&c.sock, &bursts.gso[..want * KEEPALIVE_LEN], KEEPALIVE_LEN) {
             Ok(k) => return k,
             Err(_) => c.gso = false,
         }
     }
     let want = (BATCH as u64).min(budget) as usize;
     let burst = [bursts.plain.as_slice(); BATCH];
-    send_all(c.fd, &burst[..want])
+    send_all(&c.sock, &burst[..want])
 }
 
 /// Reads everything waiting on client `c`'s socket: keepalives get no answer, so anything
 /// here is an error (e.g. 404) or noise.
 fn drain_noise(c: &Client, rx: &mut Rx, t: &mut Tally) {
     loop {
-        let got = rx.recv(c.fd);
+        let got = rx.recv(&c.sock);
         for k in 0..got {
             note_other(t, &classify(rx.get(k)), 0);
         }
@@ -195,7 +195,7 @@ fn probe_barrier(
         }
         if now >= resend_at {
             for (i, c) in clients.iter().enumerate() {
-                if !answered[i] && send_all(c.fd, &[probes[i].as_slice()]) == 1 {
+                if !answered[i] && send_all(&c.sock, &[probes[i].as_slice()]) == 1 {
                     first_sent[i].get_or_insert_with(Instant::now);
                     out.sent += 1;
                 }
@@ -231,7 +231,7 @@ fn read_probe_answer(
     out: &mut Probes,
 ) {
     loop {
-        let got = rx.recv(c.fd);
+        let got = rx.recv(&c.sock);
         let now = Instant::now();
         for k in 0..got {
             match classify(rx.get(k)) {

@@ -22,6 +22,7 @@ mod setup;
 use super::report::{add_cpu, Common, Report, Value};
 use super::stats::cpu_secs;
 use super::{BenchError, BenchOptions, Workload};
+use crate::net::mmsg::BATCH;
 use crate::wire::udp::COOKIE_LEN;
 use crate::wire::{PacketType, Root};
 use io::{set_gso, Rx};
@@ -31,8 +32,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Datagrams per `sendmmsg`/`recvmmsg` call.
-const BATCH: usize = 32;
 /// Receive buffer per datagram, in bytes (more than the 1400-byte protocol limit).
 const RX_LEN: usize = 1536;
 /// Bytes a keepalive is padded to, as the bundled client does (a 404 then fits).
@@ -161,7 +160,7 @@ pub(crate) fn run(
     let mut rx = Rx::new();
     // Answers to the setup are gone by now; drop anything left (e.g. punch requests).
     for c in &clients {
-        while rx.recv(c.fd) > 0 {}
+        while rx.recv(&c.sock) > 0 {}
     }
     let cpu0 = args.pid.and_then(cpu_secs);
     let (tally, count_for_cpu, extra) = match args.workload {
@@ -188,7 +187,7 @@ fn use_gso(workload: Workload, clients: &mut [Client]) {
         _ => return,
     };
     for c in clients.iter_mut() {
-        c.gso = set_gso(c.fd, size);
+        c.gso = set_gso(&c.sock, size);
     }
 }
 

@@ -187,12 +187,12 @@ impl Requests {
         if c.gso {
             s.gso.clear();
             pkts.iter().for_each(|p| s.gso.extend_from_slice(p));
-            match send_gso(c.fd, &s.gso, pkts[0].len()) {
+            match send_gso(&c.sock, &s.gso, pkts[0].len()) {
                 Ok(k) => return k,
                 Err(_) => c.gso = false,
             }
         }
-        send_all(c.fd, &pkts)
+        send_all(&c.sock, &pkts)
     }
 
     /// Signs and sends up to `want` fresh registrations; returns how many the kernel took.
@@ -211,7 +211,7 @@ impl Requests {
         s.tags.clear();
         s.tags.resize(s.regs.len(), 0);
         let pkts: Vec<&[u8]> = s.regs.iter().map(|p| p.as_slice()).collect();
-        send_all(c.fd, &pkts)
+        send_all(&c.sock, &pkts)
     }
 
     /// How long the next poll may wait.
@@ -230,7 +230,7 @@ impl Requests {
     /// Reads every answer waiting on client `c`'s socket and matches it to a request.
     fn read_answers(&mut self, c: &mut Client, rx: &mut Rx) {
         loop {
-            let got = rx.recv(c.fd);
+            let got = rx.recv(&c.sock);
             let now = Instant::now();
             for k in 0..got {
                 let a = classify(rx.get(k));

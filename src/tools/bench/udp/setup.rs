@@ -13,7 +13,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Kernel receive buffer asked for each client socket, in bytes.
@@ -45,7 +44,6 @@ pub(super) struct PoolId {
 /// One simulated client: its socket and identities.
 pub(super) struct Client {
     pub(super) sock: UdpSocket,
-    pub(super) fd: RawFd,
     pub(super) fp: Fingerprint,
     pub(super) cookie: Option<[u8; COOKIE_LEN]>,
     pub(super) pool: Vec<PoolId>,
@@ -199,7 +197,6 @@ fn open_client(i: usize, target: SocketAddr, pool: usize) -> Result<Client, Benc
     std_sock
         .set_nonblocking(true)
         .map_err(BenchError::io("cannot make a client socket non-blocking"))?;
-    let fd = std_sock.as_raw_fd();
     let fp = ids[0].fingerprint();
     let pool = ids
         .into_iter()
@@ -211,7 +208,6 @@ fn open_client(i: usize, target: SocketAddr, pool: usize) -> Result<Client, Benc
         .collect();
     Ok(Client {
         sock: UdpSocket::from_std(std_sock),
-        fd,
         fp,
         cookie,
         pool,
