@@ -815,8 +815,7 @@ fn can_capture(tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     if found && root {
         return true;
     }
@@ -885,9 +884,8 @@ impl Capturer {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        // SAFETY: kill(2) on the pid of our own child; no memory is involved.
-        let rc = unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "SIGINT to {}", self.proc.name());
+        let sent = interrupt(self.proc.pid());
+        assert!(sent.is_ok(), "SIGINT to {}: {sent:?}", self.proc.name());
         let status = self.proc.wait_exit(T);
         assert!(
             status.is_some(),
@@ -927,11 +925,19 @@ impl Drop for Capturer {
     /// dumpcap child instead of leaving it running; `Proc` then kills what is left.
     fn drop(&mut self) {
         if self.proc.wait_exit(Duration::ZERO).is_none() {
-            // SAFETY: kill(2) on the pid of our own child; no memory is involved.
-            unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGINT) };
+            let _ = interrupt(self.proc.pid());
             let _ = self.proc.wait_exit(Duration::from_secs(5));
         }
     }
+}
+
+/// Sends SIGINT to our child `pid` (so a capturer writes out what it holds).
+fn interrupt(pid: u32) -> rustix::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(rustix::io::Errno::SRCH)?;
+    rustix::process::kill_process(pid, rustix::process::Signal::INT)
 }
 
 /// Runs a session against `server`: a `register` of B, A's `lookup` and `send` to B, a

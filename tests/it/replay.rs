@@ -60,8 +60,7 @@ impl Tool {
 /// True when `tool` can capture here (installed, and we are root). Otherwise prints why
 /// and returns false, or panics when `CI=true` (CI must run every test).
 fn can_capture(tool: Tool) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let found = Command::new(tool.program())
         .arg("--version")
         .output()
@@ -94,12 +93,19 @@ struct Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         if !self.stopped {
-            if let Ok(pgid) = i32::try_from(self.proc.pid()) {
-                // SAFETY: kill(2) on the process group our unreaped child leads.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            // The process group our unreaped child leads.
+            if let Some(pgid) = pid_of(self.proc.pid()) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
             }
         }
     }
+}
+
+/// A child's process id as the kernel's type.
+fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
 }
 
 impl Capture {
@@ -168,10 +174,10 @@ impl Capture {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        let pid = i32::try_from(self.proc.pid()).expect("pid fits i32");
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-        assert_eq!(rc, 0, "SIGINT to {}", self.tool.program());
+        let pid = pid_of(self.proc.pid()).expect("pid fits pid_t");
+        // A child we spawned and have not reaped.
+        let sent = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        assert!(sent.is_ok(), "SIGINT to {}: {sent:?}", self.tool.program());
         let status = self.proc.wait_exit(T);
         self.stopped = status.is_some();
         assert!(

@@ -27,26 +27,25 @@ impl Limits {
 /// Raises the soft limit on open files to the hard limit (at most 65 536) and returns the
 /// soft limit in force.
 pub(super) fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // `None` is "unlimited".
+    let lim = getrlimit(Resource::Nofile);
+    let (current, maximum) = (
+        lim.current.unwrap_or(u64::MAX),
+        lim.maximum.unwrap_or(u64::MAX),
+    );
+    let want = maximum.min(65_536);
+    if current >= want {
+        return current;
+    }
+    let raised = Rlimit {
+        current: Some(want),
+        maximum: lim.maximum,
     };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => want,
+        Err(_) => current,
     }
-    let want = lim.rlim_max.min(65_536);
-    if lim.rlim_cur < want {
-        let new = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads one rlimit from a struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            lim.rlim_cur = want;
-        }
-    }
-    lim.rlim_cur
 }
 
 #[cfg(test)]
