@@ -1209,6 +1209,7 @@ impl Server {
         f.digests.push(digest);
     }
 
+    #[allow(clippy::too_many_lines)] // issue 9: to be split into named steps
     fn register(
         &mut self,
         now: Now,
@@ -1547,6 +1548,7 @@ impl Server {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // issue 9: to be split into named steps
     fn lookup(
         &mut self,
         now: Now,

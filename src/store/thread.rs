@@ -17,6 +17,7 @@ pub struct StoreThread {
 
 impl StoreThread {
     /// Starts a thread serving `store`; `wake` is called after each event is sent.
+    #[allow(clippy::too_many_lines)] // issue 9: to be split into named steps
     pub fn spawn(mut store: Box<dyn Store>, wake: Box<dyn Fn() + Send>) -> StoreThread {
         let (tx, req_rx) = mpsc::channel::<StoreRequest>();
         let (ev_tx, rx) = mpsc::channel::<StoreEvent>();
