@@ -357,11 +357,20 @@ impl Session {
 
 /// `rendezvous replay FILE --target B --port P EXTRA...`, run to completion.
 fn replay(file: &Path, target: SocketAddr, port: u16, extra: &[&str]) -> Finished {
+    replay_with(file, target, Some(port), extra)
+}
+
+/// `rendezvous replay FILE --target B [--port P] EXTRA...`: without a port, replay finds
+/// the server's ports by their traffic.
+fn replay_with(file: &Path, target: SocketAddr, port: Option<u16>, extra: &[&str]) -> Finished {
     let mut c = bin();
     c.arg("replay")
         .arg(file)
-        .args(["--target", &target.to_string(), "--port", &port.to_string()])
-        .args(extra);
+        .args(["--target", &target.to_string()]);
+    if let Some(port) = port {
+        c.args(["--port", &port.to_string()]);
+    }
+    c.args(extra);
     run("replay", c, REPLAY_T)
 }
 
@@ -389,15 +398,37 @@ fn num(done: &Finished, name: &str, key: &str) -> u64 {
 }
 
 /// Replays `tool`'s capture of a session to a fresh `--accept-replayed` server and checks
-/// that it ends with the session's contacts and registrations.
-fn replay_reproduces_the_session(tool: Tool, pacing: &[&str]) {
+/// that it ends with the session's contacts and registrations. With `given_port` false, no
+/// `--port` is given: replay finds the server's port (a random one, not 4747) by its
+/// traffic and says so.
+fn replay_reproduces_the_session(tool: Tool, pacing: &[&str], given_port: bool) {
     if !can_capture(tool) {
         return;
     }
     let s = Session::record(&[tool]);
     let b = Server::start(&["--accept-replayed"]);
-    let done = replay(s.file(tool), b.addr, s.a.addr.port(), pacing);
+    let port = s.a.addr.port();
+    assert_ne!(
+        port, 4747,
+        "the server runs on a port other than the default"
+    );
+    let done = replay_with(s.file(tool), b.addr, given_port.then_some(port), pacing);
     done.assert_success("replay to an --accept-replayed server");
+    let found = format!("replay: port {port} carries the protocol (udp: ");
+    let notes: Vec<&String> = done
+        .stderr
+        .iter()
+        .filter(|l| l.contains("carries the protocol"))
+        .collect();
+    if given_port {
+        assert!(notes.is_empty(), "{:?}", done.stderr);
+    } else {
+        assert!(
+            notes.len() == 1 && notes[0].starts_with(&found) && notes[0].contains("; tcp: 3 of 3 "),
+            "{:?}",
+            done.stderr
+        );
+    }
     let summary = done.stdout.join("\n");
     assert_eq!(
         field(line(&done, "replay"), "cut"),
@@ -433,13 +464,45 @@ fn replay_reproduces_the_session(tool: Tool, pacing: &[&str]) {
 }
 
 #[test]
-fn tcpdump_capture_replayed_at_speed_2_reproduces_the_session() {
-    replay_reproduces_the_session(Tool::Tcpdump, &["--speed", "2.0"]);
+fn tcpdump_capture_replayed_at_speed_2_without_port_reproduces_the_session() {
+    replay_reproduces_the_session(Tool::Tcpdump, &["--speed", "2.0"], false);
 }
 
 #[test]
 fn tshark_capture_replayed_fast_reproduces_the_session() {
-    replay_reproduces_the_session(Tool::Tshark, &["--fast", "--quiet"]);
+    replay_reproduces_the_session(Tool::Tshark, &["--fast", "--quiet"], true);
+}
+
+#[test]
+fn without_a_port_a_capture_of_other_traffic_or_none_sends_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A server that counts what it gets: the replay must send it nothing.
+    let b = Server::start(&["--accept-replayed"]);
+    for (name, bytes, packets) in [
+        ("foreign.pcap", crate::capture::foreign_capture(), 428),
+        ("empty.pcap", crate::capture::empty_capture(), 0),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).expect("write");
+        let done = replay_with(&file, b.addr, None, &["--fast"]);
+        assert_eq!(done.status.code(), Some(1), "{done:?}");
+        assert!(done.stdout.is_empty(), "no summary: {:?}", done.stdout);
+        let err = done.stderr.join("\n");
+        let want = format!(
+            "error: {}: no traffic of this protocol in its {packets} packets",
+            file.display()
+        );
+        assert!(err.starts_with(&want), "{err}");
+        assert!(err.contains("give --port N"), "{err}");
+    }
+    // --port overrides: the DNS queries of port 53 are sent (and refused at B, 400).
+    let file = dir.path().join("foreign.pcap");
+    let done = replay_with(&file, b.addr, Some(53), &["--fast"]);
+    done.assert_success("replay --port 53");
+    let summary = done.stdout.join("\n");
+    assert_eq!(num(&done, "sent", "udp"), 64, "{summary}");
+    assert_eq!(num(&done, "sent_udp", "other"), 64, "{summary}");
+    assert_eq!(status_value(b.addr, "directory"), "0", "{summary}");
 }
 
 #[test]

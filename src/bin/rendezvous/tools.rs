@@ -16,9 +16,10 @@ pub(crate) struct DecodeArgs {
     /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark).
     capture: PathBuf,
     /// The server's port: UDP datagrams from or to it, and TCP connections to it, are
-    /// decoded; everything else is skipped and counted.
-    #[arg(long, default_value_t = 4747)]
-    port: u16,
+    /// decoded; everything else is skipped and counted [default: every port whose traffic
+    /// is this protocol's, found by its structure]
+    #[arg(long)]
+    port: Option<u16>,
     /// One JSON object per line (keys ts, ts_us, proto, src, dst, type, type_num and the
     /// fields) instead of text.
     #[arg(long)]
@@ -35,9 +36,10 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     target: String,
     /// The server port in the capture: only UDP datagrams and TCP connections to or from
-    /// it are replayed.
-    #[arg(long, value_name = "N", default_value_t = 4747)]
-    port: u16,
+    /// it are replayed [default: every port whose traffic is this protocol's, found by its
+    /// structure]
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
     /// Pacing: the capture's own timing, scaled by this factor (2.0 = twice as fast).
     #[arg(long, value_name = "F", default_value_t = 1.0, conflicts_with = "fast")]
     speed: f64,

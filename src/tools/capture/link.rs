@@ -1,7 +1,7 @@
 //! From a captured frame to the project's traffic: strips the link layer of each supported
 //! link type, reads the IP header with `etherparse` (IPv4 and IPv6, lax about lengths so a
 //! frame cut by the snapshot length is still read), and keeps UDP datagrams and TCP
-//! segments of the filter port.
+//! segments of the server ports, or (a survey, to find those ports) every one of them.
 //!
 //! Link types (<https://www.tcpdump.org/linktypes.html>): 0 NULL and 108 LOOP (a 4-byte
 //! address family, then IP), 1 Ethernet (with 802.1Q / 802.1ad tags), 12, 14 and 101 raw IP,
@@ -11,7 +11,7 @@
 //!
 //! Never panics on any input: every length is checked before it is used.
 
-use super::tcp::Flows;
+use super::tcp::{Flows, OwnedSegment, Segment};
 use super::{CaptureError, CaptureRead, CaptureStats, UdpDatagram};
 use etherparse::{IpNumber, LaxIpSlice, TcpSlice, UdpSlice};
 use std::collections::BTreeMap;
@@ -99,33 +99,145 @@ fn by_ethertype(ethertype: u16, ip: &[u8]) -> Link<'_> {
     }
 }
 
-/// Sorts frames into the project's UDP datagrams and TCP flows, counting the rest.
-pub(super) struct Demux {
-    port: u16,
-    /// Packet records read.
-    pub(super) packets: u64,
-    segments: u64,
-    skipped: u64,
-    fragments: u64,
-    truncated: u64,
-    unsupported: BTreeMap<i32, u64>,
+/// A UDP datagram or TCP segment of one frame, with its addresses.
+pub(super) enum Transport<'a> {
+    /// A UDP datagram.
+    Udp {
+        /// Capture time, µs since the Unix epoch.
+        ts_us: u64,
+        /// Source address and port.
+        src: SocketAddr,
+        /// Destination address and port.
+        dst: SocketAddr,
+        /// The captured payload.
+        payload: &'a [u8],
+        /// False when the snapshot length cut the datagram.
+        whole: bool,
+    },
+    /// A TCP segment.
+    Tcp {
+        /// Source address and port.
+        src: SocketAddr,
+        /// Destination address and port.
+        dst: SocketAddr,
+        /// The segment (its capture time inside).
+        seg: Segment<'a>,
+    },
+}
+
+/// What an IP packet held.
+enum IpContent<'a> {
+    Transport(Transport<'a>),
+    /// An IPv4 fragment or an IPv6 packet with a fragment header (not reassembled).
+    Fragment,
+    /// Another protocol, or headers that do not parse.
+    Other,
+}
+
+/// Reads the IP header of `bytes` and the UDP or TCP header after it.
+fn parse_ip(ts_us: u64, bytes: &[u8]) -> IpContent<'_> {
+    let Ok((ip, _)) = LaxIpSlice::from_slice(bytes) else {
+        return IpContent::Other;
+    };
+    let payload = ip.payload();
+    if payload.fragmented {
+        return IpContent::Fragment;
+    }
+    // Bytes the IP header says the packet has beyond what was captured (snaplen).
+    let declared = match &ip {
+        LaxIpSlice::Ipv4(v4) => usize::from(v4.header().total_len()),
+        LaxIpSlice::Ipv6(v6) => 40 + usize::from(v6.header().payload_length()),
+    };
+    let missing = if payload.incomplete {
+        declared.saturating_sub(bytes.len()) as u64
+    } else {
+        0
+    };
+    let (src_ip, dst_ip) = (ip.source_addr(), ip.destination_addr());
+    let transport = match payload.ip_number {
+        IpNumber::UDP => UdpSlice::from_slice_lax(payload.payload)
+            .ok()
+            .map(|udp| Transport::Udp {
+                ts_us,
+                src: SocketAddr::new(src_ip, udp.source_port()),
+                dst: SocketAddr::new(dst_ip, udp.destination_port()),
+                whole: missing == 0 && usize::from(udp.length()) <= udp.slice().len(),
+                payload: udp.payload(),
+            }),
+        IpNumber::TCP => TcpSlice::from_slice(payload.payload)
+            .ok()
+            .map(|tcp| Transport::Tcp {
+                src: SocketAddr::new(src_ip, tcp.source_port()),
+                dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+                seg: Segment {
+                    ts_us,
+                    seq: tcp.sequence_number(),
+                    syn: tcp.syn(),
+                    ack: tcp.ack(),
+                    ack_no: tcp.acknowledgment_number(),
+                    fin: tcp.fin(),
+                    data: tcp.payload(),
+                    missing,
+                },
+            }),
+        _ => None,
+    };
+    transport.map_or(IpContent::Other, IpContent::Transport)
+}
+
+/// What a read keeps of the UDP datagrams and TCP segments.
+enum Keep {
+    /// The traffic of these server ports, sorted into datagrams and reassembled flows.
+    Ports(PortTraffic),
+    /// Everything, as it came, to find the server ports in afterwards.
+    Survey(Vec<Record>),
+}
+
+/// The traffic of the server ports.
+struct PortTraffic {
+    ports: Vec<u16>,
     datagrams: Vec<UdpDatagram>,
     flows: Flows,
+    segments: u64,
+    truncated: u64,
+}
+
+/// Sorts frames into the project's UDP datagrams and TCP flows, counting the rest.
+pub(super) struct Demux {
+    /// Packet records read.
+    pub(super) packets: u64,
+    skipped: u64,
+    fragments: u64,
+    unsupported: BTreeMap<i32, u64>,
+    keep: Keep,
 }
 
 impl Demux {
-    /// A demultiplexer keeping the traffic of `port`.
-    pub(super) fn new(port: u16) -> Self {
+    /// A demultiplexer keeping the traffic of the server ports `ports`: UDP datagrams from
+    /// or to one of them, TCP connections where one side has one of them (that side is
+    /// the server).
+    pub(super) fn new(ports: &[u16]) -> Self {
         Demux {
-            port,
             packets: 0,
-            segments: 0,
             skipped: 0,
             fragments: 0,
-            truncated: 0,
             unsupported: BTreeMap::new(),
-            datagrams: Vec::new(),
-            flows: Flows::default(),
+            keep: Keep::Ports(PortTraffic {
+                ports: ports.to_vec(),
+                datagrams: Vec::new(),
+                flows: Flows::default(),
+                segments: 0,
+                truncated: 0,
+            }),
+        }
+    }
+
+    /// A demultiplexer keeping every UDP datagram and TCP segment, for
+    /// [`Demux::into_survey`].
+    pub(super) fn survey() -> Self {
+        Demux {
+            keep: Keep::Survey(Vec::new()),
+            ..Demux::new(&[])
         }
     }
 
@@ -134,11 +246,18 @@ impl Demux {
     pub(super) fn packet(&mut self, link: i32, ts_us: u64, frame: &[u8]) {
         self.packets += 1;
         match strip_link(link, frame) {
-            Link::Ip(ip) => {
-                if !self.ip(ts_us, ip) {
+            Link::Ip(ip) => match parse_ip(ts_us, ip) {
+                IpContent::Transport(t) => {
+                    if !self.take(t) {
+                        self.skipped += 1;
+                    }
+                }
+                IpContent::Fragment => {
+                    self.fragments += 1;
                     self.skipped += 1;
                 }
-            }
+                IpContent::Other => self.skipped += 1,
+            },
             Link::Other => self.skipped += 1,
             Link::Unsupported => {
                 self.skipped += 1;
@@ -147,101 +266,189 @@ impl Demux {
         }
     }
 
-    /// Keeps an IP packet if it belongs to the port; false when it is skipped.
-    fn ip(&mut self, ts_us: u64, bytes: &[u8]) -> bool {
-        let Ok((ip, _)) = LaxIpSlice::from_slice(bytes) else {
-            return false;
-        };
-        let payload = ip.payload();
-        if payload.fragmented {
-            self.fragments += 1;
-            return false;
-        }
-        // Bytes the IP header says the packet has beyond what was captured (snaplen).
-        let declared = match &ip {
-            LaxIpSlice::Ipv4(v4) => usize::from(v4.header().total_len()),
-            LaxIpSlice::Ipv6(v6) => 40 + usize::from(v6.header().payload_length()),
-        };
-        let missing = if payload.incomplete {
-            declared.saturating_sub(bytes.len()) as u64
-        } else {
-            0
-        };
-        let (src_ip, dst_ip) = (ip.source_addr(), ip.destination_addr());
-        match payload.ip_number {
-            IpNumber::UDP => {
-                let Ok(udp) = UdpSlice::from_slice_lax(payload.payload) else {
-                    return false;
-                };
-                let (sp, dp) = (udp.source_port(), udp.destination_port());
-                if sp != self.port && dp != self.port {
-                    return false;
-                }
-                if missing > 0 || usize::from(udp.length()) > udp.slice().len() {
-                    self.truncated += 1;
-                    return false;
-                }
-                self.datagrams.push(UdpDatagram {
-                    ts_us,
-                    src: SocketAddr::new(src_ip, sp),
-                    dst: SocketAddr::new(dst_ip, dp),
-                    payload: udp.payload().to_vec(),
-                    to_server: dp == self.port,
-                });
+    /// Keeps a datagram or segment; false when it is skipped.
+    fn take(&mut self, t: Transport<'_>) -> bool {
+        match &mut self.keep {
+            Keep::Ports(p) => p.take(t),
+            Keep::Survey(records) => {
+                records.push(Record::of(t));
                 true
             }
-            IpNumber::TCP => {
-                let Ok(tcp) = TcpSlice::from_slice(payload.payload) else {
-                    return false;
-                };
-                let (sp, dp) = (tcp.source_port(), tcp.destination_port());
-                let src = SocketAddr::new(src_ip, sp);
-                let dst = SocketAddr::new(dst_ip, dp);
-                let (client, server, to_server) = if dp == self.port {
-                    (src, dst, true)
-                } else if sp == self.port {
-                    (dst, src, false)
-                } else {
-                    return false;
-                };
-                self.flows.segment(
-                    client,
-                    server,
-                    to_server,
-                    super::tcp::Segment {
-                        ts_us,
-                        seq: tcp.sequence_number(),
-                        syn: tcp.syn(),
-                        ack: tcp.ack(),
-                        ack_no: tcp.acknowledgment_number(),
-                        fin: tcp.fin(),
-                        data: tcp.payload(),
-                        missing,
-                    },
-                );
-                self.segments += 1;
-                true
-            }
-            _ => false,
         }
     }
 
-    /// The result, with `error` when the read stopped early.
+    /// The result, with `error` when the read stopped early (a survey has kept nothing of
+    /// any port: see [`Demux::into_survey`]).
     pub(super) fn finish(self, error: Option<CaptureError>) -> (CaptureRead, CaptureStats) {
+        let (datagrams, flows, segments, truncated) = match self.keep {
+            Keep::Ports(p) => (p.datagrams, p.flows.finish(), p.segments, p.truncated),
+            Keep::Survey(_) => (Vec::new(), Vec::new(), 0, 0),
+        };
         let read = CaptureRead {
-            datagrams: self.datagrams,
-            flows: self.flows.finish(),
+            datagrams,
+            flows,
             packets: self.packets,
             skipped: self.skipped,
             error,
         };
         let stats = CaptureStats {
-            segments: self.segments,
+            segments,
             fragments: self.fragments,
-            truncated: self.truncated,
+            truncated,
             unsupported_links: self.unsupported.into_iter().collect(),
         };
         (read, stats)
+    }
+
+    /// What a survey kept, to find the server ports in and then keep their traffic.
+    pub(super) fn into_survey(self) -> Survey {
+        let records = match self.keep {
+            Keep::Survey(records) => records,
+            Keep::Ports(_) => Vec::new(),
+        };
+        Survey {
+            base: Demux {
+                keep: Keep::Survey(Vec::new()),
+                ..self
+            },
+            records,
+        }
+    }
+}
+
+impl PortTraffic {
+    /// Keeps a datagram or segment of one of the ports; false when it is skipped.
+    fn take(&mut self, t: Transport<'_>) -> bool {
+        match t {
+            Transport::Udp {
+                ts_us,
+                src,
+                dst,
+                payload,
+                whole,
+            } => {
+                let to_server = self.ports.contains(&dst.port());
+                if !to_server && !self.ports.contains(&src.port()) {
+                    return false;
+                }
+                if !whole {
+                    self.truncated += 1;
+                    return false;
+                }
+                self.datagrams.push(UdpDatagram {
+                    ts_us,
+                    src,
+                    dst,
+                    payload: payload.to_vec(),
+                    to_server,
+                });
+                true
+            }
+            Transport::Tcp { src, dst, seg } => {
+                let (client, server, to_server) = if self.ports.contains(&dst.port()) {
+                    (src, dst, true)
+                } else if self.ports.contains(&src.port()) {
+                    (dst, src, false)
+                } else {
+                    return false;
+                };
+                self.flows.segment(client, server, to_server, seg);
+                self.segments += 1;
+                true
+            }
+        }
+    }
+}
+
+/// Every UDP datagram and TCP segment of a capture, kept by [`Demux::survey`], and the
+/// counts of everything else.
+pub(super) struct Survey {
+    /// The counts of what is no datagram or segment (nothing kept).
+    base: Demux,
+    /// The datagrams and segments, in capture order.
+    pub(super) records: Vec<Record>,
+}
+
+impl Survey {
+    /// The traffic of `ports`, exactly as a read with that filter keeps and counts it.
+    pub(super) fn select(self, ports: &[u16]) -> Demux {
+        let mut d = Demux {
+            keep: Demux::new(ports).keep,
+            ..self.base
+        };
+        for r in &self.records {
+            if !d.take(r.as_transport()) {
+                d.skipped += 1;
+            }
+        }
+        d
+    }
+}
+
+/// An owned copy of a [`Transport`].
+pub(super) enum Record {
+    /// A UDP datagram.
+    Udp {
+        ts_us: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: Vec<u8>,
+        whole: bool,
+    },
+    /// A TCP segment.
+    Tcp {
+        src: SocketAddr,
+        dst: SocketAddr,
+        seg: OwnedSegment,
+    },
+}
+
+impl Record {
+    fn of(t: Transport<'_>) -> Record {
+        match t {
+            Transport::Udp {
+                ts_us,
+                src,
+                dst,
+                payload,
+                whole,
+            } => Record::Udp {
+                ts_us,
+                src,
+                dst,
+                payload: payload.to_vec(),
+                whole,
+            },
+            Transport::Tcp { src, dst, seg } => Record::Tcp {
+                src,
+                dst,
+                seg: OwnedSegment::of(&seg),
+            },
+        }
+    }
+
+    /// The record as the demultiplexer takes it.
+    pub(super) fn as_transport(&self) -> Transport<'_> {
+        match self {
+            Record::Udp {
+                ts_us,
+                src,
+                dst,
+                payload,
+                whole,
+            } => Transport::Udp {
+                ts_us: *ts_us,
+                src: *src,
+                dst: *dst,
+                payload,
+                whole: *whole,
+            },
+            Record::Tcp { src, dst, seg } => Transport::Tcp {
+                src: *src,
+                dst: *dst,
+                seg: seg.as_segment(),
+            },
+        }
     }
 }
 

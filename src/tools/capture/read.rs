@@ -12,7 +12,7 @@
 //! everything read before it; nothing here panics on any input.
 
 use super::link::Demux;
-use super::{CaptureError, CaptureRead, CaptureStats};
+use super::CaptureError;
 use pcap_parser::pcapng::{
     parse_block_be, parse_block_le, parse_sectionheaderblock, Block, BOM_MAGIC, EPB_MAGIC,
     IDB_MAGIC, SHB_MAGIC, SPB_MAGIC,
@@ -134,13 +134,14 @@ impl<R: Read> Source<R> {
     }
 }
 
-/// Reads a capture from `inner` (named `file` in errors) and keeps what [`Demux`] keeps.
+/// Reads a capture from `inner` (named `file` in errors) into `demux`; returns the error
+/// that stopped the read part-way, if one did.
 pub(super) fn read<R: Read>(
     inner: R,
     len: Option<u64>,
     file: &Path,
-    port: u16,
-) -> Result<(CaptureRead, CaptureStats), CaptureError> {
+    demux: &mut Demux,
+) -> Result<Option<CaptureError>, CaptureError> {
     let mut src = Source::new(inner, len);
     let err = |offset: u64, message: String| CaptureError {
         file: file.to_path_buf(),
@@ -157,13 +158,12 @@ pub(super) fn read<R: Read>(
     }
     let magic_be = u32::from_be_bytes([src.data()[0], src.data()[1], src.data()[2], src.data()[3]]);
     let magic_le = magic_be.swap_bytes();
-    let mut demux = Demux::new(port);
     let result = if magic_be == SHB_MAGIC {
-        read_pcapng(&mut src, &mut demux)
+        read_pcapng(&mut src, demux)
     } else if matches!(magic_le, PCAP_US | PCAP_NS | PCAP_MODIFIED)
         || matches!(magic_be, PCAP_US | PCAP_NS)
     {
-        read_pcap(&mut src, &mut demux)
+        read_pcap(&mut src, demux)
     } else {
         return Err(err(
             0,
@@ -182,7 +182,7 @@ pub(super) fn read<R: Read>(
             return Err(e.clone());
         }
     }
-    Ok(demux.finish(error))
+    Ok(error)
 }
 
 /// Why a read stopped early: an I/O error, or a cut or corrupt record, at a file offset.
@@ -416,11 +416,11 @@ fn parse_block(d: &[u8], block_type: u32, big: bool, at: u64) -> Result<Block<'_
     })
 }
 
-/// Opens `path` and reads it (see [`read`]).
+/// Opens `path` and reads it into `demux` (see [`read`]).
 pub(super) fn read_path(
     path: &Path,
-    port: u16,
-) -> Result<(CaptureRead, CaptureStats), CaptureError> {
+    demux: &mut Demux,
+) -> Result<Option<CaptureError>, CaptureError> {
     let open_err = |e: io::Error| CaptureError {
         file: path.to_path_buf(),
         offset: 0,
@@ -436,7 +436,7 @@ pub(super) fn read_path(
         });
     }
     let len = meta.is_file().then_some(meta.len());
-    read(file, len, path, port)
+    read(file, len, path, demux)
 }
 
 #[cfg(test)]
@@ -576,6 +576,24 @@ mod tests {
         let e = r.error.unwrap();
         assert_eq!(e.offset, 24);
         assert!(e.message.contains("corrupt"), "{e}");
+    }
+
+    /// Reads `file` keeping the traffic of `port`.
+    fn read(
+        file: &[u8],
+        len: Option<u64>,
+        name: &Path,
+        port: u16,
+    ) -> Result<
+        (
+            crate::tools::capture::CaptureRead,
+            crate::tools::capture::CaptureStats,
+        ),
+        CaptureError,
+    > {
+        let mut demux = Demux::new(&[port]);
+        let error = super::read(file, len, name, &mut demux)?;
+        Ok(demux.finish(error))
     }
 
     proptest::proptest! {

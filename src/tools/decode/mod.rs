@@ -18,7 +18,9 @@ mod line;
 mod tcp;
 mod udp;
 
-use crate::tools::capture::{read_capture_with_stats, CaptureError, CaptureRead, CaptureStats};
+use crate::tools::capture::{
+    open_capture, Capture, CaptureError, CaptureRead, CaptureStats, NoTraffic,
+};
 use line::Line;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -29,8 +31,9 @@ pub struct DecodeOptions {
     /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark).
     pub capture: PathBuf,
     /// The server's port: UDP datagrams from or to it, and TCP connections to it, are
-    /// decoded; everything else is skipped and counted.
-    pub port: u16,
+    /// decoded; everything else is skipped and counted. `None`: every port that carries
+    /// the protocol, found by the structure of its traffic (docs/PROTOCOL.md §10).
+    pub port: Option<u16>,
     /// One JSON object per line instead of text.
     pub json: bool,
 }
@@ -42,6 +45,10 @@ pub enum DecodeError {
     /// (`FILE: at byte 0: ...`). Nothing was printed.
     #[error(transparent)]
     Capture(CaptureError),
+    /// No port was given, and none in the capture carries the protocol. Nothing was
+    /// printed but this.
+    #[error(transparent)]
+    NoTraffic(NoTraffic),
     /// The capture is cut or corrupt part-way (`FILE: at byte OFFSET: ...`): the lines of
     /// everything before the broken record and the summary were printed.
     #[error(transparent)]
@@ -52,11 +59,13 @@ pub enum DecodeError {
 }
 
 /// Runs `rendezvous decode`: writes one line per project packet (UDP) or frame (TCP) to
-/// `out`, then a summary (and a line per unsupported link type and per connection with
-/// missing bytes) to `notes`. Stops quietly when `out` is a closed pipe.
+/// `out`, then to `notes` the server ports found (when none was given), a summary, and a
+/// line per unsupported link type and per connection with missing bytes. Stops quietly
+/// when `out` is a closed pipe.
 ///
 /// # Errors
 /// [`DecodeError::Capture`] for a file that is not a capture at all or cannot be read;
+/// [`DecodeError::NoTraffic`] when no port was given and none carries the protocol;
 /// [`DecodeError::Cut`] for a capture cut or corrupt part-way, after writing what was
 /// readable; [`DecodeError::Output`] when `out` fails otherwise.
 pub fn run(
@@ -64,15 +73,28 @@ pub fn run(
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<(), DecodeError> {
-    let (read, stats) =
-        read_capture_with_stats(&options.capture, options.port).map_err(DecodeError::Capture)?;
+    let capture = open_capture(&options.capture, options.port).map_err(DecodeError::Capture)?;
+    if let Some(none) = capture.no_traffic(&options.capture) {
+        return Err(DecodeError::NoTraffic(none));
+    }
+    for e in &capture.found {
+        let _ = writeln!(
+            notes,
+            "decode: port {} carries the protocol ({})",
+            e.port,
+            e.describe()
+        );
+    }
+    let Capture {
+        read, stats, ports, ..
+    } = capture;
     let lines = decode_lines(&read);
     match write_lines(&lines, options.json, out) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
         other => other.map_err(DecodeError::Output)?,
     }
     // Notes are best effort: a closed stderr must not hide the lines' outcome.
-    let _ = write_summary(&read, &stats, options.port, lines.len(), notes);
+    let _ = write_summary(&read, &stats, &ports, lines.len(), notes);
     match read.error {
         Some(e) => Err(DecodeError::Cut(e)),
         None => Ok(()),
@@ -94,19 +116,19 @@ fn write_lines(lines: &[Line], json: bool, out: &mut dyn Write) -> io::Result<()
 fn write_summary(
     read: &CaptureRead,
     stats: &CaptureStats,
-    port: u16,
+    ports: &[u16],
     lines: usize,
     notes: &mut dyn Write,
 ) -> io::Result<()> {
     let udp = read.datagrams.len() as u64;
     writeln!(
         notes,
-        "decode: {} packets read, {} of the project (port {}: {} udp datagrams, {} tcp \
+        "decode: {} packets read, {} of the project ({}: {} udp datagrams, {} tcp \
          segments in {} connections), {} skipped ({} ip fragments, {} udp datagrams cut by \
          the snapshot length); {} lines",
         read.packets,
         udp + stats.segments,
-        port,
+        ports_label(ports),
         udp,
         stats.segments,
         read.flows.len(),
@@ -130,6 +152,15 @@ fn write_summary(
         )?;
     }
     Ok(())
+}
+
+/// `port 4747`, or `ports 4747, 4800` for several.
+fn ports_label(ports: &[u16]) -> String {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    match ports.len() {
+        1 => format!("port {}", list[0]),
+        _ => format!("ports {}", list.join(", ")),
+    }
 }
 
 /// Every line of a capture, sorted by capture time (stable: UDP in capture order, each TCP

@@ -43,7 +43,7 @@ pub use plan::{plan, Action, Pacing, Step};
 pub use tally::{CaptureInfo, Tally, TcpCounts};
 pub use tracker::Tracker;
 
-use crate::tools::capture::{read_capture, CaptureError, CaptureRead};
+use crate::tools::capture::{open_capture, CaptureError, CaptureRead, NoTraffic};
 use limits::{raise_fd_limit, Limits};
 use replayer::Replayer;
 use std::io::{self, Write};
@@ -69,8 +69,9 @@ pub struct ReplayOptions {
     /// The server to replay to, ADDR:PORT (UDP and TCP; a host name is resolved once).
     pub target: String,
     /// The server port in the capture: only UDP datagrams and TCP connections to or from
-    /// it are replayed.
-    pub port: u16,
+    /// it are replayed. `None`: every port that carries the protocol, found by the
+    /// structure of its traffic (docs/PROTOCOL.md §10).
+    pub port: Option<u16>,
     /// How fast the timeline is played.
     pub pacing: Pacing,
     /// No notes on stderr (errors and the summary still print).
@@ -102,6 +103,9 @@ pub enum ReplayError {
     /// The capture could not be read at all: nothing was sent.
     #[error(transparent)]
     Capture(CaptureError),
+    /// No port was given, and none in the capture carries the protocol: nothing was sent.
+    #[error(transparent)]
+    NoTraffic(NoTraffic),
     /// The capture is cut or corrupt part-way: what came before was replayed and the
     /// summary written.
     #[error("{0} (everything before that point was replayed)")]
@@ -133,16 +137,29 @@ impl ReplayError {
 /// [`ReplayOptions::quiet`].
 ///
 /// # Errors
-/// A bad target; a file that is not a capture (or cannot be read at all), before anything
-/// is sent; sockets that cannot be made; [`ReplayError::Cut`] after the summary when the
-/// capture is cut or corrupt part-way.
+/// A bad target; a file that is not a capture (or cannot be read at all), or one where no
+/// port carries the protocol (when none was given), before anything is sent; sockets that
+/// cannot be made; [`ReplayError::Cut`] after the summary when the capture is cut or
+/// corrupt part-way.
 pub fn run(
     options: &ReplayOptions,
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<(), ReplayError> {
     let target = resolve(&options.target)?;
-    let read = read_capture(&options.capture, options.port).map_err(ReplayError::Capture)?;
+    let capture = open_capture(&options.capture, options.port).map_err(ReplayError::Capture)?;
+    if let Some(none) = capture.no_traffic(&options.capture) {
+        return Err(ReplayError::NoTraffic(none));
+    }
+    for e in capture.found.iter().filter(|_| !options.quiet) {
+        let _ = writeln!(
+            notes,
+            "replay: port {} carries the protocol ({})",
+            e.port,
+            e.describe()
+        );
+    }
+    let read = capture.read;
     let gaps: u64 = read.flows.iter().map(|f| f.gaps).sum();
     if gaps > 0 && !options.quiet {
         let _ = writeln!(
