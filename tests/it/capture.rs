@@ -1,7 +1,9 @@
-//! Reading captures (issue 5, "read captures" and "rendezvous decode"): real sessions of
-//! the binary captured by tcpdump (Linux cooked v1 and v2) and tshark (pcapng), and
-//! captures written byte by byte here for every supported link type, byte order and
-//! timestamp precision, mixed with other traffic, cut in the middle, or not captures at all.
+//! Reading captures and `rendezvous decode` (docs/PROTOCOL.md §10): real sessions of the
+//! binary, on a random port, captured by tcpdump (Linux cooked v1 and v2) and tshark
+//! (pcapng), and captures written byte by byte here for every supported link type, byte
+//! order and timestamp precision, mixed with other traffic, cut in the middle, or not
+//! captures at all. Without `--port`, decode must find the server's port by its traffic,
+//! and refuse a capture of other traffic only.
 //!
 //! Tests that need tcpdump or tshark and root skip when those are missing, but fail when
 //! `CI=true`. Every wait has a deadline; the capturers and clients are killed by pid on

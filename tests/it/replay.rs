@@ -1,4 +1,5 @@
-//! `rendezvous replay` and `serve --accept-replayed` with the real binaries (issue 5).
+//! `rendezvous replay` and `serve --accept-replayed` with the real binaries
+//! (docs/PROTOCOL.md §10).
 //!
 //! A real session (two clients register, a lookup, a relayed event, three contact updates)
 //! runs against a server A while tcpdump (`-i any`, Linux cooked v2) and tshark (`-i lo`,
@@ -7,7 +8,9 @@
 //! B stamps them with its own clock) and A's registrations (directory count, and a lookup
 //! of each fingerprint answers online). Replayed to a server without the flag, the summary
 //! shows the cookie challenges and the server holds no registration. A cut capture is
-//! replayed up to the cut and exits 1, naming the file and the offset.
+//! replayed up to the cut and exits 1, naming the file and the offset. Without `--port`,
+//! replay finds the server's (random) port by its traffic, and sends nothing from a
+//! capture of other traffic only.
 //!
 //! Tests that capture need tcpdump or tshark and root: they skip (with a message) when
 //! either is missing, but fail when the environment says `CI=true`. Every wait has a
