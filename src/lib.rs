@@ -14,7 +14,8 @@
 //! - [`federation`]: what servers sync, I/O-free: the node list (canonical form, SHA-512
 //!   hash, loop-free merge and sync; [`federation::nodelist`]).
 //! - [`store`]: contacts and the Lamport clock behind a trait (SQLite, or RAM only).
-//! - `net` (feature `net`, default): the only code that touches sockets and the clock.
+//! - `net` (feature `net`, default): the only code that touches sockets and the clock;
+//!   `net::mmsg` (recvmmsg/sendmmsg) holds the crate's only `unsafe` code.
 //! - [`client`]: the blocking client library the CLI and the tests use.
 //! - `tools` (feature `tools`, default; needs `net`): captures, `decode`, `replay` and the
 //!   `bench` load generator (docs/PROTOCOL.md §10).
