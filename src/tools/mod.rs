@@ -12,7 +12,7 @@
 //! - [`decode`]: `rendezvous decode`, one line per packet or frame, as text or JSON.
 //! - [`replay`]: `rendezvous replay`, a capture sent to a server again, with a summary of
 //!   what came back.
-//! - [`bench`]: `rendezvous bench`, the load generator (keepalive, lookup, register and
+//! - [`bench`](mod@bench): `rendezvous bench`, the load generator (keepalive, lookup, register and
 //!   contacts workloads).
 
 pub mod bench;

@@ -37,7 +37,7 @@ pub struct UdpDatagram {
     /// Destination address and port.
     pub dst: SocketAddr,
     /// The UDP payload, whole (a datagram cut by the snapshot length is not kept; it is
-    /// counted in [`CaptureRead::truncated`]).
+    /// counted in [`CaptureStats::truncated`]).
     pub payload: Vec<u8>,
     /// True when the destination port is a server port (a client-to-server datagram).
     pub to_server: bool,

@@ -10,8 +10,8 @@
 //! cannot be read is a line marked `malformed`.
 //!
 //! # Layout
-//! - [`line`]: one line, rendered as text or JSON.
-//! - [`udp`]: datagrams. [`tcp`]: the opener's frames. [`answers`]: the acceptor's.
+//! - `line`: one line, rendered as text or JSON.
+//! - `udp`: datagrams. `tcp`: the opener's frames. `answers`: the acceptor's.
 
 mod answers;
 mod line;

@@ -6,7 +6,7 @@
 //! - reads the capture with [`crate::tools::capture::read_capture`] (UDP datagrams and reassembled
 //!   TCP client streams of one port);
 //! - puts every client-to-server UDP datagram, every TCP connection start and every TCP
-//!   chunk a client wrote on one timeline, by capture time ([`plan`]), and plays it with the
+//!   chunk a client wrote on one timeline, by capture time ([`plan()`]), and plays it with the
 //!   original pacing scaled by `--speed`, or as fast as possible (`--fast`);
 //! - sends each original client address's datagrams from its own local UDP socket (an
 //!   ephemeral port of the target's family; at most [`MAX_UDP_SOCKETS`], then shared round
@@ -18,7 +18,7 @@
 //! - prints a `key=value` summary ([`Tally::summary`]) on stdout.
 //!
 //! # Layout
-//! - [`plan`]: the timeline and its pacing. [`tally`]: the counters and the summary.
+//! - [`plan`](mod@plan): the timeline and its pacing. [`tally`]: the counters and the summary.
 //! - [`tracker`]: following one TCP connection's commands and answers.
 //! - `replayer`: the sockets and the poll loop. `limits`: how many sockets may be open.
 //!
