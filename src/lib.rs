@@ -15,20 +15,20 @@
 //!   hash, loop-free merge and sync; [`federation::nodelist`]; its bytes are
 //!   [`wire::tcp::nodelist`]'s).
 //! - [`store`]: contacts and the Lamport clock behind a trait (SQLite, or RAM only).
-//! - `net` (feature `net`, default): the only code that touches sockets and the clock.
+//! - `net` (feature `net`, default): the only code that touches sockets and the clock;
+//!   `net::mmsg` (recvmmsg/sendmmsg) holds the crate's only `unsafe` code.
 //! - [`client`]: the blocking client library the CLI and the tests use.
+//! - `tools` (feature `tools`, default; needs `net`): captures, `decode`, `replay` and the
+//!   `bench` load generator (docs/PROTOCOL.md §10).
 
-#[cfg(feature = "net")]
-pub mod bench;
-pub mod capture;
 pub mod client;
 pub mod core;
 pub mod federation;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;
-#[cfg(feature = "net")]
-pub mod replay;
 pub mod sim;
 pub mod store;
+#[cfg(feature = "tools")]
+pub mod tools;
 pub mod wire;

@@ -17,13 +17,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rendezvous::client::Client;
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::net::mmsg::{self, RecvBatch};
 use rendezvous::wire::udp::root::PARAM_TO_SERVER;
 use rendezvous::wire::{Fingerprint, PacketType, RootHeader};
+use socket2::{SockAddr, SockRef};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-const BATCH: usize = 32;
+/// Receive buffer per datagram, in bytes.
+const RX_LEN: usize = 1500;
 
 #[derive(Parser)]
 #[command(about = "Load generator and baseline sink for rendezvous (loopback only)")]
@@ -99,14 +101,7 @@ struct Load {
 
 /// CPU seconds (user + system) used so far by process `pid` (Linux /proc).
 fn cpu_secs(pid: Option<u32>) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / hz)
+    pid.and_then(rendezvous::tools::bench::stats::cpu_secs)
 }
 
 /// `cpu=.. per_core=..` for a rate over `secs` given CPU readings before and after.
@@ -278,58 +273,20 @@ fn packet(ty: PacketType, payload: &[u8]) -> Vec<u8> {
     .expect("small packet")
 }
 
-/// Sends `pkt` `n` times on a connected socket with sendmmsg; returns how many went.
+/// Sends `pkt` up to `n` times (at most one batch) on a connected socket with sendmmsg;
+/// returns how many went.
 fn send_many(sock: &UdpSocket, pkt: &[u8], n: usize) -> usize {
-    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    let n = n.min(BATCH);
-    for i in 0..n {
-        iov[i].iov_base = pkt.as_ptr() as *mut libc::c_void;
-        iov[i].iov_len = pkt.len();
-        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-        hdrs[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: the headers point at `pkt`, alive for the call; the socket is connected.
-    let r = unsafe {
-        libc::sendmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            n as u32,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    r.max(0) as usize
+    mmsg::send_connected(sock, std::iter::repeat(pkt).take(n)).unwrap_or(0)
 }
 
-/// Receives up to BATCH datagrams (non-blocking); returns how many, and how many of them
-/// were lookup answers (type 6).
-fn recv_many(sock: &UdpSocket, bufs: &mut [[u8; 1500]; BATCH]) -> (usize, usize) {
-    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..BATCH {
-        iov[i].iov_base = bufs[i].as_mut_ptr().cast();
-        iov[i].iov_len = 1500;
-        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-        hdrs[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: every header points at a live buffer of 1500 bytes.
-    let r = unsafe {
-        libc::recvmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            BATCH as u32,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if r <= 0 {
-        return (0, 0);
-    }
-    let r = r as usize;
-    let answers = (0..r)
-        .filter(|&i| hdrs[i].msg_len >= 2 && bufs[i][1] == u8::from(PacketType::LookupAnswer))
+/// Receives up to a batch of datagrams (non-blocking); returns how many, and how many of
+/// them were lookup answers (type 6).
+fn recv_many(sock: &UdpSocket, rx: &mut RecvBatch) -> (usize, usize) {
+    let n = mmsg::recv_batch(sock, rx).unwrap_or(0);
+    let answers = (0..n)
+        .filter(|&i| rx.datagram(i).get(1) == Some(&u8::from(PacketType::LookupAnswer)))
         .count();
-    (r, answers)
+    (n, answers)
 }
 
 /// Opens `n` client sockets connected to `target`, registered (unless `sink`).
@@ -359,16 +316,16 @@ fn clients(l: &Load) -> Result<Vec<(UdpSocket, Fingerprint)>> {
     Ok(out)
 }
 
-fn drain(socks: &[(UdpSocket, Fingerprint)], bufs: &mut [[u8; 1500]; BATCH]) {
+fn drain(socks: &[(UdpSocket, Fingerprint)], rx: &mut RecvBatch) {
     for (s, _) in socks {
-        while recv_many(s, bufs).0 > 0 {}
+        while recv_many(s, rx).0 > 0 {}
     }
 }
 
 fn keepalive(l: &Load) -> Result<()> {
     let socks = clients(l)?;
-    let mut bufs = Box::new([[0u8; 1500]; BATCH]);
-    drain(&socks, &mut bufs);
+    let mut rx = RecvBatch::new(RX_LEN);
+    drain(&socks, &mut rx);
     let ka = packet(PacketType::Keepalive, &[]);
     let drops0 = udp_rcvbuf_errors();
     let cpu0 = cpu_secs(l.pid);
@@ -380,7 +337,7 @@ fn keepalive(l: &Load) -> Result<()> {
     'run: while Instant::now() < end {
         for (i, (s, _)) in socks.iter().enumerate() {
             for _ in 0..l.window {
-                sent += send_many(s, &ka, BATCH) as u64;
+                sent += send_many(s, &ka, mmsg::BATCH) as u64;
             }
             // Probe: a lookup answered only after this socket's keepalives were handled.
             let target = socks[(i + 1) % socks.len()].1;
@@ -389,7 +346,7 @@ fn keepalive(l: &Load) -> Result<()> {
             probes += 1;
             let deadline = Instant::now() + Duration::from_millis(500);
             loop {
-                let (_, answers) = recv_many(s, &mut bufs);
+                let (_, answers) = recv_many(s, &mut rx);
                 if answers > 0 {
                     break;
                 }
@@ -417,8 +374,8 @@ fn keepalive(l: &Load) -> Result<()> {
 
 fn lookup(l: &Load) -> Result<()> {
     let socks = clients(l)?;
-    let mut bufs = Box::new([[0u8; 1500]; BATCH]);
-    drain(&socks, &mut bufs);
+    let mut rx = RecvBatch::new(RX_LEN);
+    drain(&socks, &mut rx);
     let pkts: Vec<Vec<u8>> = (0..socks.len())
         .map(|i| packet(PacketType::Lookup, &socks[(i + 1) % socks.len()].1 .0))
         .collect();
@@ -440,7 +397,7 @@ fn lookup(l: &Load) -> Result<()> {
                 inflight[i] += n;
                 sent += n as u64;
             }
-            let (_, a) = recv_many(s, &mut bufs);
+            let (_, a) = recv_many(s, &mut rx);
             if a > 0 {
                 answers += a as u64;
                 inflight[i] = inflight[i].saturating_sub(a);
@@ -477,46 +434,20 @@ fn sink(listen: SocketAddr, secs: u64) -> Result<()> {
         p
     };
     let end = Instant::now() + Duration::from_secs(secs);
-    let mut bufs = Box::new([[0u8; 1500]; BATCH]);
-    let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    let mut rx = RecvBatch::new(RX_LEN);
+    let replies = SockRef::from(&sock);
     while Instant::now() < end {
-        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..BATCH {
-            iov[i].iov_base = bufs[i].as_mut_ptr().cast();
-            iov[i].iov_len = 1500;
-            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
-            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        // Waits for the first datagram at most the read timeout, then takes what is queued.
+        if mmsg::recv_batch_wait(&sock, &mut rx).is_err() {
+            continue;
         }
-        // SAFETY: every header points at live buffers; blocks for at most the read timeout.
-        let r = unsafe {
-            libc::recvmmsg(
-                sock.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        for i in 0..r.max(0) as usize {
-            let reply = match bufs[i].get(1).copied().map(PacketType::from) {
+        for (from, data) in rx.iter() {
+            let reply = match data.get(1).copied().map(PacketType::from) {
                 Some(PacketType::Lookup) => &answer,
                 Some(PacketType::Register) => &ok,
                 _ => continue,
             };
-            // SAFETY: the address was filled in by recvmmsg with msg_namelen bytes.
-            unsafe {
-                libc::sendto(
-                    sock.as_raw_fd(),
-                    reply.as_ptr().cast(),
-                    reply.len(),
-                    libc::MSG_DONTWAIT,
-                    (&addrs[i] as *const libc::sockaddr_storage).cast(),
-                    hdrs[i].msg_hdr.msg_namelen,
-                );
-            }
+            let _ = replies.send_to_with_flags(reply, &SockAddr::from(from), libc::MSG_DONTWAIT);
         }
     }
     Ok(())

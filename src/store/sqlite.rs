@@ -13,7 +13,6 @@
 
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -683,22 +682,18 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: flock only reads the descriptor number, which `file` keeps open during the call.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(StoreError::Db(
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                format!(
-                    "data directory {} is in use by another store",
-                    dir.display()
-                )
-            } else {
-                format!("cannot lock {}: {e}", path.display())
-            },
-        ));
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Db(format!(
+            "data directory {} is in use by another store",
+            dir.display()
+        ))),
+        Err(e) => Err(StoreError::Db(format!(
+            "cannot lock {}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        ))),
     }
-    Ok(file)
 }
 
 /// Fsyncs a directory so that the entries of files created in it are durable. Filesystems

@@ -1,7 +1,9 @@
-//! Reading captures (issue 5, "read captures" and "rendezvous decode"): real sessions of
-//! the binary captured by tcpdump (Linux cooked v1 and v2) and tshark (pcapng), and
-//! captures written byte by byte here for every supported link type, byte order and
-//! timestamp precision, mixed with other traffic, cut in the middle, or not captures at all.
+//! Reading captures and `rendezvous decode` (docs/PROTOCOL.md §10): real sessions of the
+//! binary, on a random port, captured by tcpdump (Linux cooked v1 and v2) and tshark
+//! (pcapng), and captures written byte by byte here for every supported link type, byte
+//! order and timestamp precision, mixed with other traffic, cut in the middle, or not
+//! captures at all. Without `--port`, decode must find the server's port by its traffic,
+//! and refuse a capture of other traffic only.
 //!
 //! Tests that need tcpdump or tshark and root skip when those are missing, but fail when
 //! `CI=true`. Every wait has a deadline; the capturers and clients are killed by pid on
@@ -10,7 +12,7 @@
 use crate::common;
 
 use common::{bin, run, Finished, Identity, Proc, Server};
-use rendezvous::capture::{read_capture, CaptureRead};
+use rendezvous::tools::capture::{read_capture, CaptureRead};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -471,14 +473,29 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 /// `rendezvous decode FILE --port PORT [--json]`.
 fn decode(file: &Path, port: u16, json: bool) -> Finished {
+    decode_with(file, Some(port), json)
+}
+
+/// `rendezvous decode FILE [--port PORT] [--json]`: without a port, decode finds the
+/// server's ports by their traffic.
+fn decode_with(file: &Path, port: Option<u16>, json: bool) -> Finished {
     let mut cmd = bin();
-    cmd.arg("decode")
-        .arg(file)
-        .args(["--port", &port.to_string()]);
+    cmd.arg("decode").arg(file);
+    if let Some(port) = port {
+        cmd.args(["--port", &port.to_string()]);
+    }
     if json {
         cmd.arg("--json");
     }
     run("decode", cmd, T)
+}
+
+/// The summary line decode writes on stderr.
+fn summary(done: &Finished) -> &str {
+    done.stderr
+        .iter()
+        .find(|l| l.starts_with("decode: ") && l.contains(" packets read, "))
+        .unwrap_or_else(|| panic!("no summary in {:?}", done.stderr))
 }
 
 fn lines_with<'a>(lines: &'a [String], parts: &[&str]) -> Vec<&'a String> {
@@ -630,6 +647,22 @@ fn decode_prints_the_hand_built_scenario_as_text_and_json() {
     assert_eq!(status["request"], 5);
 }
 
+/// Raw IP packets of an HTTP connection to port 80: SYN, SYN-ACK, and a request.
+fn http() -> Vec<(u64, Vec<u8>)> {
+    let request = tcp(41000, 80, 2, 10, PSH | ACK, b"GET / HTTP/1.0\r\n\r\n");
+    vec![
+        (
+            T0 + 12,
+            ipv4(C4, S4, PROTO_TCP, &tcp(41000, 80, 1, 0, SYN, &[]), 0),
+        ),
+        (
+            T0 + 13,
+            ipv4(S4, C4, PROTO_TCP, &tcp(80, 41000, 9, 2, SYN | ACK, &[]), 0),
+        ),
+        (T0 + 14, ipv4(C4, S4, PROTO_TCP, &request, 0)),
+    ]
+}
+
 #[test]
 fn other_traffic_is_skipped_and_counted() {
     let dir = tmp();
@@ -646,30 +679,7 @@ fn other_traffic_is_skipped_and_counted() {
         eth(&ipv4(S4, C4, PROTO_UDP, &udp(53, 5353, &dns), 0x4000)),
     ));
     // TCP on port 80, both ways.
-    packets.push((
-        T0 + 12,
-        eth(&ipv4(C4, S4, PROTO_TCP, &tcp(41000, 80, 1, 0, SYN, &[]), 0)),
-    ));
-    packets.push((
-        T0 + 13,
-        eth(&ipv4(
-            S4,
-            C4,
-            PROTO_TCP,
-            &tcp(80, 41000, 9, 2, SYN | ACK, &[]),
-            0,
-        )),
-    ));
-    packets.push((
-        T0 + 14,
-        eth(&ipv4(
-            C4,
-            S4,
-            PROTO_TCP,
-            &tcp(41000, 80, 2, 10, PSH | ACK, b"GET / HTTP/1.0\r\n\r\n"),
-            0,
-        )),
-    ));
+    packets.extend(http().into_iter().map(|(t, p)| (t, eth(&p))));
     // An IPv4 fragment of a datagram to the project's port (more fragments follow).
     packets.push((
         T0 + 15,
@@ -722,6 +732,130 @@ fn other_traffic_is_skipped_and_counted() {
         "summary: {:?}",
         done.stderr
     );
+}
+
+/// A small deterministic generator (xorshift64*), for bytes that are no protocol at all.
+fn noise(seed: &mut u64) -> u64 {
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// Raw IP packets (link type 101) of other protocols' UDP, with capture times from `t0`:
+/// 64 DNS queries to port 53 and their answers (IDs over the whole range of the first
+/// byte), and 300 datagrams of random bytes (12 to 211 long) between ports 5000-5099 and
+/// 9999, both ways.
+pub(crate) fn foreign_udp(t0: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut packets = Vec::new();
+    let mut t = t0;
+    for i in 0..64u16 {
+        let id = (i * 0x0405).to_be_bytes();
+        let mut q = vec![id[0], id[1], 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        let mut a = q.clone();
+        a[2..4].copy_from_slice(&[0x81, 0x80]);
+        a[7] = 1;
+        a.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 1]);
+        let port = 30_000 + i;
+        packets.push((t, ipv4(C4, S4, PROTO_UDP, &udp(port, 53, &q), 0x4000)));
+        packets.push((t + 1, ipv4(S4, C4, PROTO_UDP, &udp(53, port, &a), 0x4000)));
+        t += 10;
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..300u64 {
+        let len = 12 + (noise(&mut seed) % 200) as usize;
+        let data: Vec<u8> = (0..len).map(|_| noise(&mut seed) as u8).collect();
+        let port = 5000 + (i % 100) as u16;
+        let (sp, dp, src, dst) = if i % 2 == 0 {
+            (port, 9999, C4, S4)
+        } else {
+            (9999, port, S4, C4)
+        };
+        packets.push((t, ipv4(src, dst, PROTO_UDP, &udp(sp, dp, &data), 0x4000)));
+        t += 10;
+    }
+    packets
+}
+
+/// A pcap (raw IP) of other protocols' UDP only.
+pub(crate) fn foreign_capture() -> Vec<u8> {
+    pcap(false, false, 101, &foreign_udp(T0)).0
+}
+
+/// An empty pcap: the file header and no packet.
+pub(crate) fn empty_capture() -> Vec<u8> {
+    pcap(false, false, 101, &[]).0
+}
+
+#[test]
+fn without_a_port_decode_finds_the_server_port_among_dns_http_and_noise() {
+    let dir = tmp();
+    let eth = |p: &[u8]| Link::Ethernet.frame(p, false);
+    let mut packets = frames(Link::Ethernet, false, false);
+    packets.extend(
+        foreign_udp(T0 + 5000)
+            .into_iter()
+            .map(|(t, p)| (t, eth(&p))),
+    );
+    // An HTTP connection (port 80), opened and with data, never a hello.
+    packets.extend(http().into_iter().map(|(t, p)| (t, eth(&p))));
+    packets.sort_by_key(|(t, _)| *t);
+    let (bytes, _) = pcap(false, false, 1, &packets);
+    let path = write(dir.path(), "mixed.pcap", &bytes);
+
+    let given = decode(&path, PORT, false);
+    given.assert_success("decode --port");
+    let found = decode_with(&path, None, false);
+    found.assert_success("decode without --port");
+    assert_eq!(found.stdout, given.stdout, "the same lines as with --port");
+    assert_eq!(found.stdout.len(), 6, "{}", found.stdout.join("\n"));
+    assert_eq!(summary(&found), summary(&given), "the same counts");
+    let note = format!(
+        "decode: port {PORT} carries the protocol (udp: 2 of 2 datagrams are Root packets; \
+         tcp: 1 of 1 connections open with a hello)"
+    );
+    assert!(found.stderr.contains(&note), "{:?}", found.stderr);
+    let notes = found
+        .stderr
+        .iter()
+        .filter(|l| l.contains("carries the protocol"))
+        .count();
+    assert_eq!(notes, 1, "only the server's port: {:?}", found.stderr);
+    let json = decode_with(&path, None, true);
+    json.assert_success("decode --json without --port");
+    assert_eq!(json.stdout, decode(&path, PORT, true).stdout);
+}
+
+#[test]
+fn without_a_port_a_capture_of_other_traffic_or_none_is_refused() {
+    let dir = tmp();
+    let foreign = write(dir.path(), "foreign.pcap", &foreign_capture());
+    let empty = write(dir.path(), "empty.pcap", &empty_capture());
+    for (path, packets) in [(&foreign, 428), (&empty, 0)] {
+        let done = decode_with(path, None, false);
+        assert_eq!(done.status.code(), Some(1), "{done:?}");
+        assert!(done.stdout.is_empty(), "no lines: {:?}", done.stdout);
+        let want = format!(
+            "error: {}: no traffic of this protocol in its {packets} packets",
+            path.display()
+        );
+        let err = done.stderr.join("\n");
+        assert!(err.starts_with(&want), "{err}");
+        assert!(err.contains("give --port N"), "{err}");
+    }
+    // --port overrides: port 53 is decoded as asked, every datagram malformed.
+    let done = decode(&foreign, 53, false);
+    done.assert_success("decode --port 53");
+    assert_eq!(done.stdout.len(), 128, "{}", done.stdout.join("\n"));
+    assert!(done
+        .stdout
+        .iter()
+        .all(|l| l.contains(":53 ") && l.contains("malformed")));
+    assert!(summary(&done).contains("(port 53: 128 udp datagrams"));
+    let done = decode(&empty, PORT, false);
+    done.assert_success("decode --port of an empty capture");
+    assert!(done.stdout.is_empty());
 }
 
 #[test]
@@ -815,8 +949,7 @@ fn can_capture(tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     if found && root {
         return true;
     }
@@ -885,9 +1018,8 @@ impl Capturer {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        // SAFETY: kill(2) on the pid of our own child; no memory is involved.
-        let rc = unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "SIGINT to {}", self.proc.name());
+        let sent = interrupt(self.proc.pid());
+        assert!(sent.is_ok(), "SIGINT to {}: {sent:?}", self.proc.name());
         let status = self.proc.wait_exit(T);
         assert!(
             status.is_some(),
@@ -927,11 +1059,19 @@ impl Drop for Capturer {
     /// dumpcap child instead of leaving it running; `Proc` then kills what is left.
     fn drop(&mut self) {
         if self.proc.wait_exit(Duration::ZERO).is_none() {
-            // SAFETY: kill(2) on the pid of our own child; no memory is involved.
-            unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGINT) };
+            let _ = interrupt(self.proc.pid());
             let _ = self.proc.wait_exit(Duration::from_secs(5));
         }
     }
+}
+
+/// Sends SIGINT to our child `pid` (so a capturer writes out what it holds).
+fn interrupt(pid: u32) -> rustix::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(rustix::io::Errno::SRCH)?;
+    rustix::process::kill_process(pid, rustix::process::Signal::INT)
 }
 
 /// Runs a session against `server`: a `register` of B, A's `lookup` and `send` to B, a
@@ -1101,6 +1241,45 @@ fn check_session_decode(file: &Path, port: u16, a: &Identity, b: &Identity) {
     assert_eq!(update["phone"], "555");
 }
 
+/// Decodes the captured session without `--port`: the server's port (a random one, not
+/// 4747) is found by its traffic, among the probe's datagrams on another port, and the
+/// lines are those of `--port`. `--port` still overrides: the probe's port gives only the
+/// probe's datagrams.
+fn check_port_found(file: &Path, port: u16, probe_port: u16) {
+    assert_ne!(
+        port, 4747,
+        "the server runs on a port other than the default"
+    );
+    let given = decode(file, port, false);
+    given.assert_success("decode --port");
+    let found = decode_with(file, None, false);
+    found.assert_success("decode without --port");
+    assert_eq!(found.stdout, given.stdout, "the same lines as with --port");
+    assert_eq!(summary(&found), summary(&given), "the same counts");
+    let note = format!("decode: port {port} carries the protocol (udp: ");
+    let notes: Vec<&String> = found
+        .stderr
+        .iter()
+        .filter(|l| l.contains("carries the protocol"))
+        .collect();
+    assert!(
+        notes.len() == 1 && notes[0].starts_with(&note) && notes[0].contains("; tcp: 2 of 2 "),
+        "{:?}",
+        found.stderr
+    );
+    let probe = decode(file, probe_port, false);
+    probe.assert_success("decode --port of the probe's port");
+    assert!(!probe.stdout.is_empty());
+    assert!(
+        probe
+            .stdout
+            .iter()
+            .all(|l| l.contains(&format!(":{probe_port} ")) && l.contains("len=5 malformed")),
+        "{}",
+        probe.stdout.join("\n")
+    );
+}
+
 /// Captures a whole session with the capturer `start` makes (given the file, the capture
 /// filter and the probe socket), checks the file's bytes with `check_file`, then its decoding. A capture the
 /// kernel dropped packets from (a loaded machine) is taken again, up to 3 times.
@@ -1125,6 +1304,7 @@ fn captured_session(
         }
         check_file(&std::fs::read(&file).expect("capture file"));
         check_session_decode(&file, port, &a, &b);
+        check_port_found(&file, port, probe_port);
         return;
     }
 }

@@ -55,8 +55,7 @@ fn in_ci() -> bool {
 /// True when the test can capture and decode; otherwise fails under CI or prints a note.
 fn tools_or_skip() -> bool {
     let mut missing = Vec::new();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         missing.push("root (to capture on lo)");
     }
     for tool in ["tcpdump", "tshark"] {
@@ -157,13 +156,13 @@ impl Capture {
             );
             thread::sleep(Duration::from_millis(20));
         }
-        let pid = libc::pid_t::try_from(self.proc.pid()).expect("pid fits pid_t");
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-        assert_eq!(
-            unsafe { libc::kill(pid, libc::SIGINT) },
-            0,
-            "SIGINT to tcpdump"
-        );
+        let pid = i32::try_from(self.proc.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("pid fits pid_t");
+        // A child we spawned and have not reaped yet.
+        let sent = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        assert!(sent.is_ok(), "SIGINT to tcpdump: {sent:?}");
         let status = self
             .proc
             .wait_exit(Duration::from_secs(10))

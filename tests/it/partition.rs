@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -571,10 +571,11 @@ fn connect_in(ns: &Netns, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let path = format!("/run/netns/{}", ns.name());
     thread::spawn(move || -> std::io::Result<TcpStream> {
         let file = File::open(&path)?;
-        // SAFETY: setns on this helper thread only, with a namespace fd we own.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // setns changes this helper thread only.
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         s.set_write_timeout(Some(IO_TIMEOUT))?;

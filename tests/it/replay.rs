@@ -1,4 +1,5 @@
-//! `rendezvous replay` and `serve --accept-replayed` with the real binaries (issue 5).
+//! `rendezvous replay` and `serve --accept-replayed` with the real binaries
+//! (docs/PROTOCOL.md §10).
 //!
 //! A real session (two clients register, a lookup, a relayed event, three contact updates)
 //! runs against a server A while tcpdump (`-i any`, Linux cooked v2) and tshark (`-i lo`,
@@ -7,7 +8,9 @@
 //! B stamps them with its own clock) and A's registrations (directory count, and a lookup
 //! of each fingerprint answers online). Replayed to a server without the flag, the summary
 //! shows the cookie challenges and the server holds no registration. A cut capture is
-//! replayed up to the cut and exits 1, naming the file and the offset.
+//! replayed up to the cut and exits 1, naming the file and the offset. Without `--port`,
+//! replay finds the server's (random) port by its traffic, and sends nothing from a
+//! capture of other traffic only.
 //!
 //! Tests that capture need tcpdump or tshark and root: they skip (with a message) when
 //! either is missing, but fail when the environment says `CI=true`. Every wait has a
@@ -60,8 +63,7 @@ impl Tool {
 /// True when `tool` can capture here (installed, and we are root). Otherwise prints why
 /// and returns false, or panics when `CI=true` (CI must run every test).
 fn can_capture(tool: Tool) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let found = Command::new(tool.program())
         .arg("--version")
         .output()
@@ -94,12 +96,19 @@ struct Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         if !self.stopped {
-            if let Ok(pgid) = i32::try_from(self.proc.pid()) {
-                // SAFETY: kill(2) on the process group our unreaped child leads.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            // The process group our unreaped child leads.
+            if let Some(pgid) = pid_of(self.proc.pid()) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
             }
         }
     }
+}
+
+/// A child's process id as the kernel's type.
+fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
 }
 
 impl Capture {
@@ -145,11 +154,11 @@ impl Capture {
     fn stop(
         mut self,
         port: u16,
-        done: impl Fn(&rendezvous::capture::CaptureRead) -> bool,
+        done: impl Fn(&rendezvous::tools::capture::CaptureRead) -> bool,
     ) -> PathBuf {
         let deadline = Instant::now() + T;
         loop {
-            let read = rendezvous::capture::read_capture(&self.file, port);
+            let read = rendezvous::tools::capture::read_capture(&self.file, port);
             if read.as_ref().is_ok_and(&done) {
                 break;
             }
@@ -168,10 +177,10 @@ impl Capture {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        let pid = i32::try_from(self.proc.pid()).expect("pid fits i32");
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-        assert_eq!(rc, 0, "SIGINT to {}", self.tool.program());
+        let pid = pid_of(self.proc.pid()).expect("pid fits pid_t");
+        // A child we spawned and have not reaped.
+        let sent = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        assert!(sent.is_ok(), "SIGINT to {}: {sent:?}", self.tool.program());
         let status = self.proc.wait_exit(T);
         self.stopped = status.is_some();
         assert!(
@@ -266,7 +275,7 @@ const UPDATE_ANSWER_BYTES: usize = 12;
 
 /// True when the capture holds the session up to its last answer: three TCP flows, each
 /// with every byte both sides wrote, and the relayed event.
-fn whole_session(r: &rendezvous::capture::CaptureRead) -> bool {
+fn whole_session(r: &rendezvous::tools::capture::CaptureRead) -> bool {
     let relays = r
         .datagrams
         .iter()
@@ -351,11 +360,20 @@ impl Session {
 
 /// `rendezvous replay FILE --target B --port P EXTRA...`, run to completion.
 fn replay(file: &Path, target: SocketAddr, port: u16, extra: &[&str]) -> Finished {
+    replay_with(file, target, Some(port), extra)
+}
+
+/// `rendezvous replay FILE --target B [--port P] EXTRA...`: without a port, replay finds
+/// the server's ports by their traffic.
+fn replay_with(file: &Path, target: SocketAddr, port: Option<u16>, extra: &[&str]) -> Finished {
     let mut c = bin();
     c.arg("replay")
         .arg(file)
-        .args(["--target", &target.to_string(), "--port", &port.to_string()])
-        .args(extra);
+        .args(["--target", &target.to_string()]);
+    if let Some(port) = port {
+        c.args(["--port", &port.to_string()]);
+    }
+    c.args(extra);
     run("replay", c, REPLAY_T)
 }
 
@@ -383,15 +401,37 @@ fn num(done: &Finished, name: &str, key: &str) -> u64 {
 }
 
 /// Replays `tool`'s capture of a session to a fresh `--accept-replayed` server and checks
-/// that it ends with the session's contacts and registrations.
-fn replay_reproduces_the_session(tool: Tool, pacing: &[&str]) {
+/// that it ends with the session's contacts and registrations. With `given_port` false, no
+/// `--port` is given: replay finds the server's port (a random one, not 4747) by its
+/// traffic and says so.
+fn replay_reproduces_the_session(tool: Tool, pacing: &[&str], given_port: bool) {
     if !can_capture(tool) {
         return;
     }
     let s = Session::record(&[tool]);
     let b = Server::start(&["--accept-replayed"]);
-    let done = replay(s.file(tool), b.addr, s.a.addr.port(), pacing);
+    let port = s.a.addr.port();
+    assert_ne!(
+        port, 4747,
+        "the server runs on a port other than the default"
+    );
+    let done = replay_with(s.file(tool), b.addr, given_port.then_some(port), pacing);
     done.assert_success("replay to an --accept-replayed server");
+    let found = format!("replay: port {port} carries the protocol (udp: ");
+    let notes: Vec<&String> = done
+        .stderr
+        .iter()
+        .filter(|l| l.contains("carries the protocol"))
+        .collect();
+    if given_port {
+        assert!(notes.is_empty(), "{:?}", done.stderr);
+    } else {
+        assert!(
+            notes.len() == 1 && notes[0].starts_with(&found) && notes[0].contains("; tcp: 3 of 3 "),
+            "{:?}",
+            done.stderr
+        );
+    }
     let summary = done.stdout.join("\n");
     assert_eq!(
         field(line(&done, "replay"), "cut"),
@@ -427,13 +467,45 @@ fn replay_reproduces_the_session(tool: Tool, pacing: &[&str]) {
 }
 
 #[test]
-fn tcpdump_capture_replayed_at_speed_2_reproduces_the_session() {
-    replay_reproduces_the_session(Tool::Tcpdump, &["--speed", "2.0"]);
+fn tcpdump_capture_replayed_at_speed_2_without_port_reproduces_the_session() {
+    replay_reproduces_the_session(Tool::Tcpdump, &["--speed", "2.0"], false);
 }
 
 #[test]
 fn tshark_capture_replayed_fast_reproduces_the_session() {
-    replay_reproduces_the_session(Tool::Tshark, &["--fast", "--quiet"]);
+    replay_reproduces_the_session(Tool::Tshark, &["--fast", "--quiet"], true);
+}
+
+#[test]
+fn without_a_port_a_capture_of_other_traffic_or_none_sends_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A server that counts what it gets: the replay must send it nothing.
+    let b = Server::start(&["--accept-replayed"]);
+    for (name, bytes, packets) in [
+        ("foreign.pcap", crate::capture::foreign_capture(), 428),
+        ("empty.pcap", crate::capture::empty_capture(), 0),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).expect("write");
+        let done = replay_with(&file, b.addr, None, &["--fast"]);
+        assert_eq!(done.status.code(), Some(1), "{done:?}");
+        assert!(done.stdout.is_empty(), "no summary: {:?}", done.stdout);
+        let err = done.stderr.join("\n");
+        let want = format!(
+            "error: {}: no traffic of this protocol in its {packets} packets",
+            file.display()
+        );
+        assert!(err.starts_with(&want), "{err}");
+        assert!(err.contains("give --port N"), "{err}");
+    }
+    // --port overrides: the DNS queries of port 53 are sent (and refused at B, 400).
+    let file = dir.path().join("foreign.pcap");
+    let done = replay_with(&file, b.addr, Some(53), &["--fast"]);
+    done.assert_success("replay --port 53");
+    let summary = done.stdout.join("\n");
+    assert_eq!(num(&done, "sent", "udp"), 64, "{summary}");
+    assert_eq!(num(&done, "sent_udp", "other"), 64, "{summary}");
+    assert_eq!(status_value(b.addr, "directory"), "0", "{summary}");
 }
 
 #[test]

@@ -620,6 +620,8 @@ fn sqlite_streams_a_million_contacts_in_bounded_memory() {
     // Give the insert phase's freed heap back to the OS, so the streaming phase cannot hide
     // inside it, then reset the peak (VmHWM) to the current RSS so the figure is its own.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // glibc's malloc_trim has no safe binding (rustix makes system calls, not libc calls).
+    #[allow(unsafe_code)]
     // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
     unsafe {
         libc::malloc_trim(0);

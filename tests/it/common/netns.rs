@@ -27,7 +27,7 @@ use super::{run, Proc};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,8 +66,7 @@ fn in_path(prog: &str) -> bool {
 /// Returns false (after printing a note) when the test should be skipped; panics instead
 /// when `CI=true`, where skipping would hide a failure.
 pub fn can_run(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let problem = if !root {
         Some("needs root (network namespaces and nftables)".to_string())
     } else {
@@ -186,10 +185,11 @@ impl Netns {
         let addr = addr.to_string();
         thread::spawn(move || -> std::io::Result<UdpSocket> {
             let file = File::open(&path)?;
-            // SAFETY: setns on this helper thread only, with a namespace fd we own.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // setns changes this helper thread only.
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
             UdpSocket::bind(addr.as_str())
         })
         .join()
@@ -212,9 +212,9 @@ impl Netns {
         // Processes started in the namespace by these tests are killed by their owners;
         // this catches any that leaked (for example a grandchild), by pid.
         for pid in Self::pids(name) {
-            // SAFETY: kill(2) with a pid we read from the namespace we created.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
+            // A pid read from the namespace we created.
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }
         let _ = Command::new("ip")

@@ -38,6 +38,48 @@ pub(super) struct Segment<'a> {
     pub missing: u64,
 }
 
+/// A [`Segment`] that owns its bytes (kept by a survey of the whole capture).
+pub(super) struct OwnedSegment {
+    ts_us: u64,
+    seq: u32,
+    syn: bool,
+    ack: bool,
+    ack_no: u32,
+    fin: bool,
+    data: Vec<u8>,
+    missing: u64,
+}
+
+impl OwnedSegment {
+    /// A copy of `seg`.
+    pub(super) fn of(seg: &Segment<'_>) -> Self {
+        OwnedSegment {
+            ts_us: seg.ts_us,
+            seq: seg.seq,
+            syn: seg.syn,
+            ack: seg.ack,
+            ack_no: seg.ack_no,
+            fin: seg.fin,
+            data: seg.data.to_vec(),
+            missing: seg.missing,
+        }
+    }
+
+    /// The segment, borrowing the bytes.
+    pub(super) fn as_segment(&self) -> Segment<'_> {
+        Segment {
+            ts_us: self.ts_us,
+            seq: self.seq,
+            syn: self.syn,
+            ack: self.ack,
+            ack_no: self.ack_no,
+            fin: self.fin,
+            data: &self.data,
+            missing: self.missing,
+        }
+    }
+}
+
 /// A waiting segment: capture time, captured bytes, uncaptured bytes after them.
 type Waiting = (u64, Vec<u8>, u64);
 

@@ -1,5 +1,5 @@
 //! The TCP workload of `rendezvous bench`: `--clients` connections in the client role
-//! (seed 003), each sending Updates with a Barrier (command 5) after every
+//! (docs/PROTOCOL.md §8.3), each sending Updates with a Barrier (command 5) after every
 //! `--barrier-every`, with `--in-flight` such batches outstanding; the latency reported is
 //! from the end of a batch's write to its Barrier's status 200 ("durable").
 //!
@@ -9,10 +9,10 @@
 //! [`KEYS_PER_CONNECTION`] per connection, and a phone that changes on every Update, so every
 //! Update alters state and a run leaves at most `clients x KEYS_PER_CONNECTION` contacts.
 
+use super::report::{add_cpu, Common, Report};
 use super::stats::{cpu_secs, Histogram};
-use super::{add_cpu, BenchArgs, Common, Report};
+use super::{BenchError, BenchOptions};
 use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
-use anyhow::{Context, Result};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -131,7 +131,8 @@ fn connection(plan: &Plan) -> ConnResult {
     r
 }
 
-fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
+/// Connects to the target and says hello in the client role (docs/PROTOCOL.md §8.2).
+fn open(plan: &Plan) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&plan.target, plan.timeout.max(Duration::from_secs(2)))?;
     s.set_nodelay(true)?;
     let mut hello = [0u8; tcp::HELLO_LEN];
@@ -142,6 +143,13 @@ fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
     .emit(&mut hello)
     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     s.write_all(&hello)?;
+    Ok(s)
+}
+
+/// Keeps `in_flight` batches outstanding on one connection until the run ends, then waits
+/// for the last Barriers (at most the timeout).
+fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
+    let mut s = open(plan)?;
     let mut w = Writer {
         next: 0,
         buf: Vec::with_capacity(plan.batch * tcp::CLIENT_RECORD_LEN + 1),
@@ -195,28 +203,65 @@ fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
 }
 
 /// Runs the contacts workload against the TCP plane at `target`.
-pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
+pub(crate) fn run(
+    args: &BenchOptions,
+    target: SocketAddr,
+    notes: &mut dyn Write,
+) -> Result<Report, BenchError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let prefix = format!("bench-{}-{nanos}", std::process::id());
     let cpu0 = args.pid.and_then(cpu_secs);
     let start = Instant::now();
-    let end = start + args.duration();
-    let per_conn_rate = args.rate as f64 / args.clients as f64;
-    let results: Vec<ConnResult> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..args.clients)
+    let plan = |c: usize| Plan {
+        target,
+        user: format!("{prefix}-{c}"),
+        batch: args.barrier_every,
+        in_flight: args.load.in_flight,
+        rate: args.load.rate as f64 / args.load.clients as f64,
+        start,
+        end: start + args.duration(),
+        timeout: args.timeout(),
+    };
+    let results = run_connections(args.load.clients, plan)?;
+    let cpu1 = args.pid.and_then(cpu_secs);
+    let sum = Sum::of(&results, args.barrier_every as u64, start + args.duration());
+    if sum.io_errors == results.len() {
+        return Err(BenchError::AllConnectionsFailed {
+            target,
+            first: sum.first_error.unwrap_or_default(),
+        });
+    }
+    let mut c = sum.common;
+    c.secs = sum.last.duration_since(start).as_secs_f64();
+    let mut rep = c.report(args, target);
+    rep.int("barriers", sum.barriers);
+    rep.int("barrier_every", args.barrier_every as u64);
+    rep.int("keys", sum.keys);
+    rep.text("user_prefix", &prefix);
+    rep.int("io_errors", sum.io_errors as u64);
+    add_cpu(&mut rep, cpu0, cpu1, c.secs, c.received);
+    if let Some(e) = sum.first_error {
+        let _ = writeln!(
+            notes,
+            "bench: {} connection(s) failed; the first: {e}",
+            sum.io_errors
+        );
+    }
+    Ok(rep)
+}
+
+/// Runs `clients` connections, each on its own thread with the plan `plan(n)` makes for
+/// it, and waits for all of them.
+fn run_connections(
+    clients: usize,
+    plan: impl Fn(usize) -> Plan,
+) -> Result<Vec<ConnResult>, BenchError> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
             .map(|c| {
-                let plan = Plan {
-                    target,
-                    user: format!("{prefix}-{c}"),
-                    batch: args.barrier_every,
-                    in_flight: args.in_flight,
-                    rate: per_conn_rate,
-                    start,
-                    end,
-                    timeout: args.timeout(),
-                };
+                let plan = plan(c);
                 std::thread::Builder::new()
                     .name(format!("bench-conn-{c}"))
                     .spawn_scoped(scope, move || connection(&plan))
@@ -225,51 +270,55 @@ pub(crate) fn run(args: &BenchArgs, target: SocketAddr) -> Result<Report> {
         handles
             .into_iter()
             .map(|h| {
-                h.context("starting a connection thread")?
+                h.map_err(BenchError::io("cannot start a connection thread"))?
                     .join()
-                    .map_err(|_| anyhow::anyhow!("a connection thread panicked"))
+                    .map_err(|_| BenchError::ThreadPanicked)
             })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let cpu1 = args.pid.and_then(cpu_secs);
-    let mut c = Common::default();
-    let (mut barriers, mut keys, mut io_errors) = (0, 0, 0);
-    let mut first_error = None;
-    let mut last = end;
-    for r in &results {
-        c.sent += r.sent;
-        c.received += r.confirmed;
-        c.lost += r.lost_barriers * args.barrier_every as u64;
-        for (s, n) in &r.errors {
-            *c.errors.entry(*s).or_default() += n;
+            .collect::<Result<Vec<_>, _>>()
+    })
+}
+
+/// What every connection did, summed.
+struct Sum {
+    common: Common,
+    barriers: u64,
+    keys: u64,
+    io_errors: usize,
+    first_error: Option<String>,
+    /// The last answer, or the end of the run if later.
+    last: Instant,
+}
+
+impl Sum {
+    /// Sums `results` (Barriers every `batch` Updates; the run ended at `end`).
+    fn of(results: &[ConnResult], batch: u64, end: Instant) -> Sum {
+        let mut sum = Sum {
+            common: Common::default(),
+            barriers: 0,
+            keys: 0,
+            io_errors: 0,
+            first_error: None,
+            last: end,
+        };
+        let c = &mut sum.common;
+        for r in results {
+            c.sent += r.sent;
+            c.received += r.confirmed;
+            c.lost += r.lost_barriers * batch;
+            for (s, n) in &r.errors {
+                *c.errors.entry(*s).or_default() += n;
+            }
+            c.hist.merge(&r.hist);
+            sum.barriers += r.barriers;
+            sum.keys += r.keys;
+            if let Some(e) = &r.io_error {
+                sum.io_errors += 1;
+                sum.first_error.get_or_insert_with(|| e.clone());
+            }
+            if let Some(t) = r.last_answer {
+                sum.last = sum.last.max(t);
+            }
         }
-        c.hist.merge(&r.hist);
-        barriers += r.barriers;
-        keys += r.keys;
-        if let Some(e) = &r.io_error {
-            io_errors += 1;
-            first_error.get_or_insert_with(|| e.clone());
-        }
-        if let Some(t) = r.last_answer {
-            last = last.max(t);
-        }
+        sum
     }
-    if io_errors == results.len() {
-        anyhow::bail!(
-            "every connection to {target} failed; the first: {}",
-            first_error.unwrap_or_default()
-        );
-    }
-    c.secs = last.duration_since(start).as_secs_f64();
-    let mut rep = c.report(args, target);
-    rep.int("barriers", barriers);
-    rep.int("barrier_every", args.barrier_every as u64);
-    rep.int("keys", keys);
-    rep.text("user_prefix", &prefix);
-    rep.int("io_errors", io_errors as u64);
-    add_cpu(&mut rep, cpu0, cpu1, c.secs, c.received);
-    if let Some(e) = first_error {
-        eprintln!("bench: {io_errors} connection(s) failed; the first: {e}");
-    }
-    Ok(rep)
 }

@@ -1,34 +1,33 @@
-//! Reading captures (pcap and pcapng, as tcpdump, tshark and Wireshark write them) and
-//! decoding the project's packets in them, for `rendezvous replay` and `rendezvous decode`.
-//! Source: issue 5 ("read captures", "rendezvous decode"); BRIEF.md (both planes);
-//! docs/PROTOCOL.md (the bytes).
+//! Reading captures (pcap and pcapng, as tcpdump, tshark and Wireshark write them): the
+//! project's UDP datagrams and reassembled TCP connections in them, for `rendezvous
+//! decode` and `rendezvous replay` (docs/PROTOCOL.md §10).
 //!
 //! # Layout
 //! - `read`: the file formats (pcap in both byte orders with micro- or nanosecond
 //!   timestamps, pcapng with any number of sections and interfaces), read in pieces with
 //!   the file offset of every record, so a cut or corrupt file is reported where it breaks.
 //! - `link`: link layers (Ethernet, Linux cooked v1 and v2, NULL/LOOP, raw IP), IPv4 and
-//!   IPv6 through `etherparse`, and the filter: UDP of the port, TCP connections to it.
+//!   IPv6 through `etherparse`, and the filter: UDP of the server ports, TCP connections to
+//!   them (or, to find those ports, everything).
+//! - `detect`: finding the server ports by the structure of the traffic.
 //! - `tcp`: stream reassembly (sequence order, retransmissions and overlaps dropped,
 //!   out-of-order segments placed, holes counted as gaps).
-//! - `decode`: `rendezvous decode`, one line per packet or frame of either plane, as text
-//!   or JSON.
 //!
 //! What this module never does: send anything, or keep more than the capture holds (the
 //! payloads of the port's traffic and the segments waiting for a hole).
 
-mod decode;
+mod detect;
 pub mod link;
 mod read;
 mod tcp;
 
-pub use decode::{run_decode, DecodeArgs};
+pub use detect::PortEvidence;
+use link::Demux;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// One UDP datagram of the filter port, as captured.
+/// One UDP datagram of a server port, as captured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpDatagram {
     /// Absolute capture time, µs since the Unix epoch (UTC).
@@ -38,18 +37,18 @@ pub struct UdpDatagram {
     /// Destination address and port.
     pub dst: SocketAddr,
     /// The UDP payload, whole (a datagram cut by the snapshot length is not kept; it is
-    /// counted in [`CaptureRead::truncated`]).
+    /// counted in [`CaptureStats::truncated`]).
     pub payload: Vec<u8>,
-    /// True when the destination port is the filter port (a client-to-server datagram).
+    /// True when the destination port is a server port (a client-to-server datagram).
     pub to_server: bool,
 }
 
-/// One TCP connection whose server side has the filter port, reassembled.
+/// One TCP connection whose server side has a server port, reassembled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpFlow {
-    /// The side without the filter port (the opener).
+    /// The side without the server port (the opener).
     pub client: SocketAddr,
-    /// The side with the filter port.
+    /// The side with the server port.
     pub server: SocketAddr,
     /// Capture time of the connection's first packet, µs since the Unix epoch.
     pub first_ts_us: u64,
@@ -73,7 +72,8 @@ pub struct TcpFlow {
 /// Why a capture could not be read (whole, or from some point on).
 ///
 /// Display: `FILE: at byte OFFSET: MESSAGE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: at byte {offset}: {message}", file.display())]
 pub struct CaptureError {
     /// The file, as given.
     pub file: PathBuf,
@@ -84,26 +84,12 @@ pub struct CaptureError {
     pub message: String,
 }
 
-impl fmt::Display for CaptureError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: at byte {}: {}",
-            self.file.display(),
-            self.offset,
-            self.message
-        )
-    }
-}
-
-impl std::error::Error for CaptureError {}
-
 /// What [`read_capture`] found in a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureRead {
-    /// The filter port's UDP datagrams, both directions, in capture order.
+    /// The server ports' UDP datagrams, both directions, in capture order.
     pub datagrams: Vec<UdpDatagram>,
-    /// TCP connections whose server port is the filter port, in order of first packet.
+    /// TCP connections to a server port, in order of first packet.
     pub flows: Vec<TcpFlow>,
     /// Packet records read from the file.
     pub packets: u64,
@@ -132,6 +118,54 @@ pub struct CaptureStats {
     pub unsupported_links: Vec<(i32, u64)>,
 }
 
+/// A capture read for `decode` or `replay`: the traffic of its server ports, and which
+/// ports those are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// The traffic of [`Capture::ports`].
+    pub read: CaptureRead,
+    /// Details of the read.
+    pub stats: CaptureStats,
+    /// The server ports kept: the one given, or those found (ascending; empty when none
+    /// carries the protocol).
+    pub ports: Vec<u16>,
+    /// Why each port found was taken (empty when the port was given).
+    pub found: Vec<PortEvidence>,
+}
+
+/// None of a capture's traffic is this protocol's: no port was given and none was found
+/// (docs/PROTOCOL.md §10, "Finding the server port").
+///
+/// Display: `FILE: no traffic of this protocol in its N packets (...); give --port N to
+/// read a port anyway`, with the capture's own error when it is cut.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{}: no traffic of this protocol in its {packets} packets (no port's UDP datagrams are \
+     mostly Root packets, and no port's TCP connections mostly open with a hello){}; give \
+     --port N to read a port anyway",
+    file.display(),
+    cut.as_ref().map(|e| format!("; the capture is also cut: {e}")).unwrap_or_default()
+)]
+pub struct NoTraffic {
+    /// The file, as given.
+    pub file: PathBuf,
+    /// Packet records read.
+    pub packets: u64,
+    /// The error that stopped the read part-way, if one did.
+    pub cut: Option<CaptureError>,
+}
+
+impl Capture {
+    /// [`NoTraffic`] when no port was given and none was found, of the capture `file`.
+    pub fn no_traffic(&self, file: &Path) -> Option<NoTraffic> {
+        self.ports.is_empty().then(|| NoTraffic {
+            file: file.to_path_buf(),
+            packets: self.read.packets,
+            cut: self.read.error.clone(),
+        })
+    }
+}
+
 /// Reads a pcap or pcapng file and keeps the traffic of `port`: UDP datagrams whose source
 /// or destination port is `port`, and TCP connections where one side's port is `port` (that
 /// side is the server), reassembled.
@@ -146,7 +180,7 @@ pub struct CaptureStats {
 /// capture (`not a pcap or pcapng file (magic 0x....)`), or its file header is cut or
 /// corrupt. A file cut or corrupt later gives `Ok`, with [`CaptureRead::error`] set.
 pub fn read_capture(path: &Path, port: u16) -> Result<CaptureRead, CaptureError> {
-    read::read_path(path, port).map(|(read, _)| read)
+    read_capture_with_stats(path, port).map(|(read, _)| read)
 }
 
 /// As [`read_capture`], with the [`CaptureStats`] of the read.
@@ -157,7 +191,9 @@ pub fn read_capture_with_stats(
     path: &Path,
     port: u16,
 ) -> Result<(CaptureRead, CaptureStats), CaptureError> {
-    read::read_path(path, port)
+    let mut demux = Demux::new(&[port]);
+    let error = read::read_path(path, &mut demux)?;
+    Ok(demux.finish(error))
 }
 
 /// As [`read_capture`], from any reader (a pipe, bytes in memory); `name` is the file
@@ -170,5 +206,40 @@ pub fn read_capture_from<R: std::io::Read>(
     name: &Path,
     port: u16,
 ) -> Result<CaptureRead, CaptureError> {
-    read::read(source, None, name, port).map(|(read, _)| read)
+    let mut demux = Demux::new(&[port]);
+    let error = read::read(source, None, name, &mut demux)?;
+    Ok(demux.finish(error).0)
+}
+
+/// Reads a capture for `decode` or `replay`: the traffic of `port` as [`read_capture`]
+/// keeps it; or, without a port, of every server port found in it by the structure of its
+/// traffic ([`PortEvidence`], docs/PROTOCOL.md §10). Counts (packets, skipped) are the
+/// same as a read given those ports. Memory: up to about twice the size of the capture's
+/// UDP and TCP payloads while the ports are looked for.
+///
+/// # Errors
+/// As [`read_capture`]. A capture where no port carries the protocol is no error here:
+/// [`Capture::ports`] is empty (see [`Capture::no_traffic`]).
+pub fn open_capture(path: &Path, port: Option<u16>) -> Result<Capture, CaptureError> {
+    if let Some(port) = port {
+        let (read, stats) = read_capture_with_stats(path, port)?;
+        return Ok(Capture {
+            read,
+            stats,
+            ports: vec![port],
+            found: Vec::new(),
+        });
+    }
+    let mut demux = Demux::survey();
+    let error = read::read_path(path, &mut demux)?;
+    let survey = demux.into_survey();
+    let found = detect::server_ports(&survey.records);
+    let ports: Vec<u16> = found.iter().map(|e| e.port).collect();
+    let (read, stats) = survey.select(&ports).finish(error);
+    Ok(Capture {
+        read,
+        stats,
+        ports,
+        found,
+    })
 }

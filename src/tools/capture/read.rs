@@ -12,7 +12,7 @@
 //! everything read before it; nothing here panics on any input.
 
 use super::link::Demux;
-use super::{CaptureError, CaptureRead, CaptureStats};
+use super::CaptureError;
 use pcap_parser::pcapng::{
     parse_block_be, parse_block_le, parse_sectionheaderblock, Block, BOM_MAGIC, EPB_MAGIC,
     IDB_MAGIC, SHB_MAGIC, SPB_MAGIC,
@@ -134,13 +134,14 @@ impl<R: Read> Source<R> {
     }
 }
 
-/// Reads a capture from `inner` (named `file` in errors) and keeps what [`Demux`] keeps.
+/// Reads a capture from `inner` (named `file` in errors) into `demux`; returns the error
+/// that stopped the read part-way, if one did.
 pub(super) fn read<R: Read>(
     inner: R,
     len: Option<u64>,
     file: &Path,
-    port: u16,
-) -> Result<(CaptureRead, CaptureStats), CaptureError> {
+    demux: &mut Demux,
+) -> Result<Option<CaptureError>, CaptureError> {
     let mut src = Source::new(inner, len);
     let err = |offset: u64, message: String| CaptureError {
         file: file.to_path_buf(),
@@ -157,13 +158,12 @@ pub(super) fn read<R: Read>(
     }
     let magic_be = u32::from_be_bytes([src.data()[0], src.data()[1], src.data()[2], src.data()[3]]);
     let magic_le = magic_be.swap_bytes();
-    let mut demux = Demux::new(port);
     let result = if magic_be == SHB_MAGIC {
-        read_pcapng(&mut src, &mut demux)
+        read_pcapng(&mut src, demux)
     } else if matches!(magic_le, PCAP_US | PCAP_NS | PCAP_MODIFIED)
         || matches!(magic_be, PCAP_US | PCAP_NS)
     {
-        read_pcap(&mut src, &mut demux)
+        read_pcap(&mut src, demux)
     } else {
         return Err(err(
             0,
@@ -182,13 +182,20 @@ pub(super) fn read<R: Read>(
             return Err(e.clone());
         }
     }
-    Ok(demux.finish(error))
+    Ok(error)
 }
 
 /// Why a read stopped early: an I/O error, or a cut or corrupt record, at a file offset.
 enum Stop {
     Io(u64, io::Error),
     Bad(u64, String),
+}
+
+/// True while bytes of the file are left to read.
+fn more<R: Read>(src: &mut Source<R>) -> Result<bool, Stop> {
+    src.at_end()
+        .map(|end| !end)
+        .map_err(|e| Stop::Io(src.offset(), e))
 }
 
 /// Makes `n` bytes available at the current record, or says the file was cut inside it.
@@ -224,12 +231,7 @@ fn read_pcap<R: Read>(src: &mut Source<R>, demux: &mut Demux) -> Result<(), Stop
     // information"); the link type is the lower 16.
     let link = header.network.0 & 0xffff;
     let hdr_len = if modified { 24 } else { 16 };
-    loop {
-        match src.at_end() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => return Err(Stop::Io(src.offset(), e)),
-        }
+    while more(src)? {
         let at = src.offset();
         need_record(src, hdr_len, "packet record header")?;
         let d = src.data();
@@ -265,6 +267,7 @@ fn read_pcap<R: Read>(src: &mut Source<R>, demux: &mut Demux) -> Result<(), Stop
         demux.packet(link, ts_us, rec.data);
         src.consume(hdr_len + caplen);
     }
+    Ok(())
 }
 
 /// One pcapng interface: its link type and how to turn its timestamps into microseconds.
@@ -288,115 +291,136 @@ impl Interface {
 /// pcapng: blocks `[type u32][len u32][body][len u32]` in the byte order of the section
 /// header block that opens each section.
 fn read_pcapng<R: Read>(src: &mut Source<R>, demux: &mut Demux) -> Result<(), Stop> {
-    let mut big = false;
-    let mut interfaces: Vec<Interface> = Vec::new();
-    // Simple packet blocks carry no time: they take the last one seen.
-    let mut last_ts = 0u64;
-    loop {
-        match src.at_end() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => return Err(Stop::Io(src.offset(), e)),
-        }
+    let mut section = Section {
+        big: false,
+        interfaces: Vec::new(),
+        last_ts: 0,
+    };
+    while more(src)? {
         let at = src.offset();
-        need_record(src, 12, "pcapng block header")?;
-        let d = src.data();
-        let word = |big: bool, i: usize| {
-            let b = [d[i], d[i + 1], d[i + 2], d[i + 3]];
-            if big {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
-        };
-        if word(true, 0) == SHB_MAGIC {
-            // The section header's byte-order magic sets the order of everything up to the
-            // next section header (the block type itself reads the same either way).
-            let bom = word(true, 8);
-            big = if bom == BOM_MAGIC {
-                true
-            } else if bom == BOM_MAGIC.swap_bytes() {
-                false
-            } else {
-                return Err(Stop::Bad(
-                    at,
-                    format!("pcapng section header with a bad byte-order magic 0x{bom:08x}"),
-                ));
-            };
-        }
-        let block_type = word(big, 0);
-        let len = word(big, 4) as usize;
-        if len < 12 || len % 4 != 0 || len > MAX_RECORD {
-            return Err(Stop::Bad(
-                at,
-                format!("pcapng block of length {len}: the file is corrupt"),
-            ));
-        }
+        let (block_type, len) = block_header(src, &mut section.big)?;
         need_record(src, len, "pcapng block")?;
-        if !matches!(block_type, SHB_MAGIC | IDB_MAGIC | EPB_MAGIC | SPB_MAGIC) {
-            // Name resolution, statistics, secrets, custom blocks...: nothing to keep.
-            src.consume(len);
-            continue;
+        // Name resolution, statistics, secrets, custom blocks...: nothing to keep.
+        if matches!(block_type, SHB_MAGIC | IDB_MAGIC | EPB_MAGIC | SPB_MAGIC) {
+            let block = parse_block(&src.data()[..len], block_type, section.big, at)?;
+            section.take(block, at, demux)?;
         }
-        let d = &src.data()[..len];
-        let parsed = if block_type == SHB_MAGIC {
-            parse_sectionheaderblock(d).map(|(r, b)| (r, Block::SectionHeader(b)))
-        } else if big {
-            parse_block_be(d)
-        } else {
-            parse_block_le(d)
-        };
-        let block = match parsed {
-            Ok((_, b)) => b,
-            Err(e) => {
-                return Err(Stop::Bad(
-                    at,
-                    format!("unreadable pcapng block (type 0x{block_type:08x}): {e:?}"),
-                ))
-            }
-        };
+        src.consume(len);
+    }
+    Ok(())
+}
+
+/// The state of the pcapng section being read.
+struct Section {
+    /// The section's byte order.
+    big: bool,
+    /// Its interfaces, in the order described.
+    interfaces: Vec<Interface>,
+    /// Capture time of the last enhanced packet (simple packet blocks carry none).
+    last_ts: u64,
+}
+
+impl Section {
+    /// Takes one parsed block that opened at file offset `at`.
+    fn take(&mut self, block: Block<'_>, at: u64, demux: &mut Demux) -> Result<(), Stop> {
         match block {
-            Block::SectionHeader(_) => interfaces.clear(),
-            Block::InterfaceDescription(idb) => interfaces.push(Interface {
+            Block::SectionHeader(_) => self.interfaces.clear(),
+            Block::InterfaceDescription(idb) => self.interfaces.push(Interface {
                 link: idb.linktype.0,
                 per_second: idb.ts_resolution().unwrap_or(1_000_000),
                 offset_s: idb.ts_offset(),
             }),
             Block::EnhancedPacket(epb) => {
-                let Some(iface) = interfaces.get(epb.if_id as usize) else {
+                let Some(iface) = self.interfaces.get(epb.if_id as usize) else {
                     return Err(Stop::Bad(
                         at,
                         format!(
                             "packet names interface {} but only {} are described",
                             epb.if_id,
-                            interfaces.len()
+                            self.interfaces.len()
                         ),
                     ));
                 };
                 let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                last_ts = iface.ts_us(raw);
-                demux.packet(iface.link, last_ts, epb.packet_data());
+                self.last_ts = iface.ts_us(raw);
+                demux.packet(iface.link, self.last_ts, epb.packet_data());
             }
             Block::SimplePacket(spb) => {
-                let Some(iface) = interfaces.first() else {
+                let Some(iface) = self.interfaces.first() else {
                     return Err(Stop::Bad(
                         at,
                         "simple packet block before any interface description".to_string(),
                     ));
                 };
-                demux.packet(iface.link, last_ts, spb.packet_data());
+                demux.packet(iface.link, self.last_ts, spb.packet_data());
             }
             _ => {}
         }
-        src.consume(len);
+        Ok(())
     }
 }
 
-/// Opens `path` and reads it (see [`read`]).
+/// Reads the type and length of the block at the current offset. A section header block
+/// sets the byte order (`big`) of everything up to the next one.
+fn block_header<R: Read>(src: &mut Source<R>, big: &mut bool) -> Result<(u32, usize), Stop> {
+    let at = src.offset();
+    need_record(src, 12, "pcapng block header")?;
+    let d = src.data();
+    let word = |big: bool, i: usize| {
+        let b = [d[i], d[i + 1], d[i + 2], d[i + 3]];
+        if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    if word(true, 0) == SHB_MAGIC {
+        // The section header's byte-order magic sets the order of everything up to the
+        // next section header (the block type itself reads the same either way).
+        let bom = word(true, 8);
+        *big = if bom == BOM_MAGIC {
+            true
+        } else if bom == BOM_MAGIC.swap_bytes() {
+            false
+        } else {
+            return Err(Stop::Bad(
+                at,
+                format!("pcapng section header with a bad byte-order magic 0x{bom:08x}"),
+            ));
+        };
+    }
+    let len = word(*big, 4) as usize;
+    if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+        return Err(Stop::Bad(
+            at,
+            format!("pcapng block of length {len}: the file is corrupt"),
+        ));
+    }
+    Ok((word(*big, 0), len))
+}
+
+/// Parses one whole block (`d`, of type `block_type`) with `pcap-parser`.
+fn parse_block(d: &[u8], block_type: u32, big: bool, at: u64) -> Result<Block<'_>, Stop> {
+    let parsed = if block_type == SHB_MAGIC {
+        parse_sectionheaderblock(d).map(|(r, b)| (r, Block::SectionHeader(b)))
+    } else if big {
+        parse_block_be(d)
+    } else {
+        parse_block_le(d)
+    };
+    parsed.map(|(_, b)| b).map_err(|e| {
+        Stop::Bad(
+            at,
+            format!("unreadable pcapng block (type 0x{block_type:08x}): {e:?}"),
+        )
+    })
+}
+
+/// Opens `path` and reads it into `demux` (see [`read`]).
 pub(super) fn read_path(
     path: &Path,
-    port: u16,
-) -> Result<(CaptureRead, CaptureStats), CaptureError> {
+    demux: &mut Demux,
+) -> Result<Option<CaptureError>, CaptureError> {
     let open_err = |e: io::Error| CaptureError {
         file: path.to_path_buf(),
         offset: 0,
@@ -412,7 +436,7 @@ pub(super) fn read_path(
         });
     }
     let len = meta.is_file().then_some(meta.len());
-    read(file, len, path, port)
+    read(file, len, path, demux)
 }
 
 #[cfg(test)]
@@ -552,6 +576,24 @@ mod tests {
         let e = r.error.unwrap();
         assert_eq!(e.offset, 24);
         assert!(e.message.contains("corrupt"), "{e}");
+    }
+
+    /// Reads `file` keeping the traffic of `port`.
+    fn read(
+        file: &[u8],
+        len: Option<u64>,
+        name: &Path,
+        port: u16,
+    ) -> Result<
+        (
+            crate::tools::capture::CaptureRead,
+            crate::tools::capture::CaptureStats,
+        ),
+        CaptureError,
+    > {
+        let mut demux = Demux::new(&[port]);
+        let error = super::read(file, len, name, &mut demux)?;
+        Ok(demux.finish(error))
     }
 
     proptest::proptest! {

@@ -1,0 +1,237 @@
+//! The command line of `rendezvous` (docs/PROTOCOL.md §7, and §10 for the tools): every
+//! subcommand and flag, parsed by clap. Only parsing lives here; `serve.rs`, `client.rs`
+//! and `tools.rs` do the work.
+//!
+//! The clap types carry plain `//` comments: a `///` doc comment would become help text.
+
+#[cfg(feature = "tools")]
+use crate::tools::{BenchArgs, DecodeArgs, ReplayArgs};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default port, shared by the UDP plane and the TCP plane.
+const DEFAULT_PORT: u16 = 4747;
+
+// `rendezvous` and its subcommands.
+#[derive(Parser)]
+#[command(
+    name = "rendezvous",
+    version,
+    about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+// What to do.
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Run the server (UDP, dual-stack on [::] by default).
+    Serve(ServeArgs),
+    /// Make or show a client identity (self-signed certificate and key).
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// Register with a server, keep alive, and print events, punch requests and direct
+    /// datagrams as they arrive, one line each (runs until killed).
+    Register {
+        #[command(flatten)]
+        conn: Conn,
+        /// Seconds between keepalives; 0 sends none (default: what the server advises).
+        #[arg(long)]
+        keepalive: Option<u64>,
+    },
+    /// Look a fingerprint up: prints `online addr=.. age=.. home=..`, `offline ..` or `unknown`.
+    Lookup {
+        #[command(flatten)]
+        conn: Conn,
+        /// The fingerprint (64 hex digits).
+        fingerprint: String,
+    },
+    /// Relay a text event to a fingerprint (queued by the server if it is offline).
+    Send {
+        #[command(flatten)]
+        conn: Conn,
+        /// The recipient's fingerprint (64 hex digits).
+        fingerprint: String,
+        /// The event text (1 to 1200 bytes).
+        text: String,
+    },
+    /// Contacts on the TCP plane (client role).
+    #[command(subcommand)]
+    Contacts(ContactsCmd),
+    /// Print a server's status: name, Lamport clock, contacts and directory with their
+    /// SHA-512 digests, and each peer link (state, last heartbeat, the peer's clock).
+    Status {
+        /// Server address, HOST:PORT.
+        #[arg(long)]
+        server: String,
+    },
+    /// Look a peer up and exchange a datagram with it directly (UDP hole punching).
+    Punch {
+        #[command(flatten)]
+        conn: Conn,
+        /// The peer's fingerprint (64 hex digits).
+        fingerprint: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Send the project's packets of a capture (pcap, pcapng) to a server again.
+    #[cfg(feature = "tools")]
+    Replay(ReplayArgs),
+    /// Print the project's packets of a capture (pcap, pcapng), one line each.
+    #[cfg(feature = "tools")]
+    Decode(DecodeArgs),
+    /// Load a server: keepalives, lookups, registrations, contact updates.
+    #[cfg(feature = "tools")]
+    Bench(BenchArgs),
+}
+
+// `rendezvous contacts ...` (docs/PROTOCOL.md §7, "Contacts commands").
+#[derive(Subcommand)]
+pub(crate) enum ContactsCmd {
+    /// Set one contact; returns once the server says it is durable.
+    Update {
+        /// Server address, HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// Owner (at most 256 bytes).
+        user: String,
+        /// Contact name (at most 256 bytes).
+        contact: String,
+        /// Phone number (at most 20 bytes).
+        phone: String,
+    },
+    /// Print every contact: `USER<TAB>CONTACT<TAB>PHONE`, in (user, contact) order.
+    List {
+        /// Server address, HOST:PORT.
+        #[arg(long)]
+        server: String,
+    },
+}
+
+// `rendezvous serve` (docs/PROTOCOL.md §7).
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address and port to listen on (UDP).
+    #[arg(long, default_value_t = SocketAddr::from(([0u16; 8], DEFAULT_PORT)))]
+    pub(crate) listen: SocketAddr,
+    /// Directory for durable state (contacts and the Lamport clock, in SQLite). The UDP
+    /// plane's directory stays in RAM and never touches the disk.
+    #[arg(
+        long,
+        conflicts_with = "memory_only",
+        default_value = "rendezvous-data"
+    )]
+    pub(crate) data_dir: PathBuf,
+    /// Keep everything in RAM; nothing is written to disk.
+    #[arg(long)]
+    pub(crate) memory_only: bool,
+    /// A peer server to federate with, HOST:PORT (repeatable): connected to as role 1,
+    /// with heartbeats and reconnects; it may also connect to us.
+    #[arg(long)]
+    pub(crate) peer: Vec<String>,
+    /// A network whose hosts may connect as servers (role 1), CIDR (repeatable); a new
+    /// server's node key is learned on its first contact. Servers in the node list may
+    /// also connect, proving their node key. See the README on what is authenticated.
+    #[arg(long)]
+    pub(crate) allow_peer: Vec<String>,
+    /// Connect only to the --peer servers, not to every server learned from the node list.
+    #[arg(long)]
+    pub(crate) no_mesh: bool,
+    /// Accept replayed captures: no freshness window and no address check (cookie), so a
+    /// capture's old signed registrations work days later. Refused unless --listen is a
+    /// loopback address.
+    #[arg(long)]
+    pub(crate) accept_replayed: bool,
+    /// Where other servers reach this one, HOST:PORT, published in the node list
+    /// (default: --listen, unless it is a wildcard address).
+    #[arg(long)]
+    pub(crate) announce: Option<String>,
+    /// Seconds without a keepalive after which a client is offline.
+    #[arg(long, default_value_t = 75)]
+    pub(crate) ttl: u64,
+    /// Keepalive interval advised to clients, seconds (at most a third of --ttl).
+    #[arg(long, default_value_t = 25)]
+    pub(crate) keepalive: u16,
+    /// This server's alias, sent as the home server in lookup answers (<= 255 bytes).
+    #[arg(long, default_value = "rendezvous")]
+    pub(crate) alias: String,
+    /// Freshness window for signed packets, seconds either side of the server's clock.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) freshness: u64,
+    /// Most clients online at once.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) max_clients: usize,
+    /// Registrations per second per source /24 or /64 (loopback is exempt).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) register_rate: u32,
+    /// Lookup answer bytes per second per source IP (loopback is exempt).
+    #[arg(long, default_value_t = 16384)]
+    pub(crate) lookup_bytes: u32,
+    /// At most one punch request per (asker, target) pair per this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) punch_interval_ms: u64,
+    /// Most events queued for one offline recipient.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) queue_depth: usize,
+    /// Most events one sender may have queued for offline recipients.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) queue_per_sender: usize,
+    /// Seconds a queued event waits before it is dropped.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) queue_age: u64,
+    /// Total bytes of queued events, all recipients together.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub(crate) queue_bytes: usize,
+}
+
+// `rendezvous identity ...`.
+#[derive(Subcommand)]
+pub(crate) enum IdentityCmd {
+    /// Create a new identity: DIR/cert.pem and DIR/key.pem; prints the fingerprint.
+    New {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Key algorithm.
+        #[arg(long, value_enum, default_value_t = Alg::Ed25519)]
+        algorithm: Alg,
+        /// Common name in the certificate.
+        #[arg(long, default_value = "rendezvous client")]
+        name: String,
+    },
+    /// Print the fingerprint of the identity in DIR.
+    Show {
+        /// Directory holding cert.pem and key.pem.
+        dir: PathBuf,
+    },
+}
+
+// A key algorithm of `identity new`.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Alg {
+    // Ed25519 (the default).
+    Ed25519,
+    // ECDSA on P-256.
+    P256,
+}
+
+// How a client command reaches its server, and as whom.
+#[derive(Args)]
+pub(crate) struct Conn {
+    /// Server address, HOST:PORT.
+    #[arg(long)]
+    pub(crate) server: String,
+    /// Identity directory (cert.pem + key.pem, from `rendezvous identity new` or openssl).
+    #[arg(long)]
+    pub(crate) identity: PathBuf,
+    /// Use the shifted layout with this many junk bytes per shift.
+    #[arg(long)]
+    pub(crate) shift: Option<u8>,
+    /// Local address to bind (default: any, ephemeral port).
+    #[arg(long)]
+    pub(crate) bind: Option<SocketAddr>,
+}

@@ -1,0 +1,77 @@
+//! The `rendezvous` command: `serve` runs the server; `identity`, `register`, `lookup`,
+//! `send`, `punch`, `contacts` and `status` are a client, so the server can be used without
+//! writing code; `decode`, `replay` and `bench` are the tools (feature `tools`). Thin:
+//! everything real lives in the library (docs/PROTOCOL.md §7, §10).
+//!
+//! # Layout
+//! - `args`: the command line (clap). `serve`: the server. `client`: the client commands.
+//! - `tools`: `decode`, `replay`, `bench`.
+
+mod args;
+mod client;
+mod serve;
+#[cfg(feature = "tools")]
+mod tools;
+
+use anyhow::{Context, Result};
+use args::{Cli, Cmd};
+use clap::Parser;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve(a) => serve::serve(a),
+        Cmd::Identity(c) => client::identity(c),
+        Cmd::Register { conn, keepalive } => client::register(conn, keepalive),
+        Cmd::Lookup { conn, fingerprint } => client::lookup(conn, &fingerprint),
+        Cmd::Contacts(c) => client::contacts(c),
+        Cmd::Status { server } => client::status(&server),
+        Cmd::Send {
+            conn,
+            fingerprint,
+            text,
+        } => client::send(conn, &fingerprint, &text),
+        Cmd::Punch {
+            conn,
+            fingerprint,
+            timeout,
+        } => client::punch(conn, &fingerprint, timeout),
+        #[cfg(feature = "tools")]
+        Cmd::Replay(a) => tools::replay(a),
+        #[cfg(feature = "tools")]
+        Cmd::Decode(a) => tools::decode(a),
+        #[cfg(feature = "tools")]
+        Cmd::Bench(a) => tools::bench(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints one line on stdout and flushes it (scripts and tests read lines as they come).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Lowercase hex of `bytes`.
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A server address, HOST:PORT, resolved (the first address).
+fn resolve(server: &str) -> Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve server address {server:?} (want HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("server address {server:?} resolves to nothing"))
+}

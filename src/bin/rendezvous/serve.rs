@@ -1,0 +1,237 @@
+//! `rendezvous serve`: checks the flags, opens the store, loads or makes the node identity,
+//! binds UDP and TCP on one port, builds the node (both planes) from the flags and the
+//! store, and runs the event loop until killed (docs/PROTOCOL.md §7, `rendezvous serve`; §8.15 for
+//! the node list).
+
+use crate::args::ServeArgs;
+use crate::{hex_of, resolve, say};
+use anyhow::{bail, Context, Result};
+use rendezvous::core::node::{node_uid, Node, Stored};
+use rendezvous::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
+use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::store::thread::StoreThread;
+use rendezvous::store::{MemoryStore, SqliteStore, Store};
+use rendezvous::wire::tcp::nodelist::NodeEntry;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Tries of [`bind_both`] on port 0 before giving up.
+const BIND_TRIES: usize = 32;
+
+/// Runs `rendezvous serve` until the process is killed.
+pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
+    init_tracing();
+    check(&a)?;
+    let (peers, allow_peers) = peer_lists(&a)?;
+    let store = open_store(&a)?;
+    let stored = Stored::read(&*store)
+        .context("cannot read the Lamport clock, the journal or the node list from the store")?;
+    let seed = boot_seed()?;
+    let node_id = if a.memory_only {
+        Identity::generate(KeyAlgorithm::Ed25519, &a.alias)?
+    } else {
+        node_identity(&a.data_dir.join("node"), &a.alias)?
+    };
+    let (socket, listener) = bind_both(a.listen)?;
+    let local = socket.local_addr()?;
+    let node = this_node(&a, &node_id, local)?;
+    let tcp_cfg = tcp_config(&a, peers, allow_peers, node.clone(), &node_id, &seed);
+    let (ttl, memory_only) = (a.ttl, a.memory_only);
+    let cfg = udp_config(a, *node.uid());
+    let origin = Instant::now();
+    let now = rendezvous::net::now(origin);
+    let udp = UdpCore::new(cfg, seed, now);
+    tracing::info!(%local, ttl_s = ttl, keepalive_s = udp.config().advised_keepalive_s(), epoch = udp.boot_epoch(), clock = stored.clock, memory_only, "serving");
+    say(&format!("listening udp {local}"));
+    say(&format!("listening tcp {}", listener.local_addr()?));
+    let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
+        .with_journal(stored.journal_id, stored.journal_head)
+        .with_nodes(&stored.node_list, now.mono_ms);
+    let serve = rendezvous::net::Serve {
+        udp: socket,
+        tcp: listener,
+        node: Node::new(udp, tcp),
+        store: Box::new(move |wake| StoreThread::spawn(store, wake)),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    rendezvous::net::run(serve, origin, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr; the level comes from `RUST_LOG` (default `info`).
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// Refuses flags out of range, and `--accept-replayed` on a listener that is not loopback.
+fn check(a: &ServeArgs) -> Result<()> {
+    if a.ttl == 0 {
+        bail!("--ttl must be at least 1 second");
+    }
+    if a.keepalive == 0 {
+        bail!("--keepalive must be at least 1 second");
+    }
+    if a.alias.len() > 255 {
+        bail!("--alias is {} bytes; at most 255", a.alias.len());
+    }
+    if a.accept_replayed && !a.listen.ip().is_loopback() {
+        bail!(
+            "--accept-replayed turns off the freshness window and the address check: it is \
+             allowed only with a loopback --listen (127.0.0.1:PORT or [::1]:PORT), not {}",
+            a.listen
+        );
+    }
+    Ok(())
+}
+
+/// The `--peer` addresses, resolved, and the `--allow-peer` networks.
+fn peer_lists(a: &ServeArgs) -> Result<(Vec<SocketAddr>, Vec<Cidr>)> {
+    let peers = a
+        .peer
+        .iter()
+        .map(|p| resolve(p))
+        .collect::<Result<Vec<_>>>()?;
+    let allow_peers = a
+        .allow_peer
+        .iter()
+        .map(|c| Cidr::parse(c).map_err(|e| anyhow::anyhow!("--allow-peer {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((peers, allow_peers))
+}
+
+/// The store: SQLite in `--data-dir`, or RAM only with `--memory-only`.
+fn open_store(a: &ServeArgs) -> Result<Box<dyn Store>> {
+    let store: Box<dyn Store> = if a.memory_only {
+        Box::new(MemoryStore::new())
+    } else {
+        Box::new(
+            SqliteStore::open(&a.data_dir)
+                .with_context(|| format!("cannot open the store in {}", a.data_dir.display()))?,
+        )
+    };
+    Ok(store)
+}
+
+/// 32 random bytes from the OS: the seed of this boot's secrets (cookies, nonces).
+fn boot_seed() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    Ok(seed)
+}
+
+/// This server's node-list entry (docs/PROTOCOL.md §8.15): its uid, a version from the
+/// clock, its alias, where peers reach it (`--announce`, else `local` unless it is a
+/// wildcard address) and its node key. Prints `node uid=...`.
+fn this_node(a: &ServeArgs, node_id: &Identity, local: SocketAddr) -> Result<NodeEntry> {
+    let location = match &a.announce {
+        Some(l) => {
+            if l.len() > 255 {
+                bail!("--announce is {} bytes; at most 255", l.len());
+            }
+            l.clone()
+        }
+        None if local.ip().is_unspecified() => String::new(),
+        None => local.to_string(),
+    };
+    let node_key = node_id.verifying_key().public_key().to_vec();
+    let uid = node_uid(&node_key);
+    let version = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let node = NodeEntry::new(uid, version, a.alias.clone(), location, node_key)
+        .map_err(|e| anyhow::anyhow!("cannot make this server's node-list entry: {e}"))?;
+    say(&format!("node uid={}", hex_of(&uid)));
+    Ok(node)
+}
+
+/// The TCP core's configuration from the flags.
+fn tcp_config(
+    a: &ServeArgs,
+    peers: Vec<SocketAddr>,
+    allow_peers: Vec<Cidr>,
+    node: NodeEntry,
+    node_id: &Identity,
+    seed: &[u8; 32],
+) -> TcpConfig {
+    let signer_id = node_id.clone();
+    TcpConfig {
+        name: a.alias.clone(),
+        peers,
+        allow_peers,
+        node: Some(node),
+        no_mesh: a.no_mesh,
+        signer: Some(NodeSigner(Arc::new(move |m: &[u8]| signer_id.sign(m)))),
+        seed: derive(seed, b"tcp nonces"),
+        ..TcpConfig::default()
+    }
+}
+
+/// The UDP core's configuration from the flags; `uid` is this server's node uid.
+fn udp_config(a: ServeArgs, uid: [u8; 16]) -> UdpConfig {
+    UdpConfig {
+        alias: a.alias,
+        node_uid: Some(uid),
+        accept_replayed: a.accept_replayed,
+        keepalive_s: a.keepalive,
+        ttl_ms: a.ttl.saturating_mul(1000),
+        freshness_s: a.freshness,
+        max_clients: a.max_clients,
+        register_per_s: a.register_rate,
+        lookup_bytes_per_s: a.lookup_bytes,
+        punch_interval_ms: a.punch_interval_ms,
+        queue_depth: a.queue_depth,
+        queue_per_sender: a.queue_per_sender,
+        queue_age_ms: a.queue_age.saturating_mul(1000),
+        queue_bytes: a.queue_bytes,
+        ..UdpConfig::default()
+    }
+}
+
+/// Binds UDP and TCP on one port. With port 0 the kernel picks the UDP port, and TCP may
+/// find that number taken: then both are tried again on another port.
+fn bind_both(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    for _ in 0..BIND_TRIES {
+        let udp = rendezvous::net::bind_udp(listen)
+            .with_context(|| format!("cannot listen on UDP {listen}"))?;
+        let local = udp.local_addr()?;
+        match rendezvous::net::tcp::bind_tcp(local) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on TCP {local}")),
+        }
+    }
+    bail!("no port free for both UDP and TCP on {}", listen.ip())
+}
+
+/// Loads this server's node identity (an Ed25519 key and self-signed certificate) from
+/// `dir`, or makes and saves one on first start.
+fn node_identity(dir: &std::path::Path, alias: &str) -> Result<Identity> {
+    if dir.join("cert.pem").exists() {
+        return Identity::load(dir)
+            .with_context(|| format!("cannot load the node identity in {}", dir.display()));
+    }
+    let id = Identity::generate(KeyAlgorithm::Ed25519, alias)?;
+    id.save(dir)
+        .with_context(|| format!("cannot save the node identity in {}", dir.display()))?;
+    Ok(id)
+}
+
+/// 32 bytes derived from the boot seed under `label`, independent of other uses.
+fn derive(seed: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(seed);
+    ctx.update(label);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}

@@ -1,0 +1,413 @@
+//! TCP lines of the opener's side: the hello, then each frame of its role (docs/PROTOCOL.md
+//! §8.2-§8.4, §8.15-§8.17), noting in order the answers each command is owed (§8.7), which
+//! [`super::answers`] then frames.
+
+use super::answers::{server_frames, Expect};
+use super::line::{hex, Line};
+use crate::tools::capture::TcpFlow;
+use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
+use crate::wire::tcp::nodelist::{NodeEntry, NodeListFrame};
+use crate::wire::tcp::{
+    self, ClientCommand, ContactFields, Hello, Role, ServerCommand, CLIENT_RECORD_LEN,
+    CMD_NODE_LIST, CMD_NODE_LIST_HASH, HELLO_LEN, SERVER_RECORD_LEN,
+};
+use crate::wire::WireError;
+use std::collections::VecDeque;
+
+/// Time at which the byte at `offset` of a reassembled direction was captured.
+pub(super) fn ts_at(chunks: &[(u64, usize)], first_ts: u64, offset: usize) -> u64 {
+    match chunks.partition_point(|&(_, o)| o <= offset) {
+        0 => first_ts,
+        i => chunks[i - 1].0,
+    }
+}
+
+pub(super) fn contact_fields(line: &mut Line, f: &ContactFields<'_>) {
+    line.text("user", f.username)
+        .text("contact", f.contact)
+        .text("phone", f.phone);
+}
+
+/// Lines of one TCP connection: the opener's hello and commands, the acceptor's answers.
+pub(super) fn tcp_lines(flow: &TcpFlow, out: &mut Vec<Line>) {
+    let c2s = |offset: usize| {
+        Line::new(
+            ts_at(&flow.client_chunks, flow.first_ts_us, offset),
+            "tcp",
+            flow.client,
+            flow.server,
+        )
+    };
+    let data = &flow.client_data;
+    let mut expect = VecDeque::new();
+    if !data.is_empty() {
+        let hello = match tcp::hello_len(data) {
+            Ok(Some(n)) => Hello::parse(&data[..n]),
+            Ok(None) => Err(WireError::Truncated),
+            Err(e) => Err(e),
+        };
+        match hello {
+            Ok(h) => {
+                let mut line = c2s(0);
+                line.kind = "hello";
+                line.word(
+                    "role",
+                    match h.role {
+                        Role::Server => "server",
+                        Role::Client => "client",
+                    },
+                )
+                .text("name", h.name);
+                out.push(line);
+                client_frames(flow, h.role, &c2s, &mut expect, out);
+            }
+            Err(e) => {
+                let mut line = c2s(0);
+                line.kind = "hello";
+                line.num("len", data.len().min(HELLO_LEN) as u64)
+                    .malformed(e);
+                out.push(line);
+            }
+        }
+    }
+    server_frames(flow, expect, out);
+}
+
+/// The opener's frames after the hello.
+pub(super) fn client_frames(
+    flow: &TcpFlow,
+    role: Role,
+    c2s: &dyn Fn(usize) -> Line,
+    expect: &mut VecDeque<Expect>,
+    out: &mut Vec<Line>,
+) {
+    let data = &flow.client_data;
+    let mut pos = HELLO_LEN;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        let mut line = c2s(pos);
+        let n = match tcp::command_len(role, rest) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                line.kind("truncated", rest[0])
+                    .num("len", rest.len() as u64)
+                    .malformed("the stream ends inside this frame");
+                out.push(line);
+                return;
+            }
+            Err(e) => {
+                line.kind("unframed", rest[0])
+                    .num("len", rest.len() as u64)
+                    .malformed(format!("{e}; the rest of the stream cannot be framed"));
+                out.push(line);
+                return;
+            }
+        };
+        let frame = &rest[..n];
+        match role {
+            Role::Client => client_command(frame, &mut line, expect),
+            Role::Server => server_command(frame, &mut line, expect),
+        }
+        out.push(line);
+        pos += n;
+    }
+}
+
+/// A client-role command.
+pub(super) fn client_command(frame: &[u8], line: &mut Line, expect: &mut VecDeque<Expect>) {
+    let cmd = frame[0];
+    let cmd_name = match cmd {
+        1 => "update",
+        2 => "list-all",
+        5 => "barrier",
+        _ => "status-request",
+    };
+    line.kind(cmd_name, cmd);
+    match ClientCommand::parse(frame) {
+        Ok(ClientCommand::Update(f)) => contact_fields(line, &f),
+        Ok(ClientCommand::ListAll) => expect.push_back(Expect::Records {
+            cmd,
+            record_len: CLIENT_RECORD_LEN,
+        }),
+        Ok(ClientCommand::Barrier) => expect.push_back(Expect::Status),
+        Ok(ClientCommand::Status) => expect.push_back(Expect::StatusText),
+        Err(e) => {
+            line.malformed(e);
+        }
+    }
+}
+
+/// Name of a server-role command byte.
+pub(super) fn server_command_name(cmd: u8) -> &'static str {
+    match cmd {
+        1 => "update",
+        2 => "heartbeat",
+        3 => "update-clock",
+        4 => "ask-for-update",
+        5 => "barrier",
+        6 => "status-request",
+        10 => "node-list-hash",
+        11 => "node-list",
+        12 => "node-list-diff",
+        13 => "journal-update",
+        14 => "cursor-query",
+        15 => "journal-mark",
+        16 => "dir-record",
+        17 => "dir-request",
+        18 => "forward",
+        19 => "journal-since",
+        20 => "auth-challenge",
+        21 => "auth-proof",
+        _ => "unknown",
+    }
+}
+
+/// A server-role command (a federated peer's).
+pub(super) fn server_command(frame: &[u8], line: &mut Line, expect: &mut VecDeque<Expect>) {
+    let cmd = frame[0];
+    line.kind(server_command_name(cmd), cmd);
+    match ServerCommand::parse(frame) {
+        Ok(parsed) => {
+            server_command_fields(&parsed, line);
+            if let Some(e) = server_answer_owed(cmd, &parsed) {
+                expect.push_back(e);
+            }
+        }
+        Err(e) => {
+            line.malformed(e);
+        }
+    }
+}
+
+/// The answer a server-role command `cmd` is owed (docs/PROTOCOL.md §8.7), if any.
+fn server_answer_owed(cmd: u8, parsed: &ServerCommand<'_>) -> Option<Expect> {
+    Some(match parsed {
+        ServerCommand::HeartBeat { .. } => Expect::MaybeClock,
+        ServerCommand::AskForUpdate => Expect::Records {
+            cmd,
+            record_len: SERVER_RECORD_LEN,
+        },
+        ServerCommand::Barrier | ServerCommand::AuthProof(_) => Expect::Status,
+        ServerCommand::Status => Expect::StatusText,
+        ServerCommand::CursorQuery { .. } => Expect::Cursor,
+        ServerCommand::NodeList(_) if cmd == CMD_NODE_LIST_HASH || cmd == CMD_NODE_LIST => {
+            Expect::NodeList
+        }
+        ServerCommand::DirRequest => Expect::Directory,
+        ServerCommand::JournalSince { .. } => Expect::JournalLines,
+        ServerCommand::AuthChallenge => Expect::Nonce,
+        _ => return None,
+    })
+}
+
+/// The fields of a parsed server-role command.
+fn server_command_fields(parsed: &ServerCommand<'_>, line: &mut Line) {
+    match *parsed {
+        ServerCommand::Update { clock, ref fields } => {
+            line.num("clock", clock);
+            contact_fields(line, fields);
+        }
+        ServerCommand::HeartBeat { health, clock } => {
+            match health {
+                1 => line.word("health", "ok"),
+                2 => line.word("health", "degraded"),
+                3 => line.word("health", "draining"),
+                h => line.num("health", h),
+            };
+            line.num("clock", clock);
+        }
+        ServerCommand::UpdateClock(clock) => {
+            line.num("clock", clock);
+        }
+        ServerCommand::JournalUpdate {
+            line: n,
+            clock,
+            ref fields,
+        } => {
+            line.num("line", n).num("clock", clock);
+            contact_fields(line, fields);
+        }
+        ServerCommand::CursorQuery { journal_id } => {
+            line.word("journal", format!("{journal_id:016x}"));
+        }
+        ServerCommand::JournalMark { line: n } => {
+            line.num("line", n);
+        }
+        ServerCommand::NodeList(f) => node_list_fields(f, line),
+        ServerCommand::DirRecord(body) => dir_record_fields(body, line),
+        ServerCommand::Forward(body) => forward_fields(body, line),
+        ServerCommand::JournalSince {
+            journal_id,
+            since,
+            limit,
+        } => {
+            line.word("journal", format!("{journal_id:016x}"))
+                .num("since", since)
+                .num("limit", limit);
+        }
+        ServerCommand::AuthProof(body) => auth_proof_fields(body, line),
+        ServerCommand::AskForUpdate
+        | ServerCommand::Barrier
+        | ServerCommand::Status
+        | ServerCommand::DirRequest
+        | ServerCommand::AuthChallenge => {}
+    }
+}
+
+/// Fields of a Forward body (command 18).
+fn forward_fields(body: &[u8], line: &mut Line) {
+    let f = match Forward::parse(body) {
+        Ok(f) => f,
+        Err(e) => {
+            line.malformed(e);
+            return;
+        }
+    };
+    let kind = match f.body {
+        ForwardBody::Punch(_) => "punch",
+        ForwardBody::Relay(_) => "relay",
+    };
+    line.word("kind", kind)
+        .num("hops", f.hops)
+        .word("id", format!("{:016x}", f.id))
+        .word("target", f.target)
+        .word("source", f.source);
+    match f.body {
+        ForwardBody::Punch(addr) => line.word("addr", addr),
+        ForwardBody::Relay(e) => line.num("len", e.len() as u64),
+    };
+}
+
+/// Fields of an AuthProof body (command 21): the node entry and the signature's length.
+fn auth_proof_fields(body: &[u8], line: &mut Line) {
+    match NodeEntry::parse_prefix(body) {
+        Ok((entry, n)) => {
+            line.word("uid", hex(entry.uid()))
+                .text("alias", entry.alias())
+                .text("location", entry.location())
+                .num("sig_len", body.get(n).copied().unwrap_or(0));
+        }
+        Err(e) => {
+            line.malformed(e);
+        }
+    }
+}
+
+/// Fields of a node-list frame (10, 11, 12).
+pub(super) fn node_list_fields(frame: &[u8], line: &mut Line) {
+    match NodeListFrame::parse(frame) {
+        Ok(NodeListFrame::Hash(h)) => {
+            line.word("hash", hex(&h));
+        }
+        Ok(NodeListFrame::List(e) | NodeListFrame::Diff(e)) => {
+            line.num("count", e.len() as u64);
+            let aliases: Vec<&str> = e.iter().map(NodeEntry::alias).collect();
+            line.text("aliases", aliases.join(","));
+        }
+        Err(e) => {
+            line.malformed(e);
+        }
+    }
+}
+
+/// Fields of a DirRecord body (command 16).
+pub(super) fn dir_record_fields(body: &[u8], line: &mut Line) {
+    match DirRecord::parse(body) {
+        Ok(r) => {
+            line.word(
+                "kind",
+                match r.body {
+                    RecordBody::Registration(_) => "registration",
+                    RecordBody::Refresh => "refresh",
+                    RecordBody::Expiry => "expiry",
+                },
+            )
+            .num("hops", r.hops)
+            .word("fp", r.fingerprint)
+            .num("timestamp", r.timestamp)
+            .num("age_ms", r.age_ms);
+            if let RecordBody::Registration(reg) = r.body {
+                line.word("addr", reg.addr)
+                    .word("home_uid", super::line::hex(&reg.home_uid))
+                    .text("home", reg.home)
+                    .num("sig_len", reg.signature.len() as u64)
+                    .num("payload_len", reg.payload.len() as u64);
+            }
+        }
+        Err(e) => {
+            line.malformed(e);
+        }
+    }
+}
+
+/// Reads a big-endian u32 at `at`, if there.
+pub(super) fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at + 4)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Reads a big-endian u64 at `at`, if there.
+pub(super) fn be64(b: &[u8], at: usize) -> Option<u64> {
+    let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn tcp_client_session_with_answers() {
+        let mut c = vec![2u8];
+        c.extend_from_slice(&[0u8; 256]);
+        c[1..4].copy_from_slice(b"cli");
+        let mut update = vec![0u8; 533];
+        update[0] = 1;
+        update[1..6].copy_from_slice(b"alice");
+        update[257..260].copy_from_slice(b"bob");
+        update[513..516].copy_from_slice(b"555");
+        c.extend_from_slice(&update);
+        c.push(5); // barrier
+        c.push(2); // list all
+        let mut s = vec![7, 0, 200, 5, 7];
+        s.extend_from_slice(b"durable");
+        s.extend_from_slice(&[0, 0, 0, 1]);
+        s.extend_from_slice(&update);
+        let flow = TcpFlow {
+            client: addr("127.0.0.1:5000"),
+            server: addr("127.0.0.1:4747"),
+            first_ts_us: 1,
+            client_chunks: vec![(1, 0)],
+            client_data: c,
+            server_chunks: vec![(2, 0)],
+            server_data: s,
+            gaps: 0,
+        };
+        let mut lines = Vec::new();
+        tcp_lines(&flow, &mut lines);
+        let text: Vec<String> = lines.iter().map(Line::to_text).collect();
+        let tails: Vec<&str> = text
+            .iter()
+            .map(|t| t.split_once(" tcp ").unwrap().1)
+            .collect();
+        assert_eq!(
+            tails,
+            [
+                "127.0.0.1:5000 -> 127.0.0.1:4747 hello role=client name=\"cli\"",
+                "127.0.0.1:5000 -> 127.0.0.1:4747 update(1) user=\"alice\" contact=\"bob\" \
+                 phone=\"555\"",
+                "127.0.0.1:5000 -> 127.0.0.1:4747 barrier(5)",
+                "127.0.0.1:5000 -> 127.0.0.1:4747 list-all(2)",
+                "127.0.0.1:4747 -> 127.0.0.1:5000 status(7) status=200 request=5 \
+                 detail=\"durable\"",
+                "127.0.0.1:4747 -> 127.0.0.1:5000 list-all-answer(2) count=1 records=1 \
+                 bytes=537",
+            ]
+        );
+    }
+}
