@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::udp::{QueueBounds, RateLimits, TableBounds, UdpConfig, UdpCore, UdpTimers};
 use rendezvous::core::{status, Now};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::udp::root::{
@@ -458,7 +458,7 @@ fn relayed(from: &Client, event: &[u8]) -> Reply {
     }
 }
 
-const HOME: &str = "rendezvous"; // UdpConfig::default().alias
+const HOME: &str = "rendezvous"; // UdpIdentity::default().alias
 
 // ---------------------------------------------------------------------------------------
 // Registration and the address check
@@ -580,7 +580,10 @@ fn new_boot_epoch_after_restart() {
 #[test]
 fn registration_rate_limit_per_prefix_is_429() {
     let mut net = Net::with(UdpConfig {
-        register_per_s: 1, // burst 2
+        limits: RateLimits {
+            register_per_s: 1, // burst 2
+            ..RateLimits::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -721,7 +724,10 @@ fn keepalive_from_unknown_address_404_only_when_large_enough() {
 #[test]
 fn keepalive_from_other_address_does_not_refresh() {
     let mut net = Net::with(UdpConfig {
-        ttl_ms: 6_000,
+        timers: UdpTimers {
+            ttl_ms: 6_000,
+            ..UdpTimers::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -748,7 +754,10 @@ fn keepalive_from_other_address_does_not_refresh() {
 #[test]
 fn ttl_expiry_via_handle_timeout() {
     let mut net = Net::with(UdpConfig {
-        ttl_ms: 6_000,
+        timers: UdpTimers {
+            ttl_ms: 6_000,
+            ..UdpTimers::default()
+        },
         ..UdpConfig::default()
     });
     assert_eq!(net.server.config().advised_keepalive_s(), 2);
@@ -977,7 +986,10 @@ fn fetch() {
 #[test]
 fn relay_depth_limit_is_503() {
     let mut net = Net::with(UdpConfig {
-        queue_depth: 2,
+        queue: QueueBounds {
+            depth: 2,
+            ..QueueBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1467,7 +1479,11 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_never_amplify_nor_change_state(bytes in datagram()) {
-        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
+        let mut net = Net::with(UdpConfig {
+            tables: TableBounds { max_clients: 64, ..TableBounds::default() },
+            limits: RateLimits { max_entries: 64, ..RateLimits::default() },
+            ..UdpConfig::default()
+        });
         let a = net.client("192.0.2.10:40000", None);
         net.online(&a);
         net.advance(1_000);
@@ -1484,7 +1500,11 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_from_a_client_never_move_it(bytes in datagram()) {
-        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
+        let mut net = Net::with(UdpConfig {
+            tables: TableBounds { max_clients: 64, ..TableBounds::default() },
+            limits: RateLimits { max_entries: 64, ..RateLimits::default() },
+            ..UdpConfig::default()
+        });
         let a = net.client("192.0.2.10:40000", None);
         let b = net.client("192.0.2.20:40000", None);
         net.online(&a);
@@ -1507,7 +1527,10 @@ proptest! {
 #[test]
 fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
     let mut net = Net::with(UdpConfig {
-        max_clients: 2,
+        tables: TableBounds {
+            max_clients: 2,
+            ..TableBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1534,7 +1557,10 @@ fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
 #[test]
 fn full_directory_evicts_a_client_that_never_kept_alive() {
     let mut net = Net::with(UdpConfig {
-        max_clients: 2,
+        tables: TableBounds {
+            max_clients: 2,
+            ..TableBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1562,8 +1588,14 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
 #[test]
 fn expired_clients_make_room_for_new_ones() {
     let mut net = Net::with(UdpConfig {
-        max_clients: 2,
-        ttl_ms: 6_000,
+        timers: UdpTimers {
+            ttl_ms: 6_000,
+            ..UdpTimers::default()
+        },
+        tables: TableBounds {
+            max_clients: 2,
+            ..TableBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1586,7 +1618,10 @@ fn expired_clients_make_room_for_new_ones() {
 #[test]
 fn global_queue_byte_limit_is_503() {
     let mut net = Net::with(UdpConfig {
-        queue_bytes: 10,
+        queue: QueueBounds {
+            bytes: 10,
+            ..QueueBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1610,7 +1645,10 @@ fn global_queue_byte_limit_is_503() {
 #[test]
 fn queued_events_expire_by_age() {
     let mut net = Net::with(UdpConfig {
-        queue_age_ms: 5_000,
+        queue: QueueBounds {
+            age_ms: 5_000,
+            ..QueueBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1651,7 +1689,10 @@ fn relay_too_large_for_the_recipients_shifted_layout_is_413() {
 #[test]
 fn lookup_answers_are_held_to_a_byte_budget_per_source() {
     let mut net = Net::with(UdpConfig {
-        lookup_bytes_per_s: 200, // an answer to a plain client costs 12 + 49 + 10 bytes
+        limits: RateLimits {
+            lookup_bytes_per_s: 200, // an answer to a plain client costs 12 + 49 + 10 bytes
+            ..RateLimits::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);

@@ -66,7 +66,7 @@ impl TcpCore {
     /// configured or allowed peer, or from a server in our node list, which must then
     /// prove its node key first (docs/PROTOCOL.md §8.12); else 403.
     fn admit(&mut self, conn: ConnId, addr: SocketAddr, role: Role, name: &str) -> bool {
-        let configured = self.cfg.peer_allowed(addr.ip());
+        let configured = self.cfg.peering.peer_allowed(addr.ip());
         let known = self.known_node_ip(addr.ip());
         if !(role == Role::Client || configured || known) {
             tracing::warn!(%addr, name, "refused a server hello from an address that is not a configured or allowed peer");
@@ -106,7 +106,8 @@ impl TcpCore {
         // the short answers already due) is at its bound: a client that never reads
         // cannot grow the server's memory. Updates produce none and always go through.
         if answered(role, c.input.buf[0])
-            && (c.answers.len() >= self.cfg.max_pending || c.committed_out() >= self.cfg.max_out)
+            && (c.answers.len() >= self.cfg.bounds.max_pending
+                || c.committed_out() >= self.cfg.bounds.max_out)
         {
             return false;
         }

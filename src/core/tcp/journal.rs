@@ -86,7 +86,7 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            match c.push_room(self.cfg.max_out) {
+            match c.push_room(self.cfg.bounds.max_out) {
                 PushRoom::Refused => {}
                 PushRoom::Overfull => overfull.push(conn),
                 PushRoom::Room => {
@@ -176,7 +176,7 @@ pub(super) fn write_mark(i: usize, out: &mut Output, ctx: &mut PumpCtx<'_>) -> S
 
 /// Journal lines asked per store read: the configured page.
 fn page_limit(cfg: &TcpConfig) -> u32 {
-    u32::try_from(cfg.page).unwrap_or(u32::MAX)
+    u32::try_from(cfg.bounds.page).unwrap_or(u32::MAX)
 }
 
 /// A JournalUpdate frame (13) for `line`; `None` if the contact does not fit the wire.
@@ -212,7 +212,7 @@ impl TcpCore {
             l.journal.pushed_line = since;
             l.journal.confirmed_line = since;
             // A full exchange with the peer is under way: the link is healthy.
-            l.backoff_ms = self.cfg.backoff_min_ms;
+            l.backoff_ms = self.cfg.timers.backoff_min_ms;
         }
         self.next_page(i);
     }

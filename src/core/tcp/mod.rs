@@ -44,7 +44,7 @@ mod stream;
 
 /// The store's request API, which this core speaks (defined in [`crate::store`]).
 pub use crate::store::{StoreEvent, StoreRequest};
-pub use config::{Cidr, NodeSigner, SignFn, TcpConfig};
+pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
 
 use crate::federation::nodelist::NodeList;
 use crate::wire::tcp;
@@ -157,14 +157,15 @@ pub struct TcpCore {
 impl TcpCore {
     /// A core starting with the persisted Lamport `clock`, at `now_ms`.
     pub fn new(cfg: TcpConfig, clock: u32, now_ms: u64) -> Self {
-        let cfg_peers_empty = cfg.peers.is_empty();
-        let max_clock_jump = cfg.max_clock_jump;
+        let cfg_peers_empty = cfg.peering.peers.is_empty();
+        let max_clock_jump = cfg.bounds.max_clock_jump;
         let links = cfg
+            .peering
             .peers
             .iter()
-            .map(|&addr| Link::new(addr, now_ms, cfg.backoff_min_ms, false))
+            .map(|&addr| Link::new(addr, now_ms, cfg.timers.backoff_min_ms, false))
             .collect();
-        let nodes = NodeList::from_entries(cfg.node.iter().cloned().collect());
+        let nodes = NodeList::from_entries(cfg.identity.node.iter().cloned().collect());
         TcpCore {
             cfg,
             clock: Clock::new(clock, max_clock_jump, !cfg_peers_empty),
@@ -362,16 +363,18 @@ impl TcpCore {
         let mut stalled = Vec::new();
         for (&id, c) in &self.conns {
             if c.role.is_none()
-                && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms
+                && now_ms >= c.accepted_ms + self.cfg.timers.hello_timeout_ms
                 && !c.input.refused
             {
                 late.push(id);
-            } else if c.out.pending() > 0 && now_ms >= c.out.last_progress_ms + self.cfg.stall_ms {
+            } else if c.out.pending() > 0
+                && now_ms >= c.out.last_progress_ms + self.cfg.timers.stall_ms
+            {
                 stalled.push(id);
             }
         }
         for id in late {
-            let secs = self.cfg.hello_timeout_ms / 1000;
+            let secs = self.cfg.timers.hello_timeout_ms / 1000;
             self.fail(id, 408, 0, &format!("no complete hello within {secs} s"));
         }
         for id in stalled {
@@ -385,9 +388,9 @@ impl TcpCore {
     pub fn poll_timeout(&self) -> Option<u64> {
         let conns = self.conns.values().filter_map(|c| {
             if c.role.is_none() && !c.input.refused {
-                Some(c.accepted_ms + self.cfg.hello_timeout_ms)
+                Some(c.accepted_ms + self.cfg.timers.hello_timeout_ms)
             } else if c.out.pending() > 0 {
-                Some(c.out.last_progress_ms + self.cfg.stall_ms)
+                Some(c.out.last_progress_ms + self.cfg.timers.stall_ms)
             } else {
                 None
             }

@@ -47,7 +47,7 @@ impl TcpCore {
 
     /// Our node's uid, if we have a node identity.
     fn own_uid(&self) -> Option<Uid> {
-        self.cfg.node.as_ref().map(|n| *n.uid())
+        self.cfg.identity.node.as_ref().map(|n| *n.uid())
     }
 
     /// The addresses of the servers in our node list other than us (their locations that
@@ -141,6 +141,7 @@ impl TcpCore {
     /// An entry for our own uid that is not ours: only we change our entry.
     fn is_own_uid_forged(&self, e: &NodeEntry) -> bool {
         self.cfg
+            .identity
             .node
             .as_ref()
             .is_some_and(|own| own.uid() == e.uid() && own != e)
@@ -166,7 +167,7 @@ impl TcpCore {
         self.batch
             .writes
             .push(Write::NodeList(self.nodes.canonical_bytes()));
-        if !self.cfg.no_mesh {
+        if !self.cfg.peering.no_mesh {
             self.link_to_learned(now_ms);
         }
         let Ok(h) = self.nodes.hash_frame().to_vec() else {
@@ -191,8 +192,12 @@ impl TcpCore {
                 continue;
             }
             tracing::info!(%addr, "connecting to a server learned from the node list");
-            self.links
-                .push(Link::new(addr, now_ms, self.cfg.backoff_min_ms, true));
+            self.links.push(Link::new(
+                addr,
+                now_ms,
+                self.cfg.timers.backoff_min_ms,
+                true,
+            ));
         }
     }
 
@@ -200,7 +205,7 @@ impl TcpCore {
     pub(super) fn auth_challenge(&mut self, conn: ConnId) {
         self.nonces += 1;
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        sha2::Digest::update(&mut h, self.cfg.seed);
+        sha2::Digest::update(&mut h, self.cfg.identity.seed);
         sha2::Digest::update(&mut h, b"auth nonce");
         sha2::Digest::update(&mut h, self.nonces.to_be_bytes());
         let nonce: [u8; 32] = sha2::Digest::finalize(h).into();
@@ -256,7 +261,7 @@ impl TcpCore {
                 return Err((401, "key does not match the node list"));
             }
             Some(_) => {}
-            None if ip.is_some_and(|ip| self.cfg.peer_allowed(ip)) => {}
+            None if ip.is_some_and(|ip| self.cfg.peering.peer_allowed(ip)) => {}
             None => return Err((401, "unknown node: admit it with --allow-peer or --peer")),
         }
         let msg = proof_message(&nonce, &body[..n]);
@@ -271,7 +276,10 @@ impl TcpCore {
     /// On link `peer` (connection `conn`): the peer's nonce came; send our AuthProof (21),
     /// then the link's opening requests.
     pub(super) fn send_proof(&mut self, now_ms: u64, peer: usize, conn: ConnId, nonce: &[u8]) {
-        let (Some(signer), Some(node)) = (self.cfg.signer.clone(), self.cfg.node.clone()) else {
+        let (Some(signer), Some(node)) = (
+            self.cfg.identity.signer.clone(),
+            self.cfg.identity.node.clone(),
+        ) else {
             return;
         };
         let body = proof_body(&signer, &node, nonce);

@@ -82,7 +82,7 @@ impl TcpCore {
     /// partition) must not deliver retransmitted lines after this cursor is read, or they
     /// would come twice. A live one (heartbeats) is left alone.
     fn close_stale(&mut self, now_ms: u64, conn: ConnId, journal_id: u64) {
-        let quiet = 2 * self.cfg.heartbeat_ms;
+        let quiet = 2 * self.cfg.timers.heartbeat_ms;
         let stale: Vec<ConnId> = self
             .conns
             .iter()

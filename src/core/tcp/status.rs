@@ -93,7 +93,7 @@ impl TcpCore {
         let (online, dsum) = directory;
         let mut text = format!(
             "name={}\nclock={}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\nnodes={}\nnode_list_sha512={}\nduplicate_lines={}\n",
-            self.cfg.name,
+            self.cfg.identity.name,
             self.clock.now,
             self.journal.id,
             self.journal.head,

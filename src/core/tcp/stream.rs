@@ -52,10 +52,10 @@ impl Stream {
         if let Some(n) = count.take() {
             out.extend_from_slice(&n.to_be_bytes());
         }
-        write_records(self.kind, buffered, out, ctx.cfg.max_out);
+        write_records(self.kind, buffered, out, ctx.cfg.bounds.max_out);
         // Read ahead: keep the next page coming while this one is written, so the reader
         // never waits for a round trip to the store thread.
-        let page = ctx.cfg.page;
+        let page = ctx.cfg.bounds.page;
         if *more && !*page_asked && buffered.len() < page {
             *page_asked = true;
             ctx.out.requests.push(StoreRequest::NextPage {

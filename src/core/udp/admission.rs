@@ -97,7 +97,7 @@ impl CertCache {
 pub(super) struct Admission {
     /// [`UdpConfig::accept_replayed`]: no address check (and no window, in `fresh`).
     accept_replayed: bool,
-    /// [`UdpConfig::exempt_loopback`]: no registration rate for loopback sources.
+    /// [`RateLimits::exempt_loopback`](super::config::RateLimits::exempt_loopback): no registration rate for loopback sources.
     exempt_loopback: bool,
     cookies: CookieJar,
     register_rate: Buckets<[u8; 8]>,
@@ -113,17 +113,17 @@ impl Admission {
     pub(super) fn new(cfg: &UdpConfig, cookie_key: [u8; 32]) -> Self {
         Admission {
             accept_replayed: cfg.accept_replayed,
-            exempt_loopback: cfg.exempt_loopback,
-            cookies: CookieJar::new(cookie_key, cfg.cookie_period_ms),
+            exempt_loopback: cfg.limits.exempt_loopback,
+            cookies: CookieJar::new(cookie_key, cfg.timers.cookie_period_ms),
             register_rate: Buckets::new(
-                cfg.register_per_s,
-                cfg.register_per_s.saturating_mul(2),
-                cfg.max_rate_entries,
+                cfg.limits.register_per_s,
+                cfg.limits.register_per_s.saturating_mul(2),
+                cfg.limits.max_entries,
             ),
             certs: CertCache {
                 certs: HashMap::new(),
                 order: VecDeque::new(),
-                cap: cfg.max_cert_cache,
+                cap: cfg.tables.max_cert_cache,
             },
             fresh: FreshTable::new(cfg),
             scratch: Box::new([0; MAX_DATAGRAM]),
@@ -313,6 +313,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::udp::RateLimits;
     use crate::identity::{Identity, KeyAlgorithm};
     use crate::wire::udp::root::{signed_message, PARAM_TO_SERVER};
     use crate::wire::{PacketType, RootHeader};
@@ -370,8 +371,11 @@ mod tests {
     #[test]
     fn registration_checks_come_in_the_documented_order() {
         let cfg = UdpConfig {
-            register_per_s: 1, // burst 2
-            exempt_loopback: false,
+            limits: RateLimits {
+                register_per_s: 1, // burst 2
+                exempt_loopback: false,
+                ..RateLimits::default()
+            },
             ..UdpConfig::default()
         };
         let mut a = Admission::new(&cfg, [7; 32]);

@@ -64,7 +64,7 @@ impl UdpCore {
     /// # Errors
     /// [`PeerRecordError`] 400 (malformed, hops over 16, fingerprint not the certificate's,
     /// an embedded payload that is no registration), 401 (certificate or signature), 503
-    /// (remote table full, [`super::UdpConfig::max_remote`]); nothing changes then.
+    /// (remote table full, [`super::config::TableBounds::max_remote`]); nothing changes then.
     ///
     /// Source: docs/PROTOCOL.md §8.16.
     pub fn apply_peer_record(&mut self, now: Now, body: &[u8]) -> Result<bool, PeerRecordError> {
@@ -144,7 +144,7 @@ impl UdpCore {
             home_uid: reg.home_uid,
             home: reg.home.to_owned(),
             last_seen_ms: seen,
-            deadline_ms: seen.saturating_add(self.cfg.ttl_ms),
+            deadline_ms: seen.saturating_add(self.cfg.timers.ttl_ms),
             hops: rec.hops,
             key,
             signed: Signed::new(reg.signature, reg.payload),
