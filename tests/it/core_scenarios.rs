@@ -19,8 +19,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use rendezvous::core::udp::{QueueBounds, RateLimits, TableBounds, UdpConfig, UdpCore, UdpTimers};
-use rendezvous::core::{status, Now};
+use rendezvous::core::Now;
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::status;
 use rendezvous::wire::udp::root::{
     signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER,
 };
@@ -594,7 +595,7 @@ fn registration_rate_limit_per_prefix_is_429() {
     let cookie = net.cookie_for(&c); // cookie challenges come before the rate check
     let ts = net.ts();
     let got = net.send(c.addr, &c.register(ts, Some(&cookie)));
-    assert_eq!(got, vec![to(&c, error(status::RATE_LIMITED, 2))]);
+    assert_eq!(got, vec![to(&c, error(status::TOO_MANY_REQUESTS, 2))]);
     assert_eq!(net.where_is(&c), None);
     // Another /24 is not affected; after a second the bucket has a token again.
     let d = net.client("198.51.100.1:40000", None);
@@ -999,7 +1000,7 @@ fn relay_depth_limit_is_503() {
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"1")).is_empty());
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"2")).is_empty());
     let got = net.send(a.addr, &a.relay(ts, c.fp(), b"3"));
-    assert_eq!(got, vec![to(&a, error(status::FULL, 4))]);
+    assert_eq!(got, vec![to(&a, error(status::SERVICE_UNAVAILABLE, 4))]);
     assert_eq!(net.server.queued_for(&c.fp()), 2);
     assert_eq!(
         net.register(&c),
@@ -1020,7 +1021,7 @@ fn relay_event_over_1200_bytes_is_413() {
         let req = a.relay(ts, dest.fp(), &[0x42; 1201]);
         assert!(req.len() <= MAX_DATAGRAM);
         let got = net.send(a.addr, &req);
-        assert_eq!(got, vec![to(&a, error(status::TOO_LARGE, 4))]);
+        assert_eq!(got, vec![to(&a, error(status::PAYLOAD_TOO_LARGE, 4))]);
     }
     assert_eq!(net.server.queued_for(&c.fp()), 0);
     // An empty event is malformed.
@@ -1329,7 +1330,11 @@ fn datagram_over_1400_bytes_is_413() {
         let got = net.send(c.addr, &big);
         assert_eq!(
             got,
-            vec![to_addr(c.addr, None, error(status::TOO_LARGE, 0xFF))]
+            vec![to_addr(
+                c.addr,
+                None,
+                error(status::PAYLOAD_TOO_LARGE, 0xFF)
+            )]
         );
         assert!(got[0].len <= 1401);
         // 1400 bytes is fine (a padded keepalive: refreshes or 404s).
@@ -1543,7 +1548,7 @@ fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
     assert!(net.send(b.addr, &b.keepalive(12)).is_empty());
     let cookie = net.cookie_for(&c);
     let got = net.send(c.addr, &c.register(net.ts(), Some(&cookie)));
-    assert_eq!(got, vec![to(&c, error(status::FULL, 2))]);
+    assert_eq!(got, vec![to(&c, error(status::SERVICE_UNAVAILABLE, 2))]);
     assert_eq!(
         (net.where_is(&a), net.where_is(&b)),
         (Some(a.addr), Some(b.addr))
@@ -1631,7 +1636,7 @@ fn global_queue_byte_limit_is_503() {
     let ts = net.ts();
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"123456")).is_empty());
     let got = net.send(a.addr, &a.relay(ts, d.fp(), b"12345"));
-    assert_eq!(got, vec![to(&a, error(status::FULL, 4))]);
+    assert_eq!(got, vec![to(&a, error(status::SERVICE_UNAVAILABLE, 4))]);
     assert!(net.send(a.addr, &a.relay(ts, d.fp(), b"1234")).is_empty());
     assert_eq!(
         (
@@ -1679,7 +1684,7 @@ fn relay_too_large_for_the_recipients_shifted_layout_is_413() {
     net.online(&s);
     let ts = net.ts();
     let got = net.send(a.addr, &a.relay(ts, s.fp(), &[1; 1200]));
-    assert_eq!(got, vec![to(&a, error(status::TOO_LARGE, 4))]);
+    assert_eq!(got, vec![to(&a, error(status::PAYLOAD_TOO_LARGE, 4))]);
     let fits = vec![2; 1400 - 13 - 240 - 32];
     let got = net.send(a.addr, &a.relay(ts, s.fp(), &fits));
     assert_eq!(got, vec![to(&s, relayed(&a, &fits))]);

@@ -16,8 +16,9 @@ use proptest::prelude::*;
 use rendezvous::core::udp::{
     DirectoryPage, FederationConfig, UdpConfig, UdpCore, UdpIdentity, UdpTimers,
 };
-use rendezvous::core::{status, Now, PeerOut, PeerRecordError};
+use rendezvous::core::{Now, PeerOut, PeerRecordError};
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::status;
 use rendezvous::wire::tcp::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     MAX_DIR_RECORD_LEN,

@@ -8,6 +8,7 @@ use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
+use crate::wire::status;
 use crate::wire::tcp::{self, ContactFields, Role, ServerCommand};
 use std::collections::{BTreeMap, HashMap};
 
@@ -290,14 +291,14 @@ impl TcpCore {
         let cmd = tcp::CMD_JOURNAL_SINCE;
         if limit == 0 || limit > tcp::MAX_SINCE_LIMIT {
             let detail = format!("limit {limit} out of range 1 to {}", tcp::MAX_SINCE_LIMIT);
-            return self.fail(conn, 400, cmd, &detail);
+            return self.fail(conn, status::BAD_REQUEST, cmd, &detail);
         }
         if journal_id != self.journal.id {
             let detail = format!(
                 "unknown journal {journal_id:016x} (ours is {:016x}): ask for the full list",
                 self.journal.id
             );
-            return self.fail(conn, 404, cmd, &detail);
+            return self.fail(conn, status::NOT_FOUND, cmd, &detail);
         }
         self.flush_batch();
         if since > self.journal.head {
@@ -305,7 +306,7 @@ impl TcpCore {
                 "since {since} is beyond the journal's end ({})",
                 self.journal.head
             );
-            return self.fail(conn, 400, cmd, &detail);
+            return self.fail(conn, status::BAD_REQUEST, cmd, &detail);
         }
         let tag = self.out.tag();
         self.reads.since_reads.insert(tag, conn);
@@ -360,12 +361,12 @@ fn since_answer(entries: &[(u64, Contact)], read: JournalRead) -> Answer {
             Answer::Ready(b)
         }
         JournalRead::Gone => Answer::Refusal(status_bytes(
-            404,
+            status::NOT_FOUND,
             tcp::CMD_JOURNAL_SINCE,
             "the journal no longer holds that line: ask for the full list",
         )),
         JournalRead::Beyond => Answer::Refusal(status_bytes(
-            400,
+            status::BAD_REQUEST,
             tcp::CMD_JOURNAL_SINCE,
             "since is beyond the journal's end",
         )),

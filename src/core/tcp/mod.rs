@@ -47,6 +47,7 @@ pub use crate::store::{StoreEvent, StoreRequest};
 pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
 
 use crate::federation::nodelist::NodeList;
+use crate::wire::status::{REQUEST_TIMEOUT, SERVICE_UNAVAILABLE};
 use crate::wire::tcp;
 use conn::Conn;
 use contacts::{Batch, Clock};
@@ -287,7 +288,12 @@ impl TcpCore {
     fn on_read_failed(&mut self, tag: u64, error: &str) {
         tracing::error!(tag, error, "a store read failed");
         if let Some(conn) = self.reads.take_conn(tag) {
-            self.fail_now(conn, 503, 0xFF, "store failure while reading");
+            self.fail_now(
+                conn,
+                SERVICE_UNAVAILABLE,
+                0xFF,
+                "store failure while reading",
+            );
         } else if let Some(i) = self.reads.page_reads.remove(&tag) {
             if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
                 let conn = *conn;
@@ -375,7 +381,12 @@ impl TcpCore {
         }
         for id in late {
             let secs = self.cfg.timers.hello_timeout_ms / 1000;
-            self.fail(id, 408, 0, &format!("no complete hello within {secs} s"));
+            self.fail(
+                id,
+                REQUEST_TIMEOUT,
+                0,
+                &format!("no complete hello within {secs} s"),
+            );
         }
         for id in stalled {
             tracing::info!(conn = id, "dropping a connection that stopped reading");

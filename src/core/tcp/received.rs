@@ -8,6 +8,7 @@ use super::contacts::to_contact;
 use super::journal::{cursor_key, Journal};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::Write;
+use crate::wire::status;
 use crate::wire::tcp::{self, ContactFields};
 
 /// Peer journals tracked for copies, and peer names counted in `received_from`
@@ -134,7 +135,12 @@ impl TcpCore {
     fn peer_journal_of(&mut self, conn: ConnId, cmd: u8, what: &str) -> Option<u64> {
         let id = self.conns.get(&conn).and_then(|c| c.peer_journal);
         if id.is_none() {
-            self.fail(conn, 400, cmd, &format!("{what} before a cursor query"));
+            self.fail(
+                conn,
+                status::BAD_REQUEST,
+                cmd,
+                &format!("{what} before a cursor query"),
+            );
         }
         id
     }

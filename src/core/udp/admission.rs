@@ -9,9 +9,9 @@ use super::cookie::CookieJar;
 use super::emit::{wire_detail, Refusal};
 use super::fresh::{packet_digest, FreshTable};
 use super::limits::{is_loopback, prefix_of, Buckets};
-use crate::core::status;
 use crate::core::Now;
 use crate::identity::{self, IdentityError, VerifiedCertificate, VerifyingKey};
+use crate::wire::status;
 use crate::wire::udp::root::MAX_DATAGRAM;
 use crate::wire::udp::{Register, COOKIE_LEN};
 use crate::wire::{Fingerprint, Root};
@@ -160,7 +160,7 @@ impl Admission {
         }
         if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
             return Err(Refusal::new(
-                status::RATE_LIMITED,
+                status::TOO_MANY_REQUESTS,
                 "too many registrations from this network; slow down",
             )
             .into());
@@ -281,7 +281,7 @@ impl Admission {
         why: &'static str,
     ) -> Result<(), Refusal> {
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return Err(Refusal::new(status::TOO_LARGE, "too large"));
+            return Err(Refusal::new(status::PAYLOAD_TOO_LARGE, "too large"));
         };
         if key.is_some_and(|k| k.verify(msg, root.signature).is_ok()) {
             Ok(())
@@ -304,7 +304,10 @@ impl Admission {
             .check(&fp, root.timestamp, digest)
             .map_err(|why| Refusal::new(status::CONFLICT, why))?;
         if !self.fresh.make_room(now, &fp, online) {
-            return Err(Refusal::new(status::FULL, "freshness table full"));
+            return Err(Refusal::new(
+                status::SERVICE_UNAVAILABLE,
+                "freshness table full",
+            ));
         }
         Ok(digest)
     }

@@ -49,8 +49,8 @@ pub use federation::PeerOut;
 pub use peer::PeerRecordError;
 pub use stats::{DatagramStats, EmitStats, FederationStats, Stats};
 
-use super::status;
 use super::Now;
+use crate::wire::status;
 use crate::wire::tcp::dir::RecordBody;
 use crate::wire::udp::canonical_addr;
 use crate::wire::udp::root::PARAM_FROM_SERVER;
@@ -332,7 +332,7 @@ impl UdpCore {
             Err(_) if from_server => return self.emitter.drop_one(),
             Err(e) => {
                 let code = if e == WireError::TooLarge {
-                    status::TOO_LARGE
+                    status::PAYLOAD_TOO_LARGE
                 } else {
                     status::BAD_REQUEST
                 };

@@ -6,8 +6,9 @@
 use super::directory::{Refresh, Verdict};
 use super::emit::{wire_detail, Refusal};
 use super::remote::{Remote, Signed};
-use super::{status, Now, Out, UdpCore};
+use super::{Now, Out, UdpCore};
 use crate::identity;
+use crate::wire::status;
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
 use crate::wire::tcp::dir::{MAX_FORWARD_HOPS, MAX_RECORD_HOPS};
 use crate::wire::udp::root::MAX_DATAGRAM;
@@ -159,7 +160,7 @@ impl UdpCore {
     /// table is full.
     fn remote_full(&mut self) -> PeerRecordError {
         self.federation.stats.remote_full += 1;
-        peer_err(status::FULL, "remote directory full")
+        peer_err(status::SERVICE_UNAVAILABLE, "remote directory full")
     }
 
     /// Handles one Forward body from a peer (the body of a command-18 frame). A copy of a
