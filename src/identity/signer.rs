@@ -1,6 +1,7 @@
 //! The signing side: a client's own certificate and private key, made fresh with rcgen or
-//! loaded from the files OpenSSL and rcgen write, used to sign Root packets.
-//! Source: BRIEF.md, "UDP plane" (the signature covers `timestamp || payload`).
+//! loaded from the files OpenSSL and rcgen write, used to sign Root packets (the signature
+//! covers `timestamp || payload`, docs/PROTOCOL.md §2.4). Errors are [`SignerError`]s that
+//! name the file and what is wrong.
 
 use std::fmt;
 use std::fs;
@@ -9,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -22,7 +22,7 @@ use x509_parser::time::ASN1Time;
 
 use super::cert::{fingerprint, parse_exact};
 use super::pem::{pem_blocks, pem_encode, CERTIFICATE_LABEL};
-use super::{IdentityError, KeyAlgorithm, VerifyingKey};
+use super::{IdentityError, KeyAlgorithm, SignerError, VerifyingKey};
 use crate::wire::Fingerprint;
 
 /// File name of the certificate inside an identity directory (PEM).
@@ -101,12 +101,12 @@ impl fmt::Debug for Identity {
     }
 }
 
-fn unix_now() -> anyhow::Result<i64> {
+fn unix_now() -> Result<i64, SignerError> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
+        .map_err(|_| SignerError::Clock("before 1970"))?
         .as_secs();
-    i64::try_from(secs).context("the system clock is out of range")
+    i64::try_from(secs).map_err(|_| SignerError::Clock("out of range"))
 }
 
 impl Identity {
@@ -114,41 +114,48 @@ impl Identity {
     /// `CN=<common_name>`, valid from now minus 1 day to now plus 10 years.
     ///
     /// # Errors
-    /// For [`KeyAlgorithm::Rsa`] (ring cannot generate RSA keys: make one with
-    /// `openssl req -x509 -newkey rsa:2048 -nodes ...` and [`Identity::load`] it), for an
-    /// empty common name or one longer than 64 characters, or if key generation fails.
-    pub fn generate(alg: KeyAlgorithm, common_name: &str) -> anyhow::Result<Identity> {
+    /// [`SignerError::CannotGenerateRsa`] for [`KeyAlgorithm::Rsa`] (ring cannot generate
+    /// RSA keys: make one with `openssl req -x509 -newkey rsa:2048 -nodes ...` and
+    /// [`Identity::load`] it); [`SignerError::EmptyCommonName`] or
+    /// [`SignerError::CommonNameTooLong`] for an empty common name or one longer than 64
+    /// characters; [`SignerError::KeyGeneration`], [`SignerError::SelfSign`],
+    /// [`SignerError::Clock`] or [`SignerError::Validity`] if making the key or the
+    /// certificate fails.
+    pub fn generate(alg: KeyAlgorithm, common_name: &str) -> Result<Identity, SignerError> {
         let rcgen_alg = match alg {
             KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
             KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyAlgorithm::Rsa => bail!(
-                "cannot generate RSA keys; use ed25519 or ecdsa-p256, or make an RSA key \
-                 with `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem` \
-                 and load it"
-            ),
+            KeyAlgorithm::Rsa => return Err(SignerError::CannotGenerateRsa),
         };
         if common_name.is_empty() {
-            bail!("the certificate's common name must not be empty");
+            return Err(SignerError::EmptyCommonName);
         }
         if common_name.chars().count() > MAX_COMMON_NAME {
-            bail!("the certificate's common name is longer than {MAX_COMMON_NAME} characters");
+            return Err(SignerError::CommonNameTooLong {
+                max: MAX_COMMON_NAME,
+            });
         }
         let key_pair = rcgen::KeyPair::generate_for(rcgen_alg)
-            .with_context(|| format!("generating a {alg} key"))?;
+            .map_err(|source| SignerError::KeyGeneration { alg, source })?;
         let mut params = rcgen::CertificateParams::default();
         let mut dn = rcgen::DistinguishedName::new();
         dn.push(rcgen::DnType::CommonName, common_name);
         params.distinguished_name = dn;
         let now = unix_now()?;
-        params.not_before = ASN1Time::from_timestamp(now.saturating_sub(BACKDATE_SECS))
-            .map_err(|e| anyhow!("certificate start time: {e}"))?
-            .to_datetime();
-        params.not_after = ASN1Time::from_timestamp(now.saturating_add(LIFETIME_SECS))
-            .map_err(|e| anyhow!("certificate end time: {e}"))?
-            .to_datetime();
+        // A validity date, `unix_s` seconds; `which` is "start" or "end".
+        let validity_date = |which, unix_s| {
+            ASN1Time::from_timestamp(unix_s)
+                .map(|t| t.to_datetime())
+                .map_err(|e| SignerError::Validity {
+                    which,
+                    reason: e.to_string(),
+                })
+        };
+        params.not_before = validity_date("start", now.saturating_sub(BACKDATE_SECS))?;
+        params.not_after = validity_date("end", now.saturating_add(LIFETIME_SECS))?;
         let cert = params
             .self_signed(&key_pair)
-            .context("signing the new certificate")?;
+            .map_err(SignerError::SelfSign)?;
         let mut key_der = SecretBytes(key_pair.serialize_der());
         if alg == KeyAlgorithm::Ed25519 {
             // ring writes PKCS#8 v2 with the public key in a form OpenSSL 3.0 cannot read;
@@ -178,43 +185,25 @@ impl Identity {
     /// with [`super::verify_self_signed`]), so an expired identity still loads.
     ///
     /// # Errors
-    /// Naming the file and what is wrong: a missing or unreadable file, malformed PEM, no
-    /// or several certificates, a certificate with an unsupported key, an encrypted key
-    /// (decrypt it with `openssl pkey -in key.pem -out key.pem`), a key of another type
+    /// A [`SignerError`] naming the file and what is wrong: a missing or unreadable file
+    /// ([`SignerError::NoCertificate`], [`SignerError::ReadCert`],
+    /// [`SignerError::ReadKey`]), malformed PEM or a certificate with an unsupported key
+    /// ([`SignerError::Refused`]), no or several certificates, an encrypted key (decrypt it
+    /// with `openssl pkey -in key.pem -out key.pem`), no key block, a key of another type
     /// than the certificate's, or a key that does not match the certificate.
-    pub fn load(dir: &Path) -> anyhow::Result<Identity> {
+    pub fn load(dir: &Path) -> Result<Identity, SignerError> {
         let (cert_der, cert_path) = read_cert(dir)?;
         // Report a bad certificate before looking at the key.
         parse_exact(&cert_der)
             .and_then(|c| VerifyingKey::from_spki(c.public_key()))
-            .map_err(|e| anyhow!("{}: {e}", cert_path.display()))?;
+            .map_err(|reason| refused(&cert_path, reason))?;
         let key_path = dir.join(KEY_FILE);
-        let key_text = fs::read(&key_path)
-            .with_context(|| format!("reading the private key {}", key_path.display()))?;
+        let key_text = fs::read(&key_path).map_err(|source| SignerError::ReadKey {
+            path: key_path.clone(),
+            source,
+        })?;
         warn_if_readable_by_others(&key_path);
-        let blocks = pem_blocks(&key_text).map_err(|e| anyhow!("{}: {e}", key_path.display()))?;
-        let mut found = None;
-        for block in blocks {
-            let label = match block.label.as_str() {
-                PKCS8_LABEL => PKCS8_LABEL,
-                SEC1_LABEL => SEC1_LABEL,
-                PKCS1_LABEL => PKCS1_LABEL,
-                ENCRYPTED_LABEL => bail!(
-                    "{}: the private key is encrypted; write it unencrypted with \
-                     `openssl pkey -in key.pem -out key.pem` (or make it with -nodes)",
-                    key_path.display()
-                ),
-                _ => continue,
-            };
-            found = Some((label, SecretBytes(block.contents)));
-            break;
-        }
-        let Some((label, key_der)) = found else {
-            bail!(
-                "{}: no PEM block labelled PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY",
-                key_path.display()
-            );
-        };
+        let (label, key_der) = read_key_block(&key_text, &key_path)?;
         Self::from_parts(
             cert_der,
             label,
@@ -230,9 +219,14 @@ impl Identity {
     /// form it was loaded in (PKCS#8 for generated identities).
     ///
     /// # Errors
-    /// If the directory cannot be created or a file cannot be written or renamed.
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    /// [`SignerError::CreateDir`] if the directory cannot be created;
+    /// [`SignerError::Write`] or [`SignerError::RemoveTemp`] if a file cannot be written or
+    /// renamed.
+    pub fn save(&self, dir: &Path) -> Result<(), SignerError> {
+        fs::create_dir_all(dir).map_err(|source| SignerError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let cert_pem = pem_encode(CERTIFICATE_LABEL, &self.inner.cert_der);
         write_atomic(&dir.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
         let key_pem =
@@ -308,19 +302,23 @@ impl Identity {
         key_der: SecretBytes,
         cert_name: &str,
         key_name: &str,
-    ) -> anyhow::Result<Identity> {
-        let cert = parse_exact(&cert_der).map_err(|e| anyhow!("{cert_name}: {e}"))?;
-        let verifying_key =
-            VerifyingKey::from_spki(cert.public_key()).map_err(|e| anyhow!("{cert_name}: {e}"))?;
+    ) -> Result<Identity, SignerError> {
+        let named = |reason| SignerError::Refused {
+            file: cert_name.to_string(),
+            reason,
+        };
+        let cert = parse_exact(&cert_der).map_err(named)?;
+        let verifying_key = VerifyingKey::from_spki(cert.public_key()).map_err(named)?;
         drop(cert);
         let alg = verifying_key.algorithm();
         let rng = SystemRandom::new();
         let der = key_der.0.as_slice();
-        let wrong_kind = |kind: &str, e: ring::error::KeyRejected| {
-            anyhow!(
-                "{key_name}: not a {kind} private key ({e}), but {cert_name} holds an {alg} \
-                 public key"
-            )
+        let wrong_kind = |kind: &'static str, rejected| SignerError::WrongKeyKind {
+            key: key_name.to_string(),
+            kind,
+            rejected,
+            cert: cert_name.to_string(),
+            alg,
         };
         let signer = match (alg, key_label) {
             (KeyAlgorithm::Ed25519, PKCS8_LABEL) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
@@ -332,7 +330,10 @@ impl Identity {
                     .map_err(|e| wrong_kind("PKCS#8 ECDSA P-256", e))?
             }
             (KeyAlgorithm::EcdsaP256, SEC1_LABEL) => {
-                let private = sec1_private_key(der).map_err(|why| anyhow!("{key_name}: {why}"))?;
+                let private = sec1_private_key(der).map_err(|reason| SignerError::BadSec1Key {
+                    key: key_name.to_string(),
+                    reason,
+                })?;
                 EcdsaKeyPair::from_private_key_and_public_key(
                     &ECDSA_P256_SHA256_ASN1_SIGNING,
                     private,
@@ -340,8 +341,9 @@ impl Identity {
                     &rng,
                 )
                 .map(Signer::EcdsaP256)
-                .map_err(|_| {
-                    anyhow!("{key_name}: this private key does not belong to {cert_name}")
+                .map_err(|_| SignerError::KeyMismatch {
+                    key: key_name.to_string(),
+                    cert: cert_name.to_string(),
                 })?
             }
             (KeyAlgorithm::Rsa, PKCS8_LABEL) => RsaKeyPair::from_pkcs8(der)
@@ -350,14 +352,20 @@ impl Identity {
             (KeyAlgorithm::Rsa, PKCS1_LABEL) => RsaKeyPair::from_der(der)
                 .map(Signer::Rsa)
                 .map_err(|e| wrong_kind("PKCS#1 RSA (2048-4096 bits)", e))?,
-            (alg, label) => bail!(
-                "{key_name}: a {label:?} PEM block cannot hold the {alg} key {cert_name} needs"
-            ),
+            (alg, label) => {
+                return Err(SignerError::WrongLabel {
+                    key: key_name.to_string(),
+                    label,
+                    alg,
+                    cert: cert_name.to_string(),
+                })
+            }
         };
         if signer.public_key() != verifying_key.public_key() {
-            bail!(
-                "{key_name}: this private key does not belong to {cert_name} (public keys differ)"
-            );
+            return Err(SignerError::PublicKeysDiffer {
+                key: key_name.to_string(),
+                cert: cert_name.to_string(),
+            });
         }
         Ok(Identity {
             inner: Arc::new(Inner {
@@ -375,7 +383,7 @@ impl Identity {
 
 /// Reads `DIR/cert.pem`, or `DIR/cert.der` when there is no `cert.pem`; returns the DER
 /// and the path it came from.
-fn read_cert(dir: &Path) -> anyhow::Result<(Vec<u8>, PathBuf)> {
+fn read_cert(dir: &Path) -> Result<(Vec<u8>, PathBuf), SignerError> {
     let pem_path = dir.join(CERT_FILE);
     match fs::read(&pem_path) {
         Ok(text) => {
@@ -384,29 +392,65 @@ fn read_cert(dir: &Path) -> anyhow::Result<(Vec<u8>, PathBuf)> {
                 return Ok((text, pem_path));
             }
             let mut certs =
-                super::certs_from_pem(&text).map_err(|e| anyhow!("{}: {e}", pem_path.display()))?;
+                super::certs_from_pem(&text).map_err(|reason| refused(&pem_path, reason))?;
             match certs.len() {
                 1 => Ok((certs.remove(0), pem_path)),
-                0 => bail!("{}: no CERTIFICATE PEM block found", pem_path.display()),
-                n => bail!(
-                    "{}: holds {n} certificates; expected exactly one (the self-signed \
-                     client certificate)",
-                    pem_path.display()
-                ),
+                0 => Err(SignerError::NoCertificateBlock { path: pem_path }),
+                count => Err(SignerError::SeveralCertificates {
+                    path: pem_path,
+                    count,
+                }),
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let der_path = dir.join(CERT_DER_FILE);
             match fs::read(&der_path) {
                 Ok(der) => Ok((der, der_path)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                    "no certificate in {}: neither {CERT_FILE} nor {CERT_DER_FILE} exists",
-                    dir.display()
-                ),
-                Err(e) => Err(e).with_context(|| format!("reading {}", der_path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(SignerError::NoCertificate {
+                        dir: dir.to_path_buf(),
+                    })
+                }
+                Err(source) => Err(SignerError::ReadCert {
+                    path: der_path,
+                    source,
+                }),
             }
         }
-        Err(e) => Err(e).with_context(|| format!("reading {}", pem_path.display())),
+        Err(source) => Err(SignerError::ReadCert {
+            path: pem_path,
+            source,
+        }),
+    }
+}
+
+/// The first private key block of `text` (the key file `path`): its label and DER body.
+fn read_key_block(text: &[u8], path: &Path) -> Result<(&'static str, SecretBytes), SignerError> {
+    let blocks = pem_blocks(text).map_err(|reason| refused(path, reason))?;
+    for block in blocks {
+        let label = match block.label.as_str() {
+            PKCS8_LABEL => PKCS8_LABEL,
+            SEC1_LABEL => SEC1_LABEL,
+            PKCS1_LABEL => PKCS1_LABEL,
+            ENCRYPTED_LABEL => {
+                return Err(SignerError::EncryptedKey {
+                    path: path.to_path_buf(),
+                })
+            }
+            _ => continue,
+        };
+        return Ok((label, SecretBytes(block.contents)));
+    }
+    Err(SignerError::NoKeyBlock {
+        path: path.to_path_buf(),
+    })
+}
+
+/// [`SignerError::Refused`] for the file `path`.
+fn refused(path: &Path, reason: IdentityError) -> SignerError {
+    SignerError::Refused {
+        file: path.display().to_string(),
+        reason,
     }
 }
 
@@ -477,17 +521,19 @@ fn ed25519_pkcs8_v1(der: &[u8]) -> Option<SecretBytes> {
 
 /// Writes `data` to `path` via a temporary file in the same directory: created with
 /// `mode` (Unix), synced, then renamed over `path`.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), SignerError> {
+    let file_name =
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| SignerError::NotAFilePath {
+                path: path.to_path_buf(),
+            })?;
     let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
     // A stale temporary file from a crashed run may have other permissions: start over.
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
+        Err(source) => return Err(SignerError::RemoveTemp { path: tmp, source }),
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -504,9 +550,12 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();
-    if let Err(e) = result {
+    if let Err(source) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
+        return Err(SignerError::Write {
+            path: path.to_path_buf(),
+            source,
+        });
     }
     Ok(())
 }
@@ -638,9 +687,19 @@ mod tests {
 
     #[test]
     fn generate_refuses_rsa_and_bad_names() {
-        assert!(Identity::generate(KeyAlgorithm::Rsa, "x").is_err());
-        assert!(Identity::generate(KeyAlgorithm::Ed25519, "").is_err());
-        assert!(Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(65)).is_err());
+        assert!(matches!(
+            Identity::generate(KeyAlgorithm::Rsa, "x"),
+            Err(SignerError::CannotGenerateRsa)
+        ));
+        assert!(matches!(
+            Identity::generate(KeyAlgorithm::Ed25519, ""),
+            Err(SignerError::EmptyCommonName)
+        ));
+        let long = Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(65));
+        assert!(matches!(
+            long,
+            Err(SignerError::CommonNameTooLong { max: 64 })
+        ));
         assert!(Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(64)).is_ok());
     }
 
