@@ -132,7 +132,7 @@ impl TcpCore {
     /// it, and at the end of each turn).
     pub(super) fn flush_batch(&mut self) {
         if let Some(req) = self.batch.close(&mut self.clock) {
-            self.out.requests.push(req);
+            self.out.request(req);
         }
     }
 
@@ -180,7 +180,7 @@ impl TcpCore {
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.barriers.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Barrier { tag });
+        self.out.request(StoreRequest::Barrier { tag });
         self.push_answer(conn, Answer::Barrier { tag, done: false });
     }
 

@@ -126,7 +126,7 @@ impl TcpCore {
         l.journal.phase = Phase::Paging { since, asked: true };
         let tag = self.out.tag();
         self.reads.page_reads.insert(tag, i);
-        self.out.requests.push(StoreRequest::JournalPage {
+        self.out.request(StoreRequest::JournalPage {
             tag,
             since,
             limit: page_limit(&self.cfg),
@@ -167,7 +167,7 @@ pub(super) fn write_mark(i: usize, out: &mut Output, ctx: &mut PumpCtx<'_>) -> S
     };
     let tag = ctx.out.tag();
     ctx.reads.page_reads.insert(tag, i);
-    ctx.out.requests.push(StoreRequest::JournalPage {
+    ctx.out.request(StoreRequest::JournalPage {
         tag,
         since: mark,
         limit: page_limit(ctx.cfg),
@@ -311,8 +311,7 @@ impl TcpCore {
         let tag = self.out.tag();
         self.reads.since_reads.insert(tag, conn);
         self.out
-            .requests
-            .push(StoreRequest::JournalPage { tag, since, limit });
+            .request(StoreRequest::JournalPage { tag, since, limit });
         self.push_answer(conn, Answer::Since { tag });
     }
 

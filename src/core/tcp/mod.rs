@@ -311,16 +311,12 @@ impl TcpCore {
 
     /// The next request for the store thread, in order.
     pub fn poll_store(&mut self) -> Option<StoreRequest> {
-        if self.out.requests.is_empty() {
-            None
-        } else {
-            Some(self.out.requests.remove(0))
-        }
+        self.out.requests.pop_front()
     }
 
     /// Takes every pending store request, in order.
     pub fn drain_store(&mut self) -> Vec<StoreRequest> {
-        std::mem::take(&mut self.out.requests)
+        std::mem::take(&mut self.out.requests).into()
     }
 
     /// Puts an action back at the front (the loop could not do it now).

@@ -71,7 +71,7 @@ impl TcpCore {
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.cursor_reads.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Cursor {
+        self.out.request(StoreRequest::Cursor {
             tag,
             peer: cursor_key(journal_id),
         });

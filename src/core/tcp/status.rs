@@ -17,7 +17,7 @@ impl TcpCore {
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.barriers.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Digest { tag });
+        self.out.request(StoreRequest::Digest { tag });
         self.out
             .actions
             .push_back(TcpAction::DirectoryDigest { tag });
