@@ -8,6 +8,7 @@
 mod cert;
 mod error;
 mod key;
+mod keyfile;
 mod pem;
 mod signer;
 
@@ -16,5 +17,6 @@ pub use cert::{
 };
 pub use error::{IdentityError, SignerError};
 pub use key::{KeyAlgorithm, VerifyingKey, RSA_MAX_BITS, RSA_MIN_BITS};
+pub use keyfile::{CERT_DER_FILE, CERT_FILE, KEY_FILE};
 pub use pem::{certs_from_pem, pem_encode};
-pub use signer::{Identity, CERT_DER_FILE, CERT_FILE, KEY_FILE};
+pub use signer::Identity;
