@@ -19,7 +19,7 @@ mod common;
 
 use common::{cookie, now, packet, register, register_packet, unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::udp::{RateLimits, UdpConfig, UdpCore, UdpTimers};
 use rendezvous::core::Now;
 use rendezvous::identity::Identity;
 use rendezvous::wire::udp::root::signed_message;
@@ -36,9 +36,15 @@ const POOL: u64 = 60;
 /// same lookup again and again), cookies that never rotate (pool packets carry one).
 fn config() -> UdpConfig {
     UdpConfig {
-        punch_interval_ms: u64::MAX / 4,
-        lookup_bytes_per_s: u32::MAX,
-        cookie_period_ms: u64::MAX / 4,
+        limits: RateLimits {
+            punch_interval_ms: u64::MAX / 4,
+            lookup_bytes_per_s: u32::MAX,
+            ..RateLimits::default()
+        },
+        timers: UdpTimers {
+            cookie_period_ms: u64::MAX / 4,
+            ..UdpTimers::default()
+        },
         ..UdpConfig::default()
     }
 }
@@ -155,14 +161,10 @@ fn benches(c: &mut Criterion) {
             ("register_cached_cert", true),
             ("register_full_check", false),
         ] {
-            let cfg = UdpConfig {
-                max_cert_cache: if cache {
-                    UdpConfig::default().max_cert_cache
-                } else {
-                    0
-                },
-                ..cfg.clone()
-            };
+            let mut cfg = cfg.clone();
+            if !cache {
+                cfg.tables.max_cert_cache = 0;
+            }
             let mut fresh = || {
                 let mut s = UdpCore::new(cfg.clone(), seed, now(base, 0));
                 // Caches the certificate (or not) and sets the newest timestamp to `base`.

@@ -4,7 +4,6 @@
 //! touches a socket (see `net` for the event loop).
 
 pub mod node;
-pub mod status;
 pub mod tcp;
 pub mod udp;
 

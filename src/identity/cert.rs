@@ -1,6 +1,6 @@
 //! Client certificates: the SHA-256 fingerprint and the full check a server runs on the
 //! certificate in a registration (exactly one DER certificate, self-signed, in date, with
-//! a supported key). Source: BRIEF.md, "Conventions" and "UDP plane".
+//! a supported key). Source: docs/PROTOCOL.md §5.4.
 
 use sha2::{Digest, Sha256};
 use x509_parser::der_parser::asn1_rs::Any;
@@ -10,7 +10,7 @@ use super::{IdentityError, VerifyingKey};
 use crate::wire::Fingerprint;
 
 /// The fingerprint of a certificate: SHA-256 of its exact DER bytes, as
-/// `openssl x509 -outform DER | sha256sum` gives it (BRIEF.md, "Conventions").
+/// `openssl x509 -outform DER | sha256sum` gives it (docs/PROTOCOL.md §5.4).
 ///
 /// The bytes are not parsed; hash only what was checked with [`verify_self_signed`] or
 /// [`parse_certificate`] when the result names a client.
@@ -33,7 +33,7 @@ pub struct CertificateInfo {
 
 /// A client certificate that passed [`verify_self_signed`].
 ///
-/// Cheap to clone; a server may cache it by fingerprint (BRIEF.md, "UDP plane": verified
+/// Cheap to clone; a server may cache it by fingerprint (docs/PROTOCOL.md §5.4: verified
 /// certificates may be cached) but must still compare `now` with the validity period
 /// when it reuses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertificateInfo, IdentityError> {
     })
 }
 
-/// The full check of a client certificate (BRIEF.md, "UDP plane"), cheapest steps first:
+/// The full check of a client certificate (docs/PROTOCOL.md §5.4), cheapest steps first:
 /// 1. `der` is exactly one DER certificate with nothing left over;
 /// 2. its key is Ed25519, ECDSA P-256 (`ecPublicKey` + `prime256v1`, uncompressed point)
 ///    or `rsaEncryption` with a 2048..=4096-bit modulus;

@@ -1,7 +1,7 @@
 //! Public keys of client certificates and the signature check on every signed packet.
 //!
 //! Turns a certificate's SubjectPublicKeyInfo into the bytes ring verifies with, for the
-//! three algorithms the UDP plane allows. Source: BRIEF.md, "UDP plane".
+//! three algorithms the UDP plane allows. Source: docs/PROTOCOL.md §2.4 and §5.4.
 
 use core::fmt;
 use core::str::FromStr;
@@ -14,9 +14,9 @@ use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
 use super::IdentityError;
 
-/// Smallest RSA modulus accepted, in bits (BRIEF.md, "UDP plane": 2048-4096-bit keys).
+/// Smallest RSA modulus accepted, in bits (docs/PROTOCOL.md §5.4: 2048-4096-bit keys).
 pub const RSA_MIN_BITS: usize = 2048;
-/// Largest RSA modulus accepted, in bits (BRIEF.md, "UDP plane": 2048-4096-bit keys).
+/// Largest RSA modulus accepted, in bits (docs/PROTOCOL.md §5.4: 2048-4096-bit keys).
 pub const RSA_MAX_BITS: usize = 4096;
 
 /// Length of an Ed25519 public key, in bytes.
@@ -28,7 +28,7 @@ const ED25519_SIG_LEN: usize = 64;
 /// Longest DER-encoded ECDSA P-256 signature, in bytes (SEQUENCE of two 33-byte INTEGERs).
 const P256_SIG_MAX_LEN: usize = 72;
 
-/// The signature algorithms a client certificate's key may use (BRIEF.md, "UDP plane").
+/// The signature algorithms a client certificate's key may use (docs/PROTOCOL.md §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
     /// Ed25519, pure: a 64-byte signature over the raw message bytes.
@@ -113,7 +113,7 @@ impl VerifyingKey {
     }
 
     /// Extracts the key from a parsed SubjectPublicKeyInfo, accepting only the algorithms
-    /// of BRIEF.md, "UDP plane": Ed25519 (no parameters, 32 bytes); `ecPublicKey` with
+    /// of docs/PROTOCOL.md §5.4: Ed25519 (no parameters, 32 bytes); `ecPublicKey` with
     /// `prime256v1` parameters and an uncompressed 65-byte point; `rsaEncryption` with a
     /// 2048..=4096-bit modulus.
     pub(crate) fn from_spki(info: &SubjectPublicKeyInfo<'_>) -> Result<Self, IdentityError> {
@@ -175,7 +175,7 @@ impl VerifyingKey {
     }
 
     /// Verifies `signature` over `message` (for a Root packet: `timestamp || payload` as
-    /// on the wire; BRIEF.md, "UDP plane"):
+    /// on the wire; docs/PROTOCOL.md §2.4):
     /// - Ed25519: pure Ed25519, a 64-byte signature over the raw message bytes;
     /// - ECDSA P-256: SHA-256 of the message, DER (ASN.1) signature of at most 72 bytes,
     ///   as `openssl dgst -sha256 -sign` writes it;

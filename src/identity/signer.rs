@@ -1,36 +1,30 @@
 //! The signing side: a client's own certificate and private key, made fresh with rcgen or
-//! loaded from the files OpenSSL and rcgen write, used to sign Root packets.
-//! Source: BRIEF.md, "UDP plane" (the signature covers `timestamp || payload`).
+//! loaded from the files OpenSSL and rcgen write, used to sign Root packets (the signature
+//! covers `timestamp || payload`, docs/PROTOCOL.md §2.4). Errors are [`SignerError`]s that
+//! name the file and what is wrong.
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
     RSA_PKCS1_SHA256,
 };
-use x509_parser::der_parser::asn1_rs::{Any, Class, Tag};
-use x509_parser::oid_registry::OID_EC_P256;
-use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 
 use super::cert::{fingerprint, parse_exact};
-use super::pem::{pem_blocks, pem_encode, CERTIFICATE_LABEL};
-use super::{IdentityError, KeyAlgorithm, VerifyingKey};
+use super::keyfile::{
+    ed25519_pkcs8_v1, read_cert, read_key_block, refused, sec1_private_key, sync_dir,
+    warn_if_readable_by_others, write_atomic, SecretBytes, CERT_FILE, KEY_FILE, PKCS1_LABEL,
+    PKCS8_LABEL, SEC1_LABEL,
+};
+use super::pem::{pem_encode, CERTIFICATE_LABEL};
+use super::{IdentityError, KeyAlgorithm, SignerError, VerifyingKey};
 use crate::wire::Fingerprint;
-
-/// File name of the certificate inside an identity directory (PEM).
-pub const CERT_FILE: &str = "cert.pem";
-/// Alternative certificate file name, read when [`CERT_FILE`] is absent (raw DER).
-pub const CERT_DER_FILE: &str = "cert.der";
-/// File name of the private key inside an identity directory (PEM, mode 0600).
-pub const KEY_FILE: &str = "key.pem";
 
 /// Validity of a generated certificate: starts this many seconds before now (clock skew).
 const BACKDATE_SECS: i64 = 86_400;
@@ -38,22 +32,6 @@ const BACKDATE_SECS: i64 = 86_400;
 const LIFETIME_SECS: i64 = 3_652 * 86_400;
 /// Longest common name accepted by [`Identity::generate`] (X.520 `ub-common-name`).
 const MAX_COMMON_NAME: usize = 64;
-
-const PKCS8_LABEL: &str = "PRIVATE KEY";
-const SEC1_LABEL: &str = "EC PRIVATE KEY";
-const PKCS1_LABEL: &str = "RSA PRIVATE KEY";
-const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
-
-/// Private key bytes, overwritten with zeros when dropped (best effort).
-struct SecretBytes(Vec<u8>);
-
-impl Drop for SecretBytes {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        // Keep the compiler from treating the zeroing as a dead store.
-        std::hint::black_box(&self.0);
-    }
-}
 
 enum Signer {
     Ed25519(Ed25519KeyPair),
@@ -101,12 +79,12 @@ impl fmt::Debug for Identity {
     }
 }
 
-fn unix_now() -> anyhow::Result<i64> {
+fn unix_now() -> Result<i64, SignerError> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
+        .map_err(|_| SignerError::Clock("before 1970"))?
         .as_secs();
-    i64::try_from(secs).context("the system clock is out of range")
+    i64::try_from(secs).map_err(|_| SignerError::Clock("out of range"))
 }
 
 impl Identity {
@@ -114,41 +92,48 @@ impl Identity {
     /// `CN=<common_name>`, valid from now minus 1 day to now plus 10 years.
     ///
     /// # Errors
-    /// For [`KeyAlgorithm::Rsa`] (ring cannot generate RSA keys: make one with
-    /// `openssl req -x509 -newkey rsa:2048 -nodes ...` and [`Identity::load`] it), for an
-    /// empty common name or one longer than 64 characters, or if key generation fails.
-    pub fn generate(alg: KeyAlgorithm, common_name: &str) -> anyhow::Result<Identity> {
+    /// [`SignerError::CannotGenerateRsa`] for [`KeyAlgorithm::Rsa`] (ring cannot generate
+    /// RSA keys: make one with `openssl req -x509 -newkey rsa:2048 -nodes ...` and
+    /// [`Identity::load`] it); [`SignerError::EmptyCommonName`] or
+    /// [`SignerError::CommonNameTooLong`] for an empty common name or one longer than 64
+    /// characters; [`SignerError::KeyGeneration`], [`SignerError::SelfSign`],
+    /// [`SignerError::Clock`] or [`SignerError::Validity`] if making the key or the
+    /// certificate fails.
+    pub fn generate(alg: KeyAlgorithm, common_name: &str) -> Result<Identity, SignerError> {
         let rcgen_alg = match alg {
             KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
             KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyAlgorithm::Rsa => bail!(
-                "cannot generate RSA keys; use ed25519 or ecdsa-p256, or make an RSA key \
-                 with `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem` \
-                 and load it"
-            ),
+            KeyAlgorithm::Rsa => return Err(SignerError::CannotGenerateRsa),
         };
         if common_name.is_empty() {
-            bail!("the certificate's common name must not be empty");
+            return Err(SignerError::EmptyCommonName);
         }
         if common_name.chars().count() > MAX_COMMON_NAME {
-            bail!("the certificate's common name is longer than {MAX_COMMON_NAME} characters");
+            return Err(SignerError::CommonNameTooLong {
+                max: MAX_COMMON_NAME,
+            });
         }
         let key_pair = rcgen::KeyPair::generate_for(rcgen_alg)
-            .with_context(|| format!("generating a {alg} key"))?;
+            .map_err(|source| SignerError::KeyGeneration { alg, source })?;
         let mut params = rcgen::CertificateParams::default();
         let mut dn = rcgen::DistinguishedName::new();
         dn.push(rcgen::DnType::CommonName, common_name);
         params.distinguished_name = dn;
         let now = unix_now()?;
-        params.not_before = ASN1Time::from_timestamp(now.saturating_sub(BACKDATE_SECS))
-            .map_err(|e| anyhow!("certificate start time: {e}"))?
-            .to_datetime();
-        params.not_after = ASN1Time::from_timestamp(now.saturating_add(LIFETIME_SECS))
-            .map_err(|e| anyhow!("certificate end time: {e}"))?
-            .to_datetime();
+        // A validity date, `unix_s` seconds; `which` is "start" or "end".
+        let validity_date = |which, unix_s| {
+            ASN1Time::from_timestamp(unix_s)
+                .map(|t| t.to_datetime())
+                .map_err(|e| SignerError::Validity {
+                    which,
+                    reason: e.to_string(),
+                })
+        };
+        params.not_before = validity_date("start", now.saturating_sub(BACKDATE_SECS))?;
+        params.not_after = validity_date("end", now.saturating_add(LIFETIME_SECS))?;
         let cert = params
             .self_signed(&key_pair)
-            .context("signing the new certificate")?;
+            .map_err(SignerError::SelfSign)?;
         let mut key_der = SecretBytes(key_pair.serialize_der());
         if alg == KeyAlgorithm::Ed25519 {
             // ring writes PKCS#8 v2 with the public key in a form OpenSSL 3.0 cannot read;
@@ -178,43 +163,25 @@ impl Identity {
     /// with [`super::verify_self_signed`]), so an expired identity still loads.
     ///
     /// # Errors
-    /// Naming the file and what is wrong: a missing or unreadable file, malformed PEM, no
-    /// or several certificates, a certificate with an unsupported key, an encrypted key
-    /// (decrypt it with `openssl pkey -in key.pem -out key.pem`), a key of another type
+    /// A [`SignerError`] naming the file and what is wrong: a missing or unreadable file
+    /// ([`SignerError::NoCertificate`], [`SignerError::ReadCert`],
+    /// [`SignerError::ReadKey`]), malformed PEM or a certificate with an unsupported key
+    /// ([`SignerError::Refused`]), no or several certificates, an encrypted key (decrypt it
+    /// with `openssl pkey -in key.pem -out key.pem`), no key block, a key of another type
     /// than the certificate's, or a key that does not match the certificate.
-    pub fn load(dir: &Path) -> anyhow::Result<Identity> {
+    pub fn load(dir: &Path) -> Result<Identity, SignerError> {
         let (cert_der, cert_path) = read_cert(dir)?;
         // Report a bad certificate before looking at the key.
         parse_exact(&cert_der)
             .and_then(|c| VerifyingKey::from_spki(c.public_key()))
-            .map_err(|e| anyhow!("{}: {e}", cert_path.display()))?;
+            .map_err(|reason| refused(&cert_path, reason))?;
         let key_path = dir.join(KEY_FILE);
-        let key_text = fs::read(&key_path)
-            .with_context(|| format!("reading the private key {}", key_path.display()))?;
+        let key_text = fs::read(&key_path).map_err(|source| SignerError::ReadKey {
+            path: key_path.clone(),
+            source,
+        })?;
         warn_if_readable_by_others(&key_path);
-        let blocks = pem_blocks(&key_text).map_err(|e| anyhow!("{}: {e}", key_path.display()))?;
-        let mut found = None;
-        for block in blocks {
-            let label = match block.label.as_str() {
-                PKCS8_LABEL => PKCS8_LABEL,
-                SEC1_LABEL => SEC1_LABEL,
-                PKCS1_LABEL => PKCS1_LABEL,
-                ENCRYPTED_LABEL => bail!(
-                    "{}: the private key is encrypted; write it unencrypted with \
-                     `openssl pkey -in key.pem -out key.pem` (or make it with -nodes)",
-                    key_path.display()
-                ),
-                _ => continue,
-            };
-            found = Some((label, SecretBytes(block.contents)));
-            break;
-        }
-        let Some((label, key_der)) = found else {
-            bail!(
-                "{}: no PEM block labelled PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY",
-                key_path.display()
-            );
-        };
+        let (label, key_der) = read_key_block(&key_text, &key_path)?;
         Self::from_parts(
             cert_der,
             label,
@@ -230,9 +197,14 @@ impl Identity {
     /// form it was loaded in (PKCS#8 for generated identities).
     ///
     /// # Errors
-    /// If the directory cannot be created or a file cannot be written or renamed.
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    /// [`SignerError::CreateDir`] if the directory cannot be created;
+    /// [`SignerError::Write`] or [`SignerError::RemoveTemp`] if a file cannot be written or
+    /// renamed.
+    pub fn save(&self, dir: &Path) -> Result<(), SignerError> {
+        fs::create_dir_all(dir).map_err(|source| SignerError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let cert_pem = pem_encode(CERTIFICATE_LABEL, &self.inner.cert_der);
         write_atomic(&dir.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
         let key_pem =
@@ -308,56 +280,19 @@ impl Identity {
         key_der: SecretBytes,
         cert_name: &str,
         key_name: &str,
-    ) -> anyhow::Result<Identity> {
-        let cert = parse_exact(&cert_der).map_err(|e| anyhow!("{cert_name}: {e}"))?;
-        let verifying_key =
-            VerifyingKey::from_spki(cert.public_key()).map_err(|e| anyhow!("{cert_name}: {e}"))?;
-        drop(cert);
-        let alg = verifying_key.algorithm();
+    ) -> Result<Identity, SignerError> {
+        let names = Sources {
+            cert: cert_name,
+            key: key_name,
+        };
+        let verifying_key = names.cert_key(&cert_der)?;
         let rng = SystemRandom::new();
-        let der = key_der.0.as_slice();
-        let wrong_kind = |kind: &str, e: ring::error::KeyRejected| {
-            anyhow!(
-                "{key_name}: not a {kind} private key ({e}), but {cert_name} holds an {alg} \
-                 public key"
-            )
-        };
-        let signer = match (alg, key_label) {
-            (KeyAlgorithm::Ed25519, PKCS8_LABEL) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-                .map(Signer::Ed25519)
-                .map_err(|e| wrong_kind("PKCS#8 Ed25519", e))?,
-            (KeyAlgorithm::EcdsaP256, PKCS8_LABEL) => {
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
-                    .map(Signer::EcdsaP256)
-                    .map_err(|e| wrong_kind("PKCS#8 ECDSA P-256", e))?
-            }
-            (KeyAlgorithm::EcdsaP256, SEC1_LABEL) => {
-                let private = sec1_private_key(der).map_err(|why| anyhow!("{key_name}: {why}"))?;
-                EcdsaKeyPair::from_private_key_and_public_key(
-                    &ECDSA_P256_SHA256_ASN1_SIGNING,
-                    private,
-                    verifying_key.public_key(),
-                    &rng,
-                )
-                .map(Signer::EcdsaP256)
-                .map_err(|_| {
-                    anyhow!("{key_name}: this private key does not belong to {cert_name}")
-                })?
-            }
-            (KeyAlgorithm::Rsa, PKCS8_LABEL) => RsaKeyPair::from_pkcs8(der)
-                .map(Signer::Rsa)
-                .map_err(|e| wrong_kind("PKCS#8 RSA (2048-4096 bits)", e))?,
-            (KeyAlgorithm::Rsa, PKCS1_LABEL) => RsaKeyPair::from_der(der)
-                .map(Signer::Rsa)
-                .map_err(|e| wrong_kind("PKCS#1 RSA (2048-4096 bits)", e))?,
-            (alg, label) => bail!(
-                "{key_name}: a {label:?} PEM block cannot hold the {alg} key {cert_name} needs"
-            ),
-        };
+        let signer = Signer::from_key(key_label, &key_der.0, &verifying_key, &rng, &names)?;
         if signer.public_key() != verifying_key.public_key() {
-            bail!(
-                "{key_name}: this private key does not belong to {cert_name} (public keys differ)"
-            );
+            return Err(SignerError::PublicKeysDiffer {
+                key: key_name.to_string(),
+                cert: cert_name.to_string(),
+            });
         }
         Ok(Identity {
             inner: Arc::new(Inner {
@@ -373,177 +308,108 @@ impl Identity {
     }
 }
 
-/// Reads `DIR/cert.pem`, or `DIR/cert.der` when there is no `cert.pem`; returns the DER
-/// and the path it came from.
-fn read_cert(dir: &Path) -> anyhow::Result<(Vec<u8>, PathBuf)> {
-    let pem_path = dir.join(CERT_FILE);
-    match fs::read(&pem_path) {
-        Ok(text) => {
-            // A DER file saved under the PEM name starts with a SEQUENCE tag, not text.
-            if text.first() == Some(&0x30) {
-                return Ok((text, pem_path));
-            }
-            let mut certs =
-                super::certs_from_pem(&text).map_err(|e| anyhow!("{}: {e}", pem_path.display()))?;
-            match certs.len() {
-                1 => Ok((certs.remove(0), pem_path)),
-                0 => bail!("{}: no CERTIFICATE PEM block found", pem_path.display()),
-                n => bail!(
-                    "{}: holds {n} certificates; expected exactly one (the self-signed \
-                     client certificate)",
-                    pem_path.display()
-                ),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let der_path = dir.join(CERT_DER_FILE);
-            match fs::read(&der_path) {
-                Ok(der) => Ok((der, der_path)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                    "no certificate in {}: neither {CERT_FILE} nor {CERT_DER_FILE} exists",
-                    dir.display()
-                ),
-                Err(e) => Err(e).with_context(|| format!("reading {}", der_path.display())),
-            }
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", pem_path.display())),
-    }
+/// The names of a certificate and its key in error messages (file paths, or "the generated
+/// certificate" / "the generated key").
+struct Sources<'a> {
+    cert: &'a str,
+    key: &'a str,
 }
 
-/// The 32-byte private scalar of a SEC1 `ECPrivateKey` (RFC 5915) on P-256:
-/// `SEQUENCE { version INTEGER (1), privateKey OCTET STRING, [0] parameters OPTIONAL,
-/// [1] publicKey OPTIONAL }`. The public key is taken from the certificate instead.
-fn sec1_private_key(der: &[u8]) -> Result<&[u8], &'static str> {
-    const BAD: &str = "not a SEC1 EC private key (RFC 5915)";
-    let (rest, outer) = Any::from_der(der).map_err(|_| BAD)?;
-    if !rest.is_empty() || outer.tag() != Tag::Sequence {
-        return Err(BAD);
+impl Sources<'_> {
+    /// The public key of the certificate `der`, which must be one well-formed DER
+    /// certificate with a supported key.
+    fn cert_key(&self, der: &[u8]) -> Result<VerifyingKey, SignerError> {
+        let refused = |reason| SignerError::Refused {
+            file: self.cert.to_string(),
+            reason,
+        };
+        let cert = parse_exact(der).map_err(refused)?;
+        VerifyingKey::from_spki(cert.public_key()).map_err(refused)
     }
-    let (rest, version) = Any::from_der(outer.data).map_err(|_| BAD)?;
-    if version.tag() != Tag::Integer || version.data != [1] {
-        return Err(BAD);
-    }
-    let (mut rest, private) = Any::from_der(rest).map_err(|_| BAD)?;
-    if private.tag() != Tag::OctetString || private.data.len() != 32 {
-        return Err("not a P-256 private key (the private scalar is not 32 bytes)");
-    }
-    while !rest.is_empty() {
-        let (next, field) = Any::from_der(rest).map_err(|_| BAD)?;
-        if field.class() == Class::ContextSpecific && field.tag() == Tag(0) {
-            let (_, curve) = Any::from_der(field.data).map_err(|_| BAD)?;
-            if curve.tag() != Tag::Oid || curve.data != OID_EC_P256.as_bytes() {
-                return Err("the EC private key is not on the P-256 curve (prime256v1)");
-            }
-        }
-        rest = next;
-    }
-    Ok(private.data)
-}
 
-/// DER of the AlgorithmIdentifier `SEQUENCE { OID 1.3.101.112 (Ed25519) }`.
-const ED25519_ALG_ID: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
-
-/// Re-encodes an Ed25519 PKCS#8 key (v1 or v2) as PKCS#8 v1 (RFC 8410):
-/// `SEQUENCE { INTEGER 0, SEQUENCE { OID Ed25519 }, OCTET STRING { OCTET STRING seed } }`.
-/// `None` if `der` is not an Ed25519 PKCS#8 key of the expected shape.
-fn ed25519_pkcs8_v1(der: &[u8]) -> Option<SecretBytes> {
-    let (rest, outer) = Any::from_der(der).ok()?;
-    if !rest.is_empty() || outer.tag() != Tag::Sequence {
-        return None;
-    }
-    let (rest, version) = Any::from_der(outer.data).ok()?;
-    if version.tag() != Tag::Integer || !(version.data == [0] || version.data == [1]) {
-        return None;
-    }
-    let alg_len = ED25519_ALG_ID.len();
-    if rest.get(..alg_len)? != ED25519_ALG_ID {
-        return None;
-    }
-    let (_, private) = Any::from_der(rest.get(alg_len..)?).ok()?;
-    // The privateKey OCTET STRING wraps CurvePrivateKey ::= OCTET STRING (32-byte seed).
-    if private.tag() != Tag::OctetString || private.data.len() != 34 {
-        return None;
-    }
-    if private.data.get(..2)? != [0x04, 0x20] {
-        return None;
-    }
-    let mut v1 = Vec::with_capacity(48);
-    v1.extend_from_slice(&[0x30, 0x2e, 0x02, 0x01, 0x00]);
-    v1.extend_from_slice(&ED25519_ALG_ID);
-    v1.extend_from_slice(&[0x04, 0x22]);
-    v1.extend_from_slice(private.data);
-    Some(SecretBytes(v1))
-}
-
-/// Writes `data` to `path` via a temporary file in the same directory: created with
-/// `mode` (Unix), synced, then renamed over `path`.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    // A stale temporary file from a crashed run may have other permissions: start over.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let result = (|| -> std::io::Result<()> {
-        let mut file = options.open(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
-}
-
-/// Syncs a directory so that renames in it are durable (best effort; Unix only).
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
-/// Logs a warning when a private key file can be read by group or others (Unix).
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path) {
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    "private key {} is accessible by other users (mode {:o}); run chmod 600 on it",
-                    path.display(),
-                    mode & 0o777
-                );
-            }
+    /// The key is not the `kind` the certificate's `alg` needs.
+    fn wrong_kind(
+        &self,
+        kind: &'static str,
+        alg: KeyAlgorithm,
+    ) -> impl FnOnce(ring::error::KeyRejected) -> SignerError + '_ {
+        move |rejected| SignerError::WrongKeyKind {
+            key: self.key.to_string(),
+            kind,
+            rejected,
+            cert: self.cert.to_string(),
+            alg,
         }
     }
-    #[cfg(not(unix))]
-    let _ = path;
+}
+
+impl Signer {
+    /// The key pair of the private key `der` (PEM label `label`) for a certificate whose
+    /// public key is `public`: PKCS#8 for each algorithm, SEC1 for P-256, PKCS#1 for RSA.
+    fn from_key(
+        label: &'static str,
+        der: &[u8],
+        public: &VerifyingKey,
+        rng: &SystemRandom,
+        names: &Sources<'_>,
+    ) -> Result<Signer, SignerError> {
+        let alg = public.algorithm();
+        Ok(match (alg, label) {
+            (KeyAlgorithm::Ed25519, PKCS8_LABEL) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map(Signer::Ed25519)
+                .map_err(names.wrong_kind("PKCS#8 Ed25519", alg))?,
+            (KeyAlgorithm::EcdsaP256, PKCS8_LABEL) => {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, rng)
+                    .map(Signer::EcdsaP256)
+                    .map_err(names.wrong_kind("PKCS#8 ECDSA P-256", alg))?
+            }
+            (KeyAlgorithm::EcdsaP256, SEC1_LABEL) => Signer::from_sec1(der, public, rng, names)?,
+            (KeyAlgorithm::Rsa, PKCS8_LABEL) => RsaKeyPair::from_pkcs8(der)
+                .map(Signer::Rsa)
+                .map_err(names.wrong_kind("PKCS#8 RSA (2048-4096 bits)", alg))?,
+            (KeyAlgorithm::Rsa, PKCS1_LABEL) => RsaKeyPair::from_der(der)
+                .map(Signer::Rsa)
+                .map_err(names.wrong_kind("PKCS#1 RSA (2048-4096 bits)", alg))?,
+            (alg, label) => {
+                return Err(SignerError::WrongLabel {
+                    key: names.key.to_string(),
+                    label,
+                    alg,
+                    cert: names.cert.to_string(),
+                })
+            }
+        })
+    }
+
+    /// A P-256 key pair from a SEC1 `EC PRIVATE KEY` and the certificate's public key.
+    fn from_sec1(
+        der: &[u8],
+        public: &VerifyingKey,
+        rng: &SystemRandom,
+        names: &Sources<'_>,
+    ) -> Result<Signer, SignerError> {
+        let private = sec1_private_key(der).map_err(|reason| SignerError::BadSec1Key {
+            key: names.key.to_string(),
+            reason,
+        })?;
+        EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            private,
+            public.public_key(),
+            rng,
+        )
+        .map(Signer::EcdsaP256)
+        .map_err(|_| SignerError::KeyMismatch {
+            key: names.key.to_string(),
+            cert: names.cert.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::keyfile::{CERT_DER_FILE, ENCRYPTED_LABEL};
     use crate::identity::verify_self_signed;
 
     fn now() -> u64 {
@@ -638,9 +504,19 @@ mod tests {
 
     #[test]
     fn generate_refuses_rsa_and_bad_names() {
-        assert!(Identity::generate(KeyAlgorithm::Rsa, "x").is_err());
-        assert!(Identity::generate(KeyAlgorithm::Ed25519, "").is_err());
-        assert!(Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(65)).is_err());
+        assert!(matches!(
+            Identity::generate(KeyAlgorithm::Rsa, "x"),
+            Err(SignerError::CannotGenerateRsa)
+        ));
+        assert!(matches!(
+            Identity::generate(KeyAlgorithm::Ed25519, ""),
+            Err(SignerError::EmptyCommonName)
+        ));
+        let long = Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(65));
+        assert!(matches!(
+            long,
+            Err(SignerError::CommonNameTooLong { max: 64 })
+        ));
         assert!(Identity::generate(KeyAlgorithm::Ed25519, &"n".repeat(64)).is_ok());
     }
 
@@ -713,24 +589,6 @@ mod tests {
         let err = sec1_private_key(b"\x30\x00").expect_err("empty seq");
         assert!(err.contains("SEC1"));
         assert!(sec1_private_key(&[]).is_err());
-    }
-
-    #[test]
-    fn ed25519_keys_are_kept_as_pkcs8_v1() {
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("keygen");
-        let v2 = kp.serialize_der();
-        let v1 = ed25519_pkcs8_v1(&v2).expect("convert");
-        assert_eq!(v1.0.len(), 48);
-        let a = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v2).expect("v2");
-        let b = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v1.0).expect("v1");
-        assert_eq!(a.public_key().as_ref(), b.public_key().as_ref());
-        // Converting v1 again is the identity.
-        assert_eq!(ed25519_pkcs8_v1(&v1.0).expect("again").0, v1.0);
-        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("keygen");
-        assert!(ed25519_pkcs8_v1(&ec.serialize_der()).is_none());
-        for cut in 0..v2.len() {
-            assert!(ed25519_pkcs8_v1(&v2[..cut]).is_none());
-        }
     }
 
     #[test]

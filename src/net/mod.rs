@@ -88,66 +88,121 @@ pub struct Serve {
 /// Only setup errors (poll creation, registration); per-datagram and per-connection errors
 /// are logged and the loop goes on.
 pub fn run(serve: Serve, origin: Instant, stop: Arc<AtomicBool>) -> io::Result<()> {
-    let Serve {
-        udp,
-        tcp: listener,
-        mut node,
-        store,
-    } = serve;
-    let mut socket = UdpSocket::from_std(udp);
-    let v6_socket = socket.local_addr()?.is_ipv6();
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut socket, UDP, Interest::READABLE)?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), tcp::WAKER)?);
-    let store = store(Box::new(move || {
-        let _ = waker.wake();
-    }));
-    let mut tcp = tcp::TcpIo::new(listener, store, poll.registry())?;
-    let mut events = Events::with_capacity(64);
-    let mut batch = Batch::new(v6_socket);
-    let mut want_write = false;
-    let mut more_to_read = true;
+    let mut l = EventLoop::start(serve)?;
     while !stop.load(Ordering::Relaxed) {
-        let timeout = if more_to_read || tcp.busy(&node) {
-            Duration::ZERO
-        } else {
-            let now_ms = now(origin).mono_ms;
-            let until = node
-                .poll_timeout()
-                .map_or(500, |d| d.saturating_sub(now_ms).min(500));
-            Duration::from_millis(until)
-        };
-        match poll.poll(&mut events, Some(timeout)) {
+        let timeout = l.wait_for(origin);
+        match l.poll.poll(&mut l.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        let now_ = now(origin);
-        for ev in events.iter() {
+        l.turn(now(origin))?;
+    }
+    Ok(())
+}
+
+/// The state of [`run`]'s loop: the poll with its events, the UDP socket with its batch of
+/// datagrams in and out, the TCP side and the node.
+struct EventLoop {
+    poll: Poll,
+    events: Events,
+    socket: UdpSocket,
+    /// `recvmmsg` / `sendmmsg` buffers and the queue of replies waiting for room.
+    batch: Batch,
+    /// The socket is registered for writability (replies wait in `batch`).
+    want_write: bool,
+    /// The last drain stopped at its budget (or the socket became readable): read again.
+    more_to_read: bool,
+    tcp: tcp::TcpIo,
+    node: Node,
+}
+
+impl EventLoop {
+    /// Registers the UDP socket, starts the store thread with a waker of this poll, and
+    /// takes over the TCP listener.
+    fn start(serve: Serve) -> io::Result<EventLoop> {
+        let Serve {
+            udp,
+            tcp: listener,
+            node,
+            store,
+        } = serve;
+        let mut socket = UdpSocket::from_std(udp);
+        let v6_socket = socket.local_addr()?.is_ipv6();
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut socket, UDP, Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), tcp::WAKER)?);
+        let store = store(Box::new(move || {
+            let _ = waker.wake();
+        }));
+        let tcp = tcp::TcpIo::new(listener, store, poll.registry())?;
+        Ok(EventLoop {
+            poll,
+            events: Events::with_capacity(64),
+            socket,
+            batch: Batch::new(v6_socket),
+            want_write: false,
+            more_to_read: true,
+            tcp,
+            node,
+        })
+    }
+
+    /// How long to wait for readiness: not at all while there is work (datagrams left to
+    /// read, TCP work pending), else until the node's next deadline, at most 500 ms.
+    fn wait_for(&self, origin: Instant) -> Duration {
+        if self.more_to_read || self.tcp.busy(&self.node) {
+            return Duration::ZERO;
+        }
+        let now_ms = now(origin).mono_ms;
+        let until = self
+            .node
+            .poll_timeout()
+            .map_or(500, |d| d.saturating_sub(now_ms).min(500));
+        Duration::from_millis(until)
+    }
+
+    /// One turn after a wait: the events (UDP readiness noted, TCP events handled), the UDP
+    /// socket drained under a budget, the TCP turn, then the datagrams flushed.
+    fn turn(&mut self, now_: Now) -> io::Result<()> {
+        for ev in self.events.iter() {
             if ev.token() == UDP {
-                more_to_read |= ev.is_readable();
+                self.more_to_read |= ev.is_readable();
             } else {
-                tcp.on_event(poll.registry(), ev, &mut node, now_);
+                self.tcp
+                    .on_event(self.poll.registry(), ev, &mut self.node, now_);
             }
         }
-        if more_to_read {
-            more_to_read = batch.drain(&socket, &mut node, now_, READ_BUDGET);
+        if self.more_to_read {
+            self.more_to_read = self
+                .batch
+                .drain(&self.socket, &mut self.node, now_, READ_BUDGET);
         }
-        tcp.turn(poll.registry(), now_, &mut node, &mut |dst, bytes| {
-            batch.queue(&socket, dst, bytes)
-        });
-        // Flush what the node produced; keep the rest for when the socket is writable.
-        let pending = batch.flush(&socket);
-        if pending != want_write {
+        self.tcp.turn(
+            self.poll.registry(),
+            now_,
+            &mut self.node,
+            &mut |dst, bytes| self.batch.queue(&self.socket, dst, bytes),
+        );
+        self.flush_udp()
+    }
+
+    /// Flushes what the node produced; keeps the rest for when the socket is writable, and
+    /// asks for writability only while something waits.
+    fn flush_udp(&mut self) -> io::Result<()> {
+        let pending = self.batch.flush(&self.socket);
+        if pending != self.want_write {
             let interest = if pending {
                 Interest::READABLE | Interest::WRITABLE
             } else {
                 Interest::READABLE
             };
-            poll.registry().reregister(&mut socket, UDP, interest)?;
-            want_write = pending;
+            self.poll
+                .registry()
+                .reregister(&mut self.socket, UDP, interest)?;
+            self.want_write = pending;
         }
+        Ok(())
     }
-    Ok(())
 }

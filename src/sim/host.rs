@@ -4,8 +4,8 @@
 
 use super::{host_addr, HostId};
 use crate::core::node::{node_uid, Node, Stored};
-use crate::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
-use crate::core::udp::{UdpConfig, UdpCore};
+use crate::core::tcp::{Cidr, NodeSigner, Peering, TcpConfig, TcpCore, TcpIdentity};
+use crate::core::udp::{UdpConfig, UdpCore, UdpIdentity};
 use crate::core::Now;
 use crate::store::{Executor, MemoryStore, StoreEvent, StoreRequest};
 use crate::wire::tcp::nodelist::NodeEntry;
@@ -26,10 +26,10 @@ pub struct HostSpec {
     pub allow_peers: Vec<Cidr>,
     /// `--no-mesh`: keep to `peers`, dial no server learned from the node list.
     pub no_mesh: bool,
-    /// The UDP plane's tunables; its alias is set from `alias`.
+    /// The UDP plane's tunables; its identity (alias, node uid) is set by the host.
     pub udp: UdpConfig,
-    /// The TCP plane's tunables; its name, peers, node entry, signer and seed are set by
-    /// the host.
+    /// The TCP plane's tunables; its identity (name, node entry, signer, seed) and peering
+    /// are set by the host.
     pub tcp: TcpConfig,
 }
 
@@ -66,7 +66,7 @@ impl Host {
         let alias = spec
             .alias
             .clone()
-            .unwrap_or_else(|| UdpConfig::default().alias);
+            .unwrap_or_else(|| UdpIdentity::default().alias);
         let key = Ed25519KeyPair::from_seed_unchecked(&derive(&seed, b"node key"))
             .expect("a 32-byte seed is a valid Ed25519 seed");
         let public = key.public_key().as_ref().to_vec();
@@ -75,20 +75,26 @@ impl Host {
             .expect("a sim host's entry fits");
         let key = Arc::new(key);
         let tcp_cfg = TcpConfig {
-            name: alias.clone(),
-            peers: spec.peers.iter().map(|&p| host_addr(p)).collect(),
-            allow_peers: spec.allow_peers.clone(),
-            node: Some(entry),
-            no_mesh: spec.no_mesh,
-            signer: Some(NodeSigner(Arc::new(move |m: &[u8]| {
-                key.sign(m).as_ref().to_vec()
-            }))),
-            seed: derive(&seed, b"tcp nonces"),
+            identity: TcpIdentity {
+                name: alias.clone(),
+                node: Some(entry),
+                signer: Some(NodeSigner(Arc::new(move |m: &[u8]| {
+                    key.sign(m).as_ref().to_vec()
+                }))),
+                seed: derive(&seed, b"tcp nonces"),
+            },
+            peering: Peering {
+                peers: spec.peers.iter().map(|&p| host_addr(p)).collect(),
+                allow_peers: spec.allow_peers.clone(),
+                no_mesh: spec.no_mesh,
+            },
             ..spec.tcp
         };
         let udp_cfg = UdpConfig {
-            alias,
-            node_uid: Some(uid),
+            identity: UdpIdentity {
+                alias,
+                node_uid: Some(uid),
+            },
             ..spec.udp
         };
         let store = Executor::new(Box::new(MemoryStore::new()));

@@ -12,6 +12,7 @@
 mod host;
 pub mod pipe;
 mod rng;
+mod wires;
 
 pub use host::HostSpec;
 pub use rng::Rng;
@@ -23,6 +24,7 @@ use host::Host;
 use pipe::Stream;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use wires::{Agenda, End, Event, Pipe, Wires};
 
 /// Index of a host in the network (in the order added).
 pub type HostId = usize;
@@ -58,35 +60,6 @@ pub fn host_addr(i: HostId) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), PORT)
 }
 
-/// One end of a pipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum End {
-    Host(HostId, ConnId),
-    Ext(u64),
-}
-
-/// A connection: `ends[0]` sends on `streams[0]`, `ends[1]` on `streams[1]`.
-#[derive(Debug)]
-struct Pipe {
-    ends: [End; 2],
-    streams: [Stream; 2],
-    /// An end that closed no longer reads or sends.
-    open: [bool; 2],
-}
-
-/// Something due at a time.
-#[derive(Debug)]
-enum Event {
-    /// A connect from `from` (peer link `peer`) reaches `to`.
-    Established {
-        from: HostId,
-        peer: usize,
-        to: HostId,
-    },
-    /// A connect of `host`'s peer link `peer` failed (refused, or timed out).
-    ConnectFailed { host: HostId, peer: usize },
-}
-
 /// The network: hosts, pipes, cuts and the virtual clock.
 pub struct Net {
     now_ms: u64,
@@ -94,11 +67,8 @@ pub struct Net {
     rng: Rng,
     delay: (u64, u64),
     hosts: Vec<Host>,
-    pipes: BTreeMap<u64, Pipe>,
-    ends: BTreeMap<End, (u64, usize)>,
-    next_pipe: u64,
-    events: BTreeMap<(u64, u64), Event>,
-    next_event: u64,
+    wires: Wires,
+    agenda: Agenda,
     cuts: BTreeSet<(HostId, HostId)>,
     /// Datagrams sent to addresses that are not hosts (the test's clients), in order.
     inboxes: BTreeMap<SocketAddr, VecDeque<Vec<u8>>>,
@@ -117,11 +87,8 @@ impl Net {
             rng: Rng::new(seed),
             delay: (1, 5),
             hosts: Vec::new(),
-            pipes: BTreeMap::new(),
-            ends: BTreeMap::new(),
-            next_pipe: 1,
-            events: BTreeMap::new(),
-            next_event: 0,
+            wires: Wires::new(),
+            agenda: Agenda::default(),
             cuts: BTreeSet::new(),
             inboxes: BTreeMap::new(),
             link_bytes: BTreeMap::new(),
@@ -194,7 +161,7 @@ impl Net {
         }
         let now = self.now_ms;
         let (lo, hi) = self.delay;
-        for p in self.pipes.values_mut() {
+        for p in self.wires.pipes.values_mut() {
             let between = matches!(
                 (p.ends[0], p.ends[1]),
                 (End::Host(x, _), End::Host(y, _)) if (x, y) == (a, b) || (x, y) == (b, a)
@@ -290,8 +257,9 @@ impl Net {
     /// The next time something is due: an event, an arrival on a link that is not cut, or
     /// a node's timer.
     fn next_time(&self) -> Option<u64> {
-        let events = self.events.keys().next().map(|&(t, _)| t);
+        let events = self.agenda.next_time();
         let arrivals = self
+            .wires
             .pipes
             .values()
             .filter(|p| !self.pipe_cut(p))
@@ -323,15 +291,15 @@ impl Net {
     fn deliver(&mut self) -> bool {
         let now = self.now_ms;
         let mut progress = false;
-        let ids: Vec<u64> = self.pipes.keys().copied().collect();
+        let ids: Vec<u64> = self.wires.pipes.keys().copied().collect();
         for id in ids {
-            let Some(p) = self.pipes.get(&id) else {
+            let Some(p) = self.wires.pipes.get(&id) else {
                 continue;
             };
             if self.pipe_cut(p) {
                 continue;
             }
-            let Some(p) = self.pipes.get_mut(&id) else {
+            let Some(p) = self.wires.pipes.get_mut(&id) else {
                 continue;
             };
             for side in 0..2 {
@@ -348,19 +316,12 @@ impl Net {
     }
 
     fn schedule(&mut self, at_ms: u64, ev: Event) {
-        self.events.insert((at_ms, self.next_event), ev);
-        self.next_event += 1;
+        self.agenda.push(at_ms, ev);
     }
 
     fn fire_events(&mut self) -> bool {
         let mut fired = false;
-        while let Some((&(at, seq), _)) = self.events.iter().next() {
-            if at > self.now_ms {
-                break;
-            }
-            let Some(ev) = self.events.remove(&(at, seq)) else {
-                break;
-            };
+        while let Some(ev) = self.agenda.pop_due(self.now_ms) {
             fired = true;
             match ev {
                 Event::Established { from, peer, to } => self.establish(from, peer, to),
@@ -388,25 +349,9 @@ impl Net {
         let b = self.hosts[to].new_conn();
         let port = 32768 + (self.rng.next_u64() % 28000) as u16;
         let src = SocketAddr::new(self.hosts[from].addr.ip(), port);
-        self.add_pipe(End::Host(from, a), End::Host(to, b));
+        self.wires.add(End::Host(from, a), End::Host(to, b));
         self.hosts[to].node.handle_accept(now, b, src);
         self.hosts[from].node.handle_connected(now, peer, a);
-    }
-
-    fn add_pipe(&mut self, a: End, b: End) -> u64 {
-        let id = self.next_pipe;
-        self.next_pipe += 1;
-        self.pipes.insert(
-            id,
-            Pipe {
-                ends: [a, b],
-                streams: [Stream::default(), Stream::default()],
-                open: [true, true],
-            },
-        );
-        self.ends.insert(a, (id, 0));
-        self.ends.insert(b, (id, 1));
-        id
     }
 
     /// One turn of host `h`: timers, reads, routing and the store, actions, writes.
@@ -429,6 +374,7 @@ impl Net {
     fn feed(&mut self, h: HostId) -> bool {
         let now = self.now();
         let mine: Vec<(End, u64, usize)> = self
+            .wires
             .ends
             .range(End::Host(h, 0)..=End::Host(h, ConnId::MAX))
             .map(|(&e, &(p, side))| (e, p, side))
@@ -436,7 +382,7 @@ impl Net {
         let mut progress = false;
         for (end, pid, side) in mine {
             let End::Host(_, conn) = end else { continue };
-            let Some(pipe) = self.pipes.get_mut(&pid) else {
+            let Some(pipe) = self.wires.pipes.get_mut(&pid) else {
                 continue;
             };
             let inbound = &mut pipe.streams[1 - side];
@@ -493,16 +439,16 @@ impl Net {
 
     /// Closes `end`: its sending side closes after what is in flight; it reads no more.
     fn close_end(&mut self, end: End) {
-        let Some((pid, side)) = self.ends.remove(&end) else {
+        let Some((pid, side)) = self.wires.ends.remove(&end) else {
             return;
         };
         let delay = self.rng.range(self.delay.0, self.delay.1);
         let at = self.now_ms + delay;
-        if let Some(p) = self.pipes.get_mut(&pid) {
+        if let Some(p) = self.wires.pipes.get_mut(&pid) {
             p.open[side] = false;
             p.streams[side].close(at);
             if !p.open[0] && !p.open[1] {
-                self.pipes.remove(&pid);
+                self.wires.pipes.remove(&pid);
             }
         }
     }
@@ -511,6 +457,7 @@ impl Net {
     fn flush(&mut self, h: HostId) -> bool {
         let now = self.now();
         let mine: Vec<(ConnId, u64, usize)> = self
+            .wires
             .ends
             .range(End::Host(h, 0)..=End::Host(h, ConnId::MAX))
             .filter_map(|(&e, &(p, side))| match e {
@@ -521,7 +468,7 @@ impl Net {
         let mut progress = false;
         for (conn, pid, side) in mine {
             let delay = self.rng.range(self.delay.0, self.delay.1);
-            let Some(pipe) = self.pipes.get_mut(&pid) else {
+            let Some(pipe) = self.wires.pipes.get_mut(&pid) else {
                 continue;
             };
             let node = &mut self.hosts[h].node;
@@ -575,9 +522,9 @@ impl Net {
     /// the host accepts it at once.
     pub fn open(&mut self, h: HostId, from: SocketAddr) -> ExtConn {
         let now = self.now();
-        let ext = ExtConn(self.next_pipe);
+        let ext = ExtConn(self.wires.next);
         let conn = self.hosts[h].new_conn();
-        self.add_pipe(End::Ext(ext.0), End::Host(h, conn));
+        self.wires.add(End::Ext(ext.0), End::Host(h, conn));
         self.hosts[h].node.handle_accept(now, conn, from);
         ext
     }
@@ -585,8 +532,8 @@ impl Net {
     /// Writes `bytes` on `c` (they arrive after the link delay).
     pub fn write(&mut self, c: ExtConn, bytes: &[u8]) {
         let delay = self.rng.range(self.delay.0, self.delay.1);
-        if let Some(&(pid, side)) = self.ends.get(&End::Ext(c.0)) {
-            if let Some(p) = self.pipes.get_mut(&pid) {
+        if let Some(&(pid, side)) = self.wires.ends.get(&End::Ext(c.0)) {
+            if let Some(p) = self.wires.pipes.get_mut(&pid) {
                 p.streams[side].send(self.now_ms, self.now_ms + delay, bytes);
             }
         }
@@ -594,8 +541,9 @@ impl Net {
 
     /// Takes every byte that has arrived on `c`.
     pub fn read(&mut self, c: ExtConn) -> Vec<u8> {
-        match self.ends.get(&End::Ext(c.0)) {
+        match self.wires.ends.get(&End::Ext(c.0)) {
             Some(&(pid, side)) => self
+                .wires
                 .pipes
                 .get_mut(&pid)
                 .map(|p| p.streams[1 - side].read(usize::MAX))
@@ -606,8 +554,9 @@ impl Net {
 
     /// True when the host closed `c` and every byte before the close was read.
     pub fn is_closed(&self, c: ExtConn) -> bool {
-        match self.ends.get(&End::Ext(c.0)) {
+        match self.wires.ends.get(&End::Ext(c.0)) {
             Some(&(pid, side)) => self
+                .wires
                 .pipes
                 .get(&pid)
                 .map_or(true, |p| p.streams[1 - side].finished()),

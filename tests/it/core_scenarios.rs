@@ -18,9 +18,10 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::udp::{UdpConfig, UdpCore};
-use rendezvous::core::{status, Now};
+use rendezvous::core::udp::{QueueBounds, RateLimits, TableBounds, UdpConfig, UdpCore, UdpTimers};
+use rendezvous::core::Now;
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::status;
 use rendezvous::wire::udp::root::{
     signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER,
 };
@@ -458,7 +459,7 @@ fn relayed(from: &Client, event: &[u8]) -> Reply {
     }
 }
 
-const HOME: &str = "rendezvous"; // UdpConfig::default().alias
+const HOME: &str = "rendezvous"; // UdpIdentity::default().alias
 
 // ---------------------------------------------------------------------------------------
 // Registration and the address check
@@ -580,7 +581,10 @@ fn new_boot_epoch_after_restart() {
 #[test]
 fn registration_rate_limit_per_prefix_is_429() {
     let mut net = Net::with(UdpConfig {
-        register_per_s: 1, // burst 2
+        limits: RateLimits {
+            register_per_s: 1, // burst 2
+            ..RateLimits::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -591,7 +595,7 @@ fn registration_rate_limit_per_prefix_is_429() {
     let cookie = net.cookie_for(&c); // cookie challenges come before the rate check
     let ts = net.ts();
     let got = net.send(c.addr, &c.register(ts, Some(&cookie)));
-    assert_eq!(got, vec![to(&c, error(status::RATE_LIMITED, 2))]);
+    assert_eq!(got, vec![to(&c, error(status::TOO_MANY_REQUESTS, 2))]);
     assert_eq!(net.where_is(&c), None);
     // Another /24 is not affected; after a second the bucket has a token again.
     let d = net.client("198.51.100.1:40000", None);
@@ -721,7 +725,10 @@ fn keepalive_from_unknown_address_404_only_when_large_enough() {
 #[test]
 fn keepalive_from_other_address_does_not_refresh() {
     let mut net = Net::with(UdpConfig {
-        ttl_ms: 6_000,
+        timers: UdpTimers {
+            ttl_ms: 6_000,
+            ..UdpTimers::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -748,7 +755,10 @@ fn keepalive_from_other_address_does_not_refresh() {
 #[test]
 fn ttl_expiry_via_handle_timeout() {
     let mut net = Net::with(UdpConfig {
-        ttl_ms: 6_000,
+        timers: UdpTimers {
+            ttl_ms: 6_000,
+            ..UdpTimers::default()
+        },
         ..UdpConfig::default()
     });
     assert_eq!(net.server.config().advised_keepalive_s(), 2);
@@ -977,7 +987,10 @@ fn fetch() {
 #[test]
 fn relay_depth_limit_is_503() {
     let mut net = Net::with(UdpConfig {
-        queue_depth: 2,
+        queue: QueueBounds {
+            depth: 2,
+            ..QueueBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -987,7 +1000,7 @@ fn relay_depth_limit_is_503() {
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"1")).is_empty());
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"2")).is_empty());
     let got = net.send(a.addr, &a.relay(ts, c.fp(), b"3"));
-    assert_eq!(got, vec![to(&a, error(status::FULL, 4))]);
+    assert_eq!(got, vec![to(&a, error(status::SERVICE_UNAVAILABLE, 4))]);
     assert_eq!(net.server.queued_for(&c.fp()), 2);
     assert_eq!(
         net.register(&c),
@@ -1008,7 +1021,7 @@ fn relay_event_over_1200_bytes_is_413() {
         let req = a.relay(ts, dest.fp(), &[0x42; 1201]);
         assert!(req.len() <= MAX_DATAGRAM);
         let got = net.send(a.addr, &req);
-        assert_eq!(got, vec![to(&a, error(status::TOO_LARGE, 4))]);
+        assert_eq!(got, vec![to(&a, error(status::PAYLOAD_TOO_LARGE, 4))]);
     }
     assert_eq!(net.server.queued_for(&c.fp()), 0);
     // An empty event is malformed.
@@ -1317,7 +1330,11 @@ fn datagram_over_1400_bytes_is_413() {
         let got = net.send(c.addr, &big);
         assert_eq!(
             got,
-            vec![to_addr(c.addr, None, error(status::TOO_LARGE, 0xFF))]
+            vec![to_addr(
+                c.addr,
+                None,
+                error(status::PAYLOAD_TOO_LARGE, 0xFF)
+            )]
         );
         assert!(got[0].len <= 1401);
         // 1400 bytes is fine (a padded keepalive: refreshes or 404s).
@@ -1467,7 +1484,11 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_never_amplify_nor_change_state(bytes in datagram()) {
-        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
+        let mut net = Net::with(UdpConfig {
+            tables: TableBounds { max_clients: 64, ..TableBounds::default() },
+            limits: RateLimits { max_entries: 64, ..RateLimits::default() },
+            ..UdpConfig::default()
+        });
         let a = net.client("192.0.2.10:40000", None);
         net.online(&a);
         net.advance(1_000);
@@ -1484,7 +1505,11 @@ proptest! {
 
     #[test]
     fn arbitrary_datagrams_from_a_client_never_move_it(bytes in datagram()) {
-        let mut net = Net::with(UdpConfig { max_clients: 64, max_rate_entries: 64, ..UdpConfig::default() });
+        let mut net = Net::with(UdpConfig {
+            tables: TableBounds { max_clients: 64, ..TableBounds::default() },
+            limits: RateLimits { max_entries: 64, ..RateLimits::default() },
+            ..UdpConfig::default()
+        });
         let a = net.client("192.0.2.10:40000", None);
         let b = net.client("192.0.2.20:40000", None);
         net.online(&a);
@@ -1507,7 +1532,10 @@ proptest! {
 #[test]
 fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
     let mut net = Net::with(UdpConfig {
-        max_clients: 2,
+        tables: TableBounds {
+            max_clients: 2,
+            ..TableBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1520,7 +1548,7 @@ fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
     assert!(net.send(b.addr, &b.keepalive(12)).is_empty());
     let cookie = net.cookie_for(&c);
     let got = net.send(c.addr, &c.register(net.ts(), Some(&cookie)));
-    assert_eq!(got, vec![to(&c, error(status::FULL, 2))]);
+    assert_eq!(got, vec![to(&c, error(status::SERVICE_UNAVAILABLE, 2))]);
     assert_eq!(
         (net.where_is(&a), net.where_is(&b)),
         (Some(a.addr), Some(b.addr))
@@ -1534,7 +1562,10 @@ fn full_directory_of_kept_alive_clients_is_503_and_evicts_nobody() {
 #[test]
 fn full_directory_evicts_a_client_that_never_kept_alive() {
     let mut net = Net::with(UdpConfig {
-        max_clients: 2,
+        tables: TableBounds {
+            max_clients: 2,
+            ..TableBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1562,8 +1593,14 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
 #[test]
 fn expired_clients_make_room_for_new_ones() {
     let mut net = Net::with(UdpConfig {
-        max_clients: 2,
-        ttl_ms: 6_000,
+        timers: UdpTimers {
+            ttl_ms: 6_000,
+            ..UdpTimers::default()
+        },
+        tables: TableBounds {
+            max_clients: 2,
+            ..TableBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1586,7 +1623,10 @@ fn expired_clients_make_room_for_new_ones() {
 #[test]
 fn global_queue_byte_limit_is_503() {
     let mut net = Net::with(UdpConfig {
-        queue_bytes: 10,
+        queue: QueueBounds {
+            bytes: 10,
+            ..QueueBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1596,7 +1636,7 @@ fn global_queue_byte_limit_is_503() {
     let ts = net.ts();
     assert!(net.send(a.addr, &a.relay(ts, c.fp(), b"123456")).is_empty());
     let got = net.send(a.addr, &a.relay(ts, d.fp(), b"12345"));
-    assert_eq!(got, vec![to(&a, error(status::FULL, 4))]);
+    assert_eq!(got, vec![to(&a, error(status::SERVICE_UNAVAILABLE, 4))]);
     assert!(net.send(a.addr, &a.relay(ts, d.fp(), b"1234")).is_empty());
     assert_eq!(
         (
@@ -1610,7 +1650,10 @@ fn global_queue_byte_limit_is_503() {
 #[test]
 fn queued_events_expire_by_age() {
     let mut net = Net::with(UdpConfig {
-        queue_age_ms: 5_000,
+        queue: QueueBounds {
+            age_ms: 5_000,
+            ..QueueBounds::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);
@@ -1641,7 +1684,7 @@ fn relay_too_large_for_the_recipients_shifted_layout_is_413() {
     net.online(&s);
     let ts = net.ts();
     let got = net.send(a.addr, &a.relay(ts, s.fp(), &[1; 1200]));
-    assert_eq!(got, vec![to(&a, error(status::TOO_LARGE, 4))]);
+    assert_eq!(got, vec![to(&a, error(status::PAYLOAD_TOO_LARGE, 4))]);
     let fits = vec![2; 1400 - 13 - 240 - 32];
     let got = net.send(a.addr, &a.relay(ts, s.fp(), &fits));
     assert_eq!(got, vec![to(&s, relayed(&a, &fits))]);
@@ -1651,7 +1694,10 @@ fn relay_too_large_for_the_recipients_shifted_layout_is_413() {
 #[test]
 fn lookup_answers_are_held_to_a_byte_budget_per_source() {
     let mut net = Net::with(UdpConfig {
-        lookup_bytes_per_s: 200, // an answer to a plain client costs 12 + 49 + 10 bytes
+        limits: RateLimits {
+            lookup_bytes_per_s: 200, // an answer to a plain client costs 12 + 49 + 10 bytes
+            ..RateLimits::default()
+        },
         ..UdpConfig::default()
     });
     let a = net.client("192.0.2.10:40000", None);

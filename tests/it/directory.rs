@@ -13,9 +13,12 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rendezvous::core::udp::{DirectoryPage, UdpConfig, UdpCore};
-use rendezvous::core::{status, Now, PeerOut, PeerRecordError};
+use rendezvous::core::udp::{
+    DirectoryPage, FederationConfig, UdpConfig, UdpCore, UdpIdentity, UdpTimers,
+};
+use rendezvous::core::{Now, PeerOut, PeerRecordError};
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::status;
 use rendezvous::wire::tcp::dir::{
     DirRecord, Forward, ForwardBody, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
     MAX_DIR_RECORD_LEN,
@@ -207,8 +210,10 @@ impl Fed {
         let nodes = (0..n)
             .map(|i| {
                 let c = UdpConfig {
-                    alias: NAMES[i].to_string(),
-                    node_uid: Some(uid_of(NAMES[i])),
+                    identity: UdpIdentity {
+                        alias: NAMES[i].to_string(),
+                        node_uid: Some(uid_of(NAMES[i])),
+                    },
                     ..cfg(i)
                 };
                 UdpCore::new(c, [i as u8 + 1; 32], now)
@@ -387,7 +392,7 @@ impl Fed {
     fn locate(&self, i: usize, fp: &Fingerprint) -> Option<(SocketAddr, String)> {
         let s = &self.nodes[i];
         if let Some(c) = s.client(fp, self.now) {
-            return Some((c.addr, s.config().alias.clone()));
+            return Some((c.addr, s.config().identity.alias.clone()));
         }
         s.remote(fp, self.now).map(|r| (r.addr, r.home.to_string()))
     }
@@ -473,8 +478,10 @@ fn uid_of(alias: &str) -> [u8; 16] {
 fn lone(fed: &Fed, alias: &str) -> UdpCore {
     UdpCore::new(
         UdpConfig {
-            alias: alias.into(),
-            node_uid: Some(uid_of(alias)),
+            identity: UdpIdentity {
+                alias: alias.into(),
+                node_uid: Some(uid_of(alias)),
+            },
             ..UdpConfig::default()
         },
         [0xf0; 32],
@@ -697,7 +704,10 @@ fn reregistration_at_a_new_address_propagates() {
 fn expiry_propagates() {
     // B..E would keep the entry three times longer: only A's expiry record removes it.
     let mut fed = Fed::line_with(5, |i| UdpConfig {
-        ttl_ms: if i == 0 { 75_000 } else { 225_000 },
+        timers: UdpTimers {
+            ttl_ms: if i == 0 { 75_000 } else { 225_000 },
+            ..UdpTimers::default()
+        },
         ..UdpConfig::default()
     });
     let x = Client::new("192.0.2.10:40000");
@@ -963,8 +973,10 @@ fn rolled_back_records_are_ignored() {
     assert_eq!(a2.remote_online(), 0);
     // Our alias with another uid is another home (servers may share a name): taken.
     let namesake_cfg = UdpConfig {
-        alias: "A".into(),
-        node_uid: Some([0x77; 16]),
+        identity: UdpIdentity {
+            alias: "A".into(),
+            node_uid: Some([0x77; 16]),
+        },
         ..UdpConfig::default()
     };
     let mut namesake = UdpCore::new(namesake_cfg, [0xf1; 32], now);
@@ -1278,7 +1290,10 @@ fn directory_pages_cover_everything_once_in_order_and_digests_agree() {
 #[test]
 fn refresh_pass_waits_for_outbox_room_and_overflow_drops_the_oldest() {
     let mut fed = Fed::line_with(1, |_| UdpConfig {
-        max_peer_out: 8,
+        federation: FederationConfig {
+            max_peer_out: 8,
+            ..FederationConfig::default()
+        },
         ..UdpConfig::default()
     });
     let clients: Vec<_> = (0..20)

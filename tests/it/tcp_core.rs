@@ -17,7 +17,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rendezvous::core::tcp::{Cidr, ConnId, TcpAction, TcpConfig, TcpCore};
+use rendezvous::core::tcp::{
+    Cidr, ConnId, Peering, TcpAction, TcpBounds, TcpConfig, TcpCore, TcpIdentity,
+};
 use rendezvous::store::{Contact, Executor, MemoryStore, Store, StoreEvent, StoreRequest, Write};
 
 // ---------------------------------------------------------------------------------------
@@ -351,7 +353,10 @@ impl Node {
 fn node_allowing(allowed: &str, clock: u32) -> Node {
     Node::new(
         TcpConfig {
-            allow_peers: vec![Cidr::parse(allowed).expect("cidr")],
+            peering: Peering {
+                allow_peers: vec![Cidr::parse(allowed).expect("cidr")],
+                ..Peering::default()
+            },
             ..TcpConfig::default()
         },
         clock,
@@ -421,7 +426,7 @@ fn hello_then_update_and_list_all_exact_bytes() {
             StoreRequest::Snapshot { stream: 1 },
             StoreRequest::NextPage {
                 stream: 1,
-                max: TcpConfig::default().page
+                max: TcpBounds::default().page
             },
             StoreRequest::CloseStream { stream: 1 },
         ]
@@ -532,8 +537,14 @@ fn answers_come_in_the_order_asked() {
     // round trips to the store.
     let mut n = Node::new(
         TcpConfig {
-            allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
-            page: 2,
+            peering: Peering {
+                allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+                ..Peering::default()
+            },
+            bounds: TcpBounds {
+                page: 2,
+                ..TcpBounds::default()
+            },
             ..TcpConfig::default()
         },
         50,
@@ -994,8 +1005,11 @@ fn unknown_command_is_400_and_closed() {
 #[test]
 fn server_hello_only_from_configured_or_allowed_peers() {
     let cfg = TcpConfig {
-        peers: vec![sa("192.0.2.2:4747")],
-        allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+        peering: Peering {
+            peers: vec![sa("192.0.2.2:4747")],
+            allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+            ..Peering::default()
+        },
         ..TcpConfig::default()
     };
     for (addr, ok) in [
@@ -1052,7 +1066,7 @@ fn slow_reader_output_is_bounded_and_other_connections_go_on() {
     // ... and reads from the store at most two pages ahead of what it wrote (the page
     // being written and the one read ahead), not the whole list.
     let written = (held - 4) / CLIENT_RECORD;
-    let page = TcpConfig::default().page;
+    let page = TcpBounds::default().page;
     assert!(
         n.contacts_read <= written + 2 * page,
         "{} read, {written} written",
@@ -1116,7 +1130,10 @@ fn a_reader_stalled_for_120_s_is_dropped() {
 fn at_most_64_answers_wait_then_reading_stops() {
     let mut n = Node::new(
         TcpConfig {
-            max_out: 4096,
+            bounds: TcpBounds {
+                max_out: 4096,
+                ..TcpBounds::default()
+            },
             ..TcpConfig::default()
         },
         1,
@@ -1203,18 +1220,24 @@ impl Mesh {
         let nodes = (0..n)
             .map(|i| {
                 let config = TcpConfig {
-                    name: format!("node{i}"),
-                    peers: links
-                        .iter()
-                        .filter(|l| l.0 == i)
-                        .map(|l| node_addr(l.1))
-                        .collect(),
-                    // The operator of the accepting side lets its peers in.
-                    allow_peers: links
-                        .iter()
-                        .filter(|l| l.1 == i)
-                        .map(|l| Cidr::parse(&node_addr(l.0).ip().to_string()).unwrap())
-                        .collect(),
+                    identity: TcpIdentity {
+                        name: format!("node{i}"),
+                        ..TcpIdentity::default()
+                    },
+                    peering: Peering {
+                        peers: links
+                            .iter()
+                            .filter(|l| l.0 == i)
+                            .map(|l| node_addr(l.1))
+                            .collect(),
+                        // The operator of the accepting side lets its peers in.
+                        allow_peers: links
+                            .iter()
+                            .filter(|l| l.1 == i)
+                            .map(|l| Cidr::parse(&node_addr(l.0).ip().to_string()).unwrap())
+                            .collect(),
+                        ..Peering::default()
+                    },
                     ..TcpConfig::default()
                 };
                 MeshNode {
@@ -1433,8 +1456,14 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     // What node 0 said: its hello (role 1, its name), then CursorQuery with its journal id.
     let mut solo = Node::new(
         TcpConfig {
-            name: "node0".into(),
-            peers: vec![node_addr(1)],
+            identity: TcpIdentity {
+                name: "node0".into(),
+                ..TcpIdentity::default()
+            },
+            peering: Peering {
+                peers: vec![node_addr(1)],
+                ..Peering::default()
+            },
             ..TcpConfig::default()
         },
         0,
@@ -1471,7 +1500,7 @@ fn heartbeat_then_barrier_every_5_s_on_links_this_server_opened() {
     let mut m = Mesh::new(2, &[(0, 1)]);
     m.set_node(1, 7, |_| {});
     m.set_node(0, 0, |c| {
-        c.allow_peers = vec![Cidr::parse("192.0.2.99/32").unwrap()];
+        c.peering.allow_peers = vec![Cidr::parse("192.0.2.99/32").unwrap()];
     });
     m.run_until(1_000);
     assert!(m.nodes[0].core.link_up(0));
@@ -1764,7 +1793,7 @@ fn writes_during_a_one_way_outage_reach_the_peer() {
 }
 
 /// A client that sends barriers and never reads its answers, fed as the event loop feeds it
-/// (within `read_budget`). TcpConfig::max_out says a connection over it is dropped; the
+/// (within `read_budget`). TcpBounds::max_out says a connection over it is dropped; the
 /// core's pending output for it must stay bounded either way.
 #[test]
 
@@ -1887,10 +1916,10 @@ fn identified_mesh(n: usize, links: &[(usize, usize)], no_mesh: bool) -> Mesh {
     for i in 0..n {
         let (entry, signer) = identity(i);
         m.set_node(i, 0, |c| {
-            c.node = Some(entry);
-            c.signer = Some(signer);
-            c.no_mesh = no_mesh;
-            c.seed = [i as u8; 32];
+            c.identity.node = Some(entry);
+            c.identity.signer = Some(signer);
+            c.peering.no_mesh = no_mesh;
+            c.identity.seed = [i as u8; 32];
         });
     }
     m
@@ -1954,12 +1983,12 @@ fn proof(entry: &NodeEntry, nonce: &[u8], sign: &NodeSigner) -> Vec<u8> {
 #[test]
 fn a_server_known_only_from_the_node_list_must_prove_its_node_key() {
     let mut m = identified_mesh(2, &[], true);
-    let entry0 = m.nodes[0].config.node.clone().unwrap();
+    let entry0 = m.nodes[0].config.identity.node.clone().unwrap();
     // A fresh node 1 that trusts only 198.51.100.0/24 by configuration learns of node 0
     // from a peer there.
     m.set_node(1, 0, |c| {
-        c.peers.clear();
-        c.allow_peers = vec![Cidr::parse("198.51.100.0/24").unwrap()];
+        c.peering.peers.clear();
+        c.peering.allow_peers = vec![Cidr::parse("198.51.100.0/24").unwrap()];
     });
     let t = m.conn_id();
     m.nodes[1].accept(t, PEER);
@@ -1991,7 +2020,7 @@ fn a_server_known_only_from_the_node_list_must_prove_its_node_key() {
     assert_eq!((st.status, st.request), (401, 21), "{}", st.detail);
 
     // The right key: 200, then the connection works.
-    let signer0 = m.nodes[0].config.signer.clone().unwrap();
+    let signer0 = m.nodes[0].config.identity.signer.clone().unwrap();
     let c = known_node_conn(&mut m, "192.0.2.1:50002");
     m.nodes[1].send(c, &[20]);
     let nonce = m.nodes[1].read(c);
@@ -2180,9 +2209,15 @@ fn the_node_list_is_kept_in_the_store_and_read_back_at_start() {
     let (e0, s0) = identity(0);
     let (e1, _) = identity(1);
     let cfg = TcpConfig {
-        node: Some(e0.clone()),
-        signer: Some(s0),
-        allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+        identity: TcpIdentity {
+            node: Some(e0.clone()),
+            signer: Some(s0),
+            ..TcpIdentity::default()
+        },
+        peering: Peering {
+            allow_peers: vec![Cidr::parse("198.51.100.0/24").unwrap()],
+            ..Peering::default()
+        },
         ..TcpConfig::default()
     };
     let mut n = Node::new(cfg.clone(), 0);
@@ -2211,7 +2246,7 @@ fn the_node_list_is_kept_in_the_store_and_read_back_at_start() {
         e0.public_key().to_vec(),
     )
     .unwrap();
-    newer.node = Some(e0v2.clone());
+    newer.identity.node = Some(e0v2.clone());
     let mut fresh = TcpCore::new(newer, 0, 0).with_nodes(&stored, 0);
     assert_eq!(
         fresh.node_list(),

@@ -112,12 +112,48 @@ pub(crate) enum ContactsCmd {
     },
 }
 
-// `rendezvous serve` (docs/PROTOCOL.md §7).
+// `rendezvous serve` (docs/PROTOCOL.md §7). The flags come in groups by job, flattened in
+// the order `serve --help` lists them.
 #[derive(Args)]
 pub(crate) struct ServeArgs {
     /// Address and port to listen on (UDP).
     #[arg(long, default_value_t = SocketAddr::from(([0u16; 8], DEFAULT_PORT)))]
     pub(crate) listen: SocketAddr,
+    // Where durable state goes.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    // Federation: peers and who may connect as a server.
+    #[command(flatten)]
+    pub(crate) peering: PeeringArgs,
+    /// Accept replayed captures: no freshness window and no address check (cookie), so a
+    /// capture's old signed registrations work days later. Refused unless --listen is a
+    /// loopback address.
+    #[arg(long)]
+    pub(crate) accept_replayed: bool,
+    /// Where other servers reach this one, HOST:PORT, published in the node list
+    /// (default: --listen, unless it is a wildcard address).
+    #[arg(long)]
+    pub(crate) announce: Option<String>,
+    // TTL and keepalive.
+    #[command(flatten)]
+    pub(crate) timers: TimerArgs,
+    /// This server's alias, sent as the home server in lookup answers (<= 255 bytes).
+    #[arg(long, default_value = "rendezvous")]
+    pub(crate) alias: String,
+    /// Freshness window for signed packets, seconds either side of the server's clock.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) freshness: u64,
+    // The directory's bound and the rate limits.
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    // The offline relay queues' bounds.
+    #[command(flatten)]
+    pub(crate) queue: QueueArgs,
+}
+
+// `serve`: where durable state goes.
+#[derive(Args)]
+pub(crate) struct StoreArgs {
     /// Directory for durable state (contacts and the Lamport clock, in SQLite). The UDP
     /// plane's directory stays in RAM and never touches the disk.
     #[arg(
@@ -129,6 +165,11 @@ pub(crate) struct ServeArgs {
     /// Keep everything in RAM; nothing is written to disk.
     #[arg(long)]
     pub(crate) memory_only: bool,
+}
+
+// `serve`: the servers this one federates with (docs/PROTOCOL.md §8.10, §8.12).
+#[derive(Args)]
+pub(crate) struct PeeringArgs {
     /// A peer server to federate with, HOST:PORT (repeatable): connected to as role 1,
     /// with heartbeats and reconnects; it may also connect to us.
     #[arg(long)]
@@ -141,27 +182,22 @@ pub(crate) struct ServeArgs {
     /// Connect only to the --peer servers, not to every server learned from the node list.
     #[arg(long)]
     pub(crate) no_mesh: bool,
-    /// Accept replayed captures: no freshness window and no address check (cookie), so a
-    /// capture's old signed registrations work days later. Refused unless --listen is a
-    /// loopback address.
-    #[arg(long)]
-    pub(crate) accept_replayed: bool,
-    /// Where other servers reach this one, HOST:PORT, published in the node list
-    /// (default: --listen, unless it is a wildcard address).
-    #[arg(long)]
-    pub(crate) announce: Option<String>,
+}
+
+// `serve`: the UDP plane's TTL and keepalive, seconds (docs/PROTOCOL.md §5.10).
+#[derive(Args)]
+pub(crate) struct TimerArgs {
     /// Seconds without a keepalive after which a client is offline.
     #[arg(long, default_value_t = 75)]
     pub(crate) ttl: u64,
     /// Keepalive interval advised to clients, seconds (at most a third of --ttl).
     #[arg(long, default_value_t = 25)]
     pub(crate) keepalive: u16,
-    /// This server's alias, sent as the home server in lookup answers (<= 255 bytes).
-    #[arg(long, default_value = "rendezvous")]
-    pub(crate) alias: String,
-    /// Freshness window for signed packets, seconds either side of the server's clock.
-    #[arg(long, default_value_t = 60)]
-    pub(crate) freshness: u64,
+}
+
+// `serve`: the directory's bound and the rate limits (docs/PROTOCOL.md §5.9, §5.11).
+#[derive(Args)]
+pub(crate) struct LimitArgs {
     /// Most clients online at once.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) max_clients: usize,
@@ -174,6 +210,11 @@ pub(crate) struct ServeArgs {
     /// At most one punch request per (asker, target) pair per this many milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub(crate) punch_interval_ms: u64,
+}
+
+// `serve`: the bounds of the offline relay queues (docs/PROTOCOL.md §5.8).
+#[derive(Args)]
+pub(crate) struct QueueArgs {
     /// Most events queued for one offline recipient.
     #[arg(long, default_value_t = 32)]
     pub(crate) queue_depth: usize,

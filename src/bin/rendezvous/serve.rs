@@ -7,8 +7,10 @@ use crate::args::ServeArgs;
 use crate::{hex_of, resolve, say};
 use anyhow::{bail, Context, Result};
 use rendezvous::core::node::{node_uid, Node, Stored};
-use rendezvous::core::tcp::{Cidr, NodeSigner, TcpConfig, TcpCore};
-use rendezvous::core::udp::{UdpConfig, UdpCore};
+use rendezvous::core::tcp::{Cidr, NodeSigner, Peering, TcpConfig, TcpCore, TcpIdentity};
+use rendezvous::core::udp::{
+    QueueBounds, RateLimits, TableBounds, UdpConfig, UdpCore, UdpIdentity, UdpTimers,
+};
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::store::thread::StoreThread;
 use rendezvous::store::{MemoryStore, SqliteStore, Store};
@@ -31,16 +33,16 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     let stored = Stored::read(&*store)
         .context("cannot read the Lamport clock, the journal or the node list from the store")?;
     let seed = boot_seed()?;
-    let node_id = if a.memory_only {
+    let node_id = if a.store.memory_only {
         Identity::generate(KeyAlgorithm::Ed25519, &a.alias)?
     } else {
-        node_identity(&a.data_dir.join("node"), &a.alias)?
+        node_identity(&a.store.data_dir.join("node"), &a.alias)?
     };
     let (socket, listener) = bind_both(a.listen)?;
     let local = socket.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
     let tcp_cfg = tcp_config(&a, peers, allow_peers, node.clone(), &node_id, &seed);
-    let (ttl, memory_only) = (a.ttl, a.memory_only);
+    let (ttl, memory_only) = (a.timers.ttl, a.store.memory_only);
     let cfg = udp_config(a, *node.uid());
     let origin = Instant::now();
     let now = rendezvous::net::now(origin);
@@ -74,10 +76,10 @@ fn init_tracing() {
 
 /// Refuses flags out of range, and `--accept-replayed` on a listener that is not loopback.
 fn check(a: &ServeArgs) -> Result<()> {
-    if a.ttl == 0 {
+    if a.timers.ttl == 0 {
         bail!("--ttl must be at least 1 second");
     }
-    if a.keepalive == 0 {
+    if a.timers.keepalive == 0 {
         bail!("--keepalive must be at least 1 second");
     }
     if a.alias.len() > 255 {
@@ -96,11 +98,13 @@ fn check(a: &ServeArgs) -> Result<()> {
 /// The `--peer` addresses, resolved, and the `--allow-peer` networks.
 fn peer_lists(a: &ServeArgs) -> Result<(Vec<SocketAddr>, Vec<Cidr>)> {
     let peers = a
+        .peering
         .peer
         .iter()
         .map(|p| resolve(p))
         .collect::<Result<Vec<_>>>()?;
     let allow_peers = a
+        .peering
         .allow_peer
         .iter()
         .map(|c| Cidr::parse(c).map_err(|e| anyhow::anyhow!("--allow-peer {e}")))
@@ -110,14 +114,14 @@ fn peer_lists(a: &ServeArgs) -> Result<(Vec<SocketAddr>, Vec<Cidr>)> {
 
 /// The store: SQLite in `--data-dir`, or RAM only with `--memory-only`.
 fn open_store(a: &ServeArgs) -> Result<Box<dyn Store>> {
-    let store: Box<dyn Store> = if a.memory_only {
-        Box::new(MemoryStore::new())
-    } else {
-        Box::new(
-            SqliteStore::open(&a.data_dir)
-                .with_context(|| format!("cannot open the store in {}", a.data_dir.display()))?,
-        )
-    };
+    let store: Box<dyn Store> =
+        if a.store.memory_only {
+            Box::new(MemoryStore::new())
+        } else {
+            Box::new(SqliteStore::open(&a.store.data_dir).with_context(|| {
+                format!("cannot open the store in {}", a.store.data_dir.display())
+            })?)
+        };
     Ok(store)
 }
 
@@ -165,13 +169,17 @@ fn tcp_config(
 ) -> TcpConfig {
     let signer_id = node_id.clone();
     TcpConfig {
-        name: a.alias.clone(),
-        peers,
-        allow_peers,
-        node: Some(node),
-        no_mesh: a.no_mesh,
-        signer: Some(NodeSigner(Arc::new(move |m: &[u8]| signer_id.sign(m)))),
-        seed: derive(seed, b"tcp nonces"),
+        identity: TcpIdentity {
+            name: a.alias.clone(),
+            node: Some(node),
+            signer: Some(NodeSigner(Arc::new(move |m: &[u8]| signer_id.sign(m)))),
+            seed: derive(seed, b"tcp nonces"),
+        },
+        peering: Peering {
+            peers,
+            allow_peers,
+            no_mesh: a.peering.no_mesh,
+        },
         ..TcpConfig::default()
     }
 }
@@ -179,20 +187,33 @@ fn tcp_config(
 /// The UDP core's configuration from the flags; `uid` is this server's node uid.
 fn udp_config(a: ServeArgs, uid: [u8; 16]) -> UdpConfig {
     UdpConfig {
-        alias: a.alias,
-        node_uid: Some(uid),
+        identity: UdpIdentity {
+            alias: a.alias,
+            node_uid: Some(uid),
+        },
         accept_replayed: a.accept_replayed,
-        keepalive_s: a.keepalive,
-        ttl_ms: a.ttl.saturating_mul(1000),
-        freshness_s: a.freshness,
-        max_clients: a.max_clients,
-        register_per_s: a.register_rate,
-        lookup_bytes_per_s: a.lookup_bytes,
-        punch_interval_ms: a.punch_interval_ms,
-        queue_depth: a.queue_depth,
-        queue_per_sender: a.queue_per_sender,
-        queue_age_ms: a.queue_age.saturating_mul(1000),
-        queue_bytes: a.queue_bytes,
+        timers: UdpTimers {
+            keepalive_s: a.timers.keepalive,
+            ttl_ms: a.timers.ttl.saturating_mul(1000),
+            freshness_s: a.freshness,
+            ..UdpTimers::default()
+        },
+        tables: TableBounds {
+            max_clients: a.limits.max_clients,
+            ..TableBounds::default()
+        },
+        queue: QueueBounds {
+            depth: a.queue.queue_depth,
+            per_sender: a.queue.queue_per_sender,
+            age_ms: a.queue.queue_age.saturating_mul(1000),
+            bytes: a.queue.queue_bytes,
+        },
+        limits: RateLimits {
+            register_per_s: a.limits.register_rate,
+            lookup_bytes_per_s: a.limits.lookup_bytes,
+            punch_interval_ms: a.limits.punch_interval_ms,
+            ..RateLimits::default()
+        },
         ..UdpConfig::default()
     }
 }

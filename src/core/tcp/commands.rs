@@ -6,6 +6,7 @@
 use super::conn::Answer;
 use super::contacts::to_contact;
 use super::{ConnId, TcpCore};
+use crate::wire::status;
 use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role, ServerCommand};
 use crate::wire::WireError;
 use std::net::SocketAddr;
@@ -44,7 +45,7 @@ impl TcpCore {
         if let Some(&b) = c.input.buf.first() {
             if b != tcp::ROLE_SERVER && b != tcp::ROLE_CLIENT {
                 let detail = format!("malformed hello: role byte {b} (1 server, 2 client)");
-                self.fail(conn, 400, tcp::REQUEST_HELLO, &detail);
+                self.fail(conn, status::BAD_REQUEST, tcp::REQUEST_HELLO, &detail);
                 return false;
             }
         }
@@ -56,7 +57,12 @@ impl TcpCore {
         match Hello::parse(&hello) {
             Ok(h) => self.admit(conn, addr, h.role, h.name),
             Err(e) => {
-                self.fail(conn, 400, 0, &format!("malformed hello: {e}"));
+                self.fail(
+                    conn,
+                    status::BAD_REQUEST,
+                    0,
+                    &format!("malformed hello: {e}"),
+                );
                 false
             }
         }
@@ -66,12 +72,12 @@ impl TcpCore {
     /// configured or allowed peer, or from a server in our node list, which must then
     /// prove its node key first (docs/PROTOCOL.md §8.12); else 403.
     fn admit(&mut self, conn: ConnId, addr: SocketAddr, role: Role, name: &str) -> bool {
-        let configured = self.cfg.peer_allowed(addr.ip());
+        let configured = self.cfg.peering.peer_allowed(addr.ip());
         let known = self.known_node_ip(addr.ip());
         if !(role == Role::Client || configured || known) {
             tracing::warn!(%addr, name, "refused a server hello from an address that is not a configured or allowed peer");
             let detail = "server role is accepted only from configured or allowed peers";
-            self.fail(conn, 403, 0, detail);
+            self.fail(conn, status::FORBIDDEN, 0, detail);
             return false;
         }
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -98,7 +104,7 @@ impl TcpCore {
                     WireError::UnknownCommand => "unknown command".to_string(),
                     e => format!("malformed frame: {e}"),
                 };
-                self.fail(conn, 400, b, &detail);
+                self.fail(conn, status::BAD_REQUEST, b, &detail);
                 return false;
             }
         };
@@ -106,7 +112,8 @@ impl TcpCore {
         // the short answers already due) is at its bound: a client that never reads
         // cannot grow the server's memory. Updates produce none and always go through.
         if answered(role, c.input.buf[0])
-            && (c.answers.len() >= self.cfg.max_pending || c.committed_out() >= self.cfg.max_out)
+            && (c.answers.len() >= self.cfg.bounds.max_pending
+                || c.committed_out() >= self.cfg.bounds.max_out)
         {
             return false;
         }
@@ -122,7 +129,7 @@ impl TcpCore {
     fn client_command(&mut self, conn: ConnId, frame: &[u8]) {
         let cmd = match ClientCommand::parse(frame) {
             Ok(c) => c,
-            Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
+            Err(e) => return self.malformed_command(conn, frame, e),
         };
         match cmd {
             ClientCommand::Update(f) => self.client_update(conn, &f),
@@ -132,12 +139,18 @@ impl TcpCore {
         }
     }
 
+    /// Refuses a command frame that does not parse: 400 for its command byte, and close.
+    fn malformed_command(&mut self, conn: ConnId, frame: &[u8], e: WireError) {
+        let detail = format!("malformed command: {e}");
+        self.fail(conn, status::BAD_REQUEST, frame[0], &detail);
+    }
+
     /// One server-role command (docs/PROTOCOL.md §8.4); from an opener admitted only
     /// through the node list, nothing but the node-key proof until it is proved (401).
     fn server_command(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) {
         let cmd = match ServerCommand::parse(frame) {
             Ok(c) => c,
-            Err(e) => return self.fail(conn, 400, frame[0], &format!("malformed command: {e}")),
+            Err(e) => return self.malformed_command(conn, frame, e),
         };
         let proof = matches!(
             cmd,
@@ -145,7 +158,7 @@ impl TcpCore {
         );
         if !proof && self.must_prove(conn) {
             let detail = "prove the node key first (commands 20 and 21)";
-            return self.fail(conn, 401, frame[0], detail);
+            return self.fail(conn, status::UNAUTHORIZED, frame[0], detail);
         }
         match cmd {
             ServerCommand::AuthChallenge => self.auth_challenge(conn),

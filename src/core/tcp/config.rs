@@ -1,7 +1,7 @@
-//! The TCP plane's configuration: its tunables ([`TcpConfig`], docs/PROTOCOL.md §8.10 and
-//! §8.11 give the defaults), the networks allowed to open server-role connections
-//! ([`Cidr`], `--allow-peer`) and the node key's signer ([`NodeSigner`], §8.17). Plain data
-//! and pure checks: no state of the core.
+//! The TCP plane's configuration: its tunables ([`TcpConfig`], grouped into identity,
+//! peering, timers and bounds; docs/PROTOCOL.md §8.10 and §8.11 give the defaults), the
+//! networks allowed to open server-role connections ([`Cidr`], `--allow-peer`) and the node
+//! key's signer ([`NodeSigner`], §8.17). Plain data and pure checks: no state of the core.
 
 use crate::wire::tcp::nodelist::NodeEntry;
 use std::net::{IpAddr, SocketAddr};
@@ -57,44 +57,112 @@ impl Cidr {
     }
 }
 
-/// Tunables of the TCP plane. Times in milliseconds.
-#[derive(Debug, Clone)]
+/// Tunables of the TCP plane, one group per job. Times in milliseconds. `Default` gives
+/// the values of docs/PROTOCOL.md §8.10 and §8.11.
+#[derive(Debug, Clone, Default)]
 pub struct TcpConfig {
-    /// This server's name, sent in its hellos (at most 256 bytes).
+    /// Who this server is: its name, node-list entry, node key and nonce seed.
+    pub identity: TcpIdentity,
+    /// The peers to dial and who may open server-role connections.
+    pub peering: Peering,
+    /// Hello timeout, heartbeats, reconnect backoff and stalls.
+    pub timers: TcpTimers,
+    /// Per-connection bounds and the Lamport clock's plausible jump.
+    pub bounds: TcpBounds,
+}
+
+/// Who a TCP core is (docs/PROTOCOL.md §8.2, §8.15, §8.17).
+#[derive(Debug, Clone)]
+pub struct TcpIdentity {
+    /// This server's name, sent in its hellos (at most 256 bytes). Default `rendezvous`.
     pub name: String,
-    /// A connection without a complete hello this long after accept is closed with 408.
-    pub hello_timeout_ms: u64,
-    /// Bytes of unsent output per connection; a connection over it is dropped (except a
-    /// streamed answer, which waits for the reader).
-    pub max_out: usize,
-    /// Contacts per store page when streaming ListAll / AskForUpdate.
-    pub page: usize,
-    /// Heartbeat interval on links to peers.
-    pub heartbeat_ms: u64,
-    /// Reconnect backoff after a failed or lost link: starts here, doubles...
-    pub backoff_min_ms: u64,
-    /// ... up to here.
-    pub backoff_max_ms: u64,
-    /// Peers to connect to (`--peer`); their addresses may also open role-1 connections.
-    pub peers: Vec<SocketAddr>,
-    /// Networks whose hosts may open role-1 (server) connections (`--allow-peer`).
-    pub allow_peers: Vec<Cidr>,
-    /// A received clock more than this far ahead of ours is refused (409), except by a
-    /// fresh server (clock 0), which accepts up to 2^31 to catch up with an older mesh.
-    pub max_clock_jump: u32,
-    /// A connection whose pending output made no progress for this long is dropped.
-    pub stall_ms: u64,
-    /// Answers waiting per connection before the core stops reading its requests.
-    pub max_pending: usize,
     /// This server's own node-list entry (uid, alias, location, public key), if it has a
     /// node identity; the node list starts with it (docs/PROTOCOL.md §8.15).
     pub node: Option<NodeEntry>,
-    /// Keep to the configured peers: do not connect to servers learned from the node list.
-    pub no_mesh: bool,
     /// Signs with this server's node key (Ed25519), to prove it to peers (commands 20-21).
     pub signer: Option<NodeSigner>,
     /// 32 random bytes from the OS: the authentication nonces are derived from them.
     pub seed: [u8; 32],
+}
+
+impl Default for TcpIdentity {
+    fn default() -> Self {
+        TcpIdentity {
+            name: "rendezvous".into(),
+            node: None,
+            signer: None,
+            seed: [0; 32],
+        }
+    }
+}
+
+/// The servers this one federates with (docs/PROTOCOL.md §8.10, §8.12).
+#[derive(Debug, Clone, Default)]
+pub struct Peering {
+    /// Peers to connect to (`--peer`); their addresses may also open role-1 connections.
+    pub peers: Vec<SocketAddr>,
+    /// Networks whose hosts may open role-1 (server) connections (`--allow-peer`).
+    pub allow_peers: Vec<Cidr>,
+    /// Keep to the configured peers: do not connect to servers learned from the node list.
+    pub no_mesh: bool,
+}
+
+/// The TCP plane's timers, milliseconds (docs/PROTOCOL.md §8.2, §8.10, §8.11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpTimers {
+    /// A connection without a complete hello this long after accept is closed with 408
+    /// (default 10 000).
+    pub hello_timeout_ms: u64,
+    /// Heartbeat interval on links to peers (default 5 000).
+    pub heartbeat_ms: u64,
+    /// Reconnect backoff after a failed or lost link: starts here, doubles... (default
+    /// 250)
+    pub backoff_min_ms: u64,
+    /// ... up to here (default 30 000).
+    pub backoff_max_ms: u64,
+    /// A connection whose pending output made no progress for this long is dropped
+    /// (default 120 000).
+    pub stall_ms: u64,
+}
+
+impl Default for TcpTimers {
+    fn default() -> Self {
+        TcpTimers {
+            hello_timeout_ms: 10_000,
+            heartbeat_ms: 5_000,
+            backoff_min_ms: 250,
+            backoff_max_ms: 30_000,
+            stall_ms: 120_000,
+        }
+    }
+}
+
+/// Bounds of the TCP plane (docs/PROTOCOL.md §8.9, §8.11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpBounds {
+    /// Bytes of unsent output per connection; a connection over it is dropped (except a
+    /// streamed answer, which waits for the reader). Default 1 MiB.
+    pub max_out: usize,
+    /// Contacts per store page when streaming ListAll / AskForUpdate (default 2048).
+    pub page: usize,
+    /// Answers waiting per connection before the core stops reading its requests
+    /// (default 64).
+    pub max_pending: usize,
+    /// A received clock more than this far ahead of ours is refused (409), except by a
+    /// fresh server (clock 0), which accepts up to 2^31 to catch up with an older mesh
+    /// (default 2^24).
+    pub max_clock_jump: u32,
+}
+
+impl Default for TcpBounds {
+    fn default() -> Self {
+        TcpBounds {
+            max_out: 1 << 20,
+            page: 2048,
+            max_pending: 64,
+            max_clock_jump: 1 << 24,
+        }
+    }
 }
 
 /// A signing function: `message -> signature` (64 bytes for Ed25519).
@@ -110,30 +178,7 @@ impl std::fmt::Debug for NodeSigner {
     }
 }
 
-impl Default for TcpConfig {
-    fn default() -> Self {
-        TcpConfig {
-            name: "rendezvous".into(),
-            hello_timeout_ms: 10_000,
-            max_out: 1 << 20,
-            page: 2048,
-            heartbeat_ms: 5_000,
-            backoff_min_ms: 250,
-            backoff_max_ms: 30_000,
-            peers: Vec::new(),
-            allow_peers: Vec::new(),
-            max_clock_jump: 1 << 24,
-            stall_ms: 120_000,
-            max_pending: 64,
-            node: None,
-            no_mesh: false,
-            signer: None,
-            seed: [0; 32],
-        }
-    }
-}
-
-impl TcpConfig {
+impl Peering {
     /// True when `ip` may open a server-role connection by the operator's trust: the IP of a
     /// `--peer` (any port) or inside an `--allow-peer` network (docs/PROTOCOL.md §8.2,
     /// §8.12). IPv4-mapped IPv6 counts as IPv4.

@@ -8,13 +8,11 @@ use super::links::Link;
 use super::outbox::{Outbox, Reads};
 use super::stream::Stream;
 use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::status;
 use crate::wire::tcp::answer::{AnswerReader, Asked};
 use crate::wire::tcp::{self, Role, StatusFrame};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-
-/// Status 200.
-pub(super) const STATUS_OK: u16 = 200;
 
 /// A connection, accepted or opened to a peer.
 #[derive(Debug)]
@@ -250,7 +248,7 @@ impl Answer {
             }
             Answer::Barrier { done: true, .. } => {
                 let f = StatusFrame {
-                    status: STATUS_OK,
+                    status: status::OK,
                     request: tcp::CMD_BARRIER,
                     detail: "durable",
                 };

@@ -6,6 +6,7 @@
 use super::conn::Answer;
 use super::{ConnId, StoreRequest, TcpCore};
 use crate::store::{Contact, Write};
+use crate::wire::status;
 use crate::wire::tcp::{self, ContactFields};
 use std::collections::HashMap;
 
@@ -131,7 +132,7 @@ impl TcpCore {
     /// it, and at the end of each turn).
     pub(super) fn flush_batch(&mut self) {
         if let Some(req) = self.batch.close(&mut self.clock) {
-            self.out.requests.push(req);
+            self.out.request(req);
         }
     }
 
@@ -140,7 +141,7 @@ impl TcpCore {
     pub(super) fn client_update(&mut self, conn: ConnId, fields: &ContactFields<'_>) {
         let Some(next) = self.clock.tick() else {
             let detail = "Lamport clock exhausted: no more writes";
-            return self.fail(conn, 503, tcp::CMD_UPDATE, detail);
+            return self.fail(conn, status::SERVICE_UNAVAILABLE, tcp::CMD_UPDATE, detail);
         };
         self.batch.merge(to_contact(fields, next));
         self.stats.client_updates += 1;
@@ -164,7 +165,12 @@ impl TcpCore {
             ours = self.clock.now,
             "refused an implausible Lamport clock"
         );
-        self.fail(conn, 409, request, "clock implausibly far ahead");
+        self.fail(
+            conn,
+            status::CONFLICT,
+            request,
+            "clock implausibly far ahead",
+        );
         false
     }
 
@@ -174,7 +180,7 @@ impl TcpCore {
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.barriers.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Barrier { tag });
+        self.out.request(StoreRequest::Barrier { tag });
         self.push_answer(conn, Answer::Barrier { tag, done: false });
     }
 
@@ -209,7 +215,7 @@ impl TcpCore {
         };
         if self.batch.broken {
             let detail = "store failure: writes are not durable";
-            return self.fail_now(conn, 503, tcp::CMD_BARRIER, detail);
+            return self.fail_now(conn, status::SERVICE_UNAVAILABLE, tcp::CMD_BARRIER, detail);
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             for a in c.answers.iter_mut() {

@@ -77,7 +77,7 @@ impl DirAnswer {
             out.extend_from_slice(&self.count.to_be_bytes());
             return Step::Done;
         }
-        if out.pending() > ctx.cfg.max_out {
+        if out.pending() > ctx.cfg.bounds.max_out {
             return Step::Wait; // resumed from `consumed` when the peer reads
         }
         self.asked = true;
@@ -131,7 +131,7 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            match c.push_room(self.cfg.max_out) {
+            match c.push_room(self.cfg.bounds.max_out) {
                 PushRoom::Refused => continue,
                 PushRoom::Overfull => {
                     overfull.push(conn);

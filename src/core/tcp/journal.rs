@@ -8,6 +8,7 @@ use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
+use crate::wire::status;
 use crate::wire::tcp::{self, ContactFields, Role, ServerCommand};
 use std::collections::{BTreeMap, HashMap};
 
@@ -86,7 +87,7 @@ impl TcpCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            match c.push_room(self.cfg.max_out) {
+            match c.push_room(self.cfg.bounds.max_out) {
                 PushRoom::Refused => {}
                 PushRoom::Overfull => overfull.push(conn),
                 PushRoom::Room => {
@@ -125,7 +126,7 @@ impl TcpCore {
         l.journal.phase = Phase::Paging { since, asked: true };
         let tag = self.out.tag();
         self.reads.page_reads.insert(tag, i);
-        self.out.requests.push(StoreRequest::JournalPage {
+        self.out.request(StoreRequest::JournalPage {
             tag,
             since,
             limit: page_limit(&self.cfg),
@@ -166,7 +167,7 @@ pub(super) fn write_mark(i: usize, out: &mut Output, ctx: &mut PumpCtx<'_>) -> S
     };
     let tag = ctx.out.tag();
     ctx.reads.page_reads.insert(tag, i);
-    ctx.out.requests.push(StoreRequest::JournalPage {
+    ctx.out.request(StoreRequest::JournalPage {
         tag,
         since: mark,
         limit: page_limit(ctx.cfg),
@@ -176,7 +177,7 @@ pub(super) fn write_mark(i: usize, out: &mut Output, ctx: &mut PumpCtx<'_>) -> S
 
 /// Journal lines asked per store read: the configured page.
 fn page_limit(cfg: &TcpConfig) -> u32 {
-    u32::try_from(cfg.page).unwrap_or(u32::MAX)
+    u32::try_from(cfg.bounds.page).unwrap_or(u32::MAX)
 }
 
 /// A JournalUpdate frame (13) for `line`; `None` if the contact does not fit the wire.
@@ -212,7 +213,7 @@ impl TcpCore {
             l.journal.pushed_line = since;
             l.journal.confirmed_line = since;
             // A full exchange with the peer is under way: the link is healthy.
-            l.backoff_ms = self.cfg.backoff_min_ms;
+            l.backoff_ms = self.cfg.timers.backoff_min_ms;
         }
         self.next_page(i);
     }
@@ -290,14 +291,14 @@ impl TcpCore {
         let cmd = tcp::CMD_JOURNAL_SINCE;
         if limit == 0 || limit > tcp::MAX_SINCE_LIMIT {
             let detail = format!("limit {limit} out of range 1 to {}", tcp::MAX_SINCE_LIMIT);
-            return self.fail(conn, 400, cmd, &detail);
+            return self.fail(conn, status::BAD_REQUEST, cmd, &detail);
         }
         if journal_id != self.journal.id {
             let detail = format!(
                 "unknown journal {journal_id:016x} (ours is {:016x}): ask for the full list",
                 self.journal.id
             );
-            return self.fail(conn, 404, cmd, &detail);
+            return self.fail(conn, status::NOT_FOUND, cmd, &detail);
         }
         self.flush_batch();
         if since > self.journal.head {
@@ -305,13 +306,12 @@ impl TcpCore {
                 "since {since} is beyond the journal's end ({})",
                 self.journal.head
             );
-            return self.fail(conn, 400, cmd, &detail);
+            return self.fail(conn, status::BAD_REQUEST, cmd, &detail);
         }
         let tag = self.out.tag();
         self.reads.since_reads.insert(tag, conn);
         self.out
-            .requests
-            .push(StoreRequest::JournalPage { tag, since, limit });
+            .request(StoreRequest::JournalPage { tag, since, limit });
         self.push_answer(conn, Answer::Since { tag });
     }
 
@@ -360,12 +360,12 @@ fn since_answer(entries: &[(u64, Contact)], read: JournalRead) -> Answer {
             Answer::Ready(b)
         }
         JournalRead::Gone => Answer::Refusal(status_bytes(
-            404,
+            status::NOT_FOUND,
             tcp::CMD_JOURNAL_SINCE,
             "the journal no longer holds that line: ask for the full list",
         )),
         JournalRead::Beyond => Answer::Refusal(status_bytes(
-            400,
+            status::BAD_REQUEST,
             tcp::CMD_JOURNAL_SINCE,
             "since is beyond the journal's end",
         )),

@@ -76,7 +76,7 @@ impl TcpCore {
             return None;
         };
         let c = self.conns.get(&conn)?;
-        (c.out.pending() <= self.cfg.max_out).then_some(conn)
+        (c.out.pending() <= self.cfg.bounds.max_out).then_some(conn)
     }
 }
 
@@ -113,21 +113,21 @@ impl TcpCore {
         };
         link.state = LinkState::Up {
             conn,
-            next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
+            next_heartbeat_ms: now_ms + self.cfg.timers.heartbeat_ms,
         };
         let mut c = Conn::new(link.addr, now_ms, Some(peer));
         c.role = Some(Role::Server);
         let mut hello = [0u8; tcp::HELLO_LEN];
         let hello_ok = Hello {
             role: Role::Server,
-            name: &self.cfg.name,
+            name: &self.cfg.identity.name,
         }
         .emit(&mut hello)
         .is_ok();
         if hello_ok {
             c.out.extend_from_slice(&hello);
         }
-        if self.cfg.signer.is_some() && self.cfg.node.is_some() {
+        if self.cfg.identity.signer.is_some() && self.cfg.identity.node.is_some() {
             // Prove our node key first; the rest follows the nonce (`link_start`).
             c.out.push(tcp::CMD_AUTH_CHALLENGE);
             c.expect(Asked::AuthChallenge, 0);
@@ -181,7 +181,7 @@ impl TcpCore {
             l.state = LinkState::Down {
                 retry_ms: now_ms + l.backoff_ms,
             };
-            l.backoff_ms = (l.backoff_ms * 2).min(self.cfg.backoff_max_ms);
+            l.backoff_ms = (l.backoff_ms * 2).min(self.cfg.timers.backoff_max_ms);
         }
     }
 
@@ -246,7 +246,7 @@ impl TcpCore {
     fn heartbeat(&mut self, now_ms: u64, i: usize, conn: ConnId) {
         let l = &self.links[i];
         let heard = l.last_heartbeat_ms.unwrap_or(0).max(l.up_since_ms);
-        if now_ms.saturating_sub(heard) > 4 * self.cfg.heartbeat_ms {
+        if now_ms.saturating_sub(heard) > 4 * self.cfg.timers.heartbeat_ms {
             tracing::warn!(peer = %l.addr, silent_ms = now_ms - heard, "peer answers no heartbeat; dropping the link to redial");
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.input.refused = true;
@@ -256,7 +256,7 @@ impl TcpCore {
         }
         self.links[i].state = LinkState::Up {
             conn,
-            next_heartbeat_ms: now_ms + self.cfg.heartbeat_ms,
+            next_heartbeat_ms: now_ms + self.cfg.timers.heartbeat_ms,
         };
         let confirms = self.links[i].journal.pushed_line;
         let Some(c) = self.conns.get_mut(&conn) else {

@@ -44,9 +44,10 @@ mod stream;
 
 /// The store's request API, which this core speaks (defined in [`crate::store`]).
 pub use crate::store::{StoreEvent, StoreRequest};
-pub use config::{Cidr, NodeSigner, SignFn, TcpConfig};
+pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
 
 use crate::federation::nodelist::NodeList;
+use crate::wire::status::{REQUEST_TIMEOUT, SERVICE_UNAVAILABLE};
 use crate::wire::tcp;
 use conn::Conn;
 use contacts::{Batch, Clock};
@@ -157,14 +158,15 @@ pub struct TcpCore {
 impl TcpCore {
     /// A core starting with the persisted Lamport `clock`, at `now_ms`.
     pub fn new(cfg: TcpConfig, clock: u32, now_ms: u64) -> Self {
-        let cfg_peers_empty = cfg.peers.is_empty();
-        let max_clock_jump = cfg.max_clock_jump;
+        let cfg_peers_empty = cfg.peering.peers.is_empty();
+        let max_clock_jump = cfg.bounds.max_clock_jump;
         let links = cfg
+            .peering
             .peers
             .iter()
-            .map(|&addr| Link::new(addr, now_ms, cfg.backoff_min_ms, false))
+            .map(|&addr| Link::new(addr, now_ms, cfg.timers.backoff_min_ms, false))
             .collect();
-        let nodes = NodeList::from_entries(cfg.node.iter().cloned().collect());
+        let nodes = NodeList::from_entries(cfg.identity.node.iter().cloned().collect());
         TcpCore {
             cfg,
             clock: Clock::new(clock, max_clock_jump, !cfg_peers_empty),
@@ -286,7 +288,12 @@ impl TcpCore {
     fn on_read_failed(&mut self, tag: u64, error: &str) {
         tracing::error!(tag, error, "a store read failed");
         if let Some(conn) = self.reads.take_conn(tag) {
-            self.fail_now(conn, 503, 0xFF, "store failure while reading");
+            self.fail_now(
+                conn,
+                SERVICE_UNAVAILABLE,
+                0xFF,
+                "store failure while reading",
+            );
         } else if let Some(i) = self.reads.page_reads.remove(&tag) {
             if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
                 let conn = *conn;
@@ -304,16 +311,12 @@ impl TcpCore {
 
     /// The next request for the store thread, in order.
     pub fn poll_store(&mut self) -> Option<StoreRequest> {
-        if self.out.requests.is_empty() {
-            None
-        } else {
-            Some(self.out.requests.remove(0))
-        }
+        self.out.requests.pop_front()
     }
 
     /// Takes every pending store request, in order.
     pub fn drain_store(&mut self) -> Vec<StoreRequest> {
-        std::mem::take(&mut self.out.requests)
+        std::mem::take(&mut self.out.requests).into()
     }
 
     /// Puts an action back at the front (the loop could not do it now).
@@ -362,17 +365,24 @@ impl TcpCore {
         let mut stalled = Vec::new();
         for (&id, c) in &self.conns {
             if c.role.is_none()
-                && now_ms >= c.accepted_ms + self.cfg.hello_timeout_ms
+                && now_ms >= c.accepted_ms + self.cfg.timers.hello_timeout_ms
                 && !c.input.refused
             {
                 late.push(id);
-            } else if c.out.pending() > 0 && now_ms >= c.out.last_progress_ms + self.cfg.stall_ms {
+            } else if c.out.pending() > 0
+                && now_ms >= c.out.last_progress_ms + self.cfg.timers.stall_ms
+            {
                 stalled.push(id);
             }
         }
         for id in late {
-            let secs = self.cfg.hello_timeout_ms / 1000;
-            self.fail(id, 408, 0, &format!("no complete hello within {secs} s"));
+            let secs = self.cfg.timers.hello_timeout_ms / 1000;
+            self.fail(
+                id,
+                REQUEST_TIMEOUT,
+                0,
+                &format!("no complete hello within {secs} s"),
+            );
         }
         for id in stalled {
             tracing::info!(conn = id, "dropping a connection that stopped reading");
@@ -385,9 +395,9 @@ impl TcpCore {
     pub fn poll_timeout(&self) -> Option<u64> {
         let conns = self.conns.values().filter_map(|c| {
             if c.role.is_none() && !c.input.refused {
-                Some(c.accepted_ms + self.cfg.hello_timeout_ms)
+                Some(c.accepted_ms + self.cfg.timers.hello_timeout_ms)
             } else if c.out.pending() > 0 {
-                Some(c.out.last_progress_ms + self.cfg.stall_ms)
+                Some(c.out.last_progress_ms + self.cfg.timers.stall_ms)
             } else {
                 None
             }

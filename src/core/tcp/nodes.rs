@@ -3,11 +3,12 @@
 //! and learning the servers to link to. The list's codec is `crate::wire::tcp::nodelist`.
 
 use super::config::{canonical_ip, NodeSigner};
-use super::conn::{status_bytes, Answer, STATUS_OK};
+use super::conn::{status_bytes, Answer};
 use super::links::{Link, LinkState, MAX_LINKS};
 use super::{ConnId, TcpCore};
 use crate::federation::nodelist::NodeList;
 use crate::store::Write;
+use crate::wire::status;
 use crate::wire::tcp;
 use crate::wire::tcp::answer::Asked;
 use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame, Uid, HASH_LEN};
@@ -47,7 +48,7 @@ impl TcpCore {
 
     /// Our node's uid, if we have a node identity.
     fn own_uid(&self) -> Option<Uid> {
-        self.cfg.node.as_ref().map(|n| *n.uid())
+        self.cfg.identity.node.as_ref().map(|n| *n.uid())
     }
 
     /// The addresses of the servers in our node list other than us (their locations that
@@ -78,9 +79,16 @@ impl TcpCore {
                     "node list hash must be {HASH_LEN} bytes, not {}",
                     frame.get(1).copied().unwrap_or(0)
                 );
-                return self.fail(conn, 400, cmd, &detail);
+                return self.fail(conn, status::BAD_REQUEST, cmd, &detail);
             }
-            Err(e) => return self.fail(conn, 400, cmd, &format!("malformed node list: {e}")),
+            Err(e) => {
+                return self.fail(
+                    conn,
+                    status::BAD_REQUEST,
+                    cmd,
+                    &format!("malformed node list: {e}"),
+                )
+            }
         };
         match parsed {
             NodeListFrame::Hash(_) => {
@@ -90,7 +98,12 @@ impl TcpCore {
             }
             NodeListFrame::List(entries) => self.node_list_in(now_ms, conn, entries),
             NodeListFrame::Diff(_) => {
-                self.fail(conn, 400, cmd, "a node list diff is only ever an answer");
+                self.fail(
+                    conn,
+                    status::BAD_REQUEST,
+                    cmd,
+                    "a node list diff is only ever an answer",
+                );
             }
         }
     }
@@ -99,7 +112,7 @@ impl TcpCore {
     fn node_list_in(&mut self, now_ms: u64, conn: ConnId, entries: Vec<NodeEntry>) {
         if nodelist::has_duplicate_uids(&entries) {
             let detail = "node list with duplicate uids";
-            return self.fail(conn, 400, tcp::CMD_NODE_LIST, detail);
+            return self.fail(conn, status::BAD_REQUEST, tcp::CMD_NODE_LIST, detail);
         }
         if let Some(e) = entries.iter().find(|e| self.is_own_uid_forged(e)) {
             tracing::warn!(
@@ -141,6 +154,7 @@ impl TcpCore {
     /// An entry for our own uid that is not ours: only we change our entry.
     fn is_own_uid_forged(&self, e: &NodeEntry) -> bool {
         self.cfg
+            .identity
             .node
             .as_ref()
             .is_some_and(|own| own.uid() == e.uid() && own != e)
@@ -166,7 +180,7 @@ impl TcpCore {
         self.batch
             .writes
             .push(Write::NodeList(self.nodes.canonical_bytes()));
-        if !self.cfg.no_mesh {
+        if !self.cfg.peering.no_mesh {
             self.link_to_learned(now_ms);
         }
         let Ok(h) = self.nodes.hash_frame().to_vec() else {
@@ -191,8 +205,12 @@ impl TcpCore {
                 continue;
             }
             tracing::info!(%addr, "connecting to a server learned from the node list");
-            self.links
-                .push(Link::new(addr, now_ms, self.cfg.backoff_min_ms, true));
+            self.links.push(Link::new(
+                addr,
+                now_ms,
+                self.cfg.timers.backoff_min_ms,
+                true,
+            ));
         }
     }
 
@@ -200,7 +218,7 @@ impl TcpCore {
     pub(super) fn auth_challenge(&mut self, conn: ConnId) {
         self.nonces += 1;
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        sha2::Digest::update(&mut h, self.cfg.seed);
+        sha2::Digest::update(&mut h, self.cfg.identity.seed);
         sha2::Digest::update(&mut h, b"auth nonce");
         sha2::Digest::update(&mut h, self.nonces.to_be_bytes());
         let nonce: [u8; 32] = sha2::Digest::finalize(h).into();
@@ -228,7 +246,7 @@ impl TcpCore {
         }
         let changed = self.nodes.merge(std::slice::from_ref(&entry));
         self.nodes_changed(now_ms, changed.len());
-        let ok = status_bytes(STATUS_OK, cmd, "node key proved");
+        let ok = status_bytes(status::OK, cmd, "node key proved");
         self.push_answer(conn, Answer::Ready(ok));
     }
 
@@ -236,34 +254,42 @@ impl TcpCore {
     /// (docs/PROTOCOL.md §8.17, in the order checked). The nonce is used once.
     fn check_proof(&mut self, conn: ConnId, body: &[u8]) -> Result<NodeEntry, (u16, &'static str)> {
         let Some(nonce) = self.conns.get_mut(&conn).and_then(|c| c.auth.nonce.take()) else {
-            return Err((400, "a proof needs a challenge first (command 20)"));
+            return Err((
+                status::BAD_REQUEST,
+                "a proof needs a challenge first (command 20)",
+            ));
         };
         let Ok((entry, n)) = NodeEntry::parse_prefix(body) else {
-            return Err((400, "malformed node entry in the proof"));
+            return Err((status::BAD_REQUEST, "malformed node entry in the proof"));
         };
         let Some((&sig_len, sig)) = body[n..].split_first() else {
-            return Err((400, "proof without a signature"));
+            return Err((status::BAD_REQUEST, "proof without a signature"));
         };
         if sig.len() != usize::from(sig_len) {
-            return Err((400, "signature length does not match"));
+            return Err((status::BAD_REQUEST, "signature length does not match"));
         }
         if Some(*entry.uid()) == self.own_uid() {
-            return Err((401, "that uid is ours"));
+            return Err((status::UNAUTHORIZED, "that uid is ours"));
         }
         let ip = self.conns.get(&conn).map(|c| c.addr.ip());
         match self.nodes.get(entry.uid()) {
             Some(k) if k.public_key() != entry.public_key() => {
-                return Err((401, "key does not match the node list"));
+                return Err((status::UNAUTHORIZED, "key does not match the node list"));
             }
             Some(_) => {}
-            None if ip.is_some_and(|ip| self.cfg.peer_allowed(ip)) => {}
-            None => return Err((401, "unknown node: admit it with --allow-peer or --peer")),
+            None if ip.is_some_and(|ip| self.cfg.peering.peer_allowed(ip)) => {}
+            None => {
+                return Err((
+                    status::UNAUTHORIZED,
+                    "unknown node: admit it with --allow-peer or --peer",
+                ))
+            }
         }
         let msg = proof_message(&nonce, &body[..n]);
         let key =
             ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, entry.public_key());
         if key.verify(&msg, sig).is_err() {
-            return Err((401, "bad signature over the nonce"));
+            return Err((status::UNAUTHORIZED, "bad signature over the nonce"));
         }
         Ok(entry)
     }
@@ -271,7 +297,10 @@ impl TcpCore {
     /// On link `peer` (connection `conn`): the peer's nonce came; send our AuthProof (21),
     /// then the link's opening requests.
     pub(super) fn send_proof(&mut self, now_ms: u64, peer: usize, conn: ConnId, nonce: &[u8]) {
-        let (Some(signer), Some(node)) = (self.cfg.signer.clone(), self.cfg.node.clone()) else {
+        let (Some(signer), Some(node)) = (
+            self.cfg.identity.signer.clone(),
+            self.cfg.identity.node.clone(),
+        ) else {
             return;
         };
         let body = proof_body(&signer, &node, nonce);

@@ -11,8 +11,8 @@ use std::collections::{HashMap, VecDeque};
 /// The queues to the store and the loop.
 #[derive(Debug)]
 pub(super) struct Outbox {
-    /// Store requests, in the order issued.
-    pub(super) requests: Vec<StoreRequest>,
+    /// Store requests, in the order issued (taken from the front).
+    pub(super) requests: VecDeque<StoreRequest>,
     /// Actions for the loop, in order.
     pub(super) actions: VecDeque<TcpAction>,
     /// The next tag (stream id, barrier, read); from 1.
@@ -42,10 +42,15 @@ impl Outbox {
     /// Empty queues; the first tag is 1.
     pub(super) fn new() -> Self {
         Outbox {
-            requests: Vec::new(),
+            requests: VecDeque::new(),
             actions: VecDeque::new(),
             next_tag: 1,
         }
+    }
+
+    /// Queues a request for the store, after those issued before it.
+    pub(super) fn request(&mut self, req: StoreRequest) {
+        self.requests.push_back(req);
     }
 
     /// A new tag.
@@ -62,8 +67,7 @@ impl Reads {
         match a {
             Answer::Stream(s) => {
                 self.streams.remove(&s.id);
-                out.requests
-                    .push(StoreRequest::CloseStream { stream: s.id });
+                out.request(StoreRequest::CloseStream { stream: s.id });
             }
             Answer::Barrier { tag, .. } | Answer::Status { tag, .. } => {
                 self.barriers.remove(tag);

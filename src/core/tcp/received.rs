@@ -8,6 +8,7 @@ use super::contacts::to_contact;
 use super::journal::{cursor_key, Journal};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::Write;
+use crate::wire::status;
 use crate::wire::tcp::{self, ContactFields};
 
 /// Peer journals tracked for copies, and peer names counted in `received_from`
@@ -70,7 +71,7 @@ impl TcpCore {
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.cursor_reads.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Cursor {
+        self.out.request(StoreRequest::Cursor {
             tag,
             peer: cursor_key(journal_id),
         });
@@ -82,7 +83,7 @@ impl TcpCore {
     /// partition) must not deliver retransmitted lines after this cursor is read, or they
     /// would come twice. A live one (heartbeats) is left alone.
     fn close_stale(&mut self, now_ms: u64, conn: ConnId, journal_id: u64) {
-        let quiet = 2 * self.cfg.heartbeat_ms;
+        let quiet = 2 * self.cfg.timers.heartbeat_ms;
         let stale: Vec<ConnId> = self
             .conns
             .iter()
@@ -134,7 +135,12 @@ impl TcpCore {
     fn peer_journal_of(&mut self, conn: ConnId, cmd: u8, what: &str) -> Option<u64> {
         let id = self.conns.get(&conn).and_then(|c| c.peer_journal);
         if id.is_none() {
-            self.fail(conn, 400, cmd, &format!("{what} before a cursor query"));
+            self.fail(
+                conn,
+                status::BAD_REQUEST,
+                cmd,
+                &format!("{what} before a cursor query"),
+            );
         }
         id
     }

@@ -17,7 +17,7 @@ impl TcpCore {
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.barriers.insert(tag, conn);
-        self.out.requests.push(StoreRequest::Digest { tag });
+        self.out.request(StoreRequest::Digest { tag });
         self.out
             .actions
             .push_back(TcpAction::DirectoryDigest { tag });
@@ -93,7 +93,7 @@ impl TcpCore {
         let (online, dsum) = directory;
         let mut text = format!(
             "name={}\nclock={}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\nnodes={}\nnode_list_sha512={}\nduplicate_lines={}\n",
-            self.cfg.name,
+            self.cfg.identity.name,
             self.clock.now,
             self.journal.id,
             self.journal.head,

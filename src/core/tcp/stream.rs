@@ -52,13 +52,13 @@ impl Stream {
         if let Some(n) = count.take() {
             out.extend_from_slice(&n.to_be_bytes());
         }
-        write_records(self.kind, buffered, out, ctx.cfg.max_out);
+        write_records(self.kind, buffered, out, ctx.cfg.bounds.max_out);
         // Read ahead: keep the next page coming while this one is written, so the reader
         // never waits for a round trip to the store thread.
-        let page = ctx.cfg.page;
+        let page = ctx.cfg.bounds.page;
         if *more && !*page_asked && buffered.len() < page {
             *page_asked = true;
-            ctx.out.requests.push(StoreRequest::NextPage {
+            ctx.out.request(StoreRequest::NextPage {
                 stream: self.id,
                 max: page,
             });
@@ -68,8 +68,7 @@ impl Stream {
         }
         ctx.reads.streams.remove(&self.id);
         ctx.out
-            .requests
-            .push(StoreRequest::CloseStream { stream: self.id });
+            .request(StoreRequest::CloseStream { stream: self.id });
         Step::Done
     }
 }
@@ -113,9 +112,7 @@ impl TcpCore {
         self.flush_batch();
         self.out.next_tag = self.out.next_tag.max(id + 1);
         self.reads.streams.insert(id, conn);
-        self.out
-            .requests
-            .push(StoreRequest::Snapshot { stream: id });
+        self.out.request(StoreRequest::Snapshot { stream: id });
         let state = StreamState::Opening;
         let stream = Stream {
             id,
@@ -130,7 +127,7 @@ impl TcpCore {
     pub(super) fn on_snapshot_ready(&mut self, stream: u64, count: u64) {
         self.note_full_push(stream, count);
         let Some(&conn) = self.reads.streams.get(&stream) else {
-            self.out.requests.push(StoreRequest::CloseStream { stream });
+            self.out.request(StoreRequest::CloseStream { stream });
             return;
         };
         let count32 = u32::try_from(count).unwrap_or(u32::MAX);

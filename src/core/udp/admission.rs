@@ -9,9 +9,9 @@ use super::cookie::CookieJar;
 use super::emit::{wire_detail, Refusal};
 use super::fresh::{packet_digest, FreshTable};
 use super::limits::{is_loopback, prefix_of, Buckets};
-use crate::core::status;
 use crate::core::Now;
 use crate::identity::{self, IdentityError, VerifiedCertificate, VerifyingKey};
+use crate::wire::status;
 use crate::wire::udp::root::MAX_DATAGRAM;
 use crate::wire::udp::{Register, COOKIE_LEN};
 use crate::wire::{Fingerprint, Root};
@@ -97,7 +97,7 @@ impl CertCache {
 pub(super) struct Admission {
     /// [`UdpConfig::accept_replayed`]: no address check (and no window, in `fresh`).
     accept_replayed: bool,
-    /// [`UdpConfig::exempt_loopback`]: no registration rate for loopback sources.
+    /// [`RateLimits::exempt_loopback`](super::config::RateLimits::exempt_loopback): no registration rate for loopback sources.
     exempt_loopback: bool,
     cookies: CookieJar,
     register_rate: Buckets<[u8; 8]>,
@@ -113,17 +113,17 @@ impl Admission {
     pub(super) fn new(cfg: &UdpConfig, cookie_key: [u8; 32]) -> Self {
         Admission {
             accept_replayed: cfg.accept_replayed,
-            exempt_loopback: cfg.exempt_loopback,
-            cookies: CookieJar::new(cookie_key, cfg.cookie_period_ms),
+            exempt_loopback: cfg.limits.exempt_loopback,
+            cookies: CookieJar::new(cookie_key, cfg.timers.cookie_period_ms),
             register_rate: Buckets::new(
-                cfg.register_per_s,
-                cfg.register_per_s.saturating_mul(2),
-                cfg.max_rate_entries,
+                cfg.limits.register_per_s,
+                cfg.limits.register_per_s.saturating_mul(2),
+                cfg.limits.max_entries,
             ),
             certs: CertCache {
                 certs: HashMap::new(),
                 order: VecDeque::new(),
-                cap: cfg.max_cert_cache,
+                cap: cfg.tables.max_cert_cache,
             },
             fresh: FreshTable::new(cfg),
             scratch: Box::new([0; MAX_DATAGRAM]),
@@ -160,7 +160,7 @@ impl Admission {
         }
         if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
             return Err(Refusal::new(
-                status::RATE_LIMITED,
+                status::TOO_MANY_REQUESTS,
                 "too many registrations from this network; slow down",
             )
             .into());
@@ -281,7 +281,7 @@ impl Admission {
         why: &'static str,
     ) -> Result<(), Refusal> {
         let Some(msg) = root.signed_message(&mut self.scratch[..]) else {
-            return Err(Refusal::new(status::TOO_LARGE, "too large"));
+            return Err(Refusal::new(status::PAYLOAD_TOO_LARGE, "too large"));
         };
         if key.is_some_and(|k| k.verify(msg, root.signature).is_ok()) {
             Ok(())
@@ -304,7 +304,10 @@ impl Admission {
             .check(&fp, root.timestamp, digest)
             .map_err(|why| Refusal::new(status::CONFLICT, why))?;
         if !self.fresh.make_room(now, &fp, online) {
-            return Err(Refusal::new(status::FULL, "freshness table full"));
+            return Err(Refusal::new(
+                status::SERVICE_UNAVAILABLE,
+                "freshness table full",
+            ));
         }
         Ok(digest)
     }
@@ -313,6 +316,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::udp::RateLimits;
     use crate::identity::{Identity, KeyAlgorithm};
     use crate::wire::udp::root::{signed_message, PARAM_TO_SERVER};
     use crate::wire::{PacketType, RootHeader};
@@ -370,8 +374,11 @@ mod tests {
     #[test]
     fn registration_checks_come_in_the_documented_order() {
         let cfg = UdpConfig {
-            register_per_s: 1, // burst 2
-            exempt_loopback: false,
+            limits: RateLimits {
+                register_per_s: 1, // burst 2
+                exempt_loopback: false,
+                ..RateLimits::default()
+            },
             ..UdpConfig::default()
         };
         let mut a = Admission::new(&cfg, [7; 32]);

@@ -6,7 +6,8 @@ use super::admission::{Admitted, Rejected};
 use super::directory::{PunchVia, Room};
 use super::emit::{self, wire_detail, Refusal, Req};
 use super::queue::QueueError;
-use super::{status, Now, Out, UdpCore};
+use super::{Now, Out, UdpCore};
+use crate::wire::status;
 use crate::wire::tcp::dir::ForwardBody;
 use crate::wire::udp::root::MAX_DATAGRAM;
 use crate::wire::udp::{parse_lookup, LookupAnswer, OkInfo, Payload, Relay, ServerEvent};
@@ -71,7 +72,7 @@ impl UdpCore {
             Room::Full => {
                 return self
                     .emitter
-                    .refuse(out, req, status::FULL, "directory full")
+                    .refuse(out, req, status::SERVICE_UNAVAILABLE, "directory full")
             }
         }
         self.admission.record(a.fp, a.ts, a.digest);
@@ -107,7 +108,9 @@ impl UdpCore {
             Ok(r) => r,
             Err(WireError::BadLength) => {
                 let why = "event larger than 1200 bytes";
-                return self.emitter.refuse(out, req, status::TOO_LARGE, why);
+                return self
+                    .emitter
+                    .refuse(out, req, status::PAYLOAD_TOO_LARGE, why);
             }
             Err(e) => {
                 let why = wire_detail(e);
@@ -145,7 +148,9 @@ impl UdpCore {
         if let Some((addr, shift)) = self.directory.client(&dest).map(|c| (c.addr, c.shift)) {
             if emit::packet_len(shift, &event) > MAX_DATAGRAM {
                 let why = "event too large for the recipient's shifted layout";
-                return self.emitter.refuse(out, req, status::TOO_LARGE, why);
+                return self
+                    .emitter
+                    .refuse(out, req, status::PAYLOAD_TOO_LARGE, why);
             }
             self.admission.record(from, ts, digest);
             self.emitter
@@ -258,10 +263,12 @@ impl UdpCore {
 /// The refusal of a relay the offline queue would not take (docs/PROTOCOL.md §5.8).
 fn queue_refusal(e: QueueError) -> Refusal {
     match e {
-        QueueError::RecipientFull => Refusal::new(status::FULL, "recipient's queue is full"),
-        QueueError::GlobalFull => Refusal::new(status::FULL, "relay queue full"),
+        QueueError::RecipientFull => {
+            Refusal::new(status::SERVICE_UNAVAILABLE, "recipient's queue is full")
+        }
+        QueueError::GlobalFull => Refusal::new(status::SERVICE_UNAVAILABLE, "relay queue full"),
         QueueError::SenderFull => Refusal::new(
-            status::RATE_LIMITED,
+            status::TOO_MANY_REQUESTS,
             "too many of your events wait for offline recipients",
         ),
     }

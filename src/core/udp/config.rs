@@ -1,19 +1,14 @@
 //! Tunables of the UDP core, with the defaults of docs/PROTOCOL.md §5 (rate limits §5.9,
-//! TTL §5.10, table bounds §5.11) and §8.16 (federation). Every table and queue bound
-//! lives here.
+//! TTL §5.10, table bounds §5.11) and §8.16 (federation), grouped by job: who the server
+//! is, its timers, its table and queue bounds, its rate limits and its federation. Every
+//! table and queue bound lives here; plain data, no state of the core.
 
-/// Configuration of a [`super::UdpCore`]. Times are milliseconds unless the name says `_s`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Configuration of a [`super::UdpCore`], one group per job. Times are milliseconds unless
+/// the name says `_s`. `Default` gives the values of docs/PROTOCOL.md §5.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UdpConfig {
-    /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
-    /// UTF-8; longer is cut at a character boundary when the server is built).
-    pub alias: String,
-    /// This server's node uid (16 bytes, docs/PROTOCOL.md §8.15): its identity in
-    /// directory federation, carried as the home of its clients' records (§8.16). Two
-    /// servers with one alias are two homes; only the uid says a record is ours. `None`
-    /// (the default) derives one from the boot seed, unique per server start, for a core
-    /// without a node key.
-    pub node_uid: Option<[u8; 16]>,
+    /// Who this server is: its alias and node uid.
+    pub identity: UdpIdentity,
     /// `serve --accept-replayed` (docs/PROTOCOL.md §10): no freshness window and no address check, so a
     /// capture can be replayed days later. Only allowed on a loopback-only listener (the
     /// CLI refuses it otherwise). Default false.
@@ -29,52 +24,163 @@ pub struct UdpConfig {
     /// client's registration repeated within the same second (same timestamp, same
     /// payload) from another socket is an exact replay too, and gets 409.
     pub accept_replayed: bool,
+    /// Keepalive, TTL, freshness window and cookie period.
+    pub timers: UdpTimers,
+    /// Bounds of the directory's tables (docs/PROTOCOL.md §5.11).
+    pub tables: TableBounds,
+    /// Bounds of the offline relay queues (docs/PROTOCOL.md §5.8).
+    pub queue: QueueBounds,
+    /// Rate limits (docs/PROTOCOL.md §5.9).
+    pub limits: RateLimits,
+    /// Directory federation: re-announcements and the peer outbox (docs/PROTOCOL.md §8.16).
+    pub federation: FederationConfig,
+}
+
+/// Who a UDP core is: the alias shown as its clients' home and the node uid that names it
+/// in directory federation (docs/PROTOCOL.md §8.15, §8.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpIdentity {
+    /// This server's alias, sent as the home alias in lookup answers (at most 255 bytes of
+    /// UTF-8; longer is cut at a character boundary when the server is built). Default
+    /// `rendezvous`.
+    pub alias: String,
+    /// This server's node uid (16 bytes, docs/PROTOCOL.md §8.15): its identity in
+    /// directory federation, carried as the home of its clients' records (§8.16). Two
+    /// servers with one alias are two homes; only the uid says a record is ours. `None`
+    /// (the default) derives one from the boot seed, unique per server start, for a core
+    /// without a node key.
+    pub node_uid: Option<[u8; 16]>,
+}
+
+impl Default for UdpIdentity {
+    fn default() -> Self {
+        UdpIdentity {
+            alias: "rendezvous".to_string(),
+            node_uid: None,
+        }
+    }
+}
+
+/// The UDP plane's timers (docs/PROTOCOL.md §5.1, §5.3, §5.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpTimers {
     /// Keepalive interval advised in the OK, seconds (default 25, as WireGuard advises).
     /// The advised value is never more than a third of the TTL.
     pub keepalive_s: u16,
-    /// A client not heard from for this long goes offline (default 75 000 ms: three missed
-    /// 25 s keepalives).
+    /// A client not heard from for this long goes offline, milliseconds (default 75 000:
+    /// three missed 25 s keepalives).
     pub ttl_ms: u64,
-    /// Freshness window for signed packets, seconds either side of the server clock (60).
+    /// Freshness window for signed packets, seconds either side of the server clock
+    /// (default 60).
     pub freshness_s: u64,
     /// An address-check cookie is made under a secret that changes every this many
     /// milliseconds and is accepted for two periods (default 60 000: valid 1-2 minutes).
     pub cookie_period_ms: u64,
+}
+
+impl Default for UdpTimers {
+    fn default() -> Self {
+        UdpTimers {
+            keepalive_s: 25,
+            ttl_ms: 75_000,
+            freshness_s: 60,
+            cookie_period_ms: 60_000,
+        }
+    }
+}
+
+/// Bounds of the directory's tables, in entries (docs/PROTOCOL.md §5.11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableBounds {
     /// Most clients online at once (directory entries); when full, a client that never
-    /// kept alive is evicted, else registration gets 503.
+    /// kept alive is evicted, else registration gets 503 (default 1 000 000).
     pub max_clients: usize,
-    /// Most offline fingerprints remembered for lookup status 1.
+    /// Most offline fingerprints remembered for lookup status 1 (default 1 000 000).
     pub max_offline: usize,
-    /// Most verified certificates cached by fingerprint.
+    /// Most verified certificates cached by fingerprint (default 100 000).
     pub max_cert_cache: usize,
-    /// Most events queued for one offline recipient.
-    pub queue_depth: usize,
-    /// Most events one sender may have queued (for all recipients together), so that one
-    /// client cannot fill the global limit.
-    pub queue_per_sender: usize,
-    /// A queued event is dropped after this many milliseconds (default 10 minutes).
-    pub queue_age_ms: u64,
-    /// Total bytes of queued events across all recipients (default 16 MiB).
-    pub queue_bytes: usize,
-    /// Lookup answers to one source IP: bytes per second (token bucket, burst = 1 s).
-    pub lookup_bytes_per_s: u32,
-    /// Registrations (certificate parsing and signature checks) per second per source
-    /// prefix (/24 for IPv4, /64 for IPv6), burst twice that.
-    pub register_per_s: u32,
-    /// At most one punch request per (asker, target) pair per this many milliseconds.
-    pub punch_interval_ms: u64,
-    /// Most entries in each rate-limit table (per-IP, per-prefix, per-pair); when full, new
-    /// sources are refused (fail closed) until idle entries are swept.
-    pub max_rate_entries: usize,
-    /// Rate limits do not apply to loopback sources (127.0.0.0/8, ::1).
-    pub exempt_loopback: bool,
     /// Most remote directory entries (clients homed at other servers, learned from peers);
     /// when full, a record for a new fingerprint is refused with 503 and counted, and no
     /// local client is ever evicted for it (default 1 << 20).
     pub max_remote: usize,
+}
+
+impl Default for TableBounds {
+    fn default() -> Self {
+        TableBounds {
+            max_clients: 1_000_000,
+            max_offline: 1_000_000,
+            max_cert_cache: 100_000,
+            max_remote: 1 << 20,
+        }
+    }
+}
+
+/// Bounds of the offline relay queues (docs/PROTOCOL.md §5.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueBounds {
+    /// Most events queued for one offline recipient (default 32).
+    pub depth: usize,
+    /// Most events one sender may have queued (for all recipients together), so that one
+    /// client cannot fill the global limit (default 256).
+    pub per_sender: usize,
+    /// A queued event is dropped after this many milliseconds (default 600 000: 10
+    /// minutes).
+    pub age_ms: u64,
+    /// Total bytes of queued events across all recipients (default 16 MiB).
+    pub bytes: usize,
+}
+
+impl Default for QueueBounds {
+    fn default() -> Self {
+        QueueBounds {
+            depth: 32,
+            per_sender: 256,
+            age_ms: 600_000,
+            bytes: 16 << 20,
+        }
+    }
+}
+
+/// Rate limits of the UDP plane (docs/PROTOCOL.md §5.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Lookup answers to one source IP: bytes per second (token bucket, burst = 1 s;
+    /// default 16 KiB).
+    pub lookup_bytes_per_s: u32,
+    /// Registrations (certificate parsing and signature checks) per second per source
+    /// prefix (/24 for IPv4, /64 for IPv6), burst twice that (default 20).
+    pub register_per_s: u32,
+    /// At most one punch request per (asker, target) pair per this many milliseconds
+    /// (default 1 000).
+    pub punch_interval_ms: u64,
+    /// Most entries in each rate-limit table (per-IP, per-prefix, per-pair); when full, new
+    /// sources are refused (fail closed) until idle entries are swept (default 100 000).
+    pub max_entries: usize,
+    /// Rate limits do not apply to loopback sources (127.0.0.0/8, ::1). Default true.
+    pub exempt_loopback: bool,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            lookup_bytes_per_s: 16 * 1024,
+            register_per_s: 20,
+            punch_interval_ms: 1_000,
+            max_entries: 100_000,
+            exempt_loopback: true,
+        }
+    }
+}
+
+/// Directory federation on the UDP side (docs/PROTOCOL.md §8.16): how often local clients
+/// are re-announced, and the bound of the outbox to the peer servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationConfig {
     /// How often, in milliseconds, the server re-announces (DirRecord kind 2) the local
     /// clients heard from since their last announcement; 0 (the default) or anything over
-    /// a third of `ttl_ms` means a third of `ttl_ms` (see [`UdpConfig::announce_interval_ms`]).
+    /// a third of the TTL means a third of the TTL (see
+    /// [`UdpConfig::announce_interval_ms`]).
     pub announce_ms: u64,
     /// Most items (records and forwards for the peer servers) waiting in the core's peer
     /// outbox, besides a 16 MiB bound on their bytes; when full the oldest is dropped
@@ -83,29 +189,9 @@ pub struct UdpConfig {
     pub max_peer_out: usize,
 }
 
-impl Default for UdpConfig {
+impl Default for FederationConfig {
     fn default() -> Self {
-        UdpConfig {
-            alias: "rendezvous".to_string(),
-            node_uid: None,
-            accept_replayed: false,
-            keepalive_s: 25,
-            ttl_ms: 75_000,
-            freshness_s: 60,
-            cookie_period_ms: 60_000,
-            max_clients: 1_000_000,
-            max_offline: 1_000_000,
-            max_cert_cache: 100_000,
-            queue_depth: 32,
-            queue_per_sender: 256,
-            queue_age_ms: 600_000,
-            queue_bytes: 16 << 20,
-            lookup_bytes_per_s: 16 * 1024,
-            register_per_s: 20,
-            punch_interval_ms: 1_000,
-            max_rate_entries: 100_000,
-            exempt_loopback: true,
-            max_remote: 1 << 20,
+        FederationConfig {
             announce_ms: 0,
             max_peer_out: 65_536,
         }
@@ -113,22 +199,59 @@ impl Default for UdpConfig {
 }
 
 impl UdpConfig {
-    /// The keepalive interval sent in the OK, seconds: `keepalive_s`, but at most a third of
-    /// the TTL, and at least 1.
+    /// The keepalive interval sent in the OK, seconds: `timers.keepalive_s`, but at most a
+    /// third of the TTL, and at least 1.
     pub fn advised_keepalive_s(&self) -> u16 {
-        let third = (self.ttl_ms / 3000).max(1);
-        u16::try_from(u64::from(self.keepalive_s).min(third).max(1)).unwrap_or(u16::MAX)
+        let third = (self.timers.ttl_ms / 3000).max(1);
+        u16::try_from(u64::from(self.timers.keepalive_s).min(third).max(1)).unwrap_or(u16::MAX)
     }
 
-    /// The re-announce interval in force, milliseconds: `announce_ms`, but a third of the
-    /// TTL when it is 0 or larger than that, and at least 1 (so a remote entry, which lapses
-    /// a TTL after its last refresh, gets about three chances).
+    /// The re-announce interval in force, milliseconds: `federation.announce_ms`, but a
+    /// third of the TTL when it is 0 or larger than that, and at least 1 (so a remote
+    /// entry, which lapses a TTL after its last refresh, gets about three chances).
     pub fn announce_interval_ms(&self) -> u64 {
-        let third = (self.ttl_ms / 3).max(1);
-        if self.announce_ms == 0 || self.announce_ms > third {
+        let third = (self.timers.ttl_ms / 3).max(1);
+        let every = self.federation.announce_ms;
+        if every == 0 || every > third {
             third
         } else {
-            self.announce_ms
+            every
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_values() {
+        let c = UdpConfig::default();
+        assert_eq!(c.identity.alias, "rendezvous");
+        assert_eq!(c.identity.node_uid, None);
+        assert!(!c.accept_replayed);
+        let t = &c.timers;
+        assert_eq!((t.keepalive_s, t.ttl_ms, t.freshness_s), (25, 75_000, 60));
+        assert_eq!(t.cookie_period_ms, 60_000);
+        let b = &c.tables;
+        assert_eq!((b.max_clients, b.max_offline), (1_000_000, 1_000_000));
+        assert_eq!((b.max_cert_cache, b.max_remote), (100_000, 1 << 20));
+        let q = &c.queue;
+        assert_eq!(
+            (q.depth, q.per_sender, q.age_ms, q.bytes),
+            (32, 256, 600_000, 16 << 20)
+        );
+        let l = &c.limits;
+        assert_eq!((l.lookup_bytes_per_s, l.register_per_s), (16 * 1024, 20));
+        assert_eq!((l.punch_interval_ms, l.max_entries), (1_000, 100_000));
+        assert!(l.exempt_loopback);
+        assert_eq!(
+            (c.federation.announce_ms, c.federation.max_peer_out),
+            (0, 65_536)
+        );
+        assert_eq!(
+            (c.advised_keepalive_s(), c.announce_interval_ms()),
+            (25, 25_000)
+        );
     }
 }

@@ -153,7 +153,7 @@ impl Federation {
     pub(super) fn new(cfg: &UdpConfig, forward_seed: u64, now: Now) -> Self {
         let announce_interval_ms = cfg.announce_interval_ms();
         Federation {
-            outbox: Outbox::new(cfg.max_peer_out),
+            outbox: Outbox::new(cfg.federation.max_peer_out),
             ids: ForwardIds {
                 state: forward_seed,
                 seen: HashSet::with_capacity(SEEN_FORWARDS),
@@ -284,6 +284,7 @@ impl Federation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::udp::{FederationConfig, UdpTimers};
     use crate::wire::tcp::dir::RecordBody;
 
     fn at(mono_ms: u64) -> Now {
@@ -292,8 +293,14 @@ mod tests {
 
     fn federation(max_peer_out: usize) -> Federation {
         let cfg = UdpConfig {
-            max_peer_out,
-            ttl_ms: 3_000, // announce every 1 000 ms
+            federation: FederationConfig {
+                max_peer_out,
+                ..FederationConfig::default()
+            },
+            timers: UdpTimers {
+                ttl_ms: 3_000, // announce every 1 000 ms
+                ..UdpTimers::default()
+            },
             ..UdpConfig::default()
         };
         Federation::new(&cfg, 42, at(0))

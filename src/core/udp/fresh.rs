@@ -32,13 +32,13 @@ pub(super) struct FreshTable {
 }
 
 impl FreshTable {
-    /// An empty table for `cfg` (its `max_clients`, `freshness_s`, `accept_replayed`).
+    /// An empty table for `cfg` (its `tables.max_clients`, `timers.freshness_s`, `accept_replayed`).
     pub(super) fn new(cfg: &UdpConfig) -> Self {
         FreshTable {
-            map: HashMap::with_capacity(cfg.max_clients.min(1 << 16)),
-            cap: cfg.max_clients.saturating_mul(2).max(16),
+            map: HashMap::with_capacity(cfg.tables.max_clients.min(1 << 16)),
+            cap: cfg.tables.max_clients.saturating_mul(2).max(16),
             accept_replayed: cfg.accept_replayed,
-            freshness_s: cfg.freshness_s,
+            freshness_s: cfg.timers.freshness_s,
         }
     }
 
@@ -132,6 +132,7 @@ pub(super) fn packet_digest(ty: PacketType, payload: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::udp::TableBounds;
 
     fn now(unix_s: u64) -> Now {
         Now { mono_ms: 0, unix_s }
@@ -139,7 +140,10 @@ mod tests {
 
     fn table(max_clients: usize, accept_replayed: bool) -> FreshTable {
         FreshTable::new(&UdpConfig {
-            max_clients,
+            tables: TableBounds {
+                max_clients,
+                ..TableBounds::default()
+            },
             accept_replayed,
             ..UdpConfig::default()
         })

@@ -41,14 +41,16 @@ pub mod queue;
 mod remote;
 mod stats;
 
-pub use config::UdpConfig;
+pub use config::{
+    FederationConfig, QueueBounds, RateLimits, TableBounds, UdpConfig, UdpIdentity, UdpTimers,
+};
 pub use directory::DirectoryPage;
 pub use federation::PeerOut;
 pub use peer::PeerRecordError;
 pub use stats::{DatagramStats, EmitStats, FederationStats, Stats};
 
-use super::status;
 use super::Now;
+use crate::wire::status;
 use crate::wire::tcp::dir::RecordBody;
 use crate::wire::udp::canonical_addr;
 use crate::wire::udp::root::PARAM_FROM_SERVER;
@@ -152,23 +154,23 @@ impl UdpCore {
     /// start of the forward ids (and the node uid, when `cfg` gives none).
     pub fn new(cfg: UdpConfig, seed: [u8; 32], now: Now) -> Self {
         let seeds = Seeds::derive(seed);
-        let uid = cfg.node_uid.unwrap_or(seeds.node_uid);
+        let uid = cfg.identity.node_uid.unwrap_or(seeds.node_uid);
         UdpCore {
             boot_epoch: seeds.boot_epoch,
             directory: Directory::new(&cfg, uid),
             admission: Admission::new(&cfg, seeds.cookie_key),
             queues: RelayQueues::new(
-                cfg.queue_depth,
-                cfg.queue_per_sender,
-                cfg.queue_age_ms,
-                cfg.queue_bytes,
+                cfg.queue.depth,
+                cfg.queue.per_sender,
+                cfg.queue.age_ms,
+                cfg.queue.bytes,
             ),
             lookup_budget: Buckets::new(
-                cfg.lookup_bytes_per_s,
-                cfg.lookup_bytes_per_s,
-                cfg.max_rate_entries,
+                cfg.limits.lookup_bytes_per_s,
+                cfg.limits.lookup_bytes_per_s,
+                cfg.limits.max_entries,
             ),
-            punch_pairs: Interval::new(cfg.punch_interval_ms, cfg.max_rate_entries),
+            punch_pairs: Interval::new(cfg.limits.punch_interval_ms, cfg.limits.max_entries),
             next_sweep_ms: now.mono_ms + SWEEP_EVERY_MS,
             emitter: Emitter::new(seeds.junk),
             federation: Federation::new(&cfg, seeds.forward_ids, now),
@@ -203,7 +205,7 @@ impl UdpCore {
     }
 
     /// Number of remote entries: clients homed at other servers, learned from peers
-    /// (docs/PROTOCOL.md §8.16; bounded by [`UdpConfig::max_remote`]).
+    /// (docs/PROTOCOL.md §8.16; bounded by [`TableBounds::max_remote`]).
     pub fn remote_online(&self) -> usize {
         self.directory.remote().len()
     }
@@ -264,10 +266,11 @@ impl UdpCore {
 
     /// The next item for the peer servers, oldest first (a pending
     /// [`PeerOut::WantDirectory`] comes before the rest); `None` when the outbox is empty.
-    /// The outbox holds at most [`UdpConfig::max_peer_out`] items and 16 MiB of bodies; past
-    /// that the oldest is dropped (counted in [`FederationStats::peer_out_dropped`]) and a
-    /// resync is asked for. The loop should drain it after every call into the core, also
-    /// when it has no peer link. Source: docs/PROTOCOL.md §8.16, "Outbox".
+    /// The outbox holds at most [`FederationConfig::max_peer_out`] items and 16 MiB of
+    /// bodies; past that the oldest is dropped (counted in
+    /// [`FederationStats::peer_out_dropped`]) and a resync is asked for. The loop should
+    /// drain it after every call into the core, also when it has no peer link. Source:
+    /// docs/PROTOCOL.md §8.16, "Outbox".
     pub fn poll_peer_out(&mut self) -> Option<PeerOut> {
         self.federation.poll()
     }
@@ -329,7 +332,7 @@ impl UdpCore {
             Err(_) if from_server => return self.emitter.drop_one(),
             Err(e) => {
                 let code = if e == WireError::TooLarge {
-                    status::TOO_LARGE
+                    status::PAYLOAD_TOO_LARGE
                 } else {
                     status::BAD_REQUEST
                 };

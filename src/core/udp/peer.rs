@@ -6,8 +6,9 @@
 use super::directory::{Refresh, Verdict};
 use super::emit::{wire_detail, Refusal};
 use super::remote::{Remote, Signed};
-use super::{status, Now, Out, UdpCore};
+use super::{Now, Out, UdpCore};
 use crate::identity;
+use crate::wire::status;
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody, Registration};
 use crate::wire::tcp::dir::{MAX_FORWARD_HOPS, MAX_RECORD_HOPS};
 use crate::wire::udp::root::MAX_DATAGRAM;
@@ -64,7 +65,7 @@ impl UdpCore {
     /// # Errors
     /// [`PeerRecordError`] 400 (malformed, hops over 16, fingerprint not the certificate's,
     /// an embedded payload that is no registration), 401 (certificate or signature), 503
-    /// (remote table full, [`super::UdpConfig::max_remote`]); nothing changes then.
+    /// (remote table full, [`super::config::TableBounds::max_remote`]); nothing changes then.
     ///
     /// Source: docs/PROTOCOL.md §8.16.
     pub fn apply_peer_record(&mut self, now: Now, body: &[u8]) -> Result<bool, PeerRecordError> {
@@ -144,7 +145,7 @@ impl UdpCore {
             home_uid: reg.home_uid,
             home: reg.home.to_owned(),
             last_seen_ms: seen,
-            deadline_ms: seen.saturating_add(self.cfg.ttl_ms),
+            deadline_ms: seen.saturating_add(self.cfg.timers.ttl_ms),
             hops: rec.hops,
             key,
             signed: Signed::new(reg.signature, reg.payload),
@@ -159,7 +160,7 @@ impl UdpCore {
     /// table is full.
     fn remote_full(&mut self) -> PeerRecordError {
         self.federation.stats.remote_full += 1;
-        peer_err(status::FULL, "remote directory full")
+        peer_err(status::SERVICE_UNAVAILABLE, "remote directory full")
     }
 
     /// Handles one Forward body from a peer (the body of a command-18 frame). A copy of a

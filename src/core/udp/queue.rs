@@ -20,7 +20,7 @@ pub struct Queued {
 /// Why an event was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
-    /// The recipient already has `queue_depth` events waiting.
+    /// The recipient already has `QueueBounds::depth` events waiting.
     #[error("recipient's queue is full")]
     RecipientFull,
     /// The global byte limit is reached.

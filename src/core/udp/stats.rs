@@ -2,6 +2,8 @@
 //! ([`DatagramStats`]), what the emitter sent or dropped ([`EmitStats`]), and what came
 //! from and went to the peer servers ([`FederationStats`]). For logs, metrics and tests.
 
+use crate::wire::status;
+
 /// Counters of what the core has seen and done, by part ([`super::UdpCore::stats`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -79,13 +81,13 @@ impl EmitStats {
     /// Counts one error reply with status `code` (anything unknown counts as 503).
     pub(super) fn count_error(&mut self, code: u16) {
         let i = match code {
-            400 => 0,
-            401 => 1,
-            403 => 2,
-            404 => 3,
-            409 => 4,
-            413 => 5,
-            429 => 6,
+            status::BAD_REQUEST => 0,
+            status::UNAUTHORIZED => 1,
+            status::FORBIDDEN => 2,
+            status::NOT_FOUND => 3,
+            status::CONFLICT => 4,
+            status::PAYLOAD_TOO_LARGE => 5,
+            status::TOO_MANY_REQUESTS => 6,
             _ => 7,
         };
         self.errors[i] += 1;

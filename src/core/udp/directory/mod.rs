@@ -122,18 +122,18 @@ pub(super) struct Directory {
 impl Directory {
     /// An empty directory with the bounds and alias of `cfg`, for the server `uid`.
     pub(super) fn new(cfg: &UdpConfig, uid: [u8; 16]) -> Self {
-        let cap = cfg.max_clients.min(1 << 16);
+        let cap = cfg.tables.max_clients.min(1 << 16);
         Directory {
-            alias: cut_utf8(&cfg.alias, 255).to_string(),
+            alias: cut_utf8(&cfg.identity.alias, 255).to_string(),
             uid,
-            ttl_ms: cfg.ttl_ms,
-            max_clients: cfg.max_clients,
-            max_offline: cfg.max_offline,
+            ttl_ms: cfg.timers.ttl_ms,
+            max_clients: cfg.tables.max_clients,
+            max_offline: cfg.tables.max_offline,
             clients: HashMap::with_capacity(cap),
             by_addr: HashMap::with_capacity(cap),
             expiry: BTreeSet::new(),
             offline: HashMap::new(),
-            remote: RemoteTable::new(cfg.max_remote),
+            remote: RemoteTable::new(cfg.tables.max_remote),
         }
     }
 
@@ -358,6 +358,7 @@ fn secs(ms: u64) -> u32 {
 mod tests {
     use super::*;
     use crate::core::udp::remote::Remote;
+    use crate::core::udp::{TableBounds, UdpIdentity, UdpTimers};
     use crate::identity::{Identity, KeyAlgorithm};
     use crate::wire::udp::root::PARAM_TO_SERVER;
     use crate::wire::{PacketType, RootHeader};
@@ -403,11 +404,20 @@ mod tests {
     /// Server B's directory.
     fn directory(max_clients: usize, max_offline: usize) -> Directory {
         let cfg = UdpConfig {
-            alias: "B".into(),
-            ttl_ms: 1_000,
-            max_clients,
-            max_offline,
-            max_remote: 2,
+            identity: UdpIdentity {
+                alias: "B".into(),
+                node_uid: None,
+            },
+            timers: UdpTimers {
+                ttl_ms: 1_000,
+                ..UdpTimers::default()
+            },
+            tables: TableBounds {
+                max_clients,
+                max_offline,
+                max_remote: 2,
+                ..TableBounds::default()
+            },
             ..UdpConfig::default()
         };
         Directory::new(&cfg, uid("B"))

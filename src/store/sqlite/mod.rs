@@ -1,27 +1,34 @@
 //! The durable store: SQLite (bundled) in the data directory, WAL journal, synchronous=FULL.
 //! Contacts are kept in bytewise `(username, contact)` order and read back through pinned
-//! read snapshots on separate connections. The change journal (seed 004) is table `journal`,
-//! written in the same transaction as the contacts it records, so after any crash every
-//! contact change has its line and every line its change; peers' cursors are table
-//! `cursors`; the journal id, its head line and the Lamport clock are rows of `meta`.
+//! read snapshots on separate connections. The change journal (docs/PROTOCOL.md §8.10) is
+//! table `journal`, written in the same transaction as the contacts it records, so after
+//! any crash every contact change has its line and every line its change; peers' cursors
+//! are table `cursors`; the journal id, its head line and the Lamport clock are rows of
+//! `meta`.
 //!
 //! Schema versions (`PRAGMA user_version`): 1 had `contacts` and `meta` (the clock); 2 adds
 //! `journal`, `cursors` and the `meta` rows `journal_id` and `journal_head`; 3 adds
 //! `node_list` (one row: the node list's canonical bytes). Opening an older database
-//! migrates it in one transaction: a version-1 database keeps its contacts and its journal
-//! starts empty at line 0 with a new id. Source: BRIEF.md, "TCP plane" and "State".
+//! migrates it in one transaction (`schema`): a version-1 database keeps its contacts and
+//! its journal starts empty at line 0 with a new id. A batch's writes are `batch`. Source:
+//! docs/PROTOCOL.md §8.8 (durability), §8.9 (last-writer-wins) and §8.10 (journal).
+
+mod batch;
+mod schema;
 
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use batch::{advance_journal, BatchWriter};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use schema::migrate;
 
 use super::memory::check_contact;
 use super::{
-    journal_window, new_journal_id, Change, Contact, JournalEntry, JournalRead, Snapshot, Store,
-    StoreError, Write, DEFAULT_JOURNAL_KEEP,
+    journal_window, Change, Contact, JournalEntry, JournalRead, Snapshot, Store, StoreError, Write,
+    DEFAULT_JOURNAL_KEEP,
 };
 
 /// The database file inside the data directory.
@@ -37,88 +44,18 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// start of a snapshot) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Version 1 (from an empty database). `STRICT` makes SQLite refuse a value of the wrong
-/// type; the key columns are BLOBs, which compare with `memcmp` (then by length), the
-/// required bytewise order, and `WITHOUT ROWID` stores rows in the primary-key B-tree
-/// itself, in that order. Run inside the migration's transaction.
-const SCHEMA_V1: &str = "
-CREATE TABLE IF NOT EXISTS contacts (
-    username BLOB NOT NULL,
-    contact  BLOB NOT NULL,
-    phone    BLOB NOT NULL,
-    clock    INTEGER NOT NULL,
-    PRIMARY KEY (username, contact)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY NOT NULL,
-    value INTEGER NOT NULL
-) STRICT, WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('clock', 0);
-";
-
-/// Version 1 to 2: the journal, the cursors and the journal's head (0: empty). The journal id
-/// is inserted beside it with a parameter ([`JOURNAL_ID_INIT_SQL`]). `journal.line` is the
-/// rowid (an `INTEGER PRIMARY KEY`), so reads by line and trimming by line are B-tree seeks;
-/// `kind` says which [`Change`] the row holds (1: a contact, in the other four columns, as
-/// stored after the change). Line numbers and journal ids are u64 kept as i64 bit for bit.
-const MIGRATE_V2: &str = "
-CREATE TABLE IF NOT EXISTS journal (
-    line     INTEGER PRIMARY KEY,
-    kind     INTEGER NOT NULL,
-    username BLOB,
-    contact  BLOB,
-    phone    BLOB,
-    clock    INTEGER
-) STRICT;
-CREATE TABLE IF NOT EXISTS cursors (
-    peer       TEXT PRIMARY KEY NOT NULL,
-    journal_id INTEGER NOT NULL,
-    line       INTEGER NOT NULL
-) STRICT, WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_head', 0);
-";
-/// Version 2 to 3: the node list, one row holding its canonical bytes.
-const MIGRATE_V3: &str = "
-CREATE TABLE IF NOT EXISTS node_list (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    list BLOB NOT NULL
-) STRICT;
-";
-const SET_NODE_LIST_SQL: &str = "INSERT INTO node_list (id, list) VALUES (1, ?1)
-ON CONFLICT (id) DO UPDATE SET list = excluded.list";
 const NODE_LIST_SQL: &str = "SELECT list FROM node_list WHERE id = 1";
-const JOURNAL_ID_INIT_SQL: &str =
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)";
 
 /// `journal.kind` of a [`Change::Contact`].
 const KIND_CONTACT: i64 = 1;
 
-/// Last-writer-wins upsert, the same rule as [`Contact::wins_over`]: the higher clock wins,
-/// on equal clocks the bytewise larger phone (BLOB comparison is `memcmp`, then length, as
-/// Rust compares byte slices); an equal record changes nothing, so `changes()` is 0 for a
-/// loser and 1 for an insert or a replacement.
-const MERGE_SQL: &str = "
-INSERT INTO contacts (username, contact, phone, clock) VALUES (?1, ?2, ?3, ?4)
-ON CONFLICT (username, contact) DO UPDATE SET phone = excluded.phone, clock = excluded.clock
-WHERE excluded.clock > contacts.clock
-   OR (excluded.clock = contacts.clock AND excluded.phone > contacts.phone)";
-/// Raises the persisted Lamport clock, never lowers it.
-const RAISE_CLOCK_SQL: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'clock'";
 const CLOCK_SQL: &str = "SELECT value FROM meta WHERE key = 'clock'";
 const JOURNAL_ID_SQL: &str = "SELECT value FROM meta WHERE key = 'journal_id'";
 const HEAD_SQL: &str = "SELECT value FROM meta WHERE key = 'journal_head'";
-const SET_HEAD_SQL: &str = "UPDATE meta SET value = ?1 WHERE key = 'journal_head'";
-const APPEND_SQL: &str = "INSERT INTO journal (line, kind, username, contact, phone, clock)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-/// Trimming: drops every line at or below `?1` (= head - keep), a range at the start of the
-/// rowid B-tree.
-const TRIM_SQL: &str = "DELETE FROM journal WHERE line <= ?1";
 /// The oldest retained line (NULL for an empty table): one seek to the B-tree's first row.
 const FIRST_LINE_SQL: &str = "SELECT min(line) FROM journal";
 const JOURNAL_PAGE_SQL: &str = "SELECT line, kind, username, contact, phone, clock FROM journal
 WHERE line > ?1 ORDER BY line LIMIT ?2";
-const SET_CURSOR_SQL: &str = "INSERT INTO cursors (peer, journal_id, line) VALUES (?1, ?2, ?3)
-ON CONFLICT (peer) DO UPDATE SET journal_id = excluded.journal_id, line = excluded.line";
 const CURSOR_SQL: &str = "SELECT journal_id, line FROM cursors WHERE peer = ?1";
 const GET_SQL: &str = "SELECT phone, clock FROM contacts WHERE username = ?1 AND contact = ?2";
 const COUNT_SQL: &str = "SELECT count(*) FROM contacts";
@@ -152,8 +89,9 @@ fn db_err<C: Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError 
 /// Journal: each changed merge appends a row to `journal` and the head in `meta` is raised,
 /// in the batch's transaction; the same transaction deletes the lines at or below
 /// `head - keep`. Reads of the journal run on the writer connection (they are short: at most
-/// [`super::JOURNAL_READ_CAP`] rows). The node-list tables (BRIEF.md, "Server list sync")
-/// come with a later schema version; [`SCHEMA_VERSION`] tells the versions apart.
+/// [`super::JOURNAL_READ_CAP`] rows). The node list (docs/PROTOCOL.md §8.15) is
+/// one row of table `node_list` (schema version 3); [`SCHEMA_VERSION`] tells the versions
+/// apart.
 pub struct SqliteStore {
     /// The writer connection (also serves `clock`, `get` and the journal reads).
     conn: Connection,
@@ -260,90 +198,21 @@ impl SqliteStore {
         &self.path
     }
 
-    /// The transaction of [`Store::apply`]; on error it is rolled back (by dropping it).
+    /// The transaction of [`Store::apply`]: each write in order, then the journal head
+    /// raised and the journal trimmed; on error it is rolled back (by dropping it).
     fn apply_tx(&mut self, batch: &[Write], changed: &mut Vec<bool>) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err("begin write transaction"))?;
         {
-            let mut merge = tx
-                .prepare_cached(MERGE_SQL)
-                .map_err(db_err("prepare merge"))?;
-            let mut raise = tx
-                .prepare_cached(RAISE_CLOCK_SQL)
-                .map_err(db_err("prepare clock update"))?;
-            let mut append = tx
-                .prepare_cached(APPEND_SQL)
-                .map_err(db_err("prepare journal append"))?;
-            let start = tx
-                .prepare_cached(HEAD_SQL)
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                .map_err(db_err("read the journal head"))? as u64;
-            let mut head = start;
+            let mut writer = BatchWriter::prepare(&tx)?;
+            let start = writer.head;
             for w in batch {
-                match w {
-                    Write::Merge(c) => {
-                        let n = merge
-                            .execute(params![
-                                c.username.as_bytes(),
-                                c.contact.as_bytes(),
-                                c.phone.as_bytes(),
-                                c.clock
-                            ])
-                            .map_err(db_err("merge contact"))?;
-                        if n > 0 {
-                            head = head.checked_add(1).ok_or_else(|| {
-                                StoreError::Db("journal line numbers exhausted".into())
-                            })?;
-                            append
-                                .execute(params![
-                                    head as i64,
-                                    KIND_CONTACT,
-                                    c.username.as_bytes(),
-                                    c.contact.as_bytes(),
-                                    c.phone.as_bytes(),
-                                    c.clock
-                                ])
-                                .map_err(db_err("append to the journal"))?;
-                        }
-                        changed.push(n > 0);
-                    }
-                    Write::Clock(c) => {
-                        let n = raise.execute([c]).map_err(db_err("raise clock"))?;
-                        if n != 1 {
-                            return Err(StoreError::Db(
-                                "the clock row of table meta is missing (damaged database)".into(),
-                            ));
-                        }
-                    }
-                    Write::Cursor {
-                        peer,
-                        journal_id,
-                        line,
-                    } => {
-                        tx.prepare_cached(SET_CURSOR_SQL)
-                            .and_then(|mut s| {
-                                s.execute(params![peer, *journal_id as i64, *line as i64])
-                            })
-                            .map_err(db_err("record a peer's cursor"))?;
-                    }
-                    Write::NodeList(bytes) => {
-                        tx.prepare_cached(SET_NODE_LIST_SQL)
-                            .and_then(|mut s| s.execute([bytes]))
-                            .map_err(db_err("store the node list"))?;
-                    }
-                }
+                writer.write(w, changed)?;
             }
-            if head != start {
-                tx.prepare_cached(SET_HEAD_SQL)
-                    .and_then(|mut s| s.execute([head as i64]))
-                    .map_err(db_err("raise the journal head"))?;
-                if head > self.keep {
-                    tx.prepare_cached(TRIM_SQL)
-                        .and_then(|mut s| s.execute([(head - self.keep) as i64]))
-                        .map_err(db_err("trim the journal"))?;
-                }
+            if writer.head != start {
+                advance_journal(&tx, writer.head, self.keep)?;
             }
         }
         tx.commit().map_err(db_err("commit"))
@@ -515,52 +384,6 @@ impl Store for SqliteStore {
             .map_err(db_err("read a peer's cursor"))?;
         Ok(found.map(|(id, line)| (id as u64, line as u64)))
     }
-}
-
-/// Creates or upgrades the schema to [`SCHEMA_VERSION`] in one `IMMEDIATE` transaction (the
-/// directory lock already keeps other stores out): version 0 (a new file) gets
-/// [`SCHEMA_V1`], then every version below 2 gets [`MIGRATE_V2`] and a new journal id, and
-/// every version below 3 gets [`MIGRATE_V3`].
-fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err(format_args!(
-            "{shown}: begin the schema transaction"
-        )))?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err(format_args!(
-            "{shown}: cannot read the schema version"
-        )))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Db(format!(
-            "{shown}: schema version {version} is newer than this build's {SCHEMA_VERSION}"
-        )));
-    }
-    if version < 1 {
-        tx.execute_batch(SCHEMA_V1)
-            .map_err(db_err(format_args!("{shown}: cannot create the schema")))?;
-    }
-    if version < 2 {
-        tx.execute_batch(MIGRATE_V2).map_err(db_err(format_args!(
-            "{shown}: cannot migrate the schema to version 2"
-        )))?;
-        tx.execute(JOURNAL_ID_INIT_SQL, [new_journal_id() as i64])
-            .map_err(db_err(format_args!("{shown}: cannot make the journal id")))?;
-    }
-    if version < 3 {
-        tx.execute_batch(MIGRATE_V3).map_err(db_err(format_args!(
-            "{shown}: cannot migrate the schema to version 3"
-        )))?;
-    }
-    if version < SCHEMA_VERSION {
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(db_err(format_args!(
-                "{shown}: cannot set the schema version"
-            )))?;
-    }
-    tx.commit()
-        .map_err(db_err(format_args!("{shown}: commit the schema")))
 }
 
 /// A journal row back to a [`JournalEntry`].
