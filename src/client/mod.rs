@@ -1,7 +1,7 @@
 //! The client library the CLI and tests use: a blocking UDP client that registers an
 //! [`Identity`] (answering the address-check cookie), keeps its NAT mapping alive, looks
 //! peers up, relays events and exchanges datagrams with peers directly (hole punching).
-//! Source: seed 001 ("client behaviour") and BRIEF.md, "UDP plane".
+//! Source: docs/PROTOCOL.md §6 (client behaviour) and §2-§3 (the packets).
 
 pub mod contacts;
 
@@ -18,7 +18,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes a keepalive is padded to, so that a server that lost our registration can answer
-/// with a 404 no larger than the keepalive (BRIEF.md, "Client behaviour").
+/// with a 404 no larger than the keepalive (docs/PROTOCOL.md §6, and §3 type 0).
 pub const KEEPALIVE_LEN: usize = 64;
 
 /// What arrived at the client's socket.
@@ -186,8 +186,8 @@ impl Client {
     }
 
     /// Registers: sends the certificate, answers the cookie challenge, and waits for the OK;
-    /// retries `attempts` times, `timeout` each (seed 001: after a few failed attempts the
-    /// server is reported unavailable).
+    /// retries `attempts` times, `timeout` each (docs/PROTOCOL.md §6: after a few failed
+    /// attempts the server is reported unavailable).
     ///
     /// # Errors
     /// [`ClientError::Unavailable`] after the attempts; [`ClientError::Refused`] when the

@@ -1,8 +1,8 @@
 //! Every certificate in the system CA store parses with `identity::parse_certificate`, and
 //! its fingerprint equals what `openssl x509 -fingerprint -sha256` prints.
 //!
-//! A broad real-world corpus for the DER parser and the fingerprint rule (BRIEF.md,
-//! "Conventions": fingerprint = SHA-256 of the exact DER bytes). Needs the
+//! A broad real-world corpus for the DER parser and the fingerprint rule (docs/PROTOCOL.md
+//! §1: fingerprint = SHA-256 of the exact DER bytes). Needs the
 //! `ca-certificates` package; with `CI=true` a missing store is a failure.
 
 use std::collections::{BTreeSet, HashSet};

@@ -1,6 +1,7 @@
 //! Interoperability of `rendezvous::identity` with the `openssl` command: identities that
 //! OpenSSL makes load and verify, and signatures cross-check both ways for Ed25519,
-//! ECDSA P-256 and RSA-2048 (BRIEF.md, "UDP plane": the signature algorithms).
+//! ECDSA P-256 and RSA-2048 (docs/PROTOCOL.md
+//! §2.4: the signature algorithms).
 //!
 //! Without the `openssl` command these tests skip with a note, or fail when `CI=true`.
 

@@ -1,4 +1,5 @@
-//! A restarted server rejoins and catches up from its journal cursor (seed 004).
+//! A restarted server rejoins and catches up from its journal cursor (docs/PROTOCOL.md
+//! §8.10).
 //!
 //! Three real servers A, B and C on loopback, each durable in its own data directory,
 //! peered in a line A <-> B <-> C (each names its neighbours with `--peer`). 2,000 contacts

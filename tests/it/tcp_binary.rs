@@ -1,4 +1,4 @@
-//! The real `rendezvous` binary's TCP plane on loopback (BRIEF.md "TCP plane", seed 003):
+//! The real `rendezvous` binary's TCP plane on loopback (docs/PROTOCOL.md §8):
 //! a client speaking raw bytes written by hand, durability across SIGKILL, two federated
 //! servers converging under conflicting writes, a slow AskForUpdate reader that must not
 //! grow the server's memory nor block other clients, malformed input of every kind, and
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------
-// Raw bytes, written by hand from seed 003 and the brief (not the project's codec)
+// Raw bytes, written by hand from docs/PROTOCOL.md §8 (not the project's codec)
 // ---------------------------------------------------------------------------------------
 
 /// Bytes from hand-written hex (whitespace ignored).
