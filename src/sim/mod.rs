@@ -60,12 +60,39 @@ pub fn host_addr(i: HostId) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), PORT)
 }
 
+/// One-way link delays, milliseconds: a range for every link, and ranges of their own for
+/// some pairs of hosts.
+#[derive(Debug)]
+struct Delays {
+    default: (u64, u64),
+    links: BTreeMap<(HostId, HostId), (u64, u64)>,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Delays {
+            default: (1, 5),
+            links: BTreeMap::new(),
+        }
+    }
+}
+
+impl Delays {
+    /// The delay range between hosts `a` and `b`.
+    fn between(&self, a: HostId, b: HostId) -> (u64, u64) {
+        self.links
+            .get(&(a.min(b), a.max(b)))
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
 /// The network: hosts, pipes, cuts and the virtual clock.
 pub struct Net {
     now_ms: u64,
     unix_base: u64,
     rng: Rng,
-    delay: (u64, u64),
+    delays: Delays,
     hosts: Vec<Host>,
     wires: Wires,
     agenda: Agenda,
@@ -85,7 +112,7 @@ impl Net {
             now_ms: 0,
             unix_base,
             rng: Rng::new(seed),
-            delay: (1, 5),
+            delays: Delays::default(),
             hosts: Vec::new(),
             wires: Wires::new(),
             agenda: Agenda::default(),
@@ -96,9 +123,26 @@ impl Net {
     }
 
     /// Sets the one-way delay of every later segment to `lo..=hi` milliseconds (drawn from
-    /// the seed).
+    /// the seed), on every link without a delay of its own ([`Self::set_link_delay`]).
     pub fn set_delay(&mut self, lo_ms: u64, hi_ms: u64) {
-        self.delay = (lo_ms, hi_ms.max(lo_ms));
+        self.delays.default = (lo_ms, hi_ms.max(lo_ms));
+    }
+
+    /// Sets the one-way delay of later segments between hosts `a` and `b` (both ways) to
+    /// `lo..=hi` milliseconds: a slow or distant link.
+    pub fn set_link_delay(&mut self, a: HostId, b: HostId, lo_ms: u64, hi_ms: u64) {
+        self.delays
+            .links
+            .insert((a.min(b), a.max(b)), (lo_ms, hi_ms.max(lo_ms)));
+    }
+
+    /// A one-way delay drawn for a segment between `a` and `b`, in milliseconds.
+    fn delay(&mut self, a: End, b: End) -> u64 {
+        let (lo, hi) = match (a, b) {
+            (End::Host(x, _), End::Host(y, _)) => self.delays.between(x, y),
+            _ => self.delays.default,
+        };
+        self.rng.range(lo, hi)
     }
 
     /// The virtual time now.
@@ -160,7 +204,7 @@ impl Net {
             return;
         }
         let now = self.now_ms;
-        let (lo, hi) = self.delay;
+        let (lo, hi) = self.delays.between(a, b);
         for p in self.wires.pipes.values_mut() {
             let between = matches!(
                 (p.ends[0], p.ends[1]),
@@ -422,8 +466,9 @@ impl Net {
     }
 
     fn connect(&mut self, from: HostId, peer: usize, addr: SocketAddr) {
-        let rtt = 2 * self.rng.range(self.delay.0, self.delay.1);
         let target = self.hosts.iter().position(|h| h.addr == addr);
+        let (lo, hi) = self.delays.between(from, target.unwrap_or(from));
+        let rtt = 2 * self.rng.range(lo, hi);
         match target {
             Some(to) if to != from && self.is_cut(from, to) => self.schedule(
                 self.now_ms + CONNECT_TIMEOUT_MS,
@@ -442,8 +487,11 @@ impl Net {
         let Some((pid, side)) = self.wires.ends.remove(&end) else {
             return;
         };
-        let delay = self.rng.range(self.delay.0, self.delay.1);
-        let at = self.now_ms + delay;
+        let other = match self.wires.pipes.get(&pid) {
+            Some(p) => p.ends[1 - side],
+            None => return,
+        };
+        let at = self.now_ms + self.delay(end, other);
         if let Some(p) = self.wires.pipes.get_mut(&pid) {
             p.open[side] = false;
             p.streams[side].close(at);
@@ -467,7 +515,10 @@ impl Net {
             .collect();
         let mut progress = false;
         for (conn, pid, side) in mine {
-            let delay = self.rng.range(self.delay.0, self.delay.1);
+            let Some(other) = self.wires.pipes.get(&pid).map(|p| p.ends[1 - side]) else {
+                continue;
+            };
+            let delay = self.delay(End::Host(h, conn), other);
             let Some(pipe) = self.wires.pipes.get_mut(&pid) else {
                 continue;
             };
@@ -531,7 +582,8 @@ impl Net {
 
     /// Writes `bytes` on `c` (they arrive after the link delay).
     pub fn write(&mut self, c: ExtConn, bytes: &[u8]) {
-        let delay = self.rng.range(self.delay.0, self.delay.1);
+        let (lo, hi) = self.delays.default;
+        let delay = self.rng.range(lo, hi);
         if let Some(&(pid, side)) = self.wires.ends.get(&End::Ext(c.0)) {
             if let Some(p) = self.wires.pipes.get_mut(&pid) {
                 p.streams[side].send(self.now_ms, self.now_ms + delay, bytes);

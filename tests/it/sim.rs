@@ -503,3 +503,22 @@ fn default_named_servers_federate_their_directories() {
         "{status:?}"
     );
 }
+
+/// A link can be slower than the rest: a write crossing a 300 ms link reaches the far end
+/// no sooner than 300 ms later; over 1-5 ms links, within a few tens of milliseconds.
+#[test]
+fn a_slow_link_delays_what_crosses_it() {
+    let reach_far_end = |slow: bool| {
+        let mut net = line_of_five(11);
+        if slow {
+            net.set_link_delay(1, 2, 300, 300);
+        }
+        net.run_for(5_000);
+        write_contacts(&mut net, 0, &[("alice", "bob", "111")]);
+        net.run_until(10_000, |n| n.contacts_digest(4).0 == 1)
+            .expect("the write reaches s4")
+    };
+    let (fast, slow) = (reach_far_end(false), reach_far_end(true));
+    assert!(fast < 100, "{fast} ms over fast links");
+    assert!(slow >= 300, "{slow} ms across a 300 ms link");
+}
