@@ -60,8 +60,8 @@ pub enum BenchError {
     #[error("--target {0} resolves to no address")]
     NoAddress(String),
     /// A bench identity could not be made.
-    #[error("cannot make a bench identity: {0}")]
-    Identity(String),
+    #[error("cannot make a bench identity")]
+    Identity(#[source] crate::identity::SignerError),
     /// A simulated client could not register (setup, before anything is measured).
     #[error("registering bench client {client}")]
     Register {

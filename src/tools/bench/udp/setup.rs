@@ -190,7 +190,7 @@ fn open_client(i: usize, target: SocketAddr, pool: usize) -> Result<Client, Benc
     let ids = (0..pool)
         .map(|k| Identity::generate(KeyAlgorithm::Ed25519, &format!("bench {tag} {i}.{k}")))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BenchError::Identity(format!("{e:#}")))?;
+        .map_err(BenchError::Identity)?;
     let std_sock = open_socket(target).map_err(BenchError::io("cannot open a client socket"))?;
     let (cookie, ts) = handshake(&std_sock, &ids[0], target)
         .map_err(|source| BenchError::Register { client: i, source })?;
