@@ -1,11 +1,14 @@
 //! The Wireshark dissector `tools/rendezvous.lua`, read by `tshark -X lua_script:...`:
 //! - `session`: against captures of the real binary (every UDP type, the TCP plane of both
-//!   roles, malformed packets marked and nothing else).
+//!   roles, malformed packets marked and nothing else);
+//! - `fixtures`: against every fixture of `rendezvous::wire::fixtures` (the codecs' own
+//!   test data), field by field, so that the dissector reads the bytes as the codecs do.
 //!
 //! Needs `tshark` (and for `session` root and `tcpdump`): without them the tests skip with
 //! a note, or fail when `CI=true`. Set `RDV_KEEP_CAPTURES=DIR` to keep the captures for a
 //! look in Wireshark.
 
+mod fixtures;
 mod session;
 
 use crate::common::run;
