@@ -4,8 +4,10 @@
 //! connection each, one segment per fixture, every answer after the requests it answers),
 //! read back by `tshark` with the dissector, and each fixture's fields are compared with
 //! what the dissector shows in its frame, through one table ([`MAPPING`]) from the
-//! fixtures' field names to the dissector's. No frame is marked malformed but two made
-//! malformed on purpose from fixtures (a datagram cut by one byte, an unknown command).
+//! fixtures' field names to the dissector's. No frame is marked malformed but those made
+//! malformed on purpose from fixtures (a datagram cut by one byte, an unknown command, an
+//! answer that is not the one due); a ListAll count whose first byte is not 0 reads as a
+//! count, as the answer codec reads it.
 //!
 //! The codecs are the contract (their tests read and emit the same fixtures); where the
 //! dissector shows something else, the dissector is wrong.
@@ -395,10 +397,13 @@ struct Capture {
     frames: Vec<(u32, &'static Fixture)>,
     /// The frames malformed on purpose.
     on_purpose: BTreeSet<u32>,
+    /// The frame of a ListAll answer's count 16,777,216 (first byte 1).
+    big_count: u32,
 }
 
-/// The pcap of every fixture, then two frames made malformed on purpose from fixtures (a
-/// lookup cut by one byte; a client hello, then command 9).
+/// The pcap of every fixture, then frames made from fixtures: two malformed on purpose
+/// (a lookup cut by one byte; a client hello, then command 9), one answer that is not the
+/// answer due (a cursor where a nonce is due), and a count whose first byte is not 0.
 fn capture() -> Capture {
     let mut pcap = Pcap::new();
     let mut frames = Vec::new();
@@ -424,10 +429,19 @@ fn capture() -> Capture {
     let mut c = Connection::open(&mut pcap, client + 1);
     c.send(&mut pcap, true, &named("tcp/hello/client"));
     on_purpose.insert(c.send(&mut pcap, true, &[9]));
+    let mut c = Connection::open(&mut pcap, client + 2);
+    c.send(&mut pcap, true, &named("tcp/hello/server"));
+    c.send(&mut pcap, true, &named("tcp/server/auth-challenge"));
+    on_purpose.insert(c.send(&mut pcap, false, &named("tcp/answer/cursor")));
+    let mut c = Connection::open(&mut pcap, client + 3);
+    c.send(&mut pcap, true, &named("tcp/hello/client"));
+    c.send(&mut pcap, true, &named("tcp/client/list-all"));
+    let big_count = c.send(&mut pcap, false, &0x0100_0000u32.to_be_bytes());
     Capture {
         bytes: pcap.bytes,
         frames,
         on_purpose,
+        big_count,
     }
 }
 
@@ -511,6 +525,13 @@ fn every_fixture_reads_in_the_dissector_as_in_the_codecs() {
         "{} differences:\n{}",
         wrong.len(),
         wrong.join("\n")
+    );
+    // As the codec reads it: where a ListAll answer is due, 4 bytes are its count, whatever
+    // their first byte.
+    let row = rows.iter().find(|r| r.number() == capture.big_count);
+    assert!(
+        row.is_some_and(|r| r.has("rendezvous.count", "16777216")),
+        "the count 16777216: {row:?}"
     );
     assert_eq!(
         checked.len(),
