@@ -11,15 +11,22 @@
 //! bursts with `sendmmsg`, then a lookup whose answer proves the server has processed
 //! everything before it on that socket; kernel receive-buffer drops (from /proc/net/snmp)
 //! are subtracted. Lookups are measured closed-loop with a window of requests in flight.
-//! Every run is bounded by `--secs` and stops by itself.
+//! Every run is bounded by `--secs` and stops by itself. Packets, hellos, records and
+//! status frames are written and read with the wire's codecs (`rendezvous::wire`); `stream`
+//! counts an AskForUpdate answer's records in bytes without reading them.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rendezvous::client::Client;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::net::mmsg::{self, RecvBatch};
-use rendezvous::wire::udp::root::PARAM_TO_SERVER;
-use rendezvous::wire::{Fingerprint, PacketType, RootHeader};
+use rendezvous::wire::tcp::{
+    self, emit_count, parse_count, ContactFields, Hello, Role, ServerCommand, StatusFrame,
+    COUNT_LEN, SERVER_RECORD_LEN,
+};
+use rendezvous::wire::udp::root::{PARAM_FROM_SERVER, PARAM_TO_SERVER};
+use rendezvous::wire::udp::{LookupAnswer, LookupStatus, OkInfo, Payload};
+use rendezvous::wire::{Fingerprint, PacketType, Root, RootHeader};
 use socket2::{SockAddr, SockRef};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -134,24 +141,52 @@ fn main() -> Result<()> {
     }
 }
 
+/// The hello of a server-role opener named `loadgen` (docs/PROTOCOL.md §8.2).
 fn server_hello() -> Vec<u8> {
-    let mut h = vec![0u8; rendezvous::wire::tcp::HELLO_LEN];
-    h[0] = rendezvous::wire::tcp::ROLE_SERVER;
-    h[1..8].copy_from_slice(b"loadgen");
+    let mut h = vec![0u8; tcp::HELLO_LEN];
+    Hello {
+        role: Role::Server,
+        name: "loadgen",
+    }
+    .emit(&mut h)
+    .expect("a hello fits");
     h
 }
 
-/// One server-role Update record for contact number `i` (`0x01` + 536 bytes).
+/// One server-role Update record for contact number `i` (`0x01` + 536 bytes; the same
+/// bytes as an AskForUpdate answer's record).
 fn record(i: u32, clock: u32, out: &mut [u8]) {
-    out.fill(0);
-    out[0] = rendezvous::wire::tcp::CMD_UPDATE;
-    out[1..5].copy_from_slice(&clock.to_be_bytes());
-    let user = format!("user{:07}", i / 10);
-    let contact = format!("contact{:07}", i);
-    let phone = format!("+1555{:07}", i);
-    out[5..5 + user.len()].copy_from_slice(user.as_bytes());
-    out[261..261 + contact.len()].copy_from_slice(contact.as_bytes());
-    out[517..517 + phone.len()].copy_from_slice(phone.as_bytes());
+    let (user, contact, phone) = (
+        format!("user{:07}", i / 10),
+        format!("contact{:07}", i),
+        format!("+1555{:07}", i),
+    );
+    ServerCommand::Update {
+        clock,
+        fields: ContactFields {
+            username: &user,
+            contact: &contact,
+            phone: &phone,
+        },
+    }
+    .emit(out)
+    .expect("short names fit");
+}
+
+/// Reads one status frame from `s` (all it expects to receive) and returns it parsed.
+fn read_status(s: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
+    use std::io::Read;
+    loop {
+        if let Some(n) = StatusFrame::frame_len(buf)? {
+            return Ok(StatusFrame::parse(&buf[..n])?.status);
+        }
+        let mut chunk = [0u8; 512];
+        let got = s.read(&mut chunk)?;
+        if got == 0 {
+            bail!("the server closed the connection before its status frame");
+        }
+        buf.extend_from_slice(&chunk[..got]);
+    }
 }
 
 /// VmHWM (peak resident set) of process `pid`, KiB.
@@ -162,23 +197,22 @@ fn vm_hwm_kib(pid: Option<u32>) -> Option<u64> {
 }
 
 fn fill(target: SocketAddr, count: u32) -> Result<()> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let start = Instant::now();
     let mut s = std::net::TcpStream::connect(target)?;
     s.set_read_timeout(Some(Duration::from_secs(600)))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, s.try_clone()?);
     w.write_all(&server_hello())?;
-    let mut rec = [0u8; 537];
+    let mut rec = [0u8; SERVER_RECORD_LEN];
     for i in 0..count {
         record(i, i + 1, &mut rec);
         w.write_all(&rec)?;
     }
-    w.write_all(&[rendezvous::wire::tcp::CMD_BARRIER])?;
+    w.write_all(&[tcp::CMD_BARRIER])?;
     w.flush()?;
-    let mut status = [0u8; 5];
-    s.read_exact(&mut status)?;
-    if status[0] != rendezvous::wire::tcp::CMD_STATUS || status[1..3] != [0, 200] {
-        bail!("the server did not confirm the load: {status:?}");
+    let status = read_status(&mut s, &mut Vec::new())?;
+    if status != 200 {
+        bail!("the server did not confirm the load: status {status}");
     }
     println!(
         "fill: count={count} secs={:.2}",
@@ -194,19 +228,21 @@ fn stream(target: SocketAddr, pid: Option<u32>) -> Result<()> {
     let mut s = std::net::TcpStream::connect(target)?;
     s.set_read_timeout(Some(Duration::from_secs(600)))?;
     s.write_all(&server_hello())?;
-    s.write_all(&[rendezvous::wire::tcp::CMD_ASK_FOR_UPDATE])?;
-    let mut count = [0u8; 4];
+    s.write_all(&[tcp::CMD_ASK_FOR_UPDATE])?;
+    let mut count = [0u8; COUNT_LEN];
     s.read_exact(&mut count)?;
-    let count = u32::from_be_bytes(count);
-    let mut buf = vec![0u8; 537 * 256];
-    let mut left = u64::from(count) * 537;
+    let count = parse_count(&count)?;
+    // The records are counted in bytes, not read: this measures the stream, not a reader.
+    let record = SERVER_RECORD_LEN as u64;
+    let mut buf = vec![0u8; SERVER_RECORD_LEN * 256];
+    let mut left = u64::from(count) * record;
     while left > 0 {
         let n = (left as usize).min(buf.len());
         s.read_exact(&mut buf[..n])?;
         left -= n as u64;
     }
     let secs = start.elapsed().as_secs_f64();
-    let bytes = 4 + u64::from(count) * 537;
+    let bytes = COUNT_LEN as u64 + u64::from(count) * record;
     let mem = match (hwm0, vm_hwm_kib(pid)) {
         (Some(a), Some(b)) => format!(" server_vmhwm_before={a}KiB after={b}KiB"),
         _ => String::new(),
@@ -226,19 +262,21 @@ fn tcp_sender(listen: SocketAddr, count: u32, conns: u32) -> Result<()> {
     let l = std::net::TcpListener::bind(listen)?;
     println!("listening tcp {}", l.local_addr()?);
     // One 1,000-record chunk, sent over and over: the bytes cost nothing to produce.
-    let mut chunk = vec![0u8; 537 * 1000];
-    for (i, rec) in chunk.chunks_mut(537).enumerate() {
+    let mut chunk = vec![0u8; SERVER_RECORD_LEN * 1000];
+    for (i, rec) in chunk.chunks_mut(SERVER_RECORD_LEN).enumerate() {
         record(i as u32, 1, rec);
     }
+    let mut count_bytes = [0u8; COUNT_LEN];
+    emit_count(count, &mut count_bytes)?;
     for _ in 0..conns {
         let (mut s, _) = l.accept()?;
-        let mut hello = vec![0u8; rendezvous::wire::tcp::HELLO_LEN + 1];
+        let mut hello = vec![0u8; tcp::HELLO_LEN + 1];
         s.read_exact(&mut hello)?;
-        s.write_all(&count.to_be_bytes())?;
+        s.write_all(&count_bytes)?;
         let mut left = count as usize;
         while left > 0 {
             let n = left.min(1000);
-            s.write_all(&chunk[..n * 537])?;
+            s.write_all(&chunk[..n * SERVER_RECORD_LEN])?;
             left -= n;
         }
     }
@@ -259,6 +297,20 @@ fn udp_rcvbuf_errors() -> u64 {
         .find(|(k, _)| *k == "RcvbufErrors")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// A server's packet (params 0x01) with `payload`, for the sink.
+fn reply(payload: Payload<'_>) -> Result<Vec<u8>> {
+    let mut body = vec![0u8; payload.buffer_len()];
+    let n = payload.emit(&mut body)?;
+    Ok(RootHeader {
+        params: PARAM_FROM_SERVER,
+        shift_len: None,
+        packet_type: payload.packet_type(),
+        signature: &[],
+        timestamp: 0,
+    }
+    .to_vec(&body[..n])?)
 }
 
 fn packet(ty: PacketType, payload: &[u8]) -> Vec<u8> {
@@ -422,17 +474,21 @@ fn sink(listen: SocketAddr, secs: u64) -> Result<()> {
     sock.set_nonblocking(false)?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     println!("listening udp {}", sock.local_addr()?);
-    // Same size as a lookup answer for an IPv4 client with alias "rendezvous".
-    let answer = {
-        let mut p = packet(PacketType::LookupAnswer, &[0u8; 32 + 1 + 7 + 4 + 1 + 10]);
-        p[0] = 1;
-        p
-    };
-    let ok = {
-        let mut p = packet(PacketType::Ok, &[0, 25, 0, 0, 0, 1, 4, 127, 0, 0, 1, 0, 1]);
-        p[0] = 1;
-        p
-    };
+    // A lookup answer for an IPv4 client with alias "rendezvous" (the usual size); an OK.
+    let loopback: SocketAddr = "127.0.0.1:1".parse()?;
+    let answer = reply(Payload::LookupAnswer(LookupAnswer {
+        target: Fingerprint([0; 32]),
+        status: LookupStatus::Online {
+            addr: loopback,
+            age_s: 0,
+        },
+        home: "rendezvous",
+    }))?;
+    let ok = reply(Payload::Ok(Some(OkInfo {
+        keepalive_s: 25,
+        boot_epoch: 1,
+        reflexive: loopback,
+    })))?;
     let end = Instant::now() + Duration::from_secs(secs);
     let mut rx = RecvBatch::new(RX_LEN);
     let replies = SockRef::from(&sock);
@@ -442,9 +498,9 @@ fn sink(listen: SocketAddr, secs: u64) -> Result<()> {
             continue;
         }
         for (from, data) in rx.iter() {
-            let reply = match data.get(1).copied().map(PacketType::from) {
-                Some(PacketType::Lookup) => &answer,
-                Some(PacketType::Register) => &ok,
+            let reply = match Root::parse(data).map(|r| r.packet_type) {
+                Ok(PacketType::Lookup) => &answer,
+                Ok(PacketType::Register) => &ok,
                 _ => continue,
             };
             let _ = replies.send_to_with_flags(reply, &SockAddr::from(from), libc::MSG_DONTWAIT);

@@ -17,8 +17,11 @@ What it decodes (byte layouts: docs/PROTOCOL.md; code: src/wire/):
     connected and drives the connection); one sent from it is an answer. When neither or
     both ports are the configured one ("Decode As" on another port), the side that sent the
     connection's first bytes (its hello) is the opener.
-    Answers carry no command byte in one case only: the count that starts a ListAll or
-    AskForUpdate answer. It is recognised by its first byte being 0 (any count below
+    Answers are framed as the answer codec frames them (src/wire/tcp/answer/): by what the
+    opener asked, in order, so the count that starts a ListAll or AskForUpdate answer (the
+    one answer without a byte of its own) is read as a count whatever its value, and an
+    answer nobody asked for is malformed. On a connection whose hello was not captured,
+    an answer is framed by its first byte: a count must then start with 0 (below
     16 777 216); every other answer starts with its own byte.
   * Malformed input (a length that runs past the end, an unknown type or command, a wrong
     address family, a bad status, text that is not UTF-8, bytes after the last field...)
@@ -866,9 +869,9 @@ local function opener_frame_len(tvb, off, avail, role, hello)
     return "bad", string.format("unknown command %d for a %s opener", cmd, ROLE_NAMES[role])
 end
 
---- Length of the acceptor's next answer, from its first byte.
-local function answer_frame_len(tvb, off, avail, role)
-    local b = tvb(off, 1):uint()
+--- Length of the acceptor's next answer: `b` is the answer due (the key of the answer
+--- tables: its first byte, 0 for a count).
+local function answer_frame_len(tvb, off, avail, role, b)
     local fixed
     if b == 0 then fixed = 4
     elseif b == 1 then fixed = role == ROLE_SERVER and (1 + 4 + CONTACT_LEN) or (1 + CONTACT_LEN)
@@ -1212,8 +1215,140 @@ local function info_add(pinfo, text)
     end
 end
 
---- Decodes one whole frame tvb[off, off+n).
-local function dissect_frame(tvb, pinfo, tree, c, opener, hello, off, n, raw)
+-- ---------------------------------------------------------------------------------------
+-- TCP: what was asked (the rules of the answer codec, src/wire/tcp/answer/)
+-- ---------------------------------------------------------------------------------------
+
+-- The acceptor answers in the order asked (docs/PROTOCOL.md §8.5, §8.7). As the codec's
+-- AnswerReader does, a connection whose hello was seen keeps the requests still to be
+-- answered, and each answer is framed as the one due: the count that starts a ListAll or
+-- AskForUpdate answer whatever its first byte, a record while records are due; bytes that
+-- start no answer to the request in front (or a status 200 nobody waits for) are
+-- malformed, and the rest of the direction is not decoded. A HeartBeat may be answered
+-- with nothing, known from the next byte. Without the hello (a capture that starts late),
+-- an answer is framed by its first byte alone (a count must then start with 0).
+
+local MAX_PENDING = 65536 -- requests awaiting answers; past that, framing by first byte
+
+-- What a command asks for, by role and command byte.
+local ASKS = {
+    [ROLE_CLIENT] = { [2] = "list", [5] = "status", [6] = "text" },
+    [ROLE_SERVER] = {
+        [2] = "heartbeat", [4] = "list", [5] = "status", [6] = "text", [10] = "hash",
+        [11] = "diff", [14] = "cursor", [17] = "dir", [19] = "journal", [20] = "nonce",
+        [21] = "status",
+    },
+}
+-- The first byte of the one-frame answers.
+local ANSWER_BYTE = { heartbeat = 3, text = 6, hash = 10, diff = 12, cursor = 14, nonce = 20 }
+local ASKED_NAMES = {
+    list = "a ListAll or AskForUpdate", status = "a Barrier or AuthProof", text = "a Status",
+    heartbeat = "a HeartBeat", hash = "a NodeListHash", diff = "a NodeList",
+    cursor = "a CursorQuery", dir = "a DirRequest", journal = "a JournalSince",
+    nonce = "an AuthChallenge",
+}
+
+--- The request whose answer is due, if any.
+local function due_now(q)
+    if q.first <= q.last then return q[q.first] end
+end
+
+--- Done with the request in front.
+local function answered_front(c)
+    local q = c.asked
+    q[q.first] = nil
+    q.first = q.first + 1
+    c.left = nil
+end
+
+--- Notes that the opener sent command `cmd` (first pass only).
+local function ask(c, cmd)
+    local kind = ASKS[c.role] and ASKS[c.role][cmd]
+    local q = c.asked
+    if not kind or not q then return end
+    if q.last - q.first + 1 >= MAX_PENDING then
+        c.asked = nil -- too many to follow: framing by first byte from now on
+        return
+    end
+    q.last = q.last + 1
+    q[q.last] = kind
+end
+
+--- The answer due where an answer starts with byte `b` (`status`: its status code when it
+--- is a status frame and the code is in): the key of the answer tables (0 for a count),
+--- or nil and why these bytes are not the answer due.
+local function answer_due(c, b, status)
+    local q = c.asked
+    if not q then return b end
+    while due_now(q) == "heartbeat" and b ~= 3 do
+        answered_front(c) -- the HeartBeat was answered with nothing
+    end
+    local due = due_now(q)
+    local function unexpected()
+        return nil, string.format("byte %d where the answer to %s was due (not the answer due)",
+            b, ASKED_NAMES[due])
+    end
+    if b == 7 or due == "status" then
+        if b ~= 7 then return unexpected() end
+        if status == 200 and due ~= "status" then
+            return nil, due and string.format(
+                "a status 200 where the answer to %s was due (not the answer due)", ASKED_NAMES[due])
+                or "a status 200 when nothing was asked (not the answer due)"
+        end
+        return 7
+    end
+    if not due then
+        return nil, string.format("byte %d when nothing was asked (not the answer due)", b)
+    end
+    if due == "list" then return c.left and 1 or 0 end
+    local want = ANSWER_BYTE[due]
+    if due == "journal" then want = c.left and 13 or 19 end
+    if due == "dir" and (b == 16 or b == 17) then want = b end
+    if b ~= want then return unexpected() end
+    return want
+end
+
+--- The answer due at raw offset `raw` of this packet: computed on a first pass (and kept
+--- for later passes, which only read it), as `answer_due`.
+local function answer_key(pinfo, c, raw, tvb, off, avail)
+    local b = tvb(off, 1):uint()
+    local id = pinfo.number .. ":" .. raw
+    if not fresh(pinfo, c) then
+        local k = c.dues and c.dues[id]
+        if k == nil then return b end
+        if type(k) == "string" then return nil, k end
+        return k
+    end
+    local status = b == 7 and avail >= 3 and tvb(off + 1, 2):uint() or nil
+    local key, why = answer_due(c, b, status)
+    c.dues = c.dues or {}
+    c.dues[id] = key or why
+    return key, why
+end
+
+--- Moves past the answer piece `key` just decoded at `off` (first pass only).
+local function answer_read(c, key, tvb, off)
+    if not c.asked then return end
+    if key == 7 then
+        if tvb(off + 1, 2):uint() == 200 then
+            answered_front(c)
+        else
+            -- A refusal: the acceptor closes, nothing more is answered.
+            c.asked, c.left = { first = 1, last = 0 }, nil
+        end
+    elseif key == 0 or key == 19 then
+        local n = tvb(off + (key == 19 and 1 or 0), 4):uint()
+        if n == 0 then answered_front(c) else c.left = n end
+    elseif key == 1 or key == 13 then
+        c.left = (c.left or 1) - 1
+        if c.left == 0 then answered_front(c) end
+    elseif key ~= 16 then
+        answered_front(c)
+    end
+end
+
+--- Decodes one whole frame tvb[off, off+n) (`key`: for an answer, the answer due).
+local function dissect_frame(tvb, pinfo, tree, c, opener, hello, off, n, raw, key)
     local item = tree:add(rdv, tvb(off, n))
     item:add(f.direction, opener and 1 or 2):set_generated()
     local r = reader(tvb, pinfo, item, off, off + n)
@@ -1225,6 +1360,7 @@ local function dissect_frame(tvb, pinfo, tree, c, opener, hello, off, n, raw)
             if fresh(pinfo, c) then
                 c.role = rr:uint()
                 c.hello_frame, c.hello_raw = pinfo.number, raw
+                c.asked, c.left = { first = 1, last = 0 }, nil
             end
             title = "Hello"
             return string.format("%s %q", ROLE_NAMES[rr:uint()] or "?", name)
@@ -1236,18 +1372,21 @@ local function dissect_frame(tvb, pinfo, tree, c, opener, hello, off, n, raw)
             local _, ci = r:add(f.command, 1, "command")
             title = names[b] or ("Command " .. b)
             ci:append_text(" (" .. title .. ")")
+            if fresh(pinfo, c) then ask(c, b) end
             return cmds[b](r)
         end
-        title = ANSWER_NAMES[b] or ("Answer " .. b)
-        if b ~= 0 then
-            local _, ai = r:add(f.answer, 1, "answer")
-            ai:append_text(b == 1 and (c.role == ROLE_SERVER and " (server-role record)"
+        title = ANSWER_NAMES[key] or ("Answer " .. key)
+        if key ~= 0 then
+            local ar, ai = r:add(f.answer, 1, "answer")
+            ai:append_text(key == 1 and (c.role == ROLE_SERVER and " (server-role record)"
                 or " (client-role record)") or "")
+            if b ~= key then r:flag(ar, string.format("a record starts with 1, not %d", b)) end
         else
             item:add(f.answer, 0):set_generated()
         end
-        return answers[b](r, { role = c.role })
+        return answers[key](r, { role = c.role })
     end)
+    if not opener and not hello and fresh(pinfo, c) then answer_read(c, key, tvb, off) end
     title = title or "Frame"
     local text = title .. ((summary and summary ~= "") and (" " .. summary) or "")
     if r.bad then text = text .. " [Malformed]" end
@@ -1267,12 +1406,6 @@ local function dissect_tcp(tvb, pinfo, tree)
         local raw = tvb:offset() + off
         local hello = opener and is_hello(pinfo, c, raw)
         local avail = len - off
-        local st, n
-        if opener then
-            st, n = opener_frame_len(tvb, off, avail, c.role, hello)
-        else
-            st, n = answer_frame_len(tvb, off, avail, c.role)
-        end
         local lost = opener and c.opener_lost or (not opener and c.acceptor_lost)
         if lost and pinfo.number > lost then
             -- The framing of this direction was lost at an earlier malformed frame (the
@@ -1285,6 +1418,17 @@ local function dissect_tcp(tvb, pinfo, tree)
             item:append_text(" (TCP): not decoded after the malformed frame " .. lost)
             info_add(pinfo, "[not decoded after frame " .. lost .. "]")
             return len
+        end
+        local st, n, key
+        if opener then
+            st, n = opener_frame_len(tvb, off, avail, c.role, hello)
+        else
+            key, n = answer_key(pinfo, c, raw, tvb, off, avail)
+            if key then
+                st, n = answer_frame_len(tvb, off, avail, c.role, key)
+            else
+                st = "bad"
+            end
         end
         if st == "more" then
             pinfo.desegment_offset = off
@@ -1300,6 +1444,7 @@ local function dissect_tcp(tvb, pinfo, tree)
                 if hello then c.hello_frame, c.hello_raw = pinfo.number, raw end
                 if opener then
                     c.opener_lost = c.opener_lost or pinfo.number
+                    c.asked = nil -- what it asks next is unknown
                 else
                     c.acceptor_lost = c.acceptor_lost or pinfo.number
                 end
@@ -1307,7 +1452,7 @@ local function dissect_tcp(tvb, pinfo, tree)
             info_add(pinfo, "[Malformed] " .. n)
             return len
         end
-        dissect_frame(tvb, pinfo, tree, c, opener, hello, off, n, raw)
+        dissect_frame(tvb, pinfo, tree, c, opener, hello, off, n, raw, key)
         off = off + n
     end
     return len

@@ -1,7 +1,8 @@
 //! The TCP workload of `rendezvous bench`: `--clients` connections in the client role
 //! (docs/PROTOCOL.md §8.3), each sending Updates with a Barrier (command 5) after every
 //! `--barrier-every`, with `--in-flight` such batches outstanding; the latency reported is
-//! from the end of a batch's write to its Barrier's status 200 ("durable").
+//! from the end of a batch's write to its Barrier's status 200 ("durable"), read with the
+//! wire's answer codec ([`crate::wire::tcp::answer::AnswerReader`]).
 //!
 //! One thread per connection, blocking I/O with deadlines (so every connection stops by
 //! itself); nothing shared but the start and end instants. Contact keys: username
@@ -12,7 +13,8 @@
 use super::report::{add_cpu, Common, Report};
 use super::stats::{cpu_secs, Histogram};
 use super::{BenchError, BenchOptions};
-use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
+use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Asked};
+use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role, StatusFrame};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -67,19 +69,56 @@ fn batch_bytes(plan: &Plan, next: &mut u64, buf: &mut Vec<u8>) {
     buf.push(tcp::CMD_BARRIER);
 }
 
-/// Reads one status frame; returns its status.
-fn read_status(s: &mut TcpStream) -> std::io::Result<u16> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head)?;
-    if head[0] != tcp::CMD_STATUS {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("expected a status frame, got command {}", head[0]),
-        ));
+/// The Barriers' answers on one connection, read with the wire's answer codec.
+struct Statuses {
+    reader: AnswerReader,
+    /// Bytes received and not read yet.
+    buf: Vec<u8>,
+}
+
+impl Statuses {
+    /// Notes a Barrier sent.
+    fn asked(&mut self) -> std::io::Result<()> {
+        self.reader
+            .ask(Asked::Barrier, ())
+            .map_err(|e| invalid(e.to_string()))
     }
-    let mut detail = vec![0u8; usize::from(head[4])];
-    s.read_exact(&mut detail)?;
-    Ok(u16::from_be_bytes([head[1], head[2]]))
+
+    /// Reads the next status frame (from `s`, within its read timeout); returns its
+    /// status.
+    fn next(&mut self, s: &mut TcpStream) -> std::io::Result<u16> {
+        loop {
+            match self.reader.read(&self.buf) {
+                Ok(Some(p)) => {
+                    let frame = &self.buf[..p.len];
+                    let status = match p.piece {
+                        AnswerPiece::Status(f) => Some(f.status),
+                        // A detail that is not UTF-8: the status still counts.
+                        _ => StatusFrame::peek_status(frame),
+                    };
+                    let (len, kind) = (p.len, p.piece.kind());
+                    self.buf.drain(..len);
+                    return status.ok_or_else(|| {
+                        invalid(format!("expected a status frame, got {}", kind.name()))
+                    });
+                }
+                Ok(None) => {
+                    let mut chunk = [0u8; 512];
+                    let n = s.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) => return Err(invalid(format!("expected a status frame: {e}"))),
+            }
+        }
+    }
+}
+
+/// An `InvalidData` error.
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
 }
 
 /// Writes batches for one connection.
@@ -155,15 +194,21 @@ fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
         buf: Vec::with_capacity(plan.batch * tcp::CLIENT_RECORD_LEN + 1),
     };
     let mut in_flight: VecDeque<Instant> = VecDeque::new();
+    let mut statuses = Statuses {
+        reader: AnswerReader::new(),
+        buf: Vec::new(),
+    };
     let hard_end = plan.end + plan.timeout;
-    while in_flight.len() < plan.in_flight && w.send(plan, &mut s, r, &mut in_flight)? {}
+    while in_flight.len() < plan.in_flight && w.send(plan, &mut s, r, &mut in_flight)? {
+        statuses.asked()?;
+    }
     while let Some(&t0) = in_flight.front() {
         let left = hard_end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
         s.set_read_timeout(Some(left))?;
-        let status = match read_status(&mut s) {
+        let status = match statuses.next(&mut s) {
             Ok(st) => st,
             Err(e)
                 if matches!(
@@ -193,8 +238,8 @@ fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
         r.barriers += 1;
         r.confirmed += plan.batch as u64;
         r.hist.record(now.duration_since(t0));
-        if now < plan.end {
-            w.send(plan, &mut s, r, &mut in_flight)?;
+        if now < plan.end && w.send(plan, &mut s, r, &mut in_flight)? {
+            statuses.asked()?;
         }
     }
     r.lost_barriers += in_flight.len() as u64;

@@ -1,330 +1,419 @@
-//! TCP lines of the acceptor's side: its answers, framed by what the opener asked, in the
-//! order asked (docs/PROTOCOL.md §8.5-§8.7): status frames, counted record lists, status
-//! texts, cursors, nonces, node-list frames, directory records and journal lines.
+//! TCP lines of the acceptor's side: its answers, read with the wire's answer codec
+//! ([`AnswerReader`], docs/PROTOCOL.md §8.5-§8.7) against what the opener asked, in order.
+//! One line per piece (status frames, UpdateClocks, status texts, cursors, node-list
+//! frames, nonces), except the counted answers and the directory answer, which
+//! [`super::gather`] shows in one line each. Never frames an answer's bytes itself.
 
-use super::line::{hex, Line, Value};
-use super::tcp::{be32, be64, node_list_fields, server_command_name, ts_at};
+use super::gather::Gather;
+use super::line::{hex, Line};
+use super::tcp::{node_list_fields, ts_at};
 use crate::tools::capture::TcpFlow;
-use crate::wire::tcp::dir::DirRecord;
-use crate::wire::tcp::nodelist;
-use crate::wire::tcp::{
-    self, StatusFrame, CLIENT_RECORD_LEN, CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_JOURNAL_SINCE,
-    CMD_JOURNAL_UPDATE, CMD_STATUS, CMD_UPDATE_CLOCK, JOURNAL_UPDATE_LEN,
+use crate::wire::tcp::answer::{
+    AnswerPiece, AnswerReader, Asked, Outcome, Piece, PieceKind, STATUS_TEXT_HEADER_LEN,
 };
-use std::collections::VecDeque;
+use crate::wire::tcp::{CMD_STATUS, CMD_STATUS_REQUEST};
+use crate::wire::WireError;
 
-/// An answer the acceptor owes, in the order the opener asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Expect {
-    /// `[count u32]` then `count` records of `record_len` bytes (ListAll 533, AskForUpdate
-    /// 537), answering command `cmd`.
-    Records { cmd: u8, record_len: usize },
-    /// UpdateClock, or nothing (a HeartBeat whose clock was higher).
-    MaybeClock,
-    /// A status frame (Barrier, AuthProof).
-    Status,
-    /// `[06][len u32][text]` (Status request).
-    StatusText,
-    /// `[14][line u64]` (CursorQuery).
-    Cursor,
-    /// `[20][nonce 32]` (AuthChallenge).
-    Nonce,
-    /// A node-list frame: the hash (10) for a hash, the diff (12) for a list.
-    NodeList,
-    /// DirRecord frames, then `[17][len u16 = 4][count u32]` (DirRequest).
-    Directory,
-    /// `[19][count u32]` then `count` JournalUpdate frames (JournalSince).
-    JournalLines,
-}
-
-/// The acceptor's answers, framed by what was asked.
-pub(super) fn server_frames(flow: &TcpFlow, mut expect: VecDeque<Expect>, out: &mut Vec<Line>) {
-    let data = &flow.server_data;
-    let mut pos = 0;
-    while pos < data.len() {
-        let rest = &data[pos..];
-        let mut line = Line::new(
-            ts_at(&flow.server_chunks, flow.first_ts_us, pos),
-            "tcp",
-            flow.server,
-            flow.client,
-        );
-        let front = expect.front().copied();
-        if front == Some(Expect::MaybeClock) && rest[0] != CMD_UPDATE_CLOCK {
-            expect.pop_front(); // the heartbeat's clock was higher: no answer
-            continue;
-        }
-        let status_here = rest[0] == CMD_STATUS && front != Some(Expect::Status);
-        let step = match front {
-            Some(due) if !status_here && due != Expect::Status => answer(due, rest, &mut line),
-            _ => status_answer(rest, &mut line),
-        };
-        let Step::Took(n) = step else {
-            out.push(unframed(line, step, rest));
-            return;
-        };
-        let refused =
-            line.kind == "status" && line.fields.first() != Some(&("status", Value::Num(200)));
-        out.push(line);
-        pos += n;
-        if line_is_answer(status_here, front) {
-            expect.pop_front();
-        }
-        if refused {
-            // Every refusal is followed by the acceptor closing: nothing more is answered.
-            expect.clear();
-        }
+/// The acceptor's answers to `asked` (the requests of the opener, in the order sent).
+pub(super) fn server_frames(flow: &TcpFlow, asked: &[Asked], out: &mut Vec<Line>) {
+    Answers {
+        flow,
+        asked,
+        next: 0,
+        reader: AnswerReader::new(),
+        gather: None,
+        pos: 0,
     }
+    .run(out);
 }
 
-/// Frames the answer `due` (not a status frame) at the start of `rest`.
-fn answer(due: Expect, rest: &[u8], line: &mut Line) -> Step {
-    match due {
-        Expect::Records { cmd, record_len } => records_answer(rest, cmd, record_len, line),
-        Expect::MaybeClock => fixed_answer(rest, 5, line, |f, l| {
-            l.kind("update-clock", CMD_UPDATE_CLOCK)
-                .num("clock", be32(f, 1).unwrap_or(0));
-        }),
-        Expect::StatusText => status_text_answer(rest, line),
-        Expect::Cursor => fixed_answer(rest, 9, line, |f, l| {
-            l.kind("cursor", f[0]).num("line", be64(f, 1).unwrap_or(0));
-        }),
-        Expect::Nonce => fixed_answer(rest, 33, line, |f, l| {
-            l.kind("nonce", f[0]).word("nonce", hex(&f[1..]));
-        }),
-        Expect::NodeList => match nodelist::frame_len(rest) {
-            Ok(Some(n)) => {
-                line.kind(server_command_name(rest[0]), rest[0]);
-                node_list_fields(&rest[..n], line);
-                Step::Took(n)
+/// Following one connection's answers.
+struct Answers<'f> {
+    flow: &'f TcpFlow,
+    /// Every request that gets an answer, in the order sent.
+    asked: &'f [Asked],
+    /// The next request of `asked` to tell the reader: requests are told one at a time, as
+    /// their answers become due, so the reader's queue never grows past one.
+    next: usize,
+    reader: AnswerReader,
+    /// The answer being gathered into one line, if any.
+    gather: Option<Gather>,
+    /// Offset of the next piece in the acceptor's stream.
+    pos: usize,
+}
+
+impl<'f> Answers<'f> {
+    /// Reads every piece, then ends a gathered answer the stream stops inside.
+    fn run(&mut self, out: &mut Vec<Line>) {
+        let data: &'f [u8] = &self.flow.server_data;
+        while self.pos < data.len() {
+            if self.reader.pending() == 0 && self.next < self.asked.len() {
+                // One at a time: the queue holds at most one request.
+                let _ = self.reader.ask(self.asked[self.next], ());
+                self.next += 1;
             }
-            Ok(None) => Step::Cut,
-            Err(e) => Step::Bad(e.to_string()),
-        },
-        Expect::Directory => directory_answer(rest, line),
-        Expect::JournalLines => journal_answer(rest, line),
-        Expect::Status => status_answer(rest, line),
-    }
-}
-
-/// The last line of a stream whose answers cannot be framed further: cut inside an answer
-/// (`truncated`, or the answer's own name) or not the answer that was due (`unframed`).
-fn unframed(mut line: Line, step: Step, rest: &[u8]) -> Line {
-    match step {
-        Step::Cut => {
-            if line.num.is_none() {
-                line.kind("truncated", rest[0]);
-            }
-            line.num("len", rest.len() as u64)
-                .malformed("the stream ends inside this answer");
-        }
-        Step::Bad(why) => {
-            line.kind("unframed", rest[0])
-                .num("len", rest.len() as u64)
-                .malformed(format!("{why}; the rest of the answers cannot be framed"));
-        }
-        Step::Took(_) => {}
-    }
-    line
-}
-
-/// Whether a framed answer used up the expectation at the front of the queue: a status
-/// frame that came where another answer was due does not (it is a refusal, after which
-/// nothing is answered anyway), anything else does.
-pub(super) fn line_is_answer(status_here: bool, front: Option<Expect>) -> bool {
-    !status_here && front.is_some()
-}
-
-/// How one answer was framed.
-pub(super) enum Step {
-    /// The answer took this many bytes.
-    Took(usize),
-    /// The stream ends inside it.
-    Cut,
-    /// These bytes are not the answer that was due.
-    Bad(String),
-}
-
-/// A status frame (7).
-pub(super) fn status_answer(rest: &[u8], line: &mut Line) -> Step {
-    match StatusFrame::frame_len(rest) {
-        Ok(Some(n)) => {
-            line.kind("status", CMD_STATUS);
-            match StatusFrame::parse(&rest[..n]) {
-                Ok(s) => {
-                    line.num("status", s.status)
-                        .num("request", s.request)
-                        .text("detail", s.detail);
+            match self.reader.read(&data[self.pos..]) {
+                Ok(Some(p)) => {
+                    let len = p.len;
+                    self.piece(p, out);
+                    self.pos += len;
+                }
+                Ok(None) => {
+                    self.cut(out);
+                    return;
                 }
                 Err(e) => {
-                    line.malformed(e);
+                    out.push(self.unframed(e));
+                    return;
                 }
             }
-            Step::Took(n)
         }
-        Ok(None) => Step::Cut,
-        Err(e) => Step::Bad(format!("{e} (expected a status frame)")),
+        if let Some(g) = self.gather.take() {
+            out.push(g.cut(data.len()));
+        }
     }
-}
 
-/// A fixed-length answer whose first byte names it.
-pub(super) fn fixed_answer(
-    rest: &[u8],
-    n: usize,
-    line: &mut Line,
-    fill: impl Fn(&[u8], &mut Line),
-) -> Step {
-    if rest.len() < n {
-        return Step::Cut;
+    /// The line of the byte at `offset` of the acceptor's stream.
+    fn line_at(&self, offset: usize) -> Line {
+        let f = self.flow;
+        Line::new(
+            ts_at(&f.server_chunks, f.first_ts_us, offset),
+            "tcp",
+            f.server,
+            f.client,
+        )
     }
-    fill(&rest[..n], line);
-    Step::Took(n)
-}
 
-/// `[count u32]` then `count` records of `record_len` bytes, summarised in one line.
-pub(super) fn records_answer(rest: &[u8], cmd: u8, record_len: usize, line: &mut Line) -> Step {
-    line.kind(
-        if record_len == CLIENT_RECORD_LEN {
-            "list-all-answer"
+    /// One piece read by the codec, at [`Self::pos`].
+    fn piece(&mut self, p: Piece<'f, ()>, out: &mut Vec<Line>) {
+        if p.outcome == Outcome::Refused {
+            // The acceptor closes after a refusal: nothing more is answered.
+            self.next = self.asked.len();
+        }
+        let kind = p.piece.kind();
+        if kind == PieceKind::NoUpdateClock {
+            return; // the HeartBeat's clock was higher: nothing was sent
+        }
+        if kind == PieceKind::Status {
+            if let Some(g) = self.gather.take() {
+                out.push(g.cut_by_status());
+            }
+        } else if let Some(asked) = p.asked.filter(|a| Gather::kind_of(*a).is_some()) {
+            let at = self.pos;
+            let g = self.gather.take();
+            if let Some(g) = g.or_else(|| Gather::open(asked, self.line_at(at), at)) {
+                return self.gathered(g, &p, out);
+            }
+        }
+        let bytes = &self.flow.server_data[self.pos..self.pos + p.len];
+        let mut line = self.line_at(self.pos);
+        piece_line(&p.piece, bytes, &mut line);
+        out.push(line);
+    }
+
+    /// Adds a piece to the answer being gathered; its line when the piece completes it.
+    fn gathered(&mut self, mut g: Gather, p: &Piece<'f, ()>, out: &mut Vec<Line>) {
+        g.add(&p.piece);
+        match p.outcome {
+            Outcome::Answered(()) => out.push(g.finish(self.pos + p.len)),
+            _ => self.gather = Some(g),
+        }
+    }
+
+    /// The last lines of a stream that ends inside an answer: the answer being gathered
+    /// (cut by a refusal when the piece cut short is a status frame), then the piece.
+    fn cut(&mut self, out: &mut Vec<Line>) {
+        let end = self.flow.server_data.len();
+        let first = self.flow.server_data[self.pos];
+        match self.gather.take() {
+            Some(g) if first == CMD_STATUS => out.push(g.cut_by_status()),
+            Some(g) => return out.push(g.cut(end)),
+            None => {}
+        }
+        let front = self.reader.front();
+        let opened = front
+            .filter(|a| opens(*a, first))
+            .and_then(|a| Gather::open(a, self.line_at(self.pos), self.pos));
+        if let Some(g) = opened {
+            return out.push(g.cut(end));
+        }
+        let mut line = self.line_at(self.pos);
+        if front == Some(Asked::Status) && first == CMD_STATUS_REQUEST {
+            line.kind(PieceKind::StatusText.name(), first);
         } else {
-            "ask-for-update-answer"
-        },
-        cmd,
-    );
-    let Some(count) = be32(rest, 0) else {
-        return Step::Cut;
-    };
-    line.num("count", count);
-    let mut pos = 4;
-    let mut bad = None;
-    for i in 0..count {
-        if rest.get(pos) == Some(&CMD_STATUS) {
-            // A store failure while streaming: the status frame comes in the records' place.
-            line.num("records", i).flag("cut_by_status", true);
-            return Step::Took(pos);
+            line.kind("truncated", first);
         }
-        let Some(rec) = rest.get(pos..pos + record_len) else {
-            line.num("records", i);
-            return Step::Cut;
+        line.num("len", (end - self.pos) as u64)
+            .malformed("the stream ends inside this answer");
+        out.push(line);
+    }
+
+    /// The last line of a stream whose bytes are not the answer due: the rest cannot be
+    /// framed.
+    fn unframed(&mut self, e: WireError) -> Line {
+        let data = &self.flow.server_data;
+        let due = match self.reader.front() {
+            Some(a) => format!("where the answer to {a:?} was due"),
+            None => "when nothing was asked".to_string(),
         };
-        let ok = if record_len == CLIENT_RECORD_LEN {
-            tcp::parse_client_record(rec).err()
-        } else {
-            tcp::parse_server_record(rec).err()
-        };
-        if let (Some(e), None) = (ok, bad) {
-            bad = Some((i, e));
+        let why = format!("{e}: byte {} {due}", data[self.pos]);
+        if let Some(g) = self.gather.take() {
+            let first = data[g.start];
+            return g.unframed(first, data.len(), &why);
         }
-        pos += record_len;
+        let mut line = self.line_at(self.pos);
+        line.kind("unframed", data[self.pos])
+            .num("len", (data.len() - self.pos) as u64)
+            .malformed(format!("{why}; the rest of the answers cannot be framed"));
+        line
     }
-    line.num("records", count).num("bytes", pos as u64);
-    if let Some((i, e)) = bad {
-        line.malformed(format!("record {i}: {e}"));
-    }
-    Step::Took(pos)
 }
 
-/// `[06][len u32][text]`: the Status answer.
-pub(super) fn status_text_answer(rest: &[u8], line: &mut Line) -> Step {
-    line.kind("status-text", rest[0]);
-    let Some(len) = be32(rest, 1) else {
-        return Step::Cut;
-    };
-    let n = 5 + len as usize;
-    let Some(text) = rest.get(5..n) else {
-        return Step::Cut;
-    };
-    line.num("len", len)
-        .text("text", String::from_utf8_lossy(text));
-    Step::Took(n)
+/// True when the answer to `asked` that starts with `first` is gathered (a status frame
+/// in its place is a line of its own).
+fn opens(asked: Asked, first: u8) -> bool {
+    match asked {
+        Asked::JournalSince => first == crate::wire::tcp::CMD_JOURNAL_SINCE,
+        _ => first != CMD_STATUS && Gather::kind_of(asked).is_some(),
+    }
 }
 
-/// DirRecord frames, then `[17][len u16 = 4][count u32]`: the DirRequest answer, in one
-/// line.
-pub(super) fn directory_answer(rest: &[u8], line: &mut Line) -> Step {
-    line.kind("directory", CMD_DIR_REQUEST);
-    let mut pos = 0;
-    let mut records = 0u64;
-    let mut bad = None;
-    loop {
-        match rest.get(pos) {
-            None => {
-                line.num("records", records);
-                return Step::Cut;
+/// The line of a piece shown on its own (`bytes`: the piece's bytes): its name
+/// ([`PieceKind::name`]), its first byte, its fields.
+fn piece_line(piece: &AnswerPiece<'_>, bytes: &[u8], line: &mut Line) {
+    line.kind(piece.kind().name(), bytes.first().copied().unwrap_or(0));
+    match *piece {
+        AnswerPiece::Status(s) => {
+            line.num("status", s.status)
+                .num("request", s.request)
+                .text("detail", s.detail);
+        }
+        AnswerPiece::UpdateClock(clock) => {
+            line.num("clock", clock);
+        }
+        AnswerPiece::StatusText(text) => {
+            line.num("len", text.len() as u64).text("text", text);
+        }
+        AnswerPiece::Cursor(n) => {
+            line.num("line", n);
+        }
+        AnswerPiece::NodeListHash(h) => {
+            line.word("hash", hex(h));
+        }
+        AnswerPiece::NodeListDiff(frame) => node_list_fields(frame, line),
+        AnswerPiece::Nonce(n) => {
+            line.word("nonce", hex(n));
+        }
+        AnswerPiece::Malformed { kind, error } => {
+            if kind == PieceKind::StatusText {
+                // The text as far as it reads, to show what is wrong with it.
+                let text = bytes.get(STATUS_TEXT_HEADER_LEN..).unwrap_or_default();
+                line.num("len", text.len() as u64)
+                    .text("text", String::from_utf8_lossy(text));
             }
-            Some(&CMD_DIR_RECORD) => {
-                let Some(len) = rest.get(pos + 1..pos + 3) else {
-                    line.num("records", records);
-                    return Step::Cut;
-                };
-                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-                let Some(body) = rest.get(pos + 3..pos + 3 + len) else {
-                    line.num("records", records);
-                    return Step::Cut;
-                };
-                if let (Err(e), None) = (DirRecord::parse(body), &bad) {
-                    bad = Some((records, e));
+            line.malformed(error);
+        }
+        // Gathered (super::gather), or nothing to show.
+        AnswerPiece::Count(_)
+        | AnswerPiece::ClientRecord(_)
+        | AnswerPiece::ServerRecord { .. }
+        | AnswerPiece::NoUpdateClock
+        | AnswerPiece::DirRecord(_)
+        | AnswerPiece::DirEnd(_)
+        | AnswerPiece::JournalCount(_)
+        | AnswerPiece::JournalLine { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tcp::tcp_lines;
+    use super::*;
+    use crate::wire::fixtures::{exchanges, Exchange};
+
+    /// The lines of the acceptor's side of `e`, its streams cut at `cut` bytes.
+    fn answer_lines(e: &Exchange, cut: usize) -> Vec<Line> {
+        let mut server_data = e.acceptor_bytes();
+        server_data.truncate(cut);
+        let flow = TcpFlow {
+            client: "192.0.2.10:40000".parse().unwrap(),
+            server: "192.0.2.1:4747".parse().unwrap(),
+            first_ts_us: 1,
+            client_chunks: vec![(1, 0)],
+            client_data: e.opener_bytes(),
+            server_chunks: vec![(2, 0)],
+            server_data,
+            gaps: 0,
+        };
+        let mut lines = Vec::new();
+        tcp_lines(&flow, &mut lines);
+        lines.retain(|l| l.src == flow.server);
+        lines
+    }
+
+    fn tail(l: &Line) -> String {
+        l.to_text()
+            .split_once(" -> 192.0.2.10:40000 ")
+            .unwrap()
+            .1
+            .to_string()
+    }
+
+    /// Every answer fixture reads as one line per piece, gathered answers in one line,
+    /// nothing malformed.
+    #[test]
+    fn every_answer_fixture_decodes_line_by_piece() {
+        let gathered = [
+            "count",
+            "client-record",
+            "server-record",
+            "journal-count",
+            "journal-line",
+            "dir-record",
+            "dir-end",
+        ];
+        for e in exchanges().iter().filter(|e| !e.acceptor.is_empty()) {
+            let lines = answer_lines(e, usize::MAX);
+            let f = e.acceptor[0];
+            let mut kinds: Vec<&str> = f
+                .fields
+                .iter()
+                .filter(|(k, v)| *k == "piece" && *v != "no-update-clock")
+                .map(|(_, v)| if gathered.contains(v) { "gathered" } else { v })
+                .collect();
+            kinds.dedup();
+            let got: Vec<&str> = lines
+                .iter()
+                .map(|l| match l.kind {
+                    "list-all-answer"
+                    | "ask-for-update-answer"
+                    | "directory"
+                    | "journal-since-answer" => "gathered",
+                    k => k,
+                })
+                .collect();
+            assert_eq!(got, kinds, "{}", f.name);
+            for l in &lines {
+                assert!(
+                    !l.to_text().contains("malformed"),
+                    "{}: {}",
+                    f.name,
+                    tail(l)
+                );
+            }
+        }
+    }
+
+    /// The gathered answers and the pieces around them, as text.
+    #[test]
+    fn gathered_answers_read_as_decode_shows_them() {
+        let expect = [
+            (
+                "tcp/answer/list-all",
+                vec!["list-all-answer(2) count=1 records=1 bytes=537"],
+            ),
+            (
+                "tcp/answer/list-all/empty",
+                vec!["list-all-answer(2) count=0 records=0 bytes=4"],
+            ),
+            (
+                "tcp/answer/ask-for-update",
+                vec!["ask-for-update-answer(4) count=1 records=1 bytes=541"],
+            ),
+            (
+                "tcp/answer/journal-since",
+                vec!["journal-since-answer(19) count=1 lines=1 first_line=9 last_line=9"],
+            ),
+            (
+                "tcp/answer/directory",
+                vec!["directory(17) records=1 count=1"],
+            ),
+            (
+                "tcp/answer/refusal/store-failure-mid-list",
+                vec![
+                    "list-all-answer(2) count=2 records=1 cut_by_status=true",
+                    "status(7) status=503 request=255 detail=\"store failure while streaming\"",
+                ],
+            ),
+            (
+                "tcp/answer/heartbeat/update-clock",
+                vec![
+                    "update-clock(3) clock=7",
+                    "status(7) status=200 request=5 detail=\"durable\"",
+                ],
+            ),
+            (
+                "tcp/answer/status",
+                vec!["status-text(6) len=25 text=\"name=rendezvous\\nclock=11\\n\""],
+            ),
+        ];
+        let all = exchanges();
+        for (name, want) in expect {
+            let e = all
+                .iter()
+                .find(|e| e.acceptor.first().is_some_and(|f| f.name == name))
+                .unwrap();
+            let got: Vec<String> = answer_lines(e, usize::MAX).iter().map(tail).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    /// Cut anywhere, an answer stream is never `unframed`: its last line says the stream
+    /// ends inside an answer, or it ends between answers.
+    #[test]
+    fn answers_cut_anywhere_end_inside_an_answer_never_unframed() {
+        for e in exchanges().iter().filter(|e| !e.acceptor.is_empty()) {
+            let len = e.acceptor_bytes().len();
+            for cut in 0..len {
+                let lines = answer_lines(e, cut);
+                for l in &lines {
+                    let text = tail(l);
+                    assert!(!text.starts_with("unframed"), "{cut}: {text}");
                 }
-                records += 1;
-                pos += 3 + len;
-            }
-            Some(&CMD_DIR_REQUEST) => {
-                let Some(count) = be32(rest, pos + 3) else {
-                    line.num("records", records);
-                    return Step::Cut;
-                };
-                line.num("records", records).num("count", count);
-                if let Some((i, e)) = bad {
-                    line.malformed(format!("record {i}: {e}"));
+                if let Some(last) = lines.last().filter(|l| l.to_text().contains("malformed")) {
+                    assert!(
+                        tail(last).ends_with("malformed: the stream ends inside this answer"),
+                        "{} cut at {cut}: {}",
+                        e.acceptor[0].name,
+                        tail(last)
+                    );
                 }
-                return Step::Took(pos + 7);
-            }
-            Some(&CMD_STATUS) if records > 0 => {
-                line.num("records", records).flag("cut_by_status", true);
-                return Step::Took(pos);
-            }
-            Some(b) => {
-                return Step::Bad(format!(
-                    "byte {b} where a directory record (16) or its end (17) was due"
-                ))
             }
         }
+        // Cut inside the first record of a list: the count and the records read so far.
+        let e = exchanges()
+            .into_iter()
+            .find(|e| {
+                e.acceptor
+                    .first()
+                    .is_some_and(|f| f.name.ends_with("mid-list"))
+            })
+            .unwrap();
+        let lines = answer_lines(&e, 300);
+        assert_eq!(
+            tail(&lines[0]),
+            "list-all-answer(2) count=2 records=0 len=300 malformed: the stream ends inside \
+             this answer"
+        );
     }
-}
 
-/// `[19][count u32]` then `count` JournalUpdate frames: the JournalSince answer, in one
-/// line.
-pub(super) fn journal_answer(rest: &[u8], line: &mut Line) -> Step {
-    if rest[0] != CMD_JOURNAL_SINCE {
-        return Step::Bad(format!(
-            "byte {} where a journal answer (19) was due",
-            rest[0]
-        ));
+    /// Bytes that are not the answer due end the reading with an `unframed` line.
+    #[test]
+    fn bytes_not_due_are_unframed() {
+        let mut e = exchanges()
+            .into_iter()
+            .find(|e| {
+                e.acceptor
+                    .first()
+                    .is_some_and(|f| f.name == "tcp/answer/cursor")
+            })
+            .unwrap();
+        e.opener.pop(); // the CursorQuery was never sent
+        let lines = answer_lines(&e, usize::MAX);
+        assert_eq!(
+            tail(&lines[0]),
+            "unframed(14) len=9 malformed: bytes that are not the answer due: byte 14 when \
+             nothing was asked; the rest of the answers cannot be framed"
+        );
     }
-    line.kind("journal-since-answer", CMD_JOURNAL_SINCE);
-    let Some(count) = be32(rest, 1) else {
-        return Step::Cut;
-    };
-    line.num("count", count);
-    let frame = 1 + JOURNAL_UPDATE_LEN;
-    let mut pos = 5;
-    let (mut first, mut last) = (None, 0);
-    for i in 0..count {
-        let Some(f) = rest.get(pos..pos + frame) else {
-            line.num("lines", i);
-            return Step::Cut;
-        };
-        if f[0] != CMD_JOURNAL_UPDATE {
-            return Step::Bad(format!("byte {} where a journal line (13) was due", f[0]));
-        }
-        let n = be64(f, 1).unwrap_or(0);
-        first.get_or_insert(n);
-        last = n;
-        pos += frame;
-    }
-    line.num("lines", count);
-    if let Some(first) = first {
-        line.num("first_line", first).num("last_line", last);
-    }
-    Step::Took(pos)
 }

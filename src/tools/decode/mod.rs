@@ -1,19 +1,23 @@
 //! `rendezvous decode`: every packet of the project's two planes in a capture, one line
 //! each, as text or JSON (docs/PROTOCOL.md §10).
 //!
-//! UDP: each datagram of the port is read as a Root packet ([`crate::wire::root`]) and its
-//! payload by type ([`crate::wire::udp`]). TCP: each reassembled connection is framed as
-//! the accepting side frames it ([`crate::wire::tcp::command_len`] after the hello), and
-//! the acceptor's answers are framed by what was asked, in order (docs/PROTOCOL.md §8.7).
-//! Lines of both planes are sorted by capture time (a TCP frame takes the time its first
-//! byte was captured). Decoding never sends anything and never fails on any input: what
-//! cannot be read is a line marked `malformed`.
+//! Every byte is read with the wire's codecs, never here. UDP: each datagram of the port is
+//! read as a Root packet ([`crate::wire::Root`]) and its payload by type
+//! ([`crate::wire::udp`]). TCP: each reassembled connection is framed as the accepting side
+//! frames it ([`crate::wire::tcp::command_len`] after the hello), and the acceptor's
+//! answers are read by the answer codec ([`crate::wire::tcp::answer::AnswerReader`]) told
+//! what was asked, in order (docs/PROTOCOL.md §8.7). Lines of both planes are sorted by
+//! capture time (a TCP frame takes the time its first byte was captured). Decoding never
+//! sends anything and never fails on any input: what cannot be read is a line marked
+//! `malformed`.
 //!
 //! # Layout
 //! - `line`: one line, rendered as text or JSON.
-//! - `udp`: datagrams. `tcp`: the opener's frames. `answers`: the acceptor's.
+//! - `udp`: datagrams. `tcp`: the opener's frames. `answers`: the acceptor's, one line per
+//!   piece; `gather`: the counted and directory answers, one line each.
 
 mod answers;
+mod gather;
 mod line;
 mod tcp;
 mod udp;

@@ -1,18 +1,17 @@
 //! TCP lines of the opener's side: the hello, then each frame of its role (docs/PROTOCOL.md
-//! §8.2-§8.4, §8.15-§8.17), noting in order the answers each command is owed (§8.7), which
-//! [`super::answers`] then frames.
+//! §8.2-§8.4, §8.15-§8.17), each read with the wire's codecs ([`crate::wire::tcp`]), noting
+//! in order the requests that get an answer (§8.7), which [`super::answers`] then reads.
 
-use super::answers::{server_frames, Expect};
+use super::answers::server_frames;
 use super::line::{hex, Line};
 use crate::tools::capture::TcpFlow;
+use crate::wire::tcp::answer::Asked;
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
 use crate::wire::tcp::nodelist::{NodeEntry, NodeListFrame};
 use crate::wire::tcp::{
-    self, ClientCommand, ContactFields, Hello, Role, ServerCommand, CLIENT_RECORD_LEN,
-    CMD_NODE_LIST, CMD_NODE_LIST_HASH, HELLO_LEN, SERVER_RECORD_LEN,
+    self, command_name, ClientCommand, ContactFields, Hello, Role, ServerCommand, HELLO_LEN,
 };
 use crate::wire::WireError;
-use std::collections::VecDeque;
 
 /// Time at which the byte at `offset` of a reassembled direction was captured.
 pub(super) fn ts_at(chunks: &[(u64, usize)], first_ts: u64, offset: usize) -> u64 {
@@ -39,7 +38,7 @@ pub(super) fn tcp_lines(flow: &TcpFlow, out: &mut Vec<Line>) {
         )
     };
     let data = &flow.client_data;
-    let mut expect = VecDeque::new();
+    let mut asked = Vec::new();
     if !data.is_empty() {
         let hello = match tcp::hello_len(data) {
             Ok(Some(n)) => Hello::parse(&data[..n]),
@@ -59,7 +58,7 @@ pub(super) fn tcp_lines(flow: &TcpFlow, out: &mut Vec<Line>) {
                 )
                 .text("name", h.name);
                 out.push(line);
-                client_frames(flow, h.role, &c2s, &mut expect, out);
+                client_frames(flow, h.role, &c2s, &mut asked, out);
             }
             Err(e) => {
                 let mut line = c2s(0);
@@ -70,7 +69,7 @@ pub(super) fn tcp_lines(flow: &TcpFlow, out: &mut Vec<Line>) {
             }
         }
     }
-    server_frames(flow, expect, out);
+    server_frames(flow, &asked, out);
 }
 
 /// The opener's frames after the hello.
@@ -78,7 +77,7 @@ pub(super) fn client_frames(
     flow: &TcpFlow,
     role: Role,
     c2s: &dyn Fn(usize) -> Line,
-    expect: &mut VecDeque<Expect>,
+    asked: &mut Vec<Asked>,
     out: &mut Vec<Line>,
 ) {
     let data = &flow.client_data;
@@ -105,99 +104,44 @@ pub(super) fn client_frames(
         };
         let frame = &rest[..n];
         match role {
-            Role::Client => client_command(frame, &mut line, expect),
-            Role::Server => server_command(frame, &mut line, expect),
+            Role::Client => client_command(frame, &mut line, asked),
+            Role::Server => server_command(frame, &mut line, asked),
         }
         out.push(line);
         pos += n;
     }
 }
 
-/// A client-role command.
-pub(super) fn client_command(frame: &[u8], line: &mut Line, expect: &mut VecDeque<Expect>) {
+/// A client-role command; notes the answer it asks for.
+pub(super) fn client_command(frame: &[u8], line: &mut Line, asked: &mut Vec<Asked>) {
     let cmd = frame[0];
-    let cmd_name = match cmd {
-        1 => "update",
-        2 => "list-all",
-        5 => "barrier",
-        _ => "status-request",
-    };
-    line.kind(cmd_name, cmd);
+    line.kind(command_name(Role::Client, cmd).unwrap_or("unknown"), cmd);
     match ClientCommand::parse(frame) {
-        Ok(ClientCommand::Update(f)) => contact_fields(line, &f),
-        Ok(ClientCommand::ListAll) => expect.push_back(Expect::Records {
-            cmd,
-            record_len: CLIENT_RECORD_LEN,
-        }),
-        Ok(ClientCommand::Barrier) => expect.push_back(Expect::Status),
-        Ok(ClientCommand::Status) => expect.push_back(Expect::StatusText),
+        Ok(parsed) => {
+            if let ClientCommand::Update(f) = parsed {
+                contact_fields(line, &f);
+            }
+            asked.extend(parsed.asked());
+        }
         Err(e) => {
             line.malformed(e);
         }
     }
 }
 
-/// Name of a server-role command byte.
-pub(super) fn server_command_name(cmd: u8) -> &'static str {
-    match cmd {
-        1 => "update",
-        2 => "heartbeat",
-        3 => "update-clock",
-        4 => "ask-for-update",
-        5 => "barrier",
-        6 => "status-request",
-        10 => "node-list-hash",
-        11 => "node-list",
-        12 => "node-list-diff",
-        13 => "journal-update",
-        14 => "cursor-query",
-        15 => "journal-mark",
-        16 => "dir-record",
-        17 => "dir-request",
-        18 => "forward",
-        19 => "journal-since",
-        20 => "auth-challenge",
-        21 => "auth-proof",
-        _ => "unknown",
-    }
-}
-
-/// A server-role command (a federated peer's).
-pub(super) fn server_command(frame: &[u8], line: &mut Line, expect: &mut VecDeque<Expect>) {
+/// A server-role command (a federated peer's); notes the answer it asks for.
+pub(super) fn server_command(frame: &[u8], line: &mut Line, asked: &mut Vec<Asked>) {
     let cmd = frame[0];
-    line.kind(server_command_name(cmd), cmd);
+    line.kind(command_name(Role::Server, cmd).unwrap_or("unknown"), cmd);
     match ServerCommand::parse(frame) {
         Ok(parsed) => {
             server_command_fields(&parsed, line);
-            if let Some(e) = server_answer_owed(cmd, &parsed) {
-                expect.push_back(e);
-            }
+            asked.extend(parsed.asked());
         }
         Err(e) => {
             line.malformed(e);
         }
     }
-}
-
-/// The answer a server-role command `cmd` is owed (docs/PROTOCOL.md §8.7), if any.
-fn server_answer_owed(cmd: u8, parsed: &ServerCommand<'_>) -> Option<Expect> {
-    Some(match parsed {
-        ServerCommand::HeartBeat { .. } => Expect::MaybeClock,
-        ServerCommand::AskForUpdate => Expect::Records {
-            cmd,
-            record_len: SERVER_RECORD_LEN,
-        },
-        ServerCommand::Barrier | ServerCommand::AuthProof(_) => Expect::Status,
-        ServerCommand::Status => Expect::StatusText,
-        ServerCommand::CursorQuery { .. } => Expect::Cursor,
-        ServerCommand::NodeList(_) if cmd == CMD_NODE_LIST_HASH || cmd == CMD_NODE_LIST => {
-            Expect::NodeList
-        }
-        ServerCommand::DirRequest => Expect::Directory,
-        ServerCommand::JournalSince { .. } => Expect::JournalLines,
-        ServerCommand::AuthChallenge => Expect::Nonce,
-        _ => return None,
-    })
 }
 
 /// The fields of a parsed server-role command.
@@ -338,18 +282,6 @@ pub(super) fn dir_record_fields(body: &[u8], line: &mut Line) {
             line.malformed(e);
         }
     }
-}
-
-/// Reads a big-endian u32 at `at`, if there.
-pub(super) fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// Reads a big-endian u64 at `at`, if there.
-pub(super) fn be64(b: &[u8], at: usize) -> Option<u64> {
-    let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(s))
 }
 
 #[cfg(test)]

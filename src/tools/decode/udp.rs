@@ -1,27 +1,11 @@
-//! UDP lines: each datagram read as a Root packet (docs/PROTOCOL.md §2) and its payload by
-//! type (§3), one line per datagram.
+//! UDP lines: each datagram read with the wire's codecs as a Root packet
+//! ([`crate::wire::Root`], docs/PROTOCOL.md §2) and its payload by type
+//! ([`crate::wire::udp::Payload`], §3), one line per datagram.
 
 use super::line::{hex, Line};
 use crate::tools::capture::UdpDatagram;
 use crate::wire::udp::root::Root;
 use crate::wire::udp::{LookupAnswer, LookupStatus, Payload, ServerEvent};
-use crate::wire::PacketType;
-
-pub(super) fn type_name(t: PacketType) -> &'static str {
-    match t {
-        PacketType::Keepalive => "keepalive",
-        PacketType::Ok => "ok",
-        PacketType::Register => "register",
-        PacketType::ServerEvent => "server-event",
-        PacketType::Relay => "relay",
-        PacketType::Lookup => "lookup",
-        PacketType::LookupAnswer => "lookup-answer",
-        PacketType::Error => "error",
-        PacketType::Fetch => "fetch",
-        PacketType::Cookie => "cookie",
-        PacketType::Unknown(_) => "unknown",
-    }
-}
 
 /// One UDP datagram: the Root header, then the payload by type.
 pub(super) fn udp_line(d: &UdpDatagram) -> Line {
@@ -33,7 +17,7 @@ pub(super) fn udp_line(d: &UdpDatagram) -> Line {
             return line;
         }
     };
-    line.kind(type_name(root.packet_type), root.packet_type.into());
+    line.kind(root.packet_type.name(), root.packet_type.into());
     match root.shift_len {
         None => line.word("layout", "plain"),
         Some(k) => line.word("layout", "shifted").num("shift", k),
@@ -121,7 +105,7 @@ fn lookup_answer_fields(a: &LookupAnswer<'_>, line: &mut Line) {
 mod tests {
     use super::*;
     use crate::wire::udp::parse_lookup;
-    use crate::wire::{Fingerprint, RootHeader};
+    use crate::wire::{Fingerprint, PacketType, RootHeader};
     use std::net::SocketAddr;
 
     fn addr(s: &str) -> SocketAddr {

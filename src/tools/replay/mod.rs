@@ -14,7 +14,8 @@
 //! - replays each TCP client stream on a fresh connection, chunk by chunk;
 //! - reads every reply and counts them: UDP by type, errors by status, cookie challenges;
 //!   TCP answers by kind and status frames by code ([`Tracker`] follows each connection's
-//!   commands to know what the server owes);
+//!   commands and reads the server's answers with the wire's answer codec,
+//!   [`crate::wire::tcp::answer::AnswerReader`]);
 //! - prints a `key=value` summary ([`Tally::summary`]) on stdout.
 //!
 //! # Layout

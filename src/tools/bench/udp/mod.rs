@@ -5,7 +5,8 @@
 //! sockets.
 //!
 //! Owns the sockets it opens and closes them when the run ends. Never sends anything but
-//! client packets (params 0x02) to the one target. Invariants: a socket's requests are
+//! client packets (params 0x02) to the one target; writes and reads every datagram with the
+//! wire's codecs ([`crate::wire::Root`], [`crate::wire::udp::Payload`]). Invariants: a socket's requests are
 //! answered in the order sent (the server reads one socket in order), so its in-flight
 //! queue is FIFO, and an answer that skips queued requests proves them lost; every loop
 //! has a deadline.
@@ -23,8 +24,8 @@ use super::report::{add_cpu, Common, Report, Value};
 use super::stats::cpu_secs;
 use super::{BenchError, BenchOptions, Workload};
 use crate::net::mmsg::BATCH;
-use crate::wire::udp::COOKIE_LEN;
-use crate::wire::{PacketType, Root};
+use crate::wire::udp::{LookupStatus, Payload, ServerEvent, COOKIE_LEN};
+use crate::wire::{Fingerprint, Root};
 use io::{set_gso, Rx};
 use mio::{Interest, Poll, Token};
 use setup::{lookup_packet, open_clients, Client};
@@ -64,13 +65,16 @@ struct Tally {
 type Extra = Vec<(&'static str, Value)>;
 
 /// What a datagram from the server says, as far as the bench cares.
-enum Answer<'a> {
+enum Answer {
     /// An OK (type 1).
     Ok,
     /// A cookie (type 9).
     Cookie([u8; COOKIE_LEN]),
-    /// A lookup answer (type 6): the target's fingerprint and the status byte.
-    Lookup { target: &'a [u8], status: u8 },
+    /// A lookup answer (type 6): the target's fingerprint and its status.
+    Lookup {
+        target: Fingerprint,
+        status: LookupStatus,
+    },
     /// An error (type 7): its status and the refused request type.
     Error { status: u16, request: u8 },
     /// A server event (type 3), a punch request.
@@ -79,28 +83,24 @@ enum Answer<'a> {
     Other,
 }
 
-/// What `data` from the server says.
-fn classify(data: &[u8]) -> Answer<'_> {
+/// What `data` from the server says, read with the wire's codecs ([`Root`], [`Payload`]);
+/// a datagram they do not read is [`Answer::Other`].
+fn classify(data: &[u8]) -> Answer {
     let Ok(root) = Root::parse(data) else {
         return Answer::Other;
     };
-    let p = root.payload;
-    match root.packet_type {
-        PacketType::Ok => Answer::Ok,
-        PacketType::Cookie if p.len() == COOKIE_LEN => {
-            let mut c = [0u8; COOKIE_LEN];
-            c.copy_from_slice(p);
-            Answer::Cookie(c)
-        }
-        PacketType::LookupAnswer if p.len() > 32 => Answer::Lookup {
-            target: &p[..32],
-            status: p[32],
+    match Payload::parse(root.packet_type, root.payload) {
+        Ok(Payload::Ok(_)) => Answer::Ok,
+        Ok(Payload::Cookie(c)) => Answer::Cookie(c),
+        Ok(Payload::LookupAnswer(a)) => Answer::Lookup {
+            target: a.target,
+            status: a.status,
         },
-        PacketType::Error if p.len() >= 3 => Answer::Error {
-            status: u16::from_be_bytes([p[0], p[1]]),
-            request: p[2],
+        Ok(Payload::Error(e)) => Answer::Error {
+            status: e.status,
+            request: e.request_type,
         },
-        PacketType::ServerEvent => Answer::Punch,
+        Ok(Payload::ServerEvent(ServerEvent::Punch { .. })) => Answer::Punch,
         _ => Answer::Other,
     }
 }
@@ -230,7 +230,7 @@ fn report(args: &BenchOptions, target: SocketAddr, tally: &Tally, clients: &[Cli
 
 /// Records an answer that is not a lookup answer: errors by status, punches, others.
 /// Returns the status of an error for request type `req` (or unreadable, 0xFF).
-fn note_other(t: &mut Tally, a: &Answer<'_>, req: u8) -> Option<u16> {
+fn note_other(t: &mut Tally, a: &Answer, req: u8) -> Option<u16> {
     match *a {
         Answer::Error { status, request } => {
             *t.c.errors.entry(status).or_default() += 1;

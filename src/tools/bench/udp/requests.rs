@@ -6,6 +6,7 @@ use super::io::{send_all, send_gso, Rx};
 use super::setup::{lookup_packet, register_packet, unix_now, Client, Pending};
 use super::{classify, note_other, Answer, Extra, Pacer, Tally, BATCH, POLL_MAX};
 use crate::tools::bench::{BenchError, BenchOptions, Workload};
+use crate::wire::udp::LookupStatus;
 use crate::wire::{Fingerprint, PacketType};
 use mio::{Events, Poll};
 use std::io;
@@ -308,16 +309,14 @@ fn on_lookup_answer(
     c: &mut Client,
     fps: &[Fingerprint],
     sink: bool,
-    a: &Answer<'_>,
+    a: &Answer,
 ) -> Option<Pending> {
     match *a {
         Answer::Lookup { target, status } => {
             let pos = if sink {
                 (!c.pending.is_empty()).then_some(0)
             } else {
-                c.pending
-                    .iter()
-                    .position(|p| fps[p.tag as usize].0 == target)
+                c.pending.iter().position(|p| fps[p.tag as usize] == target)
             };
             let Some(pos) = pos else {
                 t.unmatched += 1;
@@ -326,9 +325,9 @@ fn on_lookup_answer(
             t.c.lost += pos as u64;
             c.pending.drain(..pos);
             match status {
-                0 => t.online += 1,
-                1 => t.offline += 1,
-                _ => t.unknown += 1,
+                LookupStatus::Online { .. } => t.online += 1,
+                LookupStatus::Offline { .. } => t.offline += 1,
+                LookupStatus::Unknown => t.unknown += 1,
             }
             c.pending.pop_front()
         }
@@ -344,7 +343,7 @@ fn on_lookup_answer(
 }
 
 /// Matches an answer to a registration (OK, cookie, error) to the oldest in flight.
-fn on_register_answer(t: &mut Tally, c: &mut Client, a: &Answer<'_>) -> Option<Pending> {
+fn on_register_answer(t: &mut Tally, c: &mut Client, a: &Answer) -> Option<Pending> {
     match *a {
         Answer::Ok => t.accepted += 1,
         Answer::Cookie(k) => {

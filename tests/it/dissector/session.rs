@@ -10,22 +10,20 @@
 //! session carries a malformed mark; then that a deliberately malformed datagram and a
 //! malformed TCP command are marked, and nothing else.
 //!
-//! Needs root (to capture on `lo`), `tcpdump` and `tshark`: without them the tests skip with
-//! a note, or fail when `CI=true`. Every wait has a deadline; every process started is
-//! stopped by its pid. Set `RDV_KEEP_CAPTURES=DIR` to keep the captures for a look in
-//! Wireshark.
+//! Needs root (to capture on `lo`), `tcpdump` and `tshark`. Every wait has a deadline;
+//! every process started is stopped by its pid.
 
-use crate::common;
-
-use common::{run, Proc, Server};
+use super::{decode_rows, frames_matching, keep, marked_frames, rows, tools_or_skip, tshark, Row};
+use crate::common::{Proc, Server};
 use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::{decode, Client, Incoming};
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::tcp::answer::{AnswerPiece, AnswerReader, Outcome};
 use rendezvous::wire::tcp::{ContactFields, Hello, Role, ServerCommand};
 use rendezvous::wire::udp::root::PARAM_TO_SERVER;
 use rendezvous::wire::udp::LookupStatus;
 use rendezvous::wire::{Fingerprint, PacketType, RootHeader};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -33,52 +31,12 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The dissector under test.
-const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/rendezvous.lua");
 /// The server's `--alias`: the home alias in lookup answers and directory records.
 const ALIAS: &str = "dissector-test";
 /// Deadline for each answer the session waits for.
 const T: Duration = Duration::from_secs(5);
 /// The relayed event.
 const EVENT: &str = "hello through the dissector";
-/// Field separator and occurrence aggregator of `tshark -T fields` (control characters that
-/// no decoded text here contains).
-const SEP: char = '\u{1f}';
-/// See [`SEP`].
-const AGG: char = '\u{1e}';
-
-/// True when `CI` is `true` (or `1`): missing tools are then a failure, not a skip.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// True when the test can capture and decode; otherwise fails under CI or prints a note.
-fn tools_or_skip() -> bool {
-    let mut missing = Vec::new();
-    if !rustix::process::geteuid().is_root() {
-        missing.push("root (to capture on lo)");
-    }
-    for tool in ["tcpdump", "tshark"] {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !ok {
-            missing.push(tool);
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "dissector tests need {}; with CI=true this is a failure (apt-get install tcpdump \
-         tshark, run as root)",
-        missing.join(", ")
-    );
-    eprintln!("note: skipping: missing {}", missing.join(", "));
-    false
-}
 
 /// The real Unix time, seconds.
 fn unix_now() -> u64 {
@@ -173,76 +131,6 @@ impl Capture {
     }
 }
 
-/// Copies a capture to `$RDV_KEEP_CAPTURES` when that is set.
-fn keep(path: &Path) {
-    if let Ok(dir) = std::env::var("RDV_KEEP_CAPTURES") {
-        let dest = Path::new(&dir).join(path.file_name().expect("file name"));
-        if std::fs::create_dir_all(&dir).is_ok() && std::fs::copy(path, &dest).is_ok() {
-            eprintln!("capture kept as {}", dest.display());
-        }
-    }
-}
-
-/// Runs `tshark -X lua_script:tools/rendezvous.lua -o rendezvous.port:PORT -r PCAP ARGS`;
-/// returns its stdout lines. Fails on a non-zero exit or a Lua error on stderr.
-fn tshark(pcap: &Path, port: u16, args: &[&str]) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-n")
-        .arg("-X")
-        .arg(format!("lua_script:{LUA}"))
-        .arg("-o")
-        .arg(format!("rendezvous.port:{port}"))
-        .arg("-r")
-        .arg(pcap)
-        .args(args);
-    let done = run("tshark", cmd, Duration::from_secs(120));
-    done.assert_success("tshark");
-    let lua_errors: Vec<&String> = done
-        .stderr
-        .iter()
-        .filter(|l| l.contains("rendezvous.lua") || l.contains("Lua"))
-        .collect();
-    assert!(
-        lua_errors.is_empty(),
-        "tshark reported Lua errors: {lua_errors:#?}"
-    );
-    done.stdout
-}
-
-/// Frame numbers of the frames tshark marks malformed or with an error-level expert info
-/// (or a Lua error).
-fn marked_frames(pcap: &Path, port: u16) -> BTreeSet<u32> {
-    tshark(
-        pcap,
-        port,
-        &[
-            "-Y",
-            "_ws.malformed || _ws.expert.severity == error || _ws.lua.error",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-        ],
-    )
-    .iter()
-    .filter(|l| !l.trim().is_empty())
-    .map(|l| l.trim().parse().expect("frame number"))
-    .collect()
-}
-
-/// Frame numbers of the frames matching a display filter.
-fn frames_matching(pcap: &Path, port: u16, filter: &str) -> BTreeSet<u32> {
-    tshark(
-        pcap,
-        port,
-        &["-Y", filter, "-T", "fields", "-e", "frame.number"],
-    )
-    .iter()
-    .filter(|l| !l.trim().is_empty())
-    .map(|l| l.trim().parse().expect("frame number"))
-    .collect()
-}
-
 /// The fields every row of [`decode_rows`] carries.
 const FIELDS: &[&str] = &[
     "frame.number",
@@ -289,81 +177,6 @@ const FIELDS: &[&str] = &[
     "rendezvous.dir.kind",
     "rendezvous.dir.fingerprint",
 ];
-
-/// One decoded frame: every value of every field of [`FIELDS`] (several occurrences when a
-/// TCP segment carries several frames).
-#[derive(Debug)]
-struct Row(BTreeMap<&'static str, Vec<String>>);
-
-impl Row {
-    /// Every value of `field` in this frame.
-    fn all(&self, field: &str) -> &[String] {
-        self.0.get(field).map_or(&[], |v| v.as_slice())
-    }
-
-    /// True when `field` has the value `value` in this frame.
-    fn has(&self, field: &str, value: &str) -> bool {
-        self.all(field).iter().any(|v| v == value)
-    }
-
-    /// The first value of `field`, if any.
-    fn one(&self, field: &str) -> Option<&str> {
-        self.all(field).first().map(String::as_str)
-    }
-
-    /// The frame number.
-    fn number(&self) -> u32 {
-        self.one("frame.number")
-            .and_then(|n| n.parse().ok())
-            .expect("frame number")
-    }
-}
-
-/// Every frame of the capture with the fields of [`FIELDS`].
-fn decode_rows(pcap: &Path, port: u16) -> Vec<Row> {
-    let mut args = vec![
-        "-T".to_string(),
-        "fields".to_string(),
-        "-E".to_string(),
-        format!("separator={SEP}"),
-        "-E".to_string(),
-        format!("aggregator={AGG}"),
-        "-E".to_string(),
-        "occurrence=a".to_string(),
-    ];
-    for f in FIELDS {
-        args.push("-e".to_string());
-        args.push((*f).to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    tshark(pcap, port, &args)
-        .iter()
-        .filter(|l| !l.is_empty())
-        .map(|line| {
-            let cols: Vec<&str> = line.split(SEP).collect();
-            assert_eq!(cols.len(), FIELDS.len(), "tshark row {line:?}");
-            Row(FIELDS
-                .iter()
-                .zip(cols)
-                .map(|(f, c)| {
-                    let values = if c.is_empty() {
-                        Vec::new()
-                    } else {
-                        c.split(AGG).map(str::to_string).collect()
-                    };
-                    (*f, values)
-                })
-                .collect())
-        })
-        .collect()
-}
-
-/// Rows matching `pred`; panics with `what` and every row when there is none.
-fn rows<'a>(all: &'a [Row], what: &str, pred: impl Fn(&Row) -> bool) -> Vec<&'a Row> {
-    let found: Vec<&Row> = all.iter().filter(|r| pred(r)).collect();
-    assert!(!found.is_empty(), "no frame with {what}; frames:\n{all:#?}");
-    found
-}
 
 /// Waits for the next arrival at `c` matching `pred`, skipping others, until the deadline.
 fn wait_for(c: &mut Client, what: &str, mut pred: impl FnMut(&Incoming) -> bool) -> Incoming {
@@ -472,10 +285,15 @@ fn udp_session(server: SocketAddr) -> UdpFacts {
     }
 }
 
-/// A blocking role-1 (server) connection that reads answers with a deadline.
+/// A blocking role-1 (server) connection that reads answers with a deadline, with the
+/// wire's answer codec.
 struct Peer {
     /// The connection, with a read timeout of [`T`].
     stream: TcpStream,
+    /// What was asked, and the answers' bytes.
+    answers: AnswerReader,
+    /// Bytes received and not read as answers yet.
+    buf: Vec<u8>,
 }
 
 impl Peer {
@@ -492,40 +310,55 @@ impl Peer {
         .emit(&mut hello)
         .expect("hello");
         stream.write_all(&hello).expect("send hello");
-        Peer { stream }
+        Peer {
+            stream,
+            answers: AnswerReader::new(),
+            buf: Vec::new(),
+        }
     }
 
-    /// Sends one command.
+    /// Sends one command, telling the reader what it asks.
     fn send(&mut self, cmd: ServerCommand<'_>) {
         let mut buf = vec![0u8; cmd.buffer_len()];
         cmd.emit(&mut buf).expect("emit command");
+        if let Some(asked) = cmd.asked() {
+            self.answers.ask(asked, ()).expect("ask");
+        }
         self.stream.write_all(&buf).expect("send command");
     }
 
-    /// Reads exactly `n` answer bytes (panics at the read timeout).
-    fn read(&mut self, n: usize) -> Vec<u8> {
-        let mut buf = vec![0u8; n];
-        self.stream
-            .read_exact(&mut buf)
-            .unwrap_or_else(|e| panic!("reading {n} answer bytes: {e}"));
-        buf
-    }
-
-    /// Reads a big-endian u32 (a count).
-    fn read_u32(&mut self) -> u32 {
-        u32::from_be_bytes(self.read(4).try_into().expect("4 bytes"))
+    /// Reads the whole answer to the oldest request, handing each piece to `f` (panics at
+    /// the read timeout, on a refusal and on bytes that are not the answer due).
+    fn answer(&mut self, mut f: impl FnMut(AnswerPiece<'_>)) {
+        loop {
+            match self.answers.read(&self.buf).expect("the answer due") {
+                Some(p) => {
+                    let (len, outcome) = (p.len, p.outcome);
+                    assert_ne!(outcome, Outcome::Refused, "refused: {:?}", p.piece);
+                    f(p.piece);
+                    self.buf.drain(..len);
+                    if outcome != Outcome::Partial {
+                        return;
+                    }
+                }
+                None => {
+                    let mut more = [0u8; 4096];
+                    let n = self.stream.read(&mut more).expect("reading an answer");
+                    assert!(n > 0, "the server closed before answering");
+                    self.buf.extend_from_slice(&more[..n]);
+                }
+            }
+        }
     }
 
     /// Reads a status frame and checks it is 200 for `request`.
     fn expect_200(&mut self, request: u8) {
-        let head = self.read(5);
-        let detail = self.read(usize::from(head[4]));
-        assert_eq!(
-            head[..4],
-            [7, 0, 200, request],
-            "status frame {head:?} {:?}",
-            String::from_utf8_lossy(&detail)
-        );
+        self.answer(|p| {
+            assert!(
+                matches!(p, AnswerPiece::Status(s) if s.status == 200 && s.request == request),
+                "status frame {p:?}"
+            );
+        });
     }
 }
 
@@ -549,9 +382,12 @@ fn tcp_session(server: SocketAddr) -> u32 {
         health: 1,
         clock: 0,
     });
-    let answer = p.read(5);
-    assert_eq!(answer[0], 3, "UpdateClock answers a HeartBeat with clock 0");
-    let clock = u32::from_be_bytes(answer[1..5].try_into().expect("4 bytes"));
+    let mut clock = None;
+    p.answer(|a| match a {
+        AnswerPiece::UpdateClock(c) => clock = Some(c),
+        a => panic!("UpdateClock answers a HeartBeat with clock 0, not {a:?}"),
+    });
+    let clock = clock.expect("the server's clock");
     p.send(ServerCommand::Barrier);
     p.expect_200(5);
     let fields = |u, c, ph| ContactFields {
@@ -566,7 +402,7 @@ fn tcp_session(server: SocketAddr) -> u32 {
     p.send(ServerCommand::CursorQuery {
         journal_id: 0x0123_4567_89ab_cdef,
     });
-    assert_eq!(p.read(9), [14, 0, 0, 0, 0, 0, 0, 0, 0], "cursor answer");
+    p.answer(|a| assert_eq!(a, AnswerPiece::Cursor(0), "cursor answer"));
     p.send(ServerCommand::JournalUpdate {
         line: 1,
         clock: 2,
@@ -576,44 +412,45 @@ fn tcp_session(server: SocketAddr) -> u32 {
     p.send(ServerCommand::Barrier);
     p.expect_200(5);
     p.send(ServerCommand::AskForUpdate);
-    let count = p.read_u32();
-    assert_eq!(count, 4, "alice/bob, alice/carol, dave/erin, frank/gina");
-    for _ in 0..count {
-        assert_eq!(p.read(537)[0], 1, "server-role record");
-    }
+    let (mut count, mut records) = (None, 0);
+    p.answer(|a| match a {
+        AnswerPiece::Count(n) => count = Some(n),
+        AnswerPiece::ServerRecord { .. } => records += 1,
+        a => panic!("server-role record, not {a:?}"),
+    });
+    assert_eq!(
+        (count, records),
+        (Some(4), 4),
+        "alice/bob, alice/carol, dave/erin, frank/gina"
+    );
     let mut hash = vec![10u8, 64];
     hash.extend_from_slice(&[0u8; 64]);
     p.send(ServerCommand::NodeList(&hash));
-    assert_eq!(p.read(66)[..2], [10, 64], "NodeListHash answer");
+    p.answer(|a| {
+        assert!(
+            matches!(a, AnswerPiece::NodeListHash(_)),
+            "NodeListHash answer: {a:?}"
+        );
+    });
     p.send(ServerCommand::AuthChallenge);
-    assert_eq!(p.read(33)[0], 20, "nonce");
+    p.answer(|a| assert!(matches!(a, AnswerPiece::Nonce(_)), "nonce: {a:?}"));
     p.send(ServerCommand::DirRequest);
-    let mut records = 0;
-    loop {
-        let head = p.read(3);
-        let len = usize::from(u16::from_be_bytes([head[1], head[2]]));
-        let body = p.read(len);
-        match head[0] {
-            16 => records += 1,
-            17 => {
-                assert_eq!(body, 2u32.to_be_bytes(), "directory end");
-                break;
-            }
-            other => panic!("unexpected answer byte {other} to DirRequest"),
-        }
-    }
+    let (mut records, mut end) = (0, None);
+    p.answer(|a| match a {
+        AnswerPiece::DirRecord(_) => records += 1,
+        AnswerPiece::DirEnd(n) => end = Some(n),
+        a => panic!("unexpected answer to DirRequest: {a:?}"),
+    });
+    assert_eq!(end, Some(2), "directory end");
     assert_eq!(records, 2, "A and B in the directory");
     p.send(ServerCommand::Status);
-    let head = p.read(5);
-    assert_eq!(head[0], 6);
-    let len = u32::from_be_bytes(head[1..5].try_into().expect("4 bytes"));
-    p.read(usize::try_from(len).expect("fits"));
+    p.answer(|a| assert!(matches!(a, AnswerPiece::StatusText(_)), "{a:?}"));
     clock
 }
 
 #[test]
 fn a_full_session_decodes_field_by_field() {
-    if !tools_or_skip() {
+    if !tools_or_skip(true, &["tcpdump", "tshark"]) {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -628,13 +465,13 @@ fn a_full_session_decodes_field_by_field() {
     let pcap = capture.stop(server.addr);
 
     // Nothing is marked malformed, and no Lua error.
-    let marked = marked_frames(&pcap, port);
+    let marked = marked_frames(&pcap, port, &[]);
     assert!(
         marked.is_empty(),
         "frames marked malformed or with errors in a well-formed session: {marked:?}"
     );
 
-    let all = decode_rows(&pcap, port);
+    let all = decode_rows(&pcap, port, FIELDS);
     let p = port.to_string();
     let (pa, pb) = (udp.port_a.to_string(), udp.port_b.to_string());
     let from = |r: &Row, port: &str| r.has("udp.srcport", port) || r.has("tcp.srcport", port);
@@ -877,7 +714,7 @@ fn a_full_session_decodes_field_by_field() {
 
 #[test]
 fn malformed_packets_are_marked_and_nothing_else() {
-    if !tools_or_skip() {
+    if !tools_or_skip(true, &["tcpdump", "tshark"]) {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -956,7 +793,7 @@ fn malformed_packets_are_marked_and_nothing_else() {
     );
     let expected: BTreeSet<u32> = udp_bad.union(&tcp_bad).copied().collect();
     assert_eq!(
-        marked_frames(&pcap, port),
+        marked_frames(&pcap, port, &[]),
         expected,
         "exactly the garbage datagram and the segment with command 9 are marked"
     );
