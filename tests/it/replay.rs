@@ -120,11 +120,23 @@ impl Capture {
                 let file = dir.join("session.pcap");
                 let mut cmd = Command::new("tcpdump");
                 // -Z root: write as root into our private temp dir; -U: each packet goes to
-                // the file as soon as tcpdump has it. (Not --immediate-mode: with the
-                // default snapshot length its ring holds a handful of packets and drops.)
-                cmd.args(["-i", "any", "-y", "LINUX_SLL2", "-Z", "root", "-U", "-w"])
-                    .arg(&file)
-                    .arg(&filter);
+                // the file as soon as tcpdump has it; -B: a 64 MiB kernel buffer (KiB), so a
+                // burst is not dropped. (Not --immediate-mode: with the default snapshot
+                // length its ring holds a handful of packets and drops.)
+                cmd.args([
+                    "-i",
+                    "any",
+                    "-y",
+                    "LINUX_SLL2",
+                    "-Z",
+                    "root",
+                    "-U",
+                    "-B",
+                    "65536",
+                ])
+                .arg("-w")
+                .arg(&file)
+                .arg(&filter);
                 (file, cmd)
             }
             Tool::Tshark => {

@@ -59,7 +59,9 @@ impl Capture {
     /// it is listening.
     fn start(path: &Path, port: u16) -> Capture {
         let mut cmd = Command::new("tcpdump");
-        // -U and --immediate-mode: every packet reaches the file as it is seen; -Z root:
+        // -U and --immediate-mode: every packet reaches the file as it is seen; -B: a
+        // 64 MiB kernel buffer (in KiB), so a burst of 64 KiB loopback segments is not
+        // dropped ("previous segment not captured" would mark frames malformed); -Z root:
         // keep the privileges to write into a root-owned temporary directory.
         cmd.args([
             "-i",
@@ -67,6 +69,8 @@ impl Capture {
             "-n",
             "-s",
             "0",
+            "-B",
+            "65536",
             "-U",
             "--immediate-mode",
             "-Z",
