@@ -6,6 +6,8 @@
 //!   arbitrary input);
 //! - the I/O-free core on a virtual clock: `core_scenarios`, `tcp_core`, `directory`,
 //!   `nodelist`, `journal`, `store`;
+//! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
+//!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `federation`, `rejoin`,
 //!   `capture`, `replay`, `dissector`, `bench`;
@@ -14,6 +16,11 @@
 //!
 //! `common` has the helpers: child processes read with deadlines, the server binary on a
 //! free port, and network namespaces.
+//!
+//! Reading what the server sends goes through the crate's codecs (`rendezvous::wire`),
+//! except where a test is an independent oracle of the bytes: `tcp_core`, `tcp_binary`,
+//! `directory` and `partition` write and read some frames by hand from docs/PROTOCOL.md on
+//! purpose, so that a codec bug cannot hide behind itself.
 
 // Scenario tests read top to bottom; the 100-line limit on functions is for src/.
 #![allow(clippy::too_many_lines)]

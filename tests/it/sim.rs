@@ -10,6 +10,7 @@ use rendezvous::client::{self, Incoming};
 use rendezvous::core::tcp::Cidr;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::sim::{host_addr, ExtConn, HostId, HostSpec, Net};
+use rendezvous::wire::tcp::answer::{AnswerPiece, AnswerReader};
 use rendezvous::wire::tcp::{ClientCommand, ContactFields, Hello, Role};
 use rendezvous::wire::udp::{LookupStatus, Payload, Register, Relay};
 use rendezvous::wire::Fingerprint;
@@ -291,18 +292,31 @@ fn write_recs(net: &mut Net, h: HostId, recs: &[(String, String, String)]) {
 fn status(net: &mut Net, h: HostId) -> String {
     let c = net.open(h, sa("203.0.113.201:40001"));
     let mut bytes = client_hello();
-    bytes.push(6);
+    let ask = ClientCommand::Status;
+    bytes.push(ask.command_byte());
     net.write(c, &bytes);
+    let mut answers = AnswerReader::new();
+    answers
+        .ask(ask.asked().expect("Status is answered"), ())
+        .expect("one request");
     let mut got = Vec::new();
+    let mut text = None;
     net.run_until(1_000, |n| {
         got.extend(n.read(c));
-        got.len() >= 5
-            && got.len() >= 5 + u32::from_be_bytes([got[1], got[2], got[3], got[4]]) as usize
+        match answers.read(&got) {
+            Ok(Some(p)) => {
+                if let AnswerPiece::StatusText(t) = p.piece {
+                    text = Some(t.to_string());
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(e) => panic!("status answer: {e}"),
+        }
     })
     .expect("a status answer");
     net.close(c);
-    assert_eq!(got[0], 6, "status answer");
-    String::from_utf8(got[5..].to_vec()).expect("UTF-8 status")
+    text.expect("the status text")
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
