@@ -91,7 +91,7 @@ local DIR_KINDS = { [1] = "registration", [2] = "refresh", [3] = "expiry" }
 local FORWARD_KINDS = { [1] = "punch request", [2] = "relayed event" }
 local DIRECTIONS = { [1] = "opener -> acceptor (commands)", [2] = "acceptor -> opener (answers)" }
 
--- Command names by role (seed 003; 5 and up are the project's).
+-- Command names by role (docs/PROTOCOL.md §8.3, §8.4; 1-4 from the design notes, 5 and up the project's).
 local CLIENT_COMMANDS = { [1] = "Update", [2] = "ListAll", [5] = "Barrier", [6] = "Status" }
 local SERVER_COMMANDS = {
     [1] = "Update", [2] = "HeartBeat", [3] = "UpdateClock", [4] = "AskForUpdate",
