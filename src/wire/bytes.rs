@@ -10,6 +10,7 @@ use super::WireError;
 ///
 /// # Errors
 /// [`WireError::Truncated`] when fewer than `n` bytes remain.
+#[inline]
 pub(crate) fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], WireError> {
     let end = pos.checked_add(n).ok_or(WireError::Truncated)?;
     let s = buf.get(*pos..end).ok_or(WireError::Truncated)?;
@@ -21,6 +22,7 @@ pub(crate) fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [
 ///
 /// # Errors
 /// [`WireError::Truncated`] at the end of `buf`.
+#[inline]
 pub(crate) fn take_u8(buf: &[u8], pos: &mut usize) -> Result<u8, WireError> {
     Ok(take(buf, pos, 1)?[0])
 }
@@ -29,6 +31,7 @@ pub(crate) fn take_u8(buf: &[u8], pos: &mut usize) -> Result<u8, WireError> {
 ///
 /// # Errors
 /// [`WireError::BufferTooSmall`].
+#[inline]
 pub(crate) fn room(buf: &[u8], n: usize) -> Result<(), WireError> {
     if buf.len() < n {
         Err(WireError::BufferTooSmall)
@@ -41,6 +44,7 @@ pub(crate) fn room(buf: &[u8], n: usize) -> Result<(), WireError> {
 ///
 /// # Errors
 /// [`WireError::TrailingData`] when bytes remain after the last field.
+#[inline]
 pub(crate) fn done(buf: &[u8], pos: usize) -> Result<(), WireError> {
     if pos == buf.len() {
         Ok(())
@@ -53,6 +57,7 @@ pub(crate) fn done(buf: &[u8], pos: usize) -> Result<(), WireError> {
 ///
 /// # Errors
 /// [`WireError::Truncated`] when shorter, [`WireError::TrailingData`] when longer.
+#[inline]
 pub(crate) fn exact(buf: &[u8], n: usize) -> Result<(), WireError> {
     match buf.len().cmp(&n) {
         core::cmp::Ordering::Less => Err(WireError::Truncated),
@@ -65,6 +70,7 @@ pub(crate) fn exact(buf: &[u8], n: usize) -> Result<(), WireError> {
 ///
 /// # Errors
 /// [`WireError::Truncated`]; [`WireError::BadUtf8`].
+#[inline]
 pub(crate) fn take_short_text<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a str, WireError> {
     let len = usize::from(take_u8(buf, pos)?);
     core::str::from_utf8(take(buf, pos, len)?).map_err(|_| WireError::BadUtf8)

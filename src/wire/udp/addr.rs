@@ -15,6 +15,7 @@ use byteorder::{BigEndian, ByteOrder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Canonical form of an address for the wire: IPv4-mapped IPv6 becomes IPv4.
+#[inline]
 pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
@@ -26,6 +27,7 @@ pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Bytes `[family][addr][port]` take for `addr`: 7 for IPv4 (or mapped), 19 for IPv6.
+#[inline]
 pub fn addr_len(addr: SocketAddr) -> usize {
     match canonical_addr(addr) {
         SocketAddr::V4(_) => 7,
@@ -37,6 +39,7 @@ pub fn addr_len(addr: SocketAddr) -> usize {
 ///
 /// # Errors
 /// [`WireError::BufferTooSmall`].
+#[inline]
 pub fn emit_addr(addr: SocketAddr, buf: &mut [u8]) -> Result<usize, WireError> {
     let addr = canonical_addr(addr);
     let n = addr_len(addr);
@@ -49,6 +52,7 @@ pub fn emit_addr(addr: SocketAddr, buf: &mut [u8]) -> Result<usize, WireError> {
 /// Writes the family byte (4 or 6) and the 4 or 16 address bytes at the start of `buf`,
 /// which holds at least 5 or 17 bytes (checked by the callers). The address must already
 /// be canonical ([`canonical_addr`]).
+#[inline]
 pub(crate) fn put_family_ip(ip: IpAddr, buf: &mut [u8]) {
     match ip {
         IpAddr::V4(ip) => {
@@ -66,6 +70,7 @@ pub(crate) fn put_family_ip(ip: IpAddr, buf: &mut [u8]) {
 ///
 /// # Errors
 /// [`WireError::BadFamily`] for a family other than 4 or 6; [`WireError::Truncated`].
+#[inline]
 pub fn parse_addr(buf: &[u8], pos: &mut usize) -> Result<SocketAddr, WireError> {
     let ip = match take_u8(buf, pos)? {
         4 => {
