@@ -66,6 +66,31 @@ pub(crate) fn exact(buf: &[u8], n: usize) -> Result<(), WireError> {
     }
 }
 
+/// Appends what `emit` writes into `n` fresh bytes at the end of `out`; returns the length
+/// written. On error `out` is left as it was.
+///
+/// # Errors
+/// The error of `emit`.
+#[inline]
+pub(crate) fn append(
+    out: &mut Vec<u8>,
+    n: usize,
+    emit: impl FnOnce(&mut [u8]) -> Result<usize, WireError>,
+) -> Result<usize, WireError> {
+    let start = out.len();
+    out.resize(start + n, 0);
+    match emit(&mut out[start..]) {
+        Ok(w) => {
+            out.truncate(start + w);
+            Ok(w)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Reads `[len u8][len bytes of UTF-8]` at `*pos`, advancing it past the text.
 ///
 /// # Errors

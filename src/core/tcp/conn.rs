@@ -9,8 +9,8 @@ use super::outbox::{Outbox, Reads};
 use super::stream::Stream;
 use super::{ConnId, TcpAction, TcpCore};
 use crate::wire::status;
-use crate::wire::tcp::answer::{AnswerReader, Asked};
-use crate::wire::tcp::{self, Role, StatusFrame};
+use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Asked};
+use crate::wire::tcp::{self, Role, ServerCommand, StatusFrame};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -199,9 +199,20 @@ impl Output {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Appends one byte.
-    pub(super) fn push(&mut self, byte: u8) {
-        self.buf.push(byte);
+    /// Appends a request of ours on a link (docs/PROTOCOL.md §8.4); one that cannot be
+    /// written (a body over 4096 bytes) is not sent, and logged.
+    pub(super) fn command(&mut self, cmd: &ServerCommand<'_>) {
+        if let Err(e) = cmd.append_to(&mut self.buf) {
+            tracing::warn!(command = cmd.command_byte(), %e, "a request of ours not sent");
+        }
+    }
+
+    /// Appends a piece of an answer (docs/PROTOCOL.md §8.7); one that cannot be written is
+    /// not sent, and logged.
+    pub(super) fn piece(&mut self, piece: &AnswerPiece<'_>) {
+        if let Err(e) = piece.append_to(&mut self.buf) {
+            tracing::warn!(piece = piece.kind().name(), %e, "an answer piece not sent");
+        }
     }
 
     /// `n` bytes were written at `now_ms`: the buffer is emptied when all is written, and
@@ -246,21 +257,12 @@ impl Answer {
                 out.extend_from_slice(bytes);
                 out.close_when_flushed = true;
             }
-            Answer::Barrier { done: true, .. } => {
-                let f = StatusFrame {
-                    status: status::OK,
-                    request: tcp::CMD_BARRIER,
-                    detail: "durable",
-                };
-                let mut buf = [0u8; 16];
-                if let Ok(n) = f.emit(&mut buf) {
-                    out.extend_from_slice(&buf[..n]);
-                }
-            }
-            Answer::Cursor { line: Some(l), .. } => {
-                out.push(tcp::CMD_CURSOR_QUERY);
-                out.extend_from_slice(&l.to_be_bytes());
-            }
+            Answer::Barrier { done: true, .. } => out.piece(&AnswerPiece::Status(StatusFrame {
+                status: status::OK,
+                request: tcp::CMD_BARRIER,
+                detail: "durable",
+            })),
+            Answer::Cursor { line: Some(l), .. } => out.piece(&AnswerPiece::Cursor(*l)),
             Answer::Barrier { done: false, .. }
             | Answer::Status { .. }
             | Answer::Since { .. }

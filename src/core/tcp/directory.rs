@@ -6,8 +6,8 @@
 use super::conn::{Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
 use super::{ConnId, TcpAction, TcpCore};
-use crate::wire::tcp;
-use crate::wire::tcp::answer::Asked;
+use crate::wire::tcp::answer::{AnswerPiece, Asked};
+use crate::wire::tcp::{self, ServerCommand};
 
 /// Directory records asked per page (a full directory goes out in pages as the reader
 /// drains them).
@@ -73,8 +73,7 @@ impl DirAnswer {
             return Step::Wait;
         }
         if !self.more {
-            out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 4]);
-            out.extend_from_slice(&self.count.to_be_bytes());
+            out.piece(&AnswerPiece::DirEnd(self.count));
             return Step::Done;
         }
         if out.pending() > ctx.cfg.bounds.max_out {
@@ -108,19 +107,19 @@ impl TcpCore {
     /// than 2 × `max_out` behind is dropped; it pushes our whole directory on reconnect
     /// (docs/PROTOCOL.md §8.16, "On the links").
     pub fn push_directory(&mut self, body: &[u8]) {
-        self.push_framed(tcp::CMD_DIR_RECORD, body);
+        self.push_framed(&ServerCommand::DirRecord(body));
     }
 
     /// Pushes a forwarded punch request or relayed event (a Forward body) on every link
     /// that is up; the receivers drop duplicates by the forward's id.
     pub fn push_forward(&mut self, body: &[u8]) {
-        self.push_framed(tcp::CMD_FORWARD, body);
+        self.push_framed(&ServerCommand::Forward(body));
     }
 
-    /// Pushes `[cmd][len u16][body]` on every link that is up (a body over 4096 bytes is
-    /// not sent).
-    fn push_framed(&mut self, cmd: u8, body: &[u8]) {
-        if body.len() > tcp::MAX_VAR_BODY {
+    /// Pushes `cmd`, a DirRecord or a Forward `[cmd][len u16][body]`, on every link that is
+    /// up (a body over 4096 bytes is not sent).
+    fn push_framed(&mut self, cmd: &ServerCommand<'_>) {
+        if cmd.buffer_len() > 3 + tcp::MAX_VAR_BODY {
             return;
         }
         let mut overfull = Vec::new();
@@ -139,10 +138,8 @@ impl TcpCore {
                 }
                 PushRoom::Room => {}
             }
-            c.out.push(cmd);
-            c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-            c.out.extend_from_slice(body);
-            if cmd == tcp::CMD_DIR_RECORD {
+            c.out.command(cmd);
+            if matches!(cmd, ServerCommand::DirRecord(_)) {
                 l.dir.sent += 1;
             }
         }
@@ -159,7 +156,7 @@ impl TcpCore {
             if let LinkState::Up { conn, .. } = l.state {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if !c.input.refused && !c.due.is_asked(Asked::DirRequest) {
-                        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
+                        c.out.command(&ServerCommand::DirRequest);
                         c.expect(Asked::DirRequest, 0);
                     }
                 }

@@ -9,6 +9,7 @@ use super::links::LinkState;
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
 use crate::wire::status;
+use crate::wire::tcp::answer::AnswerPiece;
 use crate::wire::tcp::{self, ContactFields, Role, ServerCommand};
 use std::collections::{BTreeMap, HashMap};
 
@@ -73,9 +74,7 @@ impl LinkJournal {
 impl TcpCore {
     /// Pushes journal line `line` on every link that is live (caught up).
     pub(super) fn push_live(&mut self, line: u64, contact: &Contact) {
-        let Some(rec) = journal_frame(line, contact) else {
-            return;
-        };
+        let rec = journal_update(line, contact);
         let mut overfull = Vec::new();
         for l in &mut self.links {
             if l.journal.phase != Phase::Live {
@@ -91,7 +90,7 @@ impl TcpCore {
                 PushRoom::Refused => {}
                 PushRoom::Overfull => overfull.push(conn),
                 PushRoom::Room => {
-                    c.out.extend_from_slice(&rec);
+                    c.out.command(&rec);
                     l.journal.pushed_line = line;
                     l.journal.entries_sent += 1;
                 }
@@ -158,8 +157,7 @@ pub(super) fn write_mark(i: usize, out: &mut Output, ctx: &mut PumpCtx<'_>) -> S
     let Phase::FullPush { mark: Some(mark) } = l.journal.phase else {
         return Step::Wait; // the snapshot is not taken yet
     };
-    out.push(tcp::CMD_JOURNAL_MARK);
-    out.extend_from_slice(&mark.to_be_bytes());
+    out.command(&ServerCommand::JournalMark { line: mark });
     l.journal.pushed_line = mark;
     l.journal.phase = Phase::Paging {
         since: mark,
@@ -180,20 +178,22 @@ fn page_limit(cfg: &TcpConfig) -> u32 {
     u32::try_from(cfg.bounds.page).unwrap_or(u32::MAX)
 }
 
-/// A JournalUpdate frame (13) for `line`; `None` if the contact does not fit the wire.
-pub(super) fn journal_frame(line: u64, contact: &Contact) -> Option<Vec<u8>> {
-    let cmd = ServerCommand::JournalUpdate {
+/// The wire fields of stored contact `contact` (docs/PROTOCOL.md §8.3).
+pub(super) fn fields(contact: &Contact) -> ContactFields<'_> {
+    ContactFields {
+        username: &contact.username,
+        contact: &contact.contact,
+        phone: &contact.phone,
+    }
+}
+
+/// The JournalUpdate (13) of journal line `line` holding `contact`.
+fn journal_update(line: u64, contact: &Contact) -> ServerCommand<'_> {
+    ServerCommand::JournalUpdate {
         line,
         clock: contact.clock,
-        fields: ContactFields {
-            username: &contact.username,
-            contact: &contact.contact,
-            phone: &contact.phone,
-        },
-    };
-    let mut buf = vec![0u8; cmd.buffer_len()];
-    cmd.emit(&mut buf).ok()?;
-    Some(buf)
+        fields: fields(contact),
+    }
 }
 
 /// The cursor key under which we keep how much of journal `id` we hold.
@@ -252,10 +252,8 @@ impl TcpCore {
             return;
         };
         for (line, contact) in entries {
-            if let Some(rec) = journal_frame(*line, contact) {
-                c.out.extend_from_slice(&rec);
-                l.journal.entries_sent += 1;
-            }
+            c.out.command(&journal_update(*line, contact));
+            l.journal.entries_sent += 1;
             since = *line;
             l.journal.pushed_line = *line;
         }
@@ -267,8 +265,7 @@ impl TcpCore {
             self.next_page(i);
         } else {
             // Caught up: mark it, and push every new line from now on.
-            c.out.push(tcp::CMD_JOURNAL_MARK);
-            c.out.extend_from_slice(&since.to_be_bytes());
+            c.out.command(&ServerCommand::JournalMark { line: since });
             l.journal.pushed_line = since;
             l.journal.phase = Phase::Live;
         }
@@ -350,12 +347,14 @@ fn since_answer(entries: &[(u64, Contact)], read: JournalRead) -> Answer {
     match read {
         JournalRead::Entries { .. } => {
             let mut b = Vec::with_capacity(5 + entries.len() * tcp::MAX_COMMAND_LEN);
-            b.push(tcp::CMD_JOURNAL_SINCE);
-            b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            let _ = AnswerPiece::JournalCount(entries.len() as u32).append_to(&mut b);
             for (line, contact) in entries {
-                if let Some(rec) = journal_frame(*line, contact) {
-                    b.extend_from_slice(&rec);
+                let _ = AnswerPiece::JournalLine {
+                    line: *line,
+                    clock: contact.clock,
+                    fields: fields(contact),
                 }
+                .append_to(&mut b);
             }
             Answer::Ready(b)
         }

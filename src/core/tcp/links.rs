@@ -7,7 +7,7 @@ use super::directory::{DirPush, LinkDir};
 use super::journal::{LinkJournal, Phase};
 use super::{ConnId, TcpAction, TcpCore};
 use crate::wire::tcp::answer::Asked;
-use crate::wire::tcp::{self, Hello, Role};
+use crate::wire::tcp::{self, Hello, Role, ServerCommand};
 use std::net::SocketAddr;
 
 /// Most links, configured and learned from the node list together.
@@ -129,7 +129,7 @@ impl TcpCore {
         }
         if self.cfg.identity.signer.is_some() && self.cfg.identity.node.is_some() {
             // Prove our node key first; the rest follows the nonce (`link_start`).
-            c.out.push(tcp::CMD_AUTH_CHALLENGE);
+            c.out.command(&ServerCommand::AuthChallenge);
             c.expect(Asked::AuthChallenge, 0);
             self.conns.insert(conn, c);
             self.link_opened(now_ms, peer);
@@ -154,15 +154,16 @@ impl TcpCore {
             return;
         };
         // Ask the peer how much of our journal it holds; we push from there (§8.10).
-        c.out.push(tcp::CMD_CURSOR_QUERY);
-        c.out.extend_from_slice(&self.journal.id.to_be_bytes());
+        c.out.command(&ServerCommand::CursorQuery {
+            journal_id: self.journal.id,
+        });
         c.expect(Asked::CursorQuery, 0);
         // Compare node lists (§8.15), and ask for the peer's whole directory (§8.16); our
         // own goes to it as a full push, paged.
         if let Ok(h) = self.nodes.hash_frame().to_vec() {
             c.ask_node_hash(&h);
         }
-        c.out.extend_from_slice(&[tcp::CMD_DIR_REQUEST, 0, 0]);
+        c.out.command(&ServerCommand::DirRequest);
         c.expect(Asked::DirRequest, 0);
         self.link_opened(now_ms, peer);
         self.start_dir_push(peer);
@@ -263,9 +264,11 @@ impl TcpCore {
             return;
         };
         // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
-        c.out.extend_from_slice(&[tcp::CMD_HEARTBEAT, 1]);
-        c.out.extend_from_slice(&self.clock.now.to_be_bytes());
-        c.out.push(tcp::CMD_BARRIER);
+        c.out.command(&ServerCommand::HeartBeat {
+            health: tcp::HEALTH_OK,
+            clock: self.clock.now,
+        });
+        c.out.command(&ServerCommand::Barrier);
         c.expect(Asked::HeartBeat, 0);
         c.expect(Asked::Barrier, confirms);
         // The node lists are compared again on every heartbeat, so a change anywhere

@@ -10,8 +10,10 @@ use crate::federation::nodelist::NodeList;
 use crate::store::Write;
 use crate::wire::status;
 use crate::wire::tcp;
-use crate::wire::tcp::answer::Asked;
+use crate::wire::tcp::answer::{AnswerPiece, Asked};
+use crate::wire::tcp::auth::{self, AuthProof};
 use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame, Uid, HASH_LEN};
+use crate::wire::tcp::ServerCommand;
 use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
 
@@ -225,8 +227,8 @@ impl TcpCore {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.auth.nonce = Some(nonce);
         }
-        let mut b = vec![tcp::CMD_AUTH_CHALLENGE];
-        b.extend_from_slice(&nonce);
+        let mut b = Vec::new();
+        let _ = AnswerPiece::Nonce(&nonce).append_to(&mut b); // fixed length: cannot fail
         self.push_answer(conn, Answer::Ready(b));
     }
 
@@ -259,15 +261,13 @@ impl TcpCore {
                 "a proof needs a challenge first (command 20)",
             ));
         };
-        let Ok((entry, n)) = NodeEntry::parse_prefix(body) else {
-            return Err((status::BAD_REQUEST, "malformed node entry in the proof"));
+        let Ok(proof) = AuthProof::parse(body) else {
+            return Err((
+                status::BAD_REQUEST,
+                "malformed proof: a node entry, then [sig_len u8][signature]",
+            ));
         };
-        let Some((&sig_len, sig)) = body[n..].split_first() else {
-            return Err((status::BAD_REQUEST, "proof without a signature"));
-        };
-        if sig.len() != usize::from(sig_len) {
-            return Err((status::BAD_REQUEST, "signature length does not match"));
-        }
+        let entry = &proof.entry;
         if Some(*entry.uid()) == self.own_uid() {
             return Err((status::UNAUTHORIZED, "that uid is ours"));
         }
@@ -285,18 +285,23 @@ impl TcpCore {
                 ))
             }
         }
-        let msg = proof_message(&nonce, &body[..n]);
         let key =
             ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, entry.public_key());
-        if key.verify(&msg, sig).is_err() {
+        if key.verify(&proof.message(&nonce), proof.signature).is_err() {
             return Err((status::UNAUTHORIZED, "bad signature over the nonce"));
         }
-        Ok(entry)
+        Ok(proof.entry)
     }
 
     /// On link `peer` (connection `conn`): the peer's nonce came; send our AuthProof (21),
     /// then the link's opening requests.
-    pub(super) fn send_proof(&mut self, now_ms: u64, peer: usize, conn: ConnId, nonce: &[u8]) {
+    pub(super) fn send_proof(
+        &mut self,
+        now_ms: u64,
+        peer: usize,
+        conn: ConnId,
+        nonce: &[u8; tcp::NONCE_LEN],
+    ) {
         let (Some(signer), Some(node)) = (
             self.cfg.identity.signer.clone(),
             self.cfg.identity.node.clone(),
@@ -307,29 +312,18 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.out.push(tcp::CMD_AUTH_PROOF);
-        c.out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        c.out.extend_from_slice(&body);
+        c.out.command(&ServerCommand::AuthProof(&body));
         c.expect(Asked::AuthProof, 0);
         self.link_start(now_ms, peer, conn);
     }
 }
 
-/// What a proof signs: the context, the nonce, the entry's bytes (docs/PROTOCOL.md §8.17).
-fn proof_message(nonce: &[u8], entry: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(tcp::AUTH_CONTEXT.len() + 32 + entry.len());
-    msg.extend_from_slice(tcp::AUTH_CONTEXT);
-    msg.extend_from_slice(nonce);
-    msg.extend_from_slice(entry);
-    msg
-}
-
-/// An AuthProof body: our entry, `[sig_len u8]` and the signature over the proof message.
-fn proof_body(signer: &NodeSigner, node: &NodeEntry, nonce: &[u8]) -> Vec<u8> {
+/// An AuthProof body: our entry and our signature over the proof message for `nonce`.
+fn proof_body(signer: &NodeSigner, node: &NodeEntry, nonce: &[u8; tcp::NONCE_LEN]) -> Vec<u8> {
     let entry = node.to_bytes();
-    let sig = (signer.0)(&proof_message(nonce, &entry));
-    let mut body = entry;
-    body.push(sig.len() as u8);
-    body.extend_from_slice(&sig);
+    let sig = (signer.0)(&auth::signed_message(nonce, &entry));
+    let mut body = vec![0u8; auth::proof_body_len(node, sig.len())];
+    let n = auth::emit_proof_body(node, &sig, &mut body).unwrap_or(0);
+    body.truncate(n);
     body
 }

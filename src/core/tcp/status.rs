@@ -2,11 +2,13 @@
 //! server, its contacts and UDP directory digests, its node list, each link and what each
 //! peer has sent. Written once both digests are in (the store's and the UDP core's).
 
-use super::conn::Answer;
+use super::conn::{status_bytes, Answer};
 use super::journal::Phase;
 use super::links::{Link, LinkState};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
+use crate::wire::status;
 use crate::wire::tcp;
+use crate::wire::tcp::answer::AnswerPiece;
 
 /// A digest: entries counted and the SHA-512 of their canonical form.
 type Digest = (u64, Vec<u8>);
@@ -76,10 +78,15 @@ impl TcpCore {
             return;
         };
         let text = self.status_text(now_ms, &contacts, &directory);
-        let mut bytes = Vec::with_capacity(5 + text.len());
-        bytes.push(tcp::CMD_STATUS_REQUEST);
-        bytes.extend_from_slice(&(text.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(text.as_bytes());
+        let mut bytes = Vec::new();
+        if let Err(e) = AnswerPiece::StatusText(&text).append_to(&mut bytes) {
+            tracing::warn!(%e, "the status text does not fit its frame");
+            bytes = status_bytes(
+                status::SERVICE_UNAVAILABLE,
+                tcp::CMD_STATUS_REQUEST,
+                "status too long",
+            );
+        }
         if let Some(a) = self.find_status(conn, tag) {
             *a = Answer::Ready(bytes);
         }

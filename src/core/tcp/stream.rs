@@ -3,9 +3,11 @@
 //! takes them, never held whole in memory (docs/PROTOCOL.md §8.5, §8.11).
 
 use super::conn::{Answer, Output, PumpCtx, Step};
+use super::journal::fields;
 use super::{ConnId, StoreRequest, TcpCore};
 use crate::store::Contact;
-use crate::wire::tcp::{self, ContactFields, Role};
+use crate::wire::tcp::answer::AnswerPiece;
+use crate::wire::tcp::{self, Role};
 use std::collections::VecDeque;
 
 /// A streamed answer in a connection's queue.
@@ -50,7 +52,7 @@ impl Stream {
             return Step::Wait;
         };
         if let Some(n) = count.take() {
-            out.extend_from_slice(&n.to_be_bytes());
+            out.piece(&AnswerPiece::Count(n));
         }
         write_records(self.kind, buffered, out, ctx.cfg.bounds.max_out);
         // Read ahead: keep the next page coming while this one is written, so the reader
@@ -83,19 +85,13 @@ fn write_records(kind: Role, buffered: &mut VecDeque<Contact>, out: &mut Output,
         let Some(ct) = buffered.pop_front() else {
             break;
         };
-        let fields = ContactFields {
-            username: &ct.username,
-            contact: &ct.contact,
-            phone: &ct.phone,
-        };
-        let mut rec = [0u8; 1 + tcp::SERVER_UPDATE_LEN];
-        let n = match kind {
-            Role::Client => tcp::emit_client_record(&fields, &mut rec),
-            Role::Server => tcp::emit_server_record(ct.clock, &fields, &mut rec),
-        };
-        if let Ok(n) = n {
-            out.extend_from_slice(&rec[..n]);
-        }
+        out.piece(&match kind {
+            Role::Client => AnswerPiece::ClientRecord(fields(&ct)),
+            Role::Server => AnswerPiece::ServerRecord {
+                clock: ct.clock,
+                fields: fields(&ct),
+            },
+        });
     }
 }
 

@@ -52,21 +52,19 @@ struct Plan {
 /// One batch: `batch` Updates then a Barrier.
 fn batch_bytes(plan: &Plan, next: &mut u64, buf: &mut Vec<u8>) {
     buf.clear();
-    let mut rec = [0u8; tcp::CLIENT_RECORD_LEN];
     for _ in 0..plan.batch {
         let i = *next;
         *next += 1;
         let contact = format!("contact{}", i % KEYS_PER_CONNECTION);
         let phone = format!("+{i}");
-        let cmd = ClientCommand::Update(ContactFields {
+        let _ = ClientCommand::Update(ContactFields {
             username: &plan.user,
             contact: &contact,
             phone: &phone,
-        });
-        let n = cmd.emit(&mut rec).unwrap_or(0);
-        buf.extend_from_slice(&rec[..n]);
+        })
+        .append_to(buf);
     }
-    buf.push(tcp::CMD_BARRIER);
+    let _ = ClientCommand::Barrier.append_to(buf);
 }
 
 /// The Barriers' answers on one connection, read with the wire's answer codec.

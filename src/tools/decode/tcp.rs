@@ -6,6 +6,7 @@ use super::answers::server_frames;
 use super::line::{hex, Line};
 use crate::tools::capture::TcpFlow;
 use crate::wire::tcp::answer::Asked;
+use crate::wire::tcp::auth::AuthProof;
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
 use crate::wire::tcp::nodelist::{NodeEntry, NodeListFrame};
 use crate::wire::tcp::{
@@ -224,12 +225,12 @@ fn forward_fields(body: &[u8], line: &mut Line) {
 
 /// Fields of an AuthProof body (command 21): the node entry and the signature's length.
 fn auth_proof_fields(body: &[u8], line: &mut Line) {
-    match NodeEntry::parse_prefix(body) {
-        Ok((entry, n)) => {
-            line.word("uid", hex(entry.uid()))
-                .text("alias", entry.alias())
-                .text("location", entry.location())
-                .num("sig_len", body.get(n).copied().unwrap_or(0));
+    match AuthProof::parse(body) {
+        Ok(p) => {
+            line.word("uid", hex(p.entry.uid()))
+                .text("alias", p.entry.alias())
+                .text("location", p.entry.location())
+                .num("sig_len", p.signature.len() as u64);
         }
         Err(e) => {
             line.malformed(e);

@@ -311,6 +311,14 @@ impl<'a> ClientCommand<'a> {
         }
         Ok(n)
     }
+
+    /// Appends the frame to `out` (as [`Self::emit`] writes it); returns its length.
+    ///
+    /// # Errors
+    /// Those of [`Self::emit`] but [`WireError::BufferTooSmall`]; `out` is left as it was.
+    pub fn append_to(&self, out: &mut Vec<u8>) -> Result<usize, WireError> {
+        crate::wire::bytes::append(out, self.buffer_len(), |buf| self.emit(buf))
+    }
 }
 
 /// A command from an opener of the server role, a federated peer (docs/PROTOCOL.md §8.4).
@@ -579,6 +587,14 @@ impl<'a> ServerCommand<'a> {
             }
         }
         Ok(n)
+    }
+
+    /// Appends the frame to `out` (as [`Self::emit`] writes it); returns its length.
+    ///
+    /// # Errors
+    /// Those of [`Self::emit`] but [`WireError::BufferTooSmall`]; `out` is left as it was.
+    pub fn append_to(&self, out: &mut Vec<u8>) -> Result<usize, WireError> {
+        crate::wire::bytes::append(out, self.buffer_len(), |buf| self.emit(buf))
     }
 }
 

@@ -315,6 +315,20 @@ impl<'a> DirRecord<'a> {
         self.emit(&mut v)?;
         Ok(v)
     }
+
+    /// Appends the record framed as a DirRecord command or answer, `[16][len u16][body]`,
+    /// to `out`; returns the frame's length (3 + [`Self::buffer_len`]).
+    ///
+    /// # Errors
+    /// As [`Self::emit`] (but [`WireError::BufferTooSmall`]); `out` is left as it was.
+    pub fn append_frame(&self, out: &mut Vec<u8>) -> Result<usize, WireError> {
+        crate::wire::bytes::append(out, FRAME_HEADER_LEN + self.buffer_len(), |buf| {
+            let n = self.emit(&mut buf[FRAME_HEADER_LEN..])?;
+            buf[0] = CMD_DIR_RECORD;
+            BigEndian::write_u16(&mut buf[1..FRAME_HEADER_LEN], n as u16); // <= MAX_DIR_RECORD_LEN < 65,536
+            Ok(FRAME_HEADER_LEN + n)
+        })
+    }
 }
 
 /// What a Forward carries after its fixed part.

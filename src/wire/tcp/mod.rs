@@ -22,6 +22,7 @@
 //! function), never a different frame; an emit checks every field before it writes a byte.
 
 pub mod answer;
+pub mod auth;
 mod command;
 mod contact;
 pub mod dir;

@@ -7,9 +7,7 @@ use super::{age_u32, Client, Directory};
 use crate::core::udp::remote::{Full, Remote};
 use crate::core::Now;
 use crate::wire::tcp::dir::MAX_RECORD_HOPS;
-use crate::wire::tcp::dir::{
-    DirRecord, RecordBody, Registration, CMD_DIR_RECORD, FRAME_HEADER_LEN,
-};
+use crate::wire::tcp::dir::{DirRecord, RecordBody, Registration};
 use crate::wire::udp::emit_addr;
 use crate::wire::Fingerprint;
 use sha2::{Digest, Sha512};
@@ -272,19 +270,7 @@ fn remote_record(now: Now, fp: Fingerprint, r: &Remote) -> DirRecord<'_> {
 /// Appends one frame `[16][len u16][body]` for `rec` to `out`; false (nothing appended)
 /// if it cannot be emitted.
 fn push_frame(rec: &DirRecord<'_>, out: &mut Vec<u8>) -> bool {
-    let n = rec.buffer_len();
-    let Ok(len) = u16::try_from(n) else {
-        return false;
-    };
-    let start = out.len();
-    out.push(CMD_DIR_RECORD);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.resize(start + FRAME_HEADER_LEN + n, 0);
-    if rec.emit(&mut out[start + FRAME_HEADER_LEN..]).is_err() {
-        out.truncate(start);
-        return false;
-    }
-    true
+    rec.append_frame(out).is_ok()
 }
 
 /// What one call of [`crate::core::udp::UdpCore::directory_page`] wrote.

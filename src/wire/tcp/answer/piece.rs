@@ -267,6 +267,14 @@ impl AnswerPiece<'_> {
             AnswerPiece::Malformed { error, .. } => Err(error),
         }
     }
+
+    /// Appends the piece to `out` (as [`Self::emit`] writes it); returns its length.
+    ///
+    /// # Errors
+    /// Those of [`Self::emit`] but [`WireError::BufferTooSmall`]; `out` is left as it was.
+    pub fn append_to(&self, out: &mut Vec<u8>) -> Result<usize, WireError> {
+        crate::wire::bytes::append(out, self.buffer_len(), |buf| self.emit(buf))
+    }
 }
 
 /// Writes `[tag][bytes]`; returns its length.
