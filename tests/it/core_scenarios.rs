@@ -1588,6 +1588,42 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
     assert_eq!(net.where_is(&c), Some(c.addr));
 }
 
+/// Eviction keeps working past its first victims (regression: evicted clients left their
+/// element in the expiry index, the scan looked only at the first 64, and after 64
+/// evictions every newcomer got 503 until the TTL passed). 100 silent clients fill the
+/// directory, then 200 more register: each evicts the longest-silent one.
+#[test]
+fn eviction_never_stops_while_silent_clients_remain() {
+    let mut net = Net::with(UdpConfig {
+        tables: TableBounds {
+            max_clients: 100,
+            ..TableBounds::default()
+        },
+        limits: RateLimits {
+            register_per_s: 1_000,
+            ..RateLimits::default()
+        },
+        ..UdpConfig::default()
+    });
+    let clients: Vec<Client> = (0..300)
+        .map(|i| net.client(&format!("192.0.2.{}:{}", 1 + i % 200, 40_000 + i), None))
+        .collect();
+    let mut ok = 0;
+    for c in &clients {
+        net.advance(1); // the longest silent goes first; ties go by fingerprint
+        let cookie = net.cookie_for(c);
+        let got = net.send(c.addr, &c.register(net.ts(), Some(&cookie)));
+        ok += usize::from(got == vec![to(c, net.ok_for(c))]);
+    }
+    println!("eviction: {ok} of 300 registrations accepted into a directory of 100");
+    assert_eq!(ok, 300, "every newcomer evicts a silent client");
+    assert_eq!(net.server.online(), 100);
+    assert!(clients[..200].iter().all(|c| net.where_is(c).is_none()));
+    assert!(clients[200..]
+        .iter()
+        .all(|c| net.where_is(c) == Some(c.addr)));
+}
+
 /// Clients that expired within the last 60 s still have freshness state; it must not keep
 /// new clients out of an emptied directory (regression: 503 until the window passed).
 #[test]

@@ -22,9 +22,6 @@ use crate::wire::{Fingerprint, Root};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
-/// How many entries closest to expiry are searched for a client to evict.
-const EVICTION_WINDOW: usize = 64;
-
 /// One online client registered here.
 #[derive(Debug, Clone)]
 pub(super) struct Client {
@@ -111,9 +108,11 @@ pub(super) struct Directory {
     max_offline: usize,
     clients: HashMap<Fingerprint, Client>,
     by_addr: HashMap<SocketAddr, Fingerprint>,
-    /// `(deadline, fingerprint)`: at least one element per local client (stale ones are
-    /// skipped when popped).
+    /// `(deadline, fingerprint)`: one element per local client.
     expiry: BTreeSet<(u64, Fingerprint)>,
+    /// `(last registration ms, fingerprint)` of the local clients that never sent a
+    /// keepalive: the eviction candidates, the longest silent first.
+    never_kept_alive: BTreeSet<(u64, Fingerprint)>,
     /// Offline fingerprints and when they were last seen (monotonic ms).
     offline: HashMap<Fingerprint, u64>,
     remote: RemoteTable,
@@ -132,6 +131,7 @@ impl Directory {
             clients: HashMap::with_capacity(cap),
             by_addr: HashMap::with_capacity(cap),
             expiry: BTreeSet::new(),
+            never_kept_alive: BTreeSet::new(),
             offline: HashMap::new(),
             remote: RemoteTable::new(cfg.tables.max_remote),
         }
@@ -171,15 +171,17 @@ impl Directory {
     /// A keepalive from `src`: refreshes the client bound there; false when none is.
     #[inline]
     pub(super) fn keepalive(&mut self, now: Now, src: &SocketAddr) -> bool {
-        let Some(c) = self
-            .by_addr
-            .get(src)
-            .and_then(|fp| self.clients.get_mut(fp))
-        else {
+        let Some(fp) = self.by_addr.get(src) else {
             return false;
         };
+        let Some(c) = self.clients.get_mut(fp) else {
+            return false;
+        };
+        if !c.kept_alive {
+            self.never_kept_alive.remove(&(c.last_seen_ms, *fp));
+            c.kept_alive = true;
+        }
         c.last_seen_ms = now.mono_ms;
-        c.kept_alive = true;
         true
     }
 
@@ -218,18 +220,13 @@ impl Directory {
         }
     }
 
-    /// Whether `fp` fits (docs/PROTOCOL.md §5.11): when full, a client that never kept
-    /// alive among the [`EVICTION_WINDOW`] closest to expiry is chosen to make room.
+    /// Whether `fp` fits (docs/PROTOCOL.md §5.11): when full, the client that never kept
+    /// alive and registered longest ago is chosen to make room.
     pub(super) fn room_for(&self, fp: &Fingerprint) -> Room {
         if self.clients.contains_key(fp) || self.clients.len() < self.max_clients {
             return Room::Free;
         }
-        let victim = self
-            .expiry
-            .iter()
-            .take(EVICTION_WINDOW)
-            .map(|&(_, f)| f)
-            .find(|f| self.clients.get(f).is_some_and(|c| !c.kept_alive));
+        let victim = self.never_kept_alive.first().map(|&(_, f)| f);
         victim.map_or(Room::Full, Room::Evict)
     }
 
@@ -252,6 +249,10 @@ impl Directory {
                 let news = ts > c.ts || (ts == c.ts && c.addr != src);
                 if c.addr != src {
                     self.by_addr.remove(&c.addr);
+                }
+                if !c.kept_alive {
+                    self.never_kept_alive.remove(&(c.last_seen_ms, fp));
+                    self.never_kept_alive.insert((now.mono_ms, fp));
                 }
                 c.addr = src;
                 c.last_seen_ms = now.mono_ms;
@@ -279,6 +280,7 @@ impl Directory {
                 };
                 self.clients.insert(fp, client);
                 self.expiry.insert((deadline, fp));
+                self.never_kept_alive.insert((now.mono_ms, fp));
                 true
             }
         };
@@ -293,6 +295,10 @@ impl Directory {
     pub(super) fn go_offline(&mut self, now: Now, fp: Fingerprint) -> Option<Client> {
         let c = self.clients.remove(&fp)?;
         self.by_addr.remove(&c.addr);
+        self.expiry.remove(&(c.deadline_ms, fp));
+        if !c.kept_alive {
+            self.never_kept_alive.remove(&(c.last_seen_ms, fp));
+        }
         if self.offline.len() >= self.max_offline {
             if let Some(k) = self.offline.keys().next().copied() {
                 self.offline.remove(&k);
@@ -314,11 +320,8 @@ impl Directory {
             }
             self.expiry.pop_first();
             let Some(c) = self.clients.get_mut(&fp) else {
-                continue;
+                continue; // cannot happen: `go_offline` removes a client's element
             };
-            if c.deadline_ms != deadline {
-                continue; // a stale element; the client has a later one
-            }
             let real = c.last_seen_ms + self.ttl_ms;
             if real > now.mono_ms {
                 c.deadline_ms = real;
