@@ -834,6 +834,59 @@ fn implausible_clock_jump_is_409_and_closed() {
     assert_eq!(n.pending(7), 0);
 }
 
+/// T8 (docs/SECURITY.md): one peer pipelining UpdateClock frames, each 2^24 ahead of the
+/// last, once walked the clock from 1000 to 0xFFFFFFFF in one read (the bound was checked
+/// per frame). The raise budget takes the first 2^24 and refuses the next; client writes
+/// go on; an hour later the budget has refilled.
+#[test]
+fn a_clock_walk_is_refused_once_the_raise_budget_is_spent() {
+    const JUMP: u32 = 1 << 24;
+    let mut n = with_peer_conn(1000, 7);
+    let walk: Vec<u8> = (1..=256u32)
+        .flat_map(|i| update_clock(1000u32.saturating_add(i.saturating_mul(JUMP))))
+        .collect();
+    n.send(7, &walk);
+    let st = status_frame(&n.read(7));
+    assert_eq!((st.status, st.request), (409, 0x03), "{st:?}");
+    assert_eq!(n.actions(), vec![TcpAction::Close(7)]);
+    println!(
+        "clock walk: 256 frames of +2^24 moved the clock from 1000 to {} (refused: {})",
+        n.core.clock(),
+        n.core.stats().clocks_refused
+    );
+    assert_eq!(
+        n.core.clock(),
+        1000 + JUMP,
+        "one step taken, the rest refused"
+    );
+    // Small raises within what is left are refused too: the budget is spent.
+    n.accept(8, PEER);
+    n.send(8, &hello(1, "peer"));
+    n.send(8, &update_clock(1000 + JUMP + 1));
+    assert_eq!(status_frame(&n.read(8)).status, 409);
+    // Clients still write.
+    n.client(1);
+    n.send(1, &client_update("alice", "bob", "1"));
+    assert_eq!(
+        n.contacts(),
+        vec![contact("alice", "bob", "1", 1001 + JUMP)]
+    );
+    // Half an hour earns half the budget back; an hour, all of it.
+    let t = n.now;
+    n.advance_to(t + 1_800_000);
+    n.accept(9, PEER);
+    n.send(9, &hello(1, "peer"));
+    n.send(9, &update_clock(1001 + JUMP + JUMP / 2));
+    assert_eq!(n.pending(9), 0, "half the budget back");
+    n.send(9, &update_clock(1002 + JUMP + JUMP / 2));
+    assert_eq!(status_frame(&n.read(9)).status, 409, "and no more");
+    n.advance_to(t + 1_800_000 + 3_600_000);
+    n.accept(10, PEER);
+    n.send(10, &hello(1, "peer"));
+    n.send(10, &update_clock(1001 + 2 * JUMP + JUMP / 2));
+    assert_eq!(n.pending(10), 0, "the whole budget back after an hour");
+}
+
 #[test]
 fn fresh_server_accepts_a_big_clock() {
     // A fresh (or memory-only) server, clock 0, joining an older mesh.

@@ -22,7 +22,16 @@ pub(super) struct Clock {
     pub(super) catching_up: bool,
     /// A received clock more than this far ahead of ours is implausible (2^24).
     max_jump: u32,
+    /// How much further received clocks may raise ours now (at most `max_jump`): each
+    /// raise spends it, time refills it at `max_jump` per [`RAISE_REFILL_MS`].
+    raise_budget: u32,
+    /// When the budget was last refilled (monotonic ms).
+    refilled_ms: u64,
 }
+
+/// Time for received clocks to earn a whole `max_jump` of raise again: one hour
+/// (docs/PROTOCOL.md §8.9, "raise budget").
+pub(super) const RAISE_REFILL_MS: u64 = 3_600_000;
 
 /// The batch of writes being built in this loop turn, and what the batches sent to the
 /// store must do once applied.
@@ -47,26 +56,54 @@ impl Clock {
     /// A clock at `now`; received clocks more than `max_jump` ahead are implausible.
     /// `catching_up` for a server with peers: until its first full catch-up, anything up
     /// to 2^31 is plausible.
-    pub(super) fn new(now: u32, max_jump: u32, catching_up: bool) -> Self {
+    pub(super) fn new(now: u32, max_jump: u32, catching_up: bool, now_ms: u64) -> Self {
         Clock {
             now,
             dirty: false,
             catching_up,
             max_jump,
+            raise_budget: max_jump,
+            refilled_ms: now_ms,
         }
     }
 
-    /// A received clock is plausible when it is at most `max_jump` (2^24) ahead of ours;
-    /// while catching up (or with clock 0) anything up to 2^31 is too, so a fresh server
-    /// can join an older mesh (docs/PROTOCOL.md §8.9).
-    pub(super) fn plausible(&self, c: u32) -> bool {
-        let steady = c <= self.now.saturating_add(self.max_jump);
-        steady || ((self.catching_up || self.now == 0) && c <= 1 << 31)
+    /// Whether received clocks may still raise ours by up to 2^31 without spending the
+    /// budget: a fresh server (clock 0) or one still in its first catch-up.
+    fn joining(&self) -> bool {
+        self.catching_up || self.now == 0
     }
 
-    /// A received clock: `now = max(now, c)`.
+    /// Earns raise budget for the time since the last refill, at `max_jump` per hour.
+    pub(super) fn refill(&mut self, now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.refilled_ms);
+        let earned = u128::from(elapsed) * u128::from(self.max_jump) / u128::from(RAISE_REFILL_MS);
+        if earned == 0 {
+            return; // keep the fraction: refilled_ms stays
+        }
+        let budget = (u128::from(self.raise_budget) + earned).min(u128::from(self.max_jump));
+        self.raise_budget = budget as u32; // <= max_jump
+        self.refilled_ms = now_ms;
+    }
+
+    /// A received clock is plausible when it is at most `max_jump` (2^24) ahead of ours and
+    /// within what is left of the raise budget, so that clocks pushed frame after frame
+    /// cannot walk ours to the top; while joining (catching up, or clock 0) anything up to
+    /// 2^31 is too, so a fresh server can join an older mesh (docs/PROTOCOL.md §8.9).
+    pub(super) fn plausible(&self, c: u32) -> bool {
+        let steady = c
+            <= self
+                .now
+                .saturating_add(self.max_jump.min(self.raise_budget));
+        steady || (self.joining() && c <= 1 << 31)
+    }
+
+    /// A received clock: `now = max(now, c)`; outside joining, the raise is spent from the
+    /// budget.
     pub(super) fn observe(&mut self, c: u32) {
         if c > self.now {
+            if !self.joining() {
+                self.raise_budget = self.raise_budget.saturating_sub(c - self.now);
+            }
             self.now = c;
             self.dirty = true;
         }

@@ -169,7 +169,7 @@ impl TcpCore {
         let nodes = NodeList::from_entries(cfg.identity.node.iter().cloned().collect());
         TcpCore {
             cfg,
-            clock: Clock::new(clock, max_clock_jump, !cfg_peers_empty),
+            clock: Clock::new(clock, max_clock_jump, !cfg_peers_empty, now_ms),
             batch: Batch::new(),
             conns: HashMap::new(),
             links,
@@ -257,6 +257,7 @@ impl TcpCore {
         }
         c.input.last_in_ms = now_ms;
         c.input.buf.extend_from_slice(data);
+        self.clock.refill(now_ms);
         self.parse(now_ms, conn);
     }
 
