@@ -2134,6 +2134,31 @@ fn journal_since(id: u64, since: u64, limit: u32) -> Vec<u8> {
     v
 }
 
+/// T9 (docs/SECURITY.md): 200 pipelined JournalSince of 4096 lines on one connection
+/// that never reads once held 64 whole answers (2.2 MB each, +165 MB measured on the
+/// binary). An answer not yet built counts for its `limit` lines against the output
+/// bound, so at most one is built past it; a reader that comes back gets all 200.
+#[test]
+fn pipelined_journal_since_answers_are_bounded_by_the_output() {
+    let mut n = with_peer_conn(0, 1);
+    let id = n.store().journal_id().unwrap();
+    n.client(2);
+    let mut writes = Vec::new();
+    for i in 0..4096 {
+        writes.extend(client_update("alice", &format!("c{i}"), "555"));
+    }
+    writes.push(BARRIER);
+    n.send(2, &writes);
+    assert_eq!(n.read(2), BARRIER_OK);
+    let asks: Vec<u8> = (0..200).flat_map(|_| journal_since(id, 0, 4096)).collect();
+    n.send(1, &asks);
+    let held = n.pending(1);
+    let one = 5 + 4096 * 545;
+    println!("200 unread JournalSince(4096): {held} bytes held (one answer is {one})");
+    assert!(held <= one + (1 << 20), "{held} bytes held");
+    assert_eq!(n.read(1).len(), 200 * one, "every answer, once read");
+}
+
 #[test]
 fn journal_since_returns_at_most_limit_lines_and_refuses_bad_requests() {
     let mut n = with_peer_conn(0, 1);

@@ -93,8 +93,8 @@ pub(super) enum Answer {
     },
     /// The answer to a DirRequest: pages of DirRecord frames, then `[17][0004][count]`.
     Directory(DirAnswer),
-    /// The answer to a JournalSince, once the store has read the lines.
-    Since { tag: u64 },
+    /// The answer to a JournalSince of `limit` lines, once the store has read them.
+    Since { tag: u64, limit: u32 },
     /// ListAll (client) or AskForUpdate (server) streamed from a snapshot, or a full push
     /// of our contacts on a link.
     Stream(Stream),
@@ -149,11 +149,12 @@ impl Conn {
         let _ = self.due.ask(asked, confirms);
     }
 
-    /// Output pending plus what the pending short answers will add (at most 16 bytes each:
-    /// a barrier's status frame or an UpdateClock), so that parsing stops before the
-    /// connection's output can pass its bound. Streams bound themselves.
+    /// Output pending plus what the answers waiting will add (see
+    /// [`Answer::committed_len`]), so that parsing stops before the connection's output can
+    /// pass its bound (docs/PROTOCOL.md §8.11).
     pub(super) fn committed_out(&self) -> usize {
-        self.out.pending() + 16 * self.answers.len()
+        let waiting: usize = self.answers.iter().map(Answer::committed_len).sum();
+        self.out.pending() + waiting
     }
 }
 
@@ -249,6 +250,20 @@ pub(super) enum Step {
 }
 
 impl Answer {
+    /// Bytes this answer will still add to the output, at most: its bytes once built, a
+    /// JournalSince's `limit` whole lines (545 bytes each) until it is, 16 for a short
+    /// answer (a barrier's status frame, a cursor). Streams and directory answers bound
+    /// themselves (they wait for the reader) and count as short.
+    pub(super) fn committed_len(&self) -> usize {
+        match self {
+            Answer::Ready(b) | Answer::Refusal(b) => b.len(),
+            Answer::Since { limit, .. } => {
+                1 + 4 + *limit as usize * tcp::MAX_COMMAND_LEN // <= 2.2 MB (limit <= 4096)
+            }
+            _ => 16,
+        }
+    }
+
     /// Writes what is ready of this answer on `conn`'s output.
     fn write(&mut self, conn: ConnId, out: &mut Output, ctx: &mut PumpCtx<'_>) -> Step {
         match self {

@@ -309,7 +309,7 @@ impl TcpCore {
         self.reads.since_reads.insert(tag, conn);
         self.out
             .request(StoreRequest::JournalPage { tag, since, limit });
-        self.push_answer(conn, Answer::Since { tag });
+        self.push_answer(conn, Answer::Since { tag, limit });
     }
 
     /// Completes a JournalSince answer: `[19][count u32]` and the lines, or 404 when the
@@ -333,7 +333,7 @@ impl TcpCore {
         if let Some(a) = c
             .answers
             .iter_mut()
-            .find(|a| matches!(a, Answer::Since { tag: t } if *t == tag))
+            .find(|a| matches!(a, Answer::Since { tag: t, .. } if *t == tag))
         {
             *a = answer;
         }

@@ -78,7 +78,7 @@ impl Reads {
             Answer::Directory(d) => {
                 self.dir_pages.remove(&d.tag);
             }
-            Answer::Since { tag } => {
+            Answer::Since { tag, .. } => {
                 self.since_reads.remove(tag);
             }
             Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
