@@ -7,6 +7,7 @@
 //! take now waits in a bounded queue until the socket is writable, or is dropped when full.
 
 mod batch;
+pub mod fdlimit;
 pub mod mmsg;
 pub mod tcp;
 

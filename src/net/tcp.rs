@@ -21,8 +21,6 @@ pub const WAKER: Token = Token(2);
 const FIRST_CONN: usize = 16;
 /// A connect to a peer not established within this long is abandoned and retried, ms.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
-/// Most TCP connections at once; more are closed at accept.
-const MAX_CONNS: usize = 4096;
 
 /// Binds a TCP listener on `addr` (dual-stack for `[::]`).
 ///
@@ -63,6 +61,9 @@ pub struct TcpIo {
     conns: HashMap<ConnId, ConnIo>,
     next_id: ConnId,
     buf: Vec<u8>,
+    /// Most TCP connections at once ([`super::fdlimit::max_tcp_conns`]); more are closed at
+    /// accept.
+    max_conns: usize,
 }
 
 fn token(id: ConnId) -> Token {
@@ -70,7 +71,8 @@ fn token(id: ConnId) -> Token {
 }
 
 impl TcpIo {
-    /// Registers `listener` and takes the store thread.
+    /// Registers `listener` and takes the store thread; raises the open-files limit and
+    /// sizes the connection cap to it.
     ///
     /// # Errors
     /// Registration errors.
@@ -81,12 +83,16 @@ impl TcpIo {
     ) -> io::Result<TcpIo> {
         let mut listener = TcpListener::from_std(listener);
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        let nofile = super::fdlimit::raise_fd_limit();
+        let max_conns = super::fdlimit::max_tcp_conns(nofile);
+        tracing::info!(nofile, max_conns, "open-files limit and TCP connection cap");
         Ok(TcpIo {
             listener,
             store,
             conns: HashMap::new(),
             next_id: 1,
             buf: vec![0; 64 * 1024],
+            max_conns,
         })
     }
 
@@ -136,7 +142,7 @@ impl TcpIo {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
-                    if self.conns.len() >= MAX_CONNS {
+                    if self.conns.len() >= self.max_conns {
                         tracing::warn!(%addr, "too many TCP connections; refusing");
                         continue; // dropped: closed
                     }

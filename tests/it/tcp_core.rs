@@ -1179,6 +1179,78 @@ fn a_reader_stalled_for_120_s_is_dropped() {
     );
 }
 
+/// T5 (docs/SECURITY.md): one address could take every TCP slot. At most 64 connections
+/// from one IPv4 address or one IPv6 /64 are open at once; the next gets 503 and is
+/// closed; others are not affected; a slot comes back when a connection closes.
+#[test]
+fn connections_per_address_prefix_are_capped() {
+    let mut n = Node::plain(1);
+    for i in 0..64 {
+        n.accept(i, &format!("198.51.100.7:{}", 40_000 + i));
+    }
+    assert!(n.actions().is_empty(), "64 from one address are accepted");
+    n.accept(64, "198.51.100.7:50000");
+    let st = status_frame(&n.read(64));
+    assert_eq!((st.status, st.request), (503, 0), "{st:?}");
+    assert_eq!(n.actions(), vec![TcpAction::Close(64)]);
+    n.core.handle_closed(n.now, 64);
+    n.accept(65, "198.51.100.8:40000");
+    assert!(n.actions().is_empty(), "another address is not affected");
+    // A slot comes back when one closes.
+    n.core.handle_closed(n.now, 0);
+    n.accept(66, "198.51.100.7:50001");
+    assert!(n.actions().is_empty());
+    // IPv6: one /64 counts as one address; IPv4-mapped counts as IPv4.
+    for i in 0..64u64 {
+        n.accept(100 + i, &format!("[2001:db8:0:1::{:x}]:40000", i + 1));
+    }
+    assert!(n.actions().is_empty());
+    n.accept(200, "[2001:db8:0:1:ffff::1]:40000");
+    assert_eq!(status_frame(&n.read(200)).status, 503);
+    n.accept(201, "[2001:db8:0:2::1]:40000");
+    n.accept(202, "[::ffff:198.51.100.7]:50002");
+    assert_eq!(
+        status_frame(&n.read(202)).status,
+        503,
+        "mapped = 198.51.100.7"
+    );
+    assert_eq!(
+        n.actions(),
+        vec![TcpAction::Close(200), TcpAction::Close(202)]
+    );
+}
+
+/// T9 (docs/SECURITY.md): each pipelined ListAll opened a store snapshot at once (a file
+/// descriptor and a read transaction each; 64 per connection). Only one streamed answer
+/// per connection holds a snapshot; the next ListAll is read once it is written.
+#[test]
+fn one_snapshot_per_connection_at_a_time() {
+    let mut n = Node::plain(1);
+    n.seed(&many(10));
+    n.client(1);
+    n.send(1, &[LIST_ALL; 10]);
+    let snapshots = |n: &Node| {
+        n.log
+            .iter()
+            .filter(|r| matches!(r, StoreRequest::Snapshot { .. }))
+            .count()
+    };
+    assert_eq!(
+        snapshots(&n),
+        1,
+        "one snapshot while the first answer waits"
+    );
+    let out = n.read(1);
+    assert_eq!(snapshots(&n), 10);
+    let mut rest = &out[..];
+    for _ in 0..10 {
+        let (list, after) = list_answer(rest);
+        assert_eq!(list.len(), 10);
+        rest = after;
+    }
+    assert!(rest.is_empty());
+}
+
 #[test]
 fn at_most_64_answers_wait_then_reading_stops() {
     let mut n = Node::new(

@@ -111,9 +111,13 @@ impl TcpCore {
         // A command that produces an answer waits while this connection's output (plus
         // the short answers already due) is at its bound: a client that never reads
         // cannot grow the server's memory. Updates produce none and always go through.
-        if answered(role, c.input.buf[0])
+        // A streamed answer holds a store snapshot (a file descriptor and a read
+        // transaction) until written: one per connection at a time.
+        let cmd = c.input.buf[0];
+        if answered(role, cmd)
             && (c.answers.len() >= self.cfg.bounds.max_pending
-                || c.committed_out() >= self.cfg.bounds.max_out)
+                || c.committed_out() >= self.cfg.bounds.max_out
+                || (opens_stream(role, cmd) && c.streams_waiting() > 0))
         {
             return false;
         }
@@ -227,6 +231,15 @@ impl TcpCore {
             self.clock.observe(clock);
         }
     }
+}
+
+/// True when command byte `cmd` of `role` is answered with a streamed answer read from a
+/// store snapshot: ListAll (client), AskForUpdate (server).
+fn opens_stream(role: Role, cmd: u8) -> bool {
+    matches!(
+        (role, cmd),
+        (Role::Client, tcp::CMD_LIST_ALL) | (Role::Server, tcp::CMD_ASK_FOR_UPDATE)
+    )
 }
 
 /// True when command byte `cmd` of `role` is answered (and so waits for room in the

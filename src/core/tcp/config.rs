@@ -152,6 +152,9 @@ pub struct TcpBounds {
     /// fresh server (clock 0), which accepts up to 2^31 to catch up with an older mesh
     /// (default 2^24).
     pub max_clock_jump: u32,
+    /// Connections accepted from one IPv4 address or one IPv6 /64 at once; the next gets
+    /// 503 and is closed (default 64; docs/PROTOCOL.md §8.11).
+    pub max_conns_per_prefix: usize,
 }
 
 impl Default for TcpBounds {
@@ -161,6 +164,7 @@ impl Default for TcpBounds {
             page: 2048,
             max_pending: 64,
             max_clock_jump: 1 << 24,
+            max_conns_per_prefix: 64,
         }
     }
 }
@@ -190,6 +194,18 @@ impl Peering {
 }
 
 /// `ip` with an IPv4-mapped IPv6 address turned into the IPv4 address it maps.
+/// The key connections are counted under for [`TcpBounds::max_conns_per_prefix`]: an IPv4
+/// address, or an IPv6 address cut to its /64 (IPv4-mapped addresses count as IPv4).
+pub(super) fn conn_prefix(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),

@@ -149,6 +149,14 @@ impl Conn {
         let _ = self.due.ask(asked, confirms);
     }
 
+    /// Streamed answers (ListAll, AskForUpdate, a full push) in the queue.
+    pub(super) fn streams_waiting(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| matches!(a, Answer::Stream(_)))
+            .count()
+    }
+
     /// Output pending plus what the answers waiting will add (see
     /// [`Answer::committed_len`]), so that parsing stops before the connection's output can
     /// pass its bound (docs/PROTOCOL.md §8.11).

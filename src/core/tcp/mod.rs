@@ -55,7 +55,7 @@ use journal::Journal;
 use links::{Link, LinkState};
 use outbox::{Outbox, Reads};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Identifies a TCP connection between the loop and the core.
 pub type ConnId = u64;
@@ -152,6 +152,8 @@ pub struct TcpCore {
     nodes: NodeList,
     /// Authentication nonces made so far.
     nonces: u64,
+    /// Accepted connections open per address prefix ([`config::conn_prefix`]).
+    per_prefix: HashMap<IpAddr, usize>,
     stats: TcpStats,
 }
 
@@ -178,6 +180,7 @@ impl TcpCore {
             journal: Journal::default(),
             nodes,
             nonces: 0,
+            per_prefix: HashMap::new(),
             stats: TcpStats::default(),
         }
     }
@@ -211,8 +214,21 @@ impl TcpCore {
     }
 
     /// A connection was accepted from `addr`.
+    ///
+    /// A connection past [`TcpBounds::max_conns_per_prefix`] from its address's prefix
+    /// gets 503 and is closed.
     pub fn handle_accept(&mut self, now_ms: u64, conn: ConnId, addr: SocketAddr) {
         self.conns.insert(conn, Conn::new(addr, now_ms, None));
+        let open = self
+            .per_prefix
+            .entry(config::conn_prefix(addr.ip()))
+            .or_default();
+        *open += 1;
+        if *open > self.cfg.bounds.max_conns_per_prefix {
+            tracing::debug!(%addr, "too many connections from one address; refused");
+            let detail = "too many connections from your address";
+            self.fail_now(conn, SERVICE_UNAVAILABLE, tcp::REQUEST_HELLO, detail);
+        }
     }
 
     /// The connection was closed by the other side or failed.
@@ -221,6 +237,14 @@ impl TcpCore {
         if let Some(c) = self.conns.remove(&conn) {
             if let Some(i) = c.link {
                 self.link_down(now_ms, i);
+            } else {
+                let key = config::conn_prefix(c.addr.ip());
+                if let Some(open) = self.per_prefix.get_mut(&key) {
+                    *open -= 1;
+                    if *open == 0 {
+                        self.per_prefix.remove(&key);
+                    }
+                }
             }
         }
     }

@@ -24,29 +24,7 @@ impl Limits {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit (at most 65 536) and returns the
-/// soft limit in force.
-pub(super) fn raise_fd_limit() -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    // `None` is "unlimited".
-    let lim = getrlimit(Resource::Nofile);
-    let (current, maximum) = (
-        lim.current.unwrap_or(u64::MAX),
-        lim.maximum.unwrap_or(u64::MAX),
-    );
-    let want = maximum.min(65_536);
-    if current >= want {
-        return current;
-    }
-    let raised = Rlimit {
-        current: Some(want),
-        maximum: lim.maximum,
-    };
-    match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => want,
-        Err(_) => current,
-    }
-}
+pub(super) use crate::net::fdlimit::raise_fd_limit;
 
 #[cfg(test)]
 mod tests {
