@@ -53,7 +53,15 @@ struct CertCache {
     certs: HashMap<Fingerprint, VerifiedCertificate>,
     order: VecDeque<Fingerprint>,
     cap: usize,
+    /// Certificates refused, with the error and the Unix second until which it stands
+    /// (a time-dependent refusal for 60 s, any other for good): a refused certificate sent
+    /// again costs a lookup, not a signature check (docs/PROTOCOL.md §5.11).
+    rejected: HashMap<Fingerprint, (IdentityError, u64)>,
+    rejected_order: VecDeque<Fingerprint>,
 }
+
+/// How long a refusal that depends on the time (not valid yet, expired) is remembered, s.
+const TIMED_REFUSAL_S: u64 = 60;
 
 impl CertCache {
     /// The key of certificate `cert` (whose fingerprint is `fp`): from the cache while the
@@ -68,10 +76,46 @@ impl CertCache {
         if let Some(vc) = self.certs.get(&fp).filter(|vc| vc.is_valid_at(now.unix_s)) {
             return Ok(vc.key.clone());
         }
-        let vc = identity::verify_self_signed(cert, now.unix_s)?;
-        let key = vc.key.clone();
-        self.insert(fp, vc);
-        Ok(key)
+        if let Some(&(e, until)) = self.rejected.get(&fp) {
+            if now.unix_s < until {
+                return Err(e);
+            }
+        }
+        match identity::verify_self_signed(cert, now.unix_s) {
+            Ok(vc) => {
+                let key = vc.key.clone();
+                self.insert(fp, vc);
+                Ok(key)
+            }
+            Err(e) => {
+                self.reject(now, fp, e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Remembers that certificate `fp` was refused with `e` at `now`.
+    fn reject(&mut self, now: Now, fp: Fingerprint, e: IdentityError) {
+        if self.cap == 0 {
+            return;
+        }
+        let until = match e {
+            IdentityError::NotYetValid | IdentityError::Expired => {
+                now.unix_s.saturating_add(TIMED_REFUSAL_S)
+            }
+            _ => u64::MAX,
+        };
+        while self.rejected.len() >= self.cap {
+            match self.rejected_order.pop_front() {
+                Some(old) => {
+                    self.rejected.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.rejected.insert(fp, (e, until)).is_none() {
+            self.rejected_order.push_back(fp);
+        }
     }
 
     fn insert(&mut self, fp: Fingerprint, vc: VerifiedCertificate) {
@@ -124,6 +168,8 @@ impl Admission {
                 certs: HashMap::new(),
                 order: VecDeque::new(),
                 cap: cfg.tables.max_cert_cache,
+                rejected: HashMap::new(),
+                rejected_order: VecDeque::new(),
             },
             fresh: FreshTable::new(cfg),
             scratch: Box::new([0; MAX_DATAGRAM]),
@@ -369,6 +415,55 @@ mod tests {
             Err(Rejected::Challenge(_)) => None,
             Ok(a) => panic!("admitted {:?}", a.fp),
         }
+    }
+
+    /// A certificate refused once is refused again from the cache, without a check: the
+    /// cached refusal stands even for other bytes under its fingerprint (which the real
+    /// path cannot send: the fingerprint is the hash of the bytes). A time-dependent
+    /// refusal is checked again after 60 s.
+    #[test]
+    fn refused_certificates_are_remembered() {
+        let mut c = CertCache {
+            certs: HashMap::new(),
+            order: VecDeque::new(),
+            cap: 2,
+            rejected: HashMap::new(),
+            rejected_order: VecDeque::new(),
+        };
+        let good = Identity::generate(KeyAlgorithm::Ed25519, "good").unwrap();
+        let now = start();
+        let garbage = [0x30, 0x03, 1, 2, 3];
+        let fp = identity::fingerprint(&garbage);
+        assert_eq!(c.key(now, fp, &garbage), Err(IdentityError::CertMalformed));
+        assert_eq!(
+            c.key(now, fp, good.cert_der()),
+            Err(IdentityError::CertMalformed),
+            "from the cache, not checked"
+        );
+        // Not valid yet (the clock a year back): remembered for 60 s only.
+        let early = Now {
+            unix_s: now.unix_s - 365 * 86_400,
+            ..now
+        };
+        let gfp = identity::fingerprint(good.cert_der());
+        assert_eq!(
+            c.key(early, gfp, good.cert_der()),
+            Err(IdentityError::NotYetValid)
+        );
+        let later = Now {
+            unix_s: early.unix_s + 59,
+            ..early
+        };
+        assert_eq!(
+            c.key(later, gfp, good.cert_der()),
+            Err(IdentityError::NotYetValid)
+        );
+        assert!(c.key(now, gfp, good.cert_der()).is_ok(), "checked again");
+        // Bounded: a third refusal forgets the oldest.
+        for junk in [[0x30, 0x01, 9], [0x30, 0x01, 8]] {
+            let _ = c.key(now, identity::fingerprint(&junk), &junk);
+        }
+        assert!(c.rejected.len() <= 2 && !c.rejected.contains_key(&fp));
     }
 
     #[test]
