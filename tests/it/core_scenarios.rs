@@ -1008,6 +1008,41 @@ fn relay_depth_limit_is_503() {
     );
 }
 
+/// T10 (docs/SECURITY.md): one sender once pushed 3,800 events of 1 KB to one online
+/// recipient in 1.1 s. Each recipient has a byte budget (16 KiB/s, burst 32 KiB) for all
+/// senders together; over it, 429. Another recipient is not affected; the budget refills.
+#[test]
+fn relays_to_one_recipient_are_rate_limited() {
+    let mut net = Net::new();
+    let a = net.client("192.0.2.10:40000", None);
+    let b = net.client("192.0.2.20:40000", None);
+    let c = net.client("192.0.2.30:40000", None);
+    net.online(&a);
+    net.online(&b);
+    net.online(&c);
+    let ts = net.ts();
+    let mut delivered = 0;
+    let mut refused = 0;
+    for i in 0..60u32 {
+        let mut event = vec![0x42; 1000];
+        event[..4].copy_from_slice(&i.to_be_bytes());
+        let got = net.send(a.addr, &a.relay(ts, b.fp(), &event));
+        if got == vec![to(&b, relayed(&a, &event))] {
+            delivered += 1;
+        } else {
+            assert_eq!(got, vec![to(&a, error(status::TOO_MANY_REQUESTS, 4))]);
+            refused += 1;
+        }
+    }
+    println!("relay flood: {delivered} of 60 events of 1000 bytes delivered, {refused} refused");
+    assert_eq!(delivered, 32, "the 32 KiB burst");
+    let got = net.send(a.addr, &a.relay(ts, c.fp(), b"to c"));
+    assert_eq!(got, vec![to(&c, relayed(&a, b"to c"))], "another recipient");
+    net.advance(1_000);
+    let got = net.send(a.addr, &a.relay(net.ts(), b.fp(), &[7; 1000]));
+    assert_eq!(got, vec![to(&b, relayed(&a, &[7; 1000]))], "refilled");
+}
+
 #[test]
 fn relay_event_over_1200_bytes_is_413() {
     let mut net = Net::new();

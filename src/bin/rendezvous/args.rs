@@ -207,6 +207,10 @@ pub(crate) struct LimitArgs {
     /// Lookup answer bytes per second per source IP (loopback is exempt).
     #[arg(long, default_value_t = 16384)]
     pub(crate) lookup_bytes: u32,
+    /// Relayed event bytes per second to one recipient, all senders together; burst twice
+    /// that (senders on loopback are exempt).
+    #[arg(long, default_value_t = 16384)]
+    pub(crate) relay_bytes: u32,
     /// At most one punch request per (asker, target) pair per this many milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub(crate) punch_interval_ms: u64,

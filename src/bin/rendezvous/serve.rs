@@ -211,6 +211,7 @@ fn udp_config(a: ServeArgs, uid: [u8; 16]) -> UdpConfig {
         limits: RateLimits {
             register_per_s: a.limits.register_rate,
             lookup_bytes_per_s: a.limits.lookup_bytes,
+            relay_bytes_per_s: a.limits.relay_bytes,
             punch_interval_ms: a.limits.punch_interval_ms,
             ..RateLimits::default()
         },

@@ -126,9 +126,10 @@ impl UdpCore {
         }
     }
 
-    /// Where a verified relay from `from` goes: to the recipient online here (413 when it
-    /// would not fit its shifted layout), as a Forward toward its home server when it is
-    /// homed elsewhere, else into the offline queue (503, 429 when full). The packet's
+    /// Where a verified relay from `from` goes, within the recipient's byte budget (429):
+    /// to the recipient online here (413 when it would not fit its shifted layout), as a
+    /// Forward toward its home server when it is homed elsewhere, else into the offline
+    /// queue (503, 429 when full). The packet's
     /// timestamp and replay digest (`fresh`) are recorded once it went somewhere.
     fn route_relay(
         &mut self,
@@ -141,6 +142,13 @@ impl UdpCore {
     ) {
         let (ts, digest) = fresh;
         let dest = relay.peer;
+        let cost = relay.event.len() as u64;
+        if !self.admission.exempt(req.src) && !self.relay_budget.take(dest, cost, now.mono_ms) {
+            let why = "the recipient is receiving too many events; slow down";
+            return self
+                .emitter
+                .refuse(out, req, status::TOO_MANY_REQUESTS, why);
+        }
         let event = Payload::Relay(Relay {
             peer: from,
             event: relay.event,

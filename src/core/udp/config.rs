@@ -154,6 +154,9 @@ pub struct RateLimits {
     /// At most one punch request per (asker, target) pair per this many milliseconds
     /// (default 1 000).
     pub punch_interval_ms: u64,
+    /// Relayed event bytes to one recipient fingerprint, all senders together: bytes per
+    /// second (token bucket, burst twice that; default 16 KiB). Over it: 429.
+    pub relay_bytes_per_s: u32,
     /// Most entries in each rate-limit table (per-IP, per-prefix, per-pair); when full, new
     /// sources are refused (fail closed) until idle entries are swept (default 100 000).
     pub max_entries: usize,
@@ -167,6 +170,7 @@ impl Default for RateLimits {
             lookup_bytes_per_s: 16 * 1024,
             register_per_s: 20,
             punch_interval_ms: 1_000,
+            relay_bytes_per_s: 16 * 1024,
             max_entries: 100_000,
             exempt_loopback: true,
         }

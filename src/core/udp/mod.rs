@@ -107,6 +107,8 @@ pub struct UdpCore {
     queues: RelayQueues,
     /// Lookup answer bytes per source IP (docs/PROTOCOL.md §5.6).
     lookup_budget: Buckets<IpAddr>,
+    /// Relayed event bytes per recipient (docs/PROTOCOL.md §5.9).
+    relay_budget: Buckets<Fingerprint>,
     /// One punch request per (asker, target) per interval.
     punch_pairs: Interval<(Fingerprint, Fingerprint)>,
     /// When rate tables and freshness state are next swept, monotonic ms.
@@ -168,6 +170,11 @@ impl UdpCore {
             lookup_budget: Buckets::new(
                 cfg.limits.lookup_bytes_per_s,
                 cfg.limits.lookup_bytes_per_s,
+                cfg.limits.max_entries,
+            ),
+            relay_budget: Buckets::new(
+                cfg.limits.relay_bytes_per_s,
+                cfg.limits.relay_bytes_per_s.saturating_mul(2),
                 cfg.limits.max_entries,
             ),
             punch_pairs: Interval::new(cfg.limits.punch_interval_ms, cfg.limits.max_entries),
@@ -313,6 +320,7 @@ impl UdpCore {
         if now.mono_ms >= self.next_sweep_ms {
             self.next_sweep_ms = now.mono_ms + SWEEP_EVERY_MS;
             self.lookup_budget.sweep(now.mono_ms);
+            self.relay_budget.sweep(now.mono_ms);
             self.punch_pairs.sweep(now.mono_ms);
             self.admission.sweep(now);
         }
