@@ -1691,6 +1691,8 @@ fn expired_clients_make_room_for_new_ones() {
     );
 }
 
+/// The global byte limit: 503 for the sender holding the most; a sender with less gets in
+/// by evicting that sender's oldest event (docs/PROTOCOL.md §5.8).
 #[test]
 fn global_queue_byte_limit_is_503() {
     let mut net = Net::with(UdpConfig {
@@ -1715,6 +1717,17 @@ fn global_queue_byte_limit_is_503() {
             net.server.queued_for(&d.fp())
         ),
         (1, 1)
+    );
+    // Another sender gets its share: the oldest event of the sender holding the most goes.
+    let b = net.client("192.0.2.20:40000", None);
+    net.online(&b);
+    assert!(net.send(b.addr, &b.relay(ts, d.fp(), b"12345")).is_empty());
+    assert_eq!(
+        (
+            net.server.queued_for(&c.fp()),
+            net.server.queued_for(&d.fp())
+        ),
+        (0, 2)
     );
 }
 

@@ -1,10 +1,11 @@
 //! The bounded RAM queue of relayed events waiting for offline recipients
 //! (docs/PROTOCOL.md §5.8): per-recipient depth and age limits, a per-sender share and a
-//! global byte limit; an event is delivered once, then dropped. Nothing here is ever
-//! written to disk.
+//! global byte limit shared fairly (a sender with less queued evicts the oldest event of
+//! the sender with the most); an event is delivered once, then dropped. Nothing here is
+//! ever written to disk.
 
 use crate::wire::Fingerprint;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// One queued event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +32,25 @@ pub enum QueueError {
     SenderFull,
 }
 
+/// What one sender has queued: event bytes, and the recipient of each event in push order
+/// (at most the per-sender share).
+#[derive(Debug, Default)]
+struct Share {
+    bytes: usize,
+    to: VecDeque<Fingerprint>,
+}
+
 /// Queues of events per recipient fingerprint.
 #[derive(Debug)]
 pub struct RelayQueues {
     depth: usize,
     per_sender: usize,
     count: usize,
-    senders: HashMap<Fingerprint, usize>,
+    senders: HashMap<Fingerprint, Share>,
+    /// `(bytes queued, sender)` for every sender: the largest holder is the last.
+    by_bytes: BTreeSet<(usize, Fingerprint)>,
+    /// Events evicted to make room for a sender with a smaller share.
+    evicted: u64,
     age_ms: u64,
     max_bytes: usize,
     bytes: usize,
@@ -56,6 +69,8 @@ impl RelayQueues {
             per_sender,
             count: 0,
             senders: HashMap::new(),
+            by_bytes: BTreeSet::new(),
+            evicted: 0,
             age_ms,
             max_bytes,
             bytes: 0,
@@ -64,7 +79,10 @@ impl RelayQueues {
         }
     }
 
-    /// Queues `event` from `from` for `to` at `now_ms`.
+    /// Queues `event` from `from` for `to` at `now_ms`. When the global byte limit is
+    /// reached, the oldest events of the sender holding the most bytes are evicted to make
+    /// room, as long as that sender would still hold more than `from` (so every sender
+    /// keeps a fair share however many identities flood the queue).
     ///
     /// # Errors
     /// [`QueueError::RecipientFull`], [`QueueError::SenderFull`] or
@@ -76,19 +94,19 @@ impl RelayQueues {
         event: &[u8],
         now_ms: u64,
     ) -> Result<(), QueueError> {
-        if self.bytes + event.len() > self.max_bytes {
-            return Err(QueueError::GlobalFull);
-        }
-        if self.senders.get(&from).copied().unwrap_or(0) >= self.per_sender {
+        let share = self.senders.get(&from);
+        if share.map_or(0, |s| s.to.len()) >= self.per_sender {
             return Err(QueueError::SenderFull);
         }
-        let q = self.per.entry(to).or_default();
-        if q.len() >= self.depth {
-            if q.is_empty() {
-                self.per.remove(&to);
-            }
+        if self.per.get(&to).is_some_and(|q| q.len() >= self.depth) {
             return Err(QueueError::RecipientFull);
         }
+        let mine = share.map_or(0, |s| s.bytes) + event.len();
+        if event.len() > self.max_bytes || !self.room_for(from, mine, event.len()) {
+            return Err(QueueError::GlobalFull);
+        }
+        self.make_room(from, mine, event.len());
+        let q = self.per.entry(to).or_default();
         let expires_ms = now_ms + self.age_ms;
         q.push_back(Queued {
             from,
@@ -97,7 +115,11 @@ impl RelayQueues {
         });
         self.bytes += event.len();
         self.count += 1;
-        *self.senders.entry(from).or_default() += 1;
+        let share = self.senders.entry(from).or_default();
+        self.by_bytes.remove(&(share.bytes, from));
+        share.bytes += event.len();
+        share.to.push_back(to);
+        self.by_bytes.insert((share.bytes, from));
         self.order.push_back((expires_ms, to));
         // Deadlines of delivered events stay in `order` until they pass; keep it in
         // proportion to what is actually queued.
@@ -119,16 +141,82 @@ impl RelayQueues {
         self.order = all.into();
     }
 
-    /// Accounts for one event leaving the queue.
-    fn forget(&mut self, item: &Queued) {
-        self.bytes -= item.event.len();
-        self.count -= 1;
-        if let Some(n) = self.senders.get_mut(&item.from) {
-            *n -= 1;
-            if *n == 0 {
-                self.senders.remove(&item.from);
+    /// Whether `len` more bytes fit, counting what evictions may free: the bytes of the
+    /// senders (other than `from`) holding more than `mine` once `from`'s event is in.
+    fn room_for(&self, from: Fingerprint, mine: usize, len: usize) -> bool {
+        let mut free = self.max_bytes - self.bytes.min(self.max_bytes);
+        for &(held, sender) in self.by_bytes.iter().rev() {
+            if free >= len || held <= mine {
+                break;
+            }
+            if sender != from {
+                free += held - mine.min(held);
             }
         }
+        free >= len
+    }
+
+    /// Evicts the oldest events of the largest holder, while it holds more than `mine`,
+    /// until `len` more bytes fit. Each sender it touches ends at or below `mine`, so it
+    /// frees at least what [`Self::room_for`] counted.
+    fn make_room(&mut self, from: Fingerprint, mine: usize, len: usize) {
+        while self.bytes + len > self.max_bytes {
+            let Some(&(held, top)) = self.by_bytes.last() else {
+                return;
+            };
+            if top == from || held <= mine || !self.evict_oldest_of(top) {
+                return;
+            }
+        }
+    }
+
+    /// Drops the oldest queued event of `sender`; false when it has none.
+    fn evict_oldest_of(&mut self, sender: Fingerprint) -> bool {
+        let Some(to) = self
+            .senders
+            .get(&sender)
+            .and_then(|s| s.to.front().copied())
+        else {
+            return false;
+        };
+        let Some(q) = self.per.get_mut(&to) else {
+            return false;
+        };
+        let Some(i) = q.iter().position(|e| e.from == sender) else {
+            return false;
+        };
+        let Some(item) = q.remove(i) else {
+            return false;
+        };
+        if q.is_empty() {
+            self.per.remove(&to);
+        }
+        self.forget(&item, to);
+        self.evicted += 1;
+        true
+    }
+
+    /// Accounts for one event for `to` leaving the queue.
+    fn forget(&mut self, item: &Queued, to: Fingerprint) {
+        self.bytes -= item.event.len();
+        self.count -= 1;
+        if let Some(share) = self.senders.get_mut(&item.from) {
+            self.by_bytes.remove(&(share.bytes, item.from));
+            share.bytes -= item.event.len();
+            if let Some(i) = share.to.iter().position(|r| *r == to) {
+                share.to.remove(i);
+            }
+            if share.to.is_empty() {
+                self.senders.remove(&item.from);
+            } else {
+                self.by_bytes.insert((share.bytes, item.from));
+            }
+        }
+    }
+
+    /// Events evicted so far to make room for senders with smaller shares.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Removes and returns every event waiting for `to` (oldest first) that has not expired.
@@ -138,7 +226,7 @@ impl RelayQueues {
             Some(q) => {
                 let mut out = Vec::with_capacity(q.len());
                 for item in q {
-                    self.forget(&item);
+                    self.forget(&item, *to);
                     if item.expires_ms > now_ms {
                         out.push(item);
                     }
@@ -167,7 +255,7 @@ impl RelayQueues {
                 }
             }
             for e in &gone {
-                self.forget(e);
+                self.forget(e, to);
             }
         }
         None
@@ -206,7 +294,8 @@ mod tests {
         q.push(a, b, b"1234", 0).unwrap();
         q.push(a, b, b"5678", 10).unwrap();
         assert_eq!(q.push(a, b, b"9", 20), Err(QueueError::RecipientFull));
-        assert_eq!(q.push(b, a, b"xyz", 20), Err(QueueError::GlobalFull));
+        // The sender holding the most cannot evict its own events.
+        assert_eq!(q.push(b, b, b"xyz", 20), Err(QueueError::GlobalFull));
         assert_eq!(q.purge(1000), Some(1010));
         assert_eq!(q.len_for(&a), 1);
         let got = q.take(&a, 1005);
@@ -214,6 +303,40 @@ mod tests {
         assert!(q.take(&a, 1005).is_empty());
         assert_eq!(q.bytes(), 0);
         assert_eq!(q.purge(5000), None);
+    }
+
+    /// T10 (docs/SECURITY.md): 60 identities once filled the 16 MiB queue in 4.6 s and
+    /// every other sender got 503 for 10 minutes. A sender with a smaller share evicts the
+    /// oldest events of the largest holder; the flooders cannot evict it back.
+    #[test]
+    fn a_full_queue_is_shared_fairly() {
+        let fp = |i: u8| Fingerprint([i; 32]);
+        // 16 KiB in all; 4 flooders with 1 KiB events fill it (4 KiB each).
+        let mut q = RelayQueues::new(32, 256, 60_000, 16 * 1024);
+        let ev = [0x42; 1024];
+        for i in 0..16u8 {
+            q.push(fp(100 + i), fp(1 + i % 4), &ev, 0).unwrap();
+        }
+        assert_eq!(q.push(fp(200), fp(1), &ev, 0), Err(QueueError::GlobalFull));
+        // An honest sender gets in, by evicting one flooder's oldest event.
+        q.push(fp(201), fp(9), b"hello", 1).unwrap();
+        assert_eq!(q.evicted(), 1);
+        assert_eq!(q.len_for(&fp(201)), 1);
+        assert!(q.bytes() <= 16 * 1024);
+        // A flooder cannot evict the honest sender's event (it holds far more).
+        assert_eq!(q.push(fp(202), fp(2), &ev, 2), Err(QueueError::GlobalFull));
+        assert_eq!(q.len_for(&fp(201)), 1);
+        // Many small honest senders each get in.
+        for i in 0..8u8 {
+            q.push(fp(210 + i), fp(20 + i), &[i; 100], 3).unwrap();
+        }
+        assert!(q.bytes() <= 16 * 1024);
+        // Everything still adds up once delivered.
+        for i in 0..=255u8 {
+            q.take(&fp(i), 4);
+        }
+        assert_eq!((q.bytes(), q.count), (0, 0));
+        assert!(q.senders.is_empty() && q.by_bytes.is_empty());
     }
 
     #[test]
