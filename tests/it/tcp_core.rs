@@ -1270,6 +1270,57 @@ fn one_snapshot_per_connection_at_a_time() {
     assert!(rest.is_empty());
 }
 
+/// T9 (docs/SECURITY.md): an unread ListAll held about 1.75 MB (a snapshot, two pages
+/// and 1 MiB of output) on every connection, 7 GB at 4,096 connections. At most
+/// `max_streams` streams read from snapshots at once; a ListAll beyond them waits
+/// unparsed (so an Update pipelined after it is not in its answer) until a slot frees.
+#[test]
+fn streams_beyond_the_cap_wait_for_a_slot() {
+    let mut n = Node::new(
+        TcpConfig {
+            bounds: TcpBounds {
+                max_out: 4096,
+                max_streams: 2,
+                ..TcpBounds::default()
+            },
+            ..TcpConfig::default()
+        },
+        1,
+    );
+    n.seed(&many(20)); // more than 4096 bytes: each stream waits for its reader
+    for conn in 1..=3 {
+        n.accept(conn, &format!("198.51.100.{conn}:4000"));
+        n.send(conn, &hello(2, "cli"));
+    }
+    n.send(1, &[LIST_ALL]);
+    n.send(2, &[LIST_ALL]);
+    let mut bytes = vec![LIST_ALL];
+    bytes.extend(client_update("zz", "late", "1"));
+    n.send(3, &bytes);
+    let snapshots = |n: &Node| {
+        n.log
+            .iter()
+            .filter(|r| matches!(r, StoreRequest::Snapshot { .. }))
+            .count()
+    };
+    assert_eq!(snapshots(&n), 2, "the third waits for a slot");
+    assert_eq!(n.pending(3), 0);
+    assert_eq!(n.contacts().len(), 20, "the Update after it waits too");
+    let out1 = n.read(1);
+    let (list1, rest) = list_answer(&out1);
+    assert_eq!((list1.len(), rest.len()), (20, 0));
+    assert_eq!(snapshots(&n), 3, "a slot freed");
+    let out3 = n.read(3);
+    let (list3, rest) = list_answer(&out3);
+    assert_eq!(
+        (list3.len(), rest.len()),
+        (20, 0),
+        "the answer is from before the Update"
+    );
+    assert_eq!(n.contacts().len(), 21);
+    assert_eq!(list_answer(&n.read(2)).0.len(), 20);
+}
+
 /// With the store slow to answer, at most 64 answers wait per connection; the requests
 /// after them stay unparsed (commands without answers still flow), and parsing resumes as
 /// the answers complete.

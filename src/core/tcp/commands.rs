@@ -111,14 +111,22 @@ impl TcpCore {
         // A command that produces an answer waits while this connection's output (plus
         // the short answers already due) is at its bound: a client that never reads
         // cannot grow the server's memory. Updates produce none and always go through.
-        // A streamed answer holds a store snapshot (a file descriptor and a read
-        // transaction) until written: one per connection at a time.
+        // A streamed answer holds a store snapshot (a file descriptor, a read transaction
+        // and up to two pages) until written: one per connection at a time, and at most
+        // `max_streams` in all (the connection waits, unparsed, for a free slot).
         let cmd = c.input.buf[0];
+        let opens = opens_stream(role, cmd);
         if answered(role, cmd)
             && (c.answers.len() >= self.cfg.bounds.max_pending
                 || c.committed_out() >= self.cfg.bounds.max_out
-                || (opens_stream(role, cmd) && c.streams_waiting() > 0))
+                || (opens && c.streams_waiting() > 0))
         {
+            return false;
+        }
+        if opens && self.reads.streams.len() >= self.cfg.bounds.max_streams {
+            if !self.reads.stream_waiters.contains(&conn) {
+                self.reads.stream_waiters.push_back(conn);
+            }
             return false;
         }
         let frame: Vec<u8> = c.input.buf.drain(..len).collect();

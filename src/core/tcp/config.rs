@@ -155,6 +155,10 @@ pub struct TcpBounds {
     /// Connections accepted from one IPv4 address or one IPv6 /64 at once; the next gets
     /// 503 and is closed (default 64; docs/PROTOCOL.md §8.11).
     pub max_conns_per_prefix: usize,
+    /// Streamed answers (ListAll, AskForUpdate, a link's full push) reading from store
+    /// snapshots at once, all connections together; a ListAll or AskForUpdate beyond it
+    /// waits, unparsed, for a free slot (default 128; docs/PROTOCOL.md §8.11).
+    pub max_streams: usize,
 }
 
 impl Default for TcpBounds {
@@ -165,6 +169,7 @@ impl Default for TcpBounds {
             max_pending: 64,
             max_clock_jump: 1 << 24,
             max_conns_per_prefix: 64,
+            max_streams: 128,
         }
     }
 }

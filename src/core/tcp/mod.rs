@@ -247,6 +247,8 @@ impl TcpCore {
                 }
             }
         }
+        self.reads.stream_waiters.retain(|w| *w != conn);
+        self.wake_stream_waiters(now_ms);
     }
 
     /// How many more bytes the core takes from `conn` now (0: stop reading, backpressure).
@@ -287,7 +289,6 @@ impl TcpCore {
 
     /// A report from the store thread.
     pub fn handle_store(&mut self, now_ms: u64, ev: StoreEvent) {
-        let _ = now_ms;
         match ev {
             StoreEvent::Applied { seq, changed } => self.on_applied(seq, &changed),
             StoreEvent::Failed { seq, error } => self.on_failed(seq, &error),
@@ -305,6 +306,8 @@ impl TcpCore {
             }
             StoreEvent::StreamFailed { stream, error } => self.on_read_failed(stream, &error),
         }
+        // A stream that ended frees its slot.
+        self.wake_stream_waiters(now_ms);
     }
 
     /// Any store read can fail: a stream, a cursor, a status digest (all answers on a
@@ -377,6 +380,7 @@ impl TcpCore {
         }
         // Answers that were held back may let more requests be parsed.
         self.parse(now_ms, conn);
+        self.wake_stream_waiters(now_ms);
     }
 
     /// Connection ids the core knows (for the loop's bookkeeping).

@@ -36,6 +36,10 @@ pub(super) struct Reads {
     pub(super) dir_pages: HashMap<u64, DirDest>,
     /// JournalSince reads (tag -> connection).
     pub(super) since_reads: HashMap<u64, ConnId>,
+    /// Connections whose next command opens a stream while every stream slot is taken
+    /// ([`super::TcpBounds::max_streams`]), in the order they came; parsed again as slots
+    /// free.
+    pub(super) stream_waiters: VecDeque<ConnId>,
 }
 
 impl Outbox {

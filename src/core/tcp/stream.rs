@@ -119,6 +119,17 @@ impl TcpCore {
         self.push_answer(conn, Answer::Stream(stream));
     }
 
+    /// Parses again the connections that waited for a stream slot, oldest first, while
+    /// slots are free (docs/PROTOCOL.md §8.11).
+    pub(super) fn wake_stream_waiters(&mut self, now_ms: u64) {
+        while self.reads.streams.len() < self.cfg.bounds.max_streams {
+            let Some(conn) = self.reads.stream_waiters.pop_front() else {
+                return;
+            };
+            self.parse(now_ms, conn);
+        }
+    }
+
     /// The snapshot of `stream` is open with `count` contacts.
     pub(super) fn on_snapshot_ready(&mut self, stream: u64, count: u64) {
         self.note_full_push(stream, count);
