@@ -46,6 +46,7 @@ const PHONE: Range<usize> = 2 * NAME_LEN..2 * NAME_LEN + PHONE_LEN;
 /// Checks that `text` fits a NUL-padded field of `width` bytes (what
 /// [`crate::wire::name::emit_padded`] checks, done up front so that an emit writes nothing
 /// when it fails).
+#[inline]
 pub(crate) fn check_text(text: &str, width: usize) -> Result<(), WireError> {
     if text.len() > width {
         return Err(WireError::NameTooLong);
@@ -57,6 +58,7 @@ pub(crate) fn check_text(text: &str, width: usize) -> Result<(), WireError> {
 }
 
 /// Writes checked text into a field, padding with NUL.
+#[inline]
 pub(crate) fn put_text(text: &str, field: &mut [u8]) {
     let b = text.as_bytes();
     field[..b.len()].copy_from_slice(b);

@@ -122,6 +122,7 @@ fn parse_wire_addr(buf: &[u8], pos: &mut usize) -> Result<SocketAddr, WireError>
 }
 
 /// Writes the fixed 19-byte address (IPv4-mapped IPv6 as family 4); `buf` has 19 bytes.
+#[inline]
 fn emit_wire_addr(addr: SocketAddr, buf: &mut [u8]) {
     let addr = canonical_addr(addr);
     buf[..WIRE_ADDR_LEN].fill(0);
