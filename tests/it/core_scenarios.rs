@@ -1623,6 +1623,46 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
     assert_eq!(net.where_is(&c), Some(c.addr));
 }
 
+/// T4 (docs/SECURITY.md): registration budgets were per /64 only, so one IPv6 /48 had
+/// 65,536 of them. A /48 as a whole now gets 4 times a /64's budget; another /48 is not
+/// affected.
+#[test]
+fn one_ipv6_site_shares_one_registration_budget() {
+    let mut net = Net::with(UdpConfig {
+        limits: RateLimits {
+            register_per_s: 1, // a /64: 1/s, burst 2; a /48: 4/s, burst 8
+            ..RateLimits::default()
+        },
+        ..UdpConfig::default()
+    });
+    let mut accepted = 0;
+    for i in 1..=20 {
+        let c = net.client(&format!("[2001:db8:1:{i:x}::1]:40000"), None);
+        let cookie = net.cookie_for(&c);
+        let got = net.send(c.addr, &c.register(net.ts(), Some(&cookie)));
+        if got == vec![to(&c, net.ok_for(&c))] {
+            accepted += 1;
+        } else {
+            assert_eq!(got, vec![to(&c, error(status::TOO_MANY_REQUESTS, 2))]);
+        }
+    }
+    println!("one /48, 20 /64s: {accepted} of 20 registrations accepted at once");
+    assert_eq!(accepted, 8, "the /48's burst");
+    let other = net.client("[2001:db8:2::1]:40000", None);
+    let cookie = net.cookie_for(&other);
+    let got = net.send(other.addr, &other.register(net.ts(), Some(&cookie)));
+    assert_eq!(got, vec![to(&other, net.ok_for(&other))], "another /48");
+    // A /64 still has its own, smaller budget: 2 at once.
+    let mut same = 0;
+    for i in 1..=3 {
+        let c = net.client(&format!("[2001:db8:3::{i:x}]:40000"), None);
+        let cookie = net.cookie_for(&c);
+        let got = net.send(c.addr, &c.register(net.ts(), Some(&cookie)));
+        same += usize::from(got == vec![to(&c, net.ok_for(&c))]);
+    }
+    assert_eq!(same, 2, "one /64's burst");
+}
+
 /// Eviction keeps working past its first victims (regression: evicted clients left their
 /// element in the expiry index, the scan looked only at the first 64, and after 64
 /// evictions every newcomer got 503 until the TTL passed). 100 silent clients fill the

@@ -201,7 +201,8 @@ pub(crate) struct LimitArgs {
     /// Most clients online at once.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) max_clients: usize,
-    /// Registrations per second per source /24 or /64 (loopback is exempt).
+    /// Registrations per second per source /24 or /64, and 4 times that per IPv6 /48
+    /// (loopback is exempt).
     #[arg(long, default_value_t = 20)]
     pub(crate) register_rate: u32,
     /// Lookup answer bytes per second per source IP (loopback is exempt).

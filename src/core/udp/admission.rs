@@ -8,7 +8,7 @@ use super::config::UdpConfig;
 use super::cookie::CookieJar;
 use super::emit::{wire_detail, Refusal};
 use super::fresh::{packet_digest, FreshTable};
-use super::limits::{is_loopback, prefix_of, Buckets};
+use super::limits::{is_loopback, prefix_of, site_of, Buckets};
 use crate::core::Now;
 use crate::identity::{self, IdentityError, VerifiedCertificate, VerifyingKey};
 use crate::wire::status;
@@ -59,6 +59,13 @@ struct CertCache {
     rejected: HashMap<Fingerprint, (IdentityError, u64)>,
     rejected_order: VecDeque<Fingerprint>,
 }
+
+/// A registration costs this many tokens from its /24 or /64 bucket and 1 from its IPv6
+/// /48 bucket, so a /48 as a whole gets `PER_PREFIX` times a /64's rate (docs/PROTOCOL.md
+/// §5.9).
+const PER_PREFIX: u64 = 4;
+/// How many /64s' worth of registrations one IPv6 /48 gets.
+const SITE_SHARE: u32 = PER_PREFIX as u32;
 
 /// How long a refusal that depends on the time (not valid yet, expired) is remembered, s.
 const TIMED_REFUSAL_S: u64 = 60;
@@ -144,7 +151,9 @@ pub(super) struct Admission {
     /// [`RateLimits::exempt_loopback`](super::config::RateLimits::exempt_loopback): no registration rate for loopback sources.
     exempt_loopback: bool,
     cookies: CookieJar,
-    register_rate: Buckets<[u8; 8]>,
+    /// Registrations per prefix (cost [`PER_PREFIX`] each) and per IPv6 /48 (cost 1),
+    /// at [`SITE_SHARE`] times the configured rate.
+    register_rate: Buckets<[u8; 9]>,
     certs: CertCache,
     fresh: FreshTable,
     /// Where signed messages (`timestamp || payload`) are put together to be verified.
@@ -160,8 +169,8 @@ impl Admission {
             exempt_loopback: cfg.limits.exempt_loopback,
             cookies: CookieJar::new(cookie_key, cfg.timers.cookie_period_ms),
             register_rate: Buckets::new(
-                cfg.limits.register_per_s,
-                cfg.limits.register_per_s.saturating_mul(2),
+                cfg.limits.register_per_s.saturating_mul(SITE_SHARE),
+                cfg.limits.register_per_s.saturating_mul(2 * SITE_SHARE),
                 cfg.limits.max_entries,
             ),
             certs: CertCache {
@@ -204,7 +213,7 @@ impl Admission {
         if !self.cookie_ok(now, src, reg.cookie) {
             return Err(Rejected::Challenge(self.cookies.make(src, now.mono_ms)));
         }
-        if !self.exempt(src) && !self.register_rate.take(prefix_of(src.ip()), 1, now.mono_ms) {
+        if !self.exempt(src) && !self.take_register_rate(src, now) {
             return Err(Refusal::new(
                 status::TOO_MANY_REQUESTS,
                 "too many registrations from this network; slow down",
@@ -292,6 +301,19 @@ impl Admission {
     /// Records an accepted signed packet of `fp` (its timestamp and replay digest).
     pub(super) fn record(&mut self, fp: Fingerprint, ts: u64, digest: u64) {
         self.fresh.record(fp, ts, digest);
+    }
+
+    /// Takes one registration from the budgets of `src`'s /24 or /64 and, for IPv6, its
+    /// /48 (the /48 first, so a refused one costs the /64 nothing).
+    fn take_register_rate(&mut self, src: SocketAddr, now: Now) -> bool {
+        let ip = src.ip();
+        if let Some(site) = site_of(ip) {
+            if !self.register_rate.take(site, 1, now.mono_ms) {
+                return false;
+            }
+        }
+        self.register_rate
+            .take(prefix_of(ip), PER_PREFIX, now.mono_ms)
     }
 
     /// Forgets idle rate buckets and freshness state that has left the window.

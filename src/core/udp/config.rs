@@ -149,7 +149,8 @@ pub struct RateLimits {
     /// default 16 KiB).
     pub lookup_bytes_per_s: u32,
     /// Registrations (certificate parsing and signature checks) per second per source
-    /// prefix (/24 for IPv4, /64 for IPv6), burst twice that (default 20).
+    /// prefix (/24 for IPv4, /64 for IPv6), burst twice that (default 20); an IPv6 /48 as a
+    /// whole gets 4 times as many.
     pub register_per_s: u32,
     /// At most one punch request per (asker, target) pair per this many milliseconds
     /// (default 1 000).

@@ -71,16 +71,28 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
     }
 }
 
-/// The rate-limit key of a source: its /24 (IPv4) or /64 (IPv6) prefix.
-pub fn prefix_of(ip: IpAddr) -> [u8; 8] {
+/// The rate-limit key of a source: its /24 (IPv4) or /64 (IPv6) prefix, tagged 4 or 6.
+pub fn prefix_of(ip: IpAddr) -> [u8; 9] {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            [4, o[0], o[1], o[2], 0, 0, 0, 0]
+            [4, o[0], o[1], o[2], 0, 0, 0, 0, 0]
         }
         IpAddr::V6(v6) => {
             let o = v6.octets();
-            [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
+            [6, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
+        }
+    }
+}
+
+/// The wider rate-limit key of an IPv6 source: its /48 (what one site is usually given),
+/// tagged 48; `None` for IPv4.
+pub fn site_of(ip: IpAddr) -> Option<[u8; 9]> {
+    match ip {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            Some([48, o[0], o[1], o[2], o[3], o[4], o[5], 0, 0])
         }
     }
 }
