@@ -1,7 +1,8 @@
 //! Criterion benches of the I/O-free server core (`rendezvous::core::udp::UdpCore`), driven on a
 //! virtual clock: how long one `handle_datagram` takes for a keepalive, a lookup, a
 //! registration (certificate cached, and the full certificate check) for each key
-//! algorithm, and a relayed event. Throughput is in packets. The wire codecs, fingerprints
+//! algorithm, a registration with a refused certificate (checked in full, and answered from
+//! the refusal cache), and a relayed event. Throughput is in packets. The wire codecs, fingerprints
 //! and signature checks alone are in `benches/wire.rs`.
 //!
 //! Signed packets (registrations, relays) cannot be replayed (409), so they come from a
@@ -23,7 +24,7 @@ use rendezvous::core::udp::{RateLimits, UdpConfig, UdpCore, UdpTimers};
 use rendezvous::core::Now;
 use rendezvous::identity::Identity;
 use rendezvous::wire::udp::root::signed_message;
-use rendezvous::wire::udp::{Payload, Relay};
+use rendezvous::wire::udp::{Payload, Register, Relay};
 use rendezvous::wire::PacketType;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -132,16 +133,16 @@ fn benches(c: &mut Criterion) {
     // Lookup of an online client: the answer (and the punch request, rate-limited per pair,
     // so sent only the first time).
     let lookup = packet(PacketType::Lookup, &b.fingerprint().0, &[], base, None);
-    let mut answers = 0u64;
     g.bench_function("lookup", |bn| {
+        let mut answers = 0u64;
         bn.iter(|| {
             server.handle_datagram(now(base, 1), addr_a, black_box(&lookup), &mut |to, b| {
                 answers += u64::from(to == addr_a);
                 black_box(b);
             })
-        })
+        });
+        assert!(answers > 0, "lookups were answered");
     });
-    assert!(answers > 0, "lookups were answered");
 
     // Registrations: with the certificate cached (the usual re-registration), and with the
     // full certificate check every time (cache off).
@@ -169,6 +170,48 @@ fn benches(c: &mut Criterion) {
                 let mut s = UdpCore::new(cfg.clone(), seed, now(base, 0));
                 // Caches the certificate (or not) and sets the newest timestamp to `base`.
                 s.handle_datagram(now(base, 0), addr_a, &warm, &mut |_, _| {});
+                s
+            };
+            g.bench_function(format!("{bench}/{name}"), |bn| {
+                bn.iter_custom(|iters| timed_pool(iters, &pool, addr_a, &mut fresh, 1))
+            });
+        }
+    }
+
+    // T7 (docs/SECURITY.md): a registration whose certificate is refused (its
+    // self-signature altered in its last byte), checked in full every time (refusal cache
+    // off, as before it existed) and answered from the refusal cache. Each answers one 401.
+    for (name, id) in ids.all() {
+        let mut cert = id.cert_der().to_vec();
+        let last = cert.len() - 1;
+        cert[last] ^= 0x01;
+        let mut first = UdpCore::new(cfg.clone(), seed, now(base, 0));
+        let ck = cookie(&mut first, id, addr_a, now(base, 0));
+        let p = Payload::Register(Register {
+            cert: &cert,
+            cookie: Some(&ck),
+        });
+        let mut body = vec![0; p.buffer_len()];
+        p.emit(&mut body).expect("register payload");
+        let pool: Vec<(Now, Vec<u8>)> = (1..=POOL)
+            .map(|s| {
+                let ts = base + s;
+                let sig = id.sign(&signed_message(ts, &body));
+                let bytes = packet(PacketType::Register, &body, &sig, ts, None);
+                (now(base, s * 1000), bytes)
+            })
+            .collect();
+        for (bench, cache) in [
+            ("register_refused_cert_cached", true),
+            ("register_refused_cert_checked", false),
+        ] {
+            let mut cfg = cfg.clone();
+            if !cache {
+                cfg.tables.max_cert_cache = 0;
+            }
+            let mut fresh = || {
+                let mut s = UdpCore::new(cfg.clone(), seed, now(base, 0));
+                s.handle_datagram(now(base, 0), addr_a, &pool[0].1, &mut |_, _| {});
                 s
             };
             g.bench_function(format!("{bench}/{name}"), |bn| {
