@@ -143,7 +143,9 @@ impl TcpIo {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
                     if self.conns.len() >= self.max_conns {
-                        tracing::warn!(%addr, "too many TCP connections; refusing");
+                        // Per connection, so at debug (with the address, which the default
+                        // level never logs).
+                        tracing::debug!(%addr, "too many TCP connections; refusing");
                         continue; // dropped: closed
                     }
                     let id = self.next_id;

@@ -49,6 +49,72 @@ fn status_of(c: &mut Client, target: Fingerprint) -> LookupStatus {
     c.lookup(target, T).expect("lookup answer").0
 }
 
+/// Privacy (docs/SECURITY.md): a lookup answers the exact fingerprint asked for and no
+/// other (one bit off is "unknown", with no address), and at the default log level the
+/// server's log carries no client address, whatever the clients do (register, look up,
+/// send garbage, open TCP connections, try the server role).
+#[test]
+fn lookups_reveal_only_the_exact_fingerprint_and_logs_carry_no_client_address() {
+    let mut cmd = bin();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--memory-only"])
+        .env_remove("RUST_LOG");
+    let server = Server::spawn("server", cmd);
+    let mut a = client(&server, KeyAlgorithm::Ed25519);
+    let mut b = client(&server, KeyAlgorithm::Ed25519);
+    a.register(3, T).expect("A registers").expect("OK payload");
+    b.register(3, T).expect("B registers").expect("OK payload");
+    let fb = b.identity().fingerprint();
+    let mut near = fb;
+    near.0[31] ^= 1;
+    assert!(
+        matches!(status_of(&mut a, fb), LookupStatus::Online { addr, .. } if addr == b.local_addr().unwrap())
+    );
+    assert_eq!(status_of(&mut a, near), LookupStatus::Unknown);
+    // Things an operator's log might mention.
+    let junk = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    for bytes in [
+        &b"garbage"[..],
+        &[0x02, 0x02, 0xff, 0xff][..],
+        &[0u8; 1500][..],
+    ] {
+        junk.send_to(bytes, server.addr).expect("send");
+    }
+    let mut tcp = std::net::TcpStream::connect(server.addr).expect("tcp");
+    let mut hello = vec![1u8]; // the server role, from an address that is no peer
+    hello.extend_from_slice(&[0u8; 256]);
+    std::io::Write::write_all(&mut tcp, &hello).expect("hello");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut tcp, &mut answer); // 403, then close
+    assert_eq!(answer.first(), Some(&0x07), "a status frame");
+    // One more round trip: everything above has been handled (and logged) by now.
+    assert!(matches!(
+        status_of(&mut b, a.identity().fingerprint()),
+        LookupStatus::Online { .. }
+    ));
+    let common::Server { proc, .. } = server;
+    let mut proc = proc;
+    proc.kill();
+    let log = proc.finish(T).stderr;
+    let ports = [
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        junk.local_addr().unwrap().port(),
+        tcp.local_addr().unwrap().port(),
+    ];
+    println!(
+        "privacy: {} log lines, none with a client address",
+        log.len()
+    );
+    for line in &log {
+        for p in ports {
+            assert!(
+                !line.contains(&format!("127.0.0.1:{p}")),
+                "a client address in the log: {line}"
+            );
+        }
+    }
+}
+
 #[test]
 fn two_clients_look_each_other_up_and_relay() {
     let server = Server::start(&[]);

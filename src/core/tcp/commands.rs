@@ -75,7 +75,12 @@ impl TcpCore {
         let configured = self.cfg.peering.peer_allowed(addr.ip());
         let known = self.known_node_ip(addr.ip());
         if !(role == Role::Client || configured || known) {
-            tracing::warn!(%addr, name, "refused a server hello from an address that is not a configured or allowed peer");
+            // The address only at debug: logs at the default level carry no client address.
+            tracing::warn!(
+                name,
+                "refused a server hello from an address that is not a configured or allowed peer"
+            );
+            tracing::debug!(%addr, "the refused server hello came from");
             let detail = "server role is accepted only from configured or allowed peers";
             self.fail(conn, status::FORBIDDEN, 0, detail);
             return false;
