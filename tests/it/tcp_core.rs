@@ -2195,6 +2195,22 @@ fn a_server_known_only_from_the_node_list_must_prove_its_node_key() {
     m.nodes[1].send(c, &[ASK_FOR_UPDATE]);
     let st = status_frame(&m.nodes[1].read(c));
     assert_eq!((st.status, st.request), (401, ASK_FOR_UPDATE));
+    // The start of a node list (up to 3.2 MB) before the proof: 401 at its first bytes,
+    // nothing buffered (it once held the partial frame, 3.1 MB per connection).
+    let c = known_node_conn(&mut m, "192.0.2.1:50004");
+    assert_eq!(
+        m.nodes[1].core.read_budget(c),
+        64 * 1024,
+        "no node-list budget"
+    );
+    m.nodes[1].send(c, &[11, 0, 0, 0x0f, 0xff]);
+    let st = status_frame(&m.nodes[1].read(c));
+    assert_eq!((st.status, st.request), (401, 11));
+    assert_eq!(
+        m.nodes[1].core.read_budget(c),
+        0,
+        "refused: nothing more is read"
+    );
 
     // A proof signed by another key: 401.
     let c = known_node_conn(&mut m, "192.0.2.1:50001");

@@ -100,6 +100,16 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
+        // An opener admitted only through the node list may send nothing but the proof
+        // until it is proved: refused at its first byte, before a frame of up to 3.2 MB
+        // would be buffered.
+        if let (true, Some(&b)) = (c.auth.required && !c.auth.proved, c.input.buf.first()) {
+            if b != tcp::CMD_AUTH_CHALLENGE && b != tcp::CMD_AUTH_PROOF {
+                let detail = "prove the node key first (commands 20 and 21)";
+                self.fail(conn, status::UNAUTHORIZED, b, detail);
+                return false;
+            }
+        }
         let len = match tcp::command_len(role, &c.input.buf) {
             Ok(Some(n)) => n,
             Ok(None) => return false,
@@ -162,21 +172,14 @@ impl TcpCore {
         self.fail(conn, status::BAD_REQUEST, frame[0], &detail);
     }
 
-    /// One server-role command (docs/PROTOCOL.md §8.4); from an opener admitted only
-    /// through the node list, nothing but the node-key proof until it is proved (401).
+    /// One server-role command (docs/PROTOCOL.md §8.4); an opener admitted only through
+    /// the node list gets here with nothing but the node-key proof until it is proved
+    /// (`next_command` refuses the rest with 401).
     fn server_command(&mut self, now_ms: u64, conn: ConnId, frame: &[u8]) {
         let cmd = match ServerCommand::parse(frame) {
             Ok(c) => c,
             Err(e) => return self.malformed_command(conn, frame, e),
         };
-        let proof = matches!(
-            cmd,
-            ServerCommand::AuthChallenge | ServerCommand::AuthProof(_)
-        );
-        if !proof && self.must_prove(conn) {
-            let detail = "prove the node key first (commands 20 and 21)";
-            return self.fail(conn, status::UNAUTHORIZED, frame[0], detail);
-        }
         match cmd {
             ServerCommand::AuthChallenge => self.auth_challenge(conn),
             ServerCommand::AuthProof(body) => self.auth_proof(now_ms, conn, body),
@@ -209,13 +212,6 @@ impl TcpCore {
                 limit,
             } => self.journal_since(conn, journal_id, since, limit),
         }
-    }
-
-    /// True when `conn`'s opener must still prove its node key.
-    fn must_prove(&self, conn: ConnId) -> bool {
-        self.conns
-            .get(&conn)
-            .is_some_and(|c| c.auth.required && !c.auth.proved)
     }
 
     /// Server-role Update (1): merged by last-writer-wins with its clock.

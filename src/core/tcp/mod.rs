@@ -257,9 +257,14 @@ impl TcpCore {
             // Output backpressure is applied per command in `parse` (only commands that
             // produce an answer wait); unparsed input is what stops reading.
             Some(c) if !c.input.refused => {
-                // A node list may be up to 3.2 MB: take a whole frame once it has started.
+                // A node list may be up to 3.2 MB: take a whole frame once it has started,
+                // from a link of ours or a peer that needs no proof or has given it.
+                let peer = c.role == Some(tcp::Role::Server);
+                let trusted = c.link.is_some() || (peer && (!c.auth.required || c.auth.proved));
                 let cap = match c.input.buf.first() {
-                    Some(&(tcp::CMD_NODE_LIST | tcp::CMD_NODE_LIST_DIFF)) => tcp::MAX_FRAME_LEN,
+                    Some(&(tcp::CMD_NODE_LIST | tcp::CMD_NODE_LIST_DIFF)) if trusted => {
+                        tcp::MAX_FRAME_LEN
+                    }
                     _ => 64 * 1024,
                 };
                 cap.saturating_sub(c.input.buf.len())
