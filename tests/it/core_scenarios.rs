@@ -1623,6 +1623,65 @@ fn full_directory_evicts_a_client_that_never_kept_alive() {
     assert_eq!(net.where_is(&c), Some(c.addr));
 }
 
+/// T6 (docs/SECURITY.md): every length field of the UDP plane lying (0, past the
+/// datagram, at its largest value), from a registered client: each packet gets a typed
+/// refusal (400 or 413) or nothing, never more bytes than it had, and nothing changes.
+#[test]
+fn lying_lengths_in_datagrams_are_refused_and_change_nothing() {
+    let mut net = Net::new();
+    let a = net.client("192.0.2.10:40000", None);
+    let b = net.client("192.0.2.20:40000", None);
+    net.online(&a);
+    net.online(&b);
+    let ts = net.ts();
+    let cert_len = |n: u16, rest: &[u8]| [n.to_be_bytes().to_vec(), rest.to_vec()].concat();
+    let mut sig_past = a.unsigned(0, ts, &[]);
+    sig_past[2..4].copy_from_slice(&0xffffu16.to_be_bytes()); // sig_len past the datagram
+                                                              // Shifted (params 0x06), shift_len 200: the datagram ends inside the first shift.
+    let shift_past = vec![0x06, 200, 5, 1, 2, 3];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("sig_len 0xFFFF", sig_past),
+        ("shifted, cut short", shift_past),
+        ("register, cert_len 0", a.signed(2, ts, &cert_len(0, &[]))),
+        (
+            "register, cert_len 0xFFFF",
+            a.signed(2, ts, &cert_len(0xffff, &[1; 40])),
+        ),
+        (
+            "register, cert_len 1 and 100 bytes after",
+            a.signed(2, ts, &cert_len(1, &[0x30; 101])),
+        ),
+        ("lookup of 31 bytes", a.unsigned(5, ts, &[7; 31])),
+        ("lookup of 33 bytes", a.unsigned(5, ts, &[7; 33])),
+        ("relay with no event", a.signed(4, ts, &b.fp().0)),
+        (
+            "relay of 1201 bytes",
+            a.signed(4, ts, &[b.fp().0.to_vec(), vec![1; 1201]].concat()),
+        ),
+        ("fetch with a payload", a.unsigned(8, ts, &[0; 8])),
+    ];
+    let before = (
+        net.server.directory_digest(),
+        net.where_is(&a),
+        net.where_is(&b),
+    );
+    for (what, bytes) in cases {
+        let got = net.send(a.addr, &bytes);
+        for sent in &got {
+            assert!(
+                matches!(sent.reply, Reply::Error { status, .. } if status == 400 || status == 413),
+                "{what}: {sent:?}"
+            );
+        }
+        let after = (
+            net.server.directory_digest(),
+            net.where_is(&a),
+            net.where_is(&b),
+        );
+        assert_eq!(before, after, "{what}: nothing changes");
+    }
+}
+
 /// T4 (docs/SECURITY.md): registration budgets were per /64 only, so one IPv6 /48 had
 /// 65,536 of them. A /48 as a whole now gets 4 times a /64's budget; another /48 is not
 /// affected.

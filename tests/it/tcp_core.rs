@@ -2244,6 +2244,58 @@ fn a_server_known_only_from_the_node_list_must_prove_its_node_key() {
     assert_eq!((st.status, st.request), (403, 0));
 }
 
+/// T6 (docs/SECURITY.md): every length field of the TCP plane at 0, past its maximum and
+/// at the field's largest value is refused from the header alone (400 and close, with
+/// the frame's command byte), before any of the claimed body is buffered; nothing
+/// changes. A length within bounds but past what was sent waits, reading at most 64 KiB.
+#[test]
+fn lying_lengths_are_refused_from_the_header_and_change_nothing() {
+    let cases: [(&str, Vec<u8>, u8); 9] = [
+        ("DirRecord len 4097", vec![16, 0x10, 0x01], 16),
+        ("DirRecord len 0xFFFF", vec![16, 0xff, 0xff], 16),
+        ("Forward len 0xFFFF", vec![18, 0xff, 0xff], 18),
+        ("AuthProof len 0xFFFF", vec![21, 0xff, 0xff], 21),
+        ("DirRequest len 1", vec![17, 0, 1, 0], 17),
+        ("DirRequest len 0xFFFF", vec![17, 0xff, 0xff], 17),
+        ("NodeList count 4097", vec![11, 0, 0, 0x10, 0x01], 11),
+        (
+            "NodeList count 0xFFFFFFFF",
+            vec![11, 0xff, 0xff, 0xff, 0xff],
+            11,
+        ),
+        (
+            "NodeListDiff count 0xFFFFFFFF",
+            vec![12, 0xff, 0xff, 0xff, 0xff],
+            12,
+        ),
+    ];
+    for (what, header, request) in cases {
+        let mut n = with_peer_conn(1000, 7);
+        let before = (n.core.clock(), n.contacts(), n.core.node_list().hash());
+        n.send(7, &header);
+        let st = status_frame(&n.read(7));
+        assert_eq!((st.status, st.request), (400, request), "{what}: {st:?}");
+        assert_eq!(n.actions(), vec![TcpAction::Close(7)], "{what}");
+        let after = (n.core.clock(), n.contacts(), n.core.node_list().hash());
+        assert_eq!(before, after, "{what}: nothing changes");
+        assert_eq!(n.core.read_budget(7), 0, "{what}: nothing more is read");
+    }
+    // Within bounds, past what was sent: it waits, with the usual 64 KiB of input.
+    for (what, mut bytes) in [
+        ("DirRecord of 4096", vec![16, 0x10, 0x00]),
+        ("NodeList of one entry", vec![11, 0, 0, 0, 1]),
+        ("hash of 255 bytes", vec![10, 0xff]),
+    ] {
+        let mut n = with_peer_conn(1000, 7);
+        bytes.extend_from_slice(&[1; 20]);
+        n.send(7, &bytes);
+        assert_eq!(n.pending(7), 0, "{what}: no answer yet");
+        let budget = n.core.read_budget(7);
+        assert!(budget <= 3_244_037 - bytes.len(), "{what}: {budget}");
+        println!("{what}: waits, {budget} more bytes may be read");
+    }
+}
+
 #[test]
 fn bad_node_list_input_is_400_and_changes_nothing() {
     let (entry, _) = identity(5);
