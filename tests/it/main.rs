@@ -10,7 +10,8 @@
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `federation`, `rejoin`,
-//!   `capture`, `replay`, `dissector`, `bench`;
+//!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
+//!   `RDV_CRASH_RUNS` sets how many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
 //!   than skip): `nat`, `partition`.
 //!
@@ -19,8 +20,8 @@
 //!
 //! Reading what the server sends goes through the crate's codecs (`rendezvous::wire`),
 //! except where a test is an independent oracle of the bytes: `tcp_core`, `tcp_binary`,
-//! `directory` and `partition` write and read some frames by hand from docs/PROTOCOL.md on
-//! purpose, so that a codec bug cannot hide behind itself.
+//! `directory`, `partition` and `crash` write and read some frames by hand from
+//! docs/PROTOCOL.md on purpose, so that a codec bug cannot hide behind itself.
 
 // Scenario tests read top to bottom; the 100-line limit on functions is for src/.
 #![allow(clippy::too_many_lines)]
@@ -31,6 +32,7 @@ mod bench;
 mod ca_bundle;
 mod capture;
 mod core_scenarios;
+mod crash;
 mod directory;
 mod dissector;
 mod federation;
