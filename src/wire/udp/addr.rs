@@ -1,5 +1,6 @@
 //! The address inside UDP payloads: a family byte, the address, the port. IPv4-mapped IPv6
-//! is always written as family 4 (docs/PROTOCOL.md §1 "Addresses").
+//! is always written as family 4, and read as IPv4 whichever family carries it
+//! (docs/PROTOCOL.md §1 "Addresses").
 //!
 //! ```text
 //! +--------+--------------------+---------+
@@ -66,7 +67,8 @@ pub(crate) fn put_family_ip(ip: IpAddr, buf: &mut [u8]) {
     }
 }
 
-/// Reads `[family u8][addr 4|16][port u16]` at `*pos`, advancing it.
+/// Reads `[family u8][addr 4|16][port u16]` at `*pos`, advancing it; an IPv4-mapped
+/// address under family 6 is returned as IPv4 ([`canonical_addr`]).
 ///
 /// # Errors
 /// [`WireError::BadFamily`] for a family other than 4 or 6; [`WireError::Truncated`].
@@ -88,7 +90,9 @@ pub fn parse_addr(buf: &[u8], pos: &mut usize) -> Result<SocketAddr, WireError> 
         _ => return Err(WireError::BadFamily),
     };
     let port = BigEndian::read_u16(take(buf, pos, 2)?);
-    Ok(SocketAddr::new(ip, port))
+    // Canonical, as written: family 6 holding an IPv4-mapped address reads as IPv4, so
+    // that what is read is emitted back the same (found by the udp_datagram fuzz target).
+    Ok(canonical_addr(SocketAddr::new(ip, port)))
 }
 
 #[cfg(test)]
