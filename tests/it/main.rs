@@ -36,6 +36,7 @@ mod crash;
 mod directory;
 mod dissector;
 mod federation;
+mod fuzz_smoke;
 mod journal;
 mod nat;
 mod nodelist;

@@ -122,6 +122,22 @@ pub enum Asked {
 }
 
 impl Asked {
+    /// Every kind of request, in declaration order (for property tests and fuzzing).
+    pub const ALL: [Asked; 12] = [
+        Asked::ListAll,
+        Asked::AskForUpdate,
+        Asked::HeartBeat,
+        Asked::Barrier,
+        Asked::Status,
+        Asked::CursorQuery,
+        Asked::NodeListHash,
+        Asked::NodeList,
+        Asked::DirRequest,
+        Asked::JournalSince,
+        Asked::AuthChallenge,
+        Asked::AuthProof,
+    ];
+
     /// What a command of `role` asks, by its command byte: `None` for a command that gets
     /// no answer (Update, UpdateClock, JournalUpdate, JournalMark, NodeListDiff, DirRecord,
     /// Forward) and for a byte that is no command of that role.

@@ -535,20 +535,7 @@ fn fixtures_read_alike_cut_anywhere() {
 
 /// Every kind of request, for the property tests.
 fn any_asked() -> impl Strategy<Value = Asked> {
-    prop::sample::select(vec![
-        Asked::ListAll,
-        Asked::AskForUpdate,
-        Asked::HeartBeat,
-        Asked::Barrier,
-        Asked::Status,
-        Asked::CursorQuery,
-        Asked::NodeListHash,
-        Asked::NodeList,
-        Asked::DirRequest,
-        Asked::JournalSince,
-        Asked::AuthChallenge,
-        Asked::AuthProof,
-    ])
+    prop::sample::select(Asked::ALL.to_vec())
 }
 
 proptest! {

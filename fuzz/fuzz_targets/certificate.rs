@@ -1,0 +1,7 @@
+//! Fuzz target `certificate`: see `fuzz/targets.rs`.
+#![no_main]
+#![allow(dead_code)]
+
+include!("../targets.rs");
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| certificate(data));
