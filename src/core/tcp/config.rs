@@ -153,7 +153,7 @@ pub struct TcpBounds {
     /// (default 2^24).
     pub max_clock_jump: u32,
     /// Connections accepted from one IPv4 address or one IPv6 /64 at once; the next gets
-    /// 503 and is closed (default 64; docs/PROTOCOL.md §8.11).
+    /// 503 and is closed (default 64; loopback is exempt; docs/PROTOCOL.md §8.11).
     pub max_conns_per_prefix: usize,
     /// Streamed answers (ListAll, AskForUpdate, a link's full push) reading from store
     /// snapshots at once, all connections together; a ListAll or AskForUpdate beyond it

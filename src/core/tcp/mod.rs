@@ -216,7 +216,7 @@ impl TcpCore {
     /// A connection was accepted from `addr`.
     ///
     /// A connection past [`TcpBounds::max_conns_per_prefix`] from its address's prefix
-    /// gets 503 and is closed.
+    /// gets 503 and is closed (loopback is exempt, as from the UDP rate limits).
     pub fn handle_accept(&mut self, now_ms: u64, conn: ConnId, addr: SocketAddr) {
         self.conns.insert(conn, Conn::new(addr, now_ms, None));
         let open = self
@@ -224,7 +224,8 @@ impl TcpCore {
             .entry(config::conn_prefix(addr.ip()))
             .or_default();
         *open += 1;
-        if *open > self.cfg.bounds.max_conns_per_prefix {
+        let local = config::canonical_ip(addr.ip()).is_loopback();
+        if *open > self.cfg.bounds.max_conns_per_prefix && !local {
             tracing::debug!(%addr, "too many connections from one address; refused");
             let detail = "too many connections from your address";
             self.fail_now(conn, SERVICE_UNAVAILABLE, tcp::REQUEST_HELLO, detail);
