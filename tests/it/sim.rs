@@ -11,6 +11,7 @@ use rendezvous::core::tcp::Cidr;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::sim::{host_addr, ExtConn, HostId, HostSpec, Net};
 use rendezvous::wire::tcp::answer::{AnswerPiece, AnswerReader};
+use rendezvous::wire::tcp::dir::{DirRecord, RecordBody, Registration};
 use rendezvous::wire::tcp::{ClientCommand, ContactFields, Hello, Role};
 use rendezvous::wire::udp::{LookupStatus, Payload, Register, Relay};
 use rendezvous::wire::Fingerprint;
@@ -535,4 +536,141 @@ fn a_slow_link_delays_what_crosses_it() {
     let (fast, slow) = (reach_far_end(false), reach_far_end(true));
     assert!(fast < 100, "{fast} ms over fast links");
     assert!(slow >= 300, "{slow} ms across a 300 ms link");
+}
+
+/// A server-role hello from the sim's test code.
+fn server_hello(name: &str) -> Vec<u8> {
+    let mut b = vec![0u8; 257];
+    Hello {
+        role: Role::Server,
+        name,
+    }
+    .emit(&mut b)
+    .expect("hello");
+    b
+}
+
+/// `[16][len u16][record]` for `rec`.
+fn dir_record_frame(rec: &DirRecord<'_>) -> Vec<u8> {
+    let mut frame = Vec::new();
+    rec.append_frame(&mut frame).expect("record");
+    frame
+}
+
+/// The first status frame's code in `bytes`, if it starts with one.
+fn status_code(bytes: &[u8]) -> Option<u16> {
+    (bytes.first() == Some(&7) && bytes.len() >= 3)
+        .then(|| u16::from_be_bytes([bytes[1], bytes[2]]))
+}
+
+/// T11 (docs/SECURITY.md): an admitted peer gone bad. It pushes a registration record
+/// whose signature is forged, an expiry and a refresh for a client registered directly
+/// with us, and (from a second address) a clock at 0xFFFFFFFF. Nothing forged is taken,
+/// the local client stays online, each address is cut off (its next server hello is 403),
+/// and the honest servers still converge.
+#[test]
+fn a_rogue_peer_is_refused_cut_off_and_the_mesh_converges() {
+    let mut net = Net::new(11, unix_now());
+    for i in 0..3usize {
+        let peers: Vec<HostId> = [i.checked_sub(1), (i < 2).then_some(i + 1)]
+            .into_iter()
+            .flatten()
+            .collect();
+        net.add_host(HostSpec {
+            allow_peers: vec![Cidr::parse("203.0.113.64/26").expect("cidr")],
+            no_mesh: true,
+            ..HostSpec::peered(&peers)
+        });
+    }
+    net.run_for(1_000);
+    let a = Client::new("a", "198.51.100.10:50000");
+    a.register(&mut net, 0);
+    net.run_for(1_000);
+    let ts = net.now().unix_s;
+    let at_a = |net: &mut Net| net.node(0).udp().directory_digest();
+    let before = at_a(&mut net);
+
+    // Rogue 1: an expiry and a refresh for a, then a forged registration.
+    let rogue = sa("203.0.113.66:40000");
+    let r = net.open(0, rogue);
+    let expiry = DirRecord {
+        hops: 0,
+        fingerprint: a.fp(),
+        timestamp: ts + 5,
+        age_ms: 0,
+        body: RecordBody::Expiry,
+    };
+    let refresh = DirRecord {
+        body: RecordBody::Refresh,
+        ..expiry
+    };
+    let mut bytes = server_hello("rogue");
+    bytes.extend(dir_record_frame(&expiry));
+    bytes.extend(dir_record_frame(&refresh));
+    net.write(r, &bytes);
+    net.run_for(100);
+    assert_eq!(at_a(&mut net), before, "a's own server keeps a as it is");
+    assert!(
+        net.read(r).is_empty() && !net.is_closed(r),
+        "ignored, not refused"
+    );
+    let cert = a.id.cert_der();
+    let mut payload = u16::try_from(cert.len())
+        .expect("short")
+        .to_be_bytes()
+        .to_vec();
+    payload.extend_from_slice(cert);
+    let forged = DirRecord {
+        body: RecordBody::Registration(Registration {
+            addr: sa("203.0.113.66:1"),
+            home_uid: [0x66; 16],
+            home: "rogue",
+            signature: &[0x42; 64],
+            payload: &payload,
+        }),
+        ..expiry
+    };
+    net.write(r, &dir_record_frame(&forged));
+    net.run_for(100);
+    let answer = net.read(r);
+    assert!(
+        matches!(status_code(&answer), Some(400 | 401)),
+        "the forged record is refused: {answer:02x?}"
+    );
+    assert!(net.is_closed(r), "and the connection closed");
+    assert_eq!(at_a(&mut net), before, "nothing forged is taken");
+    let again = net.open(0, rogue);
+    net.write(again, &server_hello("rogue"));
+    net.run_for(100);
+    assert_eq!(status_code(&net.read(again)), Some(403), "cut off");
+
+    // Rogue 2: a clock at the top.
+    let r2 = net.open(0, sa("203.0.113.67:40000"));
+    let mut bytes = server_hello("rogue2");
+    bytes.extend([3, 0xff, 0xff, 0xff, 0xff]);
+    net.write(r2, &bytes);
+    net.run_for(100);
+    assert_eq!(status_code(&net.read(r2)), Some(409));
+    let again = net.open(0, sa("203.0.113.67:40001"));
+    net.write(again, &server_hello("rogue2"));
+    net.run_for(100);
+    assert_eq!(status_code(&net.read(again)), Some(403), "cut off");
+
+    // The honest servers go on and converge.
+    write_contacts(&mut net, 0, &[("alice", "bob", "111")]);
+    write_contacts(&mut net, 2, &[("zoe", "yan", "999")]);
+    let hosts = [0, 1, 2];
+    let took = net
+        .run_until(30_000, |n| {
+            all_equal(n, &hosts)
+                && n.contacts_digest(0).0 == 2
+                && n.node(2).udp().directory_digest().0 == 1
+        })
+        .expect("the honest servers converge");
+    let (status, _) = a.lookup(&mut net, 0, a.fp());
+    assert!(
+        matches!(status, LookupStatus::Online { addr, .. } if addr == a.addr),
+        "{status:?}"
+    );
+    eprintln!("rogue peer: refused, cut off; the honest mesh converged {took} ms later");
 }

@@ -878,8 +878,13 @@ fn a_clock_walk_is_refused_once_the_raise_budget_is_spent() {
         1000 + JUMP,
         "one step taken, the rest refused"
     );
-    // Small raises within what is left are refused too: the budget is spent.
-    n.accept(8, PEER);
+    // The walker's address is cut off for 10 minutes: its next server hello is 403.
+    n.accept(11, PEER);
+    n.send(11, &hello(1, "peer"));
+    assert_eq!(status_frame(&n.read(11)).status, 403, "cut off");
+    // Small raises within what is left are refused too (from another peer): the budget
+    // is spent.
+    n.accept(8, "198.51.100.8:40001");
     n.send(8, &hello(1, "peer"));
     n.send(8, &update_clock(1000 + JUMP + 1));
     assert_eq!(status_frame(&n.read(8)).status, 409);
@@ -893,14 +898,14 @@ fn a_clock_walk_is_refused_once_the_raise_budget_is_spent() {
     // Half an hour earns half the budget back; an hour, all of it.
     let t = n.now;
     n.advance_to(t + 1_800_000);
-    n.accept(9, PEER);
+    n.accept(9, "198.51.100.9:40001");
     n.send(9, &hello(1, "peer"));
     n.send(9, &update_clock(1001 + JUMP + JUMP / 2));
     assert_eq!(n.pending(9), 0, "half the budget back");
     n.send(9, &update_clock(1002 + JUMP + JUMP / 2));
     assert_eq!(status_frame(&n.read(9)).status, 409, "and no more");
     n.advance_to(t + 1_800_000 + 3_600_000);
-    n.accept(10, PEER);
+    n.accept(10, "198.51.100.10:40001");
     n.send(10, &hello(1, "peer"));
     n.send(10, &update_clock(1001 + 2 * JUMP + JUMP / 2));
     assert_eq!(n.pending(10), 0, "the whole budget back after an hour");

@@ -72,6 +72,16 @@ impl TcpCore {
     /// configured or allowed peer, or from a server in our node list, which must then
     /// prove its node key first (docs/PROTOCOL.md §8.12); else 403.
     fn admit(&mut self, conn: ConnId, addr: SocketAddr, role: Role, name: &str) -> bool {
+        if role == Role::Server
+            && self
+                .gate
+                .banned_until(addr.ip(), self.clock.input_ms)
+                .is_some()
+        {
+            let detail = "cut off for 10 minutes after input that was refused";
+            self.fail(conn, status::FORBIDDEN, 0, detail);
+            return false;
+        }
         let configured = self.cfg.peering.peer_allowed(addr.ip());
         let known = self.known_node_ip(addr.ip());
         if !(role == Role::Client || configured || known) {

@@ -197,7 +197,9 @@ impl TcpCore {
 
     /// Refuses what a peer sent on `conn` (a bad directory record or forward): on a
     /// connection it opened, a status frame then close; on our own link, the link is
-    /// dropped and redialled (docs/PROTOCOL.md §8.16, "On the links").
+    /// dropped. Either way the peer's address is cut off for 10 minutes: its server-role
+    /// hellos get 403 and our link to it is not redialled until then (docs/PROTOCOL.md
+    /// §8.16, "On the links"; loopback is never cut off).
     pub fn refuse_peer(
         &mut self,
         now_ms: u64,
@@ -206,7 +208,9 @@ impl TcpCore {
         status: u16,
         detail: &str,
     ) {
-        let _ = now_ms;
+        if let Some(c) = self.conns.get(&conn) {
+            self.gate.ban(c.addr.ip(), now_ms);
+        }
         let link = self.conns.get(&conn).and_then(|c| c.link);
         if link.is_some() {
             tracing::warn!(
@@ -225,8 +229,13 @@ impl TcpCore {
         for i in 0..self.links.len() {
             match self.links[i].state {
                 LinkState::Down { retry_ms } if now_ms >= retry_ms => {
-                    self.links[i].state = LinkState::Connecting;
                     let addr = self.links[i].addr;
+                    if let Some(until) = self.gate.banned_until(addr.ip(), now_ms) {
+                        // Cut off after input we refused: not redialled until it ends.
+                        self.links[i].state = LinkState::Down { retry_ms: until };
+                        continue;
+                    }
+                    self.links[i].state = LinkState::Connecting;
                     self.out
                         .actions
                         .push_back(TcpAction::Connect { peer: i, addr });

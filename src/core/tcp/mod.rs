@@ -34,6 +34,7 @@ mod config;
 mod conn;
 mod contacts;
 mod directory;
+mod gate;
 mod journal;
 mod links;
 mod nodes;
@@ -55,7 +56,7 @@ use journal::Journal;
 use links::{Link, LinkState};
 use outbox::{Outbox, Reads};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Identifies a TCP connection between the loop and the core.
 pub type ConnId = u64;
@@ -152,8 +153,8 @@ pub struct TcpCore {
     nodes: NodeList,
     /// Authentication nonces made so far.
     nonces: u64,
-    /// Accepted connections open per address prefix ([`config::conn_prefix`]).
-    per_prefix: HashMap<IpAddr, usize>,
+    /// Connections per address prefix, and peers cut off.
+    gate: gate::Gate,
     stats: TcpStats,
 }
 
@@ -180,7 +181,7 @@ impl TcpCore {
             journal: Journal::default(),
             nodes,
             nonces: 0,
-            per_prefix: HashMap::new(),
+            gate: gate::Gate::default(),
             stats: TcpStats::default(),
         }
     }
@@ -219,13 +220,9 @@ impl TcpCore {
     /// gets 503 and is closed (loopback is exempt, as from the UDP rate limits).
     pub fn handle_accept(&mut self, now_ms: u64, conn: ConnId, addr: SocketAddr) {
         self.conns.insert(conn, Conn::new(addr, now_ms, None));
-        let open = self
-            .per_prefix
-            .entry(config::conn_prefix(addr.ip()))
-            .or_default();
-        *open += 1;
+        let open = self.gate.opened(addr.ip());
         let local = config::canonical_ip(addr.ip()).is_loopback();
-        if *open > self.cfg.bounds.max_conns_per_prefix && !local {
+        if open > self.cfg.bounds.max_conns_per_prefix && !local {
             tracing::debug!(%addr, "too many connections from one address; refused");
             let detail = "too many connections from your address";
             self.fail_now(conn, SERVICE_UNAVAILABLE, tcp::REQUEST_HELLO, detail);
@@ -239,13 +236,7 @@ impl TcpCore {
             if let Some(i) = c.link {
                 self.link_down(now_ms, i);
             } else {
-                let key = config::conn_prefix(c.addr.ip());
-                if let Some(open) = self.per_prefix.get_mut(&key) {
-                    *open -= 1;
-                    if *open == 0 {
-                        self.per_prefix.remove(&key);
-                    }
-                }
+                self.gate.closed(c.addr.ip());
             }
         }
         self.reads.stream_waiters.retain(|w| *w != conn);
