@@ -28,7 +28,7 @@ impl TcpCore {
             } else if let Some(role) = c.role {
                 self.next_command(now_ms, conn, role)
             } else {
-                self.read_hello(conn)
+                self.read_hello(now_ms, conn)
             };
             if !more {
                 return;
@@ -38,7 +38,7 @@ impl TcpCore {
 
     /// The hello (257 bytes): true when it is read and its opener admitted. The role byte
     /// is checked as soon as it arrives (400 at once).
-    fn read_hello(&mut self, conn: ConnId) -> bool {
+    fn read_hello(&mut self, now_ms: u64, conn: ConnId) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -55,7 +55,7 @@ impl TcpCore {
         let hello: Vec<u8> = c.input.buf.drain(..tcp::HELLO_LEN).collect();
         let addr = c.addr;
         match Hello::parse(&hello) {
-            Ok(h) => self.admit(conn, addr, h.role, h.name),
+            Ok(h) => self.admit(now_ms, conn, addr, h.role, h.name),
             Err(e) => {
                 self.fail(
                     conn,
@@ -71,13 +71,15 @@ impl TcpCore {
     /// Admits the opener of `conn` from `addr` in `role`: a client always; a server from a
     /// configured or allowed peer, or from a server in our node list, which must then
     /// prove its node key first (docs/PROTOCOL.md §8.12); else 403.
-    fn admit(&mut self, conn: ConnId, addr: SocketAddr, role: Role, name: &str) -> bool {
-        if role == Role::Server
-            && self
-                .gate
-                .banned_until(addr.ip(), self.clock.input_ms)
-                .is_some()
-        {
+    fn admit(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        addr: SocketAddr,
+        role: Role,
+        name: &str,
+    ) -> bool {
+        if role == Role::Server && self.gate.banned_until(addr.ip(), now_ms).is_some() {
             let detail = "cut off for 10 minutes after input that was refused";
             self.fail(conn, status::FORBIDDEN, 0, detail);
             return false;
@@ -193,10 +195,12 @@ impl TcpCore {
         match cmd {
             ServerCommand::AuthChallenge => self.auth_challenge(conn),
             ServerCommand::AuthProof(body) => self.auth_proof(now_ms, conn, body),
-            ServerCommand::Update { clock, fields } => self.peer_update(conn, clock, &fields),
-            ServerCommand::HeartBeat { clock, .. } => self.heartbeat_in(conn, clock),
+            ServerCommand::Update { clock, fields } => {
+                self.peer_update(now_ms, conn, clock, &fields)
+            }
+            ServerCommand::HeartBeat { clock, .. } => self.heartbeat_in(now_ms, conn, clock),
             ServerCommand::UpdateClock(clock) => {
-                if self.accept_clock(conn, tcp::CMD_UPDATE_CLOCK, clock) {
+                if self.accept_clock(now_ms, conn, tcp::CMD_UPDATE_CLOCK, clock) {
                     self.clock.observe(clock);
                 }
             }
@@ -210,7 +214,7 @@ impl TcpCore {
                 line,
                 clock,
                 fields,
-            } => self.journal_update(conn, line, clock, &fields),
+            } => self.journal_update(now_ms, conn, line, clock, &fields),
             ServerCommand::JournalMark { line } => self.journal_mark(conn, line),
             ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
             ServerCommand::DirRecord(body) => self.dir_record(conn, body),
@@ -225,8 +229,8 @@ impl TcpCore {
     }
 
     /// Server-role Update (1): merged by last-writer-wins with its clock.
-    fn peer_update(&mut self, conn: ConnId, clock: u32, fields: &ContactFields<'_>) {
-        if !self.accept_clock(conn, tcp::CMD_UPDATE, clock) {
+    fn peer_update(&mut self, now_ms: u64, conn: ConnId, clock: u32, fields: &ContactFields<'_>) {
+        if !self.accept_clock(now_ms, conn, tcp::CMD_UPDATE, clock) {
             return;
         }
         self.clock.observe(clock);
@@ -237,8 +241,8 @@ impl TcpCore {
 
     /// HeartBeat (2): answered with our clock when it is at least the peer's, else we
     /// take the peer's and answer nothing.
-    fn heartbeat_in(&mut self, conn: ConnId, clock: u32) {
-        if !self.accept_clock(conn, tcp::CMD_HEARTBEAT, clock) {
+    fn heartbeat_in(&mut self, now_ms: u64, conn: ConnId, clock: u32) {
+        if !self.accept_clock(now_ms, conn, tcp::CMD_HEARTBEAT, clock) {
             return;
         }
         if self.clock.now >= clock {

@@ -27,8 +27,6 @@ pub(super) struct Clock {
     raise_budget: u32,
     /// When the budget was last refilled (monotonic ms).
     refilled_ms: u64,
-    /// The time of the input being handled (monotonic ms; set by [`Clock::refill`]).
-    pub(super) input_ms: u64,
 }
 
 /// Time for received clocks to earn a whole `max_jump` of raise again: one hour
@@ -66,7 +64,6 @@ impl Clock {
             max_jump,
             raise_budget: max_jump,
             refilled_ms: now_ms,
-            input_ms: now_ms,
         }
     }
 
@@ -76,10 +73,8 @@ impl Clock {
         self.catching_up || self.now == 0
     }
 
-    /// Earns raise budget for the time since the last refill, at `max_jump` per hour; notes
-    /// `now_ms` as the time of the input being handled.
+    /// Earns raise budget for the time since the last refill, at `max_jump` per hour.
     pub(super) fn refill(&mut self, now_ms: u64) {
-        self.input_ms = now_ms;
         let elapsed = now_ms.saturating_sub(self.refilled_ms);
         let earned = u128::from(elapsed) * u128::from(self.max_jump) / u128::from(RAISE_REFILL_MS);
         if earned == 0 {
@@ -192,13 +187,19 @@ impl TcpCore {
     /// Checks a clock received on `conn` in command `request`: true when plausible, else
     /// 409 and close, and the peer's address is cut off for 10 minutes (docs/PROTOCOL.md
     /// §8.9).
-    pub(super) fn accept_clock(&mut self, conn: ConnId, request: u8, clock: u32) -> bool {
+    pub(super) fn accept_clock(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request: u8,
+        clock: u32,
+    ) -> bool {
         if self.clock.plausible(clock) {
             return true;
         }
         self.stats.clocks_refused += 1;
         if let Some(c) = self.conns.get(&conn) {
-            self.gate.ban(c.addr.ip(), self.clock.input_ms);
+            self.gate.ban(c.addr.ip(), now_ms);
         }
         let name = self
             .conns

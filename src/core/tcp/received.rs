@@ -149,6 +149,7 @@ impl TcpCore {
     /// already applied is dropped.
     pub(super) fn journal_update(
         &mut self,
+        now_ms: u64,
         conn: ConnId,
         line: u64,
         clock: u32,
@@ -158,7 +159,7 @@ impl TcpCore {
         let Some(id) = self.peer_journal_of(conn, cmd, "journal update") else {
             return;
         };
-        if !self.accept_clock(conn, cmd, clock) {
+        if !self.accept_clock(now_ms, conn, cmd, clock) {
             return;
         }
         if self.journal.is_copy(id, line) {
