@@ -7,7 +7,7 @@ use super::conn::{Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
 use super::{ConnId, TcpAction, TcpCore};
 use crate::wire::tcp::answer::{AnswerPiece, Asked};
-use crate::wire::tcp::{self, ServerCommand};
+use crate::wire::tcp::ServerCommand;
 
 /// Directory records asked per page (a full directory goes out in pages as the reader
 /// drains them).
@@ -119,7 +119,16 @@ impl TcpCore {
     /// Pushes `cmd`, a DirRecord or a Forward `[cmd][len u16][body]`, on every link that is
     /// up (a body over 4096 bytes is not sent).
     fn push_framed(&mut self, cmd: &ServerCommand<'_>) {
-        if cmd.buffer_len() > 3 + tcp::MAX_VAR_BODY {
+        // Emitted once (when some link is up), copied to every link that is up.
+        if !self
+            .links
+            .iter()
+            .any(|l| matches!(l.state, LinkState::Up { .. }))
+        {
+            return;
+        }
+        let mut frame = Vec::with_capacity(cmd.buffer_len());
+        if cmd.append_to(&mut frame).is_err() {
             return;
         }
         let mut overfull = Vec::new();
@@ -138,7 +147,7 @@ impl TcpCore {
                 }
                 PushRoom::Room => {}
             }
-            c.out.command(cmd);
+            c.out.extend_from_slice(&frame);
             if matches!(cmd, ServerCommand::DirRecord(_)) {
                 l.dir.sent += 1;
             }

@@ -74,7 +74,14 @@ impl LinkJournal {
 impl TcpCore {
     /// Pushes journal line `line` on every link that is live (caught up).
     pub(super) fn push_live(&mut self, line: u64, contact: &Contact) {
-        let rec = journal_update(line, contact);
+        // Emitted once (when some link is live), copied to every live link.
+        if !self.links.iter().any(|l| l.journal.phase == Phase::Live) {
+            return;
+        }
+        let mut rec = Vec::with_capacity(tcp::MAX_COMMAND_LEN);
+        if journal_update(line, contact).append_to(&mut rec).is_err() {
+            return;
+        }
         let mut overfull = Vec::new();
         for l in &mut self.links {
             if l.journal.phase != Phase::Live {
@@ -90,7 +97,7 @@ impl TcpCore {
                 PushRoom::Refused => {}
                 PushRoom::Overfull => overfull.push(conn),
                 PushRoom::Room => {
-                    c.out.command(&rec);
+                    c.out.extend_from_slice(&rec);
                     l.journal.pushed_line = line;
                     l.journal.entries_sent += 1;
                 }
