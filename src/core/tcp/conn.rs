@@ -369,14 +369,13 @@ impl TcpCore {
 
 /// A status frame's bytes (docs/PROTOCOL.md §8.6).
 pub(super) fn status_bytes(status: u16, request: u8, detail: &str) -> Vec<u8> {
-    let f = StatusFrame {
+    let mut buf = Vec::new();
+    let _ = AnswerPiece::Status(StatusFrame {
         status,
         request,
         detail,
-    };
-    let mut buf = vec![0u8; f.buffer_len()];
-    let n = f.emit(&mut buf).unwrap_or(0);
-    buf.truncate(n);
+    })
+    .append_to(&mut buf); // a status frame always emits: its detail is cut to fit
     buf
 }
 

@@ -134,11 +134,6 @@ impl<'a> StatusFrame<'a> {
         buf[DETAIL..n].copy_from_slice(detail.as_bytes());
         Ok(n)
     }
-
-    /// Appends the frame to `out` (as [`Self::emit`] writes it); returns its length.
-    pub fn append_to(&self, out: &mut Vec<u8>) -> usize {
-        crate::wire::bytes::append(out, self.buffer_len(), |buf| self.emit(buf)).unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
