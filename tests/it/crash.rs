@@ -8,6 +8,7 @@
 
 use crate::common::{bin, Server};
 use rendezvous::client::contacts::ContactsClient;
+use rendezvous::sim::Rng;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,14 +20,6 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(10);
 /// Updates between two Barriers.
 const BATCH: usize = 50;
-
-/// A splitmix64 step: the campaign's kill moments, the same for every run of the suite.
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 fn serve(dir: &Path) -> Server {
     let mut cmd = bin();
@@ -170,7 +163,8 @@ fn acknowledged_writes_and_the_journal_survive_sigkill_at_random_moments() {
     let mut total = 0;
     let mut restarts = Vec::new();
     for run in 0..runs {
-        let kill_ms = 30 + splitmix(run as u64) % 271; // 30 to 300 ms into the writes
+        // 30 to 300 ms into the writes, the same moments on every run of the suite.
+        let kill_ms = Rng::new(run as u64).range(30, 300);
         let (acked, restart) = one_run(run, kill_ms);
         total += acked;
         restarts.push(restart);

@@ -30,18 +30,8 @@ fn unix_now() -> u64 {
 }
 
 /// Waits for the next arrival matching `pred`, skipping others, until the deadline.
-fn wait_for(c: &mut Client, what: &str, mut pred: impl FnMut(&Incoming) -> bool) -> Incoming {
-    let deadline = Instant::now() + T;
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(deadline - Instant::now()).expect("recv") {
-            if pred(&m) {
-                return m;
-            }
-            seen.push(m);
-        }
-    }
-    panic!("no {what} within {T:?}; got instead: {seen:?}");
+fn wait_for(c: &mut Client, what: &str, pred: impl FnMut(&Incoming) -> bool) -> Incoming {
+    crate::common::next_arrival(c, what, T, pred)
 }
 
 /// Looks `target` up from `c` and returns the status.

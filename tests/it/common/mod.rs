@@ -524,3 +524,24 @@ impl Proc {
         }
     }
 }
+
+/// Waits at most `timeout` for the next datagram at client `c` matching `pred`, skipping
+/// others; panics naming `what` and what came instead.
+pub fn next_arrival(
+    c: &mut rendezvous::client::Client,
+    what: &str,
+    timeout: Duration,
+    mut pred: impl FnMut(&rendezvous::client::Incoming) -> bool,
+) -> rendezvous::client::Incoming {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(m) = c.recv(deadline - Instant::now()).expect("recv") {
+            if pred(&m) {
+                return m;
+            }
+            seen.push(m);
+        }
+    }
+    panic!("no {what} within {timeout:?}; got instead: {seen:?}");
+}

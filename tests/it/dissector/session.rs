@@ -183,18 +183,8 @@ const FIELDS: &[&str] = &[
 ];
 
 /// Waits for the next arrival at `c` matching `pred`, skipping others, until the deadline.
-fn wait_for(c: &mut Client, what: &str, mut pred: impl FnMut(&Incoming) -> bool) -> Incoming {
-    let deadline = Instant::now() + T;
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(deadline - Instant::now()).expect("recv") {
-            if pred(&m) {
-                return m;
-            }
-            seen.push(m);
-        }
-    }
-    panic!("no {what} within {T:?}; got instead: {seen:?}");
+fn wait_for(c: &mut Client, what: &str, pred: impl FnMut(&Incoming) -> bool) -> Incoming {
+    crate::common::next_arrival(c, what, T, pred)
 }
 
 /// What the UDP session did, for the checks.
