@@ -3,7 +3,7 @@
 // `tests/it/fuzz_smoke.rs`, which `include!` this file. Each takes arbitrary bytes and
 // must never panic; where a parse succeeds, what it emits must parse back the same.
 
-use rendezvous::core::tcp::{Cidr, TcpConfig, TcpCore};
+use rendezvous::core::tcp::{Cidr, TcpAction, TcpConfig, TcpCore};
 use rendezvous::core::udp::{UdpConfig, UdpCore};
 use rendezvous::core::Now;
 use rendezvous::store::{Executor, MemoryStore};
@@ -139,6 +139,11 @@ pub fn tcp_core(data: &[u8]) {
     };
     let mut cfg = TcpConfig::default();
     cfg.peering.allow_peers = vec![Cidr::parse("192.0.2.0/24").expect("cidr")];
+    // Bit 1: the open contacts plane; else a client proves its key, and bit 2 decides
+    // whether the proof is taken (the certificate check itself is the `certificate`
+    // target's).
+    cfg.open_contacts = first & 2 == 0;
+    let proof_holds = first & 4 == 0;
     let mut core = TcpCore::new(cfg, 1, 0);
     let mut exec = Executor::new(Box::new(MemoryStore::new()));
     let mut hello = vec![if first % 2 == 1 { 1 } else { 2 }];
@@ -166,7 +171,16 @@ pub fn tcp_core(data: &[u8]) {
         }
         let out = core.output(1).len();
         core.consumed(t, 1, out);
-        while core.poll_action().is_some() {}
+        while let Some(a) = core.poll_action() {
+            if let TcpAction::VerifyClient { conn, .. } = a {
+                let r = if proof_holds {
+                    Ok([7; 32])
+                } else {
+                    Err((401, "bad signature".to_string()))
+                };
+                core.client_verified(t, conn, r);
+            }
+        }
     }
     core.handle_timeout(t + 200_000);
 }

@@ -92,7 +92,10 @@ local FORWARD_KINDS = { [1] = "punch request", [2] = "relayed event" }
 local DIRECTIONS = { [1] = "opener -> acceptor (commands)", [2] = "acceptor -> opener (answers)" }
 
 -- Command names by role (docs/PROTOCOL.md §8.3, §8.4; 1-4 from the design notes, 5 and up the project's).
-local CLIENT_COMMANDS = { [1] = "Update", [2] = "ListAll", [5] = "Barrier", [6] = "Status" }
+local CLIENT_COMMANDS = {
+    [1] = "Update", [2] = "ListAll", [5] = "Barrier", [6] = "Status", [20] = "AuthChallenge",
+    [21] = "AuthProof",
+}
 local SERVER_COMMANDS = {
     [1] = "Update", [2] = "HeartBeat", [3] = "UpdateClock", [4] = "AskForUpdate",
     [5] = "Barrier", [6] = "Status", [10] = "NodeListHash", [11] = "NodeList",
@@ -101,7 +104,7 @@ local SERVER_COMMANDS = {
     [20] = "AuthChallenge", [21] = "AuthProof",
 }
 -- Fixed frame lengths (command byte included) by role; the others carry their own lengths.
-local CLIENT_FRAME_LEN = { [1] = 1 + CONTACT_LEN, [2] = 1, [5] = 1, [6] = 1 }
+local CLIENT_FRAME_LEN = { [1] = 1 + CONTACT_LEN, [2] = 1, [5] = 1, [6] = 1, [20] = 1 }
 local SERVER_FRAME_LEN = {
     [1] = 1 + 4 + CONTACT_LEN, [2] = 6, [3] = 5, [4] = 1, [5] = 1, [6] = 1,
     [13] = 1 + 8 + 4 + CONTACT_LEN, [14] = 9, [15] = 9, [19] = 21, [20] = 1,
@@ -865,6 +868,8 @@ local function opener_frame_len(tvb, off, avail, role, hello)
         if cmd == 16 or cmd == 17 or cmd == 18 or cmd == 21 then
             return var_frame_len(tvb, off, avail)
         end
+    elseif cmd == 21 then
+        return var_frame_len(tvb, off, avail)
     end
     return "bad", string.format("unknown command %d for a %s opener", cmd, ROLE_NAMES[role])
 end
@@ -1040,12 +1045,29 @@ local function auth_proof(r)
     return "node " .. alias
 end
 
+--- A client's AuthProof body (PROTOCOL.md 8.18): `[cert_len u16][cert][sig_len
+--- u16][signature]`.
+local function client_auth_proof(r)
+    local clr = r:add(f.cert_len, 2, "cert_len")
+    local n = clr:uint()
+    if n == 0 then r:fail(clr, "cert_len 0: a proof needs a certificate") end
+    r:add(f.cert, n, "certificate (cert_len " .. n .. ")")
+    local slr = r:add(f.sig_len, 2, "sig_len")
+    local sl = slr:uint()
+    if sl == 0 then r:fail(slr, "sig_len 0: a proof needs a signature") end
+    r:add(f.signature, sl, "signature")
+    r:done()
+    return string.format("certificate %d bytes", n)
+end
+
 --- Commands of a client-role opener (after the command byte); returns a summary.
 local client_command = {
     [1] = contact_fields,
     [2] = function() return "" end,
     [5] = function() return "" end,
     [6] = function() return "" end,
+    [20] = function() return "" end,
+    [21] = function(r) return var_body(r, client_auth_proof) end,
 }
 
 --- Commands of a server-role opener (after the command byte); returns a summary.
@@ -1232,7 +1254,7 @@ local MAX_PENDING = 65536 -- requests awaiting answers; past that, framing by fi
 
 -- What a command asks for, by role and command byte.
 local ASKS = {
-    [ROLE_CLIENT] = { [2] = "list", [5] = "status", [6] = "text" },
+    [ROLE_CLIENT] = { [2] = "list", [5] = "status", [6] = "text", [20] = "nonce", [21] = "status" },
     [ROLE_SERVER] = {
         [2] = "heartbeat", [4] = "list", [5] = "status", [6] = "text", [10] = "hash",
         [11] = "diff", [14] = "cursor", [17] = "dir", [19] = "journal", [20] = "nonce",

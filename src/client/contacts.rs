@@ -1,10 +1,12 @@
-//! A blocking client of the TCP plane's client role (docs/PROTOCOL.md §8.3): hello,
-//! Update, ListAll, Status and the Barrier, which answers once every earlier write is
-//! durable. Answers are read with the wire's one answer codec
+//! A blocking client of the TCP plane's client role (docs/PROTOCOL.md §8.3): hello, the
+//! proof of the client's certificate key (§8.18), Update, ListAll, Status and the Barrier,
+//! which answers once every earlier write is durable. Answers are read with the wire's one answer codec
 //! ([`crate::wire::tcp::answer::AnswerReader`]), piece by piece: a ListAll of any length
 //! is read without holding it.
 
-use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Outcome, Piece};
+use crate::identity::Identity;
+use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Asked, Outcome, Piece};
+use crate::wire::tcp::auth::{client_signed_message, ClientProof};
 use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -77,6 +79,81 @@ impl ContactsClient {
             inbuf: Vec::new(),
             start: 0,
         })
+    }
+
+    /// Connects to `server` as [`Self::connect`] does, then proves the key of `identity`
+    /// ([`Self::authenticate`]): the connection then reads and writes the contacts of the
+    /// username [`Self::owner`] names.
+    ///
+    /// # Errors
+    /// Those of [`Self::connect`] and [`Self::authenticate`].
+    pub fn connect_as(
+        server: SocketAddr,
+        identity: &Identity,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let mut cl = Self::connect(server, "rendezvous-client", timeout)?;
+        cl.authenticate(identity)?;
+        Ok(cl)
+    }
+
+    /// The username of `identity`'s own contacts: its fingerprint in lowercase hex (64
+    /// characters; docs/PROTOCOL.md §8.18).
+    pub fn owner(identity: &Identity) -> String {
+        identity.fingerprint().to_hex()
+    }
+
+    /// Proves the key of `identity`'s certificate (docs/PROTOCOL.md §8.18): asks for a
+    /// challenge (20), signs "rendezvous client auth v1" || nonce and sends the
+    /// certificate and signature (21). Returns the server's node uid, the nonce's first 16
+    /// bytes (all zero for a server without a node identity), for a caller that pins it.
+    ///
+    /// # Errors
+    /// Read and write errors; `PermissionDenied` with the server's status and detail when
+    /// it refuses the proof; `InvalidData` for a malformed answer; `InvalidInput` for a
+    /// certificate and signature over 4096 bytes together.
+    pub fn authenticate(&mut self, identity: &Identity) -> io::Result<[u8; 16]> {
+        self.ask(ClientCommand::AuthChallenge)?;
+        let nonce = self.next_piece(|p| match p.piece {
+            AnswerPiece::Nonce(n) => Ok(*n),
+            piece => Err(unexpected("AuthChallenge", &piece)),
+        })??;
+        let signature = identity
+            .try_sign(&client_signed_message(&nonce))
+            .map_err(|e| io::Error::other(format!("cannot sign the challenge: {e}")))?;
+        let proof = ClientProof {
+            cert: identity.cert_der(),
+            signature: &signature,
+        };
+        let mut body = vec![0u8; proof.encoded_len()];
+        proof.emit(&mut body).map_err(invalid_input)?;
+        let mut frame = Vec::with_capacity(3 + body.len());
+        ClientCommand::AuthProof(&body)
+            .append_to(&mut frame)
+            .map_err(invalid_input)?;
+        self.answers
+            .ask(Asked::AuthProof, ())
+            .map_err(|e| bad(e.to_string()))?;
+        self.stream.write_all(&frame)?;
+        self.next_piece(|p| match (p.piece, p.outcome) {
+            (AnswerPiece::Status(_), Outcome::Answered(())) => Ok(()),
+            (AnswerPiece::Status(f), _) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the server refused the proof: {} {}", f.status, f.detail),
+            )),
+            (piece, _) => Err(unexpected("AuthProof", &piece)),
+        })??;
+        let mut uid = [0u8; 16];
+        uid.copy_from_slice(&nonce[..16]);
+        Ok(uid)
+    }
+
+    /// The connection itself, for a caller that goes on with its own framing (the bench),
+    /// with the bytes already received but not read as answers (none after an
+    /// [`Self::authenticate`], which the server follows with nothing unasked).
+    pub fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
+        self.inbuf.drain(..self.start);
+        (self.stream, self.inbuf)
     }
 
     /// Sends an Update (no answer comes; see [`Self::barrier`]).
@@ -172,7 +249,8 @@ impl ContactsClient {
         })?
     }
 
-    /// Lists every contact, in (username, contact) order.
+    /// Lists the contacts this connection may read, in (username, contact) order: its own
+    /// once authenticated, every contact on a server with `--open-contacts`.
     ///
     /// # Errors
     /// Read errors; `InvalidData` for a malformed answer (or a refusal).

@@ -242,6 +242,18 @@ impl Node {
                         .handle_directory_digest(now.mono_ms, tag, online, &sha);
                 }
                 TcpAction::PeerRecord { conn, body } => self.peer_record(now, conn, &body),
+                TcpAction::VerifyClient {
+                    conn,
+                    cert,
+                    message,
+                    signature,
+                } => {
+                    let r = self
+                        .udp
+                        .verify_client_proof(now, &cert, &message, &signature)
+                        .map_err(|e| (e.status, e.detail.to_string()));
+                    self.tcp.client_verified(now.mono_ms, conn, r);
+                }
                 TcpAction::Forward { conn, body } => self.forward(now, conn, &body, out),
                 TcpAction::DirectoryPage { tag, after, max } => {
                     self.frames.clear();

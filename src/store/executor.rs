@@ -59,7 +59,7 @@ impl Executor {
                 }
             }
             StoreRequest::Barrier { tag } => StoreEvent::BarrierDone { tag },
-            StoreRequest::Snapshot { stream } => self.open(stream),
+            StoreRequest::Snapshot { stream, owner } => self.open(stream, owner.as_deref()),
             StoreRequest::NextPage { stream, max } => return self.next_page(stream, max),
             StoreRequest::Digest { tag } => answer(tag, digest(self.store.as_ref(), tag)),
             StoreRequest::Cursor { tag, peer } => answer(tag, self.cursor(tag, &peer)),
@@ -73,9 +73,13 @@ impl Executor {
         })
     }
 
-    /// Opens a snapshot for `stream`.
-    fn open(&mut self, stream: u64) -> StoreEvent {
-        match self.store.snapshot() {
+    /// Opens a snapshot for `stream`: of `owner`'s contacts, or of all.
+    fn open(&mut self, stream: u64, owner: Option<&str>) -> StoreEvent {
+        let snap = match owner {
+            Some(o) => self.store.snapshot_of(o),
+            None => self.store.snapshot(),
+        };
+        match snap {
             Ok(s) => {
                 let count = s.count();
                 self.snapshots.insert(stream, s);

@@ -188,6 +188,20 @@ impl Store for MemoryStore {
         Ok(Box::new(MemorySnapshot {
             count: self.contacts.len() as u64,
             map: self.contacts.clone(),
+            owner: None,
+            last: None,
+            yielded: 0,
+        }))
+    }
+
+    /// A structural clone, and one pass over `owner`'s contacts to count them.
+    fn snapshot_of(&self, owner: &str) -> Result<Box<dyn Snapshot>, StoreError> {
+        let map = self.contacts.clone();
+        let count = owned(&map, owner, Bound::Unbounded).count() as u64;
+        Ok(Box::new(MemorySnapshot {
+            count,
+            map,
+            owner: Some(owner.to_string()),
             last: None,
             yielded: 0,
         }))
@@ -233,11 +247,28 @@ impl Store for MemoryStore {
     }
 }
 
+/// `owner`'s entries of `map` after `after` (a key of `owner`'s, or unbounded: from the
+/// first), in contact-name order.
+fn owned<'a>(
+    map: &'a Map,
+    owner: &'a str,
+    after: Bound<(String, String)>,
+) -> impl Iterator<Item = (&'a (String, String), &'a (u32, String))> + 'a {
+    let lower = match after {
+        Bound::Unbounded => Bound::Included((owner.to_string(), String::new())),
+        other => other,
+    };
+    map.range((lower, Bound::Unbounded))
+        .take_while(move |((u, _), _)| u == owner)
+}
+
 /// A frozen view of a [`MemoryStore`]; each page seeks past the last key it returned
 /// (O(log n)), so it never materialises the whole list.
 struct MemorySnapshot {
     map: Map,
     count: u64,
+    /// Only this username's contacts (`None`: all).
+    owner: Option<String>,
     /// The last key returned, `None` before the first page.
     last: Option<(String, String)>,
     /// Records returned so far.
@@ -255,9 +286,11 @@ impl Snapshot for MemorySnapshot {
             Some(k) => Bound::Excluded(k.clone()),
         };
         let mut last = None;
-        for ((username, contact), (clock, phone)) in
-            self.map.range((lower, Bound::Unbounded)).take(max)
-        {
+        let entries: Box<dyn Iterator<Item = _>> = match &self.owner {
+            Some(o) => Box::new(owned(&self.map, o, lower)),
+            None => Box::new(self.map.range((lower, Bound::Unbounded))),
+        };
+        for ((username, contact), (clock, phone)) in entries.take(max) {
             out.push(Contact {
                 username: username.clone(),
                 contact: contact.clone(),

@@ -166,6 +166,13 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError`].
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError>;
+    /// A consistent snapshot of the contacts whose username is `owner` (an authenticated
+    /// client's own list, docs/PROTOCOL.md §8.18), in contact-name order; its count is
+    /// theirs alone.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn snapshot_of(&self, owner: &str) -> Result<Box<dyn Snapshot>, StoreError>;
     /// The journal's id: random, non-zero, made when the store was created (kept across
     /// restarts by the durable store; new for every RAM-only store).
     ///

@@ -26,6 +26,9 @@ pub enum StoreRequest {
     Snapshot {
         /// Stream id, echoed back.
         stream: u64,
+        /// Only the contacts of this username (an authenticated client's ListAll,
+        /// docs/PROTOCOL.md §8.18); `None`: every contact.
+        owner: Option<String>,
     },
     /// Read the next page of a stream's snapshot.
     NextPage {

@@ -1104,11 +1104,11 @@ fn session(server: &Server) -> (Identity, Identity) {
     });
     let mut cmd = bin();
     cmd.args([
-        "contacts", "update", "--server", &addr, "alice", "bob", "555",
+        "contacts", "update", "--server", &addr, "--user", "alice", "bob", "555",
     ]);
     run("contacts update", cmd, T).assert_success("contacts update");
     let mut cmd = bin();
-    cmd.args(["contacts", "list", "--server", &addr]);
+    cmd.args(["contacts", "list", "--server", &addr, "--all"]);
     let done = run("contacts list", cmd, T);
     done.assert_success("contacts list");
     assert!(done.stdout.iter().any(|l| l == "alice\tbob\t555"));
@@ -1290,7 +1290,8 @@ fn captured_session(
 ) {
     let dir = tmp();
     for attempt in 1..=3 {
-        let server = Server::start(&[]);
+        // The session writes and lists contacts as the design notes' open client role.
+        let server = Server::start(&["--open-contacts"]);
         let port = server.addr.port();
         let file = dir.path().join(format!("{name}-{attempt}"));
         let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");

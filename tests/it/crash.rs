@@ -25,7 +25,7 @@ fn serve(dir: &Path) -> Server {
     let mut cmd = bin();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
-        .args(["--allow-peer", "127.0.0.1/32"]);
+        .args(["--allow-peer", "127.0.0.1/32", "--open-contacts"]);
     Server::spawn("crash-server", cmd)
 }
 

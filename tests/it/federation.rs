@@ -44,6 +44,7 @@ fn update(addr: SocketAddr, user: &str, contact: &str, phone: &str) {
         "update",
         "--server",
         &addr.to_string(),
+        "--user",
         user,
         contact,
         phone,
@@ -62,7 +63,7 @@ fn line(n: usize, alias: impl Fn(usize) -> Option<String>) -> Vec<Server> {
         let mut started = Vec::new();
         for i in 0..n {
             let mut cmd = bin();
-            cmd.args(["serve", "--memory-only", "--no-mesh"])
+            cmd.args(["serve", "--memory-only", "--no-mesh", "--open-contacts"])
                 .args(["--listen", &format!("127.0.0.1:{}", ports[i])]);
             if let Some(a) = alias(i) {
                 cmd.args(["--alias", &a]);
@@ -234,7 +235,13 @@ fn five_servers_in_a_line_converge() {
             .collect();
         if digests.iter().all(|d| *d == digests[0]) {
             let mut cmd = bin();
-            cmd.args(["contacts", "list", "--server", &addrs[2].to_string()]);
+            cmd.args([
+                "contacts",
+                "list",
+                "--server",
+                &addrs[2].to_string(),
+                "--all",
+            ]);
             let list = common::run("list", cmd, Duration::from_secs(20)).stdout;
             let alice = list.iter().find(|l| l.starts_with("alice\tbob\t")).unwrap();
             assert!(
@@ -264,12 +271,18 @@ fn one_peer_each_ends_meshed_with_all() {
     // s0 admits new servers by network (their keys are learned on first contact); s1-s3
     // each name only s0. From s0's node list they learn of each other, connect, prove
     // their node keys, and every server ends with a link up to each of the three others.
-    let s0 = Server::start(&["--alias", "s0", "--allow-peer", "127.0.0.0/8"]);
+    let s0 = Server::start(&[
+        "--alias",
+        "s0",
+        "--allow-peer",
+        "127.0.0.0/8",
+        "--open-contacts",
+    ]);
     let peer = s0.addr.to_string();
     let others: Vec<Server> = (1..4)
         .map(|i| {
             let alias = format!("s{i}");
-            Server::start(&["--alias", &alias, "--peer", &peer])
+            Server::start(&["--alias", &alias, "--peer", &peer, "--open-contacts"])
         })
         .collect();
     let addrs: Vec<SocketAddr> = std::iter::once(s0.addr)

@@ -9,7 +9,7 @@
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
-//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `federation`, `rejoin`,
+//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`, `rejoin`,
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
@@ -31,6 +31,7 @@ mod common;
 mod bench;
 mod ca_bundle;
 mod capture;
+mod contacts_auth;
 mod core_scenarios;
 mod crash;
 mod directory;

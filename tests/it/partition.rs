@@ -235,7 +235,7 @@ impl Mesh {
             for j in neighbours(i) {
                 cmd.args(["--peer", &server_addr(j).to_string()]);
             }
-            cmd.arg("--no-mesh");
+            cmd.args(["--no-mesh", "--open-contacts"]);
             cmd.args(extra);
             let server = Server::spawn(&format!("s{i}"), cmd);
             assert_eq!(server.addr, server_addr(i), "s{i} bound elsewhere");

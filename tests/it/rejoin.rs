@@ -56,7 +56,7 @@ fn free_port() -> u16 {
 
 fn serve_cmd(name: &str, port: u16, dir: &Path, peers: &[u16], extra: &[String]) -> Command {
     let mut cmd = bin();
-    cmd.arg("serve")
+    cmd.args(["serve", "--open-contacts"])
         .args(extra)
         .args(["--alias", name])
         .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -259,7 +259,7 @@ fn lookup(server: SocketAddr, id: &Identity, fp: &str) -> String {
 }
 
 fn contacts_list(server: SocketAddr) -> Vec<String> {
-    let c = cmd(&["contacts", "list", "--server", &server.to_string()]);
+    let c = cmd(&["contacts", "list", "--server", &server.to_string(), "--all"]);
     let done = run("contacts list", c, T);
     done.assert_success("contacts list");
     let mut v = done.stdout;
@@ -307,7 +307,7 @@ impl Session {
             .prefix("rdv-replay-")
             .tempdir()
             .expect("temp dir");
-        let a = Server::start(&[]);
+        let a = Server::start(&["--open-contacts"]);
         let port = a.addr.port();
         let captures: Vec<Capture> = tools
             .iter()
@@ -333,6 +333,7 @@ impl Session {
                 "update",
                 "--server",
                 &a.addr.to_string(),
+                "--user",
                 user,
                 contact,
                 phone,
@@ -421,7 +422,7 @@ fn replay_reproduces_the_session(tool: Tool, pacing: &[&str], given_port: bool) 
         return;
     }
     let s = Session::record(&[tool]);
-    let b = Server::start(&["--accept-replayed"]);
+    let b = Server::start(&["--accept-replayed", "--open-contacts"]);
     let port = s.a.addr.port();
     assert_ne!(
         port, 4747,
@@ -492,7 +493,7 @@ fn tshark_capture_replayed_fast_reproduces_the_session() {
 fn without_a_port_a_capture_of_other_traffic_or_none_sends_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A server that counts what it gets: the replay must send it nothing.
-    let b = Server::start(&["--accept-replayed"]);
+    let b = Server::start(&["--accept-replayed", "--open-contacts"]);
     for (name, bytes, packets) in [
         ("foreign.pcap", crate::capture::foreign_capture(), 428),
         ("empty.pcap", crate::capture::empty_capture(), 0),
@@ -530,7 +531,7 @@ fn replay_without_accept_replayed_gets_challenges_and_registers_nothing() {
         return;
     };
     let s = Session::record(&[tool]);
-    let c = Server::start(&[]);
+    let c = Server::start(&["--open-contacts"]);
     let done = replay(s.file(tool), c.addr, s.a.addr.port(), &["--fast"]);
     // Refusals are the expected outcome here, not a failure of the replay.
     done.assert_success("replay to a server without --accept-replayed");
@@ -586,7 +587,7 @@ fn cut_capture_is_replayed_up_to_the_cut_and_exits_1() {
     let cut_at = records[records.len() * 3 / 4];
     let cut = s.dir.path().join("cut.pcap");
     std::fs::write(&cut, &whole[..cut_at + 10]).expect("write the cut capture");
-    let b = Server::start(&["--accept-replayed"]);
+    let b = Server::start(&["--accept-replayed", "--open-contacts"]);
     let done = replay(&cut, b.addr, s.a.addr.port(), &["--fast"]);
     assert_eq!(done.status.code(), Some(1), "{done:?}");
     let summary = done.stdout.join("\n");

@@ -100,6 +100,13 @@ impl Client {
     }
 }
 
+/// A host whose clients need not prove a key (`--open-contacts`): the scenarios here are
+/// about federation, and write contacts as the design notes' client role does.
+fn open(mut spec: HostSpec) -> HostSpec {
+    spec.tcp.open_contacts = true;
+    spec
+}
+
 /// A client-role TCP connection's hello.
 fn client_hello() -> Vec<u8> {
     let mut b = vec![0u8; 257];
@@ -168,11 +175,11 @@ fn line_of_five(seed: u64) -> Net {
         if i < 4 {
             peers.push(i + 1);
         }
-        net.add_host(HostSpec {
+        net.add_host(open(HostSpec {
             alias: Some(format!("s{i}")),
             no_mesh: true,
             ..HostSpec::peered(&peers)
-        });
+        }));
     }
     net
 }
@@ -362,12 +369,12 @@ fn partition_and_heal_converge() {
     let mut net = Net::new(3, unix_now());
     let ring: [[HostId; 2]; 4] = [[1, 2], [0, 3], [0, 3], [1, 2]];
     for (i, peers) in ring.iter().enumerate() {
-        net.add_host(HostSpec {
+        net.add_host(open(HostSpec {
             alias: Some(format!("s{i}")),
             no_mesh: true,
             allow_peers: vec![Cidr::parse("192.0.2.0/24").expect("cidr")],
             ..HostSpec::peered(peers)
-        });
+        }));
     }
     let all = [0, 1, 2, 3];
     let (left, right) = ([0, 1], [2, 3]);
@@ -502,7 +509,7 @@ fn default_named_servers_federate_their_directories() {
             .into_iter()
             .flatten()
             .collect();
-        net.add_host(HostSpec::peered(&peers));
+        net.add_host(open(HostSpec::peered(&peers)));
     }
     let a = Client::new("a", "198.51.100.10:50000");
     let c = Client::new("c", "198.51.100.30:50000");
@@ -576,11 +583,11 @@ fn a_rogue_peer_is_refused_cut_off_and_the_mesh_converges() {
             .into_iter()
             .flatten()
             .collect();
-        net.add_host(HostSpec {
+        net.add_host(open(HostSpec {
             allow_peers: vec![Cidr::parse("203.0.113.64/26").expect("cidr")],
             no_mesh: true,
             ..HostSpec::peered(&peers)
-        });
+        }));
     }
     net.run_for(1_000);
     let a = Client::new("a", "198.51.100.10:50000");

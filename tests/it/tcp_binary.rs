@@ -324,10 +324,12 @@ fn record_fields(r: &[u8]) -> (u32, String, String, String) {
 // Servers
 // ---------------------------------------------------------------------------------------
 
-/// `rendezvous serve --listen LISTEN` with `--data-dir DIR` (or `--memory-only`) and `extra`.
+/// `rendezvous serve --listen LISTEN --open-contacts` with `--data-dir DIR` (or
+/// `--memory-only`) and `extra`: the scenarios here speak the design notes' client role;
+/// the authenticated one (the default) has its own tests in `contacts_auth`.
 fn serve_cmd(listen: &str, data_dir: Option<&Path>, extra: &[String]) -> Command {
     let mut cmd = bin();
-    cmd.args(["serve", "--listen", listen]);
+    cmd.args(["serve", "--listen", listen, "--open-contacts"]);
     match data_dir {
         Some(d) => {
             cmd.arg("--data-dir").arg(d);

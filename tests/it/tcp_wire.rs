@@ -281,8 +281,13 @@ fn command_bytes_per_role() {
     let server: Vec<u8> = (0..=255u8)
         .filter(|&b| body_len(Role::Server, b).is_some())
         .collect();
-    assert_eq!(client, [1, 2, 5, 6]);
+    assert_eq!(client, [1, 2, 5, 6, 20]);
     assert_eq!(server, [1, 2, 3, 4, 5, 6, 13, 14, 15, 19, 20]);
+    // A client's proof (21) carries its own length, as a server's does.
+    let client_all: Vec<u8> = (0..=255u8)
+        .filter(|&b| is_command(Role::Client, b))
+        .collect();
+    assert_eq!(client_all, [1, 2, 5, 6, 20, 21]);
     // Frames that carry their own length: node list (10-12), directory, forward, proof.
     let all: Vec<u8> = (0..=255u8)
         .filter(|&b| is_command(Role::Server, b))
@@ -292,7 +297,7 @@ fn command_bytes_per_role() {
         [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
     );
     for b in 0..=255u8 {
-        let known = body_len(Role::Client, b).is_some();
+        let known = is_command(Role::Client, b);
         assert_eq!(
             command_len(Role::Client, &[b]).is_err(),
             !known,
@@ -1131,8 +1136,8 @@ fn length_prefixed_frames_are_bounded_and_checked() {
         ServerCommand::parse(&hex("11 0001 00")),
         Err(WireError::BadLength)
     );
-    // None of them exists for a client.
-    for b in [0x10, 0x11, 0x12, 0x14, 0x15, 0x13, 0x0a] {
+    // None of them exists for a client (21, the proof, does: docs/PROTOCOL.md §8.18).
+    for b in [0x10, 0x11, 0x12, 0x13, 0x0a] {
         assert_eq!(
             command_len(Role::Client, &[b, 0, 0]),
             Err(WireError::UnknownCommand)

@@ -89,7 +89,7 @@ pub(crate) enum Cmd {
     Bench(BenchArgs),
 }
 
-// `rendezvous contacts ...` (docs/PROTOCOL.md §7, "Contacts commands").
+// `rendezvous contacts ...` (docs/PROTOCOL.md §7, "Contacts commands"; §8.18).
 #[derive(Subcommand)]
 pub(crate) enum ContactsCmd {
     /// Set one contact; returns once the server says it is durable.
@@ -97,19 +97,49 @@ pub(crate) enum ContactsCmd {
         /// Server address, HOST:PORT.
         #[arg(long)]
         server: String,
-        /// Owner (at most 256 bytes).
-        user: String,
+        #[command(flatten)]
+        who: UpdateAs,
         /// Contact name (at most 256 bytes).
         contact: String,
         /// Phone number (at most 20 bytes).
         phone: String,
     },
-    /// Print every contact: `USER<TAB>CONTACT<TAB>PHONE`, in (user, contact) order.
+    /// Print contacts: `USER<TAB>CONTACT<TAB>PHONE`, in (user, contact) order: your own
+    /// (--identity), or every contact of a server run with --open-contacts (--all).
     List {
         /// Server address, HOST:PORT.
         #[arg(long)]
         server: String,
+        #[command(flatten)]
+        who: ListAs,
     },
+}
+
+// Who writes: an authenticated identity (the default), or a username on an open server.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct UpdateAs {
+    /// Prove this identity's key (DIR with cert.pem + key.pem) and write its own contacts:
+    /// the username is its fingerprint in hex.
+    #[arg(long)]
+    pub(crate) identity: Option<PathBuf>,
+    /// Write as USER without proving a key (at most 256 bytes): only a server run with
+    /// --open-contacts accepts it.
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+}
+
+// Who reads: an authenticated identity (the default), or everything on an open server.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ListAs {
+    /// Prove this identity's key (DIR with cert.pem + key.pem) and list its own contacts.
+    #[arg(long)]
+    pub(crate) identity: Option<PathBuf>,
+    /// List every contact without proving a key: only a server run with --open-contacts
+    /// accepts it.
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 // `rendezvous serve` (docs/PROTOCOL.md §7). The flags come in groups by job, flattened in
@@ -130,6 +160,11 @@ pub(crate) struct ServeArgs {
     /// loopback address.
     #[arg(long)]
     pub(crate) accept_replayed: bool,
+    /// Let TCP clients read and write every contact without proving a key, as the seed
+    /// protocol does (closed networks and legacy clients only; logged as a warning). By
+    /// default a client proves its certificate key and reaches only its own contacts.
+    #[arg(long)]
+    pub(crate) open_contacts: bool,
     /// Where other servers reach this one, HOST:PORT, published in the node list
     /// (default: --listen, unless it is a wildcard address).
     #[arg(long)]

@@ -281,26 +281,22 @@ pub(crate) fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitC
 
 /// `contacts update` (returns once durable) and `contacts list`.
 pub(crate) fn contacts(c: ContactsCmd) -> Result<ExitCode> {
-    let t = Duration::from_secs(30);
     match c {
         ContactsCmd::Update {
             server,
-            user,
+            who,
             contact,
             phone,
         } => {
-            let addr = resolve(&server)?;
-            let mut cl = ContactsClient::connect(addr, "rendezvous-cli", t)
-                .with_context(|| format!("cannot connect to TCP {addr}"))?;
+            let (mut cl, owner) = contacts_conn(&server, who.identity.as_deref())?;
+            let user = owner.or(who.user).unwrap_or_default();
             cl.update(&user, &contact, &phone)?;
             cl.barrier()
                 .context("the server did not confirm the write")?;
             say("ok");
         }
-        ContactsCmd::List { server } => {
-            let addr = resolve(&server)?;
-            let mut cl = ContactsClient::connect(addr, "rendezvous-cli", t)
-                .with_context(|| format!("cannot connect to TCP {addr}"))?;
+        ContactsCmd::List { server, who } => {
+            let (mut cl, _) = contacts_conn(&server, who.identity.as_deref())?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             cl.list_each(|u, c, p| {
                 let _ = writeln!(out, "{u}\t{c}\t{p}");
@@ -309,6 +305,26 @@ pub(crate) fn contacts(c: ContactsCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A client-role connection to `server`, authenticated as the identity in `identity`
+/// (docs/PROTOCOL.md §8.18) when one is given, with the username it owns.
+fn contacts_conn(
+    server: &str,
+    identity: Option<&std::path::Path>,
+) -> Result<(ContactsClient, Option<String>)> {
+    let t = Duration::from_secs(30);
+    let addr = resolve(server)?;
+    let mut cl = ContactsClient::connect(addr, "rendezvous-cli", t)
+        .with_context(|| format!("cannot connect to TCP {addr}"))?;
+    let Some(dir) = identity else {
+        return Ok((cl, None));
+    };
+    let id = Identity::load(dir)
+        .with_context(|| format!("cannot load the identity in {}", dir.display()))?;
+    cl.authenticate(&id)
+        .context("the server did not accept this identity's proof")?;
+    Ok((cl, Some(ContactsClient::owner(&id))))
 }
 
 /// `status`: prints the server's status text.

@@ -48,6 +48,11 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     let now = rendezvous::net::now(origin);
     let udp = UdpCore::new(cfg, seed, now);
     tracing::info!(%local, ttl_s = ttl, keepalive_s = udp.config().advised_keepalive_s(), epoch = udp.boot_epoch(), clock = stored.clock, memory_only, "serving");
+    if tcp_cfg.open_contacts {
+        tracing::warn!(
+            "--open-contacts: any TCP client can read and write every contact; use it only on a closed network"
+        );
+    }
     say(&format!("listening udp {local}"));
     say(&format!("listening tcp {}", listener.local_addr()?));
     let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
@@ -180,6 +185,7 @@ fn tcp_config(
             allow_peers,
             no_mesh: a.peering.no_mesh,
         },
+        open_contacts: a.open_contacts,
         ..TcpConfig::default()
     }
 }

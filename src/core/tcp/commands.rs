@@ -122,6 +122,20 @@ impl TcpCore {
                 return false;
             }
         }
+        // A client's proof being checked holds its next commands; a client that has not
+        // proved its key may send only the proof and a status request (§8.18).
+        if c.auth.checking {
+            return false;
+        }
+        if let (Role::Client, Some(&b)) = (role, c.input.buf.first()) {
+            if let Err((code, detail)) = self.client_may_send(conn, b) {
+                self.fail(conn, code, b, detail);
+                return false;
+            }
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         let len = match tcp::command_len(role, &c.input.buf) {
             Ok(Some(n)) => n,
             Ok(None) => return false,
@@ -164,17 +178,19 @@ impl TcpCore {
         true
     }
 
-    /// One client-role command (docs/PROTOCOL.md §8.3).
+    /// One client-role command (docs/PROTOCOL.md §8.3, §8.18).
     fn client_command(&mut self, conn: ConnId, frame: &[u8]) {
         let cmd = match ClientCommand::parse(frame) {
             Ok(c) => c,
             Err(e) => return self.malformed_command(conn, frame, e),
         };
         match cmd {
-            ClientCommand::Update(f) => self.client_update(conn, &f),
+            ClientCommand::Update(f) => self.scoped_update(conn, &f),
             ClientCommand::ListAll => self.open_stream(conn, Role::Client),
             ClientCommand::Barrier => self.barrier(conn),
             ClientCommand::Status => self.status(conn),
+            ClientCommand::AuthChallenge => self.auth_challenge(conn),
+            ClientCommand::AuthProof(body) => self.client_proof(conn, body),
         }
     }
 

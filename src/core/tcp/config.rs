@@ -69,6 +69,10 @@ pub struct TcpConfig {
     pub timers: TcpTimers,
     /// Per-connection bounds and the Lamport clock's plausible jump.
     pub bounds: TcpBounds,
+    /// `--open-contacts`: clients may read and write every contact without proving a key,
+    /// as the design notes define the client role (docs/PROTOCOL.md §8.18). Off by
+    /// default: a client proves its certificate key and reaches its own contacts only.
+    pub open_contacts: bool,
 }
 
 /// Who a TCP core is (docs/PROTOCOL.md §8.2, §8.15, §8.17).

@@ -59,7 +59,8 @@ pub(super) struct Output {
     pub(super) last_progress_ms: u64,
 }
 
-/// Node-key proof by a role-1 opener (docs/PROTOCOL.md §8.17).
+/// Proof of a key by the opener: a role-1 opener's node key (docs/PROTOCOL.md §8.17), a
+/// role-2 opener's certificate key (§8.18).
 #[derive(Debug, Default)]
 pub(super) struct Auth {
     /// Admitted only because the node list knows its address: it must prove its node key
@@ -69,6 +70,12 @@ pub(super) struct Auth {
     pub(super) proved: bool,
     /// The nonce we sent it (AuthChallenge), until it answers.
     pub(super) nonce: Option<[u8; tcp::NONCE_LEN]>,
+    /// A client's proof is being checked (by the UDP plane's certificate cache): its
+    /// next commands wait, unparsed.
+    pub(super) checking: bool,
+    /// The fingerprint (SHA-256 of the certificate) a client proved the key of: the
+    /// connection reads and writes that client's contacts only.
+    pub(super) client: Option<[u8; 32]>,
 }
 
 /// An answer waiting in a connection's queue.

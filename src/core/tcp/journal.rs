@@ -286,7 +286,7 @@ impl TcpCore {
         }
         let id = self.out.next_tag;
         self.reads.push_streams.insert(id, i);
-        self.open_stream_with_id(conn, Role::Server, false, id);
+        self.open_stream_with_id(conn, Role::Server, (false, None), id);
         self.push_answer(conn, Answer::Mark { link: i });
     }
 

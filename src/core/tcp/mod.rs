@@ -17,6 +17,7 @@
 //! | `config` | [`TcpConfig`], [`Cidr`], [`NodeSigner`]: tunables and who may peer |
 //! | `conn` | one connection: input, output, answers in order and the answer pump |
 //! | `commands` | the hello, framing, and each command of both roles (§8.2-§8.4) |
+//! | `clients` | a client's proof of its certificate key, and its scope (§8.18) |
 //! | `answers` | the peer's answers on links this server opened |
 //! | `contacts` | the Lamport clock and the write batch (§8.8, §8.9) |
 //! | `stream` | ListAll / AskForUpdate / full pushes streamed from snapshots |
@@ -29,6 +30,7 @@
 //! | `outbox` | the queues to the store and the loop, and pending reads by tag |
 
 mod answers;
+mod clients;
 mod commands;
 mod config;
 mod conn;
@@ -45,6 +47,7 @@ mod stream;
 
 /// The store's request API, which this core speaks (defined in [`crate::store`]).
 pub use crate::store::{StoreEvent, StoreRequest};
+pub use clients::owner_name;
 pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
 
 use crate::federation::nodelist::NodeList;
@@ -96,6 +99,20 @@ pub enum TcpAction {
         conn: ConnId,
         /// The forward body.
         body: Vec<u8>,
+    },
+    /// A client's proof of its certificate key on `conn` (docs/PROTOCOL.md §8.18): check
+    /// `cert` (self-signed, in date, an allowed key: the registration check, §5.4) and
+    /// `signature` over `message` (57 bytes) with its key, and report with
+    /// [`TcpCore::client_verified`].
+    VerifyClient {
+        /// The client's connection.
+        conn: ConnId,
+        /// The certificate's DER bytes (at most 4092).
+        cert: Vec<u8>,
+        /// What the signature must cover: context and nonce.
+        message: Vec<u8>,
+        /// The signature.
+        signature: Vec<u8>,
     },
     /// Write up to `max` directory records after fingerprint `after` (ascending order) as
     /// DirRecord frames, and report them with [`TcpCore::handle_directory_page`].

@@ -96,19 +96,32 @@ fn write_records(kind: Role, buffered: &mut VecDeque<Contact>, out: &mut Output,
 }
 
 impl TcpCore {
-    /// ListAll (client) or AskForUpdate (server): a counted answer from a new snapshot.
+    /// ListAll (client) or AskForUpdate (server): a counted answer from a new snapshot; a
+    /// client that proved its key lists its own contacts only (docs/PROTOCOL.md §8.18).
     pub(super) fn open_stream(&mut self, conn: ConnId, kind: Role) {
         let id = self.out.next_tag;
-        self.open_stream_with_id(conn, kind, true, id);
+        let owner = match kind {
+            Role::Client => self.client_scope(conn),
+            Role::Server => None,
+        };
+        self.open_stream_with_id(conn, kind, (true, owner), id);
     }
 
-    /// Queues stream `id` on `conn`: the snapshot is taken after every write accepted
-    /// before it (docs/PROTOCOL.md §8.8).
-    pub(super) fn open_stream_with_id(&mut self, conn: ConnId, kind: Role, counted: bool, id: u64) {
+    /// Queues stream `id` on `conn`, `counted` as an answer or not, of `owner`'s contacts
+    /// or all: the snapshot is taken after every write accepted before it
+    /// (docs/PROTOCOL.md §8.8).
+    pub(super) fn open_stream_with_id(
+        &mut self,
+        conn: ConnId,
+        kind: Role,
+        (counted, owner): (bool, Option<String>),
+        id: u64,
+    ) {
         self.flush_batch();
         self.out.next_tag = self.out.next_tag.max(id + 1);
         self.reads.streams.insert(id, conn);
-        self.out.request(StoreRequest::Snapshot { stream: id });
+        self.out
+            .request(StoreRequest::Snapshot { stream: id, owner });
         let state = StreamState::Opening;
         let stream = Stream {
             id,

@@ -264,6 +264,34 @@ impl Admission {
         self.check_fresh(now, root, from, online)
     }
 
+    /// A client's proof on the TCP plane (docs/PROTOCOL.md §8.18): `cert` checked as a
+    /// registration's is (self-signed, in date at `now`, an allowed key; through the same
+    /// cache), `signature` over `message` by its key. Returns the certificate's
+    /// fingerprint.
+    ///
+    /// # Errors
+    /// A refusal: 401 for the certificate or the signature.
+    pub(super) fn verify_proof(
+        &mut self,
+        now: Now,
+        cert: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<Fingerprint, Refusal> {
+        let fp = identity::fingerprint(cert);
+        let key = self
+            .certs
+            .key(now, fp, cert)
+            .map_err(|e| Refusal::new(status::UNAUTHORIZED, e.detail()))?;
+        if key.verify(message, signature).is_err() {
+            return Err(Refusal::new(
+                status::UNAUTHORIZED,
+                "signature does not verify with the certificate's key",
+            ));
+        }
+        Ok(fp)
+    }
+
     /// The certificate and signature of a registration embedded in a peer's DirRecord
     /// (docs/PROTOCOL.md §8.16): `cert` self-signed and in date at `now` (through the
     /// cache), `signature` over `ts || payload` by its key. No window and no cookie: those

@@ -44,6 +44,25 @@ impl From<Refusal> for PeerRecordError {
 }
 
 impl UdpCore {
+    /// A TCP client's proof of its certificate key (docs/PROTOCOL.md §8.18): `cert`
+    /// (DER) checked as a registration's certificate is, through the same cache of
+    /// verified and refused certificates (§5.4, §5.11), and `signature` over `message` with
+    /// its key. Returns the certificate's fingerprint.
+    ///
+    /// # Errors
+    /// 401 with what failed: the certificate (malformed, not self-signed, out of date, an
+    /// unsupported key) or the signature.
+    pub fn verify_client_proof(
+        &mut self,
+        now: Now,
+        cert: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<[u8; 32], PeerRecordError> {
+        let fp = self.admission.verify_proof(now, cert, message, signature)?;
+        Ok(fp.0)
+    }
+
     /// Applies one DirRecord body from a peer (the body of a command-16 frame, or of a
     /// directory page); returns whether it changed the directory. A record that changed
     /// something is passed on (hops + 1, while within 16) through [`Self::poll_peer_out`]; an

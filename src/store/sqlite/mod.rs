@@ -66,6 +66,13 @@ ORDER BY username, contact LIMIT ?1";
 /// B-tree, no OFFSET scan).
 const NEXT_PAGE_SQL: &str = "SELECT username, contact, phone, clock FROM contacts
 WHERE (username, contact) > (?1, ?2) ORDER BY username, contact LIMIT ?3";
+/// One owner's contacts (an authenticated client's list, docs/PROTOCOL.md §8.18): a range
+/// of the primary key.
+const COUNT_OWNED_SQL: &str = "SELECT count(*) FROM contacts WHERE username = ?1";
+const FIRST_OWNED_SQL: &str = "SELECT username, contact, phone, clock FROM contacts
+WHERE username = ?1 ORDER BY contact LIMIT ?2";
+const NEXT_OWNED_SQL: &str = "SELECT username, contact, phone, clock FROM contacts
+WHERE username = ?1 AND contact > ?2 ORDER BY contact LIMIT ?3";
 
 /// Wraps a SQLite error with what was being done.
 fn db_err<C: Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -284,29 +291,13 @@ impl Store for SqliteStore {
     /// by counting the contacts (the first read fixes the WAL snapshot); pages then come from
     /// that moment whatever the writer does. Memory is bounded by the page size.
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
-        let shown = self.path.display();
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(db_err(format_args!("snapshot: cannot open {shown}")))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(db_err("snapshot: busy_timeout"))?;
-        conn.execute_batch("BEGIN DEFERRED")
-            .map_err(db_err("snapshot: begin read transaction"))?;
-        let count: i64 = conn
-            .query_row(COUNT_SQL, [], |r| r.get(0))
-            .map_err(db_err("snapshot: count contacts"))?;
-        let count = u64::try_from(count)
-            .map_err(|_| StoreError::Db(format!("snapshot: impossible count {count}")))?;
-        Ok(Box::new(SqliteSnapshot {
-            conn,
-            count,
-            last: None,
-            yielded: 0,
-        }))
+        self.open_snapshot(None)
     }
 
+    /// As [`Self::snapshot`], over the primary-key range of `owner`.
+    fn snapshot_of(&self, owner: &str) -> Result<Box<dyn Snapshot>, StoreError> {
+        self.open_snapshot(Some(owner))
+    }
     fn journal_id(&self) -> Result<u64, StoreError> {
         Ok(self.journal_id)
     }
@@ -410,10 +401,44 @@ fn decode_line(row: &Row<'_>) -> Result<JournalEntry, StoreError> {
     })
 }
 
+impl SqliteStore {
+    /// Opens a read-only connection to the same file, begins a read transaction and pins
+    /// it by counting the contacts (all, or `owner`'s); pages then come from that moment
+    /// whatever the writer does. Memory is bounded by the page size.
+    fn open_snapshot(&self, owner: Option<&str>) -> Result<Box<dyn Snapshot>, StoreError> {
+        let shown = self.path.display();
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err(format_args!("snapshot: cannot open {shown}")))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db_err("snapshot: busy_timeout"))?;
+        conn.execute_batch("BEGIN DEFERRED")
+            .map_err(db_err("snapshot: begin read transaction"))?;
+        let count: i64 = match owner {
+            Some(o) => conn.query_row(COUNT_OWNED_SQL, params![o.as_bytes()], |r| r.get(0)),
+            None => conn.query_row(COUNT_SQL, [], |r| r.get(0)),
+        }
+        .map_err(db_err("snapshot: count contacts"))?;
+        let count = u64::try_from(count)
+            .map_err(|_| StoreError::Db(format!("snapshot: impossible count {count}")))?;
+        Ok(Box::new(SqliteSnapshot {
+            conn,
+            count,
+            owner: owner.map(str::to_string),
+            last: None,
+            yielded: 0,
+        }))
+    }
+}
+
 /// A pinned read transaction on its own connection (Send: it owns its connection).
 struct SqliteSnapshot {
     conn: Connection,
     count: u64,
+    /// Only this username's contacts (`None`: all).
+    owner: Option<String>,
     /// Key of the last record returned, `None` before the first page.
     last: Option<(String, String)>,
     /// Records returned so far.
@@ -432,18 +457,21 @@ impl Snapshot for SqliteSnapshot {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let start = out.len();
         {
-            let sql = if self.last.is_none() {
-                FIRST_PAGE_SQL
-            } else {
-                NEXT_PAGE_SQL
+            let sql = match (&self.owner, &self.last) {
+                (None, None) => FIRST_PAGE_SQL,
+                (None, Some(_)) => NEXT_PAGE_SQL,
+                (Some(_), None) => FIRST_OWNED_SQL,
+                (Some(_), Some(_)) => NEXT_OWNED_SQL,
             };
             let mut stmt = self
                 .conn
                 .prepare_cached(sql)
                 .map_err(db_err("snapshot: prepare page"))?;
-            let mut rows = match &self.last {
-                None => stmt.query(params![limit]),
-                Some((u, c)) => stmt.query(params![u.as_bytes(), c.as_bytes(), limit]),
+            // The owner's key range, or all: `(username, contact) > last` either way.
+            let mut rows = match (&self.owner, &self.last) {
+                (None, None) => stmt.query(params![limit]),
+                (Some(o), None) => stmt.query(params![o.as_bytes(), limit]),
+                (_, Some((u, c))) => stmt.query(params![u.as_bytes(), c.as_bytes(), limit]),
             }
             .map_err(db_err("snapshot: read page"))?;
             while let Some(row) = rows.next().map_err(db_err("snapshot: read page"))? {

@@ -4,17 +4,23 @@
 //! from the end of a batch's write to its Barrier's status 200 ("durable"), read with the
 //! wire's answer codec ([`crate::wire::tcp::answer::AnswerReader`]).
 //!
+//! Each connection first proves the key of an Ed25519 identity made for it (docs/PROTOCOL.md
+//! §8.18), so the workload runs against a default server; a server with `--open-contacts`
+//! takes it as well.
+//!
 //! One thread per connection, blocking I/O with deadlines (so every connection stops by
-//! itself); nothing shared but the start and end instants. Contact keys: username
-//! `bench-<pid>-<nanos>-<connection>` (new for every run), contact names cycling through
+//! itself); nothing shared but the start and end instants. Contact keys: username the
+//! connection's fingerprint in hex (new for every run), contact names cycling through
 //! [`KEYS_PER_CONNECTION`] per connection, and a phone that changes on every Update, so every
 //! Update alters state and a run leaves at most `clients x KEYS_PER_CONNECTION` contacts.
 
 use super::report::{add_cpu, Common, Report};
 use super::stats::{cpu_secs, Histogram};
 use super::{BenchError, BenchOptions};
+use crate::client::contacts::ContactsClient;
+use crate::identity::{Identity, KeyAlgorithm};
 use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Asked};
-use crate::wire::tcp::{self, ClientCommand, ContactFields, Hello, Role, StatusFrame};
+use crate::wire::tcp::{self, ClientCommand, ContactFields, StatusFrame};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,6 +43,7 @@ struct ConnResult {
     io_error: Option<String>,
 }
 
+#[derive(Clone)]
 struct Plan {
     target: SocketAddr,
     user: String,
@@ -168,25 +175,29 @@ fn connection(plan: &Plan) -> ConnResult {
     r
 }
 
-/// Connects to the target and says hello in the client role (docs/PROTOCOL.md §8.2).
-fn open(plan: &Plan) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect_timeout(&plan.target, plan.timeout.max(Duration::from_secs(2)))?;
-    s.set_nodelay(true)?;
-    let mut hello = [0u8; tcp::HELLO_LEN];
-    Hello {
-        role: Role::Client,
-        name: &plan.user,
-    }
-    .emit(&mut hello)
-    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    s.write_all(&hello)?;
-    Ok(s)
+/// Connects to the target, says hello in the client role (docs/PROTOCOL.md §8.2) and
+/// proves the key of a new identity (§8.18); returns the stream and the plan with the
+/// username that identity owns.
+fn open(plan: &Plan) -> std::io::Result<(TcpStream, Plan)> {
+    let id = Identity::generate(KeyAlgorithm::Ed25519, &plan.user)
+        .map_err(|e| std::io::Error::other(format!("cannot make an identity: {e}")))?;
+    let timeout = plan.timeout.max(Duration::from_secs(2));
+    let mut cl = ContactsClient::connect(plan.target, &plan.user, timeout)?;
+    cl.authenticate(&id)?;
+    let (s, _) = cl.into_parts();
+    s.set_read_timeout(None)?;
+    let plan = Plan {
+        user: ContactsClient::owner(&id),
+        ..plan.clone()
+    };
+    Ok((s, plan))
 }
 
 /// Keeps `in_flight` batches outstanding on one connection until the run ends, then waits
 /// for the last Barriers (at most the timeout).
 fn drive(plan: &Plan, r: &mut ConnResult) -> std::io::Result<()> {
-    let mut s = open(plan)?;
+    let (mut s, plan) = open(plan)?;
+    let plan = &plan;
     let mut w = Writer {
         next: 0,
         buf: Vec::with_capacity(plan.batch * tcp::CLIENT_RECORD_LEN + 1),
@@ -254,6 +265,7 @@ pub(crate) fn run(
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
+    // The hello names; each connection writes as the identity it proves.
     let prefix = format!("bench-{}-{nanos}", std::process::id());
     let cpu0 = args.pid.and_then(cpu_secs);
     let start = Instant::now();
@@ -282,7 +294,6 @@ pub(crate) fn run(
     rep.int("barriers", sum.barriers);
     rep.int("barrier_every", args.barrier_every as u64);
     rep.int("keys", sum.keys);
-    rep.text("user_prefix", &prefix);
     rep.int("io_errors", sum.io_errors as u64);
     add_cpu(&mut rep, cpu0, cpu1, c.secs, c.received);
     if let Some(e) = sum.first_error {

@@ -6,7 +6,7 @@ use super::answers::server_frames;
 use super::line::{hex, Line};
 use crate::tools::capture::TcpFlow;
 use crate::wire::tcp::answer::Asked;
-use crate::wire::tcp::auth::AuthProof;
+use crate::wire::tcp::auth::{AuthProof, ClientProof};
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
 use crate::wire::tcp::nodelist::{NodeEntry, NodeListFrame};
 use crate::wire::tcp::{
@@ -119,8 +119,10 @@ pub(super) fn client_command(frame: &[u8], line: &mut Line, asked: &mut Vec<Aske
     line.kind(command_name(Role::Client, cmd).unwrap_or("unknown"), cmd);
     match ClientCommand::parse(frame) {
         Ok(parsed) => {
-            if let ClientCommand::Update(f) = parsed {
-                contact_fields(line, &f);
+            match parsed {
+                ClientCommand::Update(f) => contact_fields(line, &f),
+                ClientCommand::AuthProof(body) => client_proof_fields(body, line),
+                _ => {}
             }
             asked.extend(parsed.asked());
         }
@@ -221,6 +223,21 @@ fn forward_fields(body: &[u8], line: &mut Line) {
         ForwardBody::Punch(addr) => line.word("addr", addr),
         ForwardBody::Relay(e) => line.num("len", e.len() as u64),
     };
+}
+
+/// Fields of a client's AuthProof body (command 21, docs/PROTOCOL.md §8.18): the
+/// certificate's fingerprint and length and the signature's length.
+fn client_proof_fields(body: &[u8], line: &mut Line) {
+    match ClientProof::parse(body) {
+        Ok(p) => {
+            line.word("fingerprint", crate::identity::fingerprint(p.cert).to_hex())
+                .num("cert_len", p.cert.len() as u64)
+                .num("sig_len", p.signature.len() as u64);
+        }
+        Err(e) => {
+            line.malformed(e);
+        }
+    }
 }
 
 /// Fields of an AuthProof body (command 21): the node entry and the signature's length.

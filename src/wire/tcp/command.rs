@@ -14,6 +14,8 @@
 //!  2 ListAll  -                  1       2 HeartBeat     [health u8][clock u32]       6
 //!  5 Barrier  -                  1       3 UpdateClock   [clock u32]                  5
 //!  6 Status   -                  1       4 AskForUpdate  -                            1
+//! 20 AuthChallenge -             1
+//! 21 AuthProof [len u16][body] 3 + len
 //!                                        5 Barrier, 6 Status  -                       1
 //!                                       13 JournalUpdate [line u64][clock u32][fields] 545
 //!                                       14 CursorQuery   [journal_id u64]             9
@@ -83,13 +85,16 @@ pub const CMD_FORWARD: u8 = 18;
 /// lines of your journal after `since`"; answered with `[19][count u32]` and `count`
 /// JournalUpdate frames (13), or a status frame (400, 404) (docs/PROTOCOL.md §8.4).
 pub const CMD_JOURNAL_SINCE: u8 = 19;
-/// Byte 20, server role, no body: "challenge me"; answered with `[20][nonce 32]`. The first
-/// step of proving a node key (docs/PROTOCOL.md §8.17).
+/// Byte 20, both roles, no body: "challenge me"; answered with `[20][nonce 32]`. The first
+/// step of proving a node key (server role, docs/PROTOCOL.md §8.17) or a client's
+/// certificate key (client role, §8.18).
 pub const CMD_AUTH_CHALLENGE: u8 = 20;
-/// Byte 21, server role: `[len u16][node entry][sig_len u8][signature]`, the proof: the
-/// opener's node-list entry and its Ed25519 signature over [`AUTH_CONTEXT`] || nonce ||
-/// the entry's canonical bytes; answered with status 200, or 401 and close
-/// (docs/PROTOCOL.md §8.17).
+/// Byte 21, both roles: `[len u16][body]`, the proof; answered with status 200, or 401 and
+/// close. Server role: the body is `[node entry][sig_len u8][signature]`, the opener's
+/// node-list entry and its Ed25519 signature over [`AUTH_CONTEXT`] || nonce || the entry's
+/// canonical bytes (docs/PROTOCOL.md §8.17). Client role: the body is
+/// `[cert_len u16][certificate][sig_len u16][signature]` (docs/PROTOCOL.md §8.18,
+/// [`super::auth::ClientProof`]).
 pub const CMD_AUTH_PROOF: u8 = 21;
 
 /// Body of a HeartBeat, in bytes: health (1) + clock (4) = 5 (docs/PROTOCOL.md §8.4).
@@ -128,7 +133,7 @@ pub const HEALTH_DRAINING: u8 = 3;
 /// Body length of `command` for an opener of `role`, command byte excluded: `None` for a
 /// byte that is no fixed-length command of that role (docs/PROTOCOL.md §8.3, §8.4).
 ///
-/// Client role: 1 -> 532, 2, 5, 6 -> 0. Server role: 1 -> 536, 2 -> 5, 3 -> 4, 4, 5, 6,
+/// Client role: 1 -> 532, 2, 5, 6, 20 -> 0. Server role: 1 -> 536, 2 -> 5, 3 -> 4, 4, 5, 6,
 /// 20 -> 0, 13 -> 544, 14, 15 -> 8, 19 -> 20. The status frame (7) is never sent by an
 /// opener, so it is `None` here, as are the frames that carry their own length.
 pub fn body_len(role: Role, command: u8) -> Option<usize> {
@@ -143,7 +148,7 @@ pub fn body_len(role: Role, command: u8) -> Option<usize> {
         (Role::Server, CMD_CURSOR_QUERY) => Some(8),
         (Role::Server, CMD_JOURNAL_MARK) => Some(8),
         (Role::Server, CMD_JOURNAL_SINCE) => Some(JOURNAL_SINCE_LEN),
-        (Role::Server, CMD_AUTH_CHALLENGE) => Some(0),
+        (_, CMD_AUTH_CHALLENGE) => Some(0),
         (_, CMD_BARRIER) => Some(0),
         (_, CMD_STATUS_REQUEST) => Some(0),
         _ => None,
@@ -160,6 +165,8 @@ pub fn command_name(role: Role, command: u8) -> Option<&'static str> {
         (Role::Client, CMD_LIST_ALL) => "list-all",
         (_, CMD_BARRIER) => "barrier",
         (_, CMD_STATUS_REQUEST) => "status-request",
+        (_, CMD_AUTH_CHALLENGE) => "auth-challenge",
+        (_, CMD_AUTH_PROOF) => "auth-proof",
         (Role::Client, _) => return None,
         (_, CMD_HEARTBEAT) => "heartbeat",
         (_, CMD_UPDATE_CLOCK) => "update-clock",
@@ -174,8 +181,6 @@ pub fn command_name(role: Role, command: u8) -> Option<&'static str> {
         (_, CMD_DIR_REQUEST) => "dir-request",
         (_, CMD_FORWARD) => "forward",
         (_, CMD_JOURNAL_SINCE) => "journal-since",
-        (_, CMD_AUTH_CHALLENGE) => "auth-challenge",
-        (_, CMD_AUTH_PROOF) => "auth-proof",
         _ => return None,
     })
 }
@@ -196,10 +201,12 @@ fn is_node_list_frame(command: u8) -> bool {
     )
 }
 
-/// True when `command` is a command of `role`: one of fixed length ([`body_len`]) or, for
-/// the server role, a node-list frame (10-12) or a length-prefixed frame (16-18, 21).
+/// True when `command` is a command of `role`: one of fixed length ([`body_len`]), the
+/// AuthProof (21) of either role, or, for the server role, a node-list frame (10-12) or a
+/// length-prefixed frame (16-18).
 pub fn is_command(role: Role, command: u8) -> bool {
     body_len(role, command).is_some()
+        || command == CMD_AUTH_PROOF
         || (role == Role::Server && (is_node_list_frame(command) || is_var_frame(command)))
 }
 
@@ -223,8 +230,8 @@ pub(crate) fn var_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
 /// speaking as the opener: `Ok(None)` when more bytes are needed, `Ok(Some(n))` when the
 /// first `n` bytes are one whole frame (command byte included; at most [`MAX_FRAME_LEN`]).
 ///
-/// Fixed-length commands: reads only the command byte. Frames 16-18 and 21: `[cmd][len
-/// u16]` then `len` bytes. Frames 10-12: [`nodelist::frame_len`]. A frame's length never
+/// Fixed-length commands: reads only the command byte. Frames 16-18 and 21 (21 in both
+/// roles): `[cmd][len u16]` then `len` bytes. Frames 10-12: [`nodelist::frame_len`]. A frame's length never
 /// depends on anything but these length fields.
 ///
 /// # Errors
@@ -243,6 +250,7 @@ pub fn command_len(role: Role, buf: &[u8]) -> Result<Option<usize>, WireError> {
     match (role, command) {
         (Role::Server, c) if is_node_list_frame(c) => nodelist::frame_len(buf),
         (Role::Server, c) if is_var_frame(c) => var_frame_len(buf),
+        (Role::Client, CMD_AUTH_PROOF) => var_frame_len(buf),
         _ => Err(WireError::UnknownCommand),
     }
 }
@@ -258,16 +266,24 @@ pub enum ClientCommand<'a> {
     Barrier,
     /// 6, no body: the server's status.
     Status,
+    /// 20, no body: "challenge me"; answered with `[20][nonce 32]` (docs/PROTOCOL.md
+    /// §8.18).
+    AuthChallenge,
+    /// 21 `[len u16][body len]`: the proof of the client's certificate key, its body
+    /// (0-4096 bytes) read by [`super::auth::ClientProof`] (docs/PROTOCOL.md §8.18).
+    AuthProof(&'a [u8]),
 }
 
 impl<'a> ClientCommand<'a> {
-    /// The command byte: 1, 2, 5 or 6.
+    /// The command byte: 1, 2, 5, 6, 20 or 21.
     pub fn command_byte(&self) -> u8 {
         match self {
             ClientCommand::Update(_) => CMD_UPDATE,
             ClientCommand::ListAll => CMD_LIST_ALL,
             ClientCommand::Barrier => CMD_BARRIER,
             ClientCommand::Status => CMD_STATUS_REQUEST,
+            ClientCommand::AuthChallenge => CMD_AUTH_CHALLENGE,
+            ClientCommand::AuthProof(_) => CMD_AUTH_PROOF,
         }
     }
 
@@ -275,39 +291,61 @@ impl<'a> ClientCommand<'a> {
     ///
     /// # Errors
     /// [`WireError::Truncated`] for an empty or short frame, [`WireError::TrailingData`]
-    /// for a long one; [`WireError::UnknownCommand`] for a command byte other than 1, 2, 5
-    /// or 6; the errors of [`ContactFields::parse`] for an Update.
+    /// for a long one; [`WireError::UnknownCommand`] for a command byte other than 1, 2, 5,
+    /// 6, 20 or 21; [`WireError::BadLength`] for an AuthProof body over 4096 bytes; the
+    /// errors of [`ContactFields::parse`] for an Update.
     pub fn parse(frame: &'a [u8]) -> Result<Self, WireError> {
         let (&command, body) = frame.split_first().ok_or(WireError::Truncated)?;
+        if command == CMD_AUTH_PROOF {
+            return match ServerCommand::parse_var(command, body)? {
+                ServerCommand::AuthProof(b) => Ok(ClientCommand::AuthProof(b)),
+                _ => Err(WireError::BadLength), // not reached: 21 is always a proof
+            };
+        }
         let len = body_len(Role::Client, command).ok_or(WireError::UnknownCommand)?;
         exact(body, len)?;
         Ok(match command {
             CMD_UPDATE => ClientCommand::Update(ContactFields::parse(body)?),
             CMD_LIST_ALL => ClientCommand::ListAll,
             CMD_STATUS_REQUEST => ClientCommand::Status,
+            CMD_AUTH_CHALLENGE => ClientCommand::AuthChallenge,
             _ => ClientCommand::Barrier,
         })
     }
 
-    /// Bytes [`Self::emit`] writes: 533 for an Update, 1 otherwise.
+    /// Bytes [`Self::emit`] writes: 533 for an Update, 3 + the body for an AuthProof, 1
+    /// otherwise.
     pub fn buffer_len(&self) -> usize {
-        1 + body_len(Role::Client, self.command_byte()).unwrap_or(0)
+        match self {
+            ClientCommand::AuthProof(b) => 3 + b.len(),
+            _ => 1 + body_len(Role::Client, self.command_byte()).unwrap_or(0),
+        }
     }
 
     /// Writes the frame, command byte included; returns its length.
     ///
     /// # Errors
     /// [`WireError::NameTooLong`] or [`WireError::InteriorNul`] for contact fields that do
-    /// not fit (never cut); [`WireError::BufferTooSmall`]. Nothing is written on error.
+    /// not fit (never cut); [`WireError::BadLength`] for an AuthProof body over 4096
+    /// bytes; [`WireError::BufferTooSmall`]. Nothing is written on error.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let n = self.buffer_len();
-        if let ClientCommand::Update(f) = self {
-            f.check()?;
+        match self {
+            ClientCommand::Update(f) => f.check()?,
+            ClientCommand::AuthProof(b) if b.len() > MAX_VAR_BODY => {
+                return Err(WireError::BadLength)
+            }
+            _ => {}
         }
         room(buf, n)?;
         buf[0] = self.command_byte();
-        if let ClientCommand::Update(f) = self {
-            f.put(&mut buf[1..n]);
+        match self {
+            ClientCommand::Update(f) => f.put(&mut buf[1..n]),
+            ClientCommand::AuthProof(b) => {
+                BigEndian::write_u16(&mut buf[1..3], b.len() as u16); // <= 4096, checked
+                buf[3..n].copy_from_slice(b);
+            }
+            _ => {}
         }
         Ok(n)
     }

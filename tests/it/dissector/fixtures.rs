@@ -174,6 +174,14 @@ const MAPPING: &[(&str, &str, &str, Shows)] = &[
     ("tcp/", "age_ms", "rendezvous.dir.age_ms", Shows::Same),
     ("tcp/", "home_uid", "rendezvous.dir.home_uid", Shows::Same),
     ("tcp/", "signature", "rendezvous.signature", Shows::Same),
+    // A client's proof (docs/PROTOCOL.md §8.18).
+    (
+        "tcp/client/",
+        "cert_len",
+        "rendezvous.cert_len",
+        Shows::Same,
+    ),
+    ("tcp/client/", "sig_len", "rendezvous.sig_len", Shows::Same),
     (
         "tcp/",
         "payload",

@@ -451,7 +451,13 @@ fn a_full_session_decodes_field_by_field() {
         .prefix("rdv-dissector-")
         .tempdir()
         .expect("temp dir");
-    let server = Server::start(&["--alias", ALIAS, "--allow-peer", "127.0.0.1/32"]);
+    let server = Server::start(&[
+        "--alias",
+        ALIAS,
+        "--allow-peer",
+        "127.0.0.1/32",
+        "--open-contacts",
+    ]);
     let port = server.addr.port();
     let capture = Capture::start(&dir.path().join("session.pcap"), port);
     let udp = udp_session(server.addr);
@@ -715,7 +721,7 @@ fn malformed_packets_are_marked_and_nothing_else() {
         .prefix("rdv-dissector-")
         .tempdir()
         .expect("temp dir");
-    let server = Server::start(&["--alias", ALIAS]);
+    let server = Server::start(&["--alias", ALIAS, "--open-contacts"]);
     let port = server.addr.port();
     let capture = Capture::start(&dir.path().join("malformed.pcap"), port);
 

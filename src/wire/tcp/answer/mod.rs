@@ -115,9 +115,9 @@ pub enum Asked {
     DirRequest,
     /// Server command 19: a count and JournalUpdate lines.
     JournalSince,
-    /// Server command 20: a nonce.
+    /// Command 20, both roles: a nonce.
     AuthChallenge,
-    /// Server command 21: a status frame (200 when the proof holds).
+    /// Command 21, both roles: a status frame (200 when the proof holds).
     AuthProof,
 }
 
@@ -153,8 +153,8 @@ impl Asked {
             (Role::Server, CMD_NODE_LIST) => Asked::NodeList,
             (Role::Server, CMD_DIR_REQUEST) => Asked::DirRequest,
             (Role::Server, CMD_JOURNAL_SINCE) => Asked::JournalSince,
-            (Role::Server, CMD_AUTH_CHALLENGE) => Asked::AuthChallenge,
-            (Role::Server, CMD_AUTH_PROOF) => Asked::AuthProof,
+            (_, CMD_AUTH_CHALLENGE) => Asked::AuthChallenge,
+            (_, CMD_AUTH_PROOF) => Asked::AuthProof,
             _ => return None,
         })
     }

@@ -18,7 +18,7 @@
 //! DirEnd         [11][len u16 = 4][count u32]                   DirRequest, the end
 //! JournalCount   [13][count u32]                                JournalSince
 //! JournalLine    [0d][line u64][clock u32][fields 532]          JournalSince, one line
-//! Nonce          [14][nonce 32]                                 AuthChallenge
+//! Nonce          [20][nonce 32]                                 AuthChallenge
 //! ```
 
 use super::{
