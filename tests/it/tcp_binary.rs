@@ -324,10 +324,13 @@ fn record_fields(r: &[u8]) -> (u32, String, String, String) {
 // Servers
 // ---------------------------------------------------------------------------------------
 
-/// `rendezvous serve --listen LISTEN` with `--data-dir DIR` (or `--memory-only`) and `extra`.
+/// `rendezvous serve --listen LISTEN` with `--data-dir DIR` (or `--memory-only`) and `extra`,
+/// and `--plain-peers`: these tests speak the seed's clear-text server role to the binary
+/// byte for byte (docs/PROTOCOL.md §8.4, §8.18), so their servers federate in clear text;
+/// tests/it/tls.rs covers the TLS links.
 fn serve_cmd(listen: &str, data_dir: Option<&Path>, extra: &[String]) -> Command {
     let mut cmd = bin();
-    cmd.args(["serve", "--listen", listen]);
+    cmd.args(["serve", "--plain-peers", "--listen", listen]);
     match data_dir {
         Some(d) => {
             cmd.arg("--data-dir").arg(d);

@@ -1502,7 +1502,7 @@ impl Mesh {
                             .handle_directory_page(tag, &[], 0, None, false);
                     }
                     TcpAction::PeerRecord { .. } | TcpAction::Forward { .. } => {}
-                    TcpAction::Connect { peer, addr } => {
+                    TcpAction::Connect { peer, addr, .. } => {
                         let j = (0..self.nodes.len())
                             .find(|&j| node_addr(j) == addr)
                             .expect("a node at that address");
@@ -1670,7 +1670,8 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
         solo.actions(),
         vec![TcpAction::Connect {
             peer: 0,
-            addr: node_addr(1)
+            addr: node_addr(1),
+            tls: false,
         }]
     );
     solo.core.handle_connected(0, 0, 9);

@@ -451,7 +451,15 @@ fn a_full_session_decodes_field_by_field() {
         .prefix("rdv-dissector-")
         .tempdir()
         .expect("temp dir");
-    let server = Server::start(&["--alias", ALIAS, "--allow-peer", "127.0.0.1/32"]);
+    // --plain-peers: the session speaks the seed's clear-text server role, which the
+    // dissector reads (docs/PROTOCOL.md §8.18).
+    let server = Server::start(&[
+        "--alias",
+        ALIAS,
+        "--allow-peer",
+        "127.0.0.1/32",
+        "--plain-peers",
+    ]);
     let port = server.addr.port();
     let capture = Capture::start(&dir.path().join("session.pcap"), port);
     let udp = udp_session(server.addr);
