@@ -9,6 +9,7 @@
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
+//! - TLS on the TCP plane, the core's decisions and the binary: `tls`;
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `federation`, `rejoin`,
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
@@ -49,5 +50,6 @@ mod store;
 mod tcp_binary;
 mod tcp_core;
 mod tcp_wire;
+mod tls;
 mod udp_binary;
 mod wire_props;
