@@ -28,6 +28,9 @@ pub enum NodeAction {
         peer: usize,
         /// Where to connect.
         addr: SocketAddr,
+        /// Run TLS 1.3 on the connection (docs/PROTOCOL.md §8.19); report with
+        /// [`Node::handle_connected_tls`] once the handshake is done.
+        tls: bool,
     },
     /// Close this connection now (its output is flushed or abandoned), then report it with
     /// [`Node::handle_closed`].
@@ -115,6 +118,21 @@ impl Node {
         self.tcp.handle_connected(now.mono_ms, peer, conn);
     }
 
+    /// The TLS connection to peer link `peer` is established as `conn` and its handshake
+    /// done; the acceptor's certificate carries `peer_key` (its raw public key). The core
+    /// checks it against the node list before it sends anything (docs/PROTOCOL.md §8.19).
+    pub fn handle_connected_tls(&mut self, now: Now, peer: usize, conn: ConnId, peer_key: &[u8]) {
+        self.tcp
+            .handle_connected_tls(now.mono_ms, peer, conn, peer_key);
+    }
+
+    /// The TLS handshake on accepted connection `conn` is done; the opener's certificate
+    /// carried `peer_key` (its raw public key), or it sent none (a client). Comes before
+    /// any of the connection's bytes (docs/PROTOCOL.md §8.19).
+    pub fn handle_secured(&mut self, now: Now, conn: ConnId, peer_key: Option<Vec<u8>>) {
+        self.tcp.handle_secured(now.mono_ms, conn, peer_key);
+    }
+
     /// Connecting to peer link `peer` failed (refused, or no answer within the loop's
     /// connect timeout): it is retried after a backoff.
     pub fn handle_connect_failed(&mut self, now: Now, peer: usize) {
@@ -193,7 +211,7 @@ impl Node {
             return Some(a);
         }
         match self.tcp.poll_action()? {
-            TcpAction::Connect { peer, addr } => Some(NodeAction::Connect { peer, addr }),
+            TcpAction::Connect { peer, addr, tls } => Some(NodeAction::Connect { peer, addr, tls }),
             TcpAction::Close(conn) => Some(NodeAction::Close(conn)),
             other => {
                 self.tcp.requeue(other);
@@ -232,8 +250,8 @@ impl Node {
         while let Some(action) = self.tcp.poll_action() {
             routed += 1;
             match action {
-                TcpAction::Connect { peer, addr } => {
-                    self.io.push_back(NodeAction::Connect { peer, addr })
+                TcpAction::Connect { peer, addr, tls } => {
+                    self.io.push_back(NodeAction::Connect { peer, addr, tls })
                 }
                 TcpAction::Close(conn) => self.io.push_back(NodeAction::Close(conn)),
                 TcpAction::DirectoryDigest { tag } => {

@@ -10,6 +10,7 @@ mod batch;
 pub mod fdlimit;
 pub mod mmsg;
 pub mod tcp;
+pub mod tls;
 
 use crate::core::node::Node;
 use crate::core::Now;
@@ -77,6 +78,9 @@ pub struct Serve {
     pub node: Node,
     /// Starts the store thread; its argument wakes the loop.
     pub store: StartStore,
+    /// TLS with the node identity (docs/PROTOCOL.md §8.19): accepted connections that
+    /// start with a TLS record, and links the node dials with TLS. `None`: clear text only.
+    pub tls: Option<tls::TlsConfigs>,
 }
 
 /// Runs the event loop until `stop` is set (checked at least every 500 ms). Each turn:
@@ -127,6 +131,7 @@ impl EventLoop {
             tcp: listener,
             node,
             store,
+            tls,
         } = serve;
         let mut socket = UdpSocket::from_std(udp);
         let v6_socket = socket.local_addr()?.is_ipv6();
@@ -137,7 +142,7 @@ impl EventLoop {
         let store = store(Box::new(move || {
             let _ = waker.wake();
         }));
-        let tcp = tcp::TcpIo::new(listener, store, poll.registry())?;
+        let tcp = tcp::TcpIo::new(listener, store, poll.registry(), tls)?;
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(64),

@@ -2,7 +2,13 @@
 //! writes, outbound connections to peers (with a connect timeout), and the store thread's
 //! requests and wake-ups, all in the one mio loop. It makes no protocol decision: bytes,
 //! connects, closes and store work go to and come from the [`Node`].
+//!
+//! TLS (docs/PROTOCOL.md §8.19): an accepted connection whose first byte is a TLS
+//! handshake record (0x16) runs TLS 1.3 ([`super::tls`]), any other first byte the seed's
+//! clear-text framing; links run TLS when the node's connect says so. The node gets
+//! plaintext either way, and the peer's proved key once a handshake is done.
 
+use super::tls::{TlsConfigs, TlsConn, TlsRead, TLS_HANDSHAKE_BYTE};
 use crate::core::node::{Node, NodeAction};
 use crate::core::tcp::ConnId;
 use crate::core::{Now, Out};
@@ -19,8 +25,12 @@ pub const LISTENER: Token = Token(1);
 /// Token of the store thread's waker.
 pub const WAKER: Token = Token(2);
 const FIRST_CONN: usize = 16;
-/// A connect to a peer not established within this long is abandoned and retried, ms.
+/// A connect to a peer not established within this long (its TLS handshake included) is
+/// abandoned and retried, ms.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// A closed TLS connection may take this long to send its last records (the refusal's
+/// status frame, close_notify) before its socket is closed, ms.
+const LINGER_MS: u64 = 2_000;
 
 /// Binds a TCP listener on `addr` (dual-stack for `[::]`).
 ///
@@ -52,6 +62,38 @@ struct ConnIo {
     /// Readable data may remain (we stopped before WouldBlock).
     read_pending: bool,
     writable_interest: bool,
+    /// Clear text, TLS, or not known yet (an accepted connection's first byte).
+    wire: Wire,
+    /// Closed by the node; its last TLS records are sent until this time (ms).
+    closing: Option<u64>,
+}
+
+/// How a connection's bytes travel (docs/PROTOCOL.md §8.19).
+enum Wire {
+    /// Accepted, first byte not read yet: TLS if it is 0x16.
+    Sniff,
+    /// The seed's clear-text framing.
+    Raw,
+    /// TLS 1.3; `link` is the peer link whose handshake is not done yet (the node hears of
+    /// the connection only then).
+    Tls {
+        tls: Box<TlsConn>,
+        link: Option<usize>,
+    },
+}
+
+/// One step of reading a connection.
+enum ReadStep {
+    /// Plaintext for the node in the buffer.
+    Data(usize),
+    /// A TLS handshake is done.
+    Secured,
+    /// The node takes no more now: read again when it has room.
+    Full,
+    /// Nothing more from the socket now.
+    WouldBlock,
+    /// The peer closed, or an error.
+    Lost,
 }
 
 /// The TCP side of the loop.
@@ -64,6 +106,8 @@ pub struct TcpIo {
     /// Most TCP connections at once ([`super::fdlimit::max_tcp_conns`]); more are closed at
     /// accept.
     max_conns: usize,
+    /// TLS with the node identity; `None`: clear text only.
+    tls: Option<TlsConfigs>,
 }
 
 fn token(id: ConnId) -> Token {
@@ -72,7 +116,8 @@ fn token(id: ConnId) -> Token {
 
 impl TcpIo {
     /// Registers `listener` and takes the store thread; raises the open-files limit and
-    /// sizes the connection cap to it.
+    /// sizes the connection cap to it. With `tls`, accepted connections may speak TLS and
+    /// links may be dialled with it (docs/PROTOCOL.md §8.19).
     ///
     /// # Errors
     /// Registration errors.
@@ -80,6 +125,7 @@ impl TcpIo {
         listener: std::net::TcpListener,
         store: StoreThread,
         registry: &Registry,
+        tls: Option<TlsConfigs>,
     ) -> io::Result<TcpIo> {
         let mut listener = TcpListener::from_std(listener);
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -93,6 +139,7 @@ impl TcpIo {
             next_id: 1,
             buf: vec![0; 64 * 1024],
             max_conns,
+            tls,
         })
     }
 
@@ -113,25 +160,23 @@ impl TcpIo {
                     return;
                 };
                 if let Some(peer) = c.connecting {
-                    if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
-                        let ok = c.stream.take_error().ok().flatten().is_none()
-                            && c.stream.peer_addr().is_ok();
-                        if ok {
-                            c.connecting = None;
-                            node.handle_connected(now, peer, id);
-                        } else {
-                            self.drop_conn(registry, id);
-                            node.handle_connect_failed(now, peer);
-                            return;
-                        }
-                    } else {
+                    if !(ev.is_writable() || ev.is_error() || ev.is_write_closed()) {
                         return;
                     }
+                    let ok = c.stream.take_error().ok().flatten().is_none()
+                        && c.stream.peer_addr().is_ok();
+                    if !ok {
+                        self.lose(registry, node, id, now);
+                        return;
+                    }
+                    c.connecting = None;
+                    c.read_pending = true;
+                    if matches!(c.wire, Wire::Raw) {
+                        node.handle_connected(now, peer, id);
+                    } // a TLS link is reported once its handshake is done
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    if let Some(c) = self.conns.get_mut(&id) {
-                        c.read_pending = true;
-                    }
+                    c.read_pending = true;
                 }
             }
             _ => {}
@@ -157,6 +202,11 @@ impl TcpIo {
                     {
                         continue;
                     }
+                    let wire = if self.tls.is_some() {
+                        Wire::Sniff
+                    } else {
+                        Wire::Raw
+                    };
                     self.conns.insert(
                         id,
                         ConnIo {
@@ -165,6 +215,8 @@ impl TcpIo {
                             started_ms: now.mono_ms,
                             read_pending: true,
                             writable_interest: false,
+                            wire,
+                            closing: None,
                         },
                     );
                     node.handle_accept(now, id, crate::wire::udp::canonical_addr(addr));
@@ -185,6 +237,40 @@ impl TcpIo {
         }
     }
 
+    /// The connection failed or its peer closed it: dropped, and the node told (a link
+    /// still connecting or in its TLS handshake as a failed connect).
+    fn lose(&mut self, registry: &Registry, node: &mut Node, id: ConnId, now: Now) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        let pending_link = match &c.wire {
+            Wire::Tls { link, .. } => c.connecting.or(*link),
+            _ => c.connecting,
+        };
+        let closing = c.closing.is_some();
+        self.drop_conn(registry, id);
+        match pending_link {
+            Some(peer) => node.handle_connect_failed(now, peer),
+            None if !closing => node.handle_closed(now, id),
+            None => {} // the node closed it already
+        }
+    }
+
+    /// The node closed `id`: the node is told, and the socket closed, after its last TLS
+    /// records (at most [`LINGER_MS`]).
+    fn close(&mut self, registry: &Registry, node: &mut Node, id: ConnId, now: Now) {
+        node.handle_closed(now, id);
+        if let Some(c) = self.conns.get_mut(&id) {
+            if let Wire::Tls { tls, .. } = &mut c.wire {
+                if tls.close() {
+                    c.closing = Some(now.mono_ms + LINGER_MS);
+                    return;
+                }
+            }
+        }
+        self.drop_conn(registry, id);
+    }
+
     /// One loop turn of TCP work after the events: store answers, reads, connect
     /// timeouts and the node's timers, then rounds of routing (through `out` for the
     /// datagrams forwards deliver), store requests, connects and closes, and writes, until
@@ -197,7 +283,7 @@ impl TcpIo {
         let ids: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.read_pending && c.connecting.is_none())
+            .filter(|(_, c)| c.read_pending && c.connecting.is_none() && c.closing.is_none())
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
@@ -219,18 +305,22 @@ impl TcpIo {
     }
 
     /// A connect to a host that drops our SYNs would hang for the kernel's ~2 minutes: one
-    /// not established within [`CONNECT_TIMEOUT_MS`] fails.
+    /// not established (its TLS handshake done) within [`CONNECT_TIMEOUT_MS`] fails. A
+    /// closed TLS connection whose last records are not out after [`LINGER_MS`] is dropped.
     fn connect_timeouts(&mut self, registry: &Registry, node: &mut Node, now: Now) {
-        let late: Vec<(ConnId, usize)> = self
+        let late: Vec<ConnId> = self
             .conns
             .iter()
-            .filter_map(|(&id, c)| c.connecting.map(|p| (id, p, c.started_ms)))
-            .filter(|&(_, _, t)| now.mono_ms.saturating_sub(t) > CONNECT_TIMEOUT_MS)
-            .map(|(id, p, _)| (id, p))
+            .filter(|(_, c)| {
+                let handshaking = matches!(c.wire, Wire::Tls { link: Some(_), .. });
+                let connecting = c.connecting.is_some() || handshaking;
+                (connecting && now.mono_ms.saturating_sub(c.started_ms) > CONNECT_TIMEOUT_MS)
+                    || c.closing.is_some_and(|t| now.mono_ms >= t)
+            })
+            .map(|(&id, _)| id)
             .collect();
-        for (id, peer) in late {
-            self.drop_conn(registry, id);
-            node.handle_connect_failed(now, peer);
+        for id in late {
+            self.lose(registry, node, id, now);
         }
     }
 
@@ -244,23 +334,42 @@ impl TcpIo {
     fn actions(&mut self, registry: &Registry, node: &mut Node, now: Now) {
         while let Some(action) = node.poll_action() {
             match action {
-                NodeAction::Connect { peer, addr } => self.connect(registry, node, now, peer, addr),
-                NodeAction::Close(id) => {
-                    self.drop_conn(registry, id);
-                    node.handle_closed(now, id);
+                NodeAction::Connect { peer, addr, tls } => {
+                    self.connect(registry, node, now, (peer, addr), tls)
                 }
+                NodeAction::Close(id) => self.close(registry, node, id, now),
             }
         }
     }
 
+    /// Connects to link `peer` at `addr`, with TLS when `tls` (and a TLS configuration).
     fn connect(
         &mut self,
         registry: &Registry,
         node: &mut Node,
         now: Now,
-        peer: usize,
-        addr: SocketAddr,
+        (peer, addr): (usize, SocketAddr),
+        tls: bool,
     ) {
+        let wire = match (&self.tls, tls) {
+            (Some(cfg), true) => match TlsConn::client(&cfg.client, addr) {
+                Ok(t) => Wire::Tls {
+                    tls: Box::new(t),
+                    link: Some(peer),
+                },
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot start TLS to a peer");
+                    node.handle_connect_failed(now, peer);
+                    return;
+                }
+            },
+            (None, true) => {
+                tracing::warn!(%addr, "a TLS link asked of a loop without TLS");
+                node.handle_connect_failed(now, peer);
+                return;
+            }
+            (_, false) => Wire::Raw,
+        };
         match TcpStream::connect(addr) {
             Ok(mut stream) => {
                 let id = self.next_id;
@@ -279,6 +388,8 @@ impl TcpIo {
                         started_ms: now.mono_ms,
                         read_pending: false,
                         writable_interest: true,
+                        wire,
+                        closing: None,
                     },
                 );
             }
@@ -295,27 +406,66 @@ impl TcpIo {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if budget == 0 {
-                return; // keep read_pending: retried when the node has room
-            }
-            match c.stream.read(&mut self.buf[..budget]) {
-                Ok(0) => {
-                    self.drop_conn(registry, id);
-                    node.handle_closed(now, id);
+            if matches!(c.wire, Wire::Sniff) {
+                match sniff(&c.stream, self.tls.as_ref()) {
+                    Ok(Some(wire)) => c.wire = wire,
+                    Ok(None) => c.read_pending = false,
+                    Err(_) => self.lose(registry, node, id, now),
+                }
+                if matches!(
+                    self.conns.get(&id).map(|c| &c.wire),
+                    Some(Wire::Sniff) | None
+                ) {
                     return;
                 }
-                Ok(n) => node.handle_data(now, id, &self.buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                continue;
+            }
+            let step = match &mut c.wire {
+                Wire::Sniff => ReadStep::WouldBlock,
+                Wire::Raw => read_raw(&mut c.stream, &mut self.buf[..budget]),
+                Wire::Tls { tls, .. } => match tls.read(&mut c.stream, &mut self.buf, budget) {
+                    Ok(TlsRead::Plain(n)) => ReadStep::Data(n),
+                    Ok(TlsRead::Secured) => ReadStep::Secured,
+                    Ok(TlsRead::Full) => ReadStep::Full,
+                    Ok(TlsRead::WouldBlock) => ReadStep::WouldBlock,
+                    Ok(TlsRead::Closed) => ReadStep::Lost,
+                    Err(e) => {
+                        tracing::debug!(conn = id, error = %e, "TLS failed");
+                        ReadStep::Lost
+                    }
+                },
+            };
+            match step {
+                ReadStep::Data(n) => node.handle_data(now, id, &self.buf[..n]),
+                ReadStep::Secured => self.secured(registry, node, id, now),
+                ReadStep::Full => return, // keep read_pending: retried when the node has room
+                ReadStep::WouldBlock => {
                     c.read_pending = false;
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.drop_conn(registry, id);
-                    node.handle_closed(now, id);
+                ReadStep::Lost => {
+                    self.lose(registry, node, id, now);
                     return;
                 }
             }
+        }
+    }
+
+    /// `id`'s TLS handshake is done: the node hears of the peer's proved key (a link we
+    /// opened: only now of the connection itself).
+    fn secured(&mut self, registry: &Registry, node: &mut Node, id: ConnId, now: Now) {
+        let Some(Wire::Tls { tls, link }) = self.conns.get_mut(&id).map(|c| &mut c.wire) else {
+            return;
+        };
+        let key = tls.peer_key(now.unix_s);
+        match (link.take(), key) {
+            (Some(peer), Some(key)) => node.handle_connected_tls(now, peer, id, &key),
+            (Some(peer), None) => {
+                // Our verifier asks every server for its certificate: never without one.
+                self.drop_conn(registry, id);
+                node.handle_connect_failed(now, peer);
+            }
+            (None, key) => node.handle_secured(now, id, key),
         }
     }
 
@@ -327,8 +477,7 @@ impl TcpIo {
             self.write(registry, node, id, now);
             // Closing after the last byte, and reads unblocked by the writes.
             while let Some(NodeAction::Close(cid)) = node.poll_close() {
-                self.drop_conn(registry, cid);
-                node.handle_closed(now, cid);
+                self.close(registry, node, cid, now);
             }
         }
     }
@@ -338,28 +487,37 @@ impl TcpIo {
             if c.connecting.is_some() {
                 return;
             }
-            let out = node.output(id);
-            if out.is_empty() {
-                if c.writable_interest {
-                    c.writable_interest = false;
-                    let _ = registry.reregister(&mut c.stream, token(id), Interest::READABLE);
-                }
-                return;
-            }
-            match c.stream.write(out) {
-                Ok(n) => node.consumed(now, id, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !c.writable_interest {
-                        c.writable_interest = true;
-                        let interest = Interest::READABLE | Interest::WRITABLE;
+            let out = if c.closing.is_some() {
+                &[][..]
+            } else {
+                node.output(id)
+            };
+            let res = match &mut c.wire {
+                Wire::Tls { tls, .. } => tls.write(&mut c.stream, out),
+                _ => write_raw(&mut c.stream, out),
+            };
+            match res {
+                Ok((n, false)) if n > 0 => node.consumed(now, id, n),
+                Ok((n, blocked)) => {
+                    if n > 0 {
+                        node.consumed(now, id, n);
+                    }
+                    if blocked != c.writable_interest {
+                        c.writable_interest = blocked;
+                        let interest = if blocked {
+                            Interest::READABLE | Interest::WRITABLE
+                        } else {
+                            Interest::READABLE
+                        };
                         let _ = registry.reregister(&mut c.stream, token(id), interest);
+                    }
+                    if !blocked && c.closing.is_some() {
+                        self.drop_conn(registry, id); // its last records are out
                     }
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.drop_conn(registry, id);
-                    node.handle_closed(now, id);
+                    self.lose(registry, node, id, now);
                     return;
                 }
             }
@@ -371,7 +529,68 @@ impl TcpIo {
     pub fn busy(&self, node: &Node) -> bool {
         node.busy()
             || self.conns.iter().any(|(&id, c)| {
-                c.read_pending && c.connecting.is_none() && node.read_budget(id) > 0
+                c.read_pending
+                    && c.connecting.is_none()
+                    && c.closing.is_none()
+                    && node.read_budget(id) > 0
             })
+    }
+}
+
+/// An accepted connection's first byte, peeked: TLS if it is a handshake record (0x16),
+/// else the clear-text framing (docs/PROTOCOL.md §8.19); `None` while nothing came.
+///
+/// # Errors
+/// The socket's error, or [`io::ErrorKind::UnexpectedEof`] when it closed first.
+fn sniff(stream: &TcpStream, tls: Option<&TlsConfigs>) -> io::Result<Option<Wire>> {
+    let mut first = [0u8; 1];
+    loop {
+        return match stream.peek(&mut first) {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => match tls {
+                Some(cfg) if first[0] == TLS_HANDSHAKE_BYTE => Ok(Some(Wire::Tls {
+                    tls: Box::new(TlsConn::server(&cfg.server)?),
+                    link: None,
+                })),
+                _ => Ok(Some(Wire::Raw)),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Reads clear text into `buf` (the node's budget long).
+fn read_raw(stream: &mut TcpStream, buf: &mut [u8]) -> ReadStep {
+    if buf.is_empty() {
+        return ReadStep::Full;
+    }
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => ReadStep::Lost,
+            Ok(n) => ReadStep::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::WouldBlock,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => ReadStep::Lost,
+        };
+    }
+}
+
+/// Writes clear text: the bytes taken, and true when the socket would block.
+///
+/// # Errors
+/// The socket's error.
+fn write_raw(stream: &mut TcpStream, out: &[u8]) -> io::Result<(usize, bool)> {
+    if out.is_empty() {
+        return Ok((0, false));
+    }
+    loop {
+        return match stream.write(out) {
+            Ok(n) => Ok((n, false)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, true)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
     }
 }

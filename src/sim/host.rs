@@ -87,6 +87,7 @@ impl Host {
                 peers: spec.peers.iter().map(|&p| host_addr(p)).collect(),
                 allow_peers: spec.allow_peers.clone(),
                 no_mesh: spec.no_mesh,
+                tls_links: false,
             },
             ..spec.tcp
         };

@@ -455,7 +455,7 @@ impl Net {
         while let Some(action) = self.hosts[h].node.poll_action() {
             progress = true;
             match action {
-                NodeAction::Connect { peer, addr } => self.connect(h, peer, addr),
+                NodeAction::Connect { peer, addr, .. } => self.connect(h, peer, addr),
                 NodeAction::Close(conn) => {
                     self.close_end(End::Host(h, conn));
                     self.hosts[h].node.handle_closed(now, conn);

@@ -25,7 +25,9 @@ fn serve(dir: &Path) -> Server {
     let mut cmd = bin();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
-        .args(["--allow-peer", "127.0.0.1/32", "--open-contacts"]);
+        .args(["--allow-peer", "127.0.0.1/32", "--open-contacts"])
+        // The seed's clear-text server role, spoken below (docs/PROTOCOL.md §8.19).
+        .arg("--plain-peers");
     Server::spawn("crash-server", cmd)
 }
 

@@ -9,7 +9,9 @@
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
-//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`, `rejoin`,
+//! - TLS on the TCP plane, the core's decisions and the binary: `tls`;
+//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
+//!   `rejoin`,
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
@@ -50,5 +52,6 @@ mod store;
 mod tcp_binary;
 mod tcp_core;
 mod tcp_wire;
+mod tls;
 mod udp_binary;
 mod wire_props;

@@ -236,6 +236,10 @@ impl Mesh {
                 cmd.args(["--peer", &server_addr(j).to_string()]);
             }
             cmd.args(["--no-mesh", "--open-contacts"]);
+            // The test speaks the seed's clear-text server role to the servers (AskForUpdate
+            // dumps, the bulk load), and counts the links' bytes: clear text, as the seed
+            // (docs/PROTOCOL.md §8.19; tests/it/tls.rs covers TLS links).
+            cmd.arg("--plain-peers");
             cmd.args(extra);
             let server = Server::spawn(&format!("s{i}"), cmd);
             assert_eq!(server.addr, server_addr(i), "s{i} bound elsewhere");

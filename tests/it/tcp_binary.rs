@@ -324,12 +324,20 @@ fn record_fields(r: &[u8]) -> (u32, String, String, String) {
 // Servers
 // ---------------------------------------------------------------------------------------
 
-/// `rendezvous serve --listen LISTEN --open-contacts` with `--data-dir DIR` (or
-/// `--memory-only`) and `extra`: the scenarios here speak the design notes' client role;
-/// the authenticated one (the default) has its own tests in `contacts_auth`.
+/// `rendezvous serve --listen LISTEN --open-contacts --plain-peers` with `--data-dir DIR`
+/// (or `--memory-only`) and `extra`: the scenarios here speak the design notes' client role
+/// and the seed's clear-text server role byte for byte (docs/PROTOCOL.md §8.4); the
+/// authenticated client role (the default) has its tests in `contacts_auth`, TLS links in
+/// `tls`.
 fn serve_cmd(listen: &str, data_dir: Option<&Path>, extra: &[String]) -> Command {
     let mut cmd = bin();
-    cmd.args(["serve", "--listen", listen, "--open-contacts"]);
+    cmd.args([
+        "serve",
+        "--plain-peers",
+        "--open-contacts",
+        "--listen",
+        listen,
+    ]);
     match data_dir {
         Some(d) => {
             cmd.arg("--data-dir").arg(d);

@@ -1516,7 +1516,7 @@ impl Mesh {
                     TcpAction::PeerRecord { .. }
                     | TcpAction::Forward { .. }
                     | TcpAction::VerifyClient { .. } => {}
-                    TcpAction::Connect { peer, addr } => {
+                    TcpAction::Connect { peer, addr, .. } => {
                         let j = (0..self.nodes.len())
                             .find(|&j| node_addr(j) == addr)
                             .expect("a node at that address");
@@ -1684,7 +1684,8 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
         solo.actions(),
         vec![TcpAction::Connect {
             peer: 0,
-            addr: node_addr(1)
+            addr: node_addr(1),
+            tls: false,
         }]
     );
     solo.core.handle_connected(0, 0, 9);

@@ -217,6 +217,11 @@ pub(crate) struct PeeringArgs {
     /// Connect only to the --peer servers, not to every server learned from the node list.
     #[arg(long)]
     pub(crate) no_mesh: bool,
+    /// Federate in clear text, as the seed does: links are dialled without TLS and server
+    /// hellos in clear text are accepted (off by default: links run TLS 1.3 with node
+    /// keys). For closed networks only: anyone on the path reads and injects contacts.
+    #[arg(long)]
+    pub(crate) plain_peers: bool,
 }
 
 // `serve`: the UDP plane's TTL and keepalive, seconds (docs/PROTOCOL.md §5.10).

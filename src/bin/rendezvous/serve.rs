@@ -38,6 +38,14 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     } else {
         node_identity(&a.store.data_dir.join("node"), &a.alias)?
     };
+    let tls = rendezvous::net::tls::TlsConfigs::new(&node_id)
+        .context("cannot set up TLS with the node identity")?;
+    if a.peering.plain_peers {
+        tracing::warn!(
+            "--plain-peers: federation links run in clear text and accept clear-text server \
+             hellos; anyone on the path can read and inject contacts (closed networks only)"
+        );
+    }
     let (socket, listener) = bind_both(a.listen)?;
     let local = socket.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
@@ -63,6 +71,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
         tcp: listener,
         node: Node::new(udp, tcp),
         store: Box::new(move |wake| StoreThread::spawn(store, wake)),
+        tls: Some(tls),
     };
     let stop = Arc::new(AtomicBool::new(false));
     rendezvous::net::run(serve, origin, stop)?;
@@ -184,6 +193,7 @@ fn tcp_config(
             peers,
             allow_peers,
             no_mesh: a.peering.no_mesh,
+            tls_links: !a.peering.plain_peers,
         },
         open_contacts: a.open_contacts,
         ..TcpConfig::default()

@@ -70,7 +70,8 @@ impl TcpCore {
 
     /// Admits the opener of `conn` from `addr` in `role`: a client always; a server from a
     /// configured or allowed peer, or from a server in our node list, which must then
-    /// prove its node key first (docs/PROTOCOL.md §8.12); else 403.
+    /// prove its node key first (docs/PROTOCOL.md §8.12), or over TLS with a key of our
+    /// node list (§8.19); else 403. With TLS links on, a server hello in clear text: 403.
     fn admit(
         &mut self,
         now_ms: u64,
@@ -84,9 +85,20 @@ impl TcpCore {
             self.fail(conn, status::FORBIDDEN, 0, detail);
             return false;
         }
+        let refusal = (role == Role::Server).then(|| self.transport_refusal(conn));
+        if let Some(Some(detail)) = refusal {
+            tracing::warn!(
+                name,
+                "refused a server hello in clear text (TLS is required)"
+            );
+            self.fail(conn, status::FORBIDDEN, 0, detail);
+            return false;
+        }
+        // Over TLS, a key of our node list is that server, authenticated (§8.19).
+        let proved = role == Role::Server && self.tls_key_known(conn);
         let configured = self.cfg.peering.peer_allowed(addr.ip());
         let known = self.known_node_ip(addr.ip());
-        if !(role == Role::Client || configured || known) {
+        if !(role == Role::Client || configured || known || proved) {
             // The address only at debug: logs at the default level carry no client address.
             tracing::warn!(
                 name,
@@ -102,7 +114,8 @@ impl TcpCore {
         };
         c.role = Some(role);
         c.name = name.to_string();
-        c.auth.required = role == Role::Server && !configured;
+        c.auth.required = role == Role::Server && !configured && !proved;
+        c.auth.proved = proved;
         true
     }
 

@@ -109,6 +109,12 @@ pub struct Peering {
     pub allow_peers: Vec<Cidr>,
     /// Keep to the configured peers: do not connect to servers learned from the node list.
     pub no_mesh: bool,
+    /// Federation over TLS only (docs/PROTOCOL.md §8.19): links are dialled with TLS 1.3
+    /// (the loop runs it, RFC 8446) and a server-role hello that did not come over TLS is
+    /// refused with 403. Off in `Default`, for the in-memory simulation and the core's
+    /// tests, which speak the clear-text framing; `rendezvous serve` turns it on unless
+    /// `--plain-peers`.
+    pub tls_links: bool,
 }
 
 /// The TCP plane's timers, milliseconds (docs/PROTOCOL.md §8.2, §8.10, §8.11).

@@ -76,6 +76,33 @@ pub(super) struct Auth {
     /// The fingerprint (SHA-256 of the certificate) a client proved the key of: the
     /// connection reads and writes that client's contacts only.
     pub(super) client: Option<[u8; 32]>,
+    /// Clear text or TLS, and the key the TLS peer proved (docs/PROTOCOL.md §8.19).
+    pub(super) transport: Transport,
+}
+
+/// How a connection's bytes travel (docs/PROTOCOL.md §8.19).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// The seed's clear-text framing.
+    #[default]
+    Plain,
+    /// TLS 1.3 (RFC 8446); `key` is the raw public key of the certificate the peer
+    /// presented and proved in its handshake (32 bytes for Ed25519), `None` when it
+    /// presented none (a client).
+    Tls {
+        /// The peer certificate's public key.
+        key: Option<Vec<u8>>,
+    },
+}
+
+impl Transport {
+    /// The key the TLS peer proved, if any.
+    pub(super) fn key(&self) -> Option<&[u8]> {
+        match self {
+            Transport::Tls { key } => key.as_deref(),
+            Transport::Plain => None,
+        }
+    }
 }
 
 /// An answer waiting in a connection's queue.

@@ -236,9 +236,11 @@ impl TcpCore {
                         continue;
                     }
                     self.links[i].state = LinkState::Connecting;
-                    self.out
-                        .actions
-                        .push_back(TcpAction::Connect { peer: i, addr });
+                    self.out.actions.push_back(TcpAction::Connect {
+                        peer: i,
+                        addr,
+                        tls: self.cfg.peering.tls_links,
+                    });
                 }
                 LinkState::Up {
                     conn,

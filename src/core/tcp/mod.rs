@@ -26,6 +26,7 @@
 //! | `links` | peer links: connect, backoff, heartbeats, dropping silent links |
 //! | `directory` | directory records and forwards over links (§8.16) |
 //! | `nodes` | the node list and node-key proof (§8.15, §8.17) |
+//! | `secure` | TLS connections: who may speak the server role, pinned link keys (§8.19) |
 //! | `status` | the status answer (§8.5) |
 //! | `outbox` | the queues to the store and the loop, and pending reads by tag |
 
@@ -42,6 +43,7 @@ mod links;
 mod nodes;
 mod outbox;
 mod received;
+mod secure;
 mod status;
 mod stream;
 
@@ -74,6 +76,9 @@ pub enum TcpAction {
         peer: usize,
         /// Where.
         addr: SocketAddr,
+        /// Run TLS 1.3 on it (docs/PROTOCOL.md §8.19) and report with
+        /// [`TcpCore::handle_connected_tls`] once the handshake is done.
+        tls: bool,
     },
     /// Close this connection now (its output has been flushed or is abandoned).
     Close(ConnId),

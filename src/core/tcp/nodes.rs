@@ -276,6 +276,13 @@ impl TcpCore {
         if Some(*entry.uid()) == self.own_uid() {
             return Err((status::UNAUTHORIZED, "that uid is ours"));
         }
+        // Over TLS the proof must be made with the key the handshake proved (§8.18).
+        if self.tls_key(conn).is_some_and(|k| k != entry.public_key()) {
+            return Err((
+                status::UNAUTHORIZED,
+                "key does not match the TLS certificate",
+            ));
+        }
         let ip = self.conns.get(&conn).map(|c| c.addr.ip());
         match self.nodes.get(entry.uid()) {
             Some(k) if k.public_key() != entry.public_key() => {

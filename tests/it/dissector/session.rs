@@ -451,12 +451,15 @@ fn a_full_session_decodes_field_by_field() {
         .prefix("rdv-dissector-")
         .tempdir()
         .expect("temp dir");
+    // --plain-peers: the session speaks the seed's clear-text server role, which the
+    // dissector reads (docs/PROTOCOL.md §8.19).
     let server = Server::start(&[
         "--alias",
         ALIAS,
         "--allow-peer",
         "127.0.0.1/32",
         "--open-contacts",
+        "--plain-peers",
     ]);
     let port = server.addr.port();
     let capture = Capture::start(&dir.path().join("session.pcap"), port);
