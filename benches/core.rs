@@ -20,6 +20,7 @@ mod common;
 
 use common::{cookie, now, packet, register, register_packet, unix_base, Identities};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rendezvous::client::{decode, Incoming};
 use rendezvous::core::udp::{RateLimits, UdpConfig, UdpCore, UdpTimers};
 use rendezvous::core::Now;
 use rendezvous::identity::Identity;
@@ -99,10 +100,36 @@ fn server_with(
     s
 }
 
+/// The worst RSA certificates a server is sent (docs/SECURITY.md T7), by bench name:
+/// 4096 bits, the cap, with public exponent 65537 and with 2^33 - 1 (the largest ring
+/// takes, the slowest to verify), each with its self-signature altered in its last byte;
+/// and a valid one of 4352 bits, over the cap. None without openssl.
+fn worst_rsa_certificates() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for (name, bits, e, flip) in [
+        ("rsa4096", 4096, 65_537, true),
+        ("rsa4096_e33", 4096, (1u64 << 33) - 1, true),
+        ("rsa4352_over_cap", 4352, 65_537, false),
+    ] {
+        if let Some((mut der, _)) = common::openssl_rsa(bits, e) {
+            if flip {
+                let last = der.len() - 1;
+                der[last] ^= 0x01;
+            }
+            eprintln!("{name}: certificate of {} bytes", der.len());
+            v.push((name.to_string(), der));
+        }
+    }
+    v
+}
+
 /// Every bench of this file.
 fn benches(c: &mut Criterion) {
-    let base = unix_base();
+    // Certificates first: openssl's are valid from the second they are made, so the
+    // virtual clock starts after the last of them (RSA-4096 keys take seconds to make).
     let ids = Identities::new();
+    let worst_rsa = worst_rsa_certificates();
+    let base = unix_base();
     let a = &ids.ed25519;
     let b = &ids.p256;
     let addr_a: SocketAddr = "192.0.2.1:4000".parse().expect("literal");
@@ -181,14 +208,29 @@ fn benches(c: &mut Criterion) {
     // T7 (docs/SECURITY.md): a registration whose certificate is refused (its
     // self-signature altered in its last byte), checked in full every time (refusal cache
     // off, as before it existed) and answered from the refusal cache. Each answers one 401.
-    for (name, id) in ids.all() {
-        let mut cert = id.cert_der().to_vec();
+    // Besides the three algorithms, the worst RSA certificates a server is sent: 4096 bits
+    // (the cap) with exponent 65537 and with 2^33 - 1 (the largest ring takes, and the
+    // slowest to verify), and one over the cap (4352 bits), refused from its key size
+    // before any signature math. These carry no packet signature: the certificate is
+    // refused first (docs/PROTOCOL.md §5.2, steps 7 and 8), and an RSA-4096 certificate
+    // with its 512-byte signature would not fit the 1400-byte datagram anyway.
+    let flip_last = |der: &[u8]| {
+        let mut cert = der.to_vec();
         let last = cert.len() - 1;
         cert[last] ^= 0x01;
+        cert
+    };
+    let mut refused: Vec<(String, Vec<u8>, Option<&Identity>)> = ids
+        .all()
+        .into_iter()
+        .map(|(name, id)| (name.to_string(), flip_last(id.cert_der()), Some(id)))
+        .collect();
+    refused.extend(worst_rsa.into_iter().map(|(name, cert)| (name, cert, None)));
+    for (name, cert, signer) in &refused {
         let mut first = UdpCore::new(cfg.clone(), seed, now(base, 0));
-        let ck = cookie(&mut first, id, addr_a, now(base, 0));
+        let ck = cookie(&mut first, a, addr_a, now(base, 0));
         let p = Payload::Register(Register {
-            cert: &cert,
+            cert,
             cookie: Some(&ck),
         });
         let mut body = vec![0; p.buffer_len()];
@@ -196,11 +238,31 @@ fn benches(c: &mut Criterion) {
         let pool: Vec<(Now, Vec<u8>)> = (1..=POOL)
             .map(|s| {
                 let ts = base + s;
-                let sig = id.sign(&signed_message(ts, &body));
+                let sig = signer.map_or_else(Vec::new, |id| id.sign(&signed_message(ts, &body)));
                 let bytes = packet(PacketType::Register, &body, &sig, ts, None);
+                assert!(
+                    bytes.len() <= 1400,
+                    "{name}: a {}-byte datagram",
+                    bytes.len()
+                );
                 (now(base, s * 1000), bytes)
             })
             .collect();
+        let mut check = UdpCore::new(cfg.clone(), seed, now(base, 0));
+        let mut replies = Vec::new();
+        check.handle_datagram(pool[0].0, addr_a, &pool[0].1, &mut |_, b| {
+            replies.push(decode(b));
+        });
+        match replies.as_slice() {
+            [Incoming::Error {
+                status: 401,
+                detail,
+                ..
+            }] if !detail.contains("valid yet") && !detail.contains("expired") => {
+                eprintln!("{name}: refused with 401 {detail:?}");
+            }
+            other => panic!("{name}: expected one 401, not for the time, got {other:?}"),
+        }
         for (bench, cache) in [
             ("register_refused_cert_cached", true),
             ("register_refused_cert_checked", false),

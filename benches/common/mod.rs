@@ -155,3 +155,48 @@ fn rsa2048() -> Option<Identity> {
 fn load(dir: &Path) -> Identity {
     Identity::load(dir).expect("load the openssl identity")
 }
+
+/// A self-signed RSA certificate made by openssl with a `bits`-bit modulus and public
+/// exponent `pubexp`, as DER, with its identity when the crate can load it (not for a
+/// modulus outside 2048-4096 bits); `None`, with a note, when openssl is missing. For the
+/// worst certificates a server examines (docs/SECURITY.md T7).
+pub fn openssl_rsa(bits: u32, pubexp: u64) -> Option<(Vec<u8>, Option<Identity>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str]| -> Option<()> {
+        match Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+        {
+            Ok(out) if out.status.success() => Some(()),
+            Ok(out) => panic!(
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => {
+                eprintln!("note: no RSA-{bits} benches: cannot run openssl ({e})");
+                None
+            }
+        }
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        &format!("rsa_keygen_bits:{bits}"),
+        "-pkeyopt",
+        &format!("rsa_keygen_pubexp:{pubexp}"),
+        "-out",
+        "key.pem",
+    ])?;
+    run(&[
+        "req", "-x509", "-key", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=r",
+        "-sha256",
+    ])?;
+    run(&[
+        "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
+    ])?;
+    let der = std::fs::read(dir.path().join("cert.der")).expect("read cert.der");
+    Some((der, Identity::load(dir.path()).ok()))
+}

@@ -15,7 +15,8 @@
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
-//!   than skip): `nat`, `partition`.
+//!   than skip): `nat`, `partition`, `flood` (floods of datagrams from many sources and of
+//!   idle TCP connections, honest clients counted).
 //!
 //! `common` has the helpers: child processes read with deadlines, the server binary on a
 //! free port, and network namespaces.
@@ -39,6 +40,7 @@ mod crash;
 mod directory;
 mod dissector;
 mod federation;
+mod flood;
 mod fuzz_smoke;
 mod journal;
 mod nat;

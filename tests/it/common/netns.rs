@@ -197,6 +197,38 @@ impl Netns {
         .unwrap_or_else(|e| panic!("[{}] UDP socket: {e}", self.name))
     }
 
+    /// Runs `f` on a new thread that first enters this namespace (`setns` changes that
+    /// thread only); every socket `f` makes keeps this namespace, also when handed back.
+    pub fn thread<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.name);
+        let ns = self.name.clone();
+        thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .unwrap_or_else(|e| panic!("setns into {ns}: {e}"));
+                f()
+            })
+            .expect("spawn namespace thread")
+    }
+
+    /// Runs `ip -batch` inside the namespace: one `ip` command per line (`addr add ...`,
+    /// `route add ...`), so hundreds of addresses cost one process.
+    pub fn ip_batch(&self, lines: &[String]) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("ip.batch");
+        std::fs::write(&file, lines.join("\n") + "\n").expect("write ip batch");
+        self.ip(&["-batch", file.to_str().expect("utf-8 temp path")]);
+    }
+
     /// Pids of the processes whose network namespace is this one.
     fn pids(name: &str) -> Vec<i32> {
         let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() else {
@@ -233,7 +265,7 @@ impl Drop for Netns {
 
 /// Removes namespaces left behind by earlier test processes that were killed before they
 /// could clean up (`rdv<pid>-...` whose pid no longer exists).
-fn sweep_stale() {
+pub fn sweep_stale() {
     let Ok(entries) = std::fs::read_dir("/run/netns") else {
         return;
     };
