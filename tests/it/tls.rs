@@ -509,10 +509,18 @@ fn proxied_pair() -> (Server, Server, Proxy, Proxy) {
         );
         let cmd = |alias: &str, listen: SocketAddr, own: &Proxy, other: &Proxy| {
             let mut cmd = bin();
-            cmd.args(["serve", "--memory-only", "--alias", alias])
-                .args(["--listen", &listen.to_string()])
-                .args(["--announce", &own.addr.to_string()])
-                .args(["--peer", &other.addr.to_string()]);
+            // --open-contacts: the test writes and lists contacts by name without a proof
+            // (docs/PROTOCOL.md §8.18); what it checks is the links.
+            cmd.args([
+                "serve",
+                "--memory-only",
+                "--open-contacts",
+                "--alias",
+                alias,
+            ])
+            .args(["--listen", &listen.to_string()])
+            .args(["--announce", &own.addr.to_string()])
+            .args(["--peer", &other.addr.to_string()]);
             cmd
         };
         let Ok(a) = Server::try_spawn("tls-a", cmd("tls-a", a_addr, &proxy_a, &proxy_b)) else {
