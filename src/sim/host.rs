@@ -88,6 +88,7 @@ impl Host {
                 allow_peers: spec.allow_peers.clone(),
                 no_mesh: spec.no_mesh,
                 tls_links: false,
+                pinned_keys: Vec::new(),
             },
             ..spec.tcp
         };

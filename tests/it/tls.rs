@@ -96,6 +96,16 @@ impl NodeKey {
 /// A TCP core with TLS links required, identity `me`, `--peer`s `peers`, and a node list
 /// holding `known`.
 fn tls_core(me: &NodeKey, peers: Vec<SocketAddr>, known: &[&NodeKey]) -> TcpCore {
+    pinned_core(me, peers, known, &[])
+}
+
+/// As [`tls_core`], with `pinned` as `--peer-key`s: nothing trusted on first use.
+fn pinned_core(
+    me: &NodeKey,
+    peers: Vec<SocketAddr>,
+    known: &[&NodeKey],
+    pinned: &[&NodeKey],
+) -> TcpCore {
     let signer = me.id.clone();
     let cfg = TcpConfig {
         identity: TcpIdentity {
@@ -108,6 +118,7 @@ fn tls_core(me: &NodeKey, peers: Vec<SocketAddr>, known: &[&NodeKey]) -> TcpCore
             peers,
             no_mesh: true,
             tls_links: true,
+            pinned_keys: pinned.iter().map(|k| k.key()).collect(),
             ..Peering::default()
         },
         ..TcpConfig::default()
@@ -618,4 +629,92 @@ fn federation_over_tls_hides_contacts_and_refuses_a_man_in_the_middle() {
     );
     a.proc.kill();
     b.proc.kill();
+}
+
+#[test]
+fn with_pinned_peer_keys_nothing_is_trusted_on_first_use() {
+    let a_addr: SocketAddr = "192.0.2.10:4747".parse().unwrap();
+    let a = NodeKey::new("a", a_addr);
+    let b = NodeKey::new("b", "192.0.2.20:4747".parse().unwrap());
+    let mallory = NodeKey::new("mallory", "192.0.2.66:4747".parse().unwrap());
+    let from_a: SocketAddr = "192.0.2.10:40000".parse().unwrap();
+    let frames = [hello(1, "peer"), heartbeat(0)].concat();
+
+    // B has A as its --peer and A's key pinned, and knows nothing else yet.
+    let mut core = pinned_core(&b, vec![a_addr], &[], &[&a]);
+    // Mallory at A's address (a man in the middle on A's path), with its own key: in
+    // trust-on-first-use mode it would be admitted; pinned, it is refused.
+    core.handle_accept(0, 1, from_a);
+    core.handle_secured(0, 1, Some(mallory.key()));
+    core.handle_data(0, 1, &frames);
+    let (st, _, detail) = status_frame(core.output(1)).expect("a status frame");
+    assert_eq!(st, 403, "{detail}");
+    // A itself, from anywhere: authenticated by its pinned key.
+    core.handle_accept(0, 2, "198.51.100.3:40000".parse().unwrap());
+    core.handle_secured(0, 2, Some(a.key()));
+    core.handle_data(0, 2, &frames);
+    assert_eq!(core.output(2), [3, 0, 0, 0, 0], "A is admitted");
+
+    // B's link to A: mallory answering at A's address is refused, though the node list
+    // locates nobody there; A's pinned key is taken.
+    let (peer, _, _) = next_connect(&mut core, 0);
+    core.handle_connected_tls(0, peer, 3, &mallory.key());
+    assert!(!core.link_up(0), "no first use with pinned keys");
+    let (peer, _, _) = next_connect(&mut core, 10_000);
+    core.handle_connected_tls(10_000, peer, 4, &a.key());
+    assert!(core.link_up(0));
+}
+
+/// The `node key=` a server printed at start.
+fn node_key(s: &Server) -> String {
+    s.proc
+        .out
+        .history()
+        .iter()
+        .find_map(|l| l.strip_prefix("node key=").map(str::to_string))
+        .expect("serve prints node key=")
+}
+
+#[test]
+fn peer_key_pins_a_link_and_bad_keys_are_refused_at_start() {
+    let s0 = Server::start(&["--allow-peer", "127.0.0.1/32"]);
+    let key = node_key(&s0);
+    assert_eq!(key.len(), 64, "{key}");
+    let peer = s0.addr.to_string();
+    // Pinned to s0's key: the link comes up.
+    let good = Server::start(&["--peer", &peer, "--peer-key", &key]);
+    // Pinned to another key: s0 answers with its own, the link is refused.
+    let wrong = "ab".repeat(32);
+    let bad = Server::start(&["--peer", &peer, "--peer-key", &wrong]);
+    let deadline = Instant::now() + T;
+    while link_state(&status(good.addr), s0.addr).as_deref() != Some("up") {
+        assert!(Instant::now() < deadline, "the pinned link never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The wrongly pinned link is refused at every attempt (redialled after its backoff):
+    // wait for two refusals, then it is still not up.
+    let refusals = |s: &Server| {
+        s.proc
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains("link refused"))
+            .count()
+    };
+    while refusals(&bad) < 2 {
+        assert!(Instant::now() < deadline, "{:?}", bad.proc.stderr_lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = link_state(&status(bad.addr), s0.addr);
+    assert_ne!(st.as_deref(), Some("up"), "a link up on a key not pinned");
+    // A key that is not 64 hex digits, or pinned keys in clear text: refused at start.
+    for extra in [
+        &["--peer-key", "xyz"][..],
+        &["--peer-key", &key, "--plain-peers"][..],
+    ] {
+        let mut cmd = bin();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--memory-only"])
+            .args(extra);
+        let done = common::run("serve", cmd, T);
+        assert_ne!(done.status.code(), Some(0), "{extra:?}: {done:?}");
+    }
 }

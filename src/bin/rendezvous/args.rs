@@ -222,6 +222,11 @@ pub(crate) struct PeeringArgs {
     /// keys). For closed networks only: anyone on the path reads and injects contacts.
     #[arg(long)]
     pub(crate) plain_peers: bool,
+    /// A peer's node key, 64 hex digits as its `serve` prints (`node key=`), trusted from
+    /// the start (repeatable). With any, no key is trusted on first use: servers must
+    /// prove a pinned key or one a trusted peer's node list publishes.
+    #[arg(long, conflicts_with = "plain_peers")]
+    pub(crate) peer_key: Vec<String>,
 }
 
 // `serve`: the UDP plane's TTL and keepalive, seconds (docs/PROTOCOL.md §5.10).

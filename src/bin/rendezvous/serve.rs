@@ -28,7 +28,7 @@ const BIND_TRIES: usize = 32;
 pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     init_tracing();
     check(&a)?;
-    let (peers, allow_peers) = peer_lists(&a)?;
+    let peering = peering(&a)?;
     let store = open_store(&a)?;
     let stored = Stored::read(&*store)
         .context("cannot read the Lamport clock, the journal or the node list from the store")?;
@@ -49,7 +49,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     let (socket, listener) = bind_both(a.listen)?;
     let local = socket.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
-    let tcp_cfg = tcp_config(&a, peers, allow_peers, node.clone(), &node_id, &seed);
+    let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
     let (ttl, memory_only) = (a.timers.ttl, a.store.memory_only);
     let cfg = udp_config(a, *node.uid());
     let origin = Instant::now();
@@ -110,6 +110,29 @@ fn check(a: &ServeArgs) -> Result<()> {
 }
 
 /// The `--peer` addresses, resolved, and the `--allow-peer` networks.
+/// The peering flags, resolved and parsed (docs/PROTOCOL.md §8.10, §8.12, §8.19).
+fn peering(a: &ServeArgs) -> Result<Peering> {
+    let (peers, allow_peers) = peer_lists(a)?;
+    let pinned_keys = a
+        .peering
+        .peer_key
+        .iter()
+        .map(|k| {
+            rendezvous::wire::Fingerprint::from_hex(k)
+                .map(|f| f.0.to_vec())
+                .map_err(|e| anyhow::anyhow!("--peer-key {k:?}: {e} (64 hex digits)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Peering {
+        peers,
+        allow_peers,
+        no_mesh: a.peering.no_mesh,
+        tls_links: !a.peering.plain_peers,
+        pinned_keys,
+    })
+}
+
+/// `--peer` resolved and `--allow-peer` parsed.
 fn peer_lists(a: &ServeArgs) -> Result<(Vec<SocketAddr>, Vec<Cidr>)> {
     let peers = a
         .peering
@@ -169,14 +192,14 @@ fn this_node(a: &ServeArgs, node_id: &Identity, local: SocketAddr) -> Result<Nod
     let node = NodeEntry::new(uid, version, a.alias.clone(), location, node_key)
         .map_err(|e| anyhow::anyhow!("cannot make this server's node-list entry: {e}"))?;
     say(&format!("node uid={}", hex_of(&uid)));
+    say(&format!("node key={}", hex_of(node.public_key())));
     Ok(node)
 }
 
 /// The TCP core's configuration from the flags.
 fn tcp_config(
     a: &ServeArgs,
-    peers: Vec<SocketAddr>,
-    allow_peers: Vec<Cidr>,
+    peering: Peering,
     node: NodeEntry,
     node_id: &Identity,
     seed: &[u8; 32],
@@ -189,12 +212,7 @@ fn tcp_config(
             signer: Some(NodeSigner(Arc::new(move |m: &[u8]| signer_id.sign(m)))),
             seed: derive(seed, b"tcp nonces"),
         },
-        peering: Peering {
-            peers,
-            allow_peers,
-            no_mesh: a.peering.no_mesh,
-            tls_links: !a.peering.plain_peers,
-        },
+        peering,
         open_contacts: a.open_contacts,
         ..TcpConfig::default()
     }

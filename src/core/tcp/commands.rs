@@ -94,9 +94,10 @@ impl TcpCore {
             self.fail(conn, status::FORBIDDEN, 0, detail);
             return false;
         }
-        // Over TLS, a key of our node list is that server, authenticated (§8.19).
+        // Over TLS, a key of our node list (or pinned) is that server, authenticated
+        // (§8.19); with pinned keys, an address alone admits no server.
         let proved = role == Role::Server && self.tls_key_known(conn);
-        let configured = self.cfg.peering.peer_allowed(addr.ip());
+        let configured = self.cfg.peering.peer_allowed(addr.ip()) && !self.strict_peers();
         let known = self.known_node_ip(addr.ip());
         if !(role == Role::Client || configured || known || proved) {
             // The address only at debug: logs at the default level carry no client address.

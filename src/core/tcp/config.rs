@@ -115,6 +115,11 @@ pub struct Peering {
     /// tests, which speak the clear-text framing; `rendezvous serve` turns it on unless
     /// `--plain-peers`.
     pub tls_links: bool,
+    /// `--peer-key`: node keys (32-byte Ed25519 public keys) trusted from the start. When
+    /// any is given, no key is trusted on first use (docs/PROTOCOL.md §8.19): a server
+    /// opener over TLS must prove a pinned key or one the node list publishes, and a link
+    /// accepts only such a key at the address it dialled.
+    pub pinned_keys: Vec<Vec<u8>>,
 }
 
 /// The TCP plane's timers, milliseconds (docs/PROTOCOL.md §8.2, §8.10, §8.11).

@@ -12,7 +12,9 @@
 //! - on a link we opened, the acceptor's key must be one the node list publishes for a
 //!   server located at the address we dialled, when it knows one there; else the key is
 //!   taken on first use. A mismatch closes the connection before we send a byte, and the
-//!   link is redialled after its backoff.
+//!   link is redialled after its backoff;
+//! - with `--peer-key`s (pinned keys), nothing is taken on first use: only a pinned key or
+//!   one the node list publishes is admitted, on links and from openers.
 
 use super::config::canonical_ip;
 use super::conn::Transport;
@@ -65,11 +67,26 @@ impl TcpCore {
         }
     }
 
-    /// True when `key` may answer at link address `addr`: the node list locates no server
-    /// there other than us (trust on first use), or one of those it locates there has it.
+    /// True when `key` may answer at link address `addr`: one of the servers the node list
+    /// locates there has it, or it is pinned (`--peer-key`); without pinned keys, also any
+    /// key when the node list locates no server there other than us (trust on first use).
     fn link_key_ok(&self, addr: SocketAddr, key: &[u8]) -> bool {
+        if self.key_pinned(key) {
+            return true;
+        }
         let mut located = self.located_keys(addr).peekable();
-        located.peek().is_none() || located.any(|k| k == key)
+        let first_use = located.peek().is_none() && !self.strict_peers();
+        first_use || located.any(|k| k == key)
+    }
+
+    /// True when `--peer-key`s are given: no key is trusted on first use.
+    pub(super) fn strict_peers(&self) -> bool {
+        !self.cfg.peering.pinned_keys.is_empty()
+    }
+
+    /// True when `key` is one of the `--peer-key`s.
+    fn key_pinned(&self, key: &[u8]) -> bool {
+        self.cfg.peering.pinned_keys.iter().any(|k| k == key)
     }
 
     /// Why a server-role hello on `conn` is refused for its transport (403), if it is:
@@ -106,16 +123,19 @@ impl TcpCore {
     }
 
     /// True when the TLS peer on `conn` proved a key our node list publishes for a server
-    /// other than us: it is that server, authenticated by its handshake.
+    /// other than us, or a pinned one (`--peer-key`): it is that server, authenticated by
+    /// its handshake.
     pub(super) fn tls_key_known(&self, conn: ConnId) -> bool {
         let Some(key) = self.conns.get(&conn).and_then(|c| c.auth.transport.key()) else {
             return false;
         };
         let own = self.cfg.identity.node.as_ref().map(|n| *n.uid());
-        self.nodes
-            .entries()
-            .iter()
-            .any(|e| Some(*e.uid()) != own && e.public_key() == key)
+        self.key_pinned(key)
+            || self
+                .nodes
+                .entries()
+                .iter()
+                .any(|e| Some(*e.uid()) != own && e.public_key() == key)
     }
 
     /// The key the TLS peer on `conn` proved, if it came over TLS with a certificate.
