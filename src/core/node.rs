@@ -102,6 +102,12 @@ impl Node {
         &self.tcp
     }
 
+    /// Sets how many TCP connections may be accepted at once (the loop's descriptor
+    /// budget; docs/PROTOCOL.md §8.11): past it, the busiest address makes room.
+    pub fn set_max_tcp_conns(&mut self, max: usize) {
+        self.tcp.set_max_conns(max);
+    }
+
     /// Handles one datagram from `src` at `now`; each datagram to send goes to `out`
     /// (docs/PROTOCOL.md §2-§5). Allocates nothing for keepalives and lookups.
     pub fn handle_datagram(&mut self, now: Now, src: SocketAddr, data: &[u8], out: &mut Out<'_>) {

@@ -143,6 +143,8 @@ impl EventLoop {
             let _ = waker.wake();
         }));
         let tcp = tcp::TcpIo::new(listener, store, poll.registry(), tls)?;
+        let mut node = node;
+        node.set_max_tcp_conns(tcp.max_conns());
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(64),

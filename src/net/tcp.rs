@@ -28,6 +28,9 @@ const FIRST_CONN: usize = 16;
 /// A connect to a peer not established within this long (its TLS handshake included) is
 /// abandoned and retried, ms.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Connections accepted past the core's cap while it closes others to make room
+/// (docs/PROTOCOL.md §8.11); past it plus this, new ones are closed at accept.
+const ACCEPT_SPARE: usize = 64;
 /// A closed TLS connection may take this long to send its last records (the refusal's
 /// status frame, close_notify) before its socket is closed, ms.
 const LINGER_MS: u64 = 2_000;
@@ -103,8 +106,9 @@ pub struct TcpIo {
     conns: HashMap<ConnId, ConnIo>,
     next_id: ConnId,
     buf: Vec<u8>,
-    /// Most TCP connections at once ([`super::fdlimit::max_tcp_conns`]); more are closed at
-    /// accept.
+    /// The core's cap on accepted connections ([`super::fdlimit::max_tcp_conns`]); the core
+    /// makes room past it, and this loop closes at accept only past it plus
+    /// [`ACCEPT_SPARE`].
     max_conns: usize,
     /// TLS with the node identity; `None`: clear text only.
     tls: Option<TlsConfigs>,
@@ -141,6 +145,12 @@ impl TcpIo {
             max_conns,
             tls,
         })
+    }
+
+    /// The cap on accepted connections, from the open-files limit: the node's
+    /// [`Node::set_max_tcp_conns`].
+    pub fn max_conns(&self) -> usize {
+        self.max_conns
     }
 
     /// Handles one readiness event for a TCP token.
@@ -187,7 +197,7 @@ impl TcpIo {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
-                    if self.conns.len() >= self.max_conns {
+                    if self.conns.len() >= self.max_conns + ACCEPT_SPARE {
                         // Per connection, so at debug (with the address, which the default
                         // level never logs).
                         tracing::debug!(%addr, "too many TCP connections; refusing");

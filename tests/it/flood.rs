@@ -1209,9 +1209,9 @@ fn served(s: &mut TcpStream) -> bool {
 /// one IPv6 /64 open 40 each: 64 are held for each, the rest get 503 at once, and honest
 /// clients are served meanwhile. Every held connection gets 408 at the hello deadline and
 /// is closed; honest clients are served after. Then idle clients (a hello, nothing more)
-/// from three addresses fill the total cap and a fourth address's are closed at accept (as
-/// are honest clients then, which the figure reports): of the 200 held open at once, at
-/// most the cap answer a Status command.
+/// from three addresses fill the total cap; a fourth address's and the honest clients get
+/// in by closing the busiest addresses' idlest (docs/PROTOCOL.md §8.11): of the 200 held
+/// open at once, at most the cap answer a Status command, and honest clients are served.
 #[test]
 fn a_slowloris_is_capped_per_address_and_in_all_and_closed_at_the_hello_deadline() {
     if !netns::can_run("flood_t5") {
@@ -1355,13 +1355,19 @@ fn a_slowloris_is_capped_per_address_and_in_all_and_closed_at_the_hello_deadline
         honest_after.0,
         honest_after.1
     );
-    eprintln!("honest at the cap: {:?}", honest_cap.1);
+    // At the total cap the busiest address makes room: honest clients are served.
+    assert!(
+        honest_cap.0 * 10 >= 10 * 9,
+        "honest clients served at the total cap: {}/10: {:?}",
+        honest_cap.0,
+        honest_cap.1
+    );
     println!(
         "figure: T5 per_address: {X1} held={} 503={}; one /64 from 2 addresses held={} \
          503={} (opened in {attack_opened:.2?}); 408 to all {} held ({tricklers} trickling, \
          up to {trickled} hello bytes) {:.3}-{:.3} s after connect; total_cap={cap}: of {} \
-         idle clients from 4 addresses {answered} served, {closed_at_accept} closed at \
-         accept; honest_served={}/{} under the per-address flood, {}/10 after the 408s, \
+         idle clients from 4 addresses {answered} served, {closed_at_accept} closed to \
+         make room or at accept; honest_served={}/{} under the per-address flood, {}/10 after the 408s, \
          {}/10 at the total cap",
         count(&x1, Some(408)),
         count(&x1, Some(503)),

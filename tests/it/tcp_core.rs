@@ -2796,3 +2796,37 @@ fn a_bad_proof_is_401_and_a_proof_without_a_challenge_is_400() {
         .iter()
         .any(|r| matches!(r, StoreRequest::Apply { .. })));
 }
+
+#[test]
+fn at_the_total_cap_the_busiest_address_makes_room() {
+    let mut n = Node::new(
+        TcpConfig {
+            bounds: TcpBounds {
+                max_conns: 8,
+                ..TcpBounds::default()
+            },
+            ..open()
+        },
+        0,
+    );
+    // One address takes every slot with connections that never say hello.
+    for c in 1..=8 {
+        n.advance_to(c * 10);
+        n.accept(c, "198.51.100.7:40000");
+    }
+    assert!((1..=8).all(|c| n.pending(c) == 0 && !n.closed(c)));
+    // A newcomer from another address: the busiest address's idlest connection (the
+    // first) gets 503 and is closed; the newcomer is served.
+    n.advance_to(100);
+    n.client(9);
+    let st = status_frame(&n.read(1));
+    assert_eq!(st.status, 503, "{st:?}");
+    assert!(n.closed(1));
+    n.send(9, &[0x05]);
+    assert_eq!(n.read(9), BARRIER_OK, "the newcomer is served");
+    // The busy address again: it holds as many as any, so the newcomer is the one refused.
+    n.accept(10, "198.51.100.7:40001");
+    assert_eq!(status_frame(&n.read(10)).status, 503);
+    assert!(n.closed(10));
+    assert!((2..=8).all(|c| !n.closed(c)), "no one else was closed");
+}

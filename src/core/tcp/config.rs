@@ -174,6 +174,12 @@ pub struct TcpBounds {
     /// snapshots at once, all connections together; a ListAll or AskForUpdate beyond it
     /// waits, unparsed, for a free slot (default 128; docs/PROTOCOL.md §8.11).
     pub max_streams: usize,
+    /// Connections accepted at once, all addresses together (default 4096; the loop sets
+    /// it from the open-files limit). Past it, the longest-idle client connection of the
+    /// address prefix that holds the most is closed with 503 to make room, unless the
+    /// newcomer's prefix holds as many: then the newcomer gets 503 (docs/PROTOCOL.md
+    /// §8.11).
+    pub max_conns: usize,
 }
 
 impl Default for TcpBounds {
@@ -185,6 +191,7 @@ impl Default for TcpBounds {
             max_clock_jump: 1 << 24,
             max_conns_per_prefix: 64,
             max_streams: 128,
+            max_conns: 4096,
         }
     }
 }

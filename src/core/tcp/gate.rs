@@ -1,8 +1,12 @@
 //! Who may connect (docs/PROTOCOL.md §8.11, §8.12): accepted connections counted per
-//! address prefix, and peers cut off for a while after input we refused (a forged record,
-//! an implausible clock). Loopback is never cut off, as it is exempt from the limits.
+//! address prefix, room made at the total cap by the busiest prefix, and peers cut off
+//! for a while after input we refused (a forged record, an implausible clock). Loopback is
+//! never cut off, as it is exempt from the limits.
 
 use super::config::{canonical_ip, conn_prefix};
+use super::{ConnId, TcpCore};
+use crate::wire::status::SERVICE_UNAVAILABLE;
+use crate::wire::tcp::{self, Role};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -62,6 +66,65 @@ impl Gate {
             .get(&canonical_ip(ip))
             .copied()
             .filter(|until| *until > now_ms)
+    }
+}
+
+impl TcpCore {
+    /// After accepting `newcomer`: past [`super::TcpBounds::max_conns`] live accepted
+    /// connections, the longest-idle client connection (one without a hello first) of the
+    /// prefix that holds the most is closed with 503, unless the newcomer's prefix holds as
+    /// many; then the newcomer gets 503. Peers' connections and links are never chosen
+    /// (docs/PROTOCOL.md §8.11). O(connections), only when full.
+    pub(super) fn make_room(&mut self, newcomer: ConnId) {
+        let live = |c: &super::conn::Conn| {
+            c.link.is_none() && !c.input.refused && !c.out.close_when_flushed
+        };
+        if self.conns.len() <= self.cfg.bounds.max_conns
+            || self.conns.values().filter(|c| live(c)).count() <= self.cfg.bounds.max_conns
+        {
+            return;
+        }
+        let mut held: HashMap<IpAddr, usize> = HashMap::new();
+        for c in self
+            .conns
+            .values()
+            .filter(|c| live(c) && c.role != Some(Role::Server))
+        {
+            *held.entry(conn_prefix(c.addr.ip())).or_default() += 1;
+        }
+        let Some(mine) = self.conns.get(&newcomer).map(|c| conn_prefix(c.addr.ip())) else {
+            return;
+        };
+        let own = held.get(&mine).copied().unwrap_or(0);
+        let busiest = held.iter().max_by_key(|(_, n)| **n).map(|(p, n)| (*p, *n));
+        let victim = match busiest {
+            Some((prefix, n)) if n > own => self
+                .conns
+                .iter()
+                .filter(|(&id, c)| {
+                    id != newcomer
+                        && live(c)
+                        && c.role != Some(Role::Server)
+                        && conn_prefix(c.addr.ip()) == prefix
+                })
+                .min_by_key(|(_, c)| (c.role.is_some(), c.input.last_in_ms))
+                .map(|(&id, _)| id),
+            _ => None,
+        };
+        match victim {
+            Some(v) => {
+                tracing::debug!(
+                    conn = v,
+                    "connection cap reached; closed the busiest address's idlest"
+                );
+                let detail = "server full: closed to make room for another address";
+                self.fail_now(v, SERVICE_UNAVAILABLE, tcp::REQUEST_UNKNOWN, detail);
+            }
+            None => {
+                let detail = "server full: too many connections";
+                self.fail_now(newcomer, SERVICE_UNAVAILABLE, tcp::REQUEST_HELLO, detail);
+            }
+        }
     }
 }
 

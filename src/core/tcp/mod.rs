@@ -239,7 +239,8 @@ impl TcpCore {
     /// A connection was accepted from `addr`.
     ///
     /// A connection past [`TcpBounds::max_conns_per_prefix`] from its address's prefix
-    /// gets 503 and is closed (loopback is exempt, as from the UDP rate limits).
+    /// gets 503 and is closed (loopback is exempt, as from the UDP rate limits). Past
+    /// [`TcpBounds::max_conns`] in all, the busiest prefix makes room (see there).
     pub fn handle_accept(&mut self, now_ms: u64, conn: ConnId, addr: SocketAddr) {
         self.conns.insert(conn, Conn::new(addr, now_ms, None));
         let open = self.gate.opened(addr.ip());
@@ -248,7 +249,15 @@ impl TcpCore {
             tracing::debug!(%addr, "too many connections from one address; refused");
             let detail = "too many connections from your address";
             self.fail_now(conn, SERVICE_UNAVAILABLE, tcp::REQUEST_HELLO, detail);
+        } else {
+            self.make_room(conn);
         }
+    }
+
+    /// Sets [`TcpBounds::max_conns`]: the loop's budget of descriptors for accepted
+    /// connections.
+    pub fn set_max_conns(&mut self, max: usize) {
+        self.cfg.bounds.max_conns = max;
     }
 
     /// The connection was closed by the other side or failed.
