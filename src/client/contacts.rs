@@ -18,9 +18,48 @@ pub type Listed = (String, String, String);
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The connection's bytes: the seed's raw framing, or TLS 1.3 on the same port
+/// (docs/PROTOCOL.md §8.19; with the `net` feature).
+enum Wire {
+    Raw(TcpStream),
+    #[cfg(feature = "net")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Raw(s) => s.read(buf),
+            #[cfg(feature = "net")]
+            Wire::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Raw(s) => s.write(buf),
+            #[cfg(feature = "net")]
+            Wire::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Raw(s) => s.flush(),
+            #[cfg(feature = "net")]
+            Wire::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A connection in the client role.
 pub struct ContactsClient {
-    stream: TcpStream,
+    stream: Wire,
+    /// Over TLS: the node key the server proved in its handshake; the challenge must be
+    /// bound to it (docs/PROTOCOL.md §8.18).
+    server_key: Option<Vec<u8>>,
     /// What was asked, and the answer being read.
     answers: AnswerReader,
     /// Bytes received and not yet read as answers start at `start`. Holds at most one
@@ -62,9 +101,42 @@ impl ContactsClient {
     /// # Errors
     /// Connection errors; `InvalidInput` for a name that does not fit.
     pub fn connect(server: SocketAddr, name: &str, timeout: Duration) -> io::Result<Self> {
-        let mut stream = TcpStream::connect_timeout(&server, timeout)?;
+        let stream = TcpStream::connect_timeout(&server, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
+        Self::hello(Wire::Raw(stream), None, name)
+    }
+
+    /// As [`Self::connect`], over TLS 1.3 on the same port (docs/PROTOCOL.md §8.19): the
+    /// server presents its node certificate, whose key [`Self::authenticate`] then
+    /// requires the challenge to be bound to (a relay by a man in the middle fails there).
+    ///
+    /// # Errors
+    /// Connection and handshake errors (`InvalidData` for a certificate that is not a
+    /// self-signed one in date); `InvalidInput` for a name that does not fit.
+    #[cfg(feature = "net")]
+    pub fn connect_tls(server: SocketAddr, name: &str, timeout: Duration) -> io::Result<Self> {
+        let mut sock = TcpStream::connect_timeout(&server, timeout)?;
+        sock.set_read_timeout(Some(timeout))?;
+        sock.set_write_timeout(Some(timeout))?;
+        sock.set_nodelay(true)?;
+        let cfg = crate::net::tls::client_config(None).map_err(io::Error::other)?;
+        let sni = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+        let mut conn = rustls::ClientConnection::new(cfg, sni).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let key = crate::net::tls::peer_key(&conn, unix)
+            .ok_or_else(|| bad("the server presented no usable certificate".into()))?;
+        let wire = Wire::Tls(Box::new(rustls::StreamOwned::new(conn, sock)));
+        Self::hello(wire, Some(key), name)
+    }
+
+    /// Sends the client-role hello as `name` on `stream`.
+    fn hello(mut stream: Wire, server_key: Option<Vec<u8>>, name: &str) -> io::Result<Self> {
         let mut hello = [0u8; tcp::HELLO_LEN];
         Hello {
             role: Role::Client,
@@ -75,6 +147,7 @@ impl ContactsClient {
         stream.write_all(&hello)?;
         Ok(ContactsClient {
             stream,
+            server_key,
             answers: AnswerReader::new(),
             inbuf: Vec::new(),
             start: 0,
@@ -111,13 +184,24 @@ impl ContactsClient {
     /// # Errors
     /// Read and write errors; `PermissionDenied` with the server's status and detail when
     /// it refuses the proof; `InvalidData` for a malformed answer; `InvalidInput` for a
-    /// certificate and signature over 4096 bytes together.
+    /// certificate and signature over 4096 bytes together; over TLS, `PermissionDenied`
+    /// when the nonce is not bound to the node key of the server's certificate (nothing
+    /// is signed then).
     pub fn authenticate(&mut self, identity: &Identity) -> io::Result<[u8; 16]> {
         self.ask(ClientCommand::AuthChallenge)?;
         let nonce = self.next_piece(|p| match p.piece {
             AnswerPiece::Nonce(n) => Ok(*n),
             piece => Err(unexpected("AuthChallenge", &piece)),
         })??;
+        if let Some(key) = &self.server_key {
+            if nonce[..16] != crate::core::node::node_uid(key) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "the challenge is not bound to the TLS server's node key (a relay?); \
+                     not signed",
+                ));
+            }
+        }
         let signature = identity
             .try_sign(&client_signed_message(&nonce))
             .map_err(|e| io::Error::other(format!("cannot sign the challenge: {e}")))?;
@@ -151,9 +235,16 @@ impl ContactsClient {
     /// The connection itself, for a caller that goes on with its own framing (the bench),
     /// with the bytes already received but not read as answers (none after an
     /// [`Self::authenticate`], which the server follows with nothing unasked).
-    pub fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
+    ///
+    /// # Errors
+    /// `Unsupported` on a TLS connection (its bytes are not the socket's).
+    pub fn into_parts(mut self) -> io::Result<(TcpStream, Vec<u8>)> {
         self.inbuf.drain(..self.start);
-        (self.stream, self.inbuf)
+        match self.stream {
+            Wire::Raw(s) => Ok((s, self.inbuf)),
+            #[cfg(feature = "net")]
+            Wire::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
     }
 
     /// Sends an Update (no answer comes; see [`Self::barrier`]).

@@ -162,3 +162,90 @@ fn a_clients_contacts_follow_it_to_a_federated_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn over_tls_the_cli_authenticates_and_a_relayed_challenge_is_not_signed() {
+    let server = Server::start(&[]);
+    let id = Identity::new("tls-alice");
+    let addr = server.addr;
+    contacts(
+        addr,
+        &[
+            "update",
+            "--tls",
+            "--identity",
+            as_id(&id),
+            "bob",
+            "+1-555-0100",
+        ],
+    )
+    .assert_success("a write over TLS");
+    let mine = contacts(addr, &["list", "--tls", "--identity", as_id(&id)]);
+    assert_eq!(
+        mine.stdout,
+        [format!("{}\tbob\t+1-555-0100", id.fingerprint)]
+    );
+    let mut cmd = bin();
+    cmd.args(["status", "--tls", "--server", &addr.to_string()]);
+    run("status --tls", cmd, T).assert_success("status over TLS");
+    // A man in the middle terminates the client's TLS with a key of its own and relays
+    // the bytes to the server: the server's challenge names the server's uid, not the
+    // relay's key, so the client signs nothing and the write never happens.
+    let relay = tls_relay(addr);
+    let done = contacts(
+        relay,
+        &["update", "--tls", "--identity", as_id(&id), "eve", "666"],
+    );
+    assert_ne!(done.status.code(), Some(0), "{done:?}");
+    assert!(
+        done.stderr.iter().any(|l| l.contains("not bound")),
+        "{:?}",
+        done.stderr
+    );
+    let mine = contacts(addr, &["list", "--tls", "--identity", as_id(&id)]);
+    assert_eq!(mine.stdout.len(), 1, "nothing written through the relay");
+}
+
+/// A man in the middle for one connection: TLS toward the client with its own node key,
+/// the bytes relayed in clear to `server`. Stops when either side closes, or after `T`.
+fn tls_relay(server: SocketAddr) -> SocketAddr {
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let Ok((sock, _)) = listener.accept() else {
+            return;
+        };
+        let id = rendezvous::identity::Identity::generate(
+            rendezvous::identity::KeyAlgorithm::Ed25519,
+            "relay",
+        )
+        .expect("identity");
+        let cfg = rendezvous::net::tls::server_config(&id).expect("server config");
+        let conn = rustls::ServerConnection::new(cfg).expect("server connection");
+        let tick = Some(Duration::from_millis(10));
+        sock.set_read_timeout(tick).unwrap();
+        let mut down = rustls::StreamOwned::new(conn, sock);
+        let mut up = TcpStream::connect(server).expect("connect to the server");
+        up.set_read_timeout(tick).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let end = Instant::now() + T;
+        while Instant::now() < end {
+            match down.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) if up.write_all(&buf[..n]).is_err() => return,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {}
+                Err(_) => return,
+            }
+            match up.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) if down.write_all(&buf[..n]).is_err() => return,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    addr
+}

@@ -67,6 +67,9 @@ pub(crate) enum Cmd {
         /// Server address, HOST:PORT.
         #[arg(long)]
         server: String,
+        /// Speak TLS 1.3 on the server's port (docs/PROTOCOL.md §8.19).
+        #[arg(long)]
+        tls: bool,
     },
     /// Look a peer up and exchange a datagram with it directly (UDP hole punching).
     Punch {
@@ -99,6 +102,10 @@ pub(crate) enum ContactsCmd {
         server: String,
         #[command(flatten)]
         who: UpdateAs,
+        /// Speak TLS 1.3 on the server's port, and sign a challenge only if it is bound to
+        /// the node key of the server's certificate (docs/PROTOCOL.md §8.18, §8.19).
+        #[arg(long)]
+        tls: bool,
         /// Contact name (at most 256 bytes).
         contact: String,
         /// Phone number (at most 20 bytes).
@@ -112,6 +119,10 @@ pub(crate) enum ContactsCmd {
         server: String,
         #[command(flatten)]
         who: ListAs,
+        /// Speak TLS 1.3 on the server's port, and sign a challenge only if it is bound to
+        /// the node key of the server's certificate (docs/PROTOCOL.md §8.18, §8.19).
+        #[arg(long)]
+        tls: bool,
     },
 }
 

@@ -285,18 +285,19 @@ pub(crate) fn contacts(c: ContactsCmd) -> Result<ExitCode> {
         ContactsCmd::Update {
             server,
             who,
+            tls,
             contact,
             phone,
         } => {
-            let (mut cl, owner) = contacts_conn(&server, who.identity.as_deref())?;
+            let (mut cl, owner) = contacts_conn(&server, who.identity.as_deref(), tls)?;
             let user = owner.or(who.user).unwrap_or_default();
             cl.update(&user, &contact, &phone)?;
             cl.barrier()
                 .context("the server did not confirm the write")?;
             say("ok");
         }
-        ContactsCmd::List { server, who } => {
-            let (mut cl, _) = contacts_conn(&server, who.identity.as_deref())?;
+        ContactsCmd::List { server, who, tls } => {
+            let (mut cl, _) = contacts_conn(&server, who.identity.as_deref(), tls)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             cl.list_each(|u, c, p| {
                 let _ = writeln!(out, "{u}\t{c}\t{p}");
@@ -307,16 +308,27 @@ pub(crate) fn contacts(c: ContactsCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A client-role connection to `server`, authenticated as the identity in `identity`
-/// (docs/PROTOCOL.md §8.18) when one is given, with the username it owns.
+/// A client-role connection to `server`, over TLS when `tls` (docs/PROTOCOL.md §8.19).
+fn open_conn(server: &str, tls: bool) -> Result<ContactsClient> {
+    let t = Duration::from_secs(30);
+    let addr = resolve(server)?;
+    let cl = if tls {
+        ContactsClient::connect_tls(addr, "rendezvous-cli", t)
+    } else {
+        ContactsClient::connect(addr, "rendezvous-cli", t)
+    };
+    cl.with_context(|| format!("cannot connect to TCP {addr}"))
+}
+
+/// A client-role connection to `server` (over TLS when `tls`), authenticated as the
+/// identity in `identity` (docs/PROTOCOL.md §8.18) when one is given, with the username it
+/// owns.
 fn contacts_conn(
     server: &str,
     identity: Option<&std::path::Path>,
+    tls: bool,
 ) -> Result<(ContactsClient, Option<String>)> {
-    let t = Duration::from_secs(30);
-    let addr = resolve(server)?;
-    let mut cl = ContactsClient::connect(addr, "rendezvous-cli", t)
-        .with_context(|| format!("cannot connect to TCP {addr}"))?;
+    let mut cl = open_conn(server, tls)?;
     let Some(dir) = identity else {
         return Ok((cl, None));
     };
@@ -328,10 +340,8 @@ fn contacts_conn(
 }
 
 /// `status`: prints the server's status text.
-pub(crate) fn status(server: &str) -> Result<ExitCode> {
-    let addr = resolve(server)?;
-    let mut cl = ContactsClient::connect(addr, "rendezvous-cli", Duration::from_secs(30))
-        .with_context(|| format!("cannot connect to TCP {addr}"))?;
+pub(crate) fn status(server: &str, tls: bool) -> Result<ExitCode> {
+    let mut cl = open_conn(server, tls)?;
     let text = cl
         .status()
         .context("the server did not answer the status request")?;

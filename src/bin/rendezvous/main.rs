@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Cmd::Register { conn, keepalive } => client::register(conn, keepalive),
         Cmd::Lookup { conn, fingerprint } => client::lookup(conn, &fingerprint),
         Cmd::Contacts(c) => client::contacts(c),
-        Cmd::Status { server } => client::status(&server),
+        Cmd::Status { server, tls } => client::status(&server, tls),
         Cmd::Send {
             conn,
             fingerprint,

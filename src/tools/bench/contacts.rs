@@ -184,7 +184,7 @@ fn open(plan: &Plan) -> std::io::Result<(TcpStream, Plan)> {
     let timeout = plan.timeout.max(Duration::from_secs(2));
     let mut cl = ContactsClient::connect(plan.target, &plan.user, timeout)?;
     cl.authenticate(&id)?;
-    let (s, _) = cl.into_parts();
+    let (s, _) = cl.into_parts()?;
     s.set_read_timeout(None)?;
     let plan = Plan {
         user: ContactsClient::owner(&id),
