@@ -2052,3 +2052,61 @@ fn without_accept_replayed_a_capture_replay_gets_challenges_and_409s() {
     assert_eq!(got, vec![to(&a, error(status::CONFLICT, 2))]);
     assert_eq!(net.server.online(), 0);
 }
+
+/// T3 (docs/SECURITY.md): every request a client sends, whole and cut at every length,
+/// plus every type byte with an empty body, each from its own address that never passed
+/// the address check (loopback, so no rate limit hides an answer): no reply goes anywhere
+/// else, and none is larger than its request. The worst ratio is printed.
+#[test]
+fn every_request_type_from_an_unchecked_source_gets_at_most_its_own_size_back() {
+    let mut net = Net::new();
+    let a = net.client("192.0.2.10:40000", None);
+    let b = net.client("192.0.2.20:40000", None);
+    net.online(&a);
+    net.online(&b);
+    let ts = net.ts();
+    let mut requests: Vec<(String, Vec<u8>)> = vec![
+        ("register".into(), a.register(ts, None)),
+        ("register+cookie".into(), a.register(ts, Some(&[7; 16]))),
+        ("keepalive".into(), a.keepalive(a.header_len(0) + 4)),
+        ("lookup".into(), a.lookup(b.fp())),
+        ("relay".into(), a.relay(ts, b.fp(), b"hello")),
+        ("fetch".into(), a.fetch()),
+    ];
+    for ty in 0..=255u8 {
+        requests.push((format!("type {ty} unsigned"), a.unsigned(ty, ts, &[])));
+        requests.push((format!("type {ty} signed"), a.signed(ty, ts, &[0; 8])));
+    }
+    let (mut probes, mut answered) = (0u32, 0u32);
+    let mut worst = (0.0f64, String::new());
+    for (name, req) in &requests {
+        for n in 1..=req.len() {
+            probes += 1;
+            let src = SocketAddr::from((
+                [127, 0, 1, (probes % 250) as u8 + 1],
+                1024 + (probes % 60_000) as u16,
+            ));
+            let mut out: Vec<(SocketAddr, usize)> = Vec::new();
+            net.server
+                .handle_datagram(net.now, src, &req[..n], &mut |dst, bytes| {
+                    out.push((dst, bytes.len()))
+                });
+            for (dst, len) in out {
+                assert_eq!(dst, src, "{name} cut at {n}: a reply to another address");
+                answered += 1;
+                let ratio = len as f64 / n as f64;
+                assert!(ratio <= 1.0, "{name} cut at {n}: {len} bytes back");
+                if ratio > worst.0 {
+                    worst = (ratio, format!("{name}, {n} bytes in, {len} out"));
+                }
+            }
+        }
+    }
+    println!(
+        "figure: T3 {probes} probes ({} requests at every length), {answered} answered, \
+         worst reply/request {:.2} ({}); QUIC's bound is 3",
+        requests.len(),
+        worst.0,
+        worst.1
+    );
+}
