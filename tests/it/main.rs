@@ -34,6 +34,7 @@ mod common;
 mod bench;
 mod ca_bundle;
 mod capture;
+mod config;
 mod contacts_auth;
 mod core_scenarios;
 mod crash;

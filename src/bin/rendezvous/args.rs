@@ -30,6 +30,9 @@ pub(crate) struct Cli {
 pub(crate) enum Cmd {
     /// Run the server (UDP, dual-stack on [::] by default).
     Serve(ServeArgs),
+    /// Check a configuration file, or print an example of one (docs/PROTOCOL.md §7).
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Make or show a client identity (self-signed certificate and key).
     #[command(subcommand)]
     Identity(IdentityCmd),
@@ -153,10 +156,26 @@ pub(crate) struct ListAs {
     pub(crate) all: bool,
 }
 
+// `rendezvous config ...` (docs/PROTOCOL.md §7, "Configuration").
+#[derive(Subcommand)]
+pub(crate) enum ConfigCmd {
+    /// Validate FILE (with RENDEZVOUS_* variables over it) and print the effective
+    /// settings of `serve`, one `key = value` line each; exit 1 on an error.
+    Check {
+        /// The TOML file (none: the defaults and the environment alone).
+        file: Option<PathBuf>,
+    },
+    /// Print a commented example with every key and its default.
+    Example,
+}
+
 // `rendezvous serve` (docs/PROTOCOL.md §7). The flags come in groups by job, flattened in
 // the order `serve --help` lists them.
 #[derive(Args)]
 pub(crate) struct ServeArgs {
+    // The configuration file, operations.
+    #[command(flatten)]
+    pub(crate) ops: OpsArgs,
     /// Address and port to listen on (UDP).
     #[arg(long, default_value_t = SocketAddr::from(([0u16; 8], DEFAULT_PORT)))]
     pub(crate) listen: SocketAddr,
@@ -195,6 +214,17 @@ pub(crate) struct ServeArgs {
     // The offline relay queues' bounds.
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
+}
+
+// `serve`: how it is run (docs/PROTOCOL.md §7, "Configuration").
+#[derive(Args)]
+pub(crate) struct OpsArgs {
+    /// A TOML file with any of these flags as keys (`listen = "[::]:4747"`); RENDEZVOUS_*
+    /// variables override it, flags override both. Standard path:
+    /// /etc/rendezvous/rendezvous.toml (not read unless named here or in
+    /// RENDEZVOUS_CONFIG).
+    #[arg(long, env = "RENDEZVOUS_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
 }
 
 // `serve`: where durable state goes.

@@ -9,21 +9,52 @@
 
 mod args;
 mod client;
+mod config;
 mod serve;
 #[cfg(feature = "tools")]
 mod tools;
 
 use anyhow::{Context, Result};
-use args::{Cli, Cmd};
-use clap::Parser;
+use args::{Cli, Cmd, ConfigCmd};
+use clap::{CommandFactory, FromArgMatches};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `serve`: the configuration file and RENDEZVOUS_* variables become flags first.
+    let argv = if argv.get(1).is_some_and(|a| a == "serve") {
+        match config::layered(argv) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        argv
+    };
+    let matches = Cli::command().get_matches_from(&argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.cmd {
-        Cmd::Serve(a) => serve::serve(a),
+        Cmd::Serve(a) => {
+            let settings = matches
+                .subcommand_matches("serve")
+                .map(config::effective)
+                .unwrap_or_default();
+            serve::serve(a, &settings)
+        }
+        Cmd::Config(ConfigCmd::Check { file }) => config::check(file.as_deref()).map(|lines| {
+            for l in lines {
+                say(&l);
+            }
+            ExitCode::SUCCESS
+        }),
+        Cmd::Config(ConfigCmd::Example) => {
+            print!("{}", config::example());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Identity(c) => client::identity(c),
         Cmd::Register { conn, keepalive } => client::register(conn, keepalive),
         Cmd::Lookup { conn, fingerprint } => client::lookup(conn, &fingerprint),

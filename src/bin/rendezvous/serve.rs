@@ -25,9 +25,10 @@ use std::time::Instant;
 const BIND_TRIES: usize = 32;
 
 /// Runs `rendezvous serve` until the process is killed.
-pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
+pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
     init_tracing();
     check(&a)?;
+    tracing::info!(settings = %settings.join("; "), "effective settings");
     let peering = peering(&a)?;
     let store = open_store(&a)?;
     let stored = Stored::read(&*store)
@@ -51,6 +52,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     let node = this_node(&a, &node_id, local)?;
     let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
     let (ttl, memory_only) = (a.timers.ttl, a.store.memory_only);
+    let data_dir = std::path::absolute(&a.store.data_dir).unwrap_or(a.store.data_dir.clone());
     let cfg = udp_config(a, *node.uid());
     let origin = Instant::now();
     let now = rendezvous::net::now(origin);
@@ -63,6 +65,10 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     }
     say(&format!("listening udp {local}"));
     say(&format!("listening tcp {}", listener.local_addr()?));
+    say(&match memory_only {
+        true => "data-dir none (--memory-only)".to_string(),
+        false => format!("data-dir {}", data_dir.display()),
+    });
     let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
         .with_journal(stored.journal_id, stored.journal_head)
         .with_nodes(&stored.node_list, now.mono_ms);
@@ -89,7 +95,7 @@ fn init_tracing() {
 }
 
 /// Refuses flags out of range, and `--accept-replayed` on a listener that is not loopback.
-fn check(a: &ServeArgs) -> Result<()> {
+pub(crate) fn check(a: &ServeArgs) -> Result<()> {
     if a.timers.ttl == 0 {
         bail!("--ttl must be at least 1 second");
     }
