@@ -102,6 +102,18 @@ impl Node {
         &self.tcp
     }
 
+    /// Begins a drain (docs/PROTOCOL.md §7, "Signals"): peers are told at once that this
+    /// server is draining (HeartBeat health 3); everything else goes on.
+    pub fn begin_drain(&mut self, now: Now) {
+        self.tcp.begin_drain(now.mono_ms);
+    }
+
+    /// True when nothing is in flight on the TCP plane: no unanswered write, store request,
+    /// answer or unwritten byte ([`TcpCore::drained`]).
+    pub fn drained(&self) -> bool {
+        self.tcp.drained()
+    }
+
     /// Sets how many TCP connections may be accepted at once (the loop's descriptor
     /// budget; docs/PROTOCOL.md §8.11): past it, the busiest address makes room.
     pub fn set_max_tcp_conns(&mut self, max: usize) {

@@ -81,6 +81,8 @@ pub struct Serve {
     /// TLS with the node identity (docs/PROTOCOL.md §8.19): accepted connections that
     /// start with a TLS record, and links the node dials with TLS. `None`: clear text only.
     pub tls: Option<tls::TlsConfigs>,
+    /// The longest a drain may take once `stop` is set, ms (`--drain-timeout`).
+    pub drain_ms: u64,
 }
 
 /// Runs the event loop until `stop` is set (checked at least every 500 ms). Each turn:
@@ -93,17 +95,12 @@ pub struct Serve {
 /// Only setup errors (poll creation, registration); per-datagram and per-connection errors
 /// are logged and the loop goes on.
 pub fn run(serve: Serve, origin: Instant, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let drain_ms = serve.drain_ms;
     let mut l = EventLoop::start(serve)?;
     while !stop.load(Ordering::Relaxed) {
-        let timeout = l.wait_for(origin);
-        match l.poll.poll(&mut l.events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        l.turn(now(origin))?;
+        l.wait_and_turn(origin)?;
     }
-    Ok(())
+    l.drain(origin, drain_ms)
 }
 
 /// The state of [`run`]'s loop: the poll with its events, the UDP socket with its batch of
@@ -132,6 +129,7 @@ impl EventLoop {
             node,
             store,
             tls,
+            ..
         } = serve;
         let mut socket = UdpSocket::from_std(udp);
         let v6_socket = socket.local_addr()?.is_ipv6();
@@ -155,6 +153,64 @@ impl EventLoop {
             tcp,
             node,
         })
+    }
+
+    /// Waits for readiness (at most [`Self::wait_for`]) and runs one turn.
+    fn wait_and_turn(&mut self, origin: Instant) -> io::Result<()> {
+        let timeout = self.wait_for(origin);
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.turn(now(origin))
+    }
+
+    /// Polls without waiting and runs one turn; true when no socket had anything.
+    fn poll_now_and_turn(&mut self, origin: Instant) -> io::Result<bool> {
+        match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let quiet = self.events.is_empty() && !self.more_to_read;
+        self.turn(now(origin))?;
+        Ok(quiet)
+    }
+
+    /// The drain (docs/PROTOCOL.md §7, "Signals"): no new connection is accepted, peers
+    /// are told, and turns go on until nothing is in flight and every reply is sent, or
+    /// `drain_ms` passed.
+    fn drain(&mut self, origin: Instant, drain_ms: u64) -> io::Result<()> {
+        let start = now(origin);
+        tracing::info!(
+            bound_ms = drain_ms,
+            "draining: no new connections, finishing what is in flight"
+        );
+        self.tcp.stop_accepting(self.poll.registry());
+        self.node.begin_drain(start);
+        loop {
+            // A look at the sockets without waiting, and a turn: bytes already sent to us
+            // are read (and answered), the draining heartbeats go out.
+            let quiet = self.poll_now_and_turn(origin)?;
+            let t = now(origin).mono_ms;
+            let idle = quiet && !self.want_write && !self.tcp.busy(&self.node);
+            if idle && self.node.drained() {
+                tracing::info!(
+                    ms = t - start.mono_ms,
+                    "drained: every write durable, every answer sent"
+                );
+                return Ok(());
+            }
+            if t >= start.mono_ms + drain_ms {
+                tracing::warn!(
+                    ms = t - start.mono_ms,
+                    "drain bound reached; stopping with work in flight"
+                );
+                return Ok(());
+            }
+            self.wait_and_turn(origin)?;
+        }
     }
 
     /// How long to wait for readiness: not at all while there is work (datagrams left to

@@ -225,6 +225,10 @@ pub(crate) struct OpsArgs {
     /// RENDEZVOUS_CONFIG).
     #[arg(long, env = "RENDEZVOUS_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// On SIGTERM or SIGINT: at most this many seconds to finish what is in flight (a
+    /// second signal stops at once).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) drain_timeout: u64,
 }
 
 // `serve`: where durable state goes.

@@ -52,6 +52,7 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
     let node = this_node(&a, &node_id, local)?;
     let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
     let (ttl, memory_only) = (a.timers.ttl, a.store.memory_only);
+    let drain_ms = a.ops.drain_timeout.saturating_mul(1000);
     let data_dir = std::path::absolute(&a.store.data_dir).unwrap_or(a.store.data_dir.clone());
     let cfg = udp_config(a, *node.uid());
     let origin = Instant::now();
@@ -78,10 +79,27 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
         node: Node::new(udp, tcp),
         store: Box::new(move |wake| StoreThread::spawn(store, wake)),
         tls: Some(tls),
+        drain_ms,
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = stop_on_signals()?;
     rendezvous::net::run(serve, origin, stop)?;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag set by the first SIGTERM or SIGINT (the loop then drains); a second one while it
+/// is set ends the process at once with status 130 (docs/PROTOCOL.md §7, "Signals").
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        // Registered first, so it sees the flag as the first signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    Ok(stop)
 }
 
 /// Logs to stderr; the level comes from `RUST_LOG` (default `info`).

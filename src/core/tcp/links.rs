@@ -271,12 +271,13 @@ impl TcpCore {
             next_heartbeat_ms: now_ms + self.cfg.timers.heartbeat_ms,
         };
         let confirms = self.links[i].journal.pushed_line;
+        let health = self.health();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
         c.out.command(&ServerCommand::HeartBeat {
-            health: tcp::HEALTH_OK,
+            health,
             clock: self.clock.now,
         });
         c.out.command(&ServerCommand::Barrier);

@@ -28,6 +28,7 @@
 //! | `nodes` | the node list and node-key proof (§8.15, §8.17) |
 //! | `secure` | TLS connections: who may speak the server role, pinned link keys (§8.19) |
 //! | `status` | the status answer (§8.5) |
+//! | `drain` | stopping gracefully: draining heartbeats, nothing left in flight (§7) |
 //! | `outbox` | the queues to the store and the loop, and pending reads by tag |
 
 mod answers;
@@ -37,6 +38,7 @@ mod config;
 mod conn;
 mod contacts;
 mod directory;
+mod drain;
 mod gate;
 mod journal;
 mod links;
@@ -173,8 +175,8 @@ pub struct TcpCore {
     journal: Journal,
     /// The node list (docs/PROTOCOL.md §8.15): our own entry and every server learned.
     nodes: NodeList,
-    /// Authentication nonces made so far.
-    nonces: u64,
+    /// The nonces made, and whether a drain began.
+    life: drain::Life,
     /// Connections per address prefix, and peers cut off.
     gate: gate::Gate,
     stats: TcpStats,
@@ -202,7 +204,7 @@ impl TcpCore {
             reads: Reads::default(),
             journal: Journal::default(),
             nodes,
-            nonces: 0,
+            life: drain::Life::default(),
             gate: gate::Gate::default(),
             stats: TcpStats::default(),
         }

@@ -220,11 +220,11 @@ impl TcpCore {
     /// connection: our node uid (16 zero bytes without a node identity), then 16 bytes
     /// from the per-boot seed and a counter (docs/PROTOCOL.md §8.17, §8.18).
     pub(super) fn auth_challenge(&mut self, conn: ConnId) {
-        self.nonces += 1;
+        self.life.nonces += 1;
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
         sha2::Digest::update(&mut h, self.cfg.identity.seed);
         sha2::Digest::update(&mut h, b"auth nonce");
-        sha2::Digest::update(&mut h, self.nonces.to_be_bytes());
+        sha2::Digest::update(&mut h, self.life.nonces.to_be_bytes());
         let unique: [u8; 32] = sha2::Digest::finalize(h).into();
         let mut nonce = [0u8; 32];
         nonce[..16].copy_from_slice(&self.own_uid().unwrap_or_default());
