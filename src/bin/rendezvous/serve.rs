@@ -102,10 +102,14 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Logs to stderr; the level comes from `RUST_LOG` (default `info`).
+/// Logs to stderr, in colour only when it is a terminal; the level comes from `RUST_LOG`
+/// (default `info`).
 fn init_tracing() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: files and journals get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
