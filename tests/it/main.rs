@@ -50,6 +50,7 @@ mod openssl_identity;
 mod partition;
 mod rejoin;
 mod replay;
+mod service;
 mod signals;
 mod sim;
 mod store;

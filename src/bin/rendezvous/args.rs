@@ -33,6 +33,9 @@ pub(crate) enum Cmd {
     /// Check a configuration file, or print an example of one (docs/PROTOCOL.md §7).
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Print the man page (roff), generated from these commands' help:
+    /// `rendezvous man > rendezvous.1`.
+    Man,
     /// Make or show a client identity (self-signed certificate and key).
     #[command(subcommand)]
     Identity(IdentityCmd),

@@ -51,6 +51,10 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }),
+        Cmd::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .context("cannot write the man page"),
         Cmd::Config(ConfigCmd::Example) => {
             print!("{}", config::example());
             Ok(ExitCode::SUCCESS)

@@ -82,9 +82,34 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
         drain_ms,
     };
     let stop = stop_on_signals()?;
+    notify_ready();
     rendezvous::net::run(serve, origin, stop)?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd the server is ready (`READY=1` to `$NOTIFY_SOCKET`, sd_notify(3)) once
+/// its sockets are bound, for `Type=notify` units (dist/rendezvous.service). Without the
+/// variable, nothing; a socket that cannot be reached is logged, not fatal.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        let bytes = path.as_encoded_bytes();
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(b"READY=1", &addr)?;
+        } else {
+            sock.send_to(b"READY=1", &path)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot tell systemd we are ready (NOTIFY_SOCKET)");
+    }
 }
 
 /// A flag set by the first SIGTERM or SIGINT (the loop then drains); a second one while it
