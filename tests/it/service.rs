@@ -101,3 +101,33 @@ fn the_man_page_is_generated_from_the_commands() {
         assert!(page.contains(command), "{command} in the man page");
     }
 }
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    for format in ["text", "json"] {
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--memory-only",
+            "--log-format",
+            format,
+        ]);
+        let mut server = Server::spawn("logs", cmd);
+        let lines = server.proc.stderr_lines();
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(!l.contains('\u{1b}'), "a colour code in a log file: {l:?}");
+            if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+                assert!(
+                    v["level"].is_string() && v["fields"]["message"].is_string(),
+                    "{l}"
+                );
+            }
+        }
+        server.proc.kill();
+    }
+}

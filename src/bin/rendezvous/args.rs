@@ -232,6 +232,19 @@ pub(crate) struct OpsArgs {
     /// second signal stops at once).
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout: u64,
+    /// Log lines on stderr as `text` (colour only on a terminal) or `json` (one object a
+    /// line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+// How `serve` writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 // `serve`: where durable state goes.

@@ -3,7 +3,7 @@
 //! store, and runs the event loop until killed (docs/PROTOCOL.md §7, `rendezvous serve`; §8.15 for
 //! the node list).
 
-use crate::args::ServeArgs;
+use crate::args::{LogFormat, ServeArgs};
 use crate::{hex_of, resolve, say};
 use anyhow::{bail, Context, Result};
 use rendezvous::core::node::{node_uid, Node, Stored};
@@ -26,7 +26,7 @@ const BIND_TRIES: usize = 32;
 
 /// Runs `rendezvous serve` until the process is killed.
 pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
-    init_tracing();
+    init_tracing(a.ops.log_format);
     check(&a)?;
     tracing::info!(settings = %settings.join("; "), "effective settings");
     let peering = peering(&a)?;
@@ -127,18 +127,21 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Logs to stderr, in colour only when it is a terminal; the level comes from `RUST_LOG`
-/// (default `info`).
-fn init_tracing() {
+/// Logs to stderr as text (in colour only on a terminal) or JSON lines; the level comes
+/// from `RUST_LOG` (default `info`).
+fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        // One JSON object per line, fields as keys, for log shippers.
+        LogFormat::Json => fmt.json().init(),
         // Colour only for a terminal: files and journals get plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// Refuses flags out of range, and `--accept-replayed` on a listener that is not loopback.
