@@ -754,7 +754,9 @@ end
 --- The Root packet, plain or shifted, then its payload.
 local function dissect_udp(tvb, pinfo, tree)
     if is_stun(tvb) then
-        local ok, stun = pcall(Dissector.get, "stun")
+        -- Wireshark's own: "stun-udp" (RFC 5389/8489), "classicstun" (RFC 3489).
+        local name = tvb(4, 4):uint() == 0x2112A442 and "stun-udp" or "classicstun"
+        local ok, stun = pcall(Dissector.get, name)
         if ok and stun then return stun:call(tvb, pinfo, tree) end
         pinfo.cols.protocol:set("STUN")
         pinfo.cols.info:set("STUN (not a Root packet)")
