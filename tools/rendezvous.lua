@@ -743,8 +743,25 @@ udp_payload[9] = function(r) -- cookie
     return ""
 end
 
+--- STUN on the same port (docs/PROTOCOL.md §11.1): at least 20 bytes, first byte 0-3,
+--- length field = the rest, and the magic cookie or an RFC 3489 Binding request (0x0001).
+local function is_stun(tvb)
+    local n = tvb:len()
+    if n < 20 or tvb(0, 1):uint() > 3 or tvb(2, 2):uint() ~= n - 20 then return false end
+    return tvb(4, 4):uint() == 0x2112A442 or tvb(0, 2):uint() == 1
+end
+
 --- The Root packet, plain or shifted, then its payload.
 local function dissect_udp(tvb, pinfo, tree)
+    if is_stun(tvb) then
+        -- Wireshark's own: "stun-udp" (RFC 5389/8489), "classicstun" (RFC 3489).
+        local name = tvb(4, 4):uint() == 0x2112A442 and "stun-udp" or "classicstun"
+        local ok, stun = pcall(Dissector.get, name)
+        if ok and stun then return stun:call(tvb, pinfo, tree) end
+        pinfo.cols.protocol:set("STUN")
+        pinfo.cols.info:set("STUN (not a Root packet)")
+        return tvb:len()
+    end
     pinfo.cols.protocol:set("RENDEZVOUS")
     local root = tree:add(rdv, tvb(), "Rendezvous (UDP)")
     local r = reader(tvb, pinfo, root)

@@ -59,4 +59,13 @@ pub enum WireError {
     /// More requests await their answers than an answer reader tracks (65,536).
     #[error("too many requests await their answers")]
     TooManyPending,
+    /// Bytes that are not a STUN message as RFC 8489 §5 frames it: under 20 bytes, the
+    /// top two bits of the type set, or a message length that is not the datagram's length
+    /// less 20 or not a multiple of 4 (docs/PROTOCOL.md §11.1).
+    #[error("not a STUN message")]
+    NotStun,
+    /// A STUN FINGERPRINT attribute (RFC 8489 §14.7) that is not the last attribute, is not
+    /// 4 bytes long, or does not match the CRC-32 of the message before it.
+    #[error("STUN FINGERPRINT does not match the message")]
+    BadFingerprint,
 }

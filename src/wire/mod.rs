@@ -10,6 +10,7 @@
 //!               frame, nodelist (frames 10-12), dir (frames 16-18), answer (the answer
 //!               stream, read piece by piece)
 //!   status.rs   the HTTP-like status codes of both planes
+//!   stun.rs     STUN Binding requests and responses on the UDP port (RFC 8489)
 //!   name.rs     NUL-padded text fields; fingerprint.rs; error.rs (WireError)
 //!   fixtures/   named bytes of every packet and frame, with the fields a reader sees
 //! ```
@@ -25,6 +26,7 @@ mod fingerprint;
 pub mod fixtures;
 pub mod name;
 pub mod status;
+pub mod stun;
 pub mod tcp;
 pub mod udp;
 

@@ -10,6 +10,8 @@
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
 //! - TLS on the TCP plane, the core's decisions and the binary: `tls`;
+//! - STUN on the UDP port, the core and the real binary against the distribution's STUN
+//!   clients: `stun`;
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
 //!   `rejoin`,
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
@@ -54,6 +56,7 @@ mod service;
 mod signals;
 mod sim;
 mod store;
+mod stun;
 mod tcp_binary;
 mod tcp_core;
 mod tcp_wire;

@@ -7,6 +7,7 @@
 use super::stats::EmitStats;
 use super::Out;
 use crate::wire::name::cut_utf8;
+use crate::wire::stun::Response as StunResponse;
 use crate::wire::udp::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
 use crate::wire::udp::{ErrorReply, Payload};
 use crate::wire::{PacketType, RootHeader, WireError};
@@ -129,6 +130,33 @@ impl Emitter {
         match payload.emit(&mut self.buf[h..total]) {
             Ok(n) => {
                 out(dst, &self.buf[..h + n]);
+                self.stats.datagrams_out += 1;
+                true
+            }
+            Err(_) => {
+                self.stats.dropped += 1;
+                false
+            }
+        }
+    }
+
+    /// Emits STUN `response` to `dst` (docs/PROTOCOL.md §11) if it fits in `limit` bytes
+    /// (and 1400); returns whether it was sent. Written into the reply buffer, like every
+    /// server packet: no allocation.
+    pub(super) fn send_stun(
+        &mut self,
+        out: &mut Out<'_>,
+        dst: SocketAddr,
+        response: &StunResponse<'_>,
+        limit: usize,
+    ) -> bool {
+        if response.len() > limit.min(MAX_DATAGRAM) {
+            self.stats.dropped += 1;
+            return false;
+        }
+        match response.emit(&mut self.buf[..]) {
+            Ok(n) => {
+                out(dst, &self.buf[..n]);
                 self.stats.datagrams_out += 1;
                 true
             }

@@ -11,7 +11,8 @@
 //!   entries (`remote`), eviction, the digest and directory pages;
 //! - `queue`: the offline relay queues (§5.8); `limits`: rate limits (§5.9);
 //! - `federation`: the peer outbox, forward ids, the refresh pass schedule (§8.16);
-//! - `emit`: the emitter of outgoing datagrams and its size limits (§4.2, §5.5).
+//! - `emit`: the emitter of outgoing datagrams and its size limits (§4.2, §5.5);
+//! - `stun`: STUN Binding requests on the same port (§11).
 //!
 //! What each client datagram does is in `client`, what a peer's record or forward does in
 //! `peer`. Invariants: nothing malformed changes state; no reply to a source that has not
@@ -40,6 +41,7 @@ mod peer;
 pub mod queue;
 mod remote;
 mod stats;
+mod stun;
 
 pub use config::{
     FederationConfig, QueueBounds, RateLimits, TableBounds, UdpConfig, UdpIdentity, UdpTimers,
@@ -332,6 +334,10 @@ impl UdpCore {
     pub fn handle_datagram(&mut self, now: Now, src: SocketAddr, data: &[u8], out: &mut Out<'_>) {
         self.counters.datagrams_in += 1;
         let src = canonical_addr(src);
+        // STUN first (docs/PROTOCOL.md §11.1): such a datagram is never a Root packet.
+        if self.stun(now, src, data, out) {
+            return;
+        }
         let limit = emit::reply_limit(self.directory.is_bound(&src), data.len());
         // Never answer a server, nor anything that could be a reply (no error ping-pong).
         let from_server = data.first().is_some_and(|p| p & PARAM_FROM_SERVER != 0);

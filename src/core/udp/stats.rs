@@ -37,6 +37,11 @@ pub struct DatagramStats {
     pub cookies_sent: u64,
     /// Clients expired by the TTL.
     pub expired: u64,
+    /// STUN Binding requests answered (docs/PROTOCOL.md §11).
+    pub stun_answered: u64,
+    /// STUN datagrams dropped unanswered: malformed, not a Binding request, over the
+    /// budget, or an RFC 3489 request with attributes not acted on (docs/PROTOCOL.md §11).
+    pub stun_dropped: u64,
 }
 
 /// What the emitter of outgoing datagrams did (docs/PROTOCOL.md §4, §5.5).

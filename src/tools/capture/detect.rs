@@ -129,6 +129,10 @@ fn entry(ports: &mut BTreeMap<u16, PortEvidence>, port: u16) -> &mut PortEvidenc
 /// The server port a datagram names when it reads as this protocol's (module header);
 /// `None` when it does not.
 fn udp_server_port(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Option<u16> {
+    // STUN shares the port (docs/PROTOCOL.md §11) but is no evidence of the protocol.
+    if crate::wire::stun::classify(payload).is_some() {
+        return None;
+    }
     let root = Root::parse(payload).ok()?;
     if root.timestamp != 0 && !PLAUSIBLE_TIMESTAMPS.contains(&root.timestamp) {
         return None;

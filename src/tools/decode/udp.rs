@@ -4,12 +4,17 @@
 
 use super::line::{hex, Line};
 use crate::tools::capture::UdpDatagram;
+use crate::wire::stun::{self, Dialect, Stun};
 use crate::wire::udp::root::Root;
 use crate::wire::udp::{LookupAnswer, LookupStatus, Payload, ServerEvent};
 
 /// One UDP datagram: the Root header, then the payload by type.
 pub(super) fn udp_line(d: &UdpDatagram) -> Line {
     let mut line = Line::new(d.ts_us, "udp", d.src, d.dst);
+    // STUN on the same port (docs/PROTOCOL.md §11.1) is not a Root packet.
+    if let Some(dialect) = stun::classify(&d.payload) {
+        return stun_line(line, dialect, &d.payload);
+    }
     let root = match Root::parse(&d.payload) {
         Ok(r) => r,
         Err(e) => {
@@ -32,6 +37,21 @@ pub(super) fn udp_line(d: &UdpDatagram) -> Line {
                 .malformed(e);
         }
     }
+    line
+}
+
+/// A STUN datagram (docs/PROTOCOL.md §11): kind `stun`, its message type and dialect.
+fn stun_line(mut line: Line, dialect: Dialect, data: &[u8]) -> Line {
+    line.kind("stun", data[1]);
+    let rfc = match dialect {
+        Dialect::Rfc8489 => "8489",
+        Dialect::Rfc3489 => "3489",
+    };
+    line.word("rfc", rfc).num("len", data.len() as u64);
+    match Stun::parse(data) {
+        Ok(m) => line.word("stun_type", format!("0x{:04x}", m.message_type())),
+        Err(e) => line.malformed(e),
+    };
     line
 }
 
