@@ -28,6 +28,7 @@
 //! | `nodes` | the node list and node-key proof (§8.15, §8.17) |
 //! | `secure` | TLS connections: who may speak the server role, pinned link keys (§8.19) |
 //! | `status` | the status answer (§8.5) |
+//! | `gauges` | clock, journal head, connections by role, link lag: plain numbers for metrics |
 //! | `outbox` | the queues to the store and the loop, and pending reads by tag |
 
 mod answers;
@@ -38,6 +39,7 @@ mod conn;
 mod contacts;
 mod directory;
 mod gate;
+mod gauges;
 mod journal;
 mod links;
 mod nodes;
@@ -51,6 +53,7 @@ mod stream;
 pub use crate::store::{StoreEvent, StoreRequest};
 pub use clients::owner_name;
 pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
+pub use gauges::{ConnsByRole, LinkGauge, LinkStatus, TcpGauges};
 
 use crate::federation::nodelist::NodeList;
 use crate::wire::status::{REQUEST_TIMEOUT, SERVICE_UNAVAILABLE};
