@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod fdlimit;
+pub mod metrics;
 pub mod mmsg;
 pub mod tcp;
 pub mod tls;
@@ -81,6 +82,9 @@ pub struct Serve {
     /// TLS with the node identity (docs/PROTOCOL.md §8.19): accepted connections that
     /// start with a TLS record, and links the node dials with TLS. `None`: clear text only.
     pub tls: Option<tls::TlsConfigs>,
+    /// Where the loop publishes the node's counters for `serve --metrics`
+    /// ([`metrics::Publisher`]); `None`: metrics are off.
+    pub metrics: Option<metrics::Publisher>,
 }
 
 /// Runs the event loop until `stop` is set (checked at least every 500 ms). Each turn:
@@ -101,7 +105,11 @@ pub fn run(serve: Serve, origin: Instant, stop: Arc<AtomicBool>) -> io::Result<(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        l.turn(now(origin))?;
+        let now_ = now(origin);
+        l.turn(now_)?;
+        if let Some(p) = &mut l.metrics {
+            p.tick(now_.mono_ms, &l.node);
+        }
     }
     Ok(())
 }
@@ -120,6 +128,7 @@ struct EventLoop {
     more_to_read: bool,
     tcp: tcp::TcpIo,
     node: Node,
+    metrics: Option<metrics::Publisher>,
 }
 
 impl EventLoop {
@@ -132,6 +141,7 @@ impl EventLoop {
             node,
             store,
             tls,
+            metrics,
         } = serve;
         let mut socket = UdpSocket::from_std(udp);
         let v6_socket = socket.local_addr()?.is_ipv6();
@@ -154,6 +164,7 @@ impl EventLoop {
             more_to_read: true,
             tcp,
             node,
+            metrics,
         })
     }
 

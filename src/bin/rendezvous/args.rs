@@ -195,6 +195,10 @@ pub(crate) struct ServeArgs {
     // The offline relay queues' bounds.
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a PORT alone is 127.0.0.1:PORT;
+    /// docs/METRICS.md). Off by default.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = rendezvous::net::metrics::parse_listen)]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 // `serve`: where durable state goes.
