@@ -11,7 +11,7 @@
 //! - identities: `ca_bundle`, `openssl_identity`;
 //! - TLS on the TCP plane, the core's decisions and the binary: `tls`;
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
-//!   `rejoin`,
+//!   `rejoin`, `metrics` (`serve --metrics` scraped, and checked with promtool),
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
@@ -43,6 +43,7 @@ mod federation;
 mod flood;
 mod fuzz_smoke;
 mod journal;
+mod metrics;
 mod nat;
 mod nodelist;
 mod openssl_identity;
