@@ -198,8 +198,12 @@ fn a_port_alone_serves_metrics_on_loopback_and_none_by_default() {
     });
     assert_eq!(sample(&body, "rendezvous_registrations_total"), Some(0.0));
 
-    // Off by default: everything the server printed, read to its end, has no metrics line.
-    let Server { mut proc, .. } = Server::start(&[]);
+    // Off by default: once the loop answers (so `serve` is past where it would print the
+    // metrics line), everything the server printed, read to its end, has no metrics line.
+    let Server { mut proc, addr } = Server::start(&[]);
+    let mut cmd = bin();
+    cmd.args(["status", "--server", &addr.to_string()]);
+    run("status", cmd, T).assert_success("status from the running loop");
     proc.kill();
     let out = proc.finish(T).stdout;
     assert!(
