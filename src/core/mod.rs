@@ -4,6 +4,7 @@
 //! touches a socket (see `net` for the event loop).
 
 pub mod node;
+pub mod snapshot;
 pub mod tcp;
 pub mod udp;
 

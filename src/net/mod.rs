@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod fdlimit;
+pub mod metrics;
 pub mod mmsg;
 pub mod tcp;
 pub mod tls;
@@ -83,6 +84,9 @@ pub struct Serve {
     pub tls: Option<tls::TlsConfigs>,
     /// The longest a drain may take once `stop` is set, ms (`--drain-timeout`).
     pub drain_ms: u64,
+    /// Where the loop publishes the node's counters for `serve --metrics`
+    /// ([`metrics::Publisher`]); `None`: metrics are off.
+    pub metrics: Option<metrics::Publisher>,
 }
 
 /// Runs the event loop until `stop` is set (checked at least every 500 ms). Each turn:
@@ -117,6 +121,7 @@ struct EventLoop {
     more_to_read: bool,
     tcp: tcp::TcpIo,
     node: Node,
+    metrics: Option<metrics::Publisher>,
 }
 
 impl EventLoop {
@@ -129,6 +134,7 @@ impl EventLoop {
             node,
             store,
             tls,
+            metrics,
             ..
         } = serve;
         let mut socket = UdpSocket::from_std(udp);
@@ -152,6 +158,7 @@ impl EventLoop {
             more_to_read: true,
             tcp,
             node,
+            metrics,
         })
     }
 
@@ -249,6 +256,9 @@ impl EventLoop {
             &mut self.node,
             &mut |dst, bytes| self.batch.queue(&self.socket, dst, bytes),
         );
+        if let Some(p) = &mut self.metrics {
+            p.tick(now_.mono_ms, &self.node);
+        }
         self.flush_udp()
     }
 

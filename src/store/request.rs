@@ -68,6 +68,27 @@ pub enum StoreRequest {
     },
 }
 
+impl StoreRequest {
+    /// Every value of [`Self::kind`].
+    pub const KINDS: [&'static str; 8] = [
+        "apply", "barrier", "snapshot", "page", "digest", "cursor", "journal", "close",
+    ];
+
+    /// The request's kind in one word (a metric label value; one of [`Self::KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreRequest::Apply { .. } => "apply",
+            StoreRequest::Barrier { .. } => "barrier",
+            StoreRequest::Snapshot { .. } => "snapshot",
+            StoreRequest::NextPage { .. } => "page",
+            StoreRequest::Digest { .. } => "digest",
+            StoreRequest::Cursor { .. } => "cursor",
+            StoreRequest::JournalPage { .. } => "journal",
+            StoreRequest::CloseStream { .. } => "close",
+        }
+    }
+}
+
 /// What the store reports back for a [`StoreRequest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {

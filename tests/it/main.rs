@@ -13,7 +13,7 @@
 //! - STUN on the UDP port, the core and the real binary against the distribution's STUN
 //!   clients: `stun`;
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
-//!   `rejoin`,
+//!   `rejoin`, `metrics` (`serve --metrics` scraped, and checked with promtool),
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
@@ -46,6 +46,7 @@ mod federation;
 mod flood;
 mod fuzz_smoke;
 mod journal;
+mod metrics;
 mod nat;
 mod nodelist;
 mod openssl_identity;

@@ -236,6 +236,10 @@ pub(crate) struct OpsArgs {
     /// line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a PORT alone is 127.0.0.1:PORT;
+    /// docs/METRICS.md). Off by default.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = rendezvous::net::metrics::parse_listen)]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 // How `serve` writes its log lines.

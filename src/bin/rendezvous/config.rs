@@ -200,7 +200,8 @@ fn first_line(text: &str) -> String {
 }
 
 /// The effective settings of a parsed `serve` command line, one `key = value` TOML line
-/// each, in the order `serve --help` lists them.
+/// each (`# key is not set` for an option without a value), in the order `serve --help`
+/// lists them.
 pub(crate) fn effective(m: &ArgMatches) -> Vec<String> {
     let cmd = serve_command();
     settings(&cmd)
@@ -216,8 +217,10 @@ pub(crate) fn effective(m: &ArgMatches) -> Vec<String> {
             } else if is_list(a) {
                 let items: Vec<String> = values.iter().map(|v| toml_text(v)).collect();
                 format!("[{}]", items.join(", "))
+            } else if let Some(v) = values.first() {
+                toml_text(v)
             } else {
-                values.first().map_or("\"\"".into(), |v| toml_text(v))
+                return format!("# {long} is not set");
             };
             format!("{long} = {value}")
         })
@@ -278,8 +281,15 @@ pub(crate) fn example() -> String {
             "false".to_string()
         } else if is_list(a) {
             "[]".to_string()
+        } else if let Some(d) = defaults.first() {
+            d.clone()
         } else {
-            defaults.first().cloned().unwrap_or_else(|| "\"\"".into())
+            let name = a
+                .get_value_names()
+                .and_then(|n| n.first())
+                .map_or("VALUE".to_string(), |n| n.to_string());
+            out.push_str(&format!("# {long} = \"{name}\"   (not set by default)\n"));
+            continue;
         };
         out.push_str(&format!("# {long} = {value}\n"));
     }

@@ -12,6 +12,7 @@ use rendezvous::core::udp::{
     QueueBounds, RateLimits, TableBounds, UdpConfig, UdpCore, UdpIdentity, UdpTimers,
 };
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::net::metrics::Metrics;
 use rendezvous::store::thread::StoreThread;
 use rendezvous::store::{MemoryStore, SqliteStore, Store};
 use rendezvous::wire::tcp::nodelist::NodeEntry;
@@ -51,7 +52,7 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
     let local = socket.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
     let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
-    let (ttl, memory_only) = (a.timers.ttl, a.store.memory_only);
+    let (ttl, memory_only, metrics_at) = (a.timers.ttl, a.store.memory_only, a.ops.metrics);
     let drain_ms = a.ops.drain_timeout.saturating_mul(1000);
     let data_dir = std::path::absolute(&a.store.data_dir).unwrap_or(a.store.data_dir.clone());
     let cfg = udp_config(a, *node.uid());
@@ -70,6 +71,8 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
         true => "data-dir none (--memory-only)".to_string(),
         false => format!("data-dir {}", data_dir.display()),
     });
+    let metrics = metrics_at.map(start_metrics).transpose()?;
+    let observe = metrics.as_ref().map(|m| m.store_observer());
     let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)
         .with_journal(stored.journal_id, stored.journal_head)
         .with_nodes(&stored.node_list, now.mono_ms);
@@ -77,15 +80,27 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
         udp: socket,
         tcp: listener,
         node: Node::new(udp, tcp),
-        store: Box::new(move |wake| StoreThread::spawn(store, wake)),
+        store: Box::new(move |wake| StoreThread::spawn_observed(store, wake, observe)),
         tls: Some(tls),
         drain_ms,
+        metrics: metrics.map(|m| m.publisher()),
     };
     let stop = stop_on_signals()?;
     notify_ready();
     rendezvous::net::run(serve, origin, stop)?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metrics`: binds the metrics listener and starts its thread; prints
+/// `metrics http://ADDR:PORT/metrics` (docs/METRICS.md).
+fn start_metrics(at: SocketAddr) -> Result<Arc<Metrics>> {
+    let metrics = Metrics::new();
+    let local = rendezvous::net::metrics::serve(at, Arc::clone(&metrics))
+        .with_context(|| format!("cannot serve metrics on {at}"))?;
+    tracing::info!(%local, "serving Prometheus metrics at http://{local}/metrics");
+    say(&format!("metrics http://{local}/metrics"));
+    Ok(metrics)
 }
 
 /// Tells systemd the server is ready (`READY=1` to `$NOTIFY_SOCKET`, sd_notify(3)) once

@@ -29,6 +29,7 @@
 //! | `secure` | TLS connections: who may speak the server role, pinned link keys (§8.19) |
 //! | `status` | the status answer (§8.5) |
 //! | `drain` | stopping gracefully: draining heartbeats, nothing left in flight (§7) |
+//! | `gauges` | clock, journal head, connections by role, link lag: plain numbers for metrics |
 //! | `outbox` | the queues to the store and the loop, and pending reads by tag |
 
 mod answers;
@@ -40,6 +41,7 @@ mod contacts;
 mod directory;
 mod drain;
 mod gate;
+mod gauges;
 mod journal;
 mod links;
 mod nodes;
@@ -53,6 +55,7 @@ mod stream;
 pub use crate::store::{StoreEvent, StoreRequest};
 pub use clients::owner_name;
 pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
+pub use gauges::{ConnsByRole, LinkGauge, LinkStatus, TcpGauges};
 
 use crate::federation::nodelist::NodeList;
 use crate::wire::status::{REQUEST_TIMEOUT, SERVICE_UNAVAILABLE};

@@ -6,11 +6,14 @@ use super::admission::{Admitted, Rejected};
 use super::directory::{PunchVia, Room};
 use super::emit::{self, wire_detail, Refusal, Req};
 use super::queue::QueueError;
+use super::stats::LookupResult;
 use super::{Now, Out, UdpCore};
 use crate::wire::status;
 use crate::wire::tcp::dir::ForwardBody;
 use crate::wire::udp::root::MAX_DATAGRAM;
-use crate::wire::udp::{parse_lookup, LookupAnswer, OkInfo, Payload, Relay, ServerEvent};
+use crate::wire::udp::{
+    parse_lookup, LookupAnswer, LookupStatus, OkInfo, Payload, Relay, ServerEvent,
+};
 use crate::wire::{Fingerprint, Root, WireError};
 
 impl UdpCore {
@@ -210,6 +213,13 @@ impl UdpCore {
         self.emitter
             .send(out, now.unix_s, req.src, req.shift, &answer, MAX_DATAGRAM);
         self.counters.lookups += 1;
+        let result = match (found.status, found.punch) {
+            (LookupStatus::Online { .. }, PunchVia::Home) => LookupResult::Remote,
+            (LookupStatus::Online { .. }, _) => LookupResult::Online,
+            (LookupStatus::Offline { .. }, _) => LookupResult::Offline,
+            (LookupStatus::Unknown, _) => LookupResult::Unknown,
+        };
+        self.counters.lookup.results[result as usize] += 1;
         if target == asker || found.punch == PunchVia::Nowhere {
             return;
         }
@@ -222,14 +232,20 @@ impl UdpCore {
                     peer: asker,
                     addr: req.src,
                 });
-                self.emitter
-                    .send(out, now.unix_s, addr, shift, &punch, MAX_DATAGRAM);
+                if self
+                    .emitter
+                    .send(out, now.unix_s, addr, shift, &punch, MAX_DATAGRAM)
+                {
+                    self.counters.lookup.punches_sent += 1;
+                }
             }
             // The target's NAT mapping is open to its home server only: the punch request
             // goes out from there.
-            PunchVia::Home => self
-                .federation
-                .forward(target, asker, ForwardBody::Punch(req.src)),
+            PunchVia::Home => {
+                self.counters.lookup.punches_forwarded += 1;
+                self.federation
+                    .forward(target, asker, ForwardBody::Punch(req.src));
+            }
             PunchVia::Nowhere => {}
         }
     }

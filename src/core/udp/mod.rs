@@ -49,7 +49,9 @@ pub use config::{
 pub use directory::DirectoryPage;
 pub use federation::PeerOut;
 pub use peer::PeerRecordError;
-pub use stats::{DatagramStats, EmitStats, FederationStats, Stats};
+pub use stats::{
+    DatagramStats, EmitStats, FederationStats, LookupResult, LookupStats, QueueStats, Stats,
+};
 
 use super::Now;
 use crate::wire::status;
@@ -204,6 +206,12 @@ impl UdpCore {
             datagrams: self.counters.clone(),
             emitted: self.emitter.stats().clone(),
             federation: self.federation.stats.clone(),
+            queue: QueueStats {
+                events: self.queues.len() as u64,
+                bytes: self.queues.bytes() as u64,
+                evicted: self.queues.evicted(),
+                expired: self.queues.expired(),
+            },
         }
     }
 

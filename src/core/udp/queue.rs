@@ -51,6 +51,8 @@ pub struct RelayQueues {
     by_bytes: BTreeSet<(usize, Fingerprint)>,
     /// Events evicted to make room for a sender with a smaller share.
     evicted: u64,
+    /// Events dropped undelivered because they outlived their age.
+    expired: u64,
     age_ms: u64,
     max_bytes: usize,
     bytes: usize,
@@ -71,6 +73,7 @@ impl RelayQueues {
             senders: HashMap::new(),
             by_bytes: BTreeSet::new(),
             evicted: 0,
+            expired: 0,
             age_ms,
             max_bytes,
             bytes: 0,
@@ -219,6 +222,21 @@ impl RelayQueues {
         self.evicted
     }
 
+    /// Events dropped so far because they outlived their age undelivered.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Events queued now.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Removes and returns every event waiting for `to` (oldest first) that has not expired.
     pub fn take(&mut self, to: &Fingerprint, now_ms: u64) -> Vec<Queued> {
         match self.per.remove(to) {
@@ -229,6 +247,8 @@ impl RelayQueues {
                     self.forget(&item, *to);
                     if item.expires_ms > now_ms {
                         out.push(item);
+                    } else {
+                        self.expired += 1;
                     }
                 }
                 out
@@ -254,6 +274,7 @@ impl RelayQueues {
                     self.per.remove(&to);
                 }
             }
+            self.expired += gone.len() as u64;
             for e in &gone {
                 self.forget(e, to);
             }
@@ -298,6 +319,11 @@ mod tests {
         assert_eq!(q.push(b, b, b"xyz", 20), Err(QueueError::GlobalFull));
         assert_eq!(q.purge(1000), Some(1010));
         assert_eq!(q.len_for(&a), 1);
+        assert_eq!(
+            (q.expired(), q.len()),
+            (1, 1),
+            "the aged event is counted as expired"
+        );
         let got = q.take(&a, 1005);
         assert_eq!(&*got[0].event, b"5678");
         assert!(q.take(&a, 1005).is_empty());

@@ -1,6 +1,8 @@
 //! Counters of the UDP core, one group per part that keeps them: what client datagrams did
-//! ([`DatagramStats`]), what the emitter sent or dropped ([`EmitStats`]), and what came
-//! from and went to the peer servers ([`FederationStats`]). For logs, metrics and tests.
+//! ([`DatagramStats`], with lookups by result in [`LookupStats`]), what the emitter sent or
+//! dropped ([`EmitStats`]), what came from and went to the peer servers
+//! ([`FederationStats`]), and the offline relay queues ([`QueueStats`]). For logs, metrics
+//! (docs/METRICS.md) and tests. Plain integers and fixed arrays: counting allocates nothing.
 
 use crate::wire::status;
 
@@ -13,6 +15,65 @@ pub struct Stats {
     pub emitted: EmitStats,
     /// DirRecords and Forwards in from and out to the peer servers.
     pub federation: FederationStats,
+    /// The offline relay queues: what they hold now and what they dropped.
+    pub queue: QueueStats,
+}
+
+/// The offline relay queues (docs/PROTOCOL.md §5.8).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Events queued now.
+    pub events: u64,
+    /// Event bytes queued now.
+    pub bytes: u64,
+    /// Events evicted to make room for a sender with a smaller share.
+    pub evicted: u64,
+    /// Events dropped undelivered because they outlived their age.
+    pub expired: u64,
+}
+
+/// What a lookup found (docs/PROTOCOL.md §5.6): the index into [`LookupStats::results`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupResult {
+    /// Online here.
+    Online = 0,
+    /// Online at another server (a remote entry).
+    Remote = 1,
+    /// Known here and offline.
+    Offline = 2,
+    /// Not known.
+    Unknown = 3,
+}
+
+impl LookupResult {
+    /// Every result, in index order.
+    pub const ALL: [LookupResult; 4] = [
+        LookupResult::Online,
+        LookupResult::Remote,
+        LookupResult::Offline,
+        LookupResult::Unknown,
+    ];
+
+    /// Its name (a metric label value).
+    pub fn label(self) -> &'static str {
+        match self {
+            LookupResult::Online => "online",
+            LookupResult::Remote => "remote",
+            LookupResult::Offline => "offline",
+            LookupResult::Unknown => "unknown",
+        }
+    }
+}
+
+/// Lookups answered by result, and the punch requests they caused (docs/PROTOCOL.md §5.6).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Answers sent, indexed by [`LookupResult`].
+    pub results: [u64; 4],
+    /// Punch requests sent to a target online here.
+    pub punches_sent: u64,
+    /// Punch requests forwarded to the target's home server.
+    pub punches_forwarded: u64,
 }
 
 /// What client datagrams did (docs/PROTOCOL.md §3, §5).
@@ -42,6 +103,8 @@ pub struct DatagramStats {
     /// STUN datagrams dropped unanswered: malformed, not a Binding request, over the
     /// budget, or an RFC 3489 request with attributes not acted on (docs/PROTOCOL.md §11).
     pub stun_dropped: u64,
+    /// Lookups by result, and punch requests.
+    pub lookup: LookupStats,
 }
 
 /// What the emitter of outgoing datagrams did (docs/PROTOCOL.md §4, §5.5).
@@ -52,7 +115,8 @@ pub struct EmitStats {
     /// Packets dropped without an answer (server-sent, reply types, budgets, too small to
     /// answer, a full queue for a peer's Forward).
     pub dropped: u64,
-    /// Error replies sent, by status: 400, 401, 403, 404, 409, 413, 429, 503.
+    /// Error replies sent, by status: 400, 401, 403, 404, 409, 413, 429, 503 (named in
+    /// [`EmitStats::ERROR_REASONS`]).
     pub errors: [u64; 8],
 }
 
@@ -83,6 +147,18 @@ pub struct FederationStats {
 }
 
 impl EmitStats {
+    /// The reason of each slot of [`Self::errors`] (a metric label value), in order.
+    pub const ERROR_REASONS: [&'static str; 8] = [
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "conflict",
+        "too_large",
+        "rate_limited",
+        "unavailable",
+    ];
+
     /// Counts one error reply with status `code` (anything unknown counts as 503).
     pub(super) fn count_error(&mut self, code: u16) {
         let i = match code {

@@ -1,0 +1,37 @@
+//! A copy of everything a [`Node`] counts, at one moment: the counters both planes keep and
+//! the sizes they hold now. The event loop takes one now and then (not per packet) and hands
+//! it to the metrics thread (`net::metrics`, docs/METRICS.md), which renders it; the core
+//! itself stays free of I/O and locks.
+
+use super::node::Node;
+use super::tcp::{TcpGauges, TcpStats};
+use super::udp::Stats;
+
+/// What a [`Node`] has counted and holds, at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NodeSnapshot {
+    /// The UDP plane's counters (datagrams, lookups, emitter, federation, queues).
+    pub udp: Stats,
+    /// Local clients online (registered here).
+    pub local_clients: u64,
+    /// Remote entries (clients homed at other servers).
+    pub remote_clients: u64,
+    /// The TCP plane's counters.
+    pub tcp: TcpStats,
+    /// The TCP plane's clock, journal head, connections and links.
+    pub tcp_gauges: TcpGauges,
+}
+
+impl Node {
+    /// A copy of the node's counters and sizes now. Allocates the list of links; meant for a
+    /// few calls a second at most.
+    pub fn snapshot(&self) -> NodeSnapshot {
+        NodeSnapshot {
+            udp: self.udp().stats(),
+            local_clients: self.udp().online() as u64,
+            remote_clients: self.udp().remote_online() as u64,
+            tcp: self.tcp().stats().clone(),
+            tcp_gauges: self.tcp().gauges(),
+        }
+    }
+}
