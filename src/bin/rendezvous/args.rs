@@ -27,6 +27,8 @@ pub(crate) struct Cli {
 
 // What to do.
 #[derive(Subcommand)]
+// Parsed once at start: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Cmd {
     /// Run the server (UDP, dual-stack on [::] by default).
     Serve(ServeArgs),
