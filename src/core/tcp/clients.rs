@@ -49,13 +49,14 @@ impl TcpCore {
     /// `None` (every contact) on an open contacts plane.
     pub(super) fn client_scope(&self, conn: ConnId) -> Option<String> {
         let c = self.conns.get(&conn)?;
-        c.auth.client.as_ref().map(owner_name)
+        c.auth.client.clone()
     }
 
     /// A client's Update: a client that proved its key writes only its own contacts
     /// (403 and close otherwise; nothing is written).
     pub(super) fn scoped_update(&mut self, conn: ConnId, fields: &ContactFields<'_>) {
-        if let Some(owner) = self.client_scope(conn) {
+        let owner = self.conns.get(&conn).and_then(|c| c.auth.client.as_deref());
+        if let Some(owner) = owner {
             if fields.username != owner {
                 let detail = "you write only your own contacts: username = your fingerprint in hex";
                 return self.fail(conn, status::FORBIDDEN, tcp::CMD_UPDATE, detail);
@@ -110,8 +111,9 @@ impl TcpCore {
         c.auth.checking = false;
         match result {
             Ok(fp) => {
-                c.auth.client = Some(fp);
-                let detail = format!("authenticated as {}", owner_name(&fp));
+                let owner = owner_name(&fp);
+                let detail = format!("authenticated as {owner}");
+                c.auth.client = Some(owner);
                 let ok = status_bytes(status::OK, tcp::CMD_AUTH_PROOF, &detail);
                 self.push_answer(conn, Answer::Ready(ok));
                 self.parse(now_ms, conn);

@@ -73,9 +73,10 @@ pub(super) struct Auth {
     /// A client's proof is being checked (by the UDP plane's certificate cache): its
     /// next commands wait, unparsed.
     pub(super) checking: bool,
-    /// The fingerprint (SHA-256 of the certificate) a client proved the key of: the
-    /// connection reads and writes that client's contacts only.
-    pub(super) client: Option<[u8; 32]>,
+    /// The username a client owns once it proved its key: its fingerprint (SHA-256 of
+    /// the certificate) in lowercase hex, made once; the connection reads and writes
+    /// that username's contacts only.
+    pub(super) client: Option<String>,
     /// Clear text or TLS, and the key the TLS peer proved (docs/PROTOCOL.md §8.19).
     pub(super) transport: Transport,
 }
