@@ -3,39 +3,14 @@
 //! server's `rendezvous status` ends with the same contacts digest.
 
 use crate::common;
+use crate::common::{free_port, status_field as value, status_lines as status};
 
 use common::{bin, field, Identity, Proc, Server};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Deadline of one command or awaited line.
 const T: Duration = Duration::from_secs(20);
-
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn status(addr: SocketAddr) -> Vec<String> {
-    let mut cmd = bin();
-    cmd.args(["status", "--server", &addr.to_string()]);
-    let done = common::run("status", cmd, Duration::from_secs(20));
-    done.assert_success("status");
-    done.stdout.clone()
-}
-
-fn value(lines: &[String], key: &str) -> String {
-    lines
-        .iter()
-        .find_map(|l| field(l, key).map(str::to_string))
-        .unwrap_or_else(|| panic!("no {key}= in {lines:?}"))
-}
 
 fn update(addr: SocketAddr, user: &str, contact: &str, phone: &str) {
     let mut cmd = bin();

@@ -244,26 +244,6 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// A deterministic generator for the attackers' lookups (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn fingerprint(&mut self) -> Fingerprint {
-        let mut fp = [0u8; 32];
-        for chunk in fp.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next().to_be_bytes());
-        }
-        Fingerprint(fp)
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // T4: registrations and lookups from many sources
 // ---------------------------------------------------------------------------------------
@@ -494,7 +474,7 @@ fn flood(servers: (SocketAddr, SocketAddr), mut ids: Vec<Identity>) -> FloodRepo
 
     // The flood: round by round over every socket, paced, bounded in count and time.
     let t0 = Instant::now();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = rendezvous::sim::Rng::new(0x9e37_79b9_7f4a_7c15);
     let spoofed_reg = cookieless(unix_now());
     let mut sent = 0u64;
     for _round in 0..REGS_EACH {
@@ -513,7 +493,7 @@ fn flood(servers: (SocketAddr, SocketAddr), mut ids: Vec<Identity>) -> FloodRepo
                                 &any,
                                 None,
                                 0,
-                                &Payload::Lookup(rng.fingerprint()),
+                                &Payload::Lookup(Fingerprint(rng.bytes32())),
                                 false,
                             )
                         };
@@ -535,7 +515,13 @@ fn flood(servers: (SocketAddr, SocketAddr), mut ids: Vec<Identity>) -> FloodRepo
                     t.budget = key.1;
                     t.sent += 1;
                 }
-                let look = client::packet(&id, None, 0, &Payload::Lookup(rng.fingerprint()), false);
+                let look = client::packet(
+                    &id,
+                    None,
+                    0,
+                    &Payload::Lookup(Fingerprint(rng.bytes32())),
+                    false,
+                );
                 fl.send(&src[i], &look, to);
                 fl.report.lookups += 1;
                 sent += 2;

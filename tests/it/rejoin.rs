@@ -19,11 +19,12 @@
 //! Every server is a `Proc`, killed by its pid when dropped, also when the test panics.
 
 use crate::common;
+use crate::common::free_port;
 
 use common::{bin, field, Server};
 use rendezvous::client::contacts::ContactsClient;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -42,17 +43,6 @@ const A_NEW: usize = 150;
 const B_OVERWRITES: usize = 100;
 const B_NEW: usize = 100;
 const CHANGES_WHILE_DOWN: u64 = (A_OVERWRITES + A_NEW + B_OVERWRITES + B_NEW) as u64;
-
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind probe");
-        let port = udp.local_addr().expect("probe address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn serve_cmd(name: &str, port: u16, dir: &Path, peers: &[u16], extra: &[String]) -> Command {
     let mut cmd = bin();

@@ -15,6 +15,7 @@
 //! Every wait has a deadline; every process is killed by its pid when dropped.
 
 use crate::common;
+use crate::common::{free_port, status_field as value, status_lines as status};
 
 use common::{bin, field, Server};
 use rendezvous::core::node::node_uid;
@@ -23,7 +24,7 @@ use rendezvous::federation::nodelist::NodeList;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::tcp::nodelist::NodeEntry;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -219,33 +220,6 @@ fn server_hellos_over_tls_are_admitted_by_node_key_and_clear_text_is_refused() {
 // The binary
 // ---------------------------------------------------------------------------------------
 
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// `rendezvous status` of `addr`, its lines.
-fn status(addr: SocketAddr) -> Vec<String> {
-    let mut cmd = bin();
-    cmd.args(["status", "--server", &addr.to_string()]);
-    let done = common::run("status", cmd, T);
-    done.assert_success("status");
-    done.stdout.clone()
-}
-
-fn value(lines: &[String], key: &str) -> String {
-    lines
-        .iter()
-        .find_map(|l| field(l, key).map(str::to_string))
-        .unwrap_or_else(|| panic!("no {key}= in {lines:?}"))
-}
-
 /// The `state=` of the link to `peer` in status `lines`.
 fn link_state(lines: &[String], peer: SocketAddr) -> Option<String> {
     let p = peer.to_string();
@@ -367,24 +341,17 @@ const MITM: usize = 1;
 /// recorded), or a man in the middle that terminates TLS with its own node identity.
 struct Proxy {
     addr: SocketAddr,
-    mode: Arc<AtomicUsize>,
-    /// Every byte that crossed, per connection and direction.
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// Open sockets (to cut them when the mode changes).
-    open: Arc<Mutex<Vec<TcpStream>>>,
-    /// As the man in the middle: downstream handshakes done, and plaintext the downstream
-    /// sent.
-    mitm_handshakes: Arc<AtomicUsize>,
-    mitm_plain: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
+    /// What its threads share: the mode, what crossed, the open sockets.
+    ctx: ProxyCtx,
 }
 
 impl Proxy {
     fn start(upstream: SocketAddr, mitm: Identity) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
         listener.set_nonblocking(true).unwrap();
-        let p = Proxy {
-            addr: listener.local_addr().unwrap(),
+        let ctx = ProxyCtx {
+            upstream,
+            mitm,
             mode: Arc::new(AtomicUsize::new(TRANSPARENT)),
             seen: Arc::default(),
             open: Arc::default(),
@@ -392,7 +359,10 @@ impl Proxy {
             mitm_plain: Arc::default(),
             stop: Arc::default(),
         };
-        let ctx = p.ctx(upstream, mitm);
+        let p = Proxy {
+            addr: listener.local_addr().unwrap(),
+            ctx: ctx.clone(),
+        };
         thread::spawn(move || {
             while !ctx.stop.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -408,23 +378,10 @@ impl Proxy {
         p
     }
 
-    fn ctx(&self, upstream: SocketAddr, mitm: Identity) -> ProxyCtx {
-        ProxyCtx {
-            upstream,
-            mitm,
-            mode: Arc::clone(&self.mode),
-            seen: Arc::clone(&self.seen),
-            open: Arc::clone(&self.open),
-            mitm_handshakes: Arc::clone(&self.mitm_handshakes),
-            mitm_plain: Arc::clone(&self.mitm_plain),
-            stop: Arc::clone(&self.stop),
-        }
-    }
-
     /// Turns into a man in the middle and cuts the connections open now.
     fn become_mitm(&self) {
-        self.mode.store(MITM, Ordering::Relaxed);
-        for s in self.open.lock().unwrap().drain(..) {
+        self.ctx.mode.store(MITM, Ordering::Relaxed);
+        for s in self.ctx.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
@@ -432,8 +389,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for s in self.open.lock().unwrap().drain(..) {
+        self.ctx.stop.store(true, Ordering::Relaxed);
+        for s in self.ctx.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
@@ -573,7 +530,7 @@ fn federation_over_tls_hides_contacts_and_refuses_a_man_in_the_middle() {
     });
     // Every byte the proxies carried: TLS records, no contact in them.
     for proxy in [&proxy_a, &proxy_b] {
-        let seen = proxy.seen.lock().unwrap();
+        let seen = proxy.ctx.seen.lock().unwrap();
         let streams: Vec<&Vec<u8>> = seen.iter().filter(|s| !s.is_empty()).collect();
         assert!(
             streams.len() >= 2,
@@ -611,8 +568,8 @@ fn federation_over_tls_hides_contacts_and_refuses_a_man_in_the_middle() {
         refused(&a) >= 2 && refused(&b) >= 2
     });
     for proxy in [&proxy_a, &proxy_b] {
-        assert!(proxy.mitm_handshakes.load(Ordering::Relaxed) >= 1);
-        let plain = proxy.mitm_plain.lock().unwrap();
+        assert!(proxy.ctx.mitm_handshakes.load(Ordering::Relaxed) >= 1);
+        let plain = proxy.ctx.mitm_plain.lock().unwrap();
         assert!(
             plain.is_empty(),
             "the MITM read {} bytes of plaintext",

@@ -545,3 +545,32 @@ pub fn next_arrival(
     }
     panic!("no {what} within {timeout:?}; got instead: {seen:?}");
 }
+
+/// A loopback port free for both UDP and TCP right now (a server is then started on it;
+/// another socket may still take it first, which callers retry).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe");
+        let port = udp.local_addr().expect("probe address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `rendezvous status --server ADDR`: its `key=value` lines (it must succeed).
+pub fn status_lines(addr: SocketAddr) -> Vec<String> {
+    let mut cmd = bin();
+    cmd.args(["status", "--server", &addr.to_string()]);
+    let done = run("status", cmd, Duration::from_secs(20));
+    done.assert_success("status");
+    done.stdout
+}
+
+/// The value of `key=` in status `lines`; panics when there is none.
+pub fn status_field(lines: &[String], key: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| field(l, key).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {key}= in {lines:?}"))
+}
