@@ -114,12 +114,10 @@ fn flags_override_variables_which_override_the_file() {
     .env("RENDEZVOUS_ALIAS", "from-env")
     .env("RENDEZVOUS_FRESHNESS", "45");
     let mut server = Server::spawn("configured", cmd);
-    let line = server
-        .proc
-        .stderr_lines()
-        .into_iter()
-        .find(|l| l.contains("effective settings"))
-        .expect("serve logs its effective settings");
+    // Waited for: stderr is read by its own thread, behind the stdout lines.
+    let line = server.proc.expect_stderr("the effective settings", T, |l| {
+        l.contains("effective settings")
+    });
     for want in [
         "ttl = 120",            // flag over file
         "alias = \"from-env\"", // variable over file

@@ -131,12 +131,11 @@ fn open_contacts_keeps_the_seed_client_role_and_warns() {
     // An identity that proved its key is scoped even here.
     let mine = contacts(server.addr, &["list", "--identity", as_id(&id)]);
     assert_eq!(mine.stdout, [format!("{}\tdan\t777", id.fingerprint)]);
-    let warned = server
+    server
         .proc
-        .stderr_lines()
-        .iter()
-        .any(|l| l.contains("WARN") && l.contains("--open-contacts"));
-    assert!(warned, "{:?}", server.proc.stderr_lines());
+        .expect_stderr("the --open-contacts warning", T, |l| {
+            l.contains("WARN") && l.contains("--open-contacts")
+        });
     server.proc.kill();
 }
 

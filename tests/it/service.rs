@@ -115,6 +115,10 @@ fn logs_are_plain_text_off_a_terminal_or_json_lines() {
             format,
         ]);
         let mut server = Server::spawn("logs", cmd);
+        // The "serving" line comes after the settings; stderr is read by its own thread.
+        server
+            .proc
+            .expect_stderr("the serving line", T, |l| l.contains("serving"));
         let lines = server.proc.stderr_lines();
         assert!(!lines.is_empty());
         for l in &lines {

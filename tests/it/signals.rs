@@ -44,6 +44,27 @@ fn status_code(s: &mut TcpStream) -> u16 {
     u16::from_be_bytes([head[1], head[2]])
 }
 
+/// True once a stderr line of `server` contains `needle` (read by its own thread, which
+/// may still be behind the exit); false after `T`.
+fn logged(server: &Server, needle: &str) -> bool {
+    let deadline = Instant::now() + T;
+    loop {
+        if server
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains(needle))
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("{needle:?} not in {:?}", server.proc.stderr_lines());
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn serve(dir: &std::path::Path, extra: &[&str]) -> Server {
     let mut cmd = bin();
     cmd.args([
@@ -82,8 +103,7 @@ fn sigterm_makes_writes_in_flight_durable_answers_them_and_exits_0() {
     let status = server.proc.wait_exit(T).expect("the server exits");
     let took = t0.elapsed();
     assert_eq!(status.code(), Some(0), "{:?}", server.proc.stderr_lines());
-    let log = server.proc.stderr_lines().join("\n");
-    assert!(log.contains("draining") && log.contains("drained"), "{log}");
+    assert!(logged(&server, "draining") && logged(&server, "drained"));
     println!("figure: SIGTERM with 2000 writes in flight: exit 0 in {took:.2?}");
     // Every write is there after a restart.
     let server = serve(dir.path(), &[]);
@@ -116,8 +136,7 @@ fn the_drain_is_bounded_and_a_second_signal_stops_at_once() {
     signal(&server, rustix::process::Signal::TERM);
     let status = server.proc.wait_exit(T).expect("exits at the bound");
     assert_eq!(status.code(), Some(0));
-    let log = server.proc.stderr_lines().join("\n");
-    assert!(log.contains("drain bound reached"), "{log}");
+    assert!(logged(&server, "drain bound reached"));
     // A second signal during a long drain: at once, status 130.
     let mut server = serve(dir.path(), &["--drain-timeout", "60"]);
     let _stuck = stuck_reader(&server);
