@@ -9,8 +9,8 @@
 //! [`Node::handle_store`], and what only the loop can do (open or close a connection) through
 //! [`Node::poll_action`].
 
-use super::tcp::{ConnId, TcpAction, TcpCore};
-use super::udp::UdpCore;
+use super::tcp::{ConnId, Peering, TcpAction, TcpCore};
+use super::udp::{QueueBounds, RateLimits, UdpCore};
 use super::{Now, Out, PeerOut};
 use crate::store::{Store, StoreError, StoreEvent, StoreRequest};
 use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
@@ -66,6 +66,22 @@ impl Stored {
     }
 }
 
+/// The settings a running [`Node`] takes without a restart (docs/PROTOCOL.md §7,
+/// "Reload"): who it federates with and trusts, and the UDP plane's limits.
+#[derive(Debug, Clone)]
+pub struct Reloadable {
+    /// `--peer`, `--allow-peer`, `--no-mesh`, `--peer-key` (its `tls_links` is ignored:
+    /// fixed at start).
+    pub peering: Peering,
+    /// `--register-rate`, `--lookup-bytes`, `--relay-bytes`, `--punch-interval-ms` (its
+    /// `max_entries` and `exempt_loopback` are ignored: fixed at start).
+    pub limits: RateLimits,
+    /// `--max-clients`: most local clients online at once.
+    pub max_clients: usize,
+    /// `--queue-depth`, `--queue-per-sender`, `--queue-age`, `--queue-bytes`.
+    pub queue: QueueBounds,
+}
+
 /// Rounds of routing per [`Node::end_turn`]: a directory page asked for by a write can lead
 /// to another; the rest waits for the next turn.
 const ROUTE_ROUNDS: usize = 8;
@@ -112,6 +128,14 @@ impl Node {
     /// answer or unwritten byte ([`TcpCore::drained`]).
     pub fn drained(&self) -> bool {
         self.tcp.drained()
+    }
+
+    /// Takes `r` at `now` (a reload, docs/PROTOCOL.md §7, "Reload"): the directory, the
+    /// contacts, the queued events and every live connection stay; links to peers no
+    /// longer configured close ([`TcpCore::set_peering`], [`UdpCore::set_limits`]).
+    pub fn reconfigure(&mut self, r: Reloadable, now: Now) {
+        self.udp.set_limits(r.limits, r.max_clients, r.queue);
+        self.tcp.set_peering(r.peering, now.mono_ms);
     }
 
     /// Sets how many TCP connections may be accepted at once (the loop's descriptor

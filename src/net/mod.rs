@@ -89,7 +89,23 @@ pub struct Serve {
     pub metrics: Option<metrics::Publisher>,
 }
 
-/// Runs the event loop until `stop` is set (checked at least every 500 ms). Each turn:
+/// What reaches the loop from outside it (the signal handlers of `rendezvous serve`,
+/// docs/PROTOCOL.md §7, "Signals" and "Reload").
+pub struct Control {
+    /// Set by SIGTERM or SIGINT: drain and return.
+    pub stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: between two turns the loop clears it and calls `on_reload` once.
+    pub reload: Arc<AtomicBool>,
+    /// Re-reads the configuration and gives the node what changed
+    /// ([`Node::reconfigure`]); the loop decides nothing about it.
+    pub on_reload: Box<OnReload>,
+}
+
+/// What [`Control::on_reload`] is: given the node and the time, it reconfigures the node.
+pub type OnReload = dyn FnMut(&mut Node, Now);
+
+/// Runs the event loop until `control.stop` is set (checked at least every 500 ms, and at
+/// once after a signal: it interrupts the wait). Each turn:
 /// wait for readiness or the node's next deadline; drain the UDP socket under a budget
 /// (each datagram to the node, its replies batched); then the TCP turn (store answers,
 /// reads, timers, routing, store requests, connects and closes, writes); then flush the
@@ -98,10 +114,13 @@ pub struct Serve {
 /// # Errors
 /// Only setup errors (poll creation, registration); per-datagram and per-connection errors
 /// are logged and the loop goes on.
-pub fn run(serve: Serve, origin: Instant, stop: Arc<AtomicBool>) -> io::Result<()> {
+pub fn run(serve: Serve, origin: Instant, mut control: Control) -> io::Result<()> {
     let drain_ms = serve.drain_ms;
     let mut l = EventLoop::start(serve)?;
-    while !stop.load(Ordering::Relaxed) {
+    while !control.stop.load(Ordering::Relaxed) {
+        if control.reload.swap(false, Ordering::Relaxed) {
+            (control.on_reload)(&mut l.node, now(origin));
+        }
         l.wait_and_turn(origin)?;
     }
     l.drain(origin, drain_ms)

@@ -604,6 +604,55 @@ fn registration_rate_limit_per_prefix_is_429() {
     net.online(&c);
 }
 
+/// A reload (docs/PROTOCOL.md §7, "Reload") changes the limits of the running core: the
+/// next registration is limited at the new rate and bound, and no client is dropped.
+#[test]
+fn set_limits_takes_effect_at_the_next_datagram_and_keeps_the_directory() {
+    let mut net = Net::with(UdpConfig {
+        limits: RateLimits {
+            register_per_s: 1, // burst 2
+            ..RateLimits::default()
+        },
+        ..UdpConfig::default()
+    });
+    let [a, b, c, d] = [
+        "192.0.2.10:1",
+        "192.0.2.11:1",
+        "192.0.2.12:1",
+        "192.0.2.13:1",
+    ]
+    .map(|addr| net.client(addr, None));
+    net.online(&a);
+    net.online(&b);
+    let cookie = net.cookie_for(&c);
+    let got = net.send(c.addr, &c.register(net.ts(), Some(&cookie)));
+    assert_eq!(got, vec![to(&c, error(status::TOO_MANY_REQUESTS, 2))]);
+    // Ten a second: 200 ms later c gets in (at 1 a second, it would wait a second).
+    let faster = RateLimits {
+        register_per_s: 10,
+        ..RateLimits::default()
+    };
+    net.server
+        .set_limits(faster.clone(), 3, QueueBounds::default());
+    net.advance(200);
+    net.online(&c);
+    // At most 3 clients, all kept alive: d is refused, and nobody was dropped.
+    net.advance(1_000);
+    for x in [&a, &b, &c] {
+        assert!(net.send(x.addr, &x.keepalive(12)).is_empty());
+    }
+    let cookie = net.cookie_for(&d);
+    let got = net.send(d.addr, &d.register(net.ts(), Some(&cookie)));
+    assert_eq!(got, vec![to(&d, error(status::SERVICE_UNAVAILABLE, 2))]);
+    // Lowered below the clients online: nobody is dropped either.
+    net.server.set_limits(faster, 1, QueueBounds::default());
+    assert_eq!(net.server.online(), 3);
+    assert_eq!(
+        [&a, &b, &c].map(|x| net.where_is(x)),
+        [Some(a.addr), Some(b.addr), Some(c.addr)]
+    );
+}
+
 #[test]
 fn cookie_is_valid_one_to_two_minutes() {
     let mut net = Net::new();

@@ -52,6 +52,7 @@ mod nodelist;
 mod openssl_identity;
 mod partition;
 mod rejoin;
+mod reload;
 mod replay;
 mod service;
 mod signals;

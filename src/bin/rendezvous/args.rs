@@ -238,10 +238,21 @@ pub(crate) struct OpsArgs {
     /// line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+    /// What to log: a level (error, warn, info, debug, trace) or a RUST_LOG filter
+    /// (`info,rendezvous=debug`). Default: RUST_LOG, else info. SIGHUP reloads it.
+    #[arg(long, value_parser = parse_log_level)]
+    pub(crate) log_level: Option<String>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a PORT alone is 127.0.0.1:PORT;
     /// docs/METRICS.md). Off by default.
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = rendezvous::net::metrics::parse_listen)]
     pub(crate) metrics: Option<SocketAddr>,
+}
+
+/// `--log-level`: `s` when tracing's filter syntax takes it.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a log level or filter ({e}); try info or debug"))
 }
 
 // How `serve` writes its log lines.

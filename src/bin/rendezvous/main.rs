@@ -10,6 +10,7 @@
 mod args;
 mod client;
 mod config;
+mod reload;
 mod serve;
 #[cfg(feature = "tools")]
 mod tools;
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // `serve`: the configuration file and RENDEZVOUS_* variables become flags first.
+    let given = argv.clone();
     let argv = if argv.get(1).is_some_and(|a| a == "serve") {
         match config::layered(argv) {
             Ok(v) => v,
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
                 .subcommand_matches("serve")
                 .map(config::effective)
                 .unwrap_or_default();
-            serve::serve(a, &settings)
+            serve::serve(a, settings, given)
         }
         Cmd::Config(ConfigCmd::Check { file }) => config::check(file.as_deref()).map(|lines| {
             for l in lines {

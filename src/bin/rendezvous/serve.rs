@@ -4,6 +4,7 @@
 //! the node list).
 
 use crate::args::{LogFormat, ServeArgs};
+use crate::reload::{log_filter, LogHandle, Reloader};
 use crate::{hex_of, resolve, say};
 use anyhow::{bail, Context, Result};
 use rendezvous::core::node::{node_uid, Node, Stored};
@@ -16,6 +17,7 @@ use rendezvous::net::metrics::Metrics;
 use rendezvous::store::thread::StoreThread;
 use rendezvous::store::{MemoryStore, SqliteStore, Store};
 use rendezvous::wire::tcp::nodelist::NodeEntry;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -25,9 +27,10 @@ use std::time::Instant;
 /// Tries of [`bind_both`] on port 0 before giving up.
 const BIND_TRIES: usize = 32;
 
-/// Runs `rendezvous serve` until the process is killed.
-pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
-    init_tracing(a.ops.log_format);
+/// Runs `rendezvous serve` until a signal stops it; `settings` are the effective settings
+/// (`key = value` lines) and `argv` the command line as given, read again on SIGHUP.
+pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) -> Result<ExitCode> {
+    let log = init_tracing(a.ops.log_format, a.ops.log_level.as_deref());
     check(&a)?;
     tracing::info!(settings = %settings.join("; "), "effective settings");
     let peering = peering(&a)?;
@@ -85,9 +88,14 @@ pub(crate) fn serve(a: ServeArgs, settings: &[String]) -> Result<ExitCode> {
         drain_ms,
         metrics: metrics.map(|m| m.publisher()),
     };
-    let stop = stop_on_signals()?;
+    let mut reloader = Reloader::new(argv, settings, log);
+    let control = rendezvous::net::Control {
+        stop: stop_on_signals()?,
+        reload: reload_on_sighup()?,
+        on_reload: Box::new(move |node, now| reloader.reload(node, now)),
+    };
     notify_ready();
-    rendezvous::net::run(serve, origin, stop)?;
+    rendezvous::net::run(serve, origin, control)?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -142,21 +150,33 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Logs to stderr as text (in colour only on a terminal) or JSON lines; the level comes
-/// from `RUST_LOG` (default `info`).
-fn init_tracing(format: LogFormat) {
+/// A flag set by each SIGHUP: the loop then reloads the configuration
+/// (docs/PROTOCOL.md §7, "Reload").
+fn reload_on_sighup() -> Result<Arc<AtomicBool>> {
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("cannot install the SIGHUP handler")?;
+    Ok(reload)
+}
+
+/// Logs to stderr as text (in colour only on a terminal) or JSON lines, at `--log-level`
+/// (else `RUST_LOG`, else `info`); returns the handle a reload changes the level with.
+fn init_tracing(format: LogFormat, level: Option<&str>) -> LogHandle {
     use std::io::IsTerminal;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
+    let logs = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
         // One JSON object per line, fields as keys, for log shippers.
-        LogFormat::Json => fmt.json().init(),
+        LogFormat::Json => logs.with(layer.json()).init(),
         // Colour only for a terminal: files and journals get plain text.
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => logs
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
     }
+    handle
 }
 
 /// Refuses flags out of range, and `--accept-replayed` on a listener that is not loopback.
@@ -180,9 +200,8 @@ pub(crate) fn check(a: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The `--peer` addresses, resolved, and the `--allow-peer` networks.
 /// The peering flags, resolved and parsed (docs/PROTOCOL.md §8.10, §8.12, §8.19).
-fn peering(a: &ServeArgs) -> Result<Peering> {
+pub(crate) fn peering(a: &ServeArgs) -> Result<Peering> {
     let (peers, allow_peers) = peer_lists(a)?;
     let pinned_keys = a
         .peering
@@ -291,6 +310,7 @@ fn tcp_config(
 
 /// The UDP core's configuration from the flags; `uid` is this server's node uid.
 fn udp_config(a: ServeArgs, uid: [u8; 16]) -> UdpConfig {
+    let (limits, queue) = udp_limits(&a);
     UdpConfig {
         identity: UdpIdentity {
             alias: a.alias,
@@ -307,21 +327,28 @@ fn udp_config(a: ServeArgs, uid: [u8; 16]) -> UdpConfig {
             max_clients: a.limits.max_clients,
             ..TableBounds::default()
         },
-        queue: QueueBounds {
-            depth: a.queue.queue_depth,
-            per_sender: a.queue.queue_per_sender,
-            age_ms: a.queue.queue_age.saturating_mul(1000),
-            bytes: a.queue.queue_bytes,
-        },
-        limits: RateLimits {
-            register_per_s: a.limits.register_rate,
-            lookup_bytes_per_s: a.limits.lookup_bytes,
-            relay_bytes_per_s: a.limits.relay_bytes,
-            punch_interval_ms: a.limits.punch_interval_ms,
-            ..RateLimits::default()
-        },
+        queue,
+        limits,
         ..UdpConfig::default()
     }
+}
+
+/// The rate limits and relay-queue bounds of the flags (also what a reload applies).
+pub(crate) fn udp_limits(a: &ServeArgs) -> (RateLimits, QueueBounds) {
+    let limits = RateLimits {
+        register_per_s: a.limits.register_rate,
+        lookup_bytes_per_s: a.limits.lookup_bytes,
+        relay_bytes_per_s: a.limits.relay_bytes,
+        punch_interval_ms: a.limits.punch_interval_ms,
+        ..RateLimits::default()
+    };
+    let queue = QueueBounds {
+        depth: a.queue.queue_depth,
+        per_sender: a.queue.queue_per_sender,
+        age_ms: a.queue.queue_age.saturating_mul(1000),
+        bytes: a.queue.queue_bytes,
+    };
+    (limits, queue)
 }
 
 /// Binds UDP and TCP on one port. With port 0 the kernel picks the UDP port, and TCP may

@@ -67,7 +67,7 @@ pub struct TcpGauges {
     pub journal_head: u64,
     /// Open connections by role.
     pub conns: ConnsByRole,
-    /// Every peer link (configured and learned), at most 256.
+    /// Every peer link (configured and learned, not retired by a reload), at most 256.
     pub links: Vec<LinkGauge>,
 }
 
@@ -89,6 +89,7 @@ impl TcpCore {
         let links = self
             .links
             .iter()
+            .filter(|l| !l.retired)
             .map(|l| LinkGauge {
                 peer: l.addr,
                 status: match l.state {

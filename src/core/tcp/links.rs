@@ -47,6 +47,8 @@ pub(super) struct Link {
     pub(super) dir: LinkDir,
     /// Learned from the node list (not configured with `--peer`).
     pub(super) learned: bool,
+    /// Taken out of the configuration by a reload: closed and not redialled.
+    pub(super) retired: bool,
 }
 
 impl Link {
@@ -65,6 +67,7 @@ impl Link {
                 sent: 0,
             },
             learned,
+            retired: false,
         }
     }
 }
@@ -84,6 +87,9 @@ impl Link {
     /// When [`TcpCore::handle_timeout`] has work for this link (ms): a redial or a
     /// heartbeat.
     pub(super) fn deadline(&self) -> Option<u64> {
+        if self.retired {
+            return None;
+        }
         match self.state {
             LinkState::Down { retry_ms } => Some(retry_ms),
             LinkState::Up {
@@ -107,8 +113,10 @@ impl TcpCore {
     /// our node key (when we have one) or start the link's exchange at once
     /// (docs/PROTOCOL.md §8.10, "opening a link").
     pub fn handle_connected(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
-        let Some(link) = self.links.get_mut(peer) else {
+        let Some(link) = self.links.get_mut(peer).filter(|l| !l.retired) else {
+            // No such link, or retired while the loop was connecting.
             self.out.actions.push_back(TcpAction::Close(conn));
+            self.link_down(now_ms, peer);
             return;
         };
         link.state = LinkState::Up {
@@ -179,9 +187,12 @@ impl TcpCore {
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::AwaitCursor;
             l.dir.push = DirPush::Idle;
-            l.state = LinkState::Down {
-                retry_ms: now_ms + l.backoff_ms,
+            // A retired link is not redialled.
+            let retry_ms = match l.retired {
+                true => u64::MAX,
+                false => now_ms + l.backoff_ms,
             };
+            l.state = LinkState::Down { retry_ms };
             l.backoff_ms = (l.backoff_ms * 2).min(self.cfg.timers.backoff_max_ms);
         }
     }

@@ -26,6 +26,7 @@
 //! | `links` | peer links: connect, backoff, heartbeats, dropping silent links |
 //! | `directory` | directory records and forwards over links (§8.16) |
 //! | `nodes` | the node list and node-key proof (§8.15, §8.17) |
+//! | `peering` | a new peering taken while running: links retired and added (§7, "Reload") |
 //! | `secure` | TLS connections: who may speak the server role, pinned link keys (§8.19) |
 //! | `status` | the status answer (§8.5) |
 //! | `drain` | stopping gracefully: draining heartbeats, nothing left in flight (§7) |
@@ -46,6 +47,7 @@ mod journal;
 mod links;
 mod nodes;
 mod outbox;
+mod peering;
 mod received;
 mod secure;
 mod status;

@@ -200,10 +200,18 @@ impl TcpCore {
     }
 
     /// Adds a link to each server of the node list not linked yet (at most 256 links).
-    fn link_to_learned(&mut self, now_ms: u64) {
+    pub(super) fn link_to_learned(&mut self, now_ms: u64) {
         let wanted: Vec<SocketAddr> = self.node_addrs().collect();
         for addr in wanted {
-            if self.links.len() >= MAX_LINKS || self.links.iter().any(|l| l.addr == addr) {
+            if let Some(i) = self.links.iter().position(|l| l.addr == addr) {
+                // Retired by a reload, but the node list publishes it: a learned link.
+                if self.links[i].retired {
+                    self.links[i].learned = true;
+                    self.revive_link(i, now_ms);
+                }
+                continue;
+            }
+            if self.links.len() >= MAX_LINKS {
                 continue;
             }
             tracing::info!(%addr, "connecting to a server learned from the node list");

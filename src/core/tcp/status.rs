@@ -126,6 +126,7 @@ impl TcpCore {
 /// One link's status line.
 fn link_line(l: &Link, now_ms: u64) -> String {
     let state = match l.state {
+        _ if l.retired => "retired",
         LinkState::Up { .. } => "up",
         LinkState::Connecting => "connecting",
         LinkState::Down { .. } => "down",

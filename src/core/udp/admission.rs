@@ -185,6 +185,17 @@ impl Admission {
         }
     }
 
+    /// Takes the registration rate and the freshness table's bound of `cfg` (a reload,
+    /// docs/PROTOCOL.md §7, "Reload"); the cookies, cached certificates and each source's
+    /// tokens stay.
+    pub(super) fn set_limits(&mut self, cfg: &UdpConfig) {
+        self.register_rate.set_rate(
+            cfg.limits.register_per_s.saturating_mul(SITE_SHARE),
+            cfg.limits.register_per_s.saturating_mul(2 * SITE_SHARE),
+        );
+        self.fresh.set_cap(cfg.tables.max_clients);
+    }
+
     /// Whether `src` is exempt from rate limits (a loopback source, when so configured).
     pub(super) fn exempt(&self, src: SocketAddr) -> bool {
         self.exempt_loopback && is_loopback(src.ip())

@@ -42,6 +42,12 @@ impl FreshTable {
         }
     }
 
+    /// Bounds the table at 2 x `max_clients` fingerprints (at least 16), as [`Self::new`]
+    /// does; entries above a lowered bound stay until they are swept.
+    pub(super) fn set_cap(&mut self, max_clients: usize) {
+        self.cap = max_clients.saturating_mul(2).max(16);
+    }
+
     /// The freshness window: `ts` (Unix s) within `freshness_s` of the server clock, either
     /// side. Always true with [`UdpConfig::accept_replayed`], which turns the window off so
     /// that a capture's old signed packets can be replayed.

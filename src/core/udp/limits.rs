@@ -52,6 +52,17 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
         }
     }
 
+    /// Changes the rate to `rate` tokens per second and the burst to `burst`, keeping each
+    /// key's tokens (cut to the new burst): a reload's new limit applies from the next take.
+    pub fn set_rate(&mut self, rate: u32, burst: u32) {
+        self.rate = u64::from(rate);
+        self.burst = u64::from(burst);
+        let full = self.burst * 1000;
+        for e in self.map.values_mut() {
+            e.0 = e.0.min(full);
+        }
+    }
+
     /// Forgets keys whose bucket has been full again for a while (idle since `idle_before`).
     pub fn sweep(&mut self, now_ms: u64) {
         let full = self.burst * 1000;
@@ -140,6 +151,11 @@ impl<K: Hash + Eq + Copy> Interval<K> {
                 true
             }
         }
+    }
+
+    /// Changes the interval to `interval_ms`; the events already recorded count against it.
+    pub fn set_interval(&mut self, interval_ms: u64) {
+        self.interval_ms = interval_ms;
     }
 
     /// Forgets keys whose interval has passed.

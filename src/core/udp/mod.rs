@@ -190,6 +190,32 @@ impl UdpCore {
         }
     }
 
+    /// Takes new rate limits, a new bound of local clients and new relay-queue bounds
+    /// while running (a reload, docs/PROTOCOL.md §7, "Reload"): the directory, the queued
+    /// events and every source's rate state stay; the new values apply from the next
+    /// datagram. `limits.max_entries` and `limits.exempt_loopback` are kept as they were
+    /// (fixed at start).
+    pub fn set_limits(&mut self, limits: RateLimits, max_clients: usize, queue: QueueBounds) {
+        let kept = (self.cfg.limits.max_entries, self.cfg.limits.exempt_loopback);
+        self.cfg.limits = RateLimits {
+            max_entries: kept.0,
+            exempt_loopback: kept.1,
+            ..limits
+        };
+        self.cfg.tables.max_clients = max_clients;
+        self.cfg.queue = queue;
+        let (l, q) = (&self.cfg.limits, &self.cfg.queue);
+        self.lookup_budget
+            .set_rate(l.lookup_bytes_per_s, l.lookup_bytes_per_s);
+        self.relay_budget
+            .set_rate(l.relay_bytes_per_s, l.relay_bytes_per_s.saturating_mul(2));
+        self.punch_pairs.set_interval(l.punch_interval_ms);
+        self.queues
+            .set_bounds(q.depth, q.per_sender, q.age_ms, q.bytes);
+        self.directory.set_max_clients(max_clients);
+        self.admission.set_limits(&self.cfg);
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &UdpConfig {
         &self.cfg

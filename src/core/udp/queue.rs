@@ -63,6 +63,13 @@ pub struct RelayQueues {
 }
 
 impl RelayQueues {
+    /// Changes the bounds as [`Self::new`] gives them. Events already queued stay, with the
+    /// deadline they were queued with; the new bounds refuse or evict from the next push.
+    pub fn set_bounds(&mut self, depth: usize, per_sender: usize, age_ms: u64, max_bytes: usize) {
+        (self.depth, self.per_sender) = (depth, per_sender);
+        (self.age_ms, self.max_bytes) = (age_ms, max_bytes);
+    }
+
     /// Queues holding at most `depth` events per recipient and `per_sender` events from one
     /// sender, each for `age_ms` milliseconds, and `max_bytes` event bytes in all.
     pub fn new(depth: usize, per_sender: usize, age_ms: u64, max_bytes: usize) -> Self {

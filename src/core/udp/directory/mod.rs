@@ -137,6 +137,12 @@ impl Directory {
         }
     }
 
+    /// Bounds the local clients at `max_clients`. Lowered below the clients online, none is
+    /// dropped: new registrations are refused until expiries bring the count under it.
+    pub(super) fn set_max_clients(&mut self, max_clients: usize) {
+        self.max_clients = max_clients;
+    }
+
     /// Number of local clients.
     pub(super) fn len(&self) -> usize {
         self.clients.len()
