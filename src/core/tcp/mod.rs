@@ -359,7 +359,7 @@ impl TcpCore {
         } else if let Some(i) = self.reads.page_reads.remove(&tag) {
             if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
                 let conn = *conn;
-                self.close_link(conn);
+                self.close_link(conn, "a store read for it failed");
             }
         }
     }
