@@ -3,6 +3,9 @@
 //! module contract, src/core/udp/mod.rs: "Keepalive and lookup allocate nothing per
 //! packet").
 //!
+//! Logging is on as `serve` sets it up by default (an `info` filter; lines to a sink): the
+//! hot paths allocate nothing with it either (their debug lines are not even formatted).
+//!
 //! A counting `#[global_allocator]` wraps the system allocator. Only allocations made on a
 //! thread that has switched counting on are counted, so the test harness's own threads do
 //! not disturb the count; this file holds one test, so only one thread ever counts.
@@ -137,6 +140,10 @@ fn register(server: &mut UdpCore, now: Now, peer: &Peer) {
 #[test]
 fn keepalive_and_lookup_allocate_nothing() {
     const ROUNDS: u64 = 10_000;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
     // The counter itself works, so a zero below means something.
     let (n, v) = count(|| vec![1u8; 100]);
     assert_eq!(n, 1);

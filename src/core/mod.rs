@@ -3,6 +3,7 @@
 //! ([`tcp`]), fed time and bytes and returning what to send. It never reads a clock or
 //! touches a socket (see `net` for the event loop).
 
+pub mod logs;
 pub mod node;
 pub mod snapshot;
 pub mod tcp;

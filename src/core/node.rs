@@ -9,6 +9,7 @@
 //! [`Node::handle_store`], and what only the loop can do (open or close a connection) through
 //! [`Node::poll_action`].
 
+use super::logs::{RefusalLog, Refusals};
 use super::tcp::{ConnId, Peering, TcpAction, TcpCore};
 use super::udp::{QueueBounds, RateLimits, UdpCore};
 use super::{Now, Out, PeerOut};
@@ -94,6 +95,8 @@ pub struct Node {
     io: VecDeque<NodeAction>,
     /// Reused buffer of directory-page frames.
     frames: Vec<u8>,
+    /// When the next summary of refusals is due (docs/OPERATIONS.md §6).
+    refusals: RefusalLog,
 }
 
 impl Node {
@@ -105,7 +108,15 @@ impl Node {
             tcp,
             io: VecDeque::new(),
             frames: Vec::new(),
+            refusals: RefusalLog::new(RefusalLog::DEFAULT_EVERY_MS),
         }
+    }
+
+    /// Logs the summary of refusals every `every_ms` instead of every
+    /// [`RefusalLog::DEFAULT_EVERY_MS`] (`serve --log-summary-interval`).
+    pub fn with_summary_every(mut self, every_ms: u64) -> Self {
+        self.refusals = RefusalLog::new(every_ms);
+        self
     }
 
     /// The UDP plane (directory, counters), for status and tests.
@@ -218,18 +229,28 @@ impl Node {
     }
 
     /// Expires clients and remote entries, re-announces, drops aged queued events, sweeps
-    /// rate limits (UDP); hello timeouts, stalled readers, heartbeats and reconnects (TCP).
+    /// rate limits (UDP); hello timeouts, stalled readers, heartbeats and reconnects (TCP);
+    /// logs the summary of refusals when an interval with any has ended.
     pub fn handle_timeout(&mut self, now: Now) {
         self.udp.handle_timeout(now);
         self.tcp.handle_timeout(now.mono_ms);
+        let (udp, tcp) = (&self.udp, &self.tcp);
+        let counts = || Refusals::of(&udp.stats().emitted, tcp.stats().errors);
+        if let Some(summary) = self.refusals.tick(now.mono_ms, counts) {
+            summary.log();
+        }
     }
 
     /// The next monotonic time (ms) at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.udp.poll_timeout(), self.tcp.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.udp.poll_timeout(),
+            self.tcp.poll_timeout(),
+            self.refusals.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Ends a loop turn: routes what each plane has for the other (directory records and
@@ -383,4 +404,47 @@ pub fn node_uid(public_key: &[u8]) -> [u8; 16] {
     let mut uid = [0u8; 16];
     uid.copy_from_slice(&d[..16]);
     uid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::logs::capture;
+    use crate::core::tcp::TcpConfig;
+    use crate::core::udp::UdpConfig;
+
+    /// Malformed datagrams are counted by the UDP plane and summarised by the node once,
+    /// when the interval on its clock ends; an interval without refusals logs nothing.
+    #[test]
+    fn refusals_are_summarised_once_per_interval_on_the_node_clock() {
+        let now = Now {
+            mono_ms: 1_000,
+            unix_s: 1_700_000_000,
+        };
+        let at = |mono_ms| Now { mono_ms, ..now };
+        let udp = UdpCore::new(UdpConfig::default(), [1; 32], now);
+        let tcp = TcpCore::new(TcpConfig::default(), 0, now.mono_ms);
+        let mut node = Node::new(udp, tcp).with_summary_every(5_000);
+        node.handle_timeout(now); // the first interval begins
+        assert!(node.poll_timeout().is_some_and(|t| t <= 6_000));
+        let src: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut replies = 0;
+        for _ in 0..5 {
+            node.handle_datagram(now, src, &[0x02; 32], &mut |_, _| replies += 1);
+        }
+        assert_eq!(replies, 5, "each answered 400");
+        let lines = capture::json_lines(|| {
+            for ms in [5_999, 6_000, 11_000] {
+                node.handle_timeout(at(ms));
+            }
+        });
+        let summaries: Vec<_> = lines
+            .iter()
+            .filter(|v| v["fields"]["message"] == "requests refused in the last interval")
+            .collect();
+        assert_eq!(summaries.len(), 1, "{lines:?}");
+        let f = &summaries[0]["fields"];
+        assert_eq!((&f["bad_request"], &f["total"]), (&5.into(), &5.into()));
+        assert_eq!(f["interval_ms"], 5_000);
+    }
 }

@@ -204,9 +204,10 @@ impl TcpIo {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
                     if self.conns.len() >= self.max_conns + ACCEPT_SPARE {
-                        // Per connection, so at debug (with the address, which the default
-                        // level never logs).
-                        tracing::debug!(%addr, "too many TCP connections; refusing");
+                        // Per connection, so at debug (counted in the summary of refusals
+                        // only when the core answers; these are closed unanswered).
+                        let from = crate::core::logs::ClientAddr(addr);
+                        tracing::debug!(%from, "too many TCP connections; refusing");
                         continue; // dropped: closed
                     }
                     let id = self.next_id;

@@ -51,6 +51,8 @@ fn the_example_lists_every_setting_at_its_default_and_checks_as_the_defaults() {
         "ttl = 75",
         "open-contacts = false",
         "peer = []",
+        "log-addresses = false",
+        "log-summary-interval = 60",
     ] {
         assert!(
             defaults.stdout.iter().any(|l| l.starts_with(key)),

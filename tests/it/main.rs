@@ -46,6 +46,7 @@ mod federation;
 mod flood;
 mod fuzz_smoke;
 mod journal;
+mod logs;
 mod metrics;
 mod nat;
 mod nodelist;

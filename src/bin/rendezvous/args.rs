@@ -242,6 +242,15 @@ pub(crate) struct OpsArgs {
     /// (`info,rendezvous=debug`). Default: RUST_LOG, else info. SIGHUP reloads it.
     #[arg(long, value_parser = parse_log_level)]
     pub(crate) log_level: Option<String>,
+    /// Write client addresses (IP:PORT) in log lines. Off by default: a log line shows a
+    /// client's network only (its /24, or /48 for IPv6) and no port. Peer servers'
+    /// addresses are always logged whole.
+    #[arg(long)]
+    pub(crate) log_addresses: bool,
+    /// Seconds between summaries of refused requests and rate limiting: one log line per
+    /// interval in which anything was refused, with a count per reason (at least 1).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) log_summary_interval: u64,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a PORT alone is 127.0.0.1:PORT;
     /// docs/METRICS.md). Off by default.
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = rendezvous::net::metrics::parse_listen)]

@@ -14,7 +14,7 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// The settings a reload applies (keys of the configuration file); any other setting
 /// changed is logged as waiting for a restart.
-const RELOADABLE: [&str; 14] = [
+const RELOADABLE: [&str; 15] = [
     "peer",
     "allow-peer",
     "no-mesh",
@@ -29,6 +29,7 @@ const RELOADABLE: [&str; 14] = [
     "queue-age",
     "queue-bytes",
     "log-level",
+    "log-addresses",
 ];
 
 /// Changes the log filter of the running subscriber.
@@ -89,6 +90,7 @@ impl Reloader {
                 Err(e) => tracing::error!(error = %e, "cannot change the log level"),
             }
         }
+        rendezvous::core::logs::set_log_addresses(args.ops.log_addresses);
         node.reconfigure(reloadable, now);
         tracing::info!(changed = changes.len(), "configuration reloaded");
     }

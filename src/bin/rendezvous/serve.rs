@@ -31,6 +31,7 @@ const BIND_TRIES: usize = 32;
 /// (`key = value` lines) and `argv` the command line as given, read again on SIGHUP.
 pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) -> Result<ExitCode> {
     let log = init_tracing(a.ops.log_format, a.ops.log_level.as_deref());
+    rendezvous::core::logs::set_log_addresses(a.ops.log_addresses);
     check(&a)?;
     tracing::info!(settings = %settings.join("; "), "effective settings");
     let peering = peering(&a)?;
@@ -57,12 +58,14 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
     let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
     let (ttl, memory_only, metrics_at) = (a.timers.ttl, a.store.memory_only, a.ops.metrics);
     let drain_ms = a.ops.drain_timeout.saturating_mul(1000);
+    let summary_ms = a.ops.log_summary_interval.saturating_mul(1000);
     let data_dir = std::path::absolute(&a.store.data_dir).unwrap_or(a.store.data_dir.clone());
     let cfg = udp_config(a, *node.uid());
     let origin = Instant::now();
     let now = rendezvous::net::now(origin);
     let udp = UdpCore::new(cfg, seed, now);
-    tracing::info!(%local, ttl_s = ttl, keepalive_s = udp.config().advised_keepalive_s(), epoch = udp.boot_epoch(), clock = stored.clock, memory_only, "serving");
+    let (alias, node_uid) = (&udp.config().identity.alias, hex_of(node.uid()));
+    tracing::info!(%local, %alias, %node_uid, ttl_s = ttl, keepalive_s = udp.config().advised_keepalive_s(), epoch = udp.boot_epoch(), clock = stored.clock, memory_only, "serving");
     if tcp_cfg.open_contacts {
         tracing::warn!(
             "--open-contacts: any TCP client can read and write every contact; use it only on a closed network"
@@ -82,7 +85,7 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
     let serve = rendezvous::net::Serve {
         udp: socket,
         tcp: listener,
-        node: Node::new(udp, tcp),
+        node: Node::new(udp, tcp).with_summary_every(summary_ms),
         store: Box::new(move |wake| StoreThread::spawn_observed(store, wake, observe)),
         tls: Some(tls),
         drain_ms,
@@ -96,7 +99,7 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
     };
     notify_ready();
     rendezvous::net::run(serve, origin, control)?;
-    tracing::info!("stopped");
+    tracing::info!(uptime_s = origin.elapsed().as_secs(), "stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -186,6 +189,9 @@ pub(crate) fn check(a: &ServeArgs) -> Result<()> {
     }
     if a.timers.keepalive == 0 {
         bail!("--keepalive must be at least 1 second");
+    }
+    if a.ops.log_summary_interval == 0 {
+        bail!("--log-summary-interval must be at least 1 second");
     }
     if a.alias.len() > 255 {
         bail!("--alias is {} bytes; at most 255", a.alias.len());

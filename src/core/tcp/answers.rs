@@ -119,7 +119,7 @@ impl TcpCore {
             LinkAnswer::Drop(why) => {
                 let peer = self.conns.get(&conn).map(|c| c.addr);
                 tracing::warn!(?peer, why, "closing the link");
-                self.close_link(conn);
+                self.close_link(conn, "an answer it sent was refused");
                 return false;
             }
         }

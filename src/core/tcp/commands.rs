@@ -100,12 +100,13 @@ impl TcpCore {
         let configured = self.cfg.peering.peer_allowed(addr.ip()) && !self.strict_peers();
         let known = self.known_node_ip(addr.ip());
         if !(role == Role::Client || configured || known || proved) {
-            // The address only at debug: logs at the default level carry no client address.
+            // Whoever sent it is no peer of ours: its address is a client's
+            // (`--log-addresses`).
             tracing::warn!(
                 name,
+                from = %crate::core::logs::ClientAddr(addr),
                 "refused a server hello from an address that is not a configured or allowed peer"
             );
-            tracing::debug!(%addr, "the refused server hello came from");
             let detail = "server role is accepted only from configured or allowed peers";
             self.fail(conn, status::FORBIDDEN, 0, detail);
             return false;

@@ -154,6 +154,7 @@ impl TcpCore {
         }
         for conn in overfull {
             tracing::info!(conn, "a peer link is too far behind; dropping it to resync");
+            self.note_conn_closing(conn, "too far behind with the directory");
             self.out.actions.push_back(TcpAction::Close(conn));
         }
     }

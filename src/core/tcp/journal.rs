@@ -109,6 +109,7 @@ impl TcpCore {
                 conn,
                 "a peer link is more than 2 MiB behind; dropping it to resume from its cursor"
             );
+            self.note_conn_closing(conn, "more than 2 MiB behind with the journal");
             self.out.actions.push_back(TcpAction::Close(conn));
         }
     }

@@ -49,6 +49,20 @@ pub(super) struct Link {
     pub(super) learned: bool,
     /// Taken out of the configuration by a reload: closed and not redialled.
     pub(super) retired: bool,
+    /// What its log lines need.
+    pub(super) notes: LinkNotes,
+}
+
+/// What a link's log lines need (docs/OPERATIONS.md §6): why this server is closing it,
+/// and how many connects in a row have failed.
+#[derive(Debug, Default)]
+pub(super) struct LinkNotes {
+    /// Why we are closing the link's connection (`None`: the peer or the network closed
+    /// it).
+    pub(super) closing: Option<&'static str>,
+    /// Connects that failed since the link was last up (the first is a warning, the rest
+    /// debug).
+    pub(super) failures: u32,
 }
 
 impl Link {
@@ -68,6 +82,7 @@ impl Link {
             },
             learned,
             retired: false,
+            notes: LinkNotes::default(),
         }
     }
 }
@@ -123,7 +138,11 @@ impl TcpCore {
             conn,
             next_heartbeat_ms: now_ms + self.cfg.timers.heartbeat_ms,
         };
-        let mut c = Conn::new(link.addr, now_ms, Some(peer));
+        link.notes = LinkNotes::default();
+        let addr = link.addr;
+        let alias = self.located_alias(addr).map(tracing::field::display);
+        tracing::info!(peer = %addr, alias, "peer link up");
+        let mut c = Conn::new(addr, now_ms, Some(peer));
         c.role = Some(Role::Server);
         let mut hello = [0u8; tcp::HELLO_LEN];
         let hello_ok = Hello {
@@ -184,6 +203,7 @@ impl TcpCore {
 
     /// Link `i` went down: redial after the backoff, which doubles up to its maximum.
     pub(super) fn link_down(&mut self, now_ms: u64, i: usize) {
+        self.log_link_down(now_ms, i);
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::AwaitCursor;
             l.dir.push = DirPush::Idle;
@@ -197,8 +217,56 @@ impl TcpCore {
         }
     }
 
-    /// Closes link connection `conn` now: what it still sends is not read.
-    pub(super) fn close_link(&mut self, conn: ConnId) {
+    /// Logs that link `i` went down (a warning, with why and when it is redialled), or
+    /// that connecting to it failed (a warning the first time since it was last up, then
+    /// debug: one line per backoff would flood the log of a server whose peer is gone).
+    fn log_link_down(&mut self, now_ms: u64, i: usize) {
+        let Some(l) = self.links.get_mut(i) else {
+            return;
+        };
+        let closing = l.notes.closing.take();
+        if l.retired {
+            tracing::info!(peer = %l.addr, "peer link closed; not redialled (no longer configured)");
+            return;
+        }
+        let was_up = matches!(l.state, LinkState::Up { .. });
+        if !was_up {
+            l.notes.failures = l.notes.failures.saturating_add(1);
+        }
+        let (addr, failures, retry_in_ms) = (l.addr, l.notes.failures, l.backoff_ms);
+        let up_s = now_ms.saturating_sub(l.up_since_ms) / 1000;
+        let alias = self.located_alias(addr).map(tracing::field::display);
+        if was_up {
+            let reason = closing.unwrap_or("closed by the peer or the network");
+            tracing::warn!(peer = %addr, alias, reason, up_s, retry_in_ms, "peer link down");
+        } else {
+            let reason = closing.unwrap_or("refused, unreachable or timed out");
+            if failures == 1 {
+                tracing::warn!(peer = %addr, alias, reason, retry_in_ms, "cannot connect to a peer; retrying");
+            } else {
+                tracing::debug!(peer = %addr, alias, reason, failures, retry_in_ms, "cannot connect to a peer; retrying");
+            }
+        }
+    }
+
+    /// Notes why this server closes link `i`, for the line [`Self::link_down`] logs.
+    pub(super) fn note_link_closing(&mut self, i: usize, why: &'static str) {
+        if let Some(l) = self.links.get_mut(i) {
+            l.notes.closing = Some(why);
+        }
+    }
+
+    /// Notes why this server closes connection `conn`, when it is a link of ours.
+    pub(super) fn note_conn_closing(&mut self, conn: ConnId, why: &'static str) {
+        if let Some(i) = self.conns.get(&conn).and_then(|c| c.link) {
+            self.note_link_closing(i, why);
+        }
+    }
+
+    /// Closes link connection `conn` now (`why`, for the link-down line): what it still
+    /// sends is not read.
+    pub(super) fn close_link(&mut self, conn: ConnId, why: &'static str) {
+        self.note_conn_closing(conn, why);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.out.close_when_flushed = true;
             c.input.buf.clear();
@@ -229,7 +297,7 @@ impl TcpCore {
                 detail,
                 "a peer's answer was refused; dropping the link"
             );
-            self.close_link(conn);
+            self.close_link(conn, "a record or forward it sent was refused");
         } else {
             self.fail(conn, status, request, detail);
         }
@@ -271,6 +339,7 @@ impl TcpCore {
         let heard = l.last_heartbeat_ms.unwrap_or(0).max(l.up_since_ms);
         if now_ms.saturating_sub(heard) > 4 * self.cfg.timers.heartbeat_ms {
             tracing::warn!(peer = %l.addr, silent_ms = now_ms - heard, "peer answers no heartbeat; dropping the link to redial");
+            self.note_link_closing(i, "no heartbeat answered in 4 intervals");
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.input.refused = true;
             }

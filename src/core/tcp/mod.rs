@@ -253,7 +253,8 @@ impl TcpCore {
         let open = self.gate.opened(addr.ip());
         let local = config::canonical_ip(addr.ip()).is_loopback();
         if open > self.cfg.bounds.max_conns_per_prefix && !local {
-            tracing::debug!(%addr, "too many connections from one address; refused");
+            let from = crate::core::logs::ClientAddr(addr);
+            tracing::debug!(%from, "too many connections from one address; refused");
             let detail = "too many connections from your address";
             self.fail_now(conn, SERVICE_UNAVAILABLE, tcp::REQUEST_HELLO, detail);
         } else {
@@ -360,7 +361,7 @@ impl TcpCore {
         } else if let Some(i) = self.reads.page_reads.remove(&tag) {
             if let Some(LinkState::Up { conn, .. }) = self.links.get(i).map(|l| &l.state) {
                 let conn = *conn;
-                self.close_link(conn);
+                self.close_link(conn, "a store read for it failed");
             }
         }
     }

@@ -75,7 +75,7 @@ impl TcpCore {
         tracing::info!(peer = %l.addr, "peer no longer configured; closing its link");
         l.retired = true;
         match l.state {
-            LinkState::Up { conn, .. } => self.close_link(conn),
+            LinkState::Up { conn, .. } => self.close_link(conn, "no longer configured (reload)"),
             LinkState::Down { .. } => l.state = LinkState::Down { retry_ms: u64::MAX },
             // The loop's answer (connected or failed) finds the link retired.
             LinkState::Connecting => {}

@@ -19,6 +19,7 @@
 use super::config::canonical_ip;
 use super::conn::Transport;
 use super::{ConnId, TcpAction, TcpCore};
+use crate::wire::tcp::nodelist::NodeEntry;
 use std::net::SocketAddr;
 
 impl TcpCore {
@@ -56,6 +57,7 @@ impl TcpCore {
                  publish for it (a man in the middle?); link refused"
             );
             self.out.actions.push_back(TcpAction::Close(conn));
+            self.note_link_closing(peer, "its key is not the one published for its address");
             self.link_down(now_ms, peer);
             return;
         }
@@ -108,8 +110,8 @@ impl TcpCore {
         }
     }
 
-    /// The keys of the servers other than us that the node list locates at `addr`.
-    fn located_keys(&self, addr: SocketAddr) -> impl Iterator<Item = &[u8]> + '_ {
+    /// The servers other than us that the node list locates at `addr`.
+    fn located(&self, addr: SocketAddr) -> impl Iterator<Item = &NodeEntry> + '_ {
         let own = self.cfg.identity.node.as_ref().map(|n| *n.uid());
         let same = move |l: SocketAddr| {
             canonical_ip(l.ip()) == canonical_ip(addr.ip()) && l.port() == addr.port()
@@ -119,7 +121,20 @@ impl TcpCore {
             .iter()
             .filter(move |e| Some(*e.uid()) != own)
             .filter(move |e| e.location().parse::<SocketAddr>().is_ok_and(same))
-            .map(|e| e.public_key())
+    }
+
+    /// The keys of the servers other than us that the node list locates at `addr`.
+    fn located_keys(&self, addr: SocketAddr) -> impl Iterator<Item = &[u8]> + '_ {
+        self.located(addr).map(|e| e.public_key())
+    }
+
+    /// The alias of the server the node list locates at `addr`, for log lines; `None`
+    /// when it locates none there (yet), or one without an alias.
+    pub(super) fn located_alias(&self, addr: SocketAddr) -> Option<&str> {
+        self.located(addr)
+            .next()
+            .map(|e| e.alias())
+            .filter(|a| !a.is_empty())
     }
 
     /// True when the TLS peer on `conn` proved a key our node list publishes for a server

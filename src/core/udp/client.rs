@@ -8,6 +8,7 @@ use super::emit::{self, wire_detail, Refusal, Req};
 use super::queue::QueueError;
 use super::stats::LookupResult;
 use super::{Now, Out, UdpCore};
+use crate::core::logs::ClientAddr;
 use crate::wire::status;
 use crate::wire::tcp::dir::ForwardBody;
 use crate::wire::udp::root::MAX_DATAGRAM;
@@ -82,8 +83,10 @@ impl UdpCore {
         if let Some(other) = self.directory.at(&req.src).filter(|o| *o != a.fp) {
             self.go_offline(now, other);
         }
+        let new = self.directory.client(&a.fp).is_none();
         let news = self.directory.register(now, a.fp, a.key, req.src, root);
         self.counters.registrations += 1;
+        tracing::debug!(fingerprint = %a.fp, addr = %ClientAddr(req.src), new, "client registered");
         if news {
             if let Some(rec) = self.directory.announce(now, a.fp) {
                 self.federation.push_record(&rec);
@@ -167,16 +170,19 @@ impl UdpCore {
             self.emitter
                 .send(out, now.unix_s, addr, shift, &event, MAX_DATAGRAM);
             self.counters.relayed += 1;
+            tracing::debug!(from = %from, to = %dest, bytes = cost, "event relayed");
         } else if self.directory.remote().contains(&dest) {
             // Homed elsewhere: its NAT mapping is open to its home server only.
             self.admission.record(from, ts, digest);
             self.federation
                 .forward(dest, from, ForwardBody::Relay(relay.event));
+            tracing::debug!(from = %from, to = %dest, bytes = cost, "event forwarded to the recipient's home server");
         } else {
             match self.queues.push(dest, from, relay.event, now.mono_ms) {
                 Ok(()) => {
                     self.admission.record(from, ts, digest);
                     self.counters.queued += 1;
+                    tracing::debug!(from = %from, to = %dest, bytes = cost, "event queued for an offline recipient");
                 }
                 Err(e) => self.emitter.reject(out, req, queue_refusal(e)),
             }
@@ -220,6 +226,7 @@ impl UdpCore {
             (LookupStatus::Unknown, _) => LookupResult::Unknown,
         };
         self.counters.lookup.results[result as usize] += 1;
+        tracing::debug!(asker = %asker, target = %target, result = %result.label(), "lookup answered");
         if target == asker || found.punch == PunchVia::Nowhere {
             return;
         }
@@ -237,6 +244,7 @@ impl UdpCore {
                     .send(out, now.unix_s, addr, shift, &punch, MAX_DATAGRAM)
                 {
                     self.counters.lookup.punches_sent += 1;
+                    tracing::debug!(asker = %asker, target = %target, via = %"direct", "punch request sent");
                 }
             }
             // The target's NAT mapping is open to its home server only: the punch request
@@ -245,6 +253,7 @@ impl UdpCore {
                 self.counters.lookup.punches_forwarded += 1;
                 self.federation
                     .forward(target, asker, ForwardBody::Punch(req.src));
+                tracing::debug!(asker = %asker, target = %target, via = %"home", "punch request forwarded to the target's home server");
             }
             PunchVia::Nowhere => {}
         }

@@ -6,6 +6,7 @@
 
 use super::stats::EmitStats;
 use super::Out;
+use crate::core::logs::ClientAddr;
 use crate::wire::name::cut_utf8;
 use crate::wire::stun::Response as StunResponse;
 use crate::wire::udp::root::{MAX_DATAGRAM, PARAM_FROM_SERVER};
@@ -192,6 +193,9 @@ impl Emitter {
         // error's bytes then never depend on the clock.
         if self.send(out, 0, req.src, req.shift, &reply, req.limit) {
             self.stats.count_error(code);
+            // Per packet, so at trace only; the summary of refusals is logged per interval
+            // (`core::logs`).
+            tracing::trace!(status = code, request = req.ty, detail, src = %ClientAddr(req.src), "request refused");
         }
     }
 }

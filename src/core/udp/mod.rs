@@ -339,6 +339,7 @@ impl UdpCore {
     pub fn handle_timeout(&mut self, now: Now) {
         while let Some((fp, c)) = self.directory.pop_expired(now) {
             self.counters.expired += 1;
+            tracing::debug!(fingerprint = %fp, "client expired: no keepalive within the TTL");
             self.federation
                 .push_record(&c.record(now, fp, RecordBody::Expiry));
         }
