@@ -185,16 +185,15 @@ impl EventLoop {
         Ok(quiet)
     }
 
-    /// The drain (docs/PROTOCOL.md §7, "Signals"): no new connection is accepted, peers
-    /// are told, and turns go on until nothing is in flight and every reply is sent, or
-    /// `drain_ms` passed.
+    /// The drain (docs/PROTOCOL.md §7, "Signals"): peers are told, new connections are
+    /// still accepted but their hellos refused (503 `draining`, by the node), and turns go
+    /// on until nothing is in flight and every reply is sent, or `drain_ms` passed.
     fn drain(&mut self, origin: Instant, drain_ms: u64) -> io::Result<()> {
         let start = now(origin);
         tracing::info!(
             bound_ms = drain_ms,
-            "draining: no new connections, finishing what is in flight"
+            "draining: new connections refused, finishing what is in flight"
         );
-        self.tcp.stop_accepting(self.poll.registry());
         self.node.begin_drain(start);
         loop {
             // A look at the sockets without waiting, and a turn: bytes already sent to us

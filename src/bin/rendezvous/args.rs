@@ -69,8 +69,11 @@ pub(crate) enum Cmd {
     /// Contacts on the TCP plane (client role).
     #[command(subcommand)]
     Contacts(ContactsCmd),
-    /// Print a server's status: name, Lamport clock, contacts and directory with their
-    /// SHA-512 digests, and each peer link (state, last heartbeat, the peer's clock).
+    /// Print a server's status: name, health, Lamport clock, contacts and directory with
+    /// their SHA-512 digests, and each peer link (state, last heartbeat, the peer's clock).
+    ///
+    /// A health check by its exit status: 0 when the server serves, 3 when it is draining
+    /// (stopping), 1 when it cannot be reached or does not answer.
     Status {
         /// Server address, HOST:PORT.
         #[arg(long)]
