@@ -14,7 +14,7 @@ mod serve;
 #[cfg(feature = "tools")]
 mod tools;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use args::{Cli, Cmd, ConfigCmd};
 use clap::{CommandFactory, FromArgMatches};
 use std::io::Write;
@@ -102,11 +102,20 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A server address, HOST:PORT, resolved (the first address).
+/// A server address, HOST:PORT, resolved (the first address, as the resolver orders them).
 fn resolve(server: &str) -> Result<SocketAddr> {
-    server
+    Ok(resolve_all("server address", server)?[0])
+}
+
+/// `what` (a flag's or an argument's name), HOST:PORT, resolved: every address, in the
+/// resolver's order (getaddrinfo(3)), at least one.
+fn resolve_all(what: &str, text: &str) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve server address {server:?} (want HOST:PORT)"))?
-        .next()
-        .with_context(|| format!("server address {server:?} resolves to nothing"))
+        .with_context(|| format!("cannot resolve {what} {text:?} (want HOST:PORT)"))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("{what} {text:?} resolves to nothing");
+    }
+    Ok(addrs)
 }
