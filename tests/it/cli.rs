@@ -1,6 +1,7 @@
-//! The command line of the real binary (docs/PROTOCOL.md §7): `serve` values refused as
-//! they are parsed, from a flag, the configuration file or a `RENDEZVOUS_*` variable alike;
-//! host names for `--listen`, as for `--peer`.
+//! The command line of the real binary (docs/PROTOCOL.md §7): exit statuses (0 success, 1
+//! failure, 2 usage error), as `--help` and the man page list them; `serve` values refused
+//! as they are parsed, from a flag, the configuration file or a `RENDEZVOUS_*` variable
+//! alike; host names for `--listen`, as for `--peer`.
 
 use crate::common::{bin, run, status_field, Finished, Server};
 use std::ffi::OsStr;
@@ -12,6 +13,40 @@ fn rendezvous<S: AsRef<OsStr>>(args: &[S]) -> Finished {
     let mut cmd = bin();
     cmd.args(args);
     run("rendezvous", cmd, T)
+}
+
+#[test]
+fn usage_errors_exit_2_failures_exit_1_as_help_and_the_man_page_say() {
+    for args in [
+        &["serve", "--no-such-flag"][..],
+        &["frobnicate"],
+        &["status"],
+        &["serve", "--ttl", "soon"],
+    ] {
+        let done = rendezvous(args);
+        assert_eq!(done.status.code(), Some(2), "{args:?}: {done:?}");
+        assert!(done.stderr[0].starts_with("error: "), "{done:?}");
+    }
+    let missing = tempfile::tempdir().unwrap().path().join("nothing");
+    let done = rendezvous(&[OsStr::new("identity"), OsStr::new("show"), missing.as_ref()]);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(done.stderr[0].starts_with("error: "), "{done:?}");
+    let help = rendezvous(&["--help"]);
+    help.assert_success("--help");
+    let help = help.stdout.join("\n");
+    for line in [
+        "Exit status:",
+        "  1  the command failed",
+        "  2  usage error",
+        "  3  status",
+    ] {
+        assert!(help.contains(line), "{line:?} in {help}");
+    }
+    let man = rendezvous(&["man"]);
+    man.assert_success("man");
+    let man = man.stdout.join("\n");
+    assert!(man.contains(".SH \"EXIT STATUS\"\n.TP\n0\n"), "{man}");
+    assert!(man.contains(".TP\n2\n\\&usage error"), "{man}");
 }
 
 /// `serve` flags and values it refuses as it parses them, and what the refusal names.

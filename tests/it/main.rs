@@ -12,7 +12,7 @@
 //! - TLS on the TCP plane, the core's decisions and the binary: `tls`;
 //! - STUN on the UDP port, the core and the real binary against the distribution's STUN
 //!   clients: `stun`;
-//! - the real binary on loopback: `cli` (values refused as parsed),
+//! - the real binary on loopback: `cli` (exit statuses, values refused as parsed),
 //!   `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
 //!   `rejoin`, `metrics` (`serve --metrics` scraped, and checked with promtool),
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;

@@ -14,12 +14,21 @@ use std::path::PathBuf;
 /// the UDP plane and the TCP plane.
 const DEFAULT_LISTEN: &str = "[::]:4747";
 
+/// The exit statuses of every command (docs/PROTOCOL.md §7), shown after `--help` and as
+/// the man page's EXIT STATUS section: a heading line, then one `  N  meaning` line each.
+pub(crate) const EXIT_STATUS: &str = "Exit status:
+  0  success (status: the server serves)
+  1  the command failed, with `error: MESSAGE` on stderr (status: the server cannot be reached or does not answer)
+  2  usage error: an unknown flag or command, a missing, malformed or out-of-range value
+  3  status: the server is draining (it is stopping)";
+
 // `rendezvous` and its subcommands.
 #[derive(Parser)]
 #[command(
     name = "rendezvous",
     version,
-    about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay"
+    about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay",
+    after_help = EXIT_STATUS
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]

@@ -51,8 +51,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }),
-        Cmd::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
+        Cmd::Man => man(&mut std::io::stdout().lock())
             .map(|()| ExitCode::SUCCESS)
             .context("cannot write the man page"),
         Cmd::Config(ConfigCmd::Example) => {
@@ -88,6 +87,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `rendezvous man`: the man page clap_mangen makes of the commands, with an EXIT STATUS
+/// section from [`args::EXIT_STATUS`] in place of clap_mangen's EXTRA one.
+fn man(out: &mut dyn Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(Cli::command());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    writeln!(out, ".SH \"EXIT STATUS\"")?;
+    for line in args::EXIT_STATUS.lines().skip(1) {
+        let (code, meaning) = line.trim().split_once("  ").unwrap_or(("", line));
+        // `\&` first: a line starting with `.` or `'` would be a roff request.
+        writeln!(out, ".TP\n{code}\n\\&{meaning}")?;
+    }
+    man.render_version_section(out)
 }
 
 /// Prints one line on stdout and flushes it (scripts and tests read lines as they come).
