@@ -19,7 +19,7 @@ const DEFAULT_LISTEN: &str = "[::]:4747";
 pub(crate) const EXIT_STATUS: &str = "Exit status:
   0  success (status: the server serves)
   1  the command failed, with `error: MESSAGE` on stderr (status: the server cannot be reached or does not answer)
-  2  usage error: an unknown flag or command, a missing, malformed or out-of-range value
+  2  usage error: an unknown flag or command, a missing or malformed value, a serve value out of range
   3  status: the server is draining (it is stopping)";
 
 // `rendezvous` and its subcommands.
