@@ -15,6 +15,24 @@ use std::time::Duration;
 /// One contact as listed: `(username, contact, phone)`.
 pub type Listed = (String, String, String);
 
+/// What a Status request got (docs/PROTOCOL.md §8.5, §8.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusAnswer {
+    /// The status text: UTF-8 `key=value` lines, `\n`-terminated.
+    Text(String),
+    /// A status frame instead, after which the server closes the connection: it refused
+    /// the hello (`request` 0; 503 [`tcp::DETAIL_DRAINING`] while it drains) or the
+    /// request.
+    Refused {
+        /// The status code (400, 403, 503, ...).
+        status: u16,
+        /// The command byte refused: 0 for the hello, 6 for the Status request.
+        request: u8,
+        /// The server's detail, UTF-8, at most 255 bytes.
+        detail: String,
+    },
+}
+
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -333,9 +351,30 @@ impl ContactsClient {
     /// # Errors
     /// Read errors; `InvalidData` for a malformed answer (or a refusal).
     pub fn status(&mut self) -> io::Result<String> {
+        match self.status_answer()? {
+            StatusAnswer::Text(text) => Ok(text),
+            StatusAnswer::Refused { status, detail, .. } => {
+                Err(bad(format!("the server refused Status: {status} {detail}")))
+            }
+        }
+    }
+
+    /// As [`Self::status`], with a refusal (a status frame) as a value rather than an
+    /// error, so a caller can tell a draining server (503 [`tcp::DETAIL_DRAINING`]) from
+    /// one it cannot reach.
+    ///
+    /// # Errors
+    /// Read errors (the server closed without a status frame, or did not answer in the
+    /// connection's timeout); `InvalidData` for bytes that are no answer.
+    pub fn status_answer(&mut self) -> io::Result<StatusAnswer> {
         self.ask(ClientCommand::Status)?;
         self.next_piece(|p| match p.piece {
-            AnswerPiece::StatusText(text) => Ok(text.to_string()),
+            AnswerPiece::StatusText(text) => Ok(StatusAnswer::Text(text.to_string())),
+            AnswerPiece::Status(f) => Ok(StatusAnswer::Refused {
+                status: f.status,
+                request: f.request,
+                detail: f.detail.to_string(),
+            }),
             piece => Err(unexpected("Status", &piece)),
         })?
     }

@@ -130,7 +130,8 @@ impl Node {
     }
 
     /// Begins a drain (docs/PROTOCOL.md §7, "Signals"): peers are told at once that this
-    /// server is draining (HeartBeat health 3); everything else goes on.
+    /// server is draining (HeartBeat health 3), new hellos are refused (503 `draining`);
+    /// everything else goes on ([`TcpCore::begin_drain`]).
     pub fn begin_drain(&mut self, now: Now) {
         self.tcp.begin_drain(now.mono_ms);
     }

@@ -20,6 +20,8 @@ pub struct NodeSnapshot {
     pub tcp: TcpStats,
     /// The TCP plane's clock, journal head, connections and links.
     pub tcp_gauges: TcpGauges,
+    /// A drain began (docs/PROTOCOL.md §7, "Signals"): the server is stopping.
+    pub draining: bool,
 }
 
 impl Node {
@@ -32,6 +34,7 @@ impl Node {
             remote_clients: self.udp().remote_online() as u64,
             tcp: self.tcp().stats().clone(),
             tcp_gauges: self.tcp().gauges(),
+            draining: self.tcp().draining(),
         }
     }
 }

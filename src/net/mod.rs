@@ -192,28 +192,30 @@ impl EventLoop {
         self.turn(now(origin))
     }
 
-    /// Polls without waiting and runs one turn; true when no socket had anything.
+    /// Polls without waiting and runs one turn; true when no TCP socket had anything and
+    /// the UDP socket's backlog was read. Datagrams arriving all the time (a busy server)
+    /// do not count: each turn answers those it read, and none is work in flight.
     fn poll_now_and_turn(&mut self, origin: Instant) -> io::Result<bool> {
         match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(e) => return Err(e),
         }
-        let quiet = self.events.is_empty() && !self.more_to_read;
+        let tcp_events = self.events.iter().any(|ev| ev.token() != UDP);
+        let quiet = !tcp_events && !self.more_to_read;
         self.turn(now(origin))?;
         Ok(quiet)
     }
 
-    /// The drain (docs/PROTOCOL.md §7, "Signals"): no new connection is accepted, peers
-    /// are told, and turns go on until nothing is in flight and every reply is sent, or
-    /// `drain_ms` passed.
+    /// The drain (docs/PROTOCOL.md §7, "Signals"): peers are told, new connections are
+    /// still accepted but their hellos refused (503 `draining`, by the node), and turns go
+    /// on until nothing is in flight and every reply is sent, or `drain_ms` passed.
     fn drain(&mut self, origin: Instant, drain_ms: u64) -> io::Result<()> {
         let start = now(origin);
         tracing::info!(
             bound_ms = drain_ms,
-            "draining: no new connections, finishing what is in flight"
+            "draining: new connections refused, finishing what is in flight"
         );
-        self.tcp.stop_accepting(self.poll.registry());
         self.node.begin_drain(start);
         loop {
             // A look at the sockets without waiting, and a turn: bytes already sent to us

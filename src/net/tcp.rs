@@ -153,12 +153,6 @@ impl TcpIo {
         self.max_conns
     }
 
-    /// Stops accepting connections: the listener leaves the poll (a drain,
-    /// docs/PROTOCOL.md §7).
-    pub fn stop_accepting(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.listener);
-    }
-
     /// Handles one readiness event for a TCP token.
     pub fn on_event(
         &mut self,

@@ -3,8 +3,9 @@
 //! moving (registrations, lookups by result, the store latency histogram, process
 //! metrics); `promtool check metrics` accepts a scrape (skipped only when promtool is
 //! missing and `CI` is not `true`); Prometheus' OpenMetrics `Accept` gets OpenMetrics;
-//! anything but `GET /metrics` is 404. Waits are events with deadlines: a scrape is
-//! repeated until the loop's published counters show what the test did.
+//! anything but `GET /metrics` and `GET /healthz` is 404; `/healthz` is 200 `ok` while the
+//! server serves and 503 `draining` once a drain begins. Waits are events with deadlines:
+//! a scrape is repeated until the loop's published counters show what the test did.
 
 use crate::common;
 
@@ -51,19 +52,35 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// Scrapes until `done` holds for the body (the loop publishes its counters a few times a
-/// second), or panics at the deadline with the last scrape.
-fn scrape_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+/// Asks `GET target` until `done` holds for the status line and the body (the loop
+/// publishes its counters a few times a second), or panics at the deadline with the last
+/// answer; returns its body.
+fn ask_until(
+    addr: SocketAddr,
+    target: &str,
+    what: &str,
+    done: impl Fn(&str, &str) -> bool,
+) -> String {
     let deadline = Instant::now() + T;
     loop {
-        let (status, _, body) = http(addr, "/metrics", "");
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        if done(&body) {
+        let (status, _, body) = http(addr, target, "");
+        if done(&status, &body) {
             return body;
         }
-        assert!(Instant::now() < deadline, "no {what} within {T:?}:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {T:?}: {status}\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Scrapes `/metrics` (each answer 200) until `done` holds for the body.
+fn scrape_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    ask_until(addr, "/metrics", what, |status, body| {
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        done(body)
+    })
 }
 
 /// `promtool check metrics` on `text`: must pass; skipped (with a note) only when promtool
@@ -211,4 +228,36 @@ fn a_port_alone_serves_metrics_on_loopback_and_none_by_default() {
         "{out:?}"
     );
     assert!(!out.iter().any(|l| l.starts_with("metrics")), "{out:?}");
+}
+
+#[test]
+fn healthz_is_ok_while_serving_and_503_draining_once_a_drain_begins() {
+    use crate::common::drain::{signal, stuck_reader};
+    let args = ["--metrics", "0", "--open-contacts", "--drain-timeout", "60"];
+    let mut server = Server::start(&args);
+    let at = metrics_addr(&mut server);
+    // Serving once the loop has turned (503 `starting` only before its first turn).
+    let body = ask_until(at, "/healthz", "200 ok", |s, _| s == "HTTP/1.1 200 OK");
+    assert_eq!(body, "ok\n");
+    let (_, headers, _) = http(at, "/healthz", "");
+    assert!(headers.contains("Content-Type: text/plain"), "{headers}");
+    // Draining: a reader that never reads holds the drain open.
+    let _stuck = stuck_reader(&server);
+    signal(&server, rustix::process::Signal::TERM);
+    let body = ask_until(at, "/healthz", "503 draining", |s, _| {
+        s == "HTTP/1.1 503 Service Unavailable"
+    });
+    assert_eq!(body, "draining\n");
+    // Still scraped while it drains; still 404 for anything else.
+    let (status, _, body) = http(at, "/metrics", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("rendezvous_registrations_total "), "{body}");
+    assert_eq!(http(at, "/health", "").0, "HTTP/1.1 404 Not Found");
+    assert!(
+        server.proc.wait_exit(Duration::ZERO).is_none(),
+        "still draining"
+    );
+    signal(&server, rustix::process::Signal::INT);
+    let code = server.proc.wait_exit(T).expect("exits").code();
+    assert_eq!(code, Some(130));
 }

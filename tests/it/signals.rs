@@ -1,48 +1,14 @@
 //! Stopping the real binary (docs/PROTOCOL.md §7, "Signals"): SIGTERM or SIGINT drains
-//! (no new connections, peers told, writes in flight made durable and answered) and exits
-//! 0 within `--drain-timeout`; a second signal stops at once.
+//! (new hellos refused with 503 `draining`, peers told, writes in flight made durable and
+//! answered) and exits 0 within `--drain-timeout`; a second signal stops at once.
+//! `rendezvous status` is a health check: 0 serving, 3 draining, 1 unreachable.
 
-use crate::common::{bin, Server};
+use crate::common::drain::{client, signal, status_code, status_frame, stuck_reader, update};
+use crate::common::{bin, free_port, run, status_field, Finished, Server};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
-
-fn signal(server: &Server, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(server.pid() as i32).expect("a pid");
-    rustix::process::kill_process(pid, sig).expect("signal the server");
-}
-
-/// A client-role hello, on the open contacts plane.
-fn client(server: &Server) -> TcpStream {
-    let mut s = TcpStream::connect(server.addr).expect("connect");
-    s.set_read_timeout(Some(T)).unwrap();
-    let mut hello = vec![2u8];
-    hello.resize(257, 0);
-    s.write_all(&hello).unwrap();
-    s
-}
-
-fn update(i: u32) -> Vec<u8> {
-    let mut v = vec![1u8; 533];
-    v[1..].fill(0);
-    let (u, c) = (b"drainer".as_slice(), format!("c{i}"));
-    v[1..1 + u.len()].copy_from_slice(u);
-    v[257..257 + c.len()].copy_from_slice(c.as_bytes());
-    v[513..514].copy_from_slice(b"1");
-    v
-}
-
-/// Reads a status frame's code.
-fn status_code(s: &mut TcpStream) -> u16 {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).expect("a status frame");
-    assert_eq!(head[0], 7, "{head:02x?}");
-    let mut detail = vec![0u8; usize::from(head[4])];
-    s.read_exact(&mut detail).unwrap();
-    u16::from_be_bytes([head[1], head[2]])
-}
 
 /// True once a stderr line of `server` contains `needle` (read by its own thread, which
 /// may still be behind the exit); false after `T`.
@@ -113,20 +79,6 @@ fn sigterm_makes_writes_in_flight_durable_answers_them_and_exits_0() {
     assert!(st.stdout.iter().any(|l| l == "contacts=2000"), "{st:?}");
 }
 
-/// A client that asks for every contact and never reads: the drain cannot finish.
-fn stuck_reader(server: &Server) -> TcpStream {
-    let mut c = client(server);
-    let mut bytes = Vec::new();
-    for i in 0..20_000 {
-        bytes.extend(update(i));
-    }
-    bytes.push(5);
-    c.write_all(&bytes).unwrap();
-    assert_eq!(status_code(&mut c), 200, "20,000 contacts written");
-    c.write_all(&[2]).unwrap(); // ListAll, about 10.7 MB, never read
-    c
-}
-
 #[test]
 fn the_drain_is_bounded_and_a_second_signal_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,4 +107,68 @@ fn the_drain_is_bounded_and_a_second_signal_stops_at_once() {
         "figure: second signal during a 60 s drain: exit 130 in {:.2?}",
         t0.elapsed()
     );
+}
+
+/// `rendezvous status --server SERVER [--tls]`, run to its end.
+fn status(server: &str, tls: bool) -> Finished {
+    let mut cmd = bin();
+    cmd.args(["status", "--server", server]);
+    if tls {
+        cmd.arg("--tls");
+    }
+    run("status", cmd, T)
+}
+
+#[test]
+fn status_exits_0_serving_3_draining_and_1_unreachable() {
+    // Unreachable: nothing listens on the port.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let done = status(&nobody, false);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(
+        done.stderr.join("\n").contains("cannot connect"),
+        "{done:?}"
+    );
+    // Serving: 0, and the answer says so.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &["--drain-timeout", "60"]);
+    let addr = server.addr.to_string();
+    for tls in [false, true] {
+        let done = status(&addr, tls);
+        assert_eq!(done.status.code(), Some(0), "tls {tls}: {done:?}");
+        assert_eq!(status_field(&done.stdout, "health"), "ok");
+    }
+    // Draining: a reader that never reads holds the drain open; one more connection is
+    // admitted before it begins.
+    let _stuck = stuck_reader(&server);
+    let mut admitted = client(&server);
+    admitted.write_all(&[5]).unwrap();
+    assert_eq!(status_code(&mut admitted), 200, "admitted before the drain");
+    signal(&server, rustix::process::Signal::TERM);
+    server
+        .proc
+        .expect_stderr("the drain began", T, |l| l.contains("draining"));
+    // A new hello is refused at once, on the wire and to `status`, with TLS or without.
+    let mut late = client(&server);
+    assert_eq!(status_frame(&mut late), (503, "draining".to_string()));
+    for tls in [false, true] {
+        let done = status(&addr, tls);
+        assert_eq!(done.status.code(), Some(3), "tls {tls}: {done:?}");
+        assert!(done.stdout.is_empty(), "{done:?}");
+        assert!(done.stderr.join("\n").contains("draining"), "{done:?}");
+    }
+    // The connection admitted before the drain is still answered: health=draining.
+    admitted.write_all(&[6]).unwrap();
+    let mut head = [0u8; 5];
+    admitted.read_exact(&mut head).expect("a status answer");
+    assert_eq!(head[0], 6, "{head:02x?}");
+    let mut text = vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize];
+    admitted.read_exact(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.lines().any(|l| l == "health=draining"), "{text}");
+    // The server is still there, draining, until a second signal.
+    assert!(server.proc.wait_exit(Duration::ZERO).is_none());
+    signal(&server, rustix::process::Signal::INT);
+    let code = server.proc.wait_exit(T).expect("exits").code();
+    assert_eq!(code, Some(130));
 }

@@ -7,18 +7,28 @@
 #[cfg(feature = "tools")]
 use crate::tools::{BenchArgs, DecodeArgs, ReplayArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-/// Default port, shared by the UDP plane and the TCP plane.
-const DEFAULT_PORT: u16 = 4747;
+/// Default `--listen`: every interface, IPv4 and IPv6 (dual stack), port 4747, shared by
+/// the UDP plane and the TCP plane.
+const DEFAULT_LISTEN: &str = "[::]:4747";
+
+/// The exit statuses of every command (docs/PROTOCOL.md §7), shown after `--help` and as
+/// the man page's EXIT STATUS section: a heading line, then one `  N  meaning` line each.
+pub(crate) const EXIT_STATUS: &str = "Exit status:
+  0  success (status: the server serves)
+  1  the command failed, with `error: MESSAGE` on stderr (status: the server cannot be reached or does not answer)
+  2  usage error: an unknown flag or command, a missing or malformed value, a serve value out of range
+  3  status: the server is draining (it is stopping)";
 
 // `rendezvous` and its subcommands.
 #[derive(Parser)]
 #[command(
     name = "rendezvous",
     version,
-    about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay"
+    about = "Rendezvous server for peer-to-peer apps: fingerprint -> public address, keepalives, lookups, hole punching, relay",
+    after_help = EXIT_STATUS
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -69,8 +79,11 @@ pub(crate) enum Cmd {
     /// Contacts on the TCP plane (client role).
     #[command(subcommand)]
     Contacts(ContactsCmd),
-    /// Print a server's status: name, Lamport clock, contacts and directory with their
-    /// SHA-512 digests, and each peer link (state, last heartbeat, the peer's clock).
+    /// Print a server's status: name, health, Lamport clock, contacts and directory with
+    /// their SHA-512 digests, and each peer link (state, last heartbeat, the peer's clock).
+    ///
+    /// A health check by its exit status: 0 when the server serves, 3 when it is draining
+    /// (stopping), 1 when it cannot be reached or does not answer.
     Status {
         /// Server address, HOST:PORT.
         #[arg(long)]
@@ -181,9 +194,10 @@ pub(crate) struct ServeArgs {
     // The configuration file, operations.
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
-    /// Address and port to listen on (UDP).
-    #[arg(long, default_value_t = SocketAddr::from(([0u16; 8], DEFAULT_PORT)))]
-    pub(crate) listen: SocketAddr,
+    /// Address and port to listen on, UDP and TCP: ADDR:PORT or HOST:PORT. A host name is
+    /// resolved at start and the first of its addresses that exists on this host is bound.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_LISTEN, value_parser = listen_at)]
+    pub(crate) listen: String,
     // Where durable state goes.
     #[command(flatten)]
     pub(crate) store: StoreArgs,
@@ -201,17 +215,17 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) open_contacts: bool,
     /// Where other servers reach this one, HOST:PORT, published in the node list
-    /// (default: --listen, unless it is a wildcard address).
-    #[arg(long)]
+    /// (default: --listen, unless it is a wildcard address). At most 255 bytes.
+    #[arg(long, value_name = "HOST:PORT", value_parser = announce_at)]
     pub(crate) announce: Option<String>,
     // TTL and keepalive.
     #[command(flatten)]
     pub(crate) timers: TimerArgs,
     /// This server's alias, sent as the home server in lookup answers (<= 255 bytes).
-    #[arg(long, default_value = "rendezvous")]
+    #[arg(long, default_value = "rendezvous", value_parser = alias_text)]
     pub(crate) alias: String,
     /// Freshness window for signed packets, seconds either side of the server's clock.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = at_least_one::<u64>)]
     pub(crate) freshness: u64,
     // The directory's bound and the rate limits.
     #[command(flatten)]
@@ -249,7 +263,7 @@ pub(crate) struct OpsArgs {
     pub(crate) log_addresses: bool,
     /// Seconds between summaries of refused requests and rate limiting: one log line per
     /// interval in which anything was refused, with a count per reason (at least 1).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = at_least_one::<u64>)]
     pub(crate) log_summary_interval: u64,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a PORT alone is 127.0.0.1:PORT;
     /// docs/METRICS.md). Off by default.
@@ -294,7 +308,7 @@ pub(crate) struct StoreArgs {
 pub(crate) struct PeeringArgs {
     /// A peer server to federate with, HOST:PORT (repeatable): connected to as role 1,
     /// with heartbeats and reconnects; it may also connect to us.
-    #[arg(long)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = peer_at)]
     pub(crate) peer: Vec<String>,
     /// A network whose hosts may connect as servers (role 1), CIDR (repeatable); a new
     /// server's node key is learned on its first contact. Servers in the node list may
@@ -320,10 +334,10 @@ pub(crate) struct PeeringArgs {
 #[derive(Args)]
 pub(crate) struct TimerArgs {
     /// Seconds without a keepalive after which a client is offline.
-    #[arg(long, default_value_t = 75)]
+    #[arg(long, default_value_t = 75, value_parser = at_least_one::<u64>)]
     pub(crate) ttl: u64,
     /// Keepalive interval advised to clients, seconds (at most a third of --ttl).
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, value_parser = at_least_one::<u16>)]
     pub(crate) keepalive: u16,
 }
 
@@ -331,20 +345,21 @@ pub(crate) struct TimerArgs {
 #[derive(Args)]
 pub(crate) struct LimitArgs {
     /// Most clients online at once.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one::<usize>)]
     pub(crate) max_clients: usize,
     /// Registrations per second per source /24 or /64, and 4 times that per IPv6 /48
     /// (loopback is exempt).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one::<u32>)]
     pub(crate) register_rate: u32,
     /// Lookup answer bytes per second per source IP (loopback is exempt).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = at_least_one::<u32>)]
     pub(crate) lookup_bytes: u32,
     /// Relayed event bytes per second to one recipient, all senders together; burst twice
     /// that (senders on loopback are exempt).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = at_least_one::<u32>)]
     pub(crate) relay_bytes: u32,
-    /// At most one punch request per (asker, target) pair per this many milliseconds.
+    /// At most one punch request per (asker, target) pair per this many milliseconds (0:
+    /// one per lookup).
     #[arg(long, default_value_t = 1000)]
     pub(crate) punch_interval_ms: u64,
 }
@@ -353,16 +368,16 @@ pub(crate) struct LimitArgs {
 #[derive(Args)]
 pub(crate) struct QueueArgs {
     /// Most events queued for one offline recipient.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one::<usize>)]
     pub(crate) queue_depth: usize,
     /// Most events one sender may have queued for offline recipients.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one::<usize>)]
     pub(crate) queue_per_sender: usize,
     /// Seconds a queued event waits before it is dropped.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, value_parser = at_least_one::<u64>)]
     pub(crate) queue_age: u64,
     /// Total bytes of queued events, all recipients together.
-    #[arg(long, default_value_t = 16 << 20)]
+    #[arg(long, default_value_t = 16 << 20, value_parser = at_least_one::<usize>)]
     pub(crate) queue_bytes: usize,
 }
 
@@ -412,4 +427,75 @@ pub(crate) struct Conn {
     /// Local address to bind (default: any, ephemeral port).
     #[arg(long)]
     pub(crate) bind: Option<SocketAddr>,
+}
+
+// Values checked as they are parsed, so a bad one is refused the same way from a flag, the
+// configuration file or a RENDEZVOUS_* variable (config.rs parses those with this parser;
+// docs/PROTOCOL.md §7). The messages follow clap's `invalid value 'V' for '--FLAG'`.
+
+/// A count, rate, size or time of at least 1: `0` would make the server refuse everything
+/// or forget at once (`--max-clients`, `--ttl`, `--register-rate`, ...).
+fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError> + From<u8> + PartialOrd,
+{
+    let n: T = s.parse().map_err(|e| format!("{e}"))?;
+    if n < T::from(1) {
+        return Err("0 is not allowed here: at least 1".to_string());
+    }
+    Ok(n)
+}
+
+/// `--listen`: `HOST:PORT`, port 0 allowed (the kernel picks one).
+fn listen_at(s: &str) -> Result<String, String> {
+    host_port(s, true)
+}
+
+/// `--peer`: `HOST:PORT` with a port other than 0.
+fn peer_at(s: &str) -> Result<String, String> {
+    host_port(s, false)
+}
+
+/// `--announce`: `HOST:PORT` with a port other than 0, at most 255 bytes (the `location`
+/// of a node-list entry, docs/PROTOCOL.md §8.15).
+fn announce_at(s: &str) -> Result<String, String> {
+    if s.len() > 255 {
+        return Err(format!("{} bytes; at most 255", s.len()));
+    }
+    host_port(s, false)
+}
+
+/// `--alias`: at most 255 bytes (the home alias of lookup answers, docs/PROTOCOL.md §3).
+fn alias_text(s: &str) -> Result<String, String> {
+    if s.len() > 255 {
+        return Err(format!("{} bytes; at most 255", s.len()));
+    }
+    Ok(s.to_string())
+}
+
+/// `HOST:PORT` as text, checked for its shape only (resolved when `serve` starts): HOST a
+/// host name (letters, digits, `-`, `.`, `_`), an IPv4 address or an IPv6 address in
+/// brackets; PORT 0 to 65535, 0 only when `zero_port`.
+fn host_port(s: &str, zero_port: bool) -> Result<String, String> {
+    const WANT: &str = "want HOST:PORT (example.org:4747, 192.0.2.1:4747 or [2001:db8::1]:4747)";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("no port; {WANT}"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port (0 to 65535); {WANT}"))?;
+    if port == 0 && !zero_port {
+        return Err("port 0 cannot be reached; give the port the server listens on".into());
+    }
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<Ipv6Addr>().is_ok() => Ok(s.to_string()),
+        Some(v6) => Err(format!("{v6:?} in brackets is not an IPv6 address; {WANT}")),
+        None if host.is_empty() => Err(format!("no host; {WANT}")),
+        None if host.contains(':') => Err(format!("an IPv6 address goes in brackets; {WANT}")),
+        None if !host.chars().all(name_char) => {
+            Err(format!("{host:?} is not a host name or an address; {WANT}"))
+        }
+        None => Ok(s.to_string()),
+    }
 }

@@ -5,9 +5,10 @@
 use crate::args::{Alg, Conn, ContactsCmd, IdentityCmd};
 use crate::{resolve, say};
 use anyhow::{bail, Context, Result};
-use rendezvous::client::contacts::ContactsClient;
+use rendezvous::client::contacts::{ContactsClient, StatusAnswer};
 use rendezvous::client::{Client, ClientError, Incoming};
 use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::wire::tcp;
 use rendezvous::wire::udp::LookupStatus;
 use rendezvous::wire::Fingerprint;
 use std::io::Write;
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 const PUNCH_HELLOS: u32 = 20;
 /// Time between two hellos to a peer.
 const PUNCH_EVERY: Duration = Duration::from_millis(250);
+/// The exit status of `status` when the server drains (docs/PROTOCOL.md §7): 3, apart from
+/// 1 (an error: unreachable) and 2 (a usage error).
+pub(crate) const EXIT_DRAINING: u8 = 3;
 
 /// `identity new` and `identity show`.
 pub(crate) fn identity(c: IdentityCmd) -> Result<ExitCode> {
@@ -339,12 +343,32 @@ fn contacts_conn(
     Ok((cl, Some(ContactsClient::owner(&id))))
 }
 
-/// `status`: prints the server's status text.
+/// `status`: prints the server's status text; a health check by its exit status
+/// (docs/PROTOCOL.md §7): 0 when the server answered and serves, [`EXIT_DRAINING`] when it
+/// drains (its hello refused with 503 `draining`, or `health=draining` in the text), and an
+/// error (exit 1) when it cannot be reached, does not answer, or refuses otherwise.
 pub(crate) fn status(server: &str, tls: bool) -> Result<ExitCode> {
     let mut cl = open_conn(server, tls)?;
-    let text = cl
-        .status()
+    let answer = cl
+        .status_answer()
         .context("the server did not answer the status request")?;
-    print!("{text}");
-    Ok(ExitCode::SUCCESS)
+    match answer {
+        StatusAnswer::Text(text) => {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+            if text.lines().any(|l| l == "health=draining") {
+                return Ok(ExitCode::from(EXIT_DRAINING));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StatusAnswer::Refused { status, detail, .. }
+            if status == 503 && detail == tcp::DETAIL_DRAINING =>
+        {
+            eprintln!("error: the server at {server} is draining (503 {detail}): it is stopping");
+            Ok(ExitCode::from(EXIT_DRAINING))
+        }
+        StatusAnswer::Refused { status, detail, .. } => {
+            bail!("the server refused the status request: {status} {detail}")
+        }
+    }
 }

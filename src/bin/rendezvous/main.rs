@@ -15,7 +15,7 @@ mod serve;
 #[cfg(feature = "tools")]
 mod tools;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use args::{Cli, Cmd, ConfigCmd};
 use clap::{CommandFactory, FromArgMatches};
 use std::io::Write;
@@ -53,8 +53,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }),
-        Cmd::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
+        Cmd::Man => man(&mut std::io::stdout().lock())
             .map(|()| ExitCode::SUCCESS)
             .context("cannot write the man page"),
         Cmd::Config(ConfigCmd::Example) => {
@@ -92,6 +91,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// `rendezvous man`: the man page clap_mangen makes of the commands, with an EXIT STATUS
+/// section from [`args::EXIT_STATUS`] in place of clap_mangen's EXTRA one.
+fn man(out: &mut dyn Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(Cli::command());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    writeln!(out, ".SH \"EXIT STATUS\"")?;
+    for line in args::EXIT_STATUS.lines().skip(1) {
+        let (code, meaning) = line.trim().split_once("  ").unwrap_or(("", line));
+        // `\&` first: a line starting with `.` or `'` would be a roff request.
+        writeln!(out, ".TP\n{code}\n\\&{meaning}")?;
+    }
+    man.render_version_section(out)
+}
+
 /// Prints one line on stdout and flushes it (scripts and tests read lines as they come).
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -104,11 +122,20 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A server address, HOST:PORT, resolved (the first address).
+/// A server address, HOST:PORT, resolved (the first address, as the resolver orders them).
 fn resolve(server: &str) -> Result<SocketAddr> {
-    server
+    Ok(resolve_all("server address", server)?[0])
+}
+
+/// `what` (a flag's or an argument's name), HOST:PORT, resolved: every address, in the
+/// resolver's order (getaddrinfo(3)), at least one.
+fn resolve_all(what: &str, text: &str) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve server address {server:?} (want HOST:PORT)"))?
-        .next()
-        .with_context(|| format!("server address {server:?} resolves to nothing"))
+        .with_context(|| format!("cannot resolve {what} {text:?} (want HOST:PORT)"))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("{what} {text:?} resolves to nothing");
+    }
+    Ok(addrs)
 }

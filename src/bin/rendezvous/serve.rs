@@ -5,7 +5,7 @@
 
 use crate::args::{LogFormat, ServeArgs};
 use crate::reload::{log_filter, LogHandle, Reloader};
-use crate::{hex_of, resolve, say};
+use crate::{hex_of, resolve, resolve_all, say};
 use anyhow::{bail, Context, Result};
 use rendezvous::core::node::{node_uid, Node, Stored};
 use rendezvous::core::tcp::{Cidr, NodeSigner, Peering, TcpConfig, TcpCore, TcpIdentity};
@@ -32,7 +32,7 @@ const BIND_TRIES: usize = 32;
 pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) -> Result<ExitCode> {
     let log = init_tracing(a.ops.log_format, a.ops.log_level.as_deref());
     rendezvous::core::logs::set_log_addresses(a.ops.log_addresses);
-    check(&a)?;
+    let listen = check(&a)?;
     tracing::info!(settings = %settings.join("; "), "effective settings");
     let peering = peering(&a)?;
     let store = open_store(&a)?;
@@ -52,7 +52,7 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
              hellos; anyone on the path can read and inject contacts (closed networks only)"
         );
     }
-    let (socket, listener) = bind_both(a.listen)?;
+    let (socket, listener) = bind_listen(&listen)?;
     let local = socket.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
     let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
@@ -182,28 +182,22 @@ fn init_tracing(format: LogFormat, level: Option<&str>) -> LogHandle {
     handle
 }
 
-/// Refuses flags out of range, and `--accept-replayed` on a listener that is not loopback.
-pub(crate) fn check(a: &ServeArgs) -> Result<()> {
-    if a.timers.ttl == 0 {
-        bail!("--ttl must be at least 1 second");
-    }
-    if a.timers.keepalive == 0 {
-        bail!("--keepalive must be at least 1 second");
-    }
-    if a.ops.log_summary_interval == 0 {
-        bail!("--log-summary-interval must be at least 1 second");
-    }
-    if a.alias.len() > 255 {
-        bail!("--alias is {} bytes; at most 255", a.alias.len());
-    }
-    if a.accept_replayed && !a.listen.ip().is_loopback() {
+/// Resolves `--listen` and refuses `--accept-replayed` unless every address it resolves to
+/// is loopback (each flag's own range is checked as it is parsed, in args.rs). Returns the
+/// `--listen` addresses in the resolver's order.
+///
+/// # Errors
+/// `--listen` does not resolve; `--accept-replayed` with an address that is not loopback.
+pub(crate) fn check(a: &ServeArgs) -> Result<Vec<SocketAddr>> {
+    let listen = resolve_all("--listen", &a.listen)?;
+    if a.accept_replayed && !listen.iter().all(|l| l.ip().is_loopback()) {
         bail!(
             "--accept-replayed turns off the freshness window and the address check: it is \
              allowed only with a loopback --listen (127.0.0.1:PORT or [::1]:PORT), not {}",
             a.listen
         );
     }
-    Ok(())
+    Ok(listen)
 }
 
 /// The peering flags, resolved and parsed (docs/PROTOCOL.md §8.10, §8.12, §8.19).
@@ -271,12 +265,7 @@ fn boot_seed() -> Result<[u8; 32]> {
 /// wildcard address) and its node key. Prints `node uid=...`.
 fn this_node(a: &ServeArgs, node_id: &Identity, local: SocketAddr) -> Result<NodeEntry> {
     let location = match &a.announce {
-        Some(l) => {
-            if l.len() > 255 {
-                bail!("--announce is {} bytes; at most 255", l.len());
-            }
-            l.clone()
-        }
+        Some(l) => l.clone(),
         None if local.ip().is_unspecified() => String::new(),
         None => local.to_string(),
     };
@@ -355,6 +344,32 @@ pub(crate) fn udp_limits(a: &ServeArgs) -> (RateLimits, QueueBounds) {
         bytes: a.queue.queue_bytes,
     };
     (limits, queue)
+}
+
+/// Binds UDP and TCP on the first of `addrs` (`--listen`, resolved) that exists on this
+/// host: an address that cannot be assigned here (`localhost` resolving to `::1` on a host
+/// without IPv6) passes to the next; any other error (the port taken) stops the start.
+fn bind_listen(addrs: &[SocketAddr]) -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut last = None;
+    for &addr in addrs {
+        match bind_both(addr) {
+            Ok(bound) => return Ok(bound),
+            Err(e) if not_here(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("--listen resolves to no address")))
+}
+
+/// True for a bind error that says the address is not on this host (EADDRNOTAVAIL) or its
+/// family is not supported here (EAFNOSUPPORT).
+fn not_here(e: &anyhow::Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::AddrNotAvailable
+                || io.raw_os_error() == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error())
+        })
 }
 
 /// Binds UDP and TCP on one port. With port 0 the kernel picks the UDP port, and TCP may

@@ -72,6 +72,7 @@ impl TcpCore {
     /// configured or allowed peer, or from a server in our node list, which must then
     /// prove its node key first (docs/PROTOCOL.md §8.12), or over TLS with a key of our
     /// node list (§8.19); else 403. With TLS links on, a server hello in clear text: 403.
+    /// While this server drains, no one: 503 `draining` (§7, "Signals").
     fn admit(
         &mut self,
         now_ms: u64,
@@ -80,6 +81,17 @@ impl TcpCore {
         role: Role,
         name: &str,
     ) -> bool {
+        if self.life.draining {
+            tracing::debug!(name, "refused a hello: draining");
+            let detail = tcp::DETAIL_DRAINING;
+            self.fail(
+                conn,
+                status::SERVICE_UNAVAILABLE,
+                tcp::REQUEST_HELLO,
+                detail,
+            );
+            return false;
+        }
         if role == Role::Server && self.gate.banned_until(addr.ip(), now_ms).is_some() {
             let detail = "cut off for 10 minutes after input that was refused";
             self.fail(conn, status::FORBIDDEN, 0, detail);

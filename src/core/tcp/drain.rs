@@ -1,7 +1,8 @@
 //! Stopping gracefully (docs/PROTOCOL.md §7, "Signals"): on a drain, peers are told at
 //! once (a HeartBeat with health 3, draining, on every link; later ones say the same),
-//! and the loop goes on until nothing is in flight: every write the store has not
-//! answered, every queued store request, every answer and byte owed to a connection.
+//! every new hello is refused (503 `draining`), status answers say `health=draining`, and
+//! the loop goes on until nothing is in flight: every write the store has not answered,
+//! every queued store request, every answer and byte owed to a connection.
 
 use super::{LinkState, TcpCore};
 
@@ -16,8 +17,9 @@ pub(super) struct Life {
 
 impl TcpCore {
     /// Begins a drain at `now_ms`: every link that is up gets a HeartBeat with health 3
-    /// (draining) now, and every later HeartBeat says the same (docs/PROTOCOL.md §8.4).
-    /// Nothing else changes: connections are answered as before.
+    /// (draining) now, and every later HeartBeat says the same (docs/PROTOCOL.md §8.4);
+    /// from now on a hello is refused with 503 `draining` and a status answer says
+    /// `health=draining`. Connections already admitted are answered as before.
     pub fn begin_drain(&mut self, now_ms: u64) {
         self.life.draining = true;
         for l in &mut self.links {
@@ -29,6 +31,11 @@ impl TcpCore {
             }
         }
         self.link_timeouts(now_ms);
+    }
+
+    /// True once a drain began ([`Self::begin_drain`]).
+    pub fn draining(&self) -> bool {
+        self.life.draining
     }
 
     /// The health our HeartBeats carry: 3 (draining) once a drain began, else 1 (ok).

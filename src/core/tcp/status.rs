@@ -1,5 +1,5 @@
 //! The status answer (command 6, docs/PROTOCOL.md §8.5): `key=value` lines about this
-//! server, its contacts and UDP directory digests, its node list, each link and what each
+//! server (its health: `ok`, or `draining` once it stops), its contacts and UDP directory digests, its node list, each link and what each
 //! peer has sent. Written once both digests are in (the store's and the UDP core's).
 
 use super::conn::{status_bytes, Answer};
@@ -99,8 +99,9 @@ impl TcpCore {
         let (count, csum) = contacts;
         let (online, dsum) = directory;
         let mut text = format!(
-            "name={}\nclock={}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\nnodes={}\nnode_list_sha512={}\nduplicate_lines={}\n",
+            "name={}\nhealth={}\nclock={}\njournal={:016x}:{}\ncontacts={count}\ncontacts_sha512={}\ndirectory={online}\ndirectory_sha512={}\nnodes={}\nnode_list_sha512={}\nduplicate_lines={}\n",
             self.cfg.identity.name,
+            if self.draining() { "draining" } else { "ok" },
             self.clock.now,
             self.journal.id,
             self.journal.head,

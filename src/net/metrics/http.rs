@@ -1,11 +1,12 @@
 //! The metrics thread's HTTP/1.1: one connection at a time, one request per connection
 //! (`Connection: close`). The request head may be at most [`MAX_HEAD`] bytes and must
-//! arrive within [`READ_DEADLINE`]; only `GET /metrics` is answered (404 otherwise). The
-//! body is OpenMetrics text when the `Accept` header asks for
+//! arrive within [`READ_DEADLINE`]; only `GET /metrics` and `GET /healthz` are answered
+//! (404 otherwise). The metrics body is OpenMetrics text when the `Accept` header asks for
 //! `application/openmetrics-text` (as Prometheus does), else the Prometheus text format
-//! 0.0.4.
+//! 0.0.4. `/healthz` is 200 `ok` while the server serves, 503 `starting` before its loop
+//! runs and 503 `draining` once it stops (docs/METRICS.md, "Health").
 
-use super::Metrics;
+use super::{Health, Metrics};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub(super) fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<
 enum Ask {
     /// `GET /metrics`, in OpenMetrics or not.
     Metrics { openmetrics: bool },
+    /// `GET /healthz`.
+    Health,
     /// Anything else.
     Other,
 }
@@ -64,7 +67,16 @@ fn answer(mut s: TcpStream, metrics: &Metrics) -> io::Result<()> {
                 let ty = if openmetrics { OPENMETRICS } else { TEXT_004 };
                 reply("200 OK", ty, body.as_bytes())
             }
-            Ask::Other => reply("404 Not Found", "text/plain", b"only GET /metrics\n"),
+            Ask::Health => match metrics.health() {
+                Health::Serving => reply("200 OK", "text/plain", b"ok\n"),
+                Health::Starting => reply("503 Service Unavailable", "text/plain", b"starting\n"),
+                Health::Draining => reply("503 Service Unavailable", "text/plain", b"draining\n"),
+            },
+            Ask::Other => reply(
+                "404 Not Found",
+                "text/plain",
+                b"only GET /metrics and GET /healthz\n",
+            ),
         },
     };
     s.write_all(&reply)?;
@@ -109,18 +121,21 @@ fn read_head(s: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// What the head asks for: `GET /metrics` (any query string) over HTTP/1.x, or other.
+/// What the head asks for: `GET /metrics` or `GET /healthz` (any query string) over
+/// HTTP/1.x, or other.
 fn ask(head: &[u8]) -> Ask {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let mut first = lines.next().unwrap_or("").split(' ');
     let (method, target, version) = (first.next(), first.next(), first.next());
     let path = target.map(|t| t.split('?').next().unwrap_or(t));
-    if method != Some("GET")
-        || path != Some("/metrics")
-        || !version.is_some_and(|v| v.starts_with("HTTP/1."))
-    {
+    if method != Some("GET") || !version.is_some_and(|v| v.starts_with("HTTP/1.")) {
         return Ask::Other;
+    }
+    match path {
+        Some("/metrics") => {}
+        Some("/healthz") => return Ask::Health,
+        _ => return Ask::Other,
     }
     let openmetrics = lines.any(|l| {
         l.split_once(':').is_some_and(|(k, v)| {
@@ -146,7 +161,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_get_metrics_is_asked_for() {
+    fn only_get_metrics_and_healthz_are_asked_for() {
         let get = |h: &str| ask(h.as_bytes());
         assert_eq!(
             get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
@@ -156,6 +171,9 @@ mod tests {
             get("GET /metrics?x=1 HTTP/1.0\r\naccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n"),
             Ask::Metrics { openmetrics: true }
         );
+        assert_eq!(get("GET /healthz HTTP/1.1\r\n\r\n"), Ask::Health);
+        assert_eq!(get("GET /healthz?x HTTP/1.0\r\n\r\n"), Ask::Health);
+        assert_eq!(get("POST /healthz HTTP/1.1\r\n\r\n"), Ask::Other);
         assert_eq!(get("GET / HTTP/1.1\r\n\r\n"), Ask::Other);
         assert_eq!(get("POST /metrics HTTP/1.1\r\n\r\n"), Ask::Other);
         assert_eq!(get("GET /metricsx HTTP/1.1\r\n\r\n"), Ask::Other);

@@ -1,5 +1,6 @@
 //! `serve --metrics ADDR:PORT` (docs/METRICS.md): the Prometheus exposition of the node's
-//! counters, the store latency and the process, on its own small HTTP listener.
+//! counters, the store latency and the process, and a health check (`/healthz`), on its
+//! own small HTTP listener.
 //!
 //! Threads and bounds: the event loop owns the node and is never blocked by a scrape. At
 //! most every [`PUBLISH_EVERY_MS`] (at the end of a turn; an idle loop turns at least every
@@ -68,6 +69,21 @@ impl Metrics {
         Publisher {
             metrics: Arc::clone(self),
             next_ms: 0,
+            draining: false,
+        }
+    }
+
+    /// The server's health for `GET /healthz` (docs/METRICS.md): from the loop's latest
+    /// copy of the node.
+    fn health(&self) -> Health {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match latest.as_ref() {
+            None => Health::Starting,
+            Some((snap, _)) if snap.draining => Health::Draining,
+            Some(_) => Health::Serving,
         }
     }
 
@@ -94,22 +110,39 @@ impl Metrics {
     }
 }
 
+/// What `GET /healthz` answers (docs/METRICS.md, "Health").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// The event loop has not published yet: 503 `starting`.
+    Starting,
+    /// The loop runs and no drain began: 200 `ok`.
+    Serving,
+    /// A drain began (SIGTERM or SIGINT): 503 `draining`.
+    Draining,
+}
+
 /// Kept by the event loop: copies the node's counters for the metrics thread now and then.
 pub struct Publisher {
     metrics: Arc<Metrics>,
     /// When the next copy is due (monotonic ms).
     next_ms: u64,
+    /// Whether the last copy published said the node drains.
+    draining: bool,
 }
 
 impl Publisher {
     /// At the end of a loop turn: publishes [`Node::snapshot`] if the last copy is older
-    /// than [`PUBLISH_EVERY_MS`] and no scrape holds the lock (else it tries next turn).
+    /// than [`PUBLISH_EVERY_MS`], or the node began draining since, and no scrape holds the
+    /// lock (else it tries next turn).
     pub fn tick(&mut self, now_ms: u64, node: &Node) {
-        if now_ms < self.next_ms {
+        let changed = node.tcp().draining() != self.draining;
+        if now_ms < self.next_ms && !changed {
             return;
         }
         if let Ok(mut latest) = self.metrics.latest.try_lock() {
-            *latest = Some((node.snapshot(), Instant::now()));
+            let snap = node.snapshot();
+            self.draining = snap.draining;
+            *latest = Some((snap, Instant::now()));
             self.next_ms = now_ms + PUBLISH_EVERY_MS;
         }
     }
@@ -128,7 +161,8 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is neither PORT nor ADDR:PORT (e.g. 9100, 0.0.0.0:9100)"))
 }
 
-/// Binds `addr` and starts the `metrics` thread answering `GET /metrics` there. Returns the
+/// Binds `addr` and starts the `metrics` thread answering `GET /metrics` and `GET /healthz`
+/// there. Returns the
 /// address bound (the real port when asked for port 0).
 ///
 /// # Errors

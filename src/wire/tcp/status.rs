@@ -25,6 +25,10 @@ pub const REQUEST_HELLO: u8 = 0;
 /// while streaming); an unknown command is answered with its own byte
 /// (docs/PROTOCOL.md §8.6).
 pub const REQUEST_UNKNOWN: u8 = 0xFF;
+/// The detail of the 503 that refuses every hello while the acceptor drains (stops on
+/// SIGTERM or SIGINT; docs/PROTOCOL.md §7, "Signals", and §8.6): `draining`. Unlike other
+/// details it is a contract: `rendezvous status` keys on it.
+pub const DETAIL_DRAINING: &str = "draining";
 /// The longest status frame: 5 fixed bytes + 255 bytes of detail = 260.
 pub const MAX_STATUS_LEN: usize = StatusFrame::FIXED_LEN + StatusFrame::MAX_DETAIL;
 

@@ -1,12 +1,13 @@
 //! Helpers shared by the integration tests: child processes whose stdout is read line by
 //! line with deadlines, the real server binary started on a free port, and (in `netns`) a
-//! real NAT built from Linux network namespaces.
+//! real NAT built from Linux network namespaces, and (in `drain`) a drain made to last.
 //!
 //! Every helper waits on events with a deadline, never with a fixed sleep, and every child
 //! process is killed by its pid when its owner is dropped, also when a test panics.
 
 #![allow(dead_code)]
 
+pub mod drain;
 pub mod netns;
 
 use std::collections::VecDeque;
