@@ -12,7 +12,8 @@
 //! - TLS on the TCP plane, the core's decisions and the binary: `tls`;
 //! - STUN on the UDP port, the core and the real binary against the distribution's STUN
 //!   clients: `stun`;
-//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
+//! - the real binary on loopback: `udp_binary`, `tcp_binary`, `cli` (rough edges of the
+//!   client commands), `contacts_auth`, `federation`,
 //!   `rejoin`, `metrics` (`serve --metrics` scraped, and checked with promtool),
 //!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
 //!   `RDV_CRASH_RUNS` sets how many);
@@ -36,6 +37,7 @@ mod common;
 mod bench;
 mod ca_bundle;
 mod capture;
+mod cli;
 mod config;
 mod contacts_auth;
 mod core_scenarios;

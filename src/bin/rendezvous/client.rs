@@ -7,7 +7,7 @@ use crate::{resolve, say};
 use anyhow::{bail, Context, Result};
 use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::{Client, ClientError, Incoming};
-use rendezvous::identity::{Identity, KeyAlgorithm};
+use rendezvous::identity::{Identity, KeyAlgorithm, SignerError};
 use rendezvous::wire::udp::LookupStatus;
 use rendezvous::wire::Fingerprint;
 use std::io::Write;
@@ -27,13 +27,22 @@ pub(crate) fn identity(c: IdentityCmd) -> Result<ExitCode> {
             out,
             algorithm,
             name,
+            force,
         } => {
             let alg = match algorithm {
                 Alg::Ed25519 => KeyAlgorithm::Ed25519,
                 Alg::P256 => KeyAlgorithm::EcdsaP256,
             };
             let id = Identity::generate(alg, &name)?;
-            id.save(&out)?;
+            let saved = if force {
+                id.save(&out)
+            } else {
+                id.save_new(&out)
+            };
+            if let Err(e @ SignerError::AlreadyExists { .. }) = &saved {
+                bail!("{e} (give --force to replace it; its fingerprint is then lost)");
+            }
+            saved?;
             say(&id.fingerprint().to_hex());
         }
         IdentityCmd::Show { dir } => {
