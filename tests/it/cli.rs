@@ -1,8 +1,9 @@
 //! Rough edges a new user hits with the client commands, on the real binary
 //! (docs/PROTOCOL.md §7): `identity new` keeps an identity it would replace unless told to
-//! (`--force`).
+//! (`--force`); `contacts update` names the field that does not fit and its width, before
+//! connecting.
 
-use crate::common::{bin, run, Identity};
+use crate::common::{bin, run, Identity, Server};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -59,4 +60,48 @@ fn identity_new_refuses_to_replace_an_identity_without_force() {
     assert_eq!(new_fp.len(), 64, "{forced:?}");
     assert_ne!(new_fp, id.fingerprint);
     assert_eq!(identity_show(&id.dir), new_fp);
+}
+
+#[test]
+fn contacts_update_names_the_field_that_does_not_fit() {
+    let server = Server::start(&["--open-contacts"]);
+    let srv = server.addr.to_string();
+    let id = Identity::new("writer");
+    let dir = id.dir.to_str().expect("UTF-8 temp path");
+    let long_user = "u".repeat(257);
+    let long_contact = "c".repeat(300);
+    let cases = [
+        (
+            vec!["--identity", dir, "bob", "123456789012345678901"],
+            "phone is 21 bytes, longer than its field of 20 bytes",
+        ),
+        (
+            vec!["--identity", dir, &long_contact, "1"],
+            "contact is 300 bytes, longer than its field of 256 bytes",
+        ),
+        (
+            vec!["--user", &long_user, "bob", "1"],
+            "username is 257 bytes, longer than its field of 256 bytes",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut cmd = bin();
+        cmd.args(["contacts", "update", "--server", &srv])
+            .args(&args);
+        let done = run("contacts update", cmd, T);
+        assert_eq!(done.status.code(), Some(1), "{done:?}");
+        assert!(done.stdout.is_empty(), "{done:?}");
+        let err = done.stderr.join("\n");
+        assert_eq!(
+            err,
+            format!("error: {want} (text is refused, not cut)"),
+            "{args:?}"
+        );
+    }
+    // Nothing was written.
+    let mut cmd = bin();
+    cmd.args(["contacts", "list", "--server", &srv, "--all"]);
+    let list = run("contacts list", cmd, T);
+    list.assert_success("contacts list");
+    assert!(list.stdout.is_empty(), "{list:?}");
 }

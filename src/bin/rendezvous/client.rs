@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use rendezvous::client::contacts::ContactsClient;
 use rendezvous::client::{Client, ClientError, Incoming};
 use rendezvous::identity::{Identity, KeyAlgorithm, SignerError};
+use rendezvous::wire::tcp::ContactFields;
 use rendezvous::wire::udp::LookupStatus;
 use rendezvous::wire::Fingerprint;
 use std::io::Write;
@@ -298,6 +299,15 @@ pub(crate) fn contacts(c: ContactsCmd) -> Result<ExitCode> {
             contact,
             phone,
         } => {
+            // Fields that cannot fit are refused before connecting (the username of an
+            // identity, its fingerprint in hex, always fits).
+            let user = who.user.as_deref().unwrap_or_default();
+            let fields = ContactFields {
+                username: user,
+                contact: &contact,
+                phone: &phone,
+            };
+            fields.check_each()?;
             let (mut cl, owner) = contacts_conn(&server, who.identity.as_deref(), tls)?;
             let user = owner.or(who.user).unwrap_or_default();
             cl.update(&user, &contact, &phone)?;
