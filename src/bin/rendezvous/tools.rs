@@ -98,6 +98,11 @@ pub(crate) struct BenchArgs {
     /// lookups with a placeholder): match answers in order instead of by target.
     #[arg(long)]
     sink: bool,
+    /// contacts: run against a server not on loopback. The contacts written (up to
+    /// --clients x 1000, under new identities) stay in that server and its peers: the
+    /// protocol cannot delete them.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 // How much load `bench` makes.
@@ -203,6 +208,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<ExitCode> {
         pid: a.pid,
         gso: !a.no_gso,
         sink: a.sink,
+        allow_remote: a.allow_remote,
     };
     let report = bench::measure(&options, &mut io::stderr())?;
     if a.json {
