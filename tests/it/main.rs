@@ -15,8 +15,9 @@
 //! - the real binary on loopback: `udp_binary`, `tcp_binary`, `cli` (rough edges of the
 //!   client commands), `contacts_auth`, `federation`,
 //!   `rejoin`, `metrics` (`serve --metrics` scraped, and checked with promtool),
-//!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
-//!   `RDV_CRASH_RUNS` sets how many);
+//!   `capture`, `decode_stream` (decode of a pipe as it is written), `replay`,
+//!   `dissector`, `bench`, `crash` (SIGKILL at random moments; `RDV_CRASH_RUNS` sets how
+//!   many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
 //!   than skip): `nat`, `partition`, `flood` (floods of datagrams from many sources and of
 //!   idle TCP connections, honest clients counted).
@@ -42,6 +43,7 @@ mod config;
 mod contacts_auth;
 mod core_scenarios;
 mod crash;
+mod decode_stream;
 mod directory;
 mod dissector;
 mod federation;

@@ -13,11 +13,14 @@ use std::process::ExitCode;
 // `rendezvous decode`.
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
-    /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark).
+    /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark);
+    /// `-` is standard input. Standard input or a pipe is decoded as it is read, each line
+    /// written as soon as its packet is (`tcpdump -U -w - | rendezvous decode -`).
     capture: PathBuf,
     /// The server's port: UDP datagrams from or to it, and TCP connections to it, are
     /// decoded; everything else is skipped and counted [default: every port whose traffic
-    /// is this protocol's, found by its structure]
+    /// is this protocol's, found by its structure (from a stream: by its first such
+    /// traffic)]
     #[arg(long)]
     port: Option<u16>,
     /// One JSON object per line (keys ts, ts_us, proto, src, dst, type, type_num and the
