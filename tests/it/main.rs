@@ -5,7 +5,7 @@
 //! - byte formats: `wire_props`, `tcp_wire` (fixtures written by hand, round trips,
 //!   arbitrary input);
 //! - the I/O-free core on a virtual clock: `core_scenarios`, `tcp_core`, `directory`,
-//!   `nodelist`, `journal`, `store`;
+//!   `nodelist`, `journal`, `store`; `unlisted` (there and on the real binary);
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
@@ -67,4 +67,5 @@ mod tcp_core;
 mod tcp_wire;
 mod tls;
 mod udp_binary;
+mod unlisted;
 mod wire_props;

@@ -211,11 +211,12 @@ fn text_of(data: &[u8]) -> String {
         .replace('\r', "\\r")
 }
 
-/// `lookup`: registers, then prints `online ...`, `offline ...` or `unknown`.
+/// `lookup`: registers unlisted (so a `register` of the same identity keeps its address;
+/// docs/PROTOCOL.md §5.2), then prints `online ...`, `offline ...` or `unknown`.
 pub(crate) fn lookup(conn: Conn, fingerprint: &str) -> Result<ExitCode> {
     let target = parse_fp(fingerprint)?;
     let mut c = connect(&conn)?;
-    c.register(5, Duration::from_secs(2))?;
+    c.register_unlisted(5, Duration::from_secs(2))?;
     let (status, home) = c.lookup(target, Duration::from_secs(3))?;
     say(&match status {
         LookupStatus::Online { addr, age_s } => {
@@ -227,14 +228,14 @@ pub(crate) fn lookup(conn: Conn, fingerprint: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `send`: registers, relays one event, and fails if the server refuses it.
+/// `send`: registers unlisted, relays one event, and fails if the server refuses it.
 pub(crate) fn send(conn: Conn, fingerprint: &str, text: &str) -> Result<ExitCode> {
     let dest = parse_fp(fingerprint)?;
     if text.is_empty() || text.len() > 1200 {
         bail!("event text must be 1 to 1200 bytes, got {}", text.len());
     }
     let mut c = connect(&conn)?;
-    c.register(5, Duration::from_secs(2))?;
+    c.register_unlisted(5, Duration::from_secs(2))?;
     c.send_event(dest, text.as_bytes())?;
     // Accepted events are not acknowledged; a refusal comes back as an error. Wait briefly.
     let deadline = Instant::now() + Duration::from_millis(500);
@@ -252,11 +253,12 @@ pub(crate) fn send(conn: Conn, fingerprint: &str, text: &str) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// `punch`: looks the peer up and exchanges a datagram with it directly.
+/// `punch`: registers unlisted, looks the peer up and exchanges a datagram with it
+/// directly.
 pub(crate) fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitCode> {
     let target = parse_fp(fingerprint)?;
     let mut c = connect(&conn)?;
-    c.register(5, Duration::from_secs(2))?;
+    c.register_unlisted(5, Duration::from_secs(2))?;
     let me = c.identity().fingerprint();
     let (status, _) = c.lookup(target, Duration::from_secs(3))?;
     let LookupStatus::Online { addr, .. } = status else {
