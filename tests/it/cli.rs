@@ -1,9 +1,9 @@
 //! Rough edges a new user hits with the client commands, on the real binary
 //! (docs/PROTOCOL.md §7): `identity new` keeps an identity it would replace unless told to
 //! (`--force`); `contacts update` names the field that does not fit and its width, before
-//! connecting.
+//! connecting; `register` says when the server does not answer, and keeps trying.
 
-use crate::common::{bin, run, Identity, Server};
+use crate::common::{bin, field, free_port, run, Identity, Proc, Server};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -104,4 +104,38 @@ fn contacts_update_names_the_field_that_does_not_fit() {
     let list = run("contacts list", cmd, T);
     list.assert_success("contacts list");
     assert!(list.stdout.is_empty(), "{list:?}");
+}
+
+#[test]
+fn register_says_the_server_is_unreachable_and_keeps_trying() {
+    // Nobody listens on the port yet.
+    let port = free_port();
+    let srv = format!("127.0.0.1:{port}");
+    let id = Identity::new("patient");
+    let mut cmd = bin();
+    cmd.args(["register", "--server", &srv, "--identity"])
+        .arg(&id.dir);
+    let mut reg = Proc::spawn("register", cmd);
+    // A first round of 5 registrations, 2 s each, without an answer.
+    let line = reg
+        .out
+        .expect("unreachable line", Duration::from_secs(30), |l| {
+            l.starts_with("unreachable ")
+        });
+    assert_eq!(field(&line, "server"), Some(srv.as_str()), "{line}");
+    let waited: u64 = field(&line, "waited")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("waited=S in {line}"));
+    assert!((9..=15).contains(&waited), "{line}");
+    assert!(reg.wait_exit(Duration::ZERO).is_none(), "register gave up");
+    // The server comes up: a registration of the next round gets through.
+    let mut serve = bin();
+    serve.args(["serve", "--listen", &srv, "--memory-only"]);
+    let _server = Server::spawn("server", serve);
+    let line = reg
+        .out
+        .expect("registered line", Duration::from_secs(30), |l| {
+            l.starts_with("registered ")
+        });
+    assert_eq!(field(&line, "fingerprint"), Some(id.fingerprint.as_str()));
 }

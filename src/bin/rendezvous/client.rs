@@ -16,6 +16,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Registrations sent in one round of `register` before it says the server is unreachable.
+const REGISTER_TRIES: u32 = 5;
+/// How long each registration of the first round waits for an answer; each later round
+/// waits twice as long, up to [`REGISTER_WAIT_MAX`].
+const REGISTER_WAIT: Duration = Duration::from_secs(2);
+/// The longest wait for one registration's answer.
+const REGISTER_WAIT_MAX: Duration = Duration::from_secs(16);
+
 /// Hellos sent to a peer after its punch request.
 const PUNCH_HELLOS: u32 = 20;
 /// Time between two hellos to a peer.
@@ -54,8 +62,9 @@ pub(crate) fn identity(c: IdentityCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `register`: registers, keeps alive, and prints events, punch requests and direct
-/// datagrams as they arrive (runs until killed).
+/// `register`: registers (until the server answers, saying so while it does not), keeps
+/// alive, and prints events, punch requests and direct datagrams as they arrive (runs until
+/// killed).
 pub(crate) fn register(conn: Conn, keepalive: Option<u64>) -> Result<ExitCode> {
     let mut s = Session::start(connect(&conn)?, keepalive)?;
     loop {
@@ -185,8 +194,27 @@ fn connect(conn: &Conn) -> Result<Client> {
 
 /// Registers and prints the `registered` line with the keepalive interval this client
 /// uses (`chosen`, else the server's advice); returns that interval (s) and the epoch.
+/// Never gives up on a server that does not answer: after each round of
+/// [`REGISTER_TRIES`] registrations without an answer it prints `unreachable server=ADDR
+/// waited=S` (S: seconds since the first) and starts another, waiting longer
+/// (docs/PROTOCOL.md §7).
+///
+/// # Errors
+/// A refusal by the server; a socket error.
 fn do_register(c: &mut Client, chosen: Option<u64>) -> Result<(u64, u32), ClientError> {
-    let info = c.register(5, Duration::from_secs(2))?;
+    let started = Instant::now();
+    let mut wait = REGISTER_WAIT;
+    let info = loop {
+        match c.register(REGISTER_TRIES, wait) {
+            Ok(info) => break info,
+            Err(ClientError::Unavailable(server)) => {
+                let waited = started.elapsed().as_secs();
+                say(&format!("unreachable server={server} waited={waited}"));
+                wait = (wait * 2).min(REGISTER_WAIT_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let fp = c.identity().fingerprint();
     let (advised, epoch, public) = match info {
         Some(i) => (
