@@ -229,10 +229,7 @@ fn benches(c: &mut Criterion) {
     for (name, cert, signer) in &refused {
         let mut first = UdpCore::new(cfg.clone(), seed, now(base, 0));
         let ck = cookie(&mut first, a, addr_a, now(base, 0));
-        let p = Payload::Register(Register {
-            cert,
-            cookie: Some(&ck),
-        });
+        let p = Payload::Register(Register::listed(cert, Some(&ck)));
         let mut body = vec![0; p.buffer_len()];
         p.emit(&mut body).expect("register payload");
         let pool: Vec<(Now, Vec<u8>)> = (1..=POOL)

@@ -76,10 +76,7 @@ fn udp_cases<'a>(
 ) -> Vec<UdpCase<'a>> {
     let addr: SocketAddr = "203.0.113.5:51000".parse().expect("literal");
     let sign = |p: &Payload<'_>| id.sign(&signed_message(ts, &payload_bytes(p)));
-    let register = Payload::Register(Register {
-        cert: id.cert_der(),
-        cookie: Some(cookie),
-    });
+    let register = Payload::Register(Register::listed(id.cert_der(), Some(cookie)));
     let relay = Payload::Relay(Relay { peer, event });
     vec![
         UdpCase {
@@ -401,10 +398,7 @@ fn tcp_benches(c: &mut Criterion, ids: &Identities, ts: u64) {
         phone: "+15551234567",
     };
     let cookie = [0xc0u8; 16];
-    let reg = Payload::Register(Register {
-        cert: id.cert_der(),
-        cookie: Some(&cookie),
-    });
+    let reg = Payload::Register(Register::listed(id.cert_der(), Some(&cookie)));
     let reg_payload = payload_bytes(&reg);
     let reg_sig = id.sign(&signed_message(ts, &reg_payload));
     let addr: SocketAddr = "198.51.100.7:40000".parse().expect("literal");
@@ -520,10 +514,7 @@ fn identity_benches(c: &mut Criterion, ids: &Identities, ts: u64) {
         g.bench_function(BenchmarkId::new("verify_self_signed", alg), |bn| {
             bn.iter(|| black_box(identity::verify_self_signed(black_box(der), ts).expect("valid")))
         });
-        let reg = Payload::Register(Register {
-            cert: der,
-            cookie: Some(&[7; 16]),
-        });
+        let reg = Payload::Register(Register::listed(der, Some(&[7; 16])));
         let msg = signed_message(ts, &payload_bytes(&reg));
         let sig = id.sign(&msg);
         let key = id.verifying_key().clone();

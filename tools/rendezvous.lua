@@ -178,6 +178,9 @@ local f = {
         base.NONE, "SHA-256 of the certificate's DER bytes, computed by the dissector"),
     cookie = ProtoField.bytes("rendezvous.cookie", "Cookie", base.NONE,
         "Address-check cookie (16 bytes): sent in type 9, appended to a registration"),
+    register_flags = ProtoField.uint8("rendezvous.register_flags", "Register flags", base.HEX,
+        nil, nil, "Register: 0x01 unlisted (binds the source for the client's own requests; "
+        .. "the directory's address does not move)"),
     event_code = ProtoField.uint8("rendezvous.event_code", "Event code", base.DEC, EVENT_CODES,
         nil, "Server event code: 1 punch request"),
     peer = ProtoField.bytes("rendezvous.peer", "Peer fingerprint", base.NONE,
@@ -604,8 +607,8 @@ end
 -- UDP: payloads of types 0-9 (each returns a summary for the Info column)
 -- ---------------------------------------------------------------------------------------
 
---- The register payload `[cert_len u16][cert][cookie 16]?`, also carried inside directory
---- records.
+--- The register payload `[cert_len u16][cert][cookie 16]?[flags u8]?`, also carried inside
+--- directory records.
 local function register_payload(r)
     local clr = r:add(f.cert_len, 2, "cert_len")
     local n = clr:uint()
@@ -626,14 +629,25 @@ local function register_payload(r)
     end
     local rest = r:left()
     local cookie = false
-    if rest == 16 then
+    if rest ~= 0 and rest ~= 1 and rest ~= 16 and rest ~= 17 then
+        r:fail(r.tvb(r.pos, rest), string.format(
+            "%d bytes after the certificate: must be none, a 16-byte cookie, a flags byte, "
+            .. "or both", rest))
+    end
+    if rest >= 16 then
         r:add(f.cookie, 16, "cookie")
         cookie = true
-    elseif rest ~= 0 then
-        r:fail(r.tvb(r.pos, rest), string.format(
-            "%d bytes after the certificate: must be none or a 16-byte cookie", rest))
     end
-    return string.format("fingerprint=%s %s", hex, cookie and "with cookie" or "without cookie")
+    local unlisted = false
+    if rest == 1 or rest == 17 then
+        local flags = r:add(f.register_flags, 1, "register flags")
+        if flags:uint() ~= 1 then
+            r:fail(flags, "register flags must be 0x01 (unlisted)")
+        end
+        unlisted = true
+    end
+    return string.format("fingerprint=%s %s%s", hex, cookie and "with cookie" or "without cookie",
+        unlisted and ", unlisted" or "")
 end
 
 -- The payload decoders by type: each takes a Reader over the payload (and, for relays,

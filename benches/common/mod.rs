@@ -51,10 +51,7 @@ pub fn packet(ty: PacketType, payload: &[u8], sig: &[u8], ts: u64, shift: Option
 
 /// A registration of `id` (with `cookie` if given), signed with timestamp `ts`.
 pub fn register_packet(id: &Identity, cookie: Option<&[u8; 16]>, ts: u64) -> Vec<u8> {
-    let p = Payload::Register(Register {
-        cert: id.cert_der(),
-        cookie,
-    });
+    let p = Payload::Register(Register::listed(id.cert_der(), cookie));
     let mut body = vec![0; p.buffer_len()];
     p.emit(&mut body).expect("register payload");
     let sig = id.sign(&signed_message(ts, &body));

@@ -268,13 +268,19 @@ impl ContactsClient {
     /// Sends an Update (no answer comes; see [`Self::barrier`]).
     ///
     /// # Errors
-    /// Write errors; `InvalidInput` for fields that do not fit (256/256/20 bytes).
+    /// Write errors; `InvalidInput` for fields that do not fit (256/256/20 bytes), whose
+    /// inner error ([`io::Error::get_ref`]) is the [`crate::wire::tcp::FieldError`] naming the field and its
+    /// width. Nothing is sent then.
     pub fn update(&mut self, username: &str, contact: &str, phone: &str) -> io::Result<()> {
-        let cmd = ClientCommand::Update(ContactFields {
+        let fields = ContactFields {
             username,
             contact,
             phone,
-        });
+        };
+        fields
+            .check_each()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let cmd = ClientCommand::Update(fields);
         let mut buf = [0u8; tcp::CLIENT_RECORD_LEN];
         let n = cmd.emit(&mut buf).map_err(invalid_input)?;
         self.stream.write_all(&buf[..n])

@@ -173,21 +173,33 @@ impl Client {
         self.sock.send_to(bytes, self.server).map(|_| ())
     }
 
-    /// Sends a registration (with `cookie` if given).
+    /// Sends a (listed) registration (with `cookie` if given).
     ///
     /// # Errors
     /// The socket's send error.
     pub fn send_register(&self, cookie: Option<&[u8; COOKIE_LEN]>) -> io::Result<()> {
+        self.send_register_as(cookie, false)
+    }
+
+    /// Sends a registration, unlisted when `unlisted` (docs/PROTOCOL.md §3 type 2).
+    fn send_register_as(
+        &self,
+        cookie: Option<&[u8; COOKIE_LEN]>,
+        unlisted: bool,
+    ) -> io::Result<()> {
         let p = Payload::Register(Register {
             cert: self.identity.cert_der(),
             cookie,
+            unlisted,
         });
         self.send_raw(&self.packet(&p, true))
     }
 
     /// Registers: sends the certificate, answers the cookie challenge, and waits for the OK;
     /// retries `attempts` times, `timeout` each (docs/PROTOCOL.md §6: after a few failed
-    /// attempts the server is reported unavailable).
+    /// attempts the server is reported unavailable). The server lists this socket's
+    /// address as the identity's: lookups of it answer with it, and events and punch
+    /// requests for it go there.
     ///
     /// # Errors
     /// [`ClientError::Unavailable`] after the attempts; [`ClientError::Refused`] when the
@@ -197,15 +209,41 @@ impl Client {
         attempts: u32,
         timeout: Duration,
     ) -> Result<Option<OkInfo>, ClientError> {
+        self.register_as(false, attempts, timeout)
+    }
+
+    /// As [`Self::register`], unlisted (docs/PROTOCOL.md §5.2, "Unlisted registrations"):
+    /// the server takes this socket's lookups, relays and fetches as the identity's, but
+    /// the identity's address in its directory stays where it was (a `register` running
+    /// elsewhere keeps its reachability), no events queued for it are delivered, and
+    /// nothing is told to the peers.
+    ///
+    /// # Errors
+    /// As [`Self::register`].
+    pub fn register_unlisted(
+        &mut self,
+        attempts: u32,
+        timeout: Duration,
+    ) -> Result<Option<OkInfo>, ClientError> {
+        self.register_as(true, attempts, timeout)
+    }
+
+    /// The registration exchange of [`Self::register`], unlisted when `unlisted`.
+    fn register_as(
+        &mut self,
+        unlisted: bool,
+        attempts: u32,
+        timeout: Duration,
+    ) -> Result<Option<OkInfo>, ClientError> {
         let mut cookie: Option<[u8; COOKIE_LEN]> = None;
         for _ in 0..attempts.max(1) {
-            self.send_register(cookie.as_ref())?;
+            self.send_register_as(cookie.as_ref(), unlisted)?;
             let deadline = Instant::now() + timeout;
             while let Some(msg) = self.recv_server_until(deadline)? {
                 match msg {
                     Incoming::Cookie(c) => {
                         cookie = Some(c);
-                        self.send_register(cookie.as_ref())?;
+                        self.send_register_as(cookie.as_ref(), unlisted)?;
                     }
                     Incoming::Ok(info) => return Ok(info),
                     Incoming::Error {

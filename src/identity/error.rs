@@ -252,6 +252,14 @@ pub enum SignerError {
         /// The certificate file (or "the generated certificate").
         cert: String,
     },
+    /// [`super::Identity::save_new`]: the directory already holds an identity file, which
+    /// is kept as it is (a new identity would replace the fingerprint its owner is known
+    /// by).
+    #[error("{} already exists: the directory holds an identity; not overwritten", path.display())]
+    AlreadyExists {
+        /// The file found (`cert.pem`, `cert.der` or `key.pem` in the directory).
+        path: PathBuf,
+    },
     /// A path to write to that does not end in a file name.
     #[error("{}: not a file path", path.display())]
     NotAFilePath {

@@ -19,8 +19,8 @@ use x509_parser::time::ASN1Time;
 use super::cert::{fingerprint, parse_exact};
 use super::keyfile::{
     ed25519_pkcs8_v1, read_cert, read_key_block, refused, sec1_private_key, sync_dir,
-    warn_if_readable_by_others, write_atomic, SecretBytes, CERT_FILE, KEY_FILE, PKCS1_LABEL,
-    PKCS8_LABEL, SEC1_LABEL,
+    warn_if_readable_by_others, write_atomic, SecretBytes, CERT_DER_FILE, CERT_FILE, KEY_FILE,
+    PKCS1_LABEL, PKCS8_LABEL, SEC1_LABEL,
 };
 use super::pem::{pem_encode, CERTIFICATE_LABEL};
 use super::{IdentityError, KeyAlgorithm, SignerError, VerifyingKey};
@@ -212,6 +212,23 @@ impl Identity {
         write_atomic(&dir.join(KEY_FILE), &key_pem.0, 0o600)?;
         sync_dir(dir);
         Ok(())
+    }
+
+    /// As [`Self::save`], but refuses a directory that already holds an identity: when
+    /// `DIR/cert.pem`, `DIR/cert.der` or `DIR/key.pem` exists, nothing is written.
+    ///
+    /// # Errors
+    /// [`SignerError::AlreadyExists`] naming the first of those files found; else those of
+    /// [`Self::save`].
+    pub fn save_new(&self, dir: &Path) -> Result<(), SignerError> {
+        for name in [CERT_FILE, CERT_DER_FILE, KEY_FILE] {
+            let path = dir.join(name);
+            // `symlink_metadata`: a dangling link is a file in the way too.
+            if fs::symlink_metadata(&path).is_ok() {
+                return Err(SignerError::AlreadyExists { path });
+            }
+        }
+        self.save(dir)
     }
 
     /// The certificate's exact DER bytes (what goes into a registration's `cert` field).
@@ -409,7 +426,7 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::keyfile::{CERT_DER_FILE, ENCRYPTED_LABEL};
+    use crate::identity::keyfile::ENCRYPTED_LABEL;
     use crate::identity::verify_self_signed;
 
     fn now() -> u64 {

@@ -22,10 +22,13 @@ pub enum WireError {
     #[error("params byte has reserved bits set")]
     BadParams,
     /// A length field that contradicts the layout (zero-length certificate, relay event over
-    /// 1200 bytes, cookie that is neither absent nor 16 bytes). An empty relay event is
+    /// 1200 bytes, bytes after a registration's certificate that are no cookie and flags). An empty relay event is
     /// [`WireError::Truncated`].
     #[error("a length field does not fit the layout")]
     BadLength,
+    /// A register flags byte other than 0x01 (unlisted; docs/PROTOCOL.md §3 type 2).
+    #[error("register flags byte must be 0x01 (unlisted)")]
+    BadFlags,
     /// An address family byte other than 4 or 6 (or other than 0 where no address is sent).
     #[error("address family must be 4 or 6")]
     BadFamily,

@@ -248,3 +248,31 @@ fn no_server_fails_with_a_message() {
         done.stderr
     );
 }
+
+#[test]
+fn contacts_refuses_a_target_not_on_loopback_without_allow_remote() {
+    // The contacts a run writes stay in the server (the protocol cannot delete them), so a
+    // remote target is refused before anything is sent. 192.0.2.1 (TEST-NET-1) is never
+    // reached: the refusal comes first.
+    let mut cmd = bin();
+    cmd.args(["bench", "--target", "192.0.2.1:4747"]).args([
+        "--workload",
+        "contacts",
+        "--duration",
+        "1",
+        "--clients",
+        "2",
+    ]);
+    let done = run("bench-remote-contacts", cmd, Duration::from_secs(10));
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(done.stdout.is_empty(), "{done:?}");
+    let err = done.stderr.join("\n");
+    assert!(
+        err.starts_with(
+            "error: --workload contacts writes up to 2000 contacts to 192.0.2.1:4747, which \
+             stay there"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("unless --allow-remote is given"), "{err}");
+}

@@ -26,7 +26,7 @@ const T: Duration = Duration::from_secs(20);
 // Bytes written by hand: IP, UDP, TCP, link headers, pcap and pcapng files
 // ---------------------------------------------------------------------------------------
 
-const PORT: u16 = 4747;
+pub(crate) const PORT: u16 = 4747;
 const CLIENT_PORT: u16 = 40000;
 /// Capture time of the first packet of the scenario: 2026-01-01T00:00:00Z, in µs.
 const T0: u64 = 1_767_225_600_000_000;
@@ -108,7 +108,7 @@ fn ip(v6: bool, to_server: bool, proto: u8, transport: &[u8]) -> Vec<u8> {
 
 /// The link layers a test capture can use, with their pcap link type numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
+pub(crate) enum Link {
     Ethernet,
     /// Ethernet with an 802.1Q tag.
     EthernetVlan,
@@ -125,7 +125,7 @@ enum Link {
 }
 
 impl Link {
-    fn number(self) -> u32 {
+    pub(crate) fn number(self) -> u32 {
         match self {
             Link::Ethernet | Link::EthernetVlan => 1,
             Link::Null => 0,
@@ -192,7 +192,12 @@ impl Link {
 /// A pcap file: `[magic][2][4][zone 0][sigfigs 0][snaplen][link]`, then records
 /// `[ts_sec][ts_usec or ts_nsec][caplen][origlen][data]`. Returns the bytes and the offset
 /// of each record.
-fn pcap(big: bool, nanos: bool, link: u32, packets: &[(u64, Vec<u8>)]) -> (Vec<u8>, Vec<usize>) {
+pub(crate) fn pcap(
+    big: bool,
+    nanos: bool,
+    link: u32,
+    packets: &[(u64, Vec<u8>)],
+) -> (Vec<u8>, Vec<usize>) {
     let u32b = |v: u32| {
         if big {
             v.to_be_bytes()
@@ -394,7 +399,7 @@ fn scenario(v6: bool) -> Vec<(u64, Vec<u8>)> {
 }
 
 /// The scenario's frames for `link`.
-fn frames(link: Link, v6: bool, big: bool) -> Vec<(u64, Vec<u8>)> {
+pub(crate) fn frames(link: Link, v6: bool, big: bool) -> Vec<(u64, Vec<u8>)> {
     scenario(v6)
         .into_iter()
         .map(|(t, p)| (t, link.frame(&p, big)))

@@ -32,7 +32,7 @@ const SEED: [u8; 32] = [0x5e; 32];
 /// Where the monotonic clock starts (any origin will do).
 const MONO0: u64 = 1_000_000;
 
-fn addr(s: &str) -> SocketAddr {
+pub(crate) fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
 }
 
@@ -51,7 +51,7 @@ fn unix0() -> u64 {
 
 /// What a server datagram says, decoded with the wire module (owned, for comparisons).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Reply {
+pub(crate) enum Reply {
     /// Type 1.
     Ok(OkInfo),
     /// Type 9.
@@ -72,11 +72,11 @@ enum Reply {
 
 /// One datagram the core sent.
 #[derive(Debug, Clone)]
-struct Sent {
+pub(crate) struct Sent {
     dst: SocketAddr,
     /// The layout it was sent in (`Some(n)`: shifted with `n` junk bytes per shift).
     shift: Option<u8>,
-    reply: Reply,
+    pub(crate) reply: Reply,
     /// Error detail text (type 7 only).
     detail: String,
     /// Bytes on the wire.
@@ -91,7 +91,7 @@ impl PartialEq for Sent {
 }
 
 /// The expected datagram `reply` to client `c` (its canonical address, its layout).
-fn to(c: &Client, reply: Reply) -> Sent {
+pub(crate) fn to(c: &Client, reply: Reply) -> Sent {
     to_addr(c.addr, c.shift, reply)
 }
 
@@ -105,7 +105,7 @@ fn to_addr(dst: SocketAddr, shift: Option<u8>, reply: Reply) -> Sent {
     }
 }
 
-fn error(status: u16, request_type: u8) -> Reply {
+pub(crate) fn error(status: u16, request_type: u8) -> Reply {
     Reply::Error {
         status,
         request_type,
@@ -162,19 +162,19 @@ fn decode(dst: SocketAddr, bytes: &[u8]) -> Sent {
 // ---------------------------------------------------------------------------------------
 
 /// A client: an Ed25519 identity at a (public, post-NAT) address, plain or shifted.
-struct Client {
-    id: Identity,
-    addr: SocketAddr,
-    shift: Option<u8>,
+pub(crate) struct Client {
+    pub(crate) id: Identity,
+    pub(crate) addr: SocketAddr,
+    pub(crate) shift: Option<u8>,
 }
 
 impl Client {
-    fn fp(&self) -> Fingerprint {
+    pub(crate) fn fp(&self) -> Fingerprint {
         self.id.fingerprint()
     }
 
     /// The same identity at another address (a NAT rebinding, or someone replaying).
-    fn at(&self, addr: SocketAddr) -> Client {
+    pub(crate) fn at(&self, addr: SocketAddr) -> Client {
         Client {
             id: self.id.clone(),
             addr,
@@ -232,15 +232,22 @@ impl Client {
         self.signed(2, ts, &self.register_payload(cookie))
     }
 
+    /// An unlisted registration (flags 0x01 after the cookie; docs/PROTOCOL.md §5.2).
+    pub(crate) fn register_unlisted(&self, ts: u64, cookie: Option<&[u8; 16]>) -> Vec<u8> {
+        let mut p = self.register_payload(cookie);
+        p.push(0x01);
+        self.signed(2, ts, &p)
+    }
+
     /// An unsigned keepalive of exactly `total` bytes (padding in the payload).
-    fn keepalive(&self, total: usize) -> Vec<u8> {
+    pub(crate) fn keepalive(&self, total: usize) -> Vec<u8> {
         let pad = total
             .checked_sub(self.header_len(0))
             .expect("keepalive too short");
         self.unsigned(0, 0, &vec![0; pad])
     }
 
-    fn lookup(&self, target: Fingerprint) -> Vec<u8> {
+    pub(crate) fn lookup(&self, target: Fingerprint) -> Vec<u8> {
         self.unsigned(5, 0, &target.0)
     }
 
@@ -250,11 +257,11 @@ impl Client {
         p
     }
 
-    fn relay(&self, ts: u64, dest: Fingerprint, event: &[u8]) -> Vec<u8> {
+    pub(crate) fn relay(&self, ts: u64, dest: Fingerprint, event: &[u8]) -> Vec<u8> {
         self.signed(4, ts, &Self::relay_payload(dest, event))
     }
 
-    fn fetch(&self) -> Vec<u8> {
+    pub(crate) fn fetch(&self) -> Vec<u8> {
         self.unsigned(8, 0, &[])
     }
 }
@@ -264,19 +271,21 @@ impl Client {
 // ---------------------------------------------------------------------------------------
 
 /// One server core on a virtual clock, and the fingerprints of the clients made for it.
-struct Net {
-    server: UdpCore,
-    now: Now,
+pub(crate) struct Net {
+    pub(crate) server: UdpCore,
+    pub(crate) now: Now,
     unix0: u64,
     known: Vec<Fingerprint>,
+    /// Sources bound by unlisted registrations the harness made (address-checked too).
+    unlisted: HashSet<SocketAddr>,
 }
 
 impl Net {
-    fn new() -> Net {
+    pub(crate) fn new() -> Net {
         Net::with(UdpConfig::default())
     }
 
-    fn with(cfg: UdpConfig) -> Net {
+    pub(crate) fn with(cfg: UdpConfig) -> Net {
         Net::with_seed(cfg, SEED)
     }
 
@@ -291,11 +300,12 @@ impl Net {
             now,
             unix0,
             known: Vec::new(),
+            unlisted: HashSet::new(),
         }
     }
 
     /// A new client with a fresh Ed25519 identity at `at`.
-    fn client(&mut self, at: &str, shift: Option<u8>) -> Client {
+    pub(crate) fn client(&mut self, at: &str, shift: Option<u8>) -> Client {
         self.client_with(KeyAlgorithm::Ed25519, at, shift)
     }
 
@@ -310,7 +320,7 @@ impl Net {
     }
 
     /// Moves both clocks forward by `ms` and runs the core's timers if they are due.
-    fn advance(&mut self, ms: u64) {
+    pub(crate) fn advance(&mut self, ms: u64) {
         self.now.mono_ms += ms;
         self.now.unix_s = self.unix0 + (self.now.mono_ms - MONO0) / 1000;
         self.tick();
@@ -332,22 +342,24 @@ impl Net {
         );
     }
 
-    fn ts(&self) -> u64 {
+    pub(crate) fn ts(&self) -> u64 {
         self.now.unix_s
     }
 
-    /// Addresses the directory holds now (for the clients this harness made).
+    /// Addresses the directory holds now (for the clients this harness made), and the
+    /// sources it bound by unlisted registrations.
     fn checked_addrs(&self) -> HashSet<SocketAddr> {
         self.known
             .iter()
             .filter_map(|fp| self.server.client(fp, self.now))
             .map(|c| c.addr)
+            .chain(self.unlisted.iter().copied())
             .collect()
     }
 
     /// Feeds one datagram from `src` to the core; returns what it sent, decoded, after
     /// checking the no-amplification rule.
-    fn send(&mut self, src: SocketAddr, bytes: &[u8]) -> Vec<Sent> {
+    pub(crate) fn send(&mut self, src: SocketAddr, bytes: &[u8]) -> Vec<Sent> {
         let before = self.checked_addrs();
         let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
         self.server
@@ -396,7 +408,7 @@ impl Net {
 
     /// The whole registration (cookie challenge, then the registration with the cookie);
     /// asserts the OK comes first and returns what followed it (queued events).
-    fn register(&mut self, c: &Client) -> Vec<Sent> {
+    pub(crate) fn register(&mut self, c: &Client) -> Vec<Sent> {
         let cookie = self.cookie_for(c);
         let ts = self.ts();
         let mut got = self.send(c.addr, &c.register(ts, Some(&cookie)));
@@ -415,22 +427,44 @@ impl Net {
         got
     }
 
+    /// The whole unlisted registration of `c` (cookie challenge, then the unlisted
+    /// registration with the cookie); asserts the OK comes first and returns what followed
+    /// it.
+    pub(crate) fn register_unlisted(&mut self, c: &Client) -> Vec<Sent> {
+        let cookie = self.cookie_for(c);
+        let ts = self.ts();
+        let mut got = self.send(c.addr, &c.register_unlisted(ts, Some(&cookie)));
+        assert!(!got.is_empty(), "no OK for an unlisted registration");
+        assert_eq!(got[0], to(c, self.ok_for(c)), "detail: {}", got[0].detail);
+        self.unlisted.insert(canonical_addr(c.addr));
+        got.remove(0);
+        got
+    }
+
     /// Registers `c` and asserts nothing was queued for it.
-    fn online(&mut self, c: &Client) {
+    pub(crate) fn online(&mut self, c: &Client) {
         let rest = self.register(c);
         assert!(rest.is_empty(), "unexpected events after the OK: {rest:?}");
     }
 
-    fn age_ms(&self, c: &Client) -> Option<u64> {
+    /// A 64-byte keepalive from each of `clients`, none answered.
+    pub(crate) fn keep_alive(&mut self, clients: &[&Client]) {
+        for c in clients {
+            let got = self.send(c.addr, &c.keepalive(64));
+            assert!(got.is_empty(), "a keepalive was answered: {got:?}");
+        }
+    }
+
+    pub(crate) fn age_ms(&self, c: &Client) -> Option<u64> {
         self.server.client(&c.fp(), self.now).map(|v| v.age_ms)
     }
 
-    fn where_is(&self, c: &Client) -> Option<SocketAddr> {
+    pub(crate) fn where_is(&self, c: &Client) -> Option<SocketAddr> {
         self.server.client(&c.fp(), self.now).map(|v| v.addr)
     }
 }
 
-fn answer(target: &Client, status: LookupStatus, home: &str) -> Reply {
+pub(crate) fn answer(target: &Client, status: LookupStatus, home: &str) -> Reply {
     Reply::Answer {
         target: target.fp(),
         status,
@@ -438,28 +472,28 @@ fn answer(target: &Client, status: LookupStatus, home: &str) -> Reply {
     }
 }
 
-fn online_at(c: &Client, age_s: u32) -> LookupStatus {
+pub(crate) fn online_at(c: &Client, age_s: u32) -> LookupStatus {
     LookupStatus::Online {
         addr: canonical_addr(c.addr),
         age_s,
     }
 }
 
-fn punch(from: &Client) -> Reply {
+pub(crate) fn punch(from: &Client) -> Reply {
     Reply::Punch {
         peer: from.fp(),
         addr: canonical_addr(from.addr),
     }
 }
 
-fn relayed(from: &Client, event: &[u8]) -> Reply {
+pub(crate) fn relayed(from: &Client, event: &[u8]) -> Reply {
     Reply::Relay {
         from: from.fp(),
         event: event.to_vec(),
     }
 }
 
-const HOME: &str = "rendezvous"; // UdpIdentity::default().alias
+pub(crate) const HOME: &str = "rendezvous"; // UdpIdentity::default().alias
 
 // ---------------------------------------------------------------------------------------
 // Registration and the address check

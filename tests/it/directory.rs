@@ -914,9 +914,16 @@ fn forged_records_change_nothing() {
     let mut hops = good.clone();
     hops[1] = 17;
     assert_eq!(refused(&mut f, &hops), Err(400));
+    // An unlisted registration (flags 0x01, docs/PROTOCOL.md §5.2), signed by the client
+    // itself: its source was never an address to list.
+    let unlisted = edit(&good, |r, sig, p| {
+        p.push(0x01);
+        *sig = x.id.sign(&signed_message(r.timestamp, p));
+    });
+    assert_eq!(refused(&mut f, &unlisted), Err(400));
     assert_eq!(state(&f), empty);
     assert!(f.poll_peer_out().is_none(), "nothing refused is passed on");
-    assert_eq!(f.stats().federation.peer_records_refused, 6);
+    assert_eq!(f.stats().federation.peer_records_refused, 7);
 
     // The address is not signed: a peer may state another one (the home server vouches).
     let other = addr("198.51.100.1:1");

@@ -98,7 +98,20 @@ fn default_named_servers_share_their_directories() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The asker registered at s2 to look up: both clients reach every directory.
+    // The asker's lookup registered unlisted (docs/PROTOCOL.md §5.2): it is in no
+    // directory. Registered at s2, both clients reach every directory.
+    let counts: Vec<String> = addrs
+        .iter()
+        .map(|s| value(&status(*s), "directory"))
+        .collect();
+    assert_eq!(counts, ["1", "1", "1"], "the lookup listed nobody");
+    let mut cmd = bin();
+    cmd.args(["register", "--server", &addrs[2].to_string(), "--identity"])
+        .arg(c.dir_arg());
+    let mut reg_c = Proc::spawn("register-c", cmd);
+    reg_c
+        .out
+        .expect("registered line", T, |l| l.starts_with("registered "));
     loop {
         let st: Vec<Vec<String>> = addrs.iter().map(|s| status(*s)).collect();
         let counts: Vec<String> = st.iter().map(|s| value(s, "directory")).collect();

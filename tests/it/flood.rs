@@ -430,10 +430,7 @@ fn flood(servers: (SocketAddr, SocketAddr), mut ids: Vec<Identity>) -> FloodRepo
     let dest = |ip: IpAddr| if ip.is_ipv4() { servers.0 } else { servers.1 };
     let any = Identity::generate(KeyAlgorithm::Ed25519, "flood").expect("identity");
     let cookieless = |ts| {
-        let p = Payload::Register(Register {
-            cert: any.cert_der(),
-            cookie: None,
-        });
+        let p = Payload::Register(Register::listed(any.cert_der(), None));
         client::packet(&any, None, ts, &p, true)
     };
     let mut fl = Flooder {
@@ -503,10 +500,7 @@ fn flood(servers: (SocketAddr, SocketAddr), mut ids: Vec<Identity>) -> FloodRepo
                     continue;
                 }
                 let id = ids.pop().expect("an identity per registration");
-                let p = Payload::Register(Register {
-                    cert: id.cert_der(),
-                    cookie: src[i].cookie.as_ref(),
-                });
+                let p = Payload::Register(Register::listed(id.cert_der(), src[i].cookie.as_ref()));
                 let reg = client::packet(&id, None, unix_now(), &p, true);
                 fl.send(&src[i], &reg, to);
                 fl.report.registrations += 1;

@@ -5,7 +5,7 @@
 //! - byte formats: `wire_props`, `tcp_wire` (fixtures written by hand, round trips,
 //!   arbitrary input);
 //! - the I/O-free core on a virtual clock: `core_scenarios`, `tcp_core`, `directory`,
-//!   `nodelist`, `journal`, `store`;
+//!   `nodelist`, `journal`, `store`; `unlisted` (there and on the real binary);
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
@@ -13,10 +13,12 @@
 //! - STUN on the UDP port, the core and the real binary against the distribution's STUN
 //!   clients: `stun`;
 //! - the real binary on loopback: `cli` (exit statuses, values refused as parsed),
-//!   `udp_binary`, `tcp_binary`, `contacts_auth`, `federation`,
+//!   `client_cli` (rough edges of the client commands), `udp_binary`, `tcp_binary`,
+//!   `contacts_auth`, `federation`,
 //!   `rejoin`, `metrics` (`serve --metrics` scraped, and checked with promtool),
-//!   `capture`, `replay`, `dissector`, `bench`, `crash` (SIGKILL at random moments;
-//!   `RDV_CRASH_RUNS` sets how many);
+//!   `capture`, `decode_stream` (decode of a pipe as it is written), `replay`,
+//!   `dissector`, `bench`, `crash` (SIGKILL at random moments; `RDV_CRASH_RUNS` sets how
+//!   many);
 //! - real NATs and partitions in network namespaces (root; under `CI=true` they fail rather
 //!   than skip): `nat`, `partition`, `flood` (floods of datagrams from many sources and of
 //!   idle TCP connections, honest clients counted).
@@ -38,10 +40,12 @@ mod bench;
 mod ca_bundle;
 mod capture;
 mod cli;
+mod client_cli;
 mod config;
 mod contacts_auth;
 mod core_scenarios;
 mod crash;
+mod decode_stream;
 mod directory;
 mod dissector;
 mod federation;
@@ -67,4 +71,5 @@ mod tcp_core;
 mod tcp_wire;
 mod tls;
 mod udp_binary;
+mod unlisted;
 mod wire_props;

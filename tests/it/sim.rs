@@ -62,16 +62,13 @@ impl Client {
         let first = self.send(
             net,
             h,
-            &Payload::Register(Register { cert, cookie: None }),
+            &Payload::Register(Register::listed(cert, None)),
             true,
         );
         let Some(Incoming::Cookie(cookie)) = first.first() else {
             panic!("expected a cookie challenge, got {first:?}");
         };
-        let reg = Payload::Register(Register {
-            cert,
-            cookie: Some(cookie),
-        });
+        let reg = Payload::Register(Register::listed(cert, Some(cookie)));
         let second = self.send(net, h, &reg, true);
         assert!(
             matches!(second.first(), Some(Incoming::Ok(_))),

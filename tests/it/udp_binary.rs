@@ -245,10 +245,7 @@ fn offline_client_gets_event_when_it_registers_again() {
 
 /// Builds a registration of `cert` with `cookie`, signed by `signer`, at `ts`.
 fn registration(cert: &[u8], cookie: &[u8; 16], signer: &Identity, ts: u64) -> Vec<u8> {
-    let reg = Payload::Register(Register {
-        cert,
-        cookie: Some(cookie),
-    });
+    let reg = Payload::Register(Register::listed(cert, Some(cookie)));
     let mut body = vec![0; reg.buffer_len()];
     reg.emit(&mut body).unwrap();
     let sig = signer.sign(&signed_message(ts, &body));
@@ -265,7 +262,7 @@ fn registration(cert: &[u8], cookie: &[u8; 16], signer: &Identity, ts: u64) -> V
 
 /// Gets a cookie for `sock`'s address by sending a cookie-less registration.
 fn cookie_for(sock: &UdpSocket, server: SocketAddr, cert: &[u8], signer: &Identity) -> [u8; 16] {
-    let reg = Payload::Register(Register { cert, cookie: None });
+    let reg = Payload::Register(Register::listed(cert, None));
     let mut body = vec![0; reg.buffer_len()];
     reg.emit(&mut body).unwrap();
     let ts = unix_now();
@@ -561,10 +558,7 @@ fn openssl_made_certificates_register_with_openssl_signatures() {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let loaded = Identity::load(dir).unwrap();
         let cookie = cookie_for(&sock, server.addr, &der, &loaded);
-        let reg = Payload::Register(Register {
-            cert: &der,
-            cookie: Some(&cookie),
-        });
+        let reg = Payload::Register(Register::listed(&der, Some(&cookie)));
         let mut body = vec![0; reg.buffer_len()];
         reg.emit(&mut body).unwrap();
         let ts = unix_now() + 1; // newer than the CLI's registration

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use proptest::prelude::*;
 use rendezvous::wire::udp::{
     canonical_addr, parse_cookie, parse_lookup, ErrorReply, LookupAnswer, LookupStatus, OkInfo,
-    Payload, Register, Relay, ServerEvent, COOKIE_LEN, MAX_EVENT,
+    Payload, Register, Relay, ServerEvent, COOKIE_LEN, FLAG_UNLISTED, MAX_EVENT,
 };
 use rendezvous::wire::{Fingerprint, PacketType, Root, RootHeader, WireError, MAX_DATAGRAM};
 
@@ -63,6 +63,7 @@ enum Owned {
     Register {
         cert: Vec<u8>,
         cookie: Option<[u8; 16]>,
+        unlisted: bool,
     },
     Punch {
         peer: Fingerprint,
@@ -97,9 +98,14 @@ impl Owned {
             Owned::Keepalive => Payload::Keepalive,
             Owned::OkEmpty => Payload::Ok(None),
             Owned::Ok(o) => Payload::Ok(Some(*o)),
-            Owned::Register { cert, cookie } => Payload::Register(Register {
+            Owned::Register {
+                cert,
+                cookie,
+                unlisted,
+            } => Payload::Register(Register {
                 cert,
                 cookie: cookie.as_ref(),
+                unlisted: *unlisted,
             }),
             Owned::Punch { peer, addr } => Payload::ServerEvent(ServerEvent::Punch {
                 peer: *peer,
@@ -180,9 +186,14 @@ fn payload() -> impl Strategy<Value = Owned> {
         })),
         (
             bytes(1..=1300),
-            proptest::option::of(any::<[u8; COOKIE_LEN]>())
+            proptest::option::of(any::<[u8; COOKIE_LEN]>()),
+            any::<bool>()
         )
-            .prop_map(|(cert, cookie)| Owned::Register { cert, cookie }),
+            .prop_map(|(cert, cookie, unlisted)| Owned::Register {
+                cert,
+                cookie,
+                unlisted
+            }),
         (fingerprint(), sock_addr()).prop_map(|(peer, addr)| Owned::Punch { peer, addr }),
         (2u8.., bytes(0..=200)).prop_map(|(code, body)| Owned::OtherEvent { code, body }),
         (fingerprint(), bytes(1..=MAX_EVENT))
@@ -279,13 +290,23 @@ fn emit_packet(h: &Header, p: &Payload<'_>) -> Vec<u8> {
 
 /// Whether the first `k` bytes of payload `p` may parse as a valid payload of its type
 /// (the layout allows it): an empty OK is an OK without payload, a registration cut just before its
-/// cookie is one without, a relay cut after at least one event byte is a shorter event,
+/// cookie or flags is one without (and cut one byte into a cookie starting 0x01, one with
+/// flags), a relay cut after at least one event byte is a shorter event,
 /// keepalive padding and unknown event bodies are free.
 fn prefix_may_parse(p: &Owned, k: usize) -> bool {
     match p {
         Owned::Keepalive | Owned::OtherEvent { .. } => true,
         Owned::Ok(_) | Owned::OkEmpty => k == 0,
-        Owned::Register { cert, cookie } => cookie.is_some() && k == 2 + cert.len(),
+        Owned::Register {
+            cert,
+            cookie,
+            unlisted,
+        } => {
+            let at = 2 + cert.len();
+            (k == at && (cookie.is_some() || *unlisted))
+                || (k == at + 1 && cookie.is_some_and(|c| c[0] == FLAG_UNLISTED))
+                || (k == at + COOKIE_LEN && cookie.is_some() && *unlisted)
+        }
         Owned::Relay { .. } => k >= 33,
         _ => false,
     }
@@ -664,13 +685,7 @@ fn fixture_client_packets() {
         (0x02, PacketType::Register, &b"SIG"[..])
     );
     let reg = Register::parse(r.payload).unwrap();
-    assert_eq!(
-        reg,
-        Register {
-            cert: b"abc",
-            cookie: Some(&cookie)
-        }
-    );
+    assert_eq!(reg, Register::listed(b"abc", Some(&cookie)));
     // Lookup: exactly 32 bytes.
     assert_eq!(parse_lookup(&FP), Ok(Fingerprint(FP)));
     // Shifted keepalive, shift_len 2, junk "jj": params 0x06 | 2 | type 0 | jj | sig_len 0 |
@@ -735,6 +750,30 @@ fn fixture_refusals() {
         Err(WireError::BadLength)
     );
     assert_eq!(Register::parse(&[0, 2, b'c']), Err(WireError::Truncated));
+    // One byte after the certificate is the flags: 0x01 (unlisted), nothing else.
+    assert_eq!(
+        Register::parse(&[0, 1, b'c', 1]),
+        Ok(Register {
+            cert: b"c",
+            cookie: None,
+            unlisted: true
+        })
+    );
+    assert_eq!(Register::parse(&[0, 1, b'c', 2]), Err(WireError::BadFlags));
+    assert_eq!(Register::parse(&[0, 1, b'c', 0]), Err(WireError::BadFlags));
+    let mut r = vec![0, 1, b'c'];
+    r.extend_from_slice(&[9; COOKIE_LEN]);
+    r.push(1);
+    assert_eq!(
+        Register::parse(&r),
+        Ok(Register {
+            cert: b"c",
+            cookie: Some(&[9; COOKIE_LEN]),
+            unlisted: true
+        })
+    );
+    r.push(1);
+    assert_eq!(Register::parse(&r), Err(WireError::BadLength));
     let mut r = FP.to_vec();
     r.extend_from_slice(&[0; 1201]);
     assert_eq!(Relay::parse(&r), Err(WireError::BadLength));

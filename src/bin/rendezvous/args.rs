@@ -395,6 +395,11 @@ pub(crate) enum IdentityCmd {
         /// Common name in the certificate.
         #[arg(long, default_value = "rendezvous client")]
         name: String,
+        /// Replace an identity already in DIR (its fingerprint, and so the address others
+        /// know it by, is lost). Without it, an existing cert.pem, cert.der or key.pem is
+        /// an error and nothing is written.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the fingerprint of the identity in DIR.
     Show {

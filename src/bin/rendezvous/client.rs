@@ -7,14 +7,22 @@ use crate::{resolve, say};
 use anyhow::{bail, Context, Result};
 use rendezvous::client::contacts::{ContactsClient, StatusAnswer};
 use rendezvous::client::{Client, ClientError, Incoming};
-use rendezvous::identity::{Identity, KeyAlgorithm};
-use rendezvous::wire::tcp;
+use rendezvous::identity::{Identity, KeyAlgorithm, SignerError};
+use rendezvous::wire::tcp::{self, ContactFields};
 use rendezvous::wire::udp::LookupStatus;
 use rendezvous::wire::Fingerprint;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+/// Registrations sent in one round of `register` before it says the server is unreachable.
+const REGISTER_TRIES: u32 = 5;
+/// How long each registration of the first round waits for an answer; each later round
+/// waits twice as long, up to [`REGISTER_WAIT_MAX`].
+const REGISTER_WAIT: Duration = Duration::from_secs(2);
+/// The longest wait for one registration's answer.
+const REGISTER_WAIT_MAX: Duration = Duration::from_secs(16);
 
 /// Hellos sent to a peer after its punch request.
 const PUNCH_HELLOS: u32 = 20;
@@ -31,13 +39,22 @@ pub(crate) fn identity(c: IdentityCmd) -> Result<ExitCode> {
             out,
             algorithm,
             name,
+            force,
         } => {
             let alg = match algorithm {
                 Alg::Ed25519 => KeyAlgorithm::Ed25519,
                 Alg::P256 => KeyAlgorithm::EcdsaP256,
             };
             let id = Identity::generate(alg, &name)?;
-            id.save(&out)?;
+            let saved = if force {
+                id.save(&out)
+            } else {
+                id.save_new(&out)
+            };
+            if let Err(e @ SignerError::AlreadyExists { .. }) = &saved {
+                bail!("{e} (give --force to replace it; its fingerprint is then lost)");
+            }
+            saved?;
             say(&id.fingerprint().to_hex());
         }
         IdentityCmd::Show { dir } => {
@@ -48,8 +65,9 @@ pub(crate) fn identity(c: IdentityCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `register`: registers, keeps alive, and prints events, punch requests and direct
-/// datagrams as they arrive (runs until killed).
+/// `register`: registers (until the server answers, saying so while it does not), keeps
+/// alive, and prints events, punch requests and direct datagrams as they arrive (runs until
+/// killed).
 pub(crate) fn register(conn: Conn, keepalive: Option<u64>) -> Result<ExitCode> {
     let mut s = Session::start(connect(&conn)?, keepalive)?;
     loop {
@@ -179,8 +197,27 @@ fn connect(conn: &Conn) -> Result<Client> {
 
 /// Registers and prints the `registered` line with the keepalive interval this client
 /// uses (`chosen`, else the server's advice); returns that interval (s) and the epoch.
+/// Never gives up on a server that does not answer: after each round of
+/// [`REGISTER_TRIES`] registrations without an answer it prints `unreachable server=ADDR
+/// waited=S` (S: seconds since the first) and starts another, waiting longer
+/// (docs/PROTOCOL.md §7).
+///
+/// # Errors
+/// A refusal by the server; a socket error.
 fn do_register(c: &mut Client, chosen: Option<u64>) -> Result<(u64, u32), ClientError> {
-    let info = c.register(5, Duration::from_secs(2))?;
+    let started = Instant::now();
+    let mut wait = REGISTER_WAIT;
+    let info = loop {
+        match c.register(REGISTER_TRIES, wait) {
+            Ok(info) => break info,
+            Err(ClientError::Unavailable(server)) => {
+                let waited = started.elapsed().as_secs();
+                say(&format!("unreachable server={server} waited={waited}"));
+                wait = (wait * 2).min(REGISTER_WAIT_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let fp = c.identity().fingerprint();
     let (advised, epoch, public) = match info {
         Some(i) => (
@@ -205,11 +242,12 @@ fn text_of(data: &[u8]) -> String {
         .replace('\r', "\\r")
 }
 
-/// `lookup`: registers, then prints `online ...`, `offline ...` or `unknown`.
+/// `lookup`: registers unlisted (so a `register` of the same identity keeps its address;
+/// docs/PROTOCOL.md §5.2), then prints `online ...`, `offline ...` or `unknown`.
 pub(crate) fn lookup(conn: Conn, fingerprint: &str) -> Result<ExitCode> {
     let target = parse_fp(fingerprint)?;
     let mut c = connect(&conn)?;
-    c.register(5, Duration::from_secs(2))?;
+    c.register_unlisted(5, Duration::from_secs(2))?;
     let (status, home) = c.lookup(target, Duration::from_secs(3))?;
     say(&match status {
         LookupStatus::Online { addr, age_s } => {
@@ -221,14 +259,14 @@ pub(crate) fn lookup(conn: Conn, fingerprint: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `send`: registers, relays one event, and fails if the server refuses it.
+/// `send`: registers unlisted, relays one event, and fails if the server refuses it.
 pub(crate) fn send(conn: Conn, fingerprint: &str, text: &str) -> Result<ExitCode> {
     let dest = parse_fp(fingerprint)?;
     if text.is_empty() || text.len() > 1200 {
         bail!("event text must be 1 to 1200 bytes, got {}", text.len());
     }
     let mut c = connect(&conn)?;
-    c.register(5, Duration::from_secs(2))?;
+    c.register_unlisted(5, Duration::from_secs(2))?;
     c.send_event(dest, text.as_bytes())?;
     // Accepted events are not acknowledged; a refusal comes back as an error. Wait briefly.
     let deadline = Instant::now() + Duration::from_millis(500);
@@ -246,11 +284,12 @@ pub(crate) fn send(conn: Conn, fingerprint: &str, text: &str) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// `punch`: looks the peer up and exchanges a datagram with it directly.
+/// `punch`: registers unlisted, looks the peer up and exchanges a datagram with it
+/// directly.
 pub(crate) fn punch(conn: Conn, fingerprint: &str, timeout: u64) -> Result<ExitCode> {
     let target = parse_fp(fingerprint)?;
     let mut c = connect(&conn)?;
-    c.register(5, Duration::from_secs(2))?;
+    c.register_unlisted(5, Duration::from_secs(2))?;
     let me = c.identity().fingerprint();
     let (status, _) = c.lookup(target, Duration::from_secs(3))?;
     let LookupStatus::Online { addr, .. } = status else {
@@ -293,6 +332,15 @@ pub(crate) fn contacts(c: ContactsCmd) -> Result<ExitCode> {
             contact,
             phone,
         } => {
+            // Fields that cannot fit are refused before connecting (the username of an
+            // identity, its fingerprint in hex, always fits).
+            let user = who.user.as_deref().unwrap_or_default();
+            let fields = ContactFields {
+                username: user,
+                contact: &contact,
+                phone: &phone,
+            };
+            fields.check_each()?;
             let (mut cl, owner) = contacts_conn(&server, who.identity.as_deref(), tls)?;
             let user = owner.or(who.user).unwrap_or_default();
             cl.update(&user, &contact, &phone)?;

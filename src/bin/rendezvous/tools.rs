@@ -13,11 +13,14 @@ use std::process::ExitCode;
 // `rendezvous decode`.
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
-    /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark).
+    /// The capture: a pcap or pcapng file (tcpdump -w, tshark -w, dumpcap, Wireshark);
+    /// `-` is standard input. Standard input or a pipe is decoded as it is read, each line
+    /// written as soon as its packet is (`tcpdump -U -w - | rendezvous decode -`).
     capture: PathBuf,
     /// The server's port: UDP datagrams from or to it, and TCP connections to it, are
     /// decoded; everything else is skipped and counted [default: every port whose traffic
-    /// is this protocol's, found by its structure]
+    /// is this protocol's, found by its structure (from a stream: by its first such
+    /// traffic)]
     #[arg(long)]
     port: Option<u16>,
     /// One JSON object per line (keys ts, ts_us, proto, src, dst, type, type_num and the
@@ -98,6 +101,11 @@ pub(crate) struct BenchArgs {
     /// lookups with a placeholder): match answers in order instead of by target.
     #[arg(long)]
     sink: bool,
+    /// contacts: run against a server not on loopback. The contacts written (up to
+    /// --clients x 1000, under new identities) stay in that server and its peers: the
+    /// protocol cannot delete them.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 // How much load `bench` makes.
@@ -203,6 +211,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<ExitCode> {
         pid: a.pid,
         gso: !a.no_gso,
         sink: a.sink,
+        allow_remote: a.allow_remote,
     };
     let report = bench::measure(&options, &mut io::stderr())?;
     if a.json {

@@ -29,6 +29,8 @@ pub(super) struct Admitted {
     pub(super) ts: u64,
     /// The packet's replay digest, to record once the registration is accepted.
     pub(super) digest: u64,
+    /// An unlisted registration (flags 0x01, docs/PROTOCOL.md §5.2).
+    pub(super) unlisted: bool,
 }
 
 /// Why a registration was not admitted.
@@ -247,6 +249,7 @@ impl Admission {
             key,
             ts: root.timestamp,
             digest,
+            unlisted: reg.unlisted,
         })
     }
 

@@ -16,11 +16,13 @@ use crate::wire::udp::{
     parse_lookup, LookupAnswer, LookupStatus, OkInfo, Payload, Relay, ServerEvent,
 };
 use crate::wire::{Fingerprint, Root, WireError};
+use std::net::SocketAddr;
 
 impl UdpCore {
-    /// Type 0 (docs/PROTOCOL.md §3, §5.10): refreshes the client bound to the source; from
-    /// an unknown address, a 404 tells a client that the server restarted, but only when
-    /// the keepalive (`len` bytes) is at least as large as the answer.
+    /// Type 0 (docs/PROTOCOL.md §3, §5.10): refreshes the client listed at the source, or
+    /// the source's unlisted binding (§5.2); from an unknown address, a 404 tells a client
+    /// that the server restarted, but only when the keepalive (`len` bytes) is at least as
+    /// large as the answer.
     #[inline]
     pub(super) fn keepalive(&mut self, now: Now, req: Req, len: usize, out: &mut Out<'_>) {
         if self.directory.keepalive(now, &req.src) {
@@ -33,7 +35,8 @@ impl UdpCore {
     }
 
     /// Type 2 (docs/PROTOCOL.md §5.2): the admission checks (steps 3 to 10), then
-    /// [`Self::accept`]; a missing or stale cookie gets a type-9 challenge.
+    /// [`Self::accept`] (or [`Self::accept_unlisted`]); a missing or stale cookie gets a
+    /// type-9 challenge.
     pub(super) fn register(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
         let directory = &self.directory;
         let online = |fp: &Fingerprint| directory.client(fp).is_some();
@@ -41,6 +44,7 @@ impl UdpCore {
             .admission
             .check_registration(now, req.src, root, online)
         {
+            Ok(admitted) if admitted.unlisted => self.accept_unlisted(now, req, admitted, out),
             Ok(admitted) => self.accept(now, req, root, admitted, out),
             Err(Rejected::Challenge(cookie)) => {
                 let cookie = Payload::Cookie(cookie);
@@ -92,6 +96,32 @@ impl UdpCore {
                 self.federation.push_record(&rec);
             }
         }
+        self.send_ok(now, req, out);
+        let Some((addr, shift)) = self.directory.client(&a.fp).map(|c| (c.addr, c.shift)) else {
+            return;
+        };
+        self.deliver_queued(now, a.fp, (addr, shift), out);
+    }
+
+    /// An admitted unlisted registration (docs/PROTOCOL.md §5.2, "Unlisted
+    /// registrations"): any other fingerprint listed at the source goes offline, the source
+    /// is bound to the fingerprint for the client's own requests, and the OK is sent. The
+    /// fingerprint's address in the directory, the peers and the queued events are left as
+    /// they are.
+    fn accept_unlisted(&mut self, now: Now, req: Req, a: Admitted, out: &mut Out<'_>) {
+        self.admission.record(a.fp, a.ts, a.digest);
+        if let Some(other) = self.directory.at(&req.src).filter(|o| *o != a.fp) {
+            self.go_offline(now, other);
+        }
+        self.directory
+            .bind_unlisted(now, req.src, a.fp, a.key, req.shift);
+        self.counters.registrations += 1;
+        self.send_ok(now, req, out);
+    }
+
+    /// The OK to an accepted registration from `req`: the advised keepalive, the boot
+    /// epoch and the source address (docs/PROTOCOL.md §3 type 1).
+    fn send_ok(&mut self, now: Now, req: Req, out: &mut Out<'_>) {
         let ok = Payload::Ok(Some(OkInfo {
             keepalive_s: self.cfg.advised_keepalive_s(),
             boot_epoch: self.boot_epoch,
@@ -99,14 +129,14 @@ impl UdpCore {
         }));
         self.emitter
             .send(out, now.unix_s, req.src, req.shift, &ok, MAX_DATAGRAM);
-        self.deliver_queued(now, a.fp, out);
     }
 
-    /// Type 4 from a client (docs/PROTOCOL.md §3, §5.7): a registered source (403), a
-    /// well-formed event (413, 400), the relay checks of admission; then
-    /// [`Self::route_relay`].
+    /// Type 4 from a client (docs/PROTOCOL.md §3, §5.7): a registered source, listed or
+    /// unlisted (403), a well-formed event (413, 400), the relay checks of admission with
+    /// the key of the client the source speaks for; then [`Self::route_relay`].
     pub(super) fn relay(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
-        let Some(from) = self.directory.at(&req.src) else {
+        let directory = &self.directory;
+        let Some((from, key)) = directory.speaker(now, &req.src) else {
             let why = "register before relaying";
             return self.emitter.refuse(out, req, status::FORBIDDEN, why);
         };
@@ -123,10 +153,11 @@ impl UdpCore {
                 return self.emitter.refuse(out, req, status::BAD_REQUEST, why);
             }
         };
-        let directory = &self.directory;
-        let key = directory.client(&from).map(|c| &c.key);
         let online = |fp: &Fingerprint| directory.client(fp).is_some();
-        match self.admission.check_relay(now, root, from, key, online) {
+        match self
+            .admission
+            .check_relay(now, root, from, Some(key), online)
+        {
             Ok(digest) => self.route_relay(now, req, from, relay, (root.timestamp, digest), out),
             Err(r) => self.emitter.reject(out, req, r),
         }
@@ -189,11 +220,12 @@ impl UdpCore {
         }
     }
 
-    /// Type 5 (docs/PROTOCOL.md §5.6): from a registered source (403), the answer within
-    /// the source IP's byte budget (else dropped), then a punch request for an online
-    /// target: sent here, or forwarded to its home server. Allocates nothing.
+    /// Type 5 (docs/PROTOCOL.md §5.6): from a registered source, listed or unlisted (403),
+    /// the answer within the source IP's byte budget (else dropped), then a punch request
+    /// for an online target naming the asker at the lookup's source: sent here, or
+    /// forwarded to its home server. Allocates nothing.
     pub(super) fn lookup(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
-        let Some(asker) = self.directory.at(&req.src) else {
+        let Some((asker, _)) = self.directory.speaker(now, &req.src) else {
             let why = "register before looking up";
             return self.emitter.refuse(out, req, status::FORBIDDEN, why);
         };
@@ -259,10 +291,11 @@ impl UdpCore {
         }
     }
 
-    /// Type 8 (docs/PROTOCOL.md §3, §5.8): a registered source (403) with an empty payload
-    /// (400) gets its queued events.
+    /// Type 8 (docs/PROTOCOL.md §3, §5.8): a registered source, listed or unlisted (403),
+    /// with an empty payload (400) gets the events queued for the client it speaks for,
+    /// there, in its registration's layout.
     pub(super) fn fetch(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
-        let Some(fp) = self.directory.at(&req.src) else {
+        let Some((fp, _)) = self.directory.speaker(now, &req.src) else {
             let why = "register before fetching";
             return self.emitter.refuse(out, req, status::FORBIDDEN, why);
         };
@@ -270,14 +303,23 @@ impl UdpCore {
             let why = "fetch has no payload";
             return self.emitter.refuse(out, req, status::BAD_REQUEST, why);
         }
-        self.deliver_queued(now, fp, out);
+        let shift = match self.directory.unlisted_at(now, &req.src) {
+            Some(b) => b.shift,
+            None => self.directory.client(&fp).and_then(|c| c.shift),
+        };
+        self.deliver_queued(now, fp, (req.src, shift), out);
     }
 
-    /// Sends local client `fp` the events queued for it, once (docs/PROTOCOL.md §5.8).
-    pub(super) fn deliver_queued(&mut self, now: Now, fp: Fingerprint, out: &mut Out<'_>) {
-        let Some((addr, shift)) = self.directory.client(&fp).map(|c| (c.addr, c.shift)) else {
-            return;
-        };
+    /// Sends the events queued for `fp` to `to` (address, layout), once (docs/PROTOCOL.md
+    /// §5.8).
+    fn deliver_queued(
+        &mut self,
+        now: Now,
+        fp: Fingerprint,
+        to: (SocketAddr, Option<u8>),
+        out: &mut Out<'_>,
+    ) {
+        let (addr, shift) = to;
         for item in self.queues.take(&fp, now.mono_ms) {
             let p = Payload::Relay(Relay {
                 peer: item.from,

@@ -36,6 +36,7 @@ pub(super) fn wire_detail(e: WireError) -> &'static str {
         WireError::TooLarge => "datagram larger than 1400 bytes",
         WireError::BadParams => "malformed: reserved params bits set",
         WireError::BadLength => "malformed: a length field does not fit",
+        WireError::BadFlags => "malformed: register flags byte must be 0x01 (unlisted)",
         WireError::UnknownType => "unknown packet type",
         _ => "malformed",
     }

@@ -247,6 +247,12 @@ impl UdpCore {
         self.directory.len()
     }
 
+    /// Number of sources bound by unlisted registrations (docs/PROTOCOL.md §5.2; lapsed
+    /// ones count until the next sweep, every 10 s).
+    pub fn unlisted(&self) -> usize {
+        self.directory.unlisted_len()
+    }
+
     /// Number of remote entries: clients homed at other servers, learned from peers
     /// (docs/PROTOCOL.md §8.16; bounded by [`TableBounds::max_remote`]).
     pub fn remote_online(&self) -> usize {
@@ -335,7 +341,8 @@ impl UdpCore {
     /// remote entries lapse past their deadline (no record), re-announces local clients
     /// heard from since their last announcement (refresh records, every
     /// [`UdpConfig::announce_interval_ms`]), drops queued events past their age and sweeps
-    /// idle rate-limit entries (docs/PROTOCOL.md §5.10, §8.16).
+    /// idle rate-limit entries and lapsed unlisted bindings (docs/PROTOCOL.md §5.2, §5.10,
+    /// §8.16).
     pub fn handle_timeout(&mut self, now: Now) {
         while let Some((fp, c)) = self.directory.pop_expired(now) {
             self.counters.expired += 1;
@@ -360,6 +367,7 @@ impl UdpCore {
             self.relay_budget.sweep(now.mono_ms);
             self.punch_pairs.sweep(now.mono_ms);
             self.admission.sweep(now);
+            self.directory.sweep_unlisted(now);
         }
     }
 
@@ -373,7 +381,7 @@ impl UdpCore {
         if self.stun(now, src, data, out) {
             return;
         }
-        let limit = emit::reply_limit(self.directory.is_bound(&src), data.len());
+        let limit = emit::reply_limit(self.directory.is_bound(now, &src), data.len());
         // Never answer a server, nor anything that could be a reply (no error ping-pong).
         let from_server = data.first().is_some_and(|p| p & PARAM_FROM_SERVER != 0);
         let root = match Root::parse(data) {

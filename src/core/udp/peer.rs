@@ -140,6 +140,11 @@ impl UdpCore {
             let why = "malformed: the embedded payload is no type-2 registration";
             peer_err(status::BAD_REQUEST, why)
         })?;
+        if payload.unlisted {
+            // Its source was never the client's address for others (docs/PROTOCOL.md §5.2).
+            let why = "an unlisted registration gives no address to list";
+            return Err(peer_err(status::BAD_REQUEST, why));
+        }
         if identity::fingerprint(payload.cert) != fp {
             let why = "fingerprint is not the SHA-256 of the embedded certificate";
             return Err(peer_err(status::BAD_REQUEST, why));

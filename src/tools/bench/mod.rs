@@ -17,7 +17,9 @@
 //!   identities with increasing timestamps (the server's per-fingerprint "newer than the
 //!   last" rule).
 //! - `contacts`: TCP client role: Updates with a Barrier every `--barrier-every` on
-//!   `--clients` connections; the barrier's latency is the one reported.
+//!   `--clients` connections; the barrier's latency is the one reported. The contacts
+//!   written stay in the server (the protocol has no delete), so a target not on loopback
+//!   is refused without `--allow-remote`.
 //!
 //! Every loop is bounded by `--duration` (plus at most `--timeout-ms` to collect late
 //! answers) and stops by itself. Setup (identities, registrations) is not timed.
@@ -78,6 +80,20 @@ pub enum BenchError {
         target: SocketAddr,
         /// The first connection's error.
         first: String,
+    },
+    /// The contacts workload against a target not on loopback without
+    /// [`BenchOptions::allow_remote`]: the contacts it writes would stay there (and at the
+    /// server's peers), as the protocol cannot delete a contact (docs/PROTOCOL.md §10).
+    #[error(
+        "--workload contacts writes up to {max} contacts to {target}, which stay there and \
+         at its peers (the protocol cannot delete them); it runs against a loopback target \
+         only, unless --allow-remote is given"
+    )]
+    RemoteContacts {
+        /// The target, resolved.
+        target: SocketAddr,
+        /// The most contacts the run would write: `--clients` x 1000.
+        max: u64,
     },
     /// A connection thread of the contacts workload panicked.
     #[error("a connection thread panicked")]
@@ -204,6 +220,9 @@ pub struct BenchOptions {
     /// The target is the baseline `loadgen sink` (answers registrations with a fake OK and
     /// lookups with a placeholder): answers are matched in order instead of by target.
     pub sink: bool,
+    /// contacts: run against a target that is not on loopback (else refused with
+    /// [`BenchError::RemoteContacts`]).
+    pub allow_remote: bool,
 }
 
 impl BenchOptions {
@@ -228,6 +247,7 @@ impl BenchOptions {
             pid: None,
             gso: true,
             sink: false,
+            allow_remote: false,
         }
     }
 
@@ -298,7 +318,8 @@ fn resolve(target: &str) -> Result<SocketAddr, BenchError> {
 /// # Errors
 /// Bad options, an unresolvable target, socket errors, a server that does not register
 /// the clients (refused, or no answer within a few seconds), every contacts connection
-/// failing.
+/// failing; the contacts workload against a target not on loopback without
+/// [`BenchOptions::allow_remote`] (nothing is sent then).
 pub fn measure(options: &BenchOptions, notes: &mut dyn Write) -> Result<Report, BenchError> {
     options.check()?;
     let target = resolve(&options.target)?;
@@ -306,7 +327,13 @@ pub fn measure(options: &BenchOptions, notes: &mut dyn Write) -> Result<Report, 
         Workload::Keepalive | Workload::Lookup | Workload::Register => {
             udp::run(options, target, notes)
         }
-        Workload::Contacts => contacts::run(options, target, notes),
+        Workload::Contacts => {
+            if !options.allow_remote && !target.ip().to_canonical().is_loopback() {
+                let max = options.load.clients as u64 * contacts::KEYS_PER_CONNECTION;
+                return Err(BenchError::RemoteContacts { target, max });
+            }
+            contacts::run(options, target, notes)
+        }
     }
 }
 

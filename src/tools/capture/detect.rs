@@ -82,10 +82,29 @@ fn majority(votes: u64, total: u64) -> bool {
 
 /// The evidence of every port that carries the protocol, ascending by port.
 pub(super) fn server_ports(records: &[Record]) -> Vec<PortEvidence> {
-    let mut ports: BTreeMap<u16, PortEvidence> = BTreeMap::new();
-    let mut openings: HashMap<(SocketAddr, SocketAddr), Opening> = HashMap::new();
+    let mut d = Detector::default();
     for r in records {
-        match r.as_transport() {
+        d.take(&r.as_transport());
+    }
+    d.found()
+}
+
+/// The evidence of each port so far, record by record: what [`server_ports`] judges a
+/// whole capture on, and a streamed read judges its traffic on as it comes
+/// (docs/PROTOCOL.md §10).
+#[derive(Default)]
+pub(super) struct Detector {
+    ports: BTreeMap<u16, PortEvidence>,
+    /// The opening of each direction of each connection, and how it counts so far
+    /// ([`Opening::verdict`]).
+    openings: HashMap<(SocketAddr, SocketAddr), (Opening, Option<bool>)>,
+}
+
+impl Detector {
+    /// Counts one datagram or segment; returns the ports whose evidence it changed (none,
+    /// one or two).
+    pub(super) fn take(&mut self, t: &super::link::Transport<'_>) -> [Option<u16>; 2] {
+        match *t {
             super::link::Transport::Udp {
                 src,
                 dst,
@@ -94,29 +113,51 @@ pub(super) fn server_ports(records: &[Record]) -> Vec<PortEvidence> {
                 ..
             } => {
                 for p in [src.port(), dst.port()] {
-                    entry(&mut ports, p).udp_datagrams += 1;
+                    entry(&mut self.ports, p).udp_datagrams += 1;
                 }
                 if let Some(p) = udp_server_port(src, dst, payload) {
-                    entry(&mut ports, p).udp_root += 1;
+                    entry(&mut self.ports, p).udp_root += 1;
                 }
+                [Some(src.port()), Some(dst.port())]
             }
-            super::link::Transport::Udp { .. } => {}
-            super::link::Transport::Tcp { src, dst, seg } => {
-                openings.entry((src, dst)).or_default().take(&seg);
+            super::link::Transport::Udp { .. } => [None, None],
+            super::link::Transport::Tcp { src, dst, ref seg } => {
+                let (o, counted) = self.openings.entry((src, dst)).or_default();
+                o.take(seg);
+                let now = o.verdict();
+                if now == *counted {
+                    return [None, None];
+                }
+                let e = entry(&mut self.ports, dst.port());
+                if let Some(hello) = counted.take() {
+                    e.tcp_streams -= 1;
+                    e.tcp_hellos -= u64::from(hello);
+                }
+                if let Some(hello) = now {
+                    e.tcp_streams += 1;
+                    e.tcp_hellos += u64::from(hello);
+                }
+                *counted = now;
+                [Some(dst.port()), None]
             }
         }
     }
-    for ((_, dst), o) in &openings {
-        if let Some(hello) = o.verdict() {
-            let e = entry(&mut ports, dst.port());
-            e.tcp_streams += 1;
-            e.tcp_hellos += u64::from(hello);
-        }
+
+    /// Whether `port` carries the protocol on the evidence so far.
+    pub(super) fn carries(&self, port: u16) -> bool {
+        self.ports
+            .get(&port)
+            .is_some_and(PortEvidence::carries_protocol)
     }
-    ports
-        .into_values()
-        .filter(PortEvidence::carries_protocol)
-        .collect()
+
+    /// The evidence of every port that carries the protocol so far, ascending by port.
+    pub(super) fn found(&self) -> Vec<PortEvidence> {
+        self.ports
+            .values()
+            .filter(|e| e.carries_protocol())
+            .cloned()
+            .collect()
+    }
 }
 
 fn entry(ports: &mut BTreeMap<u16, PortEvidence>, port: u16) -> &mut PortEvidence {

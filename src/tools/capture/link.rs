@@ -12,7 +12,7 @@
 //! Never panics on any input: every length is checked before it is used.
 
 use super::tcp::{Flows, OwnedSegment, Segment};
-use super::{CaptureError, CaptureRead, CaptureStats, UdpDatagram};
+use super::{CaptureError, CaptureRead, CaptureStats, FlowView, UdpDatagram};
 use etherparse::{IpNumber, LaxIpSlice, TcpSlice, UdpSlice};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -198,6 +198,8 @@ struct PortTraffic {
     ports: Vec<u16>,
     datagrams: Vec<UdpDatagram>,
     flows: Flows,
+    /// The connection the last segment kept went to (for a streamed read).
+    touched: Option<usize>,
     segments: u64,
     truncated: u64,
 }
@@ -226,6 +228,7 @@ impl Demux {
                 ports: ports.to_vec(),
                 datagrams: Vec::new(),
                 flows: Flows::default(),
+                touched: None,
                 segments: 0,
                 truncated: 0,
             }),
@@ -300,6 +303,39 @@ impl Demux {
         (read, stats)
     }
 
+    /// For a streamed read, after each packet: the datagram it kept, taken out (so
+    /// none accumulate), and the connection it added a segment to, if any.
+    pub(super) fn take_new(&mut self) -> (Option<UdpDatagram>, Option<usize>) {
+        match &mut self.keep {
+            Keep::Ports(p) => (p.datagrams.pop(), p.touched.take()),
+            Keep::Survey(_) => (None, None),
+        }
+    }
+
+    /// Connection `index` (in order of first packet) as far as it is reassembled.
+    pub(super) fn flow_view(&self, index: usize) -> Option<FlowView<'_>> {
+        match &self.keep {
+            Keep::Ports(p) => p.flows.view(index),
+            Keep::Survey(_) => None,
+        }
+    }
+
+    /// What a survey has kept so far (empty when the read keeps ports).
+    pub(super) fn surveyed(&self) -> &[Record] {
+        match &self.keep {
+            Keep::Survey(records) => records,
+            Keep::Ports(_) => &[],
+        }
+    }
+
+    /// Keeps a record of a survey as a read with this demultiplexer's ports would have
+    /// (counted as skipped when it is not theirs).
+    pub(super) fn replay(&mut self, r: &Record) {
+        if !self.take(r.as_transport()) {
+            self.skipped += 1;
+        }
+    }
+
     /// What a survey kept, to find the server ports in and then keep their traffic.
     pub(super) fn into_survey(self) -> Survey {
         let records = match self.keep {
@@ -352,7 +388,7 @@ impl PortTraffic {
                 } else {
                     return false;
                 };
-                self.flows.segment(client, server, to_server, seg);
+                self.touched = Some(self.flows.segment(client, server, to_server, seg));
                 self.segments += 1;
                 true
             }
@@ -372,16 +408,21 @@ pub(super) struct Survey {
 impl Survey {
     /// The traffic of `ports`, exactly as a read with that filter keeps and counts it.
     pub(super) fn select(self, ports: &[u16]) -> Demux {
-        let mut d = Demux {
+        let (mut d, records) = self.into_ports(ports);
+        for r in &records {
+            d.replay(r);
+        }
+        d
+    }
+
+    /// A demultiplexer of `ports` with the counts of what is no datagram or segment so
+    /// far, and the records, for the caller to [`Demux::replay`].
+    pub(super) fn into_ports(self, ports: &[u16]) -> (Demux, Vec<Record>) {
+        let d = Demux {
             keep: Demux::new(ports).keep,
             ..self.base
         };
-        for r in &self.records {
-            if !d.take(r.as_transport()) {
-                d.skipped += 1;
-            }
-        }
-        d
+        (d, self.records)
     }
 }
 

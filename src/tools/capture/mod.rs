@@ -12,17 +12,21 @@
 //! - `detect`: finding the server ports by the structure of the traffic.
 //! - `tcp`: stream reassembly (sequence order, retransmissions and overlaps dropped,
 //!   out-of-order segments placed, holes counted as gaps).
+//! - `live`: the same read as a stream, each packet handed on as it is read (a pipe,
+//!   standard input).
 //!
 //! What this module never does: send anything, or keep more than the capture holds (the
 //! payloads of the port's traffic and the segments waiting for a hole).
 
 mod detect;
 pub mod link;
+mod live;
 mod read;
 mod tcp;
 
 pub use detect::PortEvidence;
 use link::Demux;
+pub use live::{stream_capture, Event, Streamed};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +71,42 @@ pub struct TcpFlow {
     /// Bytes of either direction missing from the capture (lost, or cut by the snapshot
     /// length); they are skipped, so the data holds only bytes that were captured.
     pub gaps: u64,
+}
+
+impl TcpFlow {
+    /// The connection as a [`FlowView`].
+    pub fn view(&self) -> FlowView<'_> {
+        FlowView {
+            client: self.client,
+            server: self.server,
+            first_ts_us: self.first_ts_us,
+            client_data: &self.client_data,
+            client_chunks: &self.client_chunks,
+            server_data: &self.server_data,
+            server_chunks: &self.server_chunks,
+        }
+    }
+}
+
+/// One TCP connection's reassembled bytes, borrowed: a whole [`TcpFlow`], or a connection
+/// as far as a streamed read has got ([`Event::Flow`]). The fields mean what
+/// [`TcpFlow`]'s do; a stream read further only grows (bytes and chunks are appended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowView<'a> {
+    /// The side without the server port (the opener).
+    pub client: SocketAddr,
+    /// The side with the server port.
+    pub server: SocketAddr,
+    /// Capture time of the connection's first packet, µs since the Unix epoch.
+    pub first_ts_us: u64,
+    /// client -> server bytes in sequence order, up to the first hole.
+    pub client_data: &'a [u8],
+    /// `(capture time µs, offset)` of each chunk of `client_data`.
+    pub client_chunks: &'a [(u64, usize)],
+    /// server -> client bytes, as `client_data`.
+    pub server_data: &'a [u8],
+    /// Chunks of `server_data`.
+    pub server_chunks: &'a [(u64, usize)],
 }
 
 /// Why a capture could not be read (whole, or from some point on).
@@ -242,4 +282,30 @@ pub fn open_capture(path: &Path, port: Option<u16>) -> Result<Capture, CaptureEr
         ports,
         found,
     })
+}
+
+/// Whether `path` is read as a stream ([`stream_capture`]): `-` (standard input), or a
+/// path that exists and is no regular file (a pipe, a FIFO, `/dev/stdin` on a pipe).
+pub fn is_stream(path: &Path) -> bool {
+    path == Path::new("-") || std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// The name errors give standard input.
+const STDIN_NAME: &str = "standard input";
+
+/// Opens `path` for [`stream_capture`] (`-` is standard input); returns it and the name
+/// errors give it.
+///
+/// # Errors
+/// A [`CaptureError`] at offset 0 when it cannot be opened.
+pub fn open_stream(path: &Path) -> Result<(Box<dyn std::io::Read>, PathBuf), CaptureError> {
+    if path == Path::new("-") {
+        return Ok((Box::new(std::io::stdin()), PathBuf::from(STDIN_NAME)));
+    }
+    let file = std::fs::File::open(path).map_err(|e| CaptureError {
+        file: path.to_path_buf(),
+        offset: 0,
+        message: format!("cannot open: {e}"),
+    })?;
+    Ok((Box::new(file), path.to_path_buf()))
 }

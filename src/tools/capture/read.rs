@@ -134,13 +134,28 @@ impl<R: Read> Source<R> {
     }
 }
 
-/// Reads a capture from `inner` (named `file` in errors) into `demux`; returns the error
-/// that stopped the read part-way, if one did.
+/// Where the reader hands each packet record, in file order: the link type, the capture
+/// time (µs since the Unix epoch) and the captured bytes.
+pub(super) trait Packets {
+    /// Takes one packet; `false` stops the read there (no error: the rest is unread).
+    fn packet(&mut self, link: i32, ts_us: u64, frame: &[u8]) -> bool;
+}
+
+impl Packets for Demux {
+    fn packet(&mut self, link: i32, ts_us: u64, frame: &[u8]) -> bool {
+        Demux::packet(self, link, ts_us, frame);
+        true
+    }
+}
+
+/// Reads a capture from `inner` (named `file` in errors) into `demux`, a packet at a time
+/// as its bytes arrive (a pipe is read as far as its writer has written); returns the
+/// error that stopped the read part-way, if one did.
 pub(super) fn read<R: Read>(
     inner: R,
     len: Option<u64>,
     file: &Path,
-    demux: &mut Demux,
+    demux: &mut dyn Packets,
 ) -> Result<Option<CaptureError>, CaptureError> {
     let mut src = Source::new(inner, len);
     let err = |offset: u64, message: String| CaptureError {
@@ -171,7 +186,7 @@ pub(super) fn read<R: Read>(
         ));
     };
     let error = match result {
-        Ok(()) => None,
+        Ok(()) | Err(Stop::Halt) => None,
         Err(Stop::Io(offset, e)) => Some(io_err(offset, e)),
         Err(Stop::Bad(offset, message)) => Some(err(offset, message)),
     };
@@ -185,10 +200,12 @@ pub(super) fn read<R: Read>(
     Ok(error)
 }
 
-/// Why a read stopped early: an I/O error, or a cut or corrupt record, at a file offset.
+/// Why a read stopped early: an I/O error, or a cut or corrupt record, at a file offset;
+/// or the packets' taker said stop.
 enum Stop {
     Io(u64, io::Error),
     Bad(u64, String),
+    Halt,
 }
 
 /// True while bytes of the file are left to read.
@@ -215,7 +232,7 @@ fn need_record<R: Read>(src: &mut Source<R>, n: usize, what: &str) -> Result<(),
 }
 
 /// pcap: a 24-byte global header, then records `[ts_sec][ts_frac][caplen][origlen][data]`.
-fn read_pcap<R: Read>(src: &mut Source<R>, demux: &mut Demux) -> Result<(), Stop> {
+fn read_pcap<R: Read>(src: &mut Source<R>, demux: &mut dyn Packets) -> Result<(), Stop> {
     need_record(src, 24, "pcap file header")?;
     let header = match pcap_parser::parse_pcap_header(src.data()) {
         Ok((_, h)) => h,
@@ -264,7 +281,9 @@ fn read_pcap<R: Read>(src: &mut Source<R>, demux: &mut Demux) -> Result<(), Stop
         };
         let frac = u64::from(rec.ts_usec);
         let ts_us = u64::from(rec.ts_sec) * 1_000_000 + if nanos { frac / 1000 } else { frac };
-        demux.packet(link, ts_us, rec.data);
+        if !demux.packet(link, ts_us, rec.data) {
+            return Err(Stop::Halt);
+        }
         src.consume(hdr_len + caplen);
     }
     Ok(())
@@ -290,7 +309,7 @@ impl Interface {
 
 /// pcapng: blocks `[type u32][len u32][body][len u32]` in the byte order of the section
 /// header block that opens each section.
-fn read_pcapng<R: Read>(src: &mut Source<R>, demux: &mut Demux) -> Result<(), Stop> {
+fn read_pcapng<R: Read>(src: &mut Source<R>, demux: &mut dyn Packets) -> Result<(), Stop> {
     let mut section = Section {
         big: false,
         interfaces: Vec::new(),
@@ -322,7 +341,7 @@ struct Section {
 
 impl Section {
     /// Takes one parsed block that opened at file offset `at`.
-    fn take(&mut self, block: Block<'_>, at: u64, demux: &mut Demux) -> Result<(), Stop> {
+    fn take(&mut self, block: Block<'_>, at: u64, demux: &mut dyn Packets) -> Result<(), Stop> {
         match block {
             Block::SectionHeader(_) => self.interfaces.clear(),
             Block::InterfaceDescription(idb) => self.interfaces.push(Interface {
@@ -343,7 +362,9 @@ impl Section {
                 };
                 let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                 self.last_ts = iface.ts_us(raw);
-                demux.packet(iface.link, self.last_ts, epb.packet_data());
+                if !demux.packet(iface.link, self.last_ts, epb.packet_data()) {
+                    return Err(Stop::Halt);
+                }
             }
             Block::SimplePacket(spb) => {
                 let Some(iface) = self.interfaces.first() else {
@@ -352,7 +373,9 @@ impl Section {
                         "simple packet block before any interface description".to_string(),
                     ));
                 };
-                demux.packet(iface.link, self.last_ts, spb.packet_data());
+                if !demux.packet(iface.link, self.last_ts, spb.packet_data()) {
+                    return Err(Stop::Halt);
+                }
             }
             _ => {}
         }
@@ -419,7 +442,7 @@ fn parse_block(d: &[u8], block_type: u32, big: bool, at: u64) -> Result<Block<'_
 /// Opens `path` and reads it into `demux` (see [`read`]).
 pub(super) fn read_path(
     path: &Path,
-    demux: &mut Demux,
+    demux: &mut dyn Packets,
 ) -> Result<Option<CaptureError>, CaptureError> {
     let open_err = |e: io::Error| CaptureError {
         file: path.to_path_buf(),

@@ -14,7 +14,7 @@
 //! new flow (port reuse). Memory: the kept bytes and the segments waiting for a hole, both
 //! bounded by the capture's own size.
 
-use super::TcpFlow;
+use super::{FlowView, TcpFlow};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
@@ -244,14 +244,15 @@ pub(super) struct Flows {
 }
 
 impl Flows {
-    /// Takes one segment of the connection between `client` and `server`.
+    /// Takes one segment of the connection between `client` and `server`; returns the
+    /// connection's index (in order of first packet).
     pub(super) fn segment(
         &mut self,
         client: SocketAddr,
         server: SocketAddr,
         to_server: bool,
         seg: Segment<'_>,
-    ) {
+    ) -> usize {
         let key = (client, server);
         let existing = self.index.get(&key).copied();
         let new_connection = match existing {
@@ -290,6 +291,22 @@ impl Flows {
         if seg.ack {
             other.acknowledged(seg.ack_no);
         }
+        i
+    }
+
+    /// Connection `index` as far as it is reassembled: each direction's bytes up to its
+    /// first hole.
+    pub(super) fn view(&self, index: usize) -> Option<FlowView<'_>> {
+        let f = self.flows.get(index)?;
+        Some(FlowView {
+            client: f.client,
+            server: f.server,
+            first_ts_us: f.first_ts_us,
+            client_data: &f.to_server.data,
+            client_chunks: &f.to_server.chunks,
+            server_data: &f.to_client.data,
+            server_chunks: &f.to_client.chunks,
+        })
     }
 
     /// The reassembled flows, in order of first packet.

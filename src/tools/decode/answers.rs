@@ -7,88 +7,96 @@
 use super::gather::Gather;
 use super::line::{hex, Line};
 use super::tcp::{node_list_fields, ts_at};
-use crate::tools::capture::TcpFlow;
+use crate::tools::capture::FlowView;
 use crate::wire::tcp::answer::{
     AnswerPiece, AnswerReader, Asked, Outcome, Piece, PieceKind, STATUS_TEXT_HEADER_LEN,
 };
 use crate::wire::tcp::{CMD_STATUS, CMD_STATUS_REQUEST};
 use crate::wire::WireError;
 
-/// The acceptor's answers to `asked` (the requests of the opener, in the order sent).
-pub(super) fn server_frames(flow: &TcpFlow, asked: &[Asked], out: &mut Vec<Line>) {
-    Answers {
-        flow,
-        asked,
-        next: 0,
-        reader: AnswerReader::new(),
-        gather: None,
-        pos: 0,
-    }
-    .run(out);
-}
-
-/// Following one connection's answers.
-struct Answers<'f> {
-    flow: &'f TcpFlow,
-    /// Every request that gets an answer, in the order sent.
-    asked: &'f [Asked],
-    /// The next request of `asked` to tell the reader: requests are told one at a time, as
-    /// their answers become due, so the reader's queue never grows past one.
+/// Following one connection's answers, as far as the acceptor's stream has been read
+/// (docs/PROTOCOL.md §10, streaming): what is not whole yet is read on a later call.
+#[derive(Default)]
+pub(super) struct Answers {
+    /// How many requests of the opener's (in the order sent) were told to the reader:
+    /// requests are told one at a time, as their answers become due, so the reader's
+    /// queue never grows past one.
     next: usize,
     reader: AnswerReader,
     /// The answer being gathered into one line, if any.
     gather: Option<Gather>,
     /// Offset of the next piece in the acceptor's stream.
     pos: usize,
+    /// True once the stream cannot be read further (unframed, or cut at the end).
+    done: bool,
+    /// True after a refusal: the acceptor closes then, so no later request is answered.
+    refused: bool,
 }
 
-impl<'f> Answers<'f> {
-    /// Reads every piece, then ends a gathered answer the stream stops inside.
-    fn run(&mut self, out: &mut Vec<Line>) {
-        let data: &'f [u8] = &self.flow.server_data;
-        while self.pos < data.len() {
-            if self.reader.pending() == 0 && self.next < self.asked.len() {
-                // One at a time: the queue holds at most one request.
-                let _ = self.reader.ask(self.asked[self.next], ());
-                self.next += 1;
+impl Answers {
+    /// Reads the pieces of `flow`'s acceptor stream that are whole, against `asked` (the
+    /// opener's requests so far, in the order sent). Until `final_asks` (no more requests
+    /// will come), bytes with no request told are left for a later call; until `last` (no
+    /// more bytes will come), so is a piece not whole yet. At `last`, a stream that stops
+    /// inside an answer ends with a line that says so.
+    pub(super) fn advance<'f>(
+        &mut self,
+        flow: FlowView<'f>,
+        asked: &[Asked],
+        final_asks: bool,
+        last: bool,
+        out: &mut Vec<Line>,
+    ) {
+        let data: &'f [u8] = flow.server_data;
+        while !self.done && self.pos < data.len() {
+            if self.reader.pending() == 0 && !self.refused {
+                if self.next < asked.len() {
+                    let _ = self.reader.ask(asked[self.next], ());
+                    self.next += 1;
+                } else if !final_asks {
+                    return; // its request has not been read yet
+                }
             }
             match self.reader.read(&data[self.pos..]) {
                 Ok(Some(p)) => {
                     let len = p.len;
-                    self.piece(p, out);
+                    self.piece(flow, p, out);
                     self.pos += len;
                 }
+                Ok(None) if !last => return,
                 Ok(None) => {
-                    self.cut(out);
-                    return;
+                    self.cut(flow, out);
+                    self.done = true;
                 }
                 Err(e) => {
-                    out.push(self.unframed(e));
-                    return;
+                    out.push(self.unframed(flow, e));
+                    self.done = true;
                 }
             }
         }
-        if let Some(g) = self.gather.take() {
-            out.push(g.cut(data.len()));
+        if last {
+            if let Some(g) = self.gather.take() {
+                out.push(g.cut(data.len()));
+            }
+            self.done = true;
         }
     }
 
     /// The line of the byte at `offset` of the acceptor's stream.
-    fn line_at(&self, offset: usize) -> Line {
-        let f = self.flow;
+    fn line_at(flow: FlowView<'_>, offset: usize) -> Line {
         Line::new(
-            ts_at(&f.server_chunks, f.first_ts_us, offset),
+            ts_at(flow.server_chunks, flow.first_ts_us, offset),
             "tcp",
-            f.server,
-            f.client,
+            flow.server,
+            flow.client,
         )
     }
 
     /// One piece read by the codec, at [`Self::pos`].
-    fn piece(&mut self, p: Piece<'f, ()>, out: &mut Vec<Line>) {
+    fn piece<'f>(&mut self, flow: FlowView<'f>, p: Piece<'f, ()>, out: &mut Vec<Line>) {
         if p.outcome == Outcome::Refused {
             // The acceptor closes after a refusal: nothing more is answered.
-            self.next = self.asked.len();
+            self.refused = true;
         }
         let kind = p.piece.kind();
         if kind == PieceKind::NoUpdateClock {
@@ -98,21 +106,21 @@ impl<'f> Answers<'f> {
             if let Some(g) = self.gather.take() {
                 out.push(g.cut_by_status());
             }
-        } else if let Some(asked) = p.asked.filter(|a| Gather::kind_of(*a).is_some()) {
+        } else if let Some(a) = p.asked.filter(|a| Gather::kind_of(*a).is_some()) {
             let at = self.pos;
             let g = self.gather.take();
-            if let Some(g) = g.or_else(|| Gather::open(asked, self.line_at(at), at)) {
+            if let Some(g) = g.or_else(|| Gather::open(a, Self::line_at(flow, at), at)) {
                 return self.gathered(g, &p, out);
             }
         }
-        let bytes = &self.flow.server_data[self.pos..self.pos + p.len];
-        let mut line = self.line_at(self.pos);
+        let bytes = &flow.server_data[self.pos..self.pos + p.len];
+        let mut line = Self::line_at(flow, self.pos);
         piece_line(&p.piece, bytes, &mut line);
         out.push(line);
     }
 
     /// Adds a piece to the answer being gathered; its line when the piece completes it.
-    fn gathered(&mut self, mut g: Gather, p: &Piece<'f, ()>, out: &mut Vec<Line>) {
+    fn gathered(&mut self, mut g: Gather, p: &Piece<'_, ()>, out: &mut Vec<Line>) {
         g.add(&p.piece);
         match p.outcome {
             Outcome::Answered(()) => out.push(g.finish(self.pos + p.len)),
@@ -122,9 +130,9 @@ impl<'f> Answers<'f> {
 
     /// The last lines of a stream that ends inside an answer: the answer being gathered
     /// (cut by a refusal when the piece cut short is a status frame), then the piece.
-    fn cut(&mut self, out: &mut Vec<Line>) {
-        let end = self.flow.server_data.len();
-        let first = self.flow.server_data[self.pos];
+    fn cut(&mut self, flow: FlowView<'_>, out: &mut Vec<Line>) {
+        let end = flow.server_data.len();
+        let first = flow.server_data[self.pos];
         match self.gather.take() {
             Some(g) if first == CMD_STATUS => out.push(g.cut_by_status()),
             Some(g) => return out.push(g.cut(end)),
@@ -133,11 +141,11 @@ impl<'f> Answers<'f> {
         let front = self.reader.front();
         let opened = front
             .filter(|a| opens(*a, first))
-            .and_then(|a| Gather::open(a, self.line_at(self.pos), self.pos));
+            .and_then(|a| Gather::open(a, Self::line_at(flow, self.pos), self.pos));
         if let Some(g) = opened {
             return out.push(g.cut(end));
         }
-        let mut line = self.line_at(self.pos);
+        let mut line = Self::line_at(flow, self.pos);
         if front == Some(Asked::Status) && first == CMD_STATUS_REQUEST {
             line.kind(PieceKind::StatusText.name(), first);
         } else {
@@ -150,8 +158,8 @@ impl<'f> Answers<'f> {
 
     /// The last line of a stream whose bytes are not the answer due: the rest cannot be
     /// framed.
-    fn unframed(&mut self, e: WireError) -> Line {
-        let data = &self.flow.server_data;
+    fn unframed(&mut self, flow: FlowView<'_>, e: WireError) -> Line {
+        let data = flow.server_data;
         let due = match self.reader.front() {
             Some(a) => format!("where the answer to {a:?} was due"),
             None => "when nothing was asked".to_string(),
@@ -161,14 +169,13 @@ impl<'f> Answers<'f> {
             let first = data[g.start];
             return g.unframed(first, data.len(), &why);
         }
-        let mut line = self.line_at(self.pos);
+        let mut line = Self::line_at(flow, self.pos);
         line.kind("unframed", data[self.pos])
             .num("len", (data.len() - self.pos) as u64)
             .malformed(format!("{why}; the rest of the answers cannot be framed"));
         line
     }
 }
-
 /// True when the answer to `asked` that starts with `first` is gathered (a status frame
 /// in its place is a line of its own).
 fn opens(asked: Asked, first: u8) -> bool {
@@ -227,28 +234,70 @@ fn piece_line(piece: &AnswerPiece<'_>, bytes: &[u8], line: &mut Line) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tcp::tcp_lines;
+    use super::super::tcp::{tcp_lines, FlowDecoder};
     use super::*;
+    use crate::tools::capture::TcpFlow;
     use crate::wire::fixtures::{exchanges, Exchange};
+
+    /// A connection whose streams hold `client_data` and `server_data`.
+    fn flow_of(client_data: Vec<u8>, server_data: Vec<u8>) -> TcpFlow {
+        TcpFlow {
+            client: "192.0.2.10:40000".parse().unwrap(),
+            server: "192.0.2.1:4747".parse().unwrap(),
+            first_ts_us: 1,
+            client_chunks: vec![(1, 0)],
+            client_data,
+            server_chunks: vec![(2, 0)],
+            server_data,
+            gaps: 0,
+        }
+    }
 
     /// The lines of the acceptor's side of `e`, its streams cut at `cut` bytes.
     fn answer_lines(e: &Exchange, cut: usize) -> Vec<Line> {
         let mut server_data = e.acceptor_bytes();
         server_data.truncate(cut);
-        let flow = TcpFlow {
-            client: "192.0.2.10:40000".parse().unwrap(),
-            server: "192.0.2.1:4747".parse().unwrap(),
-            first_ts_us: 1,
-            client_chunks: vec![(1, 0)],
-            client_data: e.opener_bytes(),
-            server_chunks: vec![(2, 0)],
-            server_data,
-            gaps: 0,
-        };
+        let flow = flow_of(e.opener_bytes(), server_data);
         let mut lines = Vec::new();
         tcp_lines(&flow, &mut lines);
         lines.retain(|l| l.src == flow.server);
         lines
+    }
+
+    /// Each side's lines, as text, in the order made.
+    fn sides(lines: &[Line], flow: &TcpFlow) -> (Vec<String>, Vec<String>) {
+        let of = |src| {
+            lines
+                .iter()
+                .filter(|l| l.src == src)
+                .map(Line::to_text)
+                .collect()
+        };
+        (of(flow.client), of(flow.server))
+    }
+
+    /// Read as it arrives, a byte at a time on each side (the acceptor's bytes sometimes
+    /// ahead of the request they answer), every exchange and every cut of it reads as the
+    /// same lines as read whole.
+    #[test]
+    fn streamed_a_byte_at_a_time_reads_as_whole() {
+        for e in exchanges() {
+            let (c, s) = (e.opener_bytes(), e.acceptor_bytes());
+            for cut in [s.len(), s.len() / 2, 1] {
+                let s = &s[..cut.min(s.len())];
+                let whole = flow_of(c.clone(), s.to_vec());
+                let mut want = Vec::new();
+                tcp_lines(&whole, &mut want);
+                let mut decoder = FlowDecoder::default();
+                let mut got = Vec::new();
+                for k in 0..=c.len().max(s.len()) {
+                    let part = flow_of(c[..k.min(c.len())].to_vec(), s[..k.min(s.len())].to_vec());
+                    decoder.advance(part.view(), false, &mut got);
+                }
+                decoder.advance(whole.view(), true, &mut got);
+                assert_eq!(sides(&got, &whole), sides(&want, &whole), "{cut} {e:?}");
+            }
+        }
     }
 
     fn tail(l: &Line) -> String {

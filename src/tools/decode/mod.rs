@@ -23,11 +23,13 @@ mod tcp;
 mod udp;
 
 use crate::tools::capture::{
-    open_capture, Capture, CaptureError, CaptureRead, CaptureStats, NoTraffic,
+    is_stream, open_capture, open_stream, stream_capture, Capture, CaptureError, CaptureRead,
+    CaptureStats, Event, NoTraffic, PortEvidence, Streamed,
 };
 use line::Line;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use tcp::FlowDecoder;
 
 /// What `rendezvous decode` reads and how it prints (docs/PROTOCOL.md §10).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +67,8 @@ pub enum DecodeError {
 /// Runs `rendezvous decode`: writes one line per project packet (UDP) or frame (TCP) to
 /// `out`, then to `notes` the server ports found (when none was given), a summary, and a
 /// line per unsupported link type and per connection with missing bytes. Stops quietly
-/// when `out` is a closed pipe.
+/// when `out` is a closed pipe. A capture that is no regular file (`-`, standard input; a
+/// pipe) is read as a stream ([`run_stream`]).
 ///
 /// # Errors
 /// [`DecodeError::Capture`] for a file that is not a capture at all or cannot be read;
@@ -77,17 +80,15 @@ pub fn run(
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<(), DecodeError> {
+    if is_stream(&options.capture) {
+        return run_stream(options, out, notes);
+    }
     let capture = open_capture(&options.capture, options.port).map_err(DecodeError::Capture)?;
     if let Some(none) = capture.no_traffic(&options.capture) {
         return Err(DecodeError::NoTraffic(none));
     }
     for e in &capture.found {
-        let _ = writeln!(
-            notes,
-            "decode: port {} carries the protocol ({})",
-            e.port,
-            e.describe()
-        );
+        note_port(e, notes);
     }
     let Capture {
         read, stats, ports, ..
@@ -97,8 +98,95 @@ pub fn run(
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
         other => other.map_err(DecodeError::Output)?,
     }
+    let udp = read.datagrams.len() as u64;
+    finish(read, udp, &stats, &ports, lines.len(), notes)
+}
+
+/// [`run`] on a stream (`-` is standard input; a pipe, a FIFO): each packet is decoded as
+/// it is read and its lines written at once, each line flushed, in the order read (a TCP
+/// frame once its last byte is read; docs/PROTOCOL.md §10). Without a port, the ports are
+/// those found by the first traffic that shows the protocol.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_stream(
+    options: &DecodeOptions,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), DecodeError> {
+    let (source, name) = open_stream(&options.capture).map_err(DecodeError::Capture)?;
+    let mut flows: Vec<FlowDecoder> = Vec::new();
+    let mut written = 0usize;
+    let mut failed: Option<io::Error> = None;
+    let mut on = |event: Event<'_>| {
+        let mut lines = Vec::new();
+        match event {
+            Event::Ports(found) => found.iter().for_each(|e| note_port(e, notes)),
+            Event::Datagram(d) => lines.push(udp::udp_line(d)),
+            Event::Flow { index, view, last } => {
+                if flows.len() <= index {
+                    flows.resize_with(index + 1, FlowDecoder::default);
+                }
+                flows[index].advance(view, last, &mut lines);
+            }
+        }
+        written += lines.len();
+        let wrote = lines.iter().try_for_each(|l| {
+            let text = if options.json {
+                l.to_json()
+            } else {
+                l.to_text()
+            };
+            writeln!(out, "{text}")?;
+            out.flush()
+        });
+        wrote.map_err(|e| failed = Some(e)).is_ok()
+    };
+    let streamed =
+        stream_capture(source, &name, options.port, &mut on).map_err(DecodeError::Capture)?;
+    match failed {
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(DecodeError::Output(e)),
+        None => {}
+    }
+    let Streamed {
+        read,
+        stats,
+        ports,
+        datagrams,
+    } = streamed;
+    if ports.is_empty() {
+        return Err(DecodeError::NoTraffic(NoTraffic {
+            file: name,
+            packets: read.packets,
+            cut: read.error,
+        }));
+    }
+    finish(read, datagrams, &stats, &ports, written, notes)
+}
+
+/// `decode: port N carries the protocol (WHY)` on `notes` (best effort).
+fn note_port(e: &PortEvidence, notes: &mut dyn Write) {
+    let _ = writeln!(
+        notes,
+        "decode: port {} carries the protocol ({})",
+        e.port,
+        e.describe()
+    );
+}
+
+/// The summary on `notes`, then the read's outcome: [`DecodeError::Cut`] when it stopped
+/// part-way. `udp`: the datagrams decoded; `lines`: the lines written.
+fn finish(
+    read: CaptureRead,
+    udp: u64,
+    stats: &CaptureStats,
+    ports: &[u16],
+    lines: usize,
+    notes: &mut dyn Write,
+) -> Result<(), DecodeError> {
     // Notes are best effort: a closed stderr must not hide the lines' outcome.
-    let _ = write_summary(&read, &stats, &ports, lines.len(), notes);
+    let _ = write_summary(&read, udp, stats, ports, lines, notes);
     match read.error {
         Some(e) => Err(DecodeError::Cut(e)),
         None => Ok(()),
@@ -116,15 +204,16 @@ fn write_lines(lines: &[Line], json: bool, out: &mut dyn Write) -> io::Result<()
 }
 
 /// The summary line, then one line per unsupported link type and per connection with
-/// bytes missing (docs/PROTOCOL.md §10, `rendezvous decode`, "stderr").
+/// bytes missing (docs/PROTOCOL.md §10, `rendezvous decode`, "stderr"); `udp` datagrams
+/// were decoded.
 fn write_summary(
     read: &CaptureRead,
+    udp: u64,
     stats: &CaptureStats,
     ports: &[u16],
     lines: usize,
     notes: &mut dyn Write,
 ) -> io::Result<()> {
-    let udp = read.datagrams.len() as u64;
     writeln!(
         notes,
         "decode: {} packets read, {} of the project ({}: {} udp datagrams, {} tcp \

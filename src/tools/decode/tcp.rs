@@ -2,9 +2,9 @@
 //! §8.2-§8.4, §8.15-§8.17), each read with the wire's codecs ([`crate::wire::tcp`]), noting
 //! in order the requests that get an answer (§8.7), which [`super::answers`] then reads.
 
-use super::answers::server_frames;
+use super::answers::Answers;
 use super::line::{hex, Line};
-use crate::tools::capture::TcpFlow;
+use crate::tools::capture::{FlowView, TcpFlow};
 use crate::wire::tcp::answer::Asked;
 use crate::wire::tcp::auth::{AuthProof, ClientProof};
 use crate::wire::tcp::dir::{DirRecord, Forward, ForwardBody, RecordBody};
@@ -28,88 +28,139 @@ pub(super) fn contact_fields(line: &mut Line, f: &ContactFields<'_>) {
         .text("phone", f.phone);
 }
 
-/// Lines of one TCP connection: the opener's hello and commands, the acceptor's answers.
+/// Lines of one whole TCP connection: the opener's hello and commands, the acceptor's
+/// answers.
 pub(super) fn tcp_lines(flow: &TcpFlow, out: &mut Vec<Line>) {
-    let c2s = |offset: usize| {
-        Line::new(
-            ts_at(&flow.client_chunks, flow.first_ts_us, offset),
-            "tcp",
-            flow.client,
-            flow.server,
-        )
-    };
-    let data = &flow.client_data;
-    let mut asked = Vec::new();
-    if !data.is_empty() {
-        let hello = match tcp::hello_len(data) {
-            Ok(Some(n)) => Hello::parse(&data[..n]),
-            Ok(None) => Err(WireError::Truncated),
-            Err(e) => Err(e),
-        };
-        match hello {
-            Ok(h) => {
-                let mut line = c2s(0);
-                line.kind = "hello";
-                line.word(
-                    "role",
-                    match h.role {
-                        Role::Server => "server",
-                        Role::Client => "client",
-                    },
-                )
-                .text("name", h.name);
-                out.push(line);
-                client_frames(flow, h.role, &c2s, &mut asked, out);
-            }
-            Err(e) => {
-                let mut line = c2s(0);
-                line.kind = "hello";
-                line.num("len", data.len().min(HELLO_LEN) as u64)
-                    .malformed(e);
-                out.push(line);
-            }
-        }
-    }
-    server_frames(flow, &asked, out);
+    FlowDecoder::default().advance(flow.view(), true, out);
 }
 
-/// The opener's frames after the hello.
-pub(super) fn client_frames(
-    flow: &TcpFlow,
-    role: Role,
-    c2s: &dyn Fn(usize) -> Line,
-    asked: &mut Vec<Asked>,
-    out: &mut Vec<Line>,
-) {
-    let data = &flow.client_data;
-    let mut pos = HELLO_LEN;
-    while pos < data.len() {
-        let rest = &data[pos..];
-        let mut line = c2s(pos);
-        let n = match tcp::command_len(role, rest) {
-            Ok(Some(n)) => n,
-            Ok(None) => {
-                line.kind("truncated", rest[0])
-                    .num("len", rest.len() as u64)
-                    .malformed("the stream ends inside this frame");
-                out.push(line);
+/// One TCP connection followed frame by frame as its bytes arrive (docs/PROTOCOL.md §10,
+/// streaming): each call reads what has become whole since the last and leaves a frame or
+/// answer that is not whole yet for the next; the last call (`last`, when no more bytes
+/// will come) reads everything, as [`tcp_lines`] does at once.
+#[derive(Default)]
+pub(super) struct FlowDecoder {
+    /// The opener's role, once its hello is read.
+    role: Option<Role>,
+    /// Offset in the opener's stream of its next frame.
+    pos: usize,
+    /// True once the opener's stream cannot be read further (malformed, or cut).
+    done: bool,
+    /// The requests that get an answer, in the order sent.
+    asked: Vec<Asked>,
+    answers: Answers,
+}
+
+impl FlowDecoder {
+    /// Reads what `flow` holds beyond the last call: the opener's frames, then the
+    /// acceptor's answers to them; appends a line per frame or answer.
+    pub(super) fn advance(&mut self, flow: FlowView<'_>, last: bool, out: &mut Vec<Line>) {
+        if !self.done {
+            self.opener(flow, last, out);
+        }
+        // Answers wait for the request they answer unless none can come any more.
+        let final_asks = last || self.done;
+        self.answers
+            .advance(flow, &self.asked, final_asks, last, out);
+    }
+
+    /// The opener's hello, then its frames, as far as they are whole.
+    fn opener(&mut self, flow: FlowView<'_>, last: bool, out: &mut Vec<Line>) {
+        let c2s = |offset: usize| {
+            Line::new(
+                ts_at(flow.client_chunks, flow.first_ts_us, offset),
+                "tcp",
+                flow.client,
+                flow.server,
+            )
+        };
+        let data = flow.client_data;
+        let role = match self.role {
+            Some(role) => role,
+            None if data.is_empty() => {
+                self.done = last;
                 return;
             }
-            Err(e) => {
-                line.kind("unframed", rest[0])
-                    .num("len", rest.len() as u64)
-                    .malformed(format!("{e}; the rest of the stream cannot be framed"));
-                out.push(line);
-                return;
+            None => {
+                let hello = match tcp::hello_len(data) {
+                    Ok(Some(n)) => Hello::parse(&data[..n]),
+                    Ok(None) if !last => return,
+                    Ok(None) => Err(WireError::Truncated),
+                    Err(e) => Err(e),
+                };
+                let mut line = c2s(0);
+                line.kind = "hello";
+                match hello {
+                    Ok(h) => {
+                        line.word(
+                            "role",
+                            match h.role {
+                                Role::Server => "server",
+                                Role::Client => "client",
+                            },
+                        )
+                        .text("name", h.name);
+                        out.push(line);
+                        self.role = Some(h.role);
+                        self.pos = HELLO_LEN;
+                        h.role
+                    }
+                    Err(e) => {
+                        line.num("len", data.len().min(HELLO_LEN) as u64)
+                            .malformed(e);
+                        out.push(line);
+                        self.done = true;
+                        return;
+                    }
+                }
             }
         };
-        let frame = &rest[..n];
-        match role {
-            Role::Client => client_command(frame, &mut line, asked),
-            Role::Server => server_command(frame, &mut line, asked),
+        self.frames(data, role, &c2s, last, out);
+    }
+
+    /// The opener's frames from [`Self::pos`] on, as far as they are whole (all of them
+    /// when `last`). Done when the stream cannot be read further: a frame that cannot be
+    /// framed, or one the stream ends inside when `last`.
+    fn frames(
+        &mut self,
+        data: &[u8],
+        role: Role,
+        c2s: &dyn Fn(usize) -> Line,
+        last: bool,
+        out: &mut Vec<Line>,
+    ) {
+        while self.pos < data.len() {
+            let rest = &data[self.pos..];
+            let mut line = c2s(self.pos);
+            let n = match tcp::command_len(role, rest) {
+                Ok(Some(n)) => n,
+                Ok(None) if !last => return,
+                Ok(None) => {
+                    line.kind("truncated", rest[0])
+                        .num("len", rest.len() as u64)
+                        .malformed("the stream ends inside this frame");
+                    out.push(line);
+                    self.done = true;
+                    return;
+                }
+                Err(e) => {
+                    line.kind("unframed", rest[0])
+                        .num("len", rest.len() as u64)
+                        .malformed(format!("{e}; the rest of the stream cannot be framed"));
+                    out.push(line);
+                    self.done = true;
+                    return;
+                }
+            };
+            let frame = &rest[..n];
+            match role {
+                Role::Client => client_command(frame, &mut line, &mut self.asked),
+                Role::Server => server_command(frame, &mut line, &mut self.asked),
+            }
+            out.push(line);
+            self.pos += n;
         }
-        out.push(line);
-        pos += n;
+        self.done = last;
     }
 }
 

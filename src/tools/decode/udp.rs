@@ -72,7 +72,8 @@ fn payload_fields(payload: &Payload<'_>, root: &Root<'_>, line: &mut Line) {
         Payload::Register(r) => {
             line.word("fp", crate::identity::fingerprint(r.cert))
                 .num("cert_len", r.cert.len() as u64)
-                .flag("cookie", r.cookie.is_some());
+                .flag("cookie", r.cookie.is_some())
+                .flag("unlisted", r.unlisted);
         }
         Payload::ServerEvent(ServerEvent::Punch { peer, addr }) => {
             line.word("event", "punch")

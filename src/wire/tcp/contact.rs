@@ -65,6 +65,43 @@ pub(crate) fn put_text(text: &str, field: &mut [u8]) {
     field[b.len()..].fill(0);
 }
 
+/// Why a contact field does not fit the wire, naming the field (docs/PROTOCOL.md §1
+/// "Names", §8.3): text is refused, never cut. [`ContactFields::check_each`] returns it;
+/// [`Self::wire_error`] is the same refusal as a [`WireError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// `field` is `len` bytes of UTF-8, more than its `max` bytes (256 for the username
+    /// and the contact name, 20 for the phone).
+    #[error(
+        "{field} is {len} bytes, longer than its field of {max} bytes (text is refused, not cut)"
+    )]
+    TooLong {
+        /// `username`, `contact` or `phone`.
+        field: &'static str,
+        /// The text's length, in bytes.
+        len: usize,
+        /// The field's width, in bytes.
+        max: usize,
+    },
+    /// `field` contains a NUL byte, which the padding cannot carry.
+    #[error("{field} contains a NUL byte")]
+    Nul {
+        /// `username`, `contact` or `phone`.
+        field: &'static str,
+    },
+}
+
+impl FieldError {
+    /// The same refusal as the codecs report it: [`WireError::NameTooLong`] or
+    /// [`WireError::InteriorNul`].
+    pub fn wire_error(self) -> WireError {
+        match self {
+            FieldError::TooLong { .. } => WireError::NameTooLong,
+            FieldError::Nul { .. } => WireError::InteriorNul,
+        }
+    }
+}
+
 /// The contact fields `[username 256][contactname 256][phone 20]` shared by both roles'
 /// Update, JournalUpdate and the answer records: 532 bytes (docs/PROTOCOL.md §8.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,9 +139,31 @@ impl<'a> ContactFields<'a> {
     /// [`WireError::NameTooLong`] for a username or contact over 256 bytes or a phone over
     /// 20; [`WireError::InteriorNul`] for a field containing NUL.
     pub fn check(&self) -> Result<(), WireError> {
-        check_text(self.username, NAME_LEN)?;
-        check_text(self.contact, NAME_LEN)?;
-        check_text(self.phone, PHONE_LEN)
+        self.check_each().map_err(FieldError::wire_error)
+    }
+
+    /// As [`Self::check`], naming the first field that does not fit (username, contact,
+    /// phone, in that order) and its width: for messages to people.
+    ///
+    /// # Errors
+    /// [`FieldError::TooLong`] or [`FieldError::Nul`].
+    pub fn check_each(&self) -> Result<(), FieldError> {
+        let fields = [
+            ("username", self.username, NAME_LEN),
+            ("contact", self.contact, NAME_LEN),
+            ("phone", self.phone, PHONE_LEN),
+        ];
+        for (field, text, max) in fields {
+            match check_text(text, max) {
+                Ok(()) => {}
+                Err(WireError::NameTooLong) => {
+                    let len = text.len();
+                    return Err(FieldError::TooLong { field, len, max });
+                }
+                Err(_) => return Err(FieldError::Nul { field }),
+            }
+        }
+        Ok(())
     }
 
     /// Writes the 532 bytes; returns 532.
@@ -221,3 +280,49 @@ crate::wire::fixtures::check::fixture_test!(frames_of(
     &[1, 13],
     &["count", "client-record", "server-record"]
 ));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_that_does_not_fit_is_named_with_its_width() {
+        let f = |username, contact, phone| ContactFields {
+            username,
+            contact,
+            phone,
+        };
+        let long = "9".repeat(21);
+        let e = f("alice", "bob", &long).check_each().expect_err("phone");
+        assert_eq!(
+            e,
+            FieldError::TooLong {
+                field: "phone",
+                len: 21,
+                max: 20
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "phone is 21 bytes, longer than its field of 20 bytes (text is refused, not cut)"
+        );
+        let name = "é".repeat(129);
+        let e = f("alice", &name, "1").check_each().expect_err("contact");
+        assert_eq!(
+            e,
+            FieldError::TooLong {
+                field: "contact",
+                len: 258,
+                max: 256
+            }
+        );
+        let e = f("a\0b", "bob", "1").check_each().expect_err("nul");
+        assert_eq!(e, FieldError::Nul { field: "username" });
+        assert_eq!(f("a\0b", "b", "1").check(), Err(WireError::InteriorNul));
+        assert_eq!(f("a", "b", &long).check(), Err(WireError::NameTooLong));
+        assert_eq!(
+            f(&"u".repeat(256), "b", &"9".repeat(20)).check_each(),
+            Ok(())
+        );
+    }
+}

@@ -41,8 +41,8 @@ pub use command::{
 };
 pub use contact::{
     emit_client_record, emit_count, emit_server_record, parse_client_record, parse_count,
-    parse_server_record, ContactFields, CLIENT_RECORD_LEN, CLIENT_UPDATE_LEN, COUNT_LEN,
-    SERVER_RECORD_LEN, SERVER_UPDATE_LEN,
+    parse_server_record, ContactFields, FieldError, CLIENT_RECORD_LEN, CLIENT_UPDATE_LEN,
+    COUNT_LEN, SERVER_RECORD_LEN, SERVER_UPDATE_LEN,
 };
 pub use hello::{hello_len, Hello, Role, HELLO_LEN, ROLE_CLIENT, ROLE_SERVER};
 /// The node-list command bytes 10, 11, 12, with the other command bytes.

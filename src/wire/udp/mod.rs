@@ -41,7 +41,7 @@ pub use lookup::{
     parse_lookup, LookupAnswer, LookupStatus, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN,
 };
 pub use ok::OkInfo;
-pub use register::{parse_cookie, Register, COOKIE_LEN};
+pub use register::{parse_cookie, Register, COOKIE_LEN, FLAG_UNLISTED};
 
 use super::bytes::{done, room};
 use super::{Fingerprint, PacketType, WireError};

@@ -218,10 +218,24 @@ impl Finished {
 impl Proc {
     /// Spawns `cmd` with stdin closed and stdout/stderr piped.
     pub fn spawn(name: impl Into<String>, mut cmd: Command) -> Proc {
-        let name = name.into();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null());
+        Proc::spawn_io(name.into(), cmd)
+    }
+
+    /// As [`Proc::spawn`], with stdin a pipe the test writes to (and closes by dropping).
+    pub fn spawn_with_stdin(
+        name: impl Into<String>,
+        mut cmd: Command,
+    ) -> (Proc, std::process::ChildStdin) {
+        cmd.stdin(Stdio::piped());
+        let mut p = Proc::spawn_io(name.into(), cmd);
+        let stdin = p.child.stdin.take().expect("piped stdin");
+        (p, stdin)
+    }
+
+    /// Spawns `cmd` (stdin already set) with stdout/stderr piped.
+    fn spawn_io(name: String, mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("{name}: cannot spawn {cmd:?}: {e}"));

@@ -97,6 +97,7 @@ const MAPPING: &[(&str, &str, &str, Shows)] = &[
     ("udp/", "public", "", Shows::Address),
     ("udp/", "cert_len", "rendezvous.cert_len", Shows::Same),
     ("udp/", "cookie", "rendezvous.cookie", Shows::NoneAbsent),
+    ("udp/", "flags", "rendezvous.register_flags", Shows::Same),
     (
         "udp/server-event/",
         "event",

@@ -6,10 +6,12 @@
 //! never sends.
 
 mod records;
+mod unlisted;
 
 pub use records::DirectoryPage;
 
 pub(super) use records::{Refresh, Verdict};
+pub(super) use unlisted::Binding;
 
 use super::config::UdpConfig;
 use super::remote::{RemoteTable, Signed};
@@ -21,6 +23,7 @@ use crate::wire::udp::LookupStatus;
 use crate::wire::{Fingerprint, Root};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use unlisted::Unlisted;
 
 /// One online client registered here.
 #[derive(Debug, Clone)]
@@ -116,6 +119,8 @@ pub(super) struct Directory {
     /// Offline fingerprints and when they were last seen (monotonic ms).
     offline: HashMap<Fingerprint, u64>,
     remote: RemoteTable,
+    /// Sources bound by unlisted registrations (never in `by_addr`).
+    unlisted: Unlisted,
 }
 
 impl Directory {
@@ -134,6 +139,7 @@ impl Directory {
             never_kept_alive: BTreeSet::new(),
             offline: HashMap::new(),
             remote: RemoteTable::new(cfg.tables.max_remote),
+            unlisted: Unlisted::new(cfg.timers.ttl_ms, cfg.tables.max_clients),
         }
     }
 
@@ -158,15 +164,63 @@ impl Directory {
         &self.remote
     }
 
-    /// The fingerprint bound to address `src`, if any.
+    /// The fingerprint whose directory address is `src`, if any (listed registrations
+    /// only; see [`Self::speaker`]).
     pub(super) fn at(&self, src: &SocketAddr) -> Option<Fingerprint> {
         self.by_addr.get(src).copied()
     }
 
-    /// Whether `src` is bound in the directory (the address check of docs/PROTOCOL.md §5.5).
+    /// Whom `src` speaks for at `now`: the fingerprint whose directory address it is, else
+    /// the one a live unlisted registration bound it to; with that client's key.
+    pub(super) fn speaker(
+        &self,
+        now: Now,
+        src: &SocketAddr,
+    ) -> Option<(Fingerprint, &VerifyingKey)> {
+        match self.by_addr.get(src) {
+            Some(fp) => self.clients.get(fp).map(|c| (*fp, &c.key)),
+            None => self.unlisted.at(now, src).map(|b| (b.fp, &b.key)),
+        }
+    }
+
+    /// The live unlisted binding of `src` at `now`, if `src` has one.
+    pub(super) fn unlisted_at(&self, now: Now, src: &SocketAddr) -> Option<&Binding> {
+        self.unlisted.at(now, src)
+    }
+
+    /// Whether `src` is bound, listed or unlisted (the address check of docs/PROTOCOL.md
+    /// §5.5).
     #[inline]
-    pub(super) fn is_bound(&self, src: &SocketAddr) -> bool {
-        self.by_addr.contains_key(src)
+    pub(super) fn is_bound(&self, now: Now, src: &SocketAddr) -> bool {
+        self.by_addr.contains_key(src) || self.unlisted.at(now, src).is_some()
+    }
+
+    /// Binds `src` to `fp` by an unlisted registration accepted at `now` (key `key`, layout
+    /// `shift`; docs/PROTOCOL.md §5.2): for the client's own requests from there, until
+    /// the TTL passes without a keepalive from it. The directory's address of `fp` does
+    /// not change. The caller has taken offline another fingerprint listed at `src`; when
+    /// `fp` itself is listed there, nothing is bound (the listed binding speaks for it).
+    pub(super) fn bind_unlisted(
+        &mut self,
+        now: Now,
+        src: SocketAddr,
+        fp: Fingerprint,
+        key: VerifyingKey,
+        shift: Option<u8>,
+    ) {
+        if !self.by_addr.contains_key(&src) {
+            self.unlisted.bind(now, src, fp, key, shift);
+        }
+    }
+
+    /// Forgets the unlisted bindings that have lapsed at `now`.
+    pub(super) fn sweep_unlisted(&mut self, now: Now) {
+        self.unlisted.sweep(now);
+    }
+
+    /// Unlisted bindings held.
+    pub(super) fn unlisted_len(&self) -> usize {
+        self.unlisted.len()
     }
 
     /// Whether `fp` is a client of ours that went offline here (and is not held remotely).
@@ -174,11 +228,12 @@ impl Directory {
         !self.remote.contains(fp) && self.offline.contains_key(fp)
     }
 
-    /// A keepalive from `src`: refreshes the client bound there; false when none is.
+    /// A keepalive from `src`: refreshes the client listed there, or the unlisted binding
+    /// of `src`; false when there is neither.
     #[inline]
     pub(super) fn keepalive(&mut self, now: Now, src: &SocketAddr) -> bool {
         let Some(fp) = self.by_addr.get(src) else {
-            return false;
+            return self.unlisted.keepalive(now, src);
         };
         let Some(c) = self.clients.get_mut(fp) else {
             return false;
@@ -238,9 +293,10 @@ impl Directory {
 
     /// Binds `fp` (key `key`) to `src` for registration `root`, accepted at `now`: a new
     /// client, or a known one refreshed (moved, when `src` is another address). A remote
-    /// entry of `fp` goes: it is ours now. The caller has made room ([`Self::room_for`])
-    /// and taken any other fingerprint bound to `src` offline. Returns whether this is news
-    /// for the peers: a new client, a newer registration, or a move.
+    /// entry of `fp` goes: it is ours now; so does an unlisted binding of `src`. The caller
+    /// has made room ([`Self::room_for`]) and taken any other fingerprint bound to `src`
+    /// offline. Returns whether this is news for the peers: a new client, a newer
+    /// registration, or a move.
     pub(super) fn register(
         &mut self,
         now: Now,
@@ -291,6 +347,7 @@ impl Directory {
             }
         };
         self.remote.remove(&fp);
+        self.unlisted.remove(&src);
         self.by_addr.insert(src, fp);
         news
     }

@@ -75,10 +75,7 @@ pub(super) fn register_packet(
     ts: u64,
     cookie: Option<&[u8; COOKIE_LEN]>,
 ) -> Vec<u8> {
-    let p = Payload::Register(Register {
-        cert: id.cert_der(),
-        cookie,
-    });
+    let p = Payload::Register(Register::listed(id.cert_der(), cookie));
     let mut body = vec![0u8; p.buffer_len()];
     let n = p.emit(&mut body).unwrap_or(0);
     body.truncate(n);
