@@ -467,7 +467,18 @@ fn sqlite_refuses_bad_directories() {
     let err = SqliteStore::open(dir.path()).expect_err("second open of one directory");
     assert!(err.to_string().contains("in use"), "{err}");
     drop(held);
-    SqliteStore::open(dir.path()).expect("lock released on drop");
+    // Released on drop; but a process another test forks at this moment shares the lock's
+    // open file until it execs (close-on-exec), so the open is retried for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SqliteStore::open(dir.path()) {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("in use") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("lock not released on drop: {e}"),
+        }
+    }
 
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
