@@ -401,7 +401,7 @@ fn journal_ids_differ_between_stores() {
     ];
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     for d in &dirs {
-        ids.push(SqliteStore::open(d.path()).unwrap().journal_id().unwrap());
+        ids.push(crate::common::open_sqlite(d.path()).journal_id().unwrap());
     }
     assert!(ids.iter().all(|&id| id != 0), "{ids:x?}");
     let mut unique = ids.clone();
@@ -469,7 +469,7 @@ fn sqlite_id_journal_and_cursors_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let id;
     {
-        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let mut s = crate::common::open_sqlite(dir.path());
         id = s.journal_id().unwrap();
         apply(
             &mut s,
@@ -482,7 +482,7 @@ fn sqlite_id_journal_and_cursors_survive_reopen() {
         );
     }
     {
-        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let mut s = crate::common::open_sqlite(dir.path());
         assert_eq!(s.journal_id().unwrap(), id);
         assert_eq!(s.journal_head().unwrap(), 2);
         assert_eq!(
@@ -567,7 +567,7 @@ fn sqlite_migrates_version_1() {
     assert_eq!(user_version(dir.path()), 1);
     let id;
     {
-        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let mut s = crate::common::open_sqlite(dir.path());
         assert_eq!(
             all_contacts(&s),
             [
@@ -605,7 +605,7 @@ fn sqlite_migrates_version_1() {
     }
     assert_eq!(user_version(dir.path()), 3);
     // Reopening a migrated database migrates nothing again: the same id, the same journal.
-    let s = SqliteStore::open(dir.path()).unwrap();
+    let s = crate::common::open_sqlite(dir.path());
     assert_eq!(s.journal_id().unwrap(), id);
     assert_eq!(s.journal_head().unwrap(), 1);
     assert_eq!(s.cursor("p").unwrap(), Some((2, 2)));
@@ -615,7 +615,7 @@ fn sqlite_migrates_version_1() {
 #[test]
 fn sqlite_refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
-    drop(SqliteStore::open(dir.path()).unwrap());
+    drop(crate::common::open_sqlite(dir.path()));
     {
         let conn = rusqlite::Connection::open(dir.path().join("rendezvous.db")).unwrap();
         conn.pragma_update(None, "user_version", 4).unwrap();
@@ -660,7 +660,7 @@ fn journal_crash_child() {
     let Some(dir) = std::env::var_os(CRASH_DIR) else {
         return;
     };
-    let mut s = SqliteStore::open(Path::new(&dir)).unwrap();
+    let mut s = crate::common::open_sqlite(Path::new(&dir));
     let stdout = std::io::stdout();
     for i in 0..CRASH_BATCHES {
         apply(&mut s, &crash_batch(i));
@@ -709,7 +709,7 @@ fn sqlite_journal_and_contacts_agree_after_sigkill() {
     }
     let acked = acked.expect("child acknowledged nothing");
 
-    let s = SqliteStore::open(dir.path()).unwrap();
+    let s = crate::common::open_sqlite(dir.path());
     let rows = all_contacts(&s);
     assert_eq!(rows.len() % 3, 0, "a batch was applied in part");
     let present = (rows.len() / 3) as u32;
@@ -783,7 +783,7 @@ fn the_node_list_is_stored_and_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let list = vec![0, 0, 0, 1, 7, 7, 7];
     {
-        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let mut s = crate::common::open_sqlite(dir.path());
         assert_eq!(s.node_list().unwrap(), Vec::<u8>::new());
         s.apply(&[Write::NodeList(list.clone())], &mut Vec::new())
             .unwrap();
@@ -791,7 +791,7 @@ fn the_node_list_is_stored_and_survives_a_reopen() {
         s.apply(&[Write::NodeList(vec![0, 0, 0, 0])], &mut Vec::new())
             .unwrap();
     }
-    let s = SqliteStore::open(dir.path()).unwrap();
+    let s = crate::common::open_sqlite(dir.path());
     assert_eq!(s.node_list().unwrap(), [0, 0, 0, 0]);
     assert_eq!(s.journal_head().unwrap(), 0, "not a journal line");
     let mut m = MemoryStore::new();

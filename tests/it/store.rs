@@ -438,7 +438,7 @@ fn sqlite_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("nested").join("data");
     {
-        let mut s = SqliteStore::open(&data).unwrap();
+        let mut s = crate::common::open_sqlite(&data);
         assert_eq!(s.path(), data.join("rendezvous.db"));
         apply(
             &mut s,
@@ -450,7 +450,7 @@ fn sqlite_survives_reopen() {
         );
         apply(&mut s, &[merge("ann", "bob", "5", 5), Write::Clock(5)]);
     }
-    let mut s = SqliteStore::open(&data).unwrap();
+    let mut s = crate::common::open_sqlite(&data);
     assert_eq!(s.clock().unwrap(), 5);
     assert_eq!(
         all(&s),
@@ -463,22 +463,12 @@ fn sqlite_survives_reopen() {
 #[test]
 fn sqlite_refuses_bad_directories() {
     let dir = tempfile::tempdir().unwrap();
-    let held = SqliteStore::open(dir.path()).unwrap();
+    let held = crate::common::open_sqlite(dir.path());
     let err = SqliteStore::open(dir.path()).expect_err("second open of one directory");
     assert!(err.to_string().contains("in use"), "{err}");
     drop(held);
-    // Released on drop; but a process another test forks at this moment shares the lock's
-    // open file until it execs (close-on-exec), so the open is retried for a while.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match SqliteStore::open(dir.path()) {
-            Ok(_) => break,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("in use") => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("lock not released on drop: {e}"),
-        }
-    }
+    // Released on drop (retried a moment: see `open_sqlite`).
+    crate::common::open_sqlite(dir.path());
 
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
@@ -515,7 +505,7 @@ fn crash_child() {
     let Some(dir) = std::env::var_os(CRASH_DIR) else {
         return;
     };
-    let mut s = SqliteStore::open(std::path::Path::new(&dir)).unwrap();
+    let mut s = crate::common::open_sqlite(std::path::Path::new(&dir));
     let stdout = std::io::stdout();
     for i in 0..CRASH_BATCHES {
         apply(&mut s, &crash_batch(i));
@@ -565,7 +555,7 @@ fn sqlite_acknowledged_writes_survive_sigkill() {
     }
     let acked = acked.expect("child acknowledged nothing");
 
-    let s = SqliteStore::open(dir.path()).unwrap();
+    let s = crate::common::open_sqlite(dir.path());
     let rows = all(&s);
     // Whole batches only, a prefix of them, and at least every acknowledged one.
     assert_eq!(rows.len() % 3, 0, "a batch was applied in part");
@@ -629,7 +619,7 @@ fn sqlite_streams_a_million_contacts_in_bounded_memory() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut s = SqliteStore::open(dir.path()).unwrap();
+    let mut s = crate::common::open_sqlite(dir.path());
     let t = Instant::now();
     // Insert in a scrambled order (7919 is coprime with 10^6), 50,000 per transaction.
     for start in (0..MILLION).step_by(50_000) {

@@ -589,3 +589,19 @@ pub fn status_field(lines: &[String], key: &str) -> String {
         .find_map(|l| field(l, key).map(str::to_string))
         .unwrap_or_else(|| panic!("no {key}= in {lines:?}"))
 }
+
+/// `SqliteStore::open(dir)`, retried while the directory is "in use" (for at most 10 s):
+/// a store just dropped can still be locked for a moment, because a process another test
+/// forks at that instant shares the lock's open file until it execs (close-on-exec).
+pub fn open_sqlite(dir: &std::path::Path) -> rendezvous::store::SqliteStore {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rendezvous::store::SqliteStore::open(dir) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("in use") => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the store in {}: {e}", dir.display()),
+        }
+    }
+}
