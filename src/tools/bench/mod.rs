@@ -18,6 +18,9 @@
 //!   last" rule).
 //! - `contacts`: TCP client role: Updates with a Barrier every `--barrier-every` on
 //!   `--clients` connections; the barrier's latency is the one reported.
+//! - `askforupdate`, `listall`: `--contacts` contacts loaded, then the whole list streamed
+//!   `--rounds` times, each time beside a plain TCP sender of the same bytes in 8 KiB
+//!   writes (the same-run baseline); see [`stream`].
 //!
 //! Every loop is bounded by `--duration` (plus at most `--timeout-ms` to collect late
 //! answers) and stops by itself. Setup (identities, registrations) is not timed.
@@ -28,10 +31,12 @@
 //! - [`stats`]: the latency histogram, server CPU time and socket drops (Linux `/proc`).
 //! - [`udp`]: the UDP workloads over many sockets, `sendmmsg`/`recvmmsg` batched.
 //! - [`contacts`]: the TCP workload.
+//! - [`stream`]: the streaming workloads and their plain-sender baseline.
 
 pub mod contacts;
 pub mod report;
 pub mod stats;
+pub mod stream;
 pub mod udp;
 
 pub use report::{Report, Value};
@@ -134,6 +139,11 @@ pub enum Workload {
     Register,
     /// Contact Updates with Barriers on TCP connections (client role).
     Contacts,
+    /// The whole list streamed with AskForUpdate (server role), beside a plain sender.
+    AskForUpdate,
+    /// The bench identity's list streamed with ListAll (client role), beside a plain
+    /// sender.
+    ListAll,
 }
 
 impl Workload {
@@ -144,6 +154,8 @@ impl Workload {
             Workload::Lookup => "lookup",
             Workload::Register => "register",
             Workload::Contacts => "contacts",
+            Workload::AskForUpdate => "askforupdate",
+            Workload::ListAll => "listall",
         }
     }
 }
@@ -180,6 +192,15 @@ pub struct RegisterPool {
     pub timestamp_spread: u64,
 }
 
+/// The streaming workloads' options (`askforupdate`, `listall`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Contacts loaded into the server first (0: none, stream what it holds).
+    pub contacts: u32,
+    /// Rounds of (server answer, plain sender); medians are reported.
+    pub rounds: usize,
+}
+
 /// Everything `rendezvous bench` is told (docs/PROTOCOL.md §10, "Flags").
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchOptions {
@@ -193,6 +214,8 @@ pub struct BenchOptions {
     pub register: RegisterPool,
     /// contacts: a Barrier after every this many Updates.
     pub barrier_every: usize,
+    /// askforupdate, listall: what is loaded and how many rounds.
+    pub stream: StreamOptions,
     /// A request without an answer after this many milliseconds counts as lost.
     pub timeout_ms: u64,
     /// The server's process id, when it runs on this host: adds its CPU share and the rate
@@ -224,6 +247,10 @@ impl BenchOptions {
                 timestamp_spread: 50,
             },
             barrier_every: 100,
+            stream: StreamOptions {
+                contacts: 1_000_000,
+                rounds: 3,
+            },
             timeout_ms: 1000,
             pid: None,
             gso: true,
@@ -270,6 +297,10 @@ impl BenchOptions {
             ),
             (self.timeout_ms == 0, "--timeout-ms must be at least 1"),
             (
+                self.stream.rounds == 0 || self.stream.rounds > 100,
+                "--rounds must be between 1 and 100",
+            ),
+            (
                 l.open_loop && l.rate == 0 && self.workload != Workload::Keepalive,
                 "--open-loop needs a --rate (requests per second)",
             ),
@@ -307,6 +338,7 @@ pub fn measure(options: &BenchOptions, notes: &mut dyn Write) -> Result<Report, 
             udp::run(options, target, notes)
         }
         Workload::Contacts => contacts::run(options, target, notes),
+        Workload::AskForUpdate | Workload::ListAll => stream::run(options, target, notes),
     }
 }
 
