@@ -3,7 +3,7 @@
 //! [`StoreEvent`] (docs/PROTOCOL.md §8.8). The store thread is a loop around it; tests
 //! drive it synchronously. It does no I/O of its own beyond the store's.
 
-use super::{Change, Snapshot, Store, StoreError, StoreEvent, StoreRequest};
+use super::{Change, ContactPage, Snapshot, Store, StoreError, StoreEvent, StoreRequest};
 use crate::wire::tcp::{emit_server_record, ContactFields, SERVER_RECORD_LEN};
 use std::collections::HashMap;
 
@@ -93,8 +93,9 @@ impl Executor {
     /// or a read error.
     fn next_page(&mut self, stream: u64, max: usize) -> Option<StoreEvent> {
         let snap = self.snapshots.get_mut(&stream)?;
-        let mut contacts = Vec::new();
-        Some(match snap.next_page(max, &mut contacts) {
+        // About 100 bytes of text per contact: a guess that saves most regrowth.
+        let mut contacts = ContactPage::with_capacity(max, max.saturating_mul(100));
+        Some(match snap.next_packed(max, &mut contacts) {
             Ok(more) => {
                 if !more {
                     self.snapshots.remove(&stream);
@@ -151,17 +152,17 @@ fn digest(store: &dyn Store, tag: u64) -> Result<StoreEvent, StoreError> {
     use sha2::{Digest, Sha512};
     let mut snap = store.snapshot()?;
     let mut h = Sha512::new();
-    let mut page = Vec::new();
+    let mut page = ContactPage::default();
     let mut rec = [0u8; SERVER_RECORD_LEN];
     let mut count = 0u64;
     loop {
         page.clear();
-        let more = snap.next_page(DIGEST_PAGE, &mut page)?;
-        for c in &page {
+        let more = snap.next_packed(DIGEST_PAGE, &mut page)?;
+        for c in page.iter() {
             let fields = ContactFields {
-                username: &c.username,
-                contact: &c.contact,
-                phone: &c.phone,
+                username: c.username,
+                contact: c.contact,
+                phone: c.phone,
             };
             if emit_server_record(c.clock, &fields, &mut rec).is_ok() {
                 h.update(&rec[1..]);

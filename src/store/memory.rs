@@ -12,8 +12,8 @@ use std::ops::Bound;
 use im::{OrdMap, Vector};
 
 use super::{
-    journal_window, new_journal_id, Change, Contact, JournalEntry, JournalRead, Snapshot, Store,
-    StoreError, Write, DEFAULT_JOURNAL_KEEP, NAME_LEN, PHONE_LEN,
+    journal_window, new_journal_id, Change, Contact, ContactPage, ContactRef, JournalEntry,
+    JournalRead, Snapshot, Store, StoreError, Write, DEFAULT_JOURNAL_KEEP, NAME_LEN, PHONE_LEN,
 };
 
 /// Key: `(username, contact)`. `String`'s order is bytewise (`memcmp`) order, the same as
@@ -281,6 +281,18 @@ impl Snapshot for MemorySnapshot {
     }
 
     fn next_page(&mut self, max: usize, out: &mut Vec<Contact>) -> Result<bool, StoreError> {
+        Ok(self.visit(max, |c| out.push(c.to_contact())))
+    }
+
+    fn next_packed(&mut self, max: usize, out: &mut ContactPage) -> Result<bool, StoreError> {
+        Ok(self.visit(max, |c| out.push(c.username, c.contact, c.phone, c.clock)))
+    }
+}
+
+impl MemorySnapshot {
+    /// Hands up to `max` further contacts to `each`, borrowed from the map; returns whether
+    /// more follow.
+    fn visit(&mut self, max: usize, mut each: impl FnMut(ContactRef<'_>)) -> bool {
         let lower = match &self.last {
             None => Bound::Unbounded,
             Some(k) => Bound::Excluded(k.clone()),
@@ -290,19 +302,19 @@ impl Snapshot for MemorySnapshot {
             Some(o) => Box::new(owned(&self.map, o, lower)),
             None => Box::new(self.map.range((lower, Bound::Unbounded))),
         };
-        for ((username, contact), (clock, phone)) in entries.take(max) {
-            out.push(Contact {
-                username: username.clone(),
-                contact: contact.clone(),
-                phone: phone.clone(),
+        for (key, (clock, phone)) in entries.take(max) {
+            each(ContactRef {
+                username: &key.0,
+                contact: &key.1,
+                phone,
                 clock: *clock,
             });
             self.yielded += 1;
-            last = Some((username.clone(), contact.clone()));
+            last = Some(key);
         }
-        if last.is_some() {
-            self.last = last;
+        if let Some(k) = last {
+            self.last = Some(k.clone());
         }
-        Ok(self.yielded < self.count)
+        self.yielded < self.count
     }
 }

@@ -139,6 +139,20 @@ pub trait Snapshot: Send {
     /// # Errors
     /// [`StoreError`] on a read failure.
     fn next_page(&mut self, max: usize, out: &mut Vec<Contact>) -> Result<bool, StoreError>;
+    /// As [`Self::next_page`], packed: appends up to `max` further contacts to `out` (two
+    /// buffers for the whole page, no allocation per contact: what streamed answers read).
+    /// The default packs what [`Self::next_page`] returns; both stores read packed directly.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a read failure.
+    fn next_packed(&mut self, max: usize, out: &mut ContactPage) -> Result<bool, StoreError> {
+        let mut page = Vec::new();
+        let more = self.next_page(max, &mut page)?;
+        for c in &page {
+            out.push_contact(c);
+        }
+        Ok(more)
+    }
 }
 
 /// Contacts, the Lamport clock, the journal and peers' journal cursors.
@@ -261,11 +275,13 @@ pub(crate) fn journal_window(
 }
 
 pub mod memory;
+mod page;
 #[cfg(feature = "net")]
 pub mod sqlite;
 
 pub use executor::Executor;
 pub use memory::MemoryStore;
+pub use page::{ContactPage, ContactRef};
 pub use request::{StoreEvent, StoreRequest};
 #[cfg(feature = "net")]
 pub use sqlite::SqliteStore;

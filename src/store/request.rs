@@ -2,7 +2,7 @@
 //! the store reports back ([`StoreEvent`]), carried out in the order issued by one
 //! [`super::Executor`] (docs/PROTOCOL.md §8.8). Plain data: no I/O, no core types.
 
-use super::{Contact, JournalRead, Write};
+use super::{Contact, ContactPage, JournalRead, Write};
 
 /// A request for the store, carried out in the order issued (docs/PROTOCOL.md §8.8): a
 /// snapshot, barrier or read queued behind a write batch runs only after that batch
@@ -122,8 +122,8 @@ pub enum StoreEvent {
     Page {
         /// Stream id.
         stream: u64,
-        /// The contacts.
-        contacts: Vec<Contact>,
+        /// The contacts, packed.
+        contacts: ContactPage,
         /// More pages follow.
         more: bool,
     },

@@ -275,4 +275,57 @@ fn contacts_refuses_a_target_not_on_loopback_without_allow_remote() {
         "{err}"
     );
     assert!(err.contains("unless --allow-remote is given"), "{err}");
+    // So do the streaming workloads, when they load contacts first.
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--target",
+        "192.0.2.1:4747",
+        "--workload",
+        "askforupdate",
+    ]);
+    cmd.args(["--contacts", "5"]);
+    let done = run("bench-remote-stream", cmd, Duration::from_secs(10));
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    let err = done.stderr.join("\n");
+    assert!(
+        err.starts_with("error: --workload askforupdate writes up to 5 contacts to 192.0.2.1"),
+        "{err}"
+    );
+}
+
+/// `askforupdate` and `listall` on a server that takes server-role connections in clear
+/// text: the load is confirmed, each answer carries every loaded contact, and the baseline
+/// sent as many bytes. Speed is not checked (docs/PROTOCOL.md §10 gives the figures).
+#[test]
+fn streaming_workloads_read_every_loaded_contact_beside_the_plain_sender() {
+    let server = Server::start(&["--allow-peer", "127.0.0.1/32", "--plain-peers"]);
+    let pid = server.proc.pid().to_string();
+    let line = bench(
+        &server,
+        "askforupdate",
+        &["--contacts", "3000", "--rounds", "2", "--pid", &pid],
+    );
+    assert_eq!(field(&line, "workload"), Some("askforupdate"), "{line}");
+    assert_eq!(num(&line, "loaded"), 3000.0, "{line}");
+    assert_eq!(num(&line, "count"), 3000.0, "{line}");
+    assert_eq!(num(&line, "bytes"), 4.0 + 3000.0 * 537.0, "{line}");
+    assert_eq!(num(&line, "rounds"), 2.0, "{line}");
+    for key in ["server_mb_per_s", "plain_mb_per_s", "server_over_plain_pct"] {
+        assert!(num(&line, key) > 0.0, "{key} in {line}");
+    }
+    assert!(num(&line, "server_vmhwm_kib") > 0.0, "{line}");
+    assert!(field(&line, "server_rss_extra_kib").is_some(), "{line}");
+    // ListAll lists the bench identity's own contacts: a new identity, with 2000 loaded.
+    let line = bench(&server, "listall", &["--contacts", "2000", "--rounds", "1"]);
+    assert_eq!(num(&line, "count"), 2000.0, "{line}");
+    assert_eq!(num(&line, "bytes"), 4.0 + 2000.0 * 533.0, "{line}");
+    // AskForUpdate now lists both loads.
+    let line = bench(
+        &server,
+        "askforupdate",
+        &["--contacts", "0", "--rounds", "1"],
+    );
+    assert_eq!(num(&line, "count"), 5000.0, "{line}");
+    assert!(field(&line, "loaded").is_none(), "{line}");
 }

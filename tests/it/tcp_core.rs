@@ -1374,6 +1374,62 @@ fn at_most_64_answers_wait_then_reading_stops() {
     assert!(n.core.read_budget(1) > 0);
 }
 
+/// A bulk load holds at most `max_held_writes` contacts the store has not applied (it held
+/// every contact that had arrived, 157-393 MB for 1,000,000): the batch is sent at half the
+/// bound, parsing stops at the bound with the rest unparsed (so reading stops), and resumes
+/// as the store applies; nothing is lost and the Barrier after them is answered in order.
+#[test]
+fn writes_the_store_has_not_applied_are_bounded() {
+    let mut n = Node::new(
+        TcpConfig {
+            bounds: TcpBounds {
+                max_held_writes: 8,
+                ..TcpBounds::default()
+            },
+            ..open()
+        },
+        1,
+    );
+    n.client(1);
+    n.held = Some(Vec::new()); // a slow disk
+    let mut bytes = Vec::new();
+    for i in 0..20 {
+        bytes.extend(client_update("ann", &format!("c{i:02}"), "1"));
+    }
+    bytes.push(BARRIER);
+    n.send(1, &bytes);
+    let merges: Vec<usize> = n
+        .held
+        .iter()
+        .flatten()
+        .filter_map(|r| match r {
+            StoreRequest::Apply { batch, .. } => Some(
+                batch
+                    .iter()
+                    .filter(|w| matches!(w, Write::Merge(_)))
+                    .count(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        merges,
+        [4, 4],
+        "two batches of half the bound, then parsing waits"
+    );
+    assert_eq!(
+        n.core.read_budget(1),
+        64 * 1024 - 12 * CLIENT_RECORD - 1,
+        "the other 12 Updates and the Barrier wait unparsed"
+    );
+    n.release();
+    assert_eq!(n.read(1), BARRIER_OK, "answered once all 20 are durable");
+    let names: Vec<String> = n.contacts().iter().map(|c| c.contact.clone()).collect();
+    let want: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(names, want);
+    assert_eq!(n.core.read_budget(1), 64 * 1024);
+}
+
 // ---------------------------------------------------------------------------------------
 // Several cores wired together
 // ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use rendezvous::tools::bench::{self, BenchOptions, Load, RegisterPool, Workload};
+use rendezvous::tools::bench::{self, BenchOptions, Load, RegisterPool, StreamOptions, Workload};
 use rendezvous::tools::decode::{self, DecodeOptions};
 use rendezvous::tools::replay::{self, Pacing, ReplayOptions};
 use std::io::{self, IsTerminal};
@@ -76,6 +76,14 @@ pub(crate) struct BenchArgs {
     /// contacts: a Barrier after every this many Updates.
     #[arg(long, default_value_t = 100)]
     barrier_every: usize,
+    /// askforupdate, listall: contacts loaded into the server first, through a server-role
+    /// connection (the server needs --allow-peer 127.0.0.1/32 --plain-peers); 0 loads
+    /// nothing and streams what the server holds.
+    #[arg(long, default_value_t = 1_000_000)]
+    contacts: u32,
+    /// askforupdate, listall: rounds of (server answer, plain sender); medians reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// register: identities per client, used round robin (each fingerprint's timestamps
     /// must increase, so the pool bounds the rate: about identities x clients x
     /// (2 x timestamp-spread + duration) registrations per run).
@@ -145,6 +153,12 @@ enum WorkloadArg {
     Register,
     /// Contact Updates with Barriers on TCP connections (client role).
     Contacts,
+    /// The whole contact list streamed with AskForUpdate (server role), each round beside
+    /// a plain TCP sender of the same bytes in 8 KiB writes.
+    Askforupdate,
+    /// The bench identity's contacts streamed with ListAll (client role), each round
+    /// beside a plain TCP sender of the same bytes in 8 KiB writes.
+    Listall,
 }
 
 impl From<WorkloadArg> for Workload {
@@ -154,6 +168,8 @@ impl From<WorkloadArg> for Workload {
             WorkloadArg::Lookup => Workload::Lookup,
             WorkloadArg::Register => Workload::Register,
             WorkloadArg::Contacts => Workload::Contacts,
+            WorkloadArg::Askforupdate => Workload::AskForUpdate,
+            WorkloadArg::Listall => Workload::ListAll,
         }
     }
 }
@@ -207,6 +223,10 @@ pub(crate) fn bench(a: BenchArgs) -> Result<ExitCode> {
             timestamp_spread: a.timestamp_spread,
         },
         barrier_every: a.barrier_every,
+        stream: StreamOptions {
+            contacts: a.contacts,
+            rounds: a.rounds,
+        },
         timeout_ms: a.timeout_ms,
         pid: a.pid,
         gso: !a.no_gso,

@@ -21,6 +21,16 @@ impl TcpCore {
             if c.input.refused || c.out.close_when_flushed {
                 return;
             }
+            // Merges the store has not applied are bounded: past the bound, every
+            // connection with input waits (the store always progresses, so this cannot
+            // deadlock) and its unparsed input stops its reads.
+            let has_input = !c.input.buf.is_empty();
+            if has_input && self.store_behind(conn) {
+                return;
+            }
+            let Some(c) = self.conns.get(&conn) else {
+                return;
+            };
             // A link's incoming bytes are answers to us: always read them (gating them on
             // our own output could deadlock two servers pushing to each other).
             let more = if c.link.is_some() {

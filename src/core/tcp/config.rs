@@ -174,6 +174,12 @@ pub struct TcpBounds {
     /// snapshots at once, all connections together; a ListAll or AskForUpdate beyond it
     /// waits, unparsed, for a free slot (default 128; docs/PROTOCOL.md §8.11).
     pub max_streams: usize,
+    /// Contact writes parsed and not yet applied by the store, all connections together
+    /// (default 32 768): at this many, the batch is sent and parsing waits for the store,
+    /// so a bulk load holds at most this many contacts in memory; a batch is sent once it
+    /// holds half of it, so one batch is applied while the next is parsed
+    /// (docs/PROTOCOL.md §8.8, §8.11).
+    pub max_held_writes: usize,
     /// Connections accepted at once, all addresses together (default 4096; the loop sets
     /// it from the open-files limit). Past it, the longest-idle client connection of the
     /// address prefix that holds the most is closed with 503 to make room, unless the
@@ -191,6 +197,7 @@ impl Default for TcpBounds {
             max_clock_jump: 1 << 24,
             max_conns_per_prefix: 64,
             max_streams: 128,
+            max_held_writes: 32_768,
             max_conns: 4096,
         }
     }

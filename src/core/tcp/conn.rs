@@ -238,6 +238,11 @@ impl Output {
         &self.buf[self.pos..]
     }
 
+    /// Makes room for `n` more bytes without moving what is there more than once.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n);
+    }
+
     /// Appends `bytes`.
     pub(super) fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

@@ -8,7 +8,7 @@ use super::{ConnId, StoreRequest, TcpCore};
 use crate::store::{Contact, Write};
 use crate::wire::status;
 use crate::wire::tcp::{self, ContactFields};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// The Lamport clock.
 #[derive(Debug)]
@@ -50,6 +50,12 @@ pub(super) struct Batch {
     pub(super) next_seq: u64,
     /// A batch failed: writes are not durable (every barrier is 503 until a restart).
     pub(super) broken: bool,
+    /// Merges parsed and not yet applied by the store: in the batch being built and in
+    /// the batches sent and unanswered.
+    pub(super) held: usize,
+    /// Connections whose parsing waits for the store to apply held merges
+    /// ([`super::TcpBounds::max_held_writes`]), in the order they came; each at most once.
+    pub(super) waiters: VecDeque<ConnId>,
 }
 
 impl Clock {
@@ -129,6 +135,8 @@ impl Batch {
             by_seq: HashMap::new(),
             next_seq: 1,
             broken: false,
+            held: 0,
+            waiters: VecDeque::new(),
         }
     }
 
@@ -138,6 +146,7 @@ impl Batch {
     pub(super) fn merge(&mut self, contact: Contact) {
         self.forward.push((self.merges, contact.clone()));
         self.merges += 1;
+        self.held += 1;
         self.writes.push(Write::Merge(contact));
     }
 
@@ -170,6 +179,36 @@ impl TcpCore {
     pub(super) fn flush_batch(&mut self) {
         if let Some(req) = self.batch.close(&mut self.clock) {
             self.out.request(req);
+        }
+    }
+
+    /// True when `conn` must wait for the store before more is parsed: the merges held
+    /// (parsed, not yet applied) reached [`super::TcpBounds::max_held_writes`]. The batch
+    /// is sent and `conn` parsed again once the store applies one (docs/PROTOCOL.md §8.11).
+    /// A batch that reached half the bound is sent now.
+    pub(super) fn store_behind(&mut self, conn: ConnId) -> bool {
+        let max = self.cfg.bounds.max_held_writes.max(2);
+        if self.batch.merges >= max / 2 {
+            self.flush_batch();
+        }
+        if self.batch.held < max {
+            return false;
+        }
+        self.flush_batch();
+        if !self.batch.waiters.contains(&conn) {
+            self.batch.waiters.push_back(conn);
+        }
+        true
+    }
+
+    /// Parses again the connections that waited for the store, oldest first, while it is
+    /// not behind.
+    pub(super) fn wake_write_waiters(&mut self, now_ms: u64) {
+        while self.batch.held < self.cfg.bounds.max_held_writes {
+            let Some(conn) = self.batch.waiters.pop_front() else {
+                return;
+            };
+            self.parse(now_ms, conn);
         }
     }
 
@@ -237,6 +276,7 @@ impl TcpCore {
         let Some(records) = self.batch.by_seq.remove(&seq) else {
             return;
         };
+        self.batch.held = self.batch.held.saturating_sub(records.len());
         for (i, contact) in records {
             if changed.get(i).copied().unwrap_or(false) {
                 self.journal.head += 1;
@@ -248,7 +288,9 @@ impl TcpCore {
 
     /// Batch `seq` failed: from now on every barrier is 503.
     pub(super) fn on_failed(&mut self, seq: u64, error: &str) {
-        self.batch.by_seq.remove(&seq);
+        if let Some(records) = self.batch.by_seq.remove(&seq) {
+            self.batch.held = self.batch.held.saturating_sub(records.len());
+        }
         self.stats.store_failures += 1;
         self.batch.broken = true;
         tracing::error!(seq, error, "store batch failed; writes are not durable");

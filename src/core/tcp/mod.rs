@@ -279,6 +279,7 @@ impl TcpCore {
             }
         }
         self.reads.stream_waiters.retain(|w| *w != conn);
+        self.batch.waiters.retain(|w| *w != conn);
         self.wake_stream_waiters(now_ms);
     }
 
@@ -342,8 +343,9 @@ impl TcpCore {
             }
             StoreEvent::StreamFailed { stream, error } => self.on_read_failed(stream, &error),
         }
-        // A stream that ended frees its slot.
+        // A stream that ended frees its slot; an applied batch frees room for writes.
         self.wake_stream_waiters(now_ms);
+        self.wake_write_waiters(now_ms);
     }
 
     /// Any store read can fail: a stream, a cursor, a status digest (all answers on a

@@ -3,11 +3,10 @@
 //! takes them, never held whole in memory (docs/PROTOCOL.md §8.5, §8.11).
 
 use super::conn::{Answer, Output, PumpCtx, Step};
-use super::journal::fields;
 use super::{ConnId, StoreRequest, TcpCore};
-use crate::store::Contact;
+use crate::store::ContactPage;
 use crate::wire::tcp::answer::AnswerPiece;
-use crate::wire::tcp::{self, Role};
+use crate::wire::tcp::{self, ContactFields, Role};
 use std::collections::VecDeque;
 
 /// A streamed answer in a connection's queue.
@@ -32,10 +31,30 @@ pub(super) enum StreamState {
     /// way.
     Open {
         count: Option<u32>,
-        buffered: VecDeque<Contact>,
+        buffered: Buffered,
         more: bool,
         page_asked: bool,
     },
+}
+
+/// Pages read from the store and not yet written: at most two (the one being written and
+/// the one read ahead, docs/PROTOCOL.md §8.11), as the store packed them.
+#[derive(Debug, Default)]
+pub(super) struct Buffered {
+    pages: VecDeque<ContactPage>,
+    /// The next contact to write in the front page.
+    at: usize,
+}
+
+impl Buffered {
+    /// Contacts read and not yet written.
+    fn len(&self) -> usize {
+        self.pages.iter().map(ContactPage::len).sum::<usize>() - self.at
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Stream {
@@ -75,23 +94,44 @@ impl Stream {
     }
 }
 
-/// Writes buffered records while the output stays within `max_out`.
-fn write_records(kind: Role, buffered: &mut VecDeque<Contact>, out: &mut Output, max_out: usize) {
+/// Writes buffered records while the output stays within `max_out`; a page written out is
+/// dropped.
+fn write_records(kind: Role, buffered: &mut Buffered, out: &mut Output, max_out: usize) {
     let rec_len = match kind {
         Role::Client => 1 + tcp::CLIENT_UPDATE_LEN,
         Role::Server => 1 + tcp::SERVER_UPDATE_LEN,
     };
+    out.reserve(max_out.saturating_sub(out.pending()));
     while out.pending() + rec_len <= max_out {
-        let Some(ct) = buffered.pop_front() else {
+        let Some(page) = buffered.pages.front() else {
             break;
         };
+        let Some(ct) = page.get(buffered.at) else {
+            buffered.pages.pop_front();
+            buffered.at = 0;
+            continue;
+        };
+        buffered.at += 1;
+        let fields = ContactFields {
+            username: ct.username,
+            contact: ct.contact,
+            phone: ct.phone,
+        };
         out.piece(&match kind {
-            Role::Client => AnswerPiece::ClientRecord(fields(&ct)),
+            Role::Client => AnswerPiece::ClientRecord(fields),
             Role::Server => AnswerPiece::ServerRecord {
                 clock: ct.clock,
-                fields: fields(&ct),
+                fields,
             },
         });
+    }
+    if buffered
+        .pages
+        .front()
+        .is_some_and(|p| buffered.at >= p.len())
+    {
+        buffered.pages.pop_front();
+        buffered.at = 0;
     }
 }
 
@@ -154,7 +194,7 @@ impl TcpCore {
         if let Some(s) = self.find_stream(conn, stream) {
             s.state = StreamState::Open {
                 count: s.counted.then_some(count32),
-                buffered: VecDeque::new(),
+                buffered: Buffered::default(),
                 more: count32 > 0,
                 page_asked: false,
             };
@@ -163,7 +203,7 @@ impl TcpCore {
     }
 
     /// A page of `stream`'s contacts; `more` pages follow.
-    pub(super) fn on_page(&mut self, stream: u64, contacts: Vec<Contact>, more: bool) {
+    pub(super) fn on_page(&mut self, stream: u64, contacts: ContactPage, more: bool) {
         let Some(&conn) = self.reads.streams.get(&stream) else {
             return;
         };
@@ -178,7 +218,9 @@ impl TcpCore {
             ..
         }) = self.find_stream(conn, stream)
         {
-            buffered.extend(contacts);
+            if !contacts.is_empty() {
+                buffered.pages.push_back(contacts);
+            }
             *m = more;
             *page_asked = false;
         }

@@ -27,8 +27,8 @@ use schema::migrate;
 
 use super::memory::check_contact;
 use super::{
-    journal_window, Change, Contact, JournalEntry, JournalRead, Snapshot, Store, StoreError, Write,
-    DEFAULT_JOURNAL_KEEP,
+    journal_window, Change, Contact, ContactPage, ContactRef, JournalEntry, JournalRead, Snapshot,
+    Store, StoreError, Write, DEFAULT_JOURNAL_KEEP,
 };
 
 /// The database file inside the data directory.
@@ -427,7 +427,7 @@ impl SqliteStore {
             conn,
             count,
             owner: owner.map(str::to_string),
-            last: None,
+            last: (String::new(), String::new()),
             yielded: 0,
         }))
     }
@@ -439,8 +439,9 @@ struct SqliteSnapshot {
     count: u64,
     /// Only this username's contacts (`None`: all).
     owner: Option<String>,
-    /// Key of the last record returned, `None` before the first page.
-    last: Option<(String, String)>,
+    /// Key of the last record returned (meaningless before the first page, while
+    /// `yielded` is 0); its buffers are reused from page to page.
+    last: (String, String),
     /// Records returned so far.
     yielded: u64,
 }
@@ -451,38 +452,70 @@ impl Snapshot for SqliteSnapshot {
     }
 
     fn next_page(&mut self, max: usize, out: &mut Vec<Contact>) -> Result<bool, StoreError> {
+        let start = out.len();
+        let more = self.visit(max, |c| out.push(c.to_contact()))?;
+        if let Some(c) = out.get(start..).and_then(<[Contact]>::last) {
+            self.last = (c.username.clone(), c.contact.clone());
+        }
+        Ok(more)
+    }
+
+    fn next_packed(&mut self, max: usize, out: &mut ContactPage) -> Result<bool, StoreError> {
+        let start = out.len();
+        let more = self.visit(max, |c| out.push(c.username, c.contact, c.phone, c.clock))?;
+        if let Some(c) = out.last().filter(|_| out.len() > start) {
+            let (u, k) = &mut self.last;
+            u.clear();
+            u.push_str(c.username);
+            k.clear();
+            k.push_str(c.contact);
+        }
+        Ok(more)
+    }
+}
+
+impl SqliteSnapshot {
+    /// Reads up to `max` further contacts by keyset pagination, handing each to `each`
+    /// borrowed from SQLite's row (no allocation per contact); returns whether more follow.
+    /// The caller records the last key handed over in `self.last`.
+    fn visit(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(ContactRef<'_>),
+    ) -> Result<bool, StoreError> {
         if max == 0 || self.yielded >= self.count {
             return Ok(self.yielded < self.count);
         }
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let start = out.len();
+        let mut got = 0u64;
+        let first = self.yielded == 0;
         {
-            let sql = match (&self.owner, &self.last) {
-                (None, None) => FIRST_PAGE_SQL,
-                (None, Some(_)) => NEXT_PAGE_SQL,
-                (Some(_), None) => FIRST_OWNED_SQL,
-                (Some(_), Some(_)) => NEXT_OWNED_SQL,
+            let sql = match (&self.owner, first) {
+                (None, true) => FIRST_PAGE_SQL,
+                (None, false) => NEXT_PAGE_SQL,
+                (Some(_), true) => FIRST_OWNED_SQL,
+                (Some(_), false) => NEXT_OWNED_SQL,
             };
             let mut stmt = self
                 .conn
                 .prepare_cached(sql)
                 .map_err(db_err("snapshot: prepare page"))?;
             // The owner's key range, or all: `(username, contact) > last` either way.
-            let mut rows = match (&self.owner, &self.last) {
-                (None, None) => stmt.query(params![limit]),
-                (Some(o), None) => stmt.query(params![o.as_bytes(), limit]),
-                (_, Some((u, c))) => stmt.query(params![u.as_bytes(), c.as_bytes(), limit]),
+            let mut rows = match (&self.owner, first) {
+                (None, true) => stmt.query(params![limit]),
+                (Some(o), true) => stmt.query(params![o.as_bytes(), limit]),
+                (_, false) => {
+                    let (u, c) = &self.last;
+                    stmt.query(params![u.as_bytes(), c.as_bytes(), limit])
+                }
             }
             .map_err(db_err("snapshot: read page"))?;
             while let Some(row) = rows.next().map_err(db_err("snapshot: read page"))? {
-                out.push(decode(row)?);
+                each(decode_ref(row)?);
+                got += 1;
             }
         }
-        let got = out.len() - start;
-        if let Some(c) = out.last().filter(|_| got > 0) {
-            self.last = Some((c.username.clone(), c.contact.clone()));
-        }
-        self.yielded += got as u64;
+        self.yielded += got;
         if got == 0 {
             return Err(StoreError::Db(format!(
                 "snapshot ended after {} of {} contacts (damaged database)",
@@ -493,16 +526,22 @@ impl Snapshot for SqliteSnapshot {
     }
 }
 
-/// A `(username, contact, phone, clock)` row back to a [`Contact`].
-fn decode(row: &Row<'_>) -> Result<Contact, StoreError> {
-    let blob = |i: usize| -> Result<Vec<u8>, StoreError> {
-        row.get(i).map_err(db_err("snapshot: read row"))
+/// A `(username, contact, phone, clock)` row, borrowed from SQLite, checked: text that is
+/// UTF-8 and a clock in range.
+fn decode_ref<'r>(row: &'r Row<'_>) -> Result<ContactRef<'r>, StoreError> {
+    let field = |i: usize, what: &str| -> Result<&'r str, StoreError> {
+        let value = row.get_ref(i).map_err(db_err("snapshot: read row"))?;
+        let bytes = value
+            .as_blob()
+            .map_err(|e| StoreError::Db(format!("snapshot: read row: {what}: {e}")))?;
+        std::str::from_utf8(bytes)
+            .map_err(|_| StoreError::Db(format!("stored {what} is not UTF-8 (damaged database)")))
     };
     let clock: i64 = row.get(3).map_err(db_err("snapshot: read row"))?;
-    Ok(Contact {
-        username: text(blob(0)?, "username")?,
-        contact: text(blob(1)?, "contact name")?,
-        phone: text(blob(2)?, "phone")?,
+    Ok(ContactRef {
+        username: field(0, "username")?,
+        contact: field(1, "contact name")?,
+        phone: field(2, "phone")?,
         clock: clock_of(clock)?,
     })
 }

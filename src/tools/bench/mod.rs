@@ -20,6 +20,9 @@
 //!   `--clients` connections; the barrier's latency is the one reported. The contacts
 //!   written stay in the server (the protocol has no delete), so a target not on loopback
 //!   is refused without `--allow-remote`.
+//! - `askforupdate`, `listall`: `--contacts` contacts loaded, then the whole list streamed
+//!   `--rounds` times, each time beside a plain TCP sender of the same bytes in 8 KiB
+//!   writes (the same-run baseline); see [`stream`].
 //!
 //! Every loop is bounded by `--duration` (plus at most `--timeout-ms` to collect late
 //! answers) and stops by itself. Setup (identities, registrations) is not timed.
@@ -30,10 +33,12 @@
 //! - [`stats`]: the latency histogram, server CPU time and socket drops (Linux `/proc`).
 //! - [`udp`]: the UDP workloads over many sockets, `sendmmsg`/`recvmmsg` batched.
 //! - [`contacts`]: the TCP workload.
+//! - [`stream`]: the streaming workloads and their plain-sender baseline.
 
 pub mod contacts;
 pub mod report;
 pub mod stats;
+pub mod stream;
 pub mod udp;
 
 pub use report::{Report, Value};
@@ -81,18 +86,21 @@ pub enum BenchError {
         /// The first connection's error.
         first: String,
     },
-    /// The contacts workload against a target not on loopback without
+    /// A workload that writes contacts (`contacts`; `askforupdate` and `listall` with
+    /// `--contacts` above 0) against a target not on loopback without
     /// [`BenchOptions::allow_remote`]: the contacts it writes would stay there (and at the
     /// server's peers), as the protocol cannot delete a contact (docs/PROTOCOL.md §10).
     #[error(
-        "--workload contacts writes up to {max} contacts to {target}, which stay there and \
+        "--workload {workload} writes up to {max} contacts to {target}, which stay there and \
          at its peers (the protocol cannot delete them); it runs against a loopback target \
          only, unless --allow-remote is given"
     )]
     RemoteContacts {
+        /// The workload's name.
+        workload: &'static str,
         /// The target, resolved.
         target: SocketAddr,
-        /// The most contacts the run would write: `--clients` x 1000.
+        /// The most contacts the run would write: `--clients` x 1000, or `--contacts`.
         max: u64,
     },
     /// A connection thread of the contacts workload panicked.
@@ -150,6 +158,11 @@ pub enum Workload {
     Register,
     /// Contact Updates with Barriers on TCP connections (client role).
     Contacts,
+    /// The whole list streamed with AskForUpdate (server role), beside a plain sender.
+    AskForUpdate,
+    /// The bench identity's list streamed with ListAll (client role), beside a plain
+    /// sender.
+    ListAll,
 }
 
 impl Workload {
@@ -160,6 +173,8 @@ impl Workload {
             Workload::Lookup => "lookup",
             Workload::Register => "register",
             Workload::Contacts => "contacts",
+            Workload::AskForUpdate => "askforupdate",
+            Workload::ListAll => "listall",
         }
     }
 }
@@ -196,6 +211,15 @@ pub struct RegisterPool {
     pub timestamp_spread: u64,
 }
 
+/// The streaming workloads' options (`askforupdate`, `listall`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Contacts loaded into the server first (0: none, stream what it holds).
+    pub contacts: u32,
+    /// Rounds of (server answer, plain sender); medians are reported.
+    pub rounds: usize,
+}
+
 /// Everything `rendezvous bench` is told (docs/PROTOCOL.md §10, "Flags").
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchOptions {
@@ -209,6 +233,8 @@ pub struct BenchOptions {
     pub register: RegisterPool,
     /// contacts: a Barrier after every this many Updates.
     pub barrier_every: usize,
+    /// askforupdate, listall: what is loaded and how many rounds.
+    pub stream: StreamOptions,
     /// A request without an answer after this many milliseconds counts as lost.
     pub timeout_ms: u64,
     /// The server's process id, when it runs on this host: adds its CPU share and the rate
@@ -243,6 +269,10 @@ impl BenchOptions {
                 timestamp_spread: 50,
             },
             barrier_every: 100,
+            stream: StreamOptions {
+                contacts: 1_000_000,
+                rounds: 3,
+            },
             timeout_ms: 1000,
             pid: None,
             gso: true,
@@ -290,6 +320,10 @@ impl BenchOptions {
             ),
             (self.timeout_ms == 0, "--timeout-ms must be at least 1"),
             (
+                self.stream.rounds == 0 || self.stream.rounds > 100,
+                "--rounds must be between 1 and 100",
+            ),
+            (
                 l.open_loop && l.rate == 0 && self.workload != Workload::Keepalive,
                 "--open-loop needs a --rate (requests per second)",
             ),
@@ -328,13 +362,37 @@ pub fn measure(options: &BenchOptions, notes: &mut dyn Write) -> Result<Report, 
             udp::run(options, target, notes)
         }
         Workload::Contacts => {
-            if !options.allow_remote && !target.ip().to_canonical().is_loopback() {
-                let max = options.load.clients as u64 * contacts::KEYS_PER_CONNECTION;
-                return Err(BenchError::RemoteContacts { target, max });
-            }
+            let max = options.load.clients as u64 * contacts::KEYS_PER_CONNECTION;
+            refuse_remote_writes(options, target, "contacts", max)?;
             contacts::run(options, target, notes)
         }
+        Workload::AskForUpdate | Workload::ListAll => {
+            let name = match options.workload {
+                Workload::ListAll => "listall",
+                _ => "askforupdate",
+            };
+            refuse_remote_writes(options, target, name, options.stream.contacts.into())?;
+            stream::run(options, target, notes)
+        }
     }
+}
+
+/// [`BenchError::RemoteContacts`] when `workload` would write `max` contacts (more than 0)
+/// to a `target` not on loopback without `--allow-remote`.
+fn refuse_remote_writes(
+    options: &BenchOptions,
+    target: SocketAddr,
+    workload: &'static str,
+    max: u64,
+) -> Result<(), BenchError> {
+    if max > 0 && !options.allow_remote && !target.ip().to_canonical().is_loopback() {
+        return Err(BenchError::RemoteContacts {
+            workload,
+            target,
+            max,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

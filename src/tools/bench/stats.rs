@@ -125,6 +125,16 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     (hz > 0).then(|| ticks / hz as f64)
 }
 
+/// A `kB` line of `/proc/PID/status` (Linux), in KiB: `VmRSS` (resident now) or `VmHWM`
+/// (the peak resident set since the process started); `None` when it cannot be read.
+pub fn rss_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Datagrams the kernel dropped (receive buffer full) at the unconnected UDP sockets bound
 /// to local `port`, summed over `/proc/net/udp` and `/proc/net/udp6`: the server's socket
 /// when it runs on this host and in this network namespace. `None` when no such socket is

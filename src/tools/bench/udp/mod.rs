@@ -218,7 +218,7 @@ fn report(args: &BenchOptions, target: SocketAddr, tally: &Tally, clients: &[Cli
                 (args.load.clients * args.register.identities) as u64,
             );
         }
-        Workload::Keepalive | Workload::Contacts => {}
+        Workload::Keepalive | Workload::Contacts | Workload::AskForUpdate | Workload::ListAll => {}
     }
     let punches_are_other = args.workload != Workload::Lookup;
     r.int(
