@@ -171,6 +171,18 @@ fn benches(c: &mut Criterion) {
         assert!(answers > 0, "lookups were answered");
     });
 
+    // The one signature check a cached re-registration costs, alone: the baseline of
+    // `register_cached_cert` (issue 12: at least 0.85 times this rate; docs/CAPACITY.md).
+    for (name, id) in ids.all() {
+        // As long as a registration's signed message: timestamp, certificate, cookie.
+        let msg = vec![0x5au8; 8 + 2 + id.cert_der().len() + 2 + 32];
+        let sig = id.sign(&msg);
+        let key = id.verifying_key().clone();
+        g.bench_function(format!("verify_only/{name}"), |bn| {
+            bn.iter(|| key.verify(black_box(&msg), black_box(&sig)).expect("verifies"))
+        });
+    }
+
     // Registrations: with the certificate cached (the usual re-registration), and with the
     // full certificate check every time (cache off).
     for (name, id) in ids.all() {
