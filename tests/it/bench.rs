@@ -37,6 +37,17 @@ fn num(line: &str, key: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{key}={v} is not a number ({e}) in {line}"))
 }
 
+/// Runs `cmd`, which must fail with `text` in a line of its stderr.
+fn fails_saying(name: &str, cmd: std::process::Command, text: &str) {
+    let done = run(name, cmd, RUN_LIMIT);
+    assert!(!done.status.success(), "{done:?}");
+    assert!(
+        done.stderr.iter().any(|l| l.contains(text)),
+        "no {text:?} in {:?}",
+        done.stderr
+    );
+}
+
 /// The fields every workload reports, with sane values.
 fn common_checks(line: &str, workload: &str) {
     assert_eq!(field(line, "workload"), Some(workload), "{line}");
@@ -184,13 +195,7 @@ fn plot_other_than_svg_is_refused_before_the_run() {
     let mut cmd = bin();
     cmd.args(["bench", "--target", "127.0.0.1:9", "--workload", "lookup"])
         .args(["--duration", "1", "--plot", "latency.png"]);
-    let done = run("bench-plot-png", cmd, RUN_LIMIT);
-    assert!(!done.status.success(), "{done:?}");
-    assert!(
-        done.stderr.iter().any(|l| l.contains("FILE.svg")),
-        "{:?}",
-        done.stderr
-    );
+    fails_saying("bench-plot-png", cmd, "FILE.svg");
 }
 
 #[test]
@@ -291,13 +296,7 @@ fn no_server_fails_with_a_message() {
         "--clients",
         "1",
     ]);
-    let done = run("bench-nothing", cmd, RUN_LIMIT);
-    assert!(!done.status.success(), "{done:?}");
-    assert!(
-        done.stderr.iter().any(|l| l.contains("no answer")),
-        "{:?}",
-        done.stderr
-    );
+    fails_saying("bench-nothing", cmd, "no answer");
 }
 
 #[test]
