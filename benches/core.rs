@@ -179,7 +179,10 @@ fn benches(c: &mut Criterion) {
         let sig = id.sign(&msg);
         let key = id.verifying_key().clone();
         g.bench_function(format!("verify_only/{name}"), |bn| {
-            bn.iter(|| key.verify(black_box(&msg), black_box(&sig)).expect("verifies"))
+            bn.iter(|| {
+                key.verify(black_box(&msg), black_box(&sig))
+                    .expect("verifies")
+            })
         });
     }
 

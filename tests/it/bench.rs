@@ -37,6 +37,17 @@ fn num(line: &str, key: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{key}={v} is not a number ({e}) in {line}"))
 }
 
+/// Runs `cmd`, which must fail with `text` in a line of its stderr.
+fn fails_saying(name: &str, cmd: std::process::Command, text: &str) {
+    let done = run(name, cmd, RUN_LIMIT);
+    assert!(!done.status.success(), "{done:?}");
+    assert!(
+        done.stderr.iter().any(|l| l.contains(text)),
+        "no {text:?} in {:?}",
+        done.stderr
+    );
+}
+
 /// The fields every workload reports, with sane values.
 fn common_checks(line: &str, workload: &str) {
     assert_eq!(field(line, "workload"), Some(workload), "{line}");
@@ -47,6 +58,7 @@ fn common_checks(line: &str, workload: &str) {
         "p50_us",
         "p90_us",
         "p99_us",
+        "p999_us",
         "max_us",
         "errors",
         "lost",
@@ -61,14 +73,15 @@ fn common_checks(line: &str, workload: &str) {
     assert!(received <= sent, "more received than sent: {line}");
     assert!(num(line, "rate_per_s") > 0.0, "{line}");
     assert!(num(line, "secs") >= 1.0, "{line}");
-    let (p50, p90, p99, max) = (
+    let (p50, p90, p99, p999, max) = (
         num(line, "p50_us"),
         num(line, "p90_us"),
         num(line, "p99_us"),
+        num(line, "p999_us"),
         num(line, "max_us"),
     );
     assert!(
-        p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= max,
+        p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
         "{line}"
     );
 }
@@ -140,6 +153,49 @@ fn lookup_open_loop_paced_json() {
     assert_eq!(v["unmatched"], 0, "{v}");
     assert!(v["errors_by_status"].is_object(), "{v}");
     assert!(v["p99_us"].as_f64().expect("p99") > 0.0, "{v}");
+    let p = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {v}"));
+    assert!(
+        p("p50_us") <= p("p99_us") && p("p99_us") <= p("p999_us") && p("p999_us") <= p("max_us"),
+        "{v}"
+    );
+    // The open loop says how late its sends left against the schedule.
+    assert!(
+        p("send_late_p99_us") >= 0.0 && p("send_late_max_us") >= 0.0,
+        "{v}"
+    );
+}
+
+#[test]
+fn open_loop_plot_is_an_svg_with_its_axes() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("latency.svg");
+    let mut cmd = bin();
+    cmd.args(["bench", "--target", &server.addr.to_string()])
+        .args(["--workload", "lookup", "--duration", "1", "--clients", "2"])
+        .args(["--open-loop", "--rate", "5000", "--plot"])
+        .arg(&svg);
+    let done = run("bench-plot", cmd, RUN_LIMIT);
+    done.assert_success("rendezvous bench --plot");
+    common_checks(&done.stdout[0], "lookup");
+    let text = std::fs::read_to_string(&svg).expect("the plot was written");
+    assert!(
+        text.starts_with("<svg") || text.starts_with("<?xml"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(text.trim_end().ends_with("</svg>"), "a whole SVG document");
+    for label in ["percentile", "latency (us)", "p99.9", "99%"] {
+        assert!(text.contains(label), "no {label:?} in the plot");
+    }
+}
+
+#[test]
+fn plot_other_than_svg_is_refused_before_the_run() {
+    let mut cmd = bin();
+    cmd.args(["bench", "--target", "127.0.0.1:9", "--workload", "lookup"])
+        .args(["--duration", "1", "--plot", "latency.png"]);
+    fails_saying("bench-plot-png", cmd, "FILE.svg");
 }
 
 #[test]
@@ -240,13 +296,7 @@ fn no_server_fails_with_a_message() {
         "--clients",
         "1",
     ]);
-    let done = run("bench-nothing", cmd, RUN_LIMIT);
-    assert!(!done.status.success(), "{done:?}");
-    assert!(
-        done.stderr.iter().any(|l| l.contains("no answer")),
-        "{:?}",
-        done.stderr
-    );
+    fails_saying("bench-nothing", cmd, "no answer");
 }
 
 #[test]

@@ -73,6 +73,11 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object instead of the `key=value` line.
     #[arg(long)]
     json: bool,
+    /// Also write the run's latency percentile curve to FILE.svg (x: percentile on a log
+    /// scale of 1/(1-p); y: microseconds; p50, p99, p99.9 marked). Not for askforupdate
+    /// and listall, which measure no latencies.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
     /// contacts: a Barrier after every this many Updates.
     #[arg(long, default_value_t = 100)]
     barrier_every: usize,
@@ -208,6 +213,12 @@ pub(crate) fn replay(a: ReplayArgs) -> Result<ExitCode> {
 
 /// `rendezvous bench`: prints the report on stdout (one line, or one JSON object).
 pub(crate) fn bench(a: BenchArgs) -> Result<ExitCode> {
+    if let Some(p) = &a.plot {
+        bench::plot::check_path(p)?;
+        if matches!(a.workload, WorkloadArg::Askforupdate | WorkloadArg::Listall) {
+            return Err(bench::plot::PlotError::Empty.into());
+        }
+    }
     let options = BenchOptions {
         target: a.target,
         workload: a.workload.into(),
@@ -238,6 +249,10 @@ pub(crate) fn bench(a: BenchArgs) -> Result<ExitCode> {
         println!("{}", report.json());
     } else {
         println!("{}", report.line());
+    }
+    if let Some(p) = &a.plot {
+        let h = report.latency().ok_or(bench::plot::PlotError::Empty)?;
+        bench::plot::write_svg(p, h, &bench::plot::title(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }

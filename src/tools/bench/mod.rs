@@ -30,12 +30,14 @@
 //! # Layout
 //! - this file: the options and [`measure`].
 //! - [`report`]: the [`Report`] (one `key=value` line, or one JSON object).
+//! - [`plot`]: `--plot FILE.svg`, the latency percentile curve.
 //! - [`stats`]: the latency histogram, server CPU time and socket drops (Linux `/proc`).
 //! - [`udp`]: the UDP workloads over many sockets, `sendmmsg`/`recvmmsg` batched.
 //! - [`contacts`]: the TCP workload.
 //! - [`stream`]: the streaming workloads and their plain-sender baseline.
 
 pub mod contacts;
+pub mod plot;
 pub mod report;
 pub mod stats;
 pub mod stream;

@@ -21,12 +21,13 @@ pub enum Value {
 
 /// The result of a run: ordered `key=value` fields. The common ones, in this order:
 /// `workload target clients in_flight open_loop rate_limit secs sent received rate_per_s
-/// p50_us p90_us p99_us max_us errors errors_by_status lost`, then the workload's own
-/// (docs/PROTOCOL.md §10, "Benchmarking"), then `server_cpu_pct` and `per_server_cpu_s` with
-/// `--pid`.
+/// p50_us p90_us p99_us p999_us max_us errors errors_by_status lost`, then the workload's
+/// own (docs/PROTOCOL.md §10, "Benchmarking"), then `server_cpu_pct` and `per_server_cpu_s`
+/// with `--pid`. It also keeps the run's latency histogram (not printed) for `--plot`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     fields: Vec<(&'static str, Value)>,
+    latency: Option<Histogram>,
 }
 
 impl Report {
@@ -70,6 +71,12 @@ impl Report {
             Value::Num(v) => Some(*v),
             _ => None,
         }
+    }
+
+    /// The run's latencies (send to answer, in nanoseconds), when the workload measures
+    /// them; the `p*_us` fields are read from it.
+    pub fn latency(&self) -> Option<&Histogram> {
+        self.latency.as_ref()
     }
 
     /// The summary as one line of space-separated `key=value` fields.
@@ -126,7 +133,8 @@ pub(crate) struct Common {
     pub lost: u64,
     /// Errors by HTTP-like status.
     pub errors: BTreeMap<u16, u64>,
-    /// Latency from send to answer.
+    /// Latency from send to answer (open loop: from the scheduled send time, or the actual
+    /// one when that is earlier; docs/PROTOCOL.md §10, "How to measure").
     pub hist: Histogram,
     /// Seconds the rate is computed over.
     pub secs: f64,
@@ -157,6 +165,7 @@ impl Common {
         r.num("p50_us", self.hist.quantile_us(0.50));
         r.num("p90_us", self.hist.quantile_us(0.90));
         r.num("p99_us", self.hist.quantile_us(0.99));
+        r.num("p999_us", self.hist.quantile_us(0.999));
         r.num("max_us", self.hist.max_us());
         r.int("errors", self.errors.values().sum());
         r.counts(
@@ -167,6 +176,7 @@ impl Common {
                 .collect(),
         );
         r.int("lost", self.lost);
+        r.latency = Some(self.hist.clone());
         r
     }
 }

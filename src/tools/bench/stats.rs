@@ -16,7 +16,7 @@ const BUCKETS: usize = (LINEAR + 57 * SUB) as usize;
 
 /// A latency histogram in nanoseconds, log-linear (HDR-like): exact below 128 ns, then
 /// 64 buckets per power of two.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,

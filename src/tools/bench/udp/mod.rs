@@ -116,14 +116,28 @@ struct Pacer {
 }
 
 impl Pacer {
-    /// Requests that may leave now.
+    /// Requests that may leave at once: a millisecond's worth, 1 to [`BATCH`].
+    fn burst(&self) -> u64 {
+        (self.rate / 1000).clamp(1, BATCH as u64)
+    }
+
+    /// Requests that may leave now: those due by now, plus up to [`Self::burst`] early.
     fn budget(&self, now: Instant) -> u64 {
         if self.rate == 0 {
             return u64::MAX;
         }
-        let allowed = (self.rate as f64 * now.duration_since(self.start).as_secs_f64()) as u64
-            + (self.rate / 1000).clamp(1, BATCH as u64);
+        let allowed =
+            (self.rate as f64 * now.duration_since(self.start).as_secs_f64()) as u64 + self.burst();
         allowed.saturating_sub(self.sent)
+    }
+
+    /// When request `k` (from 0) is due on the schedule: `k / rate` seconds after
+    /// [`Self::start`] (the start itself with no rate).
+    fn scheduled(&self, k: u64) -> Instant {
+        if self.rate == 0 {
+            return self.start;
+        }
+        self.start + Duration::from_secs_f64(k as f64 / self.rate as f64)
     }
 
     /// Time until the next request may leave.

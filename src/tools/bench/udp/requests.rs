@@ -1,10 +1,22 @@
 //! Lookup and register workloads: closed loop (`--in-flight` requests per socket) or paced
 //! open loop; each answer is matched to the oldest request in flight that it answers
 //! (docs/PROTOCOL.md §10, "Benchmarking").
+//!
+//! Open loop (docs/PROTOCOL.md §10, "How to measure"): request k is due `k / rate` seconds
+//! after the start, whatever the answers; a bench that falls behind sends what is due at
+//! once (the schedule never slips), and a request's latency runs from its due time, or
+//! from when it left if that was earlier (the pacer lets a few leave early). So a stall of
+//! the bench or a full socket buffer counts against the latency instead of hiding it
+//! (no coordinated omission). How late requests left is reported (`send_late_*`).
+//! Requests leave in bursts of a millisecond's worth (at most [`BATCH`]), each burst when
+//! its first request is due. Between bursts due within a millisecond (finer than epoll's
+//! timeout) the loop polls without waiting, so it keeps its core busy.
 
 use super::io::{send_all, send_gso, Rx};
 use super::setup::{lookup_packet, register_packet, unix_now, Client, Pending};
 use super::{classify, note_other, Answer, Extra, Pacer, Tally, BATCH, POLL_MAX};
+use crate::tools::bench::report::Value;
+use crate::tools::bench::stats::Histogram;
 use crate::tools::bench::{BenchError, BenchOptions, Workload};
 use crate::wire::udp::LookupStatus;
 use crate::wire::{Fingerprint, PacketType};
@@ -12,6 +24,9 @@ use mio::{Events, Poll};
 use std::io;
 use std::time::{Duration, Instant};
 
+/// Below this wait for the next due send, the open loop polls without sleeping (epoll
+/// waits in whole milliseconds).
+const SPIN_BELOW: Duration = Duration::from_millis(1);
 /// How often lost requests are looked for.
 const EXPIRY_EVERY: Duration = Duration::from_millis(10);
 /// Most requests one socket keeps in flight in the open loop; older ones count as lost.
@@ -60,6 +75,9 @@ struct Requests {
     last_answer: Instant,
     /// The client that goes first in the next pass (round robin).
     rr: usize,
+    /// Open loop: how long after its due time each request left (0 when on time or
+    /// early).
+    late: Histogram,
 }
 
 /// Lookup and register: closed loop (`--in-flight` per socket) or paced open loop.
@@ -135,6 +153,7 @@ impl Requests {
             end: start + args.duration(),
             last_answer: start,
             rr: 0,
+            late: Histogram::new(),
         }
     }
 
@@ -142,6 +161,12 @@ impl Requests {
     /// allow; returns the pacer's budget left.
     fn send_pass(&mut self, clients: &mut [Client], now: Instant) -> u64 {
         let mut budget = self.pacer.budget(now);
+        if self.shape.open_loop && self.shape.rate > 0 && budget < self.pacer.burst() {
+            // Paced open loop: whole bursts only, each as its first request falls due (the
+            // rest leave early and are timed from when they left); one request a system
+            // call would cap the bench well below a server core's rate.
+            return 0;
+        }
         let unix = unix_now();
         let n = clients.len();
         for k in 0..n {
@@ -160,8 +185,15 @@ impl Requests {
             } else {
                 self.send_registrations(c, unix, want)
             };
-            let at = Instant::now();
-            for &tag in &self.scratch.tags[..sent] {
+            let left = Instant::now();
+            for (j, &tag) in self.scratch.tags[..sent].iter().enumerate() {
+                let at = if self.shape.open_loop {
+                    let due = self.pacer.scheduled(self.pacer.sent + j as u64);
+                    self.late.record(left.saturating_duration_since(due));
+                    left.min(due)
+                } else {
+                    left
+                };
                 c.pending.push_back(Pending { at, tag });
             }
             c.seq += sent;
@@ -219,8 +251,18 @@ impl Requests {
     fn wait(&self, now: Instant, sending: bool, budget: u64, drain_end: Instant) -> Duration {
         if !sending {
             POLL_MAX.min(drain_end.saturating_duration_since(now))
-        } else if self.shape.open_loop && self.shape.rate == 0 {
+        } else if self.shape.open_loop && (self.shape.rate == 0 || budget > 0) {
             Duration::ZERO
+        } else if self.shape.open_loop {
+            let due = self
+                .pacer
+                .scheduled(self.pacer.sent)
+                .saturating_duration_since(now);
+            if due < SPIN_BELOW {
+                Duration::ZERO
+            } else {
+                due.min(POLL_MAX)
+            }
         } else if self.shape.rate > 0 && budget == 0 {
             self.pacer.wait(now).min(POLL_MAX)
         } else {
@@ -279,7 +321,15 @@ impl Requests {
             .duration_since(start)
             .as_secs_f64();
         let count = self.t.c.received;
-        (self.t, count, Vec::new())
+        let extra = if self.shape.open_loop {
+            vec![
+                ("send_late_p99_us", Value::Num(self.late.quantile_us(0.99))),
+                ("send_late_max_us", Value::Num(self.late.max_us())),
+            ]
+        } else {
+            Vec::new()
+        };
+        (self.t, count, extra)
     }
 }
 

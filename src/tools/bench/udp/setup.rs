@@ -28,7 +28,8 @@ pub(super) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One request in flight: when it left and what answers it (index of the looked-up target).
+/// One request in flight: when it left (open loop: when it was due, if that was earlier)
+/// and what answers it (index of the looked-up target).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pending {
     pub(super) at: Instant,
