@@ -118,7 +118,8 @@ pub fn run(serve: Serve, origin: Instant, mut control: Control) -> io::Result<()
     let drain_ms = serve.drain_ms;
     let mut l = EventLoop::start(serve)?;
     while !control.stop.load(Ordering::Relaxed) {
-        if control.reload.swap(false, Ordering::Relaxed) {
+        // A load first: the swap (a locked write) only when a reload was asked for.
+        if control.reload.load(Ordering::Relaxed) && control.reload.swap(false, Ordering::Relaxed) {
             (control.on_reload)(&mut l.node, now(origin));
         }
         l.wait_and_turn(origin)?;

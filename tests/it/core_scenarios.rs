@@ -612,15 +612,20 @@ fn new_boot_epoch_after_restart() {
     second.online(&a); // the OK carries the new epoch (asserted by `register`)
 }
 
-#[test]
-fn registration_rate_limit_per_prefix_is_429() {
-    let mut net = Net::with(UdpConfig {
+/// A server that takes 1 registration a second per /24 (burst 2).
+fn one_registration_a_second() -> Net {
+    Net::with(UdpConfig {
         limits: RateLimits {
-            register_per_s: 1, // burst 2
+            register_per_s: 1,
             ..RateLimits::default()
         },
         ..UdpConfig::default()
-    });
+    })
+}
+
+#[test]
+fn registration_rate_limit_per_prefix_is_429() {
+    let mut net = one_registration_a_second();
     let a = net.client("192.0.2.10:40000", None);
     let b = net.client("192.0.2.11:40000", None);
     let c = net.client("192.0.2.12:40000", None);
@@ -642,13 +647,7 @@ fn registration_rate_limit_per_prefix_is_429() {
 /// next registration is limited at the new rate and bound, and no client is dropped.
 #[test]
 fn set_limits_takes_effect_at_the_next_datagram_and_keeps_the_directory() {
-    let mut net = Net::with(UdpConfig {
-        limits: RateLimits {
-            register_per_s: 1, // burst 2
-            ..RateLimits::default()
-        },
-        ..UdpConfig::default()
-    });
+    let mut net = one_registration_a_second();
     let [a, b, c, d] = [
         "192.0.2.10:1",
         "192.0.2.11:1",

@@ -247,6 +247,16 @@ pub(crate) fn check(file: Option<&Path>) -> Result<Vec<String>> {
         argv.push("--config".into());
         argv.push(f.as_os_str().to_owned());
     }
+    read_serve(argv).map(|(_, settings)| settings)
+}
+
+/// The `serve` arguments and effective settings of `argv` (the program, `serve`, its
+/// flags) with the configuration file and variables layered in, checked as `serve` checks
+/// them: what `config check` prints and what a reload (SIGHUP) applies.
+///
+/// # Errors
+/// Those of [`layered`], clap's (its first line), and `serve`'s checks of the values.
+pub(crate) fn read_serve(argv: Vec<OsString>) -> Result<(crate::args::ServeArgs, Vec<String>)> {
     let argv = layered(argv)?;
     let m = serve_command()
         .try_get_matches_from(&argv[1..])
@@ -254,7 +264,7 @@ pub(crate) fn check(file: Option<&Path>) -> Result<Vec<String>> {
     let a = <crate::args::ServeArgs as clap::FromArgMatches>::from_arg_matches(&m)
         .map_err(|e| anyhow!("{}", first_line(&e.to_string())))?;
     crate::serve::check(&a)?;
-    Ok(effective(&m))
+    Ok((a, effective(&m)))
 }
 
 /// `config example`: every setting, commented out at its default, after its help.

@@ -2,10 +2,9 @@
 //! gives the running node what changed: peers, allowed networks, pinned keys, limits and
 //! the log level (docs/PROTOCOL.md §7, "Reload"). A bad configuration is refused whole.
 
-use crate::args::{Cli, ServeArgs};
+use crate::args::ServeArgs;
 use crate::config;
-use anyhow::{anyhow, Context, Result};
-use clap::{CommandFactory, FromArgMatches};
+use anyhow::Result;
 use rendezvous::core::node::{Node, Reloadable};
 use rendezvous::core::Now;
 use std::collections::BTreeMap;
@@ -66,16 +65,10 @@ impl Reloader {
     /// or why the whole configuration was refused (then nothing changes).
     pub(crate) fn reload(&mut self, node: &mut Node, now: Now) {
         tracing::info!("SIGHUP: reading the configuration again");
-        let (args, settings) = match read(&self.argv) {
+        let read = config::read_serve(self.argv.clone())
+            .and_then(|(args, settings)| Ok((reloadable(&args)?, args, settings)));
+        let (reloadable, args, settings) = match read {
             Ok(read) => read,
-            Err(e) => {
-                let error = format!("{e:#}");
-                tracing::error!(%error, "reload refused; the settings in force stay");
-                return;
-            }
-        };
-        let reloadable = match reloadable(&args) {
-            Ok(r) => r,
             Err(e) => {
                 let error = format!("{e:#}");
                 tracing::error!(%error, "reload refused; the settings in force stay");
@@ -135,21 +128,6 @@ fn key_value(line: &str) -> (String, String) {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => (line.to_string(), String::new()),
     }
-}
-
-/// The `serve` arguments and effective settings of `argv`, with the configuration file and
-/// variables layered in again, checked as at start.
-fn read(argv: &[OsString]) -> Result<(ServeArgs, Vec<String>)> {
-    let layered = config::layered(argv.to_vec())?;
-    let m = Cli::command()
-        .try_get_matches_from(&layered)
-        .map_err(|e| anyhow!("{}", e.to_string().lines().next().unwrap_or("")))?;
-    let sub = m
-        .subcommand_matches("serve")
-        .context("not a serve command line")?;
-    let args = ServeArgs::from_arg_matches(sub).map_err(|e| anyhow!("{e}"))?;
-    crate::serve::check(&args)?;
-    Ok((args, config::effective(sub)))
 }
 
 /// What the node takes from `a`; host names in `--peer` are resolved now.
