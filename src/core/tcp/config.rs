@@ -175,7 +175,7 @@ pub struct TcpBounds {
     /// waits, unparsed, for a free slot (default 128; docs/PROTOCOL.md §8.11).
     pub max_streams: usize,
     /// Contact writes parsed and not yet applied by the store, all connections together
-    /// (default 32 768): at this many, the batch is sent and parsing waits for the store,
+    /// (default 131 072): at this many, the batch is sent and parsing waits for the store,
     /// so a bulk load holds at most this many contacts in memory; a batch is sent once it
     /// holds half of it, so one batch is applied while the next is parsed
     /// (docs/PROTOCOL.md §8.8, §8.11).
@@ -197,7 +197,7 @@ impl Default for TcpBounds {
             max_clock_jump: 1 << 24,
             max_conns_per_prefix: 64,
             max_streams: 128,
-            max_held_writes: 32_768,
+            max_held_writes: 131_072,
             max_conns: 4096,
         }
     }
