@@ -16,8 +16,15 @@ use super::{Now, Out, PeerOut};
 use crate::store::{Store, StoreError, StoreEvent, StoreRequest};
 use crate::wire::tcp::{CMD_DIR_RECORD, CMD_FORWARD};
 use crate::wire::Fingerprint;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The UDP plane as the node shares it with the loop's UDP workers (docs/PROTOCOL.md §7,
+/// "Workers"): one lock, taken once per received batch of datagrams by a worker and for
+/// each routing step by the node.
+pub type SharedUdp = Arc<Mutex<UdpCore>>;
 
 /// What only the event loop can do for a [`Node`]: open or close a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +96,7 @@ const ROUTE_ROUNDS: usize = 8;
 
 /// One whole rendezvous server: both planes and the routing between them.
 pub struct Node {
-    udp: UdpCore,
+    udp: SharedUdp,
     tcp: TcpCore,
     /// Connects and closes for the loop, in order.
     io: VecDeque<NodeAction>,
@@ -104,7 +111,7 @@ impl Node {
     /// (`TcpCore::with_journal`, `TcpCore::with_nodes`).
     pub fn new(udp: UdpCore, tcp: TcpCore) -> Self {
         Node {
-            udp,
+            udp: Arc::new(Mutex::new(udp)),
             tcp,
             io: VecDeque::new(),
             frames: Vec::new(),
@@ -119,9 +126,17 @@ impl Node {
         self
     }
 
-    /// The UDP plane (directory, counters), for status and tests.
-    pub fn udp(&self) -> &UdpCore {
-        &self.udp
+    /// The UDP plane (directory, counters), for status and tests: locked until the guard
+    /// is dropped, so a caller must not hold it across another call into the node.
+    pub fn udp(&self) -> MutexGuard<'_, UdpCore> {
+        self.udp.lock()
+    }
+
+    /// The UDP plane itself, for the loop's UDP workers: each locks it once per batch of
+    /// datagrams it read ([`UdpCore::handle_datagram`] for each), while the node's own
+    /// calls lock it for each step (docs/PROTOCOL.md §7, "Workers").
+    pub fn shared_udp(&self) -> SharedUdp {
+        Arc::clone(&self.udp)
     }
 
     /// The TCP plane (clock, links, node list, counters), for status and tests.
@@ -146,7 +161,7 @@ impl Node {
     /// contacts, the queued events and every live connection stay; links to peers no
     /// longer configured close ([`TcpCore::set_peering`], [`UdpCore::set_limits`]).
     pub fn reconfigure(&mut self, r: Reloadable, now: Now) {
-        self.udp.set_limits(r.limits, r.max_clients, r.queue);
+        self.udp.lock().set_limits(r.limits, r.max_clients, r.queue);
         self.tcp.set_peering(r.peering, now.mono_ms);
     }
 
@@ -159,7 +174,7 @@ impl Node {
     /// Handles one datagram from `src` at `now`; each datagram to send goes to `out`
     /// (docs/PROTOCOL.md §2-§5). Allocates nothing for keepalives and lookups.
     pub fn handle_datagram(&mut self, now: Now, src: SocketAddr, data: &[u8], out: &mut Out<'_>) {
-        self.udp.handle_datagram(now, src, data, out);
+        self.udp.lock().handle_datagram(now, src, data, out);
     }
 
     /// A TCP connection was accepted from `addr` as `conn`.
@@ -233,10 +248,10 @@ impl Node {
     /// rate limits (UDP); hello timeouts, stalled readers, heartbeats and reconnects (TCP);
     /// logs the summary of refusals when an interval with any has ended.
     pub fn handle_timeout(&mut self, now: Now) {
-        self.udp.handle_timeout(now);
+        self.udp.lock().handle_timeout(now);
         self.tcp.handle_timeout(now.mono_ms);
         let (udp, tcp) = (&self.udp, &self.tcp);
-        let counts = || Refusals::of(&udp.stats().emitted, tcp.stats().errors);
+        let counts = || Refusals::of(&udp.lock().stats().emitted, tcp.stats().errors);
         if let Some(summary) = self.refusals.tick(now.mono_ms, counts) {
             summary.log();
         }
@@ -245,7 +260,7 @@ impl Node {
     /// The next monotonic time (ms) at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
         [
-            self.udp.poll_timeout(),
+            self.udp.lock().poll_timeout(),
             self.tcp.poll_timeout(),
             self.refusals.deadline(),
         ]
@@ -319,7 +334,7 @@ impl Node {
                 }
                 TcpAction::Close(conn) => self.io.push_back(NodeAction::Close(conn)),
                 TcpAction::DirectoryDigest { tag } => {
-                    let (online, sha) = self.udp.directory_digest();
+                    let (online, sha) = self.udp.lock().directory_digest();
                     self.tcp
                         .handle_directory_digest(now.mono_ms, tag, online, &sha);
                 }
@@ -332,6 +347,7 @@ impl Node {
                 } => {
                     let r = self
                         .udp
+                        .lock()
                         .verify_client_proof(now, &cert, &message, &signature)
                         .map_err(|e| (e.status, e.detail.to_string()));
                     self.tcp.client_verified(now.mono_ms, conn, r);
@@ -339,9 +355,12 @@ impl Node {
                 TcpAction::Forward { conn, body } => self.forward(now, conn, &body, out),
                 TcpAction::DirectoryPage { tag, after, max } => {
                     self.frames.clear();
-                    let page =
-                        self.udp
-                            .directory_page(now, after.map(Fingerprint), max, &mut self.frames);
+                    let page = self.udp.lock().directory_page(
+                        now,
+                        after.map(Fingerprint),
+                        max,
+                        &mut self.frames,
+                    );
                     self.tcp.handle_directory_page(
                         tag,
                         &self.frames,
@@ -357,7 +376,8 @@ impl Node {
 
     /// A DirRecord body from a peer: applied to the directory, or refused on its connection.
     fn peer_record(&mut self, now: Now, conn: ConnId, body: &[u8]) {
-        if let Err(e) = self.udp.apply_peer_record(now, body) {
+        let applied = self.udp.lock().apply_peer_record(now, body);
+        if let Err(e) = applied {
             tracing::warn!(
                 status = e.status,
                 detail = e.detail,
@@ -370,7 +390,8 @@ impl Node {
 
     /// A Forward body from a peer: delivered here, passed on, or refused.
     fn forward(&mut self, now: Now, conn: ConnId, body: &[u8], out: &mut Out<'_>) {
-        if let Err(e) = self.udp.handle_forward(now, body, out) {
+        let handled = self.udp.lock().handle_forward(now, body, out);
+        if let Err(e) = handled {
             tracing::warn!(
                 status = e.status,
                 detail = e.detail,
@@ -385,7 +406,10 @@ impl Node {
     /// links. Returns how many items moved.
     fn route_peer_out(&mut self) -> usize {
         let mut routed = 0;
-        while let Some(item) = self.udp.poll_peer_out() {
+        loop {
+            let Some(item) = self.udp.lock().poll_peer_out() else {
+                break;
+            };
             routed += 1;
             match item {
                 PeerOut::Record(b) => self.tcp.push_directory(&b),

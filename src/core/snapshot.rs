@@ -28,10 +28,11 @@ impl Node {
     /// A copy of the node's counters and sizes now. Allocates the list of links; meant for a
     /// few calls a second at most.
     pub fn snapshot(&self) -> NodeSnapshot {
+        let udp = self.udp();
         NodeSnapshot {
-            udp: self.udp().stats(),
-            local_clients: self.udp().online() as u64,
-            remote_clients: self.udp().remote_online() as u64,
+            udp: udp.stats(),
+            local_clients: udp.online() as u64,
+            remote_clients: udp.remote_online() as u64,
             tcp: self.tcp().stats().clone(),
             tcp_gauges: self.tcp().gauges(),
             draining: self.tcp().draining(),

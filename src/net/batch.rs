@@ -1,12 +1,14 @@
-//! Batched datagram I/O for the server's socket, on [`super::mmsg`]: up to 32 datagrams
+//! Batched datagram I/O for the server's sockets, on [`super::mmsg`]: up to 32 datagrams
 //! per system call, with buffers allocated once, so the datagram-in/reply-out path
 //! allocates nothing. A reply the kernel refuses with EAGAIN waits in a bounded overflow
-//! queue.
+//! queue. A UDP worker reads a batch, hands it to the UDP plane under one lock, and sends
+//! the replies once the lock is released (docs/PROTOCOL.md §7, "Workers").
 
 use super::mmsg::{recv_batch, send_batch, RecvBatch, SendBatch, BATCH};
-use crate::core::node::Node;
+use crate::core::udp::UdpCore;
 use crate::core::Now;
 use mio::net::UdpSocket;
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -19,8 +21,8 @@ const TX_LEN: usize = crate::wire::MAX_DATAGRAM;
 /// Most replies held back while the socket is not writable; more are dropped.
 const MAX_OVERFLOW: usize = 4096;
 
-/// Replies waiting to be sent.
-struct Tx {
+/// Datagrams waiting to be sent on one socket: a `sendmmsg` batch and a bounded overflow.
+pub struct Sender {
     batch: SendBatch,
     /// Replies the batch had no room for while the kernel was not taking datagrams.
     overflow: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -30,18 +32,34 @@ struct Tx {
 /// Receive and send buffers for one socket.
 pub struct Batch {
     rx: RecvBatch,
-    tx: Tx,
+    tx: Sender,
 }
 
-impl Tx {
+impl Sender {
+    /// An empty sender for a socket; `v6_socket` when it is an IPv6 (dual-stack) socket.
+    pub fn new(v6_socket: bool) -> Self {
+        Sender {
+            batch: SendBatch::new(TX_LEN, v6_socket),
+            overflow: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
     /// Queues one datagram for sending, flushing first when the batch is full.
-    fn push(&mut self, socket: &UdpSocket, dst: SocketAddr, bytes: &[u8]) {
+    pub fn queue(&mut self, socket: &UdpSocket, dst: SocketAddr, bytes: &[u8]) {
+        if self.batch.is_full() {
+            self.send(socket);
+        }
+        self.hold(dst, bytes);
+    }
+
+    /// Queues one datagram without a system call (under the UDP plane's lock): into the
+    /// batch while it has room and nothing waits before it, else a copy into the overflow,
+    /// within its bound.
+    fn hold(&mut self, dst: SocketAddr, bytes: &[u8]) {
         if bytes.len() > TX_LEN {
             self.dropped += 1;
             return;
-        }
-        if self.batch.is_full() {
-            self.send(socket);
         }
         if self.batch.is_full() || !self.overflow.is_empty() {
             // The kernel is not taking datagrams now: hold a copy, within the bound.
@@ -72,6 +90,31 @@ impl Tx {
         }
         true
     }
+
+    /// Datagrams dropped because the kernel would not take them or the overflow was full.
+    #[allow(dead_code)]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Sends everything batched (and held back); returns true when something still waits
+    /// for the socket to become writable.
+    pub fn flush(&mut self, socket: &UdpSocket) -> bool {
+        loop {
+            if !self.send(socket) {
+                return true;
+            }
+            if self.overflow.is_empty() {
+                return false;
+            }
+            for _ in 0..BATCH {
+                let Some((dst, bytes)) = self.overflow.pop_front() else {
+                    break;
+                };
+                self.batch.push(dst, &bytes);
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -79,70 +122,55 @@ impl Batch {
     pub fn new(v6_socket: bool) -> Self {
         Batch {
             rx: RecvBatch::new(RX_LEN),
-            tx: Tx {
-                batch: SendBatch::new(TX_LEN, v6_socket),
-                overflow: VecDeque::new(),
-                dropped: 0,
-            },
+            tx: Sender::new(v6_socket),
         }
     }
 
-    /// Reads datagrams until the socket is empty or `budget` were read, handing each to the
-    /// core; returns true when the budget ran out first (more may be waiting).
-    pub fn drain(&mut self, socket: &UdpSocket, node: &mut Node, now: Now, budget: usize) -> bool {
-        let mut total = 0;
+    /// Reads datagrams until the socket is empty or `budget` were read. Each `recvmmsg`
+    /// batch goes to `udp` under one lock, at the time `clock()` gives then; its replies
+    /// are sent after the lock is released. Returns `(more, peer_out)`: `more` when the
+    /// budget ran out first (more may be waiting), `peer_out` when the UDP plane has news
+    /// for the peer links (the TCP loop should route it).
+    pub fn drain(
+        &mut self,
+        socket: &UdpSocket,
+        udp: &Mutex<UdpCore>,
+        clock: &dyn Fn() -> Now,
+        budget: usize,
+    ) -> (bool, bool) {
+        let (mut total, mut peer_out) = (0, false);
         let Batch { rx, tx } = self;
         loop {
             let n = match recv_batch(socket, rx) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (false, peer_out),
                 Err(e) => {
                     tracing::debug!(error = %e, "recvmmsg failed");
-                    return false;
+                    return (false, peer_out);
                 }
             };
-            for (src, data) in rx.iter() {
-                node.handle_datagram(now, src, data, &mut |dst, bytes| {
-                    tx.push(socket, dst, bytes)
-                });
-            }
-            total += n;
             if n == 0 {
-                return false;
+                return (false, peer_out);
             }
+            {
+                let mut core = udp.lock();
+                let now = clock();
+                for (src, data) in rx.iter() {
+                    core.handle_datagram(now, src, data, &mut |dst, bytes| tx.hold(dst, bytes));
+                }
+                peer_out |= core.peer_out_pending();
+            }
+            tx.flush(socket);
+            total += n;
             if total >= budget {
-                return true;
+                return (true, peer_out);
             }
         }
     }
 
-    /// Queues one datagram from `socket` to `dst` (sent by the next [`Self::flush`]).
-    pub fn queue(&mut self, socket: &UdpSocket, dst: SocketAddr, bytes: &[u8]) {
-        self.tx.push(socket, dst, bytes);
-    }
-
-    /// Sends everything batched (and held back); returns true when something still waits
-    /// for the socket to become writable.
+    /// Sends the replies still held (the kernel was not taking them); returns true when
+    /// something still waits for the socket to become writable.
     pub fn flush(&mut self, socket: &UdpSocket) -> bool {
-        loop {
-            if !self.tx.send(socket) {
-                return true;
-            }
-            if self.tx.overflow.is_empty() {
-                return false;
-            }
-            for _ in 0..BATCH {
-                let Some((dst, bytes)) = self.tx.overflow.pop_front() else {
-                    break;
-                };
-                self.tx.batch.push(dst, &bytes);
-            }
-        }
-    }
-
-    /// Datagrams dropped because the kernel would not take them or the overflow was full.
-    #[allow(dead_code)]
-    pub fn dropped(&self) -> u64 {
-        self.tx.dropped
+        self.tx.flush(socket)
     }
 }

@@ -1,10 +1,14 @@
-//! The only code that touches sockets, mio or the clock: binds the UDP socket (dual-stack
-//! `[::]` by default) and the TCP listener, and runs the event loop around the I/O-free
-//! [`Node`]; it makes no protocol decision.
+//! The only code that touches sockets, mio or the clock: binds the UDP sockets (dual-stack
+//! `[::]` by default) and the TCP listener, and runs the UDP workers and the TCP loop around
+//! the I/O-free [`Node`]; it makes no protocol decision.
 //!
-//! Each wake drains the socket under a budget with `recvmmsg` (up to 32 datagrams per system
-//! call on Linux) and sends the core's replies with `sendmmsg`; a reply the kernel cannot
-//! take now waits in a bounded queue until the socket is writable, or is dropped when full.
+//! Each UDP worker (`worker`, docs/PROTOCOL.md §7, "Workers") owns one socket of the port's
+//! `SO_REUSEPORT` group: it drains it under a budget with `recvmmsg` (up to 32 datagrams per
+//! system call on Linux), hands each batch to the shared UDP plane under one lock, and sends
+//! the replies with `sendmmsg`; a reply the kernel cannot take now waits in a bounded queue
+//! until the socket is writable, or is dropped when full. The TCP loop, on the calling
+//! thread, runs the TCP plane, the store's answers, the timers and the routing between the
+//! planes.
 
 mod batch;
 pub mod fdlimit;
@@ -12,10 +16,11 @@ pub mod metrics;
 pub mod mmsg;
 pub mod tcp;
 pub mod tls;
+mod worker;
 
 use crate::core::node::Node;
 use crate::core::Now;
-use batch::Batch;
+use batch::Sender;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -24,10 +29,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use worker::{LoopWake, Worker};
 
+/// The TCP loop's send-only handle of the first UDP socket (forwards from peers).
 const UDP: Token = Token(0);
-/// Datagrams read per wake before the loop checks timers again.
-const READ_BUDGET: usize = 1024;
 /// Socket buffer size asked of the kernel, in bytes.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -37,6 +42,29 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// # Errors
 /// The OS error of `socket`, `bind` or a socket option.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    bind_udp_with(addr, false)
+}
+
+/// Binds `n` non-blocking UDP sockets on `addr` as one `SO_REUSEPORT` group (`n` = 1: one
+/// plain socket, as [`bind_udp`]), one per UDP worker: the kernel hands each datagram to
+/// one of them by a hash of its source and destination, so one client's datagrams always
+/// reach the same worker (docs/PROTOCOL.md §7, "Workers"). With port 0 the first socket's
+/// port is the group's. Linux lets only sockets of the same user join a group.
+///
+/// # Errors
+/// The OS error of `socket`, `bind` or a socket option, for the first socket that fails.
+pub fn bind_udp_group(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let first = bind_udp_with(addr, n > 1)?;
+    let local = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..n {
+        group.push(bind_udp_with(local, true)?);
+    }
+    Ok(group)
+}
+
+/// [`bind_udp`], with `SO_REUSEPORT` set before the bind when `reuse_port`.
+fn bind_udp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -50,6 +78,9 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     sock.set_nonblocking(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     sock.bind(&addr.into())?;
     Ok(sock.into())
 }
@@ -68,11 +99,11 @@ pub fn now(origin: Instant) -> Now {
 /// Starts the store thread, given the function that wakes the loop.
 pub type StartStore = Box<dyn FnOnce(Box<dyn Fn() + Send>) -> crate::store::thread::StoreThread>;
 
-/// What [`run`] serves: the UDP socket and the TCP listener (bound to one port), the node,
+/// What [`run`] serves: the UDP sockets and the TCP listener (bound to one port), the node,
 /// and a function that starts the store thread given a wake-up.
 pub struct Serve {
-    /// The UDP socket.
-    pub udp: std::net::UdpSocket,
+    /// The UDP sockets, one per worker ([`bind_udp_group`]); at least one.
+    pub udp: Vec<std::net::UdpSocket>,
     /// The TCP listener (same port as UDP).
     pub tcp: std::net::TcpListener,
     /// The whole server, I/O-free.
@@ -104,19 +135,52 @@ pub struct Control {
 /// What [`Control::on_reload`] is: given the node and the time, it reconfigures the node.
 pub type OnReload = dyn FnMut(&mut Node, Now);
 
-/// Runs the event loop until `control.stop` is set (checked at least every 500 ms, and at
-/// once after a signal: it interrupts the wait). Each turn:
-/// wait for readiness or the node's next deadline; drain the UDP socket under a budget
-/// (each datagram to the node, its replies batched); then the TCP turn (store answers,
+/// Starts one UDP worker per socket, then runs the TCP loop on this thread until
+/// `control.stop` is set (checked at least every 500 ms, and at once after a signal: it
+/// interrupts the wait). Each TCP turn: wait for readiness, a wake from a worker (news
+/// for the peer links) or the node's next deadline; then the TCP turn (store answers,
 /// reads, timers, routing, store requests, connects and closes, writes); then flush the
-/// datagrams. The node's timers run after the turn's reads.
+/// datagrams that forwards deliver. The workers serve datagrams all along, also during the
+/// drain; they stop once it is over, after their last replies.
 ///
 /// # Errors
-/// Only setup errors (poll creation, registration); per-datagram and per-connection errors
-/// are logged and the loop goes on.
+/// Only setup errors (poll creation, registration, a thread that cannot start);
+/// per-datagram and per-connection errors are logged and the loops go on.
 pub fn run(serve: Serve, origin: Instant, mut control: Control) -> io::Result<()> {
     let drain_ms = serve.drain_ms;
-    let mut l = EventLoop::start(serve)?;
+    let (mut l, sockets) = EventLoop::start(serve)?;
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::with_capacity(sockets.len());
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (udp, wake) = (l.node.shared_udp(), l.wake.clone());
+        match Worker::spawn(i, socket, udp, origin, Arc::clone(&stop_workers), wake) {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                stop_all(&stop_workers, workers);
+                return Err(e);
+            }
+        }
+    }
+    let served = serve_until_stopped(&mut l, origin, &mut control, drain_ms);
+    stop_all(&stop_workers, workers);
+    served
+}
+
+/// Tells every worker to stop and waits for them.
+fn stop_all(stop: &AtomicBool, workers: Vec<Worker>) {
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.stop();
+    }
+}
+
+/// The TCP loop until `control.stop`, then the drain.
+fn serve_until_stopped(
+    l: &mut EventLoop,
+    origin: Instant,
+    control: &mut Control,
+    drain_ms: u64,
+) -> io::Result<()> {
     while !control.stop.load(Ordering::Relaxed) {
         // A load first: the swap (a locked write) only when a reload was asked for.
         if control.reload.load(Ordering::Relaxed) && control.reload.swap(false, Ordering::Relaxed) {
@@ -127,29 +191,30 @@ pub fn run(serve: Serve, origin: Instant, mut control: Control) -> io::Result<()
     l.drain(origin, drain_ms)
 }
 
-/// The state of [`run`]'s loop: the poll with its events, the UDP socket with its batch of
-/// datagrams in and out, the TCP side and the node.
+/// The state of [`run`]'s TCP loop: the poll with its events, a send-only handle of the
+/// first UDP socket with its queue of datagrams, the TCP side and the node.
 struct EventLoop {
     poll: Poll,
     events: Events,
+    /// A duplicate of the first worker's socket, for the datagrams forwards deliver.
     socket: UdpSocket,
-    /// `recvmmsg` / `sendmmsg` buffers and the queue of replies waiting for room.
-    batch: Batch,
-    /// The socket is registered for writability (replies wait in `batch`).
+    tx: Sender,
+    /// The socket is registered for writability (datagrams wait in `tx`).
     want_write: bool,
-    /// The last drain stopped at its budget (or the socket became readable): read again.
-    more_to_read: bool,
+    /// How the workers wake this loop when the UDP plane has news for the peers.
+    wake: LoopWake,
     tcp: tcp::TcpIo,
     node: Node,
     metrics: Option<metrics::Publisher>,
 }
 
 impl EventLoop {
-    /// Registers the UDP socket, starts the store thread with a waker of this poll, and
-    /// takes over the TCP listener.
-    fn start(serve: Serve) -> io::Result<EventLoop> {
+    /// Starts the store thread with a waker of this poll, takes over the TCP listener and
+    /// keeps a send-only duplicate of the first UDP socket; returns the sockets for the
+    /// workers.
+    fn start(serve: Serve) -> io::Result<(EventLoop, Vec<std::net::UdpSocket>)> {
         let Serve {
-            udp,
+            udp: sockets,
             tcp: listener,
             node,
             store,
@@ -157,29 +222,35 @@ impl EventLoop {
             metrics,
             ..
         } = serve;
-        let mut socket = UdpSocket::from_std(udp);
+        let first = sockets
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no UDP socket to serve"))?;
+        let socket = UdpSocket::from_std(first.try_clone()?);
         let v6_socket = socket.local_addr()?.is_ipv6();
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut socket, UDP, Interest::READABLE)?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), tcp::WAKER)?);
+        let wake = LoopWake {
+            waker: Arc::clone(&waker),
+            due: Arc::new(AtomicBool::new(false)),
+        };
         let store = store(Box::new(move || {
             let _ = waker.wake();
         }));
         let tcp = tcp::TcpIo::new(listener, store, poll.registry(), tls)?;
         let mut node = node;
         node.set_max_tcp_conns(tcp.max_conns());
-        Ok(EventLoop {
+        let l = EventLoop {
             poll,
             events: Events::with_capacity(64),
             socket,
-            batch: Batch::new(v6_socket),
+            tx: Sender::new(v6_socket),
             want_write: false,
-            more_to_read: true,
+            wake,
             tcp,
             node,
             metrics,
-        })
+        };
+        Ok((l, sockets))
     }
 
     /// Waits for readiness (at most [`Self::wait_for`]) and runs one turn.
@@ -193,21 +264,22 @@ impl EventLoop {
         self.turn(now(origin))
     }
 
-    /// Polls without waiting and runs one turn; true when no TCP socket had anything and
-    /// the UDP socket's backlog was read. Datagrams arriving all the time (a busy server)
-    /// do not count: each turn answers those it read, and none is work in flight.
+    /// Polls without waiting and runs one turn; true when no TCP socket had anything.
+    /// Datagrams arriving all the time (a busy server) do not count: the workers answer
+    /// those, and none is work in flight.
     fn poll_now_and_turn(&mut self, origin: Instant) -> io::Result<bool> {
         match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(e) => return Err(e),
         }
-        let tcp_events = self.events.iter().any(|ev| ev.token() != UDP);
-        let quiet = !tcp_events && !self.more_to_read;
+        let quiet = !self
+            .events
+            .iter()
+            .any(|ev| ev.token() != UDP && ev.token() != tcp::WAKER);
         self.turn(now(origin))?;
         Ok(quiet)
     }
-
     /// The drain (docs/PROTOCOL.md §7, "Signals"): peers are told, new connections are
     /// still accepted but their hellos refused (503 `draining`, by the node), and turns go
     /// on until nothing is in flight and every reply is sent, or `drain_ms` passed.
@@ -242,10 +314,12 @@ impl EventLoop {
         }
     }
 
-    /// How long to wait for readiness: not at all while there is work (datagrams left to
-    /// read, TCP work pending), else until the node's next deadline, at most 500 ms.
+    /// How long to wait for readiness: not at all while there is TCP work pending, else
+    /// until the node's next deadline, at most 500 ms (a deadline a worker's datagram made
+    /// earlier than that is late by at most that much; none of the UDP plane's is shorter
+    /// than seconds).
     fn wait_for(&self, origin: Instant) -> Duration {
-        if self.more_to_read || self.tcp.busy(&self.node) {
+        if self.tcp.busy(&self.node) {
             return Duration::ZERO;
         }
         let now_ms = now(origin).mono_ms;
@@ -256,27 +330,22 @@ impl EventLoop {
         Duration::from_millis(until)
     }
 
-    /// One turn after a wait: the events (UDP readiness noted, TCP events handled), the UDP
-    /// socket drained under a budget, the TCP turn, then the datagrams flushed.
+    /// One turn after a wait: the TCP events handled, the TCP turn (which routes what the
+    /// workers' datagrams left for the peers), then the datagrams flushed.
     fn turn(&mut self, now_: Now) -> io::Result<()> {
+        self.wake.due.store(false, Ordering::Release);
         for ev in self.events.iter() {
-            if ev.token() == UDP {
-                self.more_to_read |= ev.is_readable();
-            } else {
+            if ev.token() != UDP {
                 self.tcp
                     .on_event(self.poll.registry(), ev, &mut self.node, now_);
             }
         }
-        if self.more_to_read {
-            self.more_to_read = self
-                .batch
-                .drain(&self.socket, &mut self.node, now_, READ_BUDGET);
-        }
+        let (socket, tx) = (&self.socket, &mut self.tx);
         self.tcp.turn(
             self.poll.registry(),
             now_,
             &mut self.node,
-            &mut |dst, bytes| self.batch.queue(&self.socket, dst, bytes),
+            &mut |dst, bytes| tx.queue(socket, dst, bytes),
         );
         if let Some(p) = &mut self.metrics {
             p.tick(now_.mono_ms, &self.node);
@@ -285,18 +354,16 @@ impl EventLoop {
     }
 
     /// Flushes what the node produced; keeps the rest for when the socket is writable, and
-    /// asks for writability only while something waits.
+    /// asks for writability only while something waits (the workers read the socket; this
+    /// loop never does).
     fn flush_udp(&mut self) -> io::Result<()> {
-        let pending = self.batch.flush(&self.socket);
+        let pending = self.tx.flush(&self.socket);
         if pending != self.want_write {
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            self.poll
-                .registry()
-                .reregister(&mut self.socket, UDP, interest)?;
+            let registry = self.poll.registry();
+            match pending {
+                true => registry.register(&mut self.socket, UDP, Interest::WRITABLE)?,
+                false => registry.deregister(&mut self.socket)?,
+            }
             self.want_write = pending;
         }
         Ok(())

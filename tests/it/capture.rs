@@ -1301,7 +1301,11 @@ fn captured_session(
         let file = dir.path().join(format!("{name}-{attempt}"));
         let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
         let probe_port = probe.local_addr().expect("probe address").port();
-        let filter = format!("port {port} or port {probe_port}");
+        // Both ends on 127.0.0.1, as every socket of the session: another test's client on
+        // 127.1.x.y may have drawn the server's port as its source port.
+        let filter = format!(
+            "(port {port} or port {probe_port}) and src host 127.0.0.1 and dst host 127.0.0.1"
+        );
         let cap = start(&file, &filter, &probe);
         let (a, b) = session(&server);
         let (file, dropped) = cap.stop_when(port, session_captured);

@@ -73,3 +73,4 @@ mod tls;
 mod udp_binary;
 mod unlisted;
 mod wire_props;
+mod workers;

@@ -248,6 +248,10 @@ pub(crate) struct OpsArgs {
     /// second signal stops at once).
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout: u64,
+    /// UDP worker threads, each with its own socket on the port (SO_REUSEPORT); they share
+    /// the directory. Default: the number of cores. The TCP plane runs on its own thread.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    pub(crate) workers: Option<usize>,
     /// Log lines on stderr as `text` (colour only on a terminal) or `json` (one object a
     /// line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

@@ -52,8 +52,9 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
              hellos; anyone on the path can read and inject contacts (closed networks only)"
         );
     }
-    let (socket, listener) = bind_listen(&listen)?;
-    let local = socket.local_addr()?;
+    let workers = a.ops.workers.unwrap_or_else(default_workers);
+    let (sockets, listener) = bind_listen(&listen, workers)?;
+    let local = listener.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
     let tcp_cfg = tcp_config(&a, peering, node.clone(), &node_id, &seed);
     let (ttl, memory_only, metrics_at) = (a.timers.ttl, a.store.memory_only, a.ops.metrics);
@@ -72,6 +73,7 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
         );
     }
     say(&format!("listening udp {local}"));
+    say(&format!("udp workers {workers}"));
     say(&format!("listening tcp {}", listener.local_addr()?));
     say(&match memory_only {
         true => "data-dir none (--memory-only)".to_string(),
@@ -83,7 +85,7 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
         .with_journal(stored.journal_id, stored.journal_head)
         .with_nodes(&stored.node_list, now.mono_ms);
     let serve = rendezvous::net::Serve {
-        udp: socket,
+        udp: sockets,
         tcp: listener,
         node: Node::new(udp, tcp).with_summary_every(summary_ms),
         store: Box::new(move |wake| StoreThread::spawn_observed(store, wake, observe)),
@@ -349,10 +351,10 @@ pub(crate) fn udp_limits(a: &ServeArgs) -> (RateLimits, QueueBounds) {
 /// Binds UDP and TCP on the first of `addrs` (`--listen`, resolved) that exists on this
 /// host: an address that cannot be assigned here (`localhost` resolving to `::1` on a host
 /// without IPv6) passes to the next; any other error (the port taken) stops the start.
-fn bind_listen(addrs: &[SocketAddr]) -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+fn bind_listen(addrs: &[SocketAddr], workers: usize) -> Result<Bound> {
     let mut last = None;
     for &addr in addrs {
-        match bind_both(addr) {
+        match bind_both(addr, workers) {
             Ok(bound) => return Ok(bound),
             Err(e) if not_here(&e) => last = Some(e),
             Err(e) => return Err(e),
@@ -372,16 +374,35 @@ fn not_here(e: &anyhow::Error) -> bool {
         })
 }
 
-/// Binds UDP and TCP on one port. With port 0 the kernel picks the UDP port, and TCP may
-/// find that number taken: then both are tried again on another port.
-fn bind_both(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+/// The UDP sockets (one per worker, one port) and the TCP listener on that port.
+type Bound = (Vec<std::net::UdpSocket>, std::net::TcpListener);
+
+/// `--workers` when not given: the number of cores this process may run on (1 when the
+/// system does not say).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Binds UDP (`workers` sockets in one `SO_REUSEPORT` group) and TCP on one port. A given
+/// port is bound TCP first, so a second server on a port in use stops there, before its
+/// UDP sockets could join the first one's group. With port 0 the kernel picks the UDP
+/// port, and TCP may find that number taken: then both are tried again on another port.
+fn bind_both(listen: SocketAddr, workers: usize) -> Result<Bound> {
+    let udp_group = |at: SocketAddr| {
+        rendezvous::net::bind_udp_group(at, workers)
+            .with_context(|| format!("cannot listen on UDP {at}"))
+    };
+    if listen.port() != 0 {
+        let tcp = rendezvous::net::tcp::bind_tcp(listen)
+            .with_context(|| format!("cannot listen on TCP {listen}"))?;
+        return Ok((udp_group(listen)?, tcp));
+    }
     for _ in 0..BIND_TRIES {
-        let udp = rendezvous::net::bind_udp(listen)
-            .with_context(|| format!("cannot listen on UDP {listen}"))?;
-        let local = udp.local_addr()?;
+        let udp = udp_group(listen)?;
+        let local = udp[0].local_addr()?;
         match rendezvous::net::tcp::bind_tcp(local) {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot listen on TCP {local}")),
         }
     }

@@ -172,6 +172,11 @@ impl Federation {
         self.outbox.pop()
     }
 
+    /// True when [`Self::poll`] has an item.
+    pub(super) fn pending(&self) -> bool {
+        !self.outbox.items.is_empty() || self.outbox.want_directory
+    }
+
     fn push(&mut self, item: PeerOut) {
         self.stats.peer_out_dropped += self.outbox.push(item);
     }

@@ -324,6 +324,12 @@ impl UdpCore {
         self.federation.poll()
     }
 
+    /// True when [`Self::poll_peer_out`] has an item: the loop's UDP workers tell the TCP
+    /// loop, which routes it (docs/PROTOCOL.md §7, "Workers").
+    pub fn peer_out_pending(&self) -> bool {
+        self.federation.pending()
+    }
+
     /// The next monotonic time (ms) at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
         [
