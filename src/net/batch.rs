@@ -101,11 +101,9 @@ impl Batch {
                     return false;
                 }
             };
-            for (src, data) in rx.iter() {
-                node.handle_datagram(now, src, data, &mut |dst, bytes| {
-                    tx.push(socket, dst, bytes)
-                });
-            }
+            node.handle_batch(now, rx.iter(), &mut |dst, bytes| {
+                tx.push(socket, dst, bytes)
+            });
             total += n;
             if n == 0 {
                 return false;
