@@ -11,6 +11,10 @@
 //! ([`timed_pool`]). Every handled packet's output is counted, and a bench panics if the
 //! server did not answer as expected (so a refusal path is never measured by mistake).
 //!
+//! Batch verification: 64 Ed25519 signatures one at a time and in one batch
+//! (`verify_64/*`), 32 first registrations through `handle_datagram` and `handle_batch`
+//! (`register_first_32/*`).
+//!
 //! Run: `cargo bench --bench core` (add `-- --quick` for a short run).
 // `criterion_main!` defines an undocumented `pub fn main`; the 100-line limit on functions
 // is for src/.
@@ -23,7 +27,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rendezvous::client::{decode, Incoming};
 use rendezvous::core::udp::{RateLimits, UdpConfig, UdpCore, UdpTimers};
 use rendezvous::core::Now;
-use rendezvous::identity::Identity;
+use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::udp::root::signed_message;
 use rendezvous::wire::udp::{Payload, Register, Relay};
 use rendezvous::wire::PacketType;
@@ -320,5 +324,105 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(core_benches, benches);
+/// Batch verification (docs/PROTOCOL.md §5.2, "Batch verification"; issue 12: at least 1.5
+/// times one at a time for Ed25519): 64 signatures by 64 keys verified one at a time
+/// (ring, as a server does without batches) and in one ed25519-dalek batch (the key
+/// decoding timed too), then 32 first registrations (fresh identities, certificates not
+/// cached) through `handle_datagram` one at a time and through one `handle_batch`.
+fn batch_benches(c: &mut Criterion) {
+    let base = unix_base();
+    let ids: Vec<Identity> = (0..64)
+        .map(|_| Identity::generate(KeyAlgorithm::Ed25519, "batch").expect("identity"))
+        .collect();
+    let mut g = c.benchmark_group("core");
+
+    // As long as a registration's signed message: timestamp, certificate, cookie.
+    let msgs: Vec<Vec<u8>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| vec![i as u8; 8 + 2 + id.cert_der().len() + 16])
+        .collect();
+    let sigs: Vec<Vec<u8>> = ids.iter().zip(&msgs).map(|(id, m)| id.sign(m)).collect();
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("verify_64/one_at_a_time", |bn| {
+        bn.iter(|| {
+            for ((id, m), sig) in ids.iter().zip(&msgs).zip(&sigs) {
+                id.verifying_key()
+                    .verify(black_box(m), black_box(sig))
+                    .expect("verifies");
+            }
+        })
+    });
+    let dalek_sigs: Vec<ed25519_dalek::Signature> = sigs
+        .iter()
+        .map(|s| ed25519_dalek::Signature::from_slice(s).expect("64 bytes"))
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    g.bench_function("verify_64/batch", |bn| {
+        bn.iter(|| {
+            let keys: Vec<ed25519_dalek::VerifyingKey> = ids
+                .iter()
+                .map(|id| {
+                    let raw = id
+                        .verifying_key()
+                        .public_key()
+                        .try_into()
+                        .expect("32 bytes");
+                    ed25519_dalek::VerifyingKey::from_bytes(&raw).expect("key")
+                })
+                .collect();
+            ed25519_dalek::verify_batch(black_box(&refs), &dalek_sigs, &keys).expect("verifies")
+        })
+    });
+
+    // 32 first registrations, each from its own /24 with its cookie, through a fresh
+    // server (made untimed) each time.
+    let cfg = config();
+    let seed = [9; 32];
+    let at = now(base, 1000);
+    let packets: Vec<(SocketAddr, Vec<u8>)> = ids[..32]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let addr = SocketAddr::from(([198, 18, i as u8, 1], 4000));
+            let mut s = UdpCore::new(cfg.clone(), seed, at);
+            let ck = cookie(&mut s, id, addr, at);
+            (addr, register_packet(id, Some(&ck), base + 1))
+        })
+        .collect();
+    g.throughput(Throughput::Elements(32));
+    for (bench, batched) in [
+        ("register_first_32/one_at_a_time", false),
+        ("register_first_32/batch", true),
+    ] {
+        g.bench_function(bench, |bn| {
+            bn.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut server = UdpCore::new(cfg.clone(), seed, at);
+                    let mut oks = 0usize;
+                    let mut out = |_: SocketAddr, b: &[u8]| {
+                        oks += 1;
+                        black_box(b);
+                    };
+                    let start = Instant::now();
+                    if batched {
+                        let items = packets.iter().map(|(a, p)| (*a, p.as_slice()));
+                        server.handle_batch(at, items, &mut out);
+                    } else {
+                        for (a, p) in &packets {
+                            server.handle_datagram(at, *a, black_box(p), &mut out);
+                        }
+                    }
+                    total += start.elapsed();
+                    assert_eq!((oks, server.online()), (32, 32), "all registered");
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(core_benches, benches, batch_benches);
 criterion_main!(core_benches);

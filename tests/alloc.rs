@@ -1,7 +1,8 @@
 //! The hot paths allocate nothing: after warm-up, keepalives and lookups (answer plus punch
-//! request) go through `UdpCore::handle_datagram` without one heap allocation (the core's
-//! module contract, src/core/udp/mod.rs: "Keepalive and lookup allocate nothing per
-//! packet").
+//! request) go through `UdpCore::handle_datagram`, and through `UdpCore::handle_batch` as
+//! the event loop hands them over (every other round here), without one heap allocation
+//! (the core's module contract, src/core/udp/mod.rs: "Keepalive and lookup allocate
+//! nothing per packet").
 //!
 //! Logging is on as `serve` sets it up by default (an `info` filter; lines to a sink): the
 //! hot paths allocate nothing with it either (their debug lines are not even formatted).
@@ -199,11 +200,21 @@ fn keepalive_and_lookup_allocate_nothing() {
     // every 200 rounds. Timers run between datagrams, outside the counted sections.
     let mut keepalive_allocs = 0;
     let mut lookup_allocs = 0;
-    for _ in 0..ROUNDS {
+    let mut batch_allocs = 0;
+    for round in 0..ROUNDS {
         now.mono_ms += 5;
         now.unix_s = unix0 + (now.mono_ms - 1_000_000) / 1000;
         if server.poll_timeout().is_some_and(|t| t <= now.mono_ms) {
             server.handle_timeout(now);
+        }
+        if round % 2 == 1 {
+            let batch = [
+                (a.addr, &keepalive_a[..]),
+                (b.addr, &keepalive_b[..]),
+                (a.addr, &lookup[..]),
+            ];
+            batch_allocs += count(|| server.handle_batch(now, batch, &mut out)).0;
+            continue;
         }
         keepalive_allocs += count(|| {
             server.handle_datagram(now, a.addr, &keepalive_a, &mut out);
@@ -239,5 +250,9 @@ fn keepalive_and_lookup_allocate_nothing() {
     assert_eq!(
         lookup_allocs, 0,
         "{lookup_allocs} allocations in {ROUNDS} lookups ({punches} with a punch request)"
+    );
+    assert_eq!(
+        batch_allocs, 0,
+        "{batch_allocs} allocations in {ROUNDS} batches of keepalives and a lookup"
     );
 }

@@ -6,8 +6,9 @@ use sha2::{Digest, Sha256};
 use x509_parser::der_parser::asn1_rs::Any;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{IdentityError, VerifyingKey};
+use super::{IdentityError, KeyAlgorithm, VerifyingKey};
 use crate::wire::Fingerprint;
+use x509_parser::oid_registry::OID_SIG_ED25519;
 
 /// The fingerprint of a certificate: SHA-256 of its exact DER bytes, as
 /// `openssl x509 -outform DER | sha256sum` gives it (docs/PROTOCOL.md §5.4).
@@ -111,6 +112,18 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertificateInfo, IdentityError> {
 /// [`IdentityError::NotSelfSigned`]; [`IdentityError::NotYetValid`] /
 /// [`IdentityError::Expired`]; [`IdentityError::BadSelfSignature`].
 pub fn verify_self_signed(der: &[u8], now_unix: u64) -> Result<VerifiedCertificate, IdentityError> {
+    let (cert, verified) = checked_but_signature(der, now_unix)?;
+    cert.verify_signature(None)
+        .map_err(|_| IdentityError::BadSelfSignature)?;
+    Ok(verified)
+}
+
+/// Steps 1 to 4 of [`verify_self_signed`]: the parsed certificate and what it will be once
+/// its self-signature (step 5) verifies.
+fn checked_but_signature(
+    der: &[u8],
+    now_unix: u64,
+) -> Result<(X509Certificate<'_>, VerifiedCertificate), IdentityError> {
     let cert = parse_exact(der)?;
     let key = VerifyingKey::from_spki(cert.public_key())?;
     if cert.issuer().as_raw() != cert.subject().as_raw() {
@@ -125,14 +138,57 @@ pub fn verify_self_signed(der: &[u8], now_unix: u64) -> Result<VerifiedCertifica
     if now > not_after {
         return Err(IdentityError::Expired);
     }
-    cert.verify_signature(None)
-        .map_err(|_| IdentityError::BadSelfSignature)?;
-    Ok(VerifiedCertificate {
+    let verified = VerifiedCertificate {
         fingerprint: fingerprint(der),
         key,
         not_before,
         not_after,
-    })
+    };
+    Ok((cert, verified))
+}
+
+/// An Ed25519 certificate that passed steps 1 to 4 of [`verify_self_signed`], with what
+/// step 5 checks, so that several self-signatures can be verified together
+/// (docs/PROTOCOL.md §5.2, "Batch verification").
+#[derive(Debug, Clone)]
+pub(crate) struct Ed25519SelfSignature<'a> {
+    /// The certificate as [`verify_self_signed`] returns it once `signature` verifies.
+    pub(crate) cert: VerifiedCertificate,
+    /// The signed bytes: the DER TBSCertificate, inside `der`.
+    pub(crate) signed: &'a [u8],
+    /// The 64-byte Ed25519 signature (the signatureValue BIT STRING's bytes).
+    pub(crate) signature: [u8; 64],
+}
+
+/// Steps 1 to 4 of [`verify_self_signed`] on `der` at `now_unix`, and what step 5 would
+/// verify when the certificate is signed with Ed25519 by an Ed25519 key and its signature
+/// is 64 bytes (`Ok(None)` otherwise: only [`verify_self_signed`] can tell).
+/// `verify_self_signed(der, now_unix)` is `Ok(cert)` exactly when
+/// `cert.key.verify(signed, &signature)` is `Ok`, and `Err(BadSelfSignature)` otherwise.
+///
+/// # Errors
+/// The first failed step of 1 to 4, as [`verify_self_signed`] gives it.
+pub(crate) fn ed25519_self_signature(
+    der: &[u8],
+    now_unix: u64,
+) -> Result<Option<Ed25519SelfSignature<'_>>, IdentityError> {
+    let (cert, verified) = checked_but_signature(der, now_unix)?;
+    let ed25519 = cert.signature_algorithm.algorithm == OID_SIG_ED25519
+        && verified.key.algorithm() == KeyAlgorithm::Ed25519;
+    let Ok(signature) = <[u8; 64]>::try_from(cert.signature_value.data.as_ref()) else {
+        return Ok(None);
+    };
+    // The TBSCertificate as signed: the first element of the outer SEQUENCE, header and
+    // all (what x509-parser verifies; parse_exact has checked the layout).
+    let (_, outer) = Any::from_der(der).map_err(|_| IdentityError::CertMalformed)?;
+    let (rest, _) = Any::from_der(outer.data).map_err(|_| IdentityError::CertMalformed)?;
+    let signed = &outer.data[..outer.data.len() - rest.len()];
+    debug_assert_eq!(signed, cert.tbs_certificate.as_ref());
+    Ok(ed25519.then_some(Ed25519SelfSignature {
+        cert: verified,
+        signed,
+        signature,
+    }))
 }
 
 #[cfg(test)]
@@ -197,6 +253,39 @@ mod tests {
             assert!(info.self_issued);
             assert_eq!(info.fingerprint, v.fingerprint);
         }
+    }
+
+    /// What a batch verifies for an Ed25519 certificate is what `verify_self_signed` does;
+    /// other algorithms are left to it.
+    #[test]
+    fn ed25519_self_signature_is_step_five() {
+        let id = Identity::generate(KeyAlgorithm::Ed25519, "batch").expect("generate");
+        let s = ed25519_self_signature(id.cert_der(), now())
+            .expect("checks")
+            .expect("ed25519");
+        assert_eq!(
+            Ok(&s.cert),
+            verify_self_signed(id.cert_der(), now()).as_ref()
+        );
+        assert!(s.cert.key.verify(s.signed, &s.signature).is_ok());
+        let mut bad = id.cert_der().to_vec();
+        *bad.last_mut().expect("der") ^= 1;
+        let s = ed25519_self_signature(&bad, now())
+            .expect("checks")
+            .expect("ed");
+        assert!(s.cert.key.verify(s.signed, &s.signature).is_err());
+        assert_eq!(
+            verify_self_signed(&bad, now()),
+            Err(IdentityError::BadSelfSignature)
+        );
+        assert_eq!(
+            ed25519_self_signature(id.cert_der(), u64::MAX).map(|_| ()),
+            Err(IdentityError::Expired)
+        );
+        let p256 = Identity::generate(KeyAlgorithm::EcdsaP256, "batch").expect("generate");
+        assert!(ed25519_self_signature(p256.cert_der(), now())
+            .expect("checks")
+            .is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod keyfile;
 mod pem;
 mod signer;
 
+pub(crate) use cert::ed25519_self_signature;
 pub use cert::{
     fingerprint, parse_certificate, verify_self_signed, CertificateInfo, VerifiedCertificate,
 };

@@ -155,9 +155,7 @@ impl Batch {
             {
                 let mut core = udp.lock();
                 let now = clock();
-                for (src, data) in rx.iter() {
-                    core.handle_datagram(now, src, data, &mut |dst, bytes| tx.hold(dst, bytes));
-                }
+                core.handle_batch(now, rx.iter(), &mut |dst, bytes| tx.hold(dst, bytes));
                 peer_out |= core.peer_out_pending();
             }
             tx.flush(socket);

@@ -4,7 +4,8 @@
 //!
 //! - byte formats: `wire_props`, `tcp_wire` (fixtures written by hand, round trips,
 //!   arbitrary input);
-//! - the I/O-free core on a virtual clock: `core_scenarios`, `tcp_core`, `directory`,
+//! - the I/O-free core on a virtual clock: `core_scenarios`, `core_batch` (batches against
+//!   one datagram at a time), `tcp_core`, `directory`,
 //!   `nodelist`, `journal`, `store`; `unlisted` (there and on the real binary);
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
@@ -43,6 +44,7 @@ mod cli;
 mod client_cli;
 mod config;
 mod contacts_auth;
+mod core_batch;
 mod core_scenarios;
 mod crash;
 mod decode_stream;

@@ -18,6 +18,9 @@ use crate::wire::{Fingerprint, Root};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+mod prepass;
+use prepass::Prepass;
+
 /// A registration that passed every check of docs/PROTOCOL.md §5.2 up to step 10.
 #[derive(Debug, Clone)]
 pub(super) struct Admitted {
@@ -82,6 +85,27 @@ impl CertCache {
         fp: Fingerprint,
         cert: &[u8],
     ) -> Result<VerifyingKey, IdentityError> {
+        self.key_or(now, fp, cert, None)
+    }
+
+    /// Whether [`Self::key`] of `fp` at `now` would answer from the cache.
+    fn known(&self, now: Now, fp: &Fingerprint) -> bool {
+        let cached = self
+            .certs
+            .get(fp)
+            .is_some_and(|vc| vc.is_valid_at(now.unix_s));
+        cached || self.rejected.get(fp).is_some_and(|r| now.unix_s < r.1)
+    }
+
+    /// [`Self::key`], with the verdict of the full check when a batch made it already
+    /// (`verify_self_signed(cert, now)`, docs/PROTOCOL.md §5.2, "Batch verification").
+    fn key_or(
+        &mut self,
+        now: Now,
+        fp: Fingerprint,
+        cert: &[u8],
+        verdict: Option<Result<VerifiedCertificate, IdentityError>>,
+    ) -> Result<VerifyingKey, IdentityError> {
         if let Some(vc) = self.certs.get(&fp).filter(|vc| vc.is_valid_at(now.unix_s)) {
             return Ok(vc.key.clone());
         }
@@ -90,7 +114,7 @@ impl CertCache {
                 return Err(e);
             }
         }
-        match identity::verify_self_signed(cert, now.unix_s) {
+        match verdict.unwrap_or_else(|| identity::verify_self_signed(cert, now.unix_s)) {
             Ok(vc) => {
                 let key = vc.key.clone();
                 self.insert(fp, vc);
@@ -160,6 +184,9 @@ pub(super) struct Admission {
     fresh: FreshTable,
     /// Where signed messages (`timestamp || payload`) are put together to be verified.
     scratch: Box<[u8; MAX_DATAGRAM]>,
+    /// The verdicts of the batch being handled (docs/PROTOCOL.md §5.2, "Batch
+    /// verification"); empty between batches.
+    batch: Prepass,
 }
 
 impl Admission {
@@ -184,6 +211,7 @@ impl Admission {
             },
             fresh: FreshTable::new(cfg),
             scratch: Box::new([0; MAX_DATAGRAM]),
+            batch: Prepass::default(),
         }
     }
 
@@ -234,15 +262,17 @@ impl Admission {
             .into());
         }
         let fp = identity::fingerprint(reg.cert);
+        let (cert_verdict, signature_verdict) = self.batch.take().unzip();
         let key = self
             .certs
-            .key(now, fp, reg.cert)
+            .key_or(now, fp, reg.cert, cert_verdict)
             .map_err(|e| Refusal::new(status::UNAUTHORIZED, e.detail()))?;
-        self.verify(
-            root,
-            Some(&key),
-            "signature does not verify with the certificate's key",
-        )?;
+        let why = "signature does not verify with the certificate's key";
+        match signature_verdict {
+            Some(true) => {}
+            Some(false) => return Err(Refusal::new(status::UNAUTHORIZED, why).into()),
+            None => self.verify(root, Some(&key), why)?,
+        }
         let digest = self.check_fresh(now, root, fp, online)?;
         Ok(Admitted {
             fp,

@@ -52,6 +52,20 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
         }
     }
 
+    /// Whether [`Self::take`] of `cost` tokens for `key` at `now_ms` would succeed; takes
+    /// nothing (a guess for work done ahead, never a decision).
+    pub fn would_take(&self, key: &K, cost: u64, now_ms: u64) -> bool {
+        let full = self.burst * 1000;
+        let tokens = match self.map.get(key) {
+            Some(&(tokens, last)) => {
+                (tokens + now_ms.saturating_sub(last).saturating_mul(self.rate)).min(full)
+            }
+            None if self.map.len() >= self.cap => return false,
+            None => full,
+        };
+        tokens >= cost * 1000
+    }
+
     /// Changes the rate to `rate` tokens per second and the burst to `burst`, keeping each
     /// key's tokens (cut to the new burst): a reload's new limit applies from the next take.
     pub fn set_rate(&mut self, rate: u32, burst: u32) {
