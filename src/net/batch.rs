@@ -152,12 +152,25 @@ impl Batch {
             if n == 0 {
                 return (false, peer_out);
             }
-            {
-                let mut core = udp.lock();
-                let now = clock();
-                core.handle_batch(now, rx.iter(), &mut |dst, bytes| tx.hold(dst, bytes));
-                peer_out |= core.peer_out_pending();
+            let none = (SocketAddr::from(([0, 0, 0, 0], 0)), &[][..]);
+            let mut datagrams = [none; BATCH];
+            let mut k = 0;
+            for (slot, d) in datagrams.iter_mut().zip(rx.iter()) {
+                *slot = d;
+                k += 1;
             }
+            let datagrams = &datagrams[..k];
+            let now = clock();
+            // The signature checks of new registrations run between two holds of the lock
+            // (docs/PROTOCOL.md §7, "Workers"): the other workers go on meanwhile.
+            let mut checks = udp.lock().gather_batch(now, datagrams);
+            checks.verify();
+            let mut core = udp.lock();
+            core.handle_verified(now, datagrams, checks, &mut |dst, bytes| {
+                tx.hold(dst, bytes)
+            });
+            peer_out |= core.peer_out_pending();
+            drop(core);
             tx.flush(socket);
             total += n;
             if total >= budget {

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 mod prepass;
-use prepass::Prepass;
+pub(super) use prepass::Prepass;
 
 /// A registration that passed every check of docs/PROTOCOL.md §5.2 up to step 10.
 #[derive(Debug, Clone)]

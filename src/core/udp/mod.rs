@@ -101,6 +101,23 @@ pub struct RemoteView<'a> {
     pub hops: u8,
 }
 
+/// The signature checks of a batch of registrations (docs/PROTOCOL.md §5.2, "Batch
+/// verification"): gathered by [`UdpCore::gather_batch`], checked by [`Self::verify`]
+/// (no server state: a worker runs it without the UDP plane's lock), used by
+/// [`UdpCore::handle_verified`].
+#[derive(Debug)]
+pub struct BatchChecks(admission::Prepass);
+
+impl BatchChecks {
+    /// Checks every gathered signature (two per registration: the certificate's
+    /// self-signature and the packet's), in one Ed25519 batch, or each alone when the
+    /// batch fails; with fewer than two registrations, none here (each is checked when
+    /// handled). About 20 us a signature in a batch on this machine (docs/CAPACITY.md).
+    pub fn verify(&mut self) {
+        self.0.verify();
+    }
+}
+
 /// Where the core's datagrams go: `out(destination, bytes)`.
 pub type Out<'a> = dyn FnMut(SocketAddr, &[u8]) + 'a;
 
@@ -432,13 +449,45 @@ impl UdpCore {
         }
     }
 
+    /// The first step of a batch of datagrams `(source, bytes)` received together at
+    /// `now`, taken under the loop's lock: picks the Ed25519 registrations whose
+    /// certificate is not cached (and that pass the window, the cookie and, as a guess, the
+    /// rate) and returns their signatures to check. [`BatchChecks::verify`] then checks
+    /// them without the lock, and [`Self::handle_verified`] handles the batch with the
+    /// verdicts (docs/PROTOCOL.md §5.2, "Batch verification", and §7, "Workers"). Reads
+    /// the admission state; changes nothing. Allocates only for registrations.
+    pub fn gather_batch(&mut self, now: Now, batch: &[(SocketAddr, &[u8])]) -> BatchChecks {
+        BatchChecks(self.admission.gather_batch(now, batch))
+    }
+
+    /// Handles `batch`, the same datagrams [`Self::gather_batch`] was given at the same
+    /// `now`, in order, with the verdicts of `checks` (verified): exactly as
+    /// [`Self::handle_datagram`] one at a time would, same datagrams to `out`, same state.
+    /// The state may have changed since the gathering (another worker's batch): a verdict
+    /// depends only on the datagram's bytes and `now`, so it still holds.
+    pub fn handle_verified(
+        &mut self,
+        now: Now,
+        batch: &[(SocketAddr, &[u8])],
+        checks: BatchChecks,
+        out: &mut Out<'_>,
+    ) {
+        self.admission.put_batch(checks.0);
+        for (i, &(src, data)) in batch.iter().enumerate() {
+            self.admission.batch_at(i);
+            self.handle_datagram(now, src, data, out);
+        }
+        self.admission.end_batch();
+    }
+
     /// Handles datagrams `(source, bytes)` received together at `now` (a recvmmsg batch),
     /// in order, exactly as [`Self::handle_datagram`] one at a time would: same datagrams
     /// to `out`, same state. Taken in chunks of up to 64; in each, the Ed25519
     /// registrations whose certificate is not cached have their certificate and packet
-    /// signatures verified together first (docs/PROTOCOL.md §5.2, "Batch verification").
-    /// A chunk without registrations costs one pass over its type bytes and allocates
-    /// nothing.
+    /// signatures verified together first (docs/PROTOCOL.md §5.2, "Batch verification"):
+    /// [`Self::gather_batch`], [`BatchChecks::verify`] and [`Self::handle_verified`] in
+    /// one call. A chunk without registrations costs one pass over its type bytes and
+    /// allocates nothing.
     pub fn handle_batch<'d>(
         &mut self,
         now: Now,
@@ -455,12 +504,9 @@ impl UdpCore {
                 n += 1;
             }
             let chunk = &chunk[..n];
-            self.admission.prepare_batch(now, chunk);
-            for (i, &(src, data)) in chunk.iter().enumerate() {
-                self.admission.batch_at(i);
-                self.handle_datagram(now, src, data, out);
-            }
-            self.admission.end_batch();
+            let mut checks = self.gather_batch(now, chunk);
+            checks.verify();
+            self.handle_verified(now, chunk, checks, out);
             if n < MAX_BATCH {
                 return;
             }

@@ -88,7 +88,14 @@ impl Prepass {
     }
 
     /// Verifies every entry's two signatures: all in one batch, else each alone with ring.
-    fn verify(&mut self) {
+    /// Reads no server state: a worker runs it without the UDP plane's lock
+    /// (docs/PROTOCOL.md §7, "Workers"). No-op below [`MIN_BATCH`] entries (each is then
+    /// verified alone when its datagram is handled).
+    pub(in crate::core::udp) fn verify(&mut self) {
+        if self.entries.len() < MIN_BATCH {
+            self.entries.clear();
+            return;
+        }
         self.keys.clear();
         self.sigs.clear();
         let mut msgs: Vec<&[u8]> = Vec::with_capacity(2 * self.entries.len());
@@ -140,19 +147,26 @@ fn canonical(p: &[u8; 32]) -> bool {
 impl Admission {
     /// The pre-pass over a batch of datagrams `(source, bytes)` at `now` (at most 64):
     /// gathers the Ed25519 registrations whose certificate is not cached and that pass the
-    /// window, the cookie and (as a guess) the rate, and verifies their signatures
-    /// together. No-op for anything else; allocates only when the batch has
-    /// registrations. Source: docs/PROTOCOL.md §5.2, "Batch verification".
-    pub(in crate::core::udp) fn prepare_batch(&mut self, now: Now, batch: &[(SocketAddr, &[u8])]) {
+    /// window, the cookie and (as a guess) the rate, and returns them to be verified
+    /// ([`Prepass::verify`], which needs no server state) and handed back with
+    /// [`Self::put_batch`]. Takes the buffers kept from the last batch; allocates only
+    /// when the batch has registrations. Source: docs/PROTOCOL.md §5.2, "Batch
+    /// verification".
+    pub(in crate::core::udp) fn gather_batch(
+        &mut self,
+        now: Now,
+        batch: &[(SocketAddr, &[u8])],
+    ) -> Prepass {
         self.end_batch();
         for (index, &(src, data)) in batch.iter().enumerate() {
             self.gather(now, index, canonical_addr(src), data);
         }
-        if self.batch.entries.len() < MIN_BATCH {
-            self.end_batch();
-            return;
-        }
-        self.batch.verify();
+        std::mem::take(&mut self.batch)
+    }
+
+    /// Takes back the verified pre-pass of the batch about to be handled.
+    pub(in crate::core::udp) fn put_batch(&mut self, verified: Prepass) {
+        self.batch = verified;
     }
 
     /// Handling datagram `index` of the batch now: its verdicts, if any, are for it.
@@ -295,7 +309,9 @@ mod tests {
         packets.push(register(&p256, p256.cert_der(), ts, ck));
         packets.push(register(&ids[0], ids[0].cert_der(), ts, [0; 16]));
         let batch: Vec<(SocketAddr, &[u8])> = packets.iter().map(|p| (src, &p[..])).collect();
-        a.prepare_batch(now, &batch);
+        let mut p = a.gather_batch(now, &batch);
+        p.verify();
+        a.put_batch(p);
         let indexes: Vec<usize> = a.batch.entries.iter().map(|e| e.index).collect();
         assert_eq!(indexes, [0, 1, 2]);
         for i in [2, 0, 3] {
@@ -317,7 +333,9 @@ mod tests {
         packets[1] = register(&ids[0], ids[1].cert_der(), ts, ck);
         packets[2] = register(&ids[2], &altered, ts, ck);
         let batch: Vec<(SocketAddr, &[u8])> = packets.iter().map(|p| (src, &p[..])).collect();
-        a.prepare_batch(now, &batch);
+        let mut p = a.gather_batch(now, &batch);
+        p.verify();
+        a.put_batch(p);
         let verdicts: Vec<(bool, bool)> = (0..3)
             .map(|i| {
                 a.batch_at(i);
