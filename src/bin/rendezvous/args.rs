@@ -249,7 +249,8 @@ pub(crate) struct OpsArgs {
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout: u64,
     /// UDP worker threads, each with its own socket on the port (SO_REUSEPORT); they share
-    /// the directory. Default: the number of cores. The TCP plane runs on its own thread.
+    /// the directory. Default: the number of cores (1 with --accept-replayed, so a replayed
+    /// capture is handled in the order sent). The TCP plane runs on its own thread.
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
     pub(crate) workers: Option<usize>,
     /// Log lines on stderr as `text` (colour only on a terminal) or `json` (one object a

@@ -52,7 +52,13 @@ pub(crate) fn serve(a: ServeArgs, settings: Vec<String>, argv: Vec<OsString>) ->
              hellos; anyone on the path can read and inject contacts (closed networks only)"
         );
     }
-    let workers = a.ops.workers.unwrap_or_else(default_workers);
+    // A replayed capture's datagrams come from several sockets whose order matters; one
+    // worker handles them in the order sent (docs/PROTOCOL.md §7, "Workers").
+    let workers = match (a.ops.workers, a.accept_replayed) {
+        (Some(n), _) => n,
+        (None, true) => 1,
+        (None, false) => default_workers(),
+    };
     let (sockets, listener) = bind_listen(&listen, workers)?;
     let local = listener.local_addr()?;
     let node = this_node(&a, &node_id, local)?;
