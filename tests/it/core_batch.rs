@@ -194,6 +194,29 @@ fn mixed_batch_answers_as_one_at_a_time() {
         ),
     ];
     assert_eq!(t.feed(&again).len(), 2);
+    // Re-registrations of cached certificates, Ed25519 and ECDSA, and one signed by
+    // another key: their packet signatures are checked in the pre-pass (docs/PROTOCOL.md
+    // §7, "Workers"), with the answers of one at a time: OK, OK, 401.
+    t.now.mono_ms += 2_000;
+    t.now.unix_s += 2;
+    let ts = t.now.unix_s;
+    let cached = vec![
+        reg_at(0, &good, good.cert_der(), ts, &cookies[0]),
+        reg_at(4, &ecdsa, ecdsa.cert_der(), ts, &cookies[4]),
+        reg_at(1, &forged, other_good.cert_der(), ts, &cookies[1]),
+    ];
+    let sent = t.feed(&cached);
+    let kinds: Vec<bool> = sent
+        .iter()
+        .map(|(_, b)| matches!(decode(b), Incoming::Ok(_)))
+        .collect();
+    assert_eq!(kinds, [true, true, false], "{sent:?}");
+    t.assert_same_state();
+}
+
+/// A registration from `at(i + 1)` with cookie `ck` (as the mixed batch's).
+fn reg_at(i: usize, id: &Identity, cert: &[u8], ts: u64, ck: &[u8; 16]) -> (SocketAddr, Vec<u8>) {
+    (at(i + 1), register(id, cert, ts, Some(ck)))
 }
 
 #[test]

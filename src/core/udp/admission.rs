@@ -89,6 +89,12 @@ impl CertCache {
     }
 
     /// Whether [`Self::key`] of `fp` at `now` would answer from the cache.
+    /// The key of certificate `fp` while the cache holds it in date at `now`.
+    fn cached_key(&self, now: Now, fp: &Fingerprint) -> Option<&VerifyingKey> {
+        let vc = self.certs.get(fp)?;
+        vc.is_valid_at(now.unix_s).then_some(&vc.key)
+    }
+
     fn known(&self, now: Now, fp: &Fingerprint) -> bool {
         let cached = self
             .certs
@@ -262,7 +268,7 @@ impl Admission {
             .into());
         }
         let fp = identity::fingerprint(reg.cert);
-        let (cert_verdict, signature_verdict) = self.batch.take().unzip();
+        let (cert_verdict, signature_verdict) = self.batch.take();
         let key = self
             .certs
             .key_or(now, fp, reg.cert, cert_verdict)

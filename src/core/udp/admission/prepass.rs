@@ -22,7 +22,7 @@
 use super::{Admission, PER_PREFIX};
 use crate::core::udp::limits::{prefix_of, site_of};
 use crate::core::Now;
-use crate::identity::{self, IdentityError, VerifiedCertificate};
+use crate::identity::{self, IdentityError, VerifiedCertificate, VerifyingKey};
 use crate::wire::udp::root::MAX_DATAGRAM;
 use crate::wire::udp::{canonical_addr, Register};
 use crate::wire::{PacketType, Root};
@@ -51,11 +51,28 @@ struct Entry {
     packet_sig: (Signature, Range<usize>),
 }
 
+/// A registration of the batch whose certificate the cache holds: its packet signature
+/// alone to check, with the cached key (any algorithm).
+#[derive(Debug)]
+struct Cached {
+    /// Index of the datagram in the batch.
+    index: usize,
+    /// The source's /24 or /64.
+    prefix: [u8; 9],
+    key: VerifyingKey,
+    /// The packet signature and `timestamp || payload`, in [`Prepass::bytes`].
+    sig: Range<usize>,
+    msg: Range<usize>,
+    /// Whether the packet signature verifies with `key`.
+    ok: bool,
+}
+
 /// The verdicts of the batch being handled, and buffers kept from batch to batch. Empty
 /// between batches: none of it outlives [`Admission::end_batch`].
 #[derive(Debug, Default)]
 pub(in crate::core::udp) struct Prepass {
     entries: Vec<Entry>,
+    cached: Vec<Cached>,
     /// Signed bytes (TBSCertificates, signed messages) back to back.
     bytes: Vec<u8>,
     keys: Vec<DalekKey>,
@@ -64,18 +81,28 @@ pub(in crate::core::udp) struct Prepass {
     at: Option<usize>,
 }
 
-/// A verdict taken for the datagram being handled: the certificate check, and whether
-/// the packet signature verifies with its key.
-pub(super) type Verdict = (Result<VerifiedCertificate, IdentityError>, bool);
+/// The verdicts taken for the datagram being handled: the certificate check (`None`: the
+/// cache answers), and whether the packet signature verifies with its key (`None`: not
+/// checked yet).
+pub(super) type Verdict = (
+    Option<Result<VerifiedCertificate, IdentityError>>,
+    Option<bool>,
+);
 
 impl Prepass {
     /// The verdicts of the datagram being handled, once (none outside a batch).
-    pub(super) fn take(&mut self) -> Option<Verdict> {
-        let at = self.at.take()?;
-        let i = self.entries.iter().position(|e| e.index == at)?;
-        let e = &mut self.entries[i];
-        let cert = std::mem::replace(&mut e.cert, Err(IdentityError::BadSelfSignature));
-        Some((cert, e.packet_ok))
+    pub(super) fn take(&mut self) -> Verdict {
+        let Some(at) = self.at.take() else {
+            return (None, None);
+        };
+        if let Some(e) = self.entries.iter_mut().find(|e| e.index == at) {
+            let cert = std::mem::replace(&mut e.cert, Err(IdentityError::BadSelfSignature));
+            return (Some(cert), Some(e.packet_ok));
+        }
+        match self.cached.iter().find(|c| c.index == at) {
+            Some(c) => (None, Some(c.ok)),
+            None => (None, None),
+        }
     }
 
     /// Appends `parts` to [`Self::bytes`]; returns where they are.
@@ -92,8 +119,14 @@ impl Prepass {
     /// (docs/PROTOCOL.md §7, "Workers"). No-op below [`MIN_BATCH`] entries (each is then
     /// verified alone when its datagram is handled).
     pub(in crate::core::udp) fn verify(&mut self) {
+        for c in &mut self.cached {
+            c.ok = c
+                .key
+                .verify(&self.bytes[c.msg.clone()], &self.bytes[c.sig.clone()])
+                .is_ok();
+        }
         if self.entries.len() < MIN_BATCH {
-            self.entries.clear();
+            self.verify_each();
             return;
         }
         self.keys.clear();
@@ -113,6 +146,11 @@ impl Prepass {
             return;
         }
         // Some signature does not verify: find which, exactly as one at a time does.
+        self.verify_each();
+    }
+
+    /// Verifies every entry's two signatures alone with ring (the one-at-a-time check).
+    fn verify_each(&mut self) {
         for e in &mut self.entries {
             let Ok(cert) = &e.cert else { continue };
             let alone = |(sig, range): &(Signature, Range<usize>)| {
@@ -178,6 +216,7 @@ impl Admission {
     pub(in crate::core::udp) fn end_batch(&mut self) {
         let b = &mut self.batch;
         b.entries.clear();
+        b.cached.clear();
         b.bytes.clear();
         b.at = None;
     }
@@ -190,9 +229,6 @@ impl Admission {
         if root.packet_type != PacketType::Register || root.from_server() {
             return;
         }
-        let Ok(packet_sig) = <[u8; 64]>::try_from(root.signature) else {
-            return;
-        };
         if 8 + root.payload.len() > MAX_DATAGRAM {
             return; // 413 on the one-at-a-time path
         }
@@ -207,9 +243,29 @@ impl Admission {
             return;
         }
         let fp = identity::fingerprint(reg.cert);
+        if let Some(key) = self.certs.cached_key(now, &fp) {
+            let key = key.clone();
+            let sig = self.batch.push_bytes(&[root.signature]);
+            let msg = self
+                .batch
+                .push_bytes(&[&root.timestamp.to_be_bytes(), root.payload]);
+            let ok = false;
+            let c = Cached {
+                index,
+                prefix,
+                key,
+                sig,
+                msg,
+                ok,
+            };
+            return self.batch.cached.push(c);
+        }
         if self.certs.known(now, &fp) {
             return;
         }
+        let Ok(packet_sig) = <[u8; 64]>::try_from(root.signature) else {
+            return;
+        };
         let Ok(Some(pending)) = identity::ed25519_self_signature(reg.cert, now.unix_s) else {
             return;
         };
@@ -248,12 +304,10 @@ impl Admission {
         if self.exempt(src) {
             return true;
         }
-        let n = 1 + self
-            .batch
-            .entries
-            .iter()
-            .filter(|e| e.prefix == prefix)
-            .count() as u64;
+        let b = &self.batch;
+        let fresh = b.entries.iter().filter(|e| e.prefix == prefix).count();
+        let cached = b.cached.iter().filter(|c| c.prefix == prefix).count();
+        let n = 1 + (fresh + cached) as u64;
         let rate = &self.register_rate;
         site_of(src.ip()).map_or(true, |site| rate.would_take(&site, n, now.mono_ms))
             && rate.would_take(&prefix, n * PER_PREFIX, now.mono_ms)
@@ -317,14 +371,14 @@ mod tests {
         for i in [2, 0, 3] {
             a.batch_at(i);
             let v = a.batch.take();
-            assert_eq!(v.is_some(), i < 3, "datagram {i}");
-            if let Some((cert, packet_ok)) = v {
+            assert_eq!(v.0.is_some(), i < 3, "datagram {i}");
+            if let (Some(cert), Some(packet_ok)) = v {
                 assert_eq!(cert.map(|c| c.fingerprint), Ok(ids[i].fingerprint()));
                 assert!(packet_ok);
             }
         }
         assert!(
-            a.batch.take().is_none(),
+            matches!(a.batch.take(), (None, None)),
             "once, and only for the datagram at hand"
         );
         // One forged packet signature (index 1) and one altered certificate (index 2).
@@ -339,14 +393,65 @@ mod tests {
         let verdicts: Vec<(bool, bool)> = (0..3)
             .map(|i| {
                 a.batch_at(i);
-                let (cert, packet_ok) = a.batch.take().unwrap();
-                (cert.is_ok(), packet_ok)
+                let (cert, packet_ok) = a.batch.take();
+                (cert.unwrap().is_ok(), packet_ok.unwrap())
             })
             .collect();
         assert_eq!(verdicts, [(true, true), (true, false), (false, true)]);
         a.end_batch();
         a.batch_at(0);
-        assert!(a.batch.take().is_none(), "nothing outlives the batch");
+        assert!(
+            matches!(a.batch.take(), (None, None)),
+            "nothing outlives the batch"
+        );
+    }
+
+    /// A registration whose certificate is cached gets its packet signature checked in the
+    /// pre-pass too (no batch: alone, with the cached key, whatever the algorithm), so a
+    /// worker checks it outside the lock; a forged one is refused as one at a time would.
+    #[test]
+    fn cached_certificates_get_their_packet_signature_checked() {
+        let mut a = Admission::new(&UdpConfig::default(), [7; 32]);
+        let now = Now {
+            mono_ms: 1_000_000,
+            unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        };
+        let ed = Identity::generate(KeyAlgorithm::Ed25519, "p").unwrap();
+        let p256 = Identity::generate(KeyAlgorithm::EcdsaP256, "p").unwrap();
+        for id in [&ed, &p256] {
+            let fp = id.fingerprint();
+            assert!(a.certs.key(now, fp, id.cert_der()).is_ok(), "cached");
+        }
+        let src: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let ck = a.cookies.make(src, now.mono_ms);
+        let ts = now.unix_s;
+        let packets = [
+            register(&ed, ed.cert_der(), ts, ck),
+            register(&p256, p256.cert_der(), ts, ck),
+            register(&ed, p256.cert_der(), ts, ck), // signed by another key
+        ];
+        let batch: Vec<(SocketAddr, &[u8])> = packets.iter().map(|p| (src, &p[..])).collect();
+        let mut p = a.gather_batch(now, &batch);
+        p.verify();
+        a.put_batch(p);
+        let verdicts: Vec<(bool, Option<bool>)> = (0..3)
+            .map(|i| {
+                a.batch_at(i);
+                let (cert, packet_ok) = a.batch.take();
+                (cert.is_some(), packet_ok)
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                (false, Some(true)),
+                (false, Some(true)),
+                (false, Some(false))
+            ]
+        );
     }
 
     #[test]
