@@ -49,7 +49,8 @@ impl Directory {
         now: Now,
         fp: Fingerprint,
     ) -> Option<DirRecord<'_>> {
-        let c = self.clients.get_mut(&fp)?;
+        let s = self.slot(&fp)?;
+        let c = self.clients.get_mut(s)?;
         c.announced_ms = c.last_seen_ms;
         Some(local_record(&self.alias, self.uid, now, fp, c))
     }
@@ -62,11 +63,11 @@ impl Directory {
         now: Now,
         mut push: impl FnMut(&DirRecord<'_>) -> bool,
     ) -> bool {
-        for (fp, c) in self.clients.iter_mut() {
+        for (_, c) in self.clients.iter_mut() {
             if c.last_seen_ms <= c.announced_ms {
                 continue;
             }
-            if !push(&c.record(now, *fp, RecordBody::Refresh)) {
+            if !push(&c.record(now, c.fp, RecordBody::Refresh)) {
                 return false;
             }
             c.announced_ms = c.last_seen_ms;
@@ -91,7 +92,7 @@ impl Directory {
             return Verdict::Unchanged; // our own record coming back, or stale news of us
         }
         let mut moved = false;
-        if let Some(c) = self.clients.get(&fp) {
+        if let Some(c) = self.client(&fp) {
             if c.ts > ts || (c.ts == ts && home < self.uid) {
                 return Verdict::Unchanged;
             }
@@ -123,8 +124,8 @@ impl Directory {
     ) -> Result<(), Full> {
         self.remote.insert(fp, entry)?;
         if moved {
-            if let Some(c) = self.clients.remove(&fp) {
-                self.by_addr.remove(&c.addr);
+            if let Some(s) = self.slot(&fp) {
+                self.unlink(s);
             }
         }
         Ok(())
@@ -141,8 +142,7 @@ impl Directory {
         if held.is_some_and(|r| r.ts == ts) {
             return Refresh::Moved(self.remote.touch(&fp, seen_ms, self.ttl_ms));
         }
-        let known =
-            held.is_some_and(|r| r.ts > ts) || self.clients.get(&fp).is_some_and(|c| c.ts >= ts);
+        let known = held.is_some_and(|r| r.ts > ts) || self.client(&fp).is_some_and(|c| c.ts >= ts);
         if known {
             Refresh::Known
         } else {
@@ -167,7 +167,7 @@ impl Directory {
         let mut entries: Vec<(&Fingerprint, SocketAddr)> = self
             .clients
             .iter()
-            .map(|(fp, c)| (fp, c.addr))
+            .map(|(_, c)| (&c.fp, c.addr))
             .chain(self.remote.iter().map(|(fp, r)| (fp, r.addr)))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -196,7 +196,8 @@ impl Directory {
         let mut candidates = 0usize;
         let keys = self
             .clients
-            .keys()
+            .iter()
+            .map(|(_, c)| &c.fp)
             .chain(self.remote.iter().map(|(fp, _)| fp));
         for fp in keys.filter(|fp| above(fp)) {
             candidates += 1;
@@ -210,7 +211,7 @@ impl Directory {
         let page = page.into_sorted_vec();
         let mut records = 0;
         for fp in &page {
-            let written = if let Some(c) = self.clients.get(fp) {
+            let written = if let Some(c) = self.client(fp) {
                 push_frame(&local_record(&self.alias, self.uid, now, *fp, c), out)
             } else if let Some(r) = self.remote.get(fp) {
                 push_frame(&remote_record(now, *fp, r), out)
