@@ -8,6 +8,7 @@
 mod heap;
 mod records;
 pub(in crate::core::udp) mod slab;
+mod spki;
 mod unlisted;
 
 pub use records::DirectoryPage;
@@ -29,8 +30,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use unlisted::Unlisted;
 
-/// One online client registered here: a fixed-size record (160 bytes on 64-bit targets)
-/// in the directory's slab, plus its key's and its registration's heap bytes.
+/// One online client registered here: a fixed-size record (128 bytes on 64-bit targets)
+/// in the directory's slab, plus its registration's heap bytes.
 #[derive(Debug, Clone)]
 pub(super) struct Client {
     /// Its fingerprint (the key of the directory's index).
@@ -46,8 +47,9 @@ pub(super) struct Client {
     /// Whether it sent a keepalive since it registered (clients that never did are evicted
     /// first).
     kept_alive: bool,
-    /// The key of its certificate, to check its relays.
-    pub(super) key: VerifyingKey,
+    /// Where the key of its certificate is in `signed`'s payload (its SubjectPublicKeyInfo,
+    /// byte offsets), to check its relays; `[0, 0]` when it was not found.
+    spki: [u16; 2],
     /// The signed timestamp of the registration held (Unix s).
     pub(super) ts: u64,
     /// That registration's signature and payload, for records and directory pages.
@@ -57,6 +59,12 @@ pub(super) struct Client {
 }
 
 impl Client {
+    /// The key of its certificate, read from its registration (`None` if it does not
+    /// parse, which a certificate that passed admission does).
+    pub(super) fn key(&self) -> Option<VerifyingKey> {
+        spki::key_at(self.signed.payload(), self.spki)
+    }
+
     /// A record (hops 0) of kind `body` about this client, its age taken at `now`.
     pub(super) fn record<'a>(
         &self,
@@ -208,15 +216,29 @@ impl Directory {
     }
 
     /// Whom `src` speaks for at `now`: the fingerprint whose directory address it is, else
-    /// the one a live unlisted registration bound it to; with that client's key.
-    pub(super) fn speaker(
+    /// the one a live unlisted registration bound it to. Allocates nothing.
+    #[inline]
+    pub(super) fn speaker(&self, now: Now, src: &SocketAddr) -> Option<Fingerprint> {
+        match self.slot_at(src) {
+            Some(s) => self.clients.get(s).map(|c| c.fp),
+            None => self.unlisted.at(now, src).map(|b| b.fp),
+        }
+    }
+
+    /// [`Self::speaker`] with that client's key (to check a relay): read from the listed
+    /// client's registration, or the unlisted binding's (cloned); `None` for the key when
+    /// it does not parse.
+    pub(super) fn speaker_key(
         &self,
         now: Now,
         src: &SocketAddr,
-    ) -> Option<(Fingerprint, &VerifyingKey)> {
+    ) -> Option<(Fingerprint, Option<VerifyingKey>)> {
         match self.slot_at(src) {
-            Some(s) => self.clients.get(s).map(|c| (c.fp, &c.key)),
-            None => self.unlisted.at(now, src).map(|b| (b.fp, &b.key)),
+            Some(s) => self.clients.get(s).map(|c| (c.fp, c.key())),
+            None => self
+                .unlisted
+                .at(now, src)
+                .map(|b| (b.fp, Some(b.key.clone()))),
         }
     }
 
@@ -331,7 +353,7 @@ impl Directory {
         victim.map_or(Room::Full, |c| Room::Evict(c.fp))
     }
 
-    /// Binds `fp` (key `key`) to `src` for registration `root`, accepted at `now`: a new
+    /// Binds `fp` to `src` for registration `root`, accepted at `now`: a new
     /// client, or a known one refreshed (moved, when `src` is another address). A remote
     /// entry of `fp` goes: it is ours now; so does an unlisted binding of `src`. The caller
     /// has made room ([`Self::room_for`]) and taken any other fingerprint bound to `src`
@@ -341,12 +363,11 @@ impl Directory {
         &mut self,
         now: Now,
         fp: Fingerprint,
-        key: VerifyingKey,
         src: SocketAddr,
         root: &Root<'_>,
     ) -> bool {
         let (news, s) = match self.slot(&fp) {
-            Some(s) => (self.reregister(now, s, key, src, root), s),
+            Some(s) => (self.reregister(now, s, src, root), s),
             None => {
                 self.offline.remove(&fp);
                 let s = self.clients.insert(Client {
@@ -356,7 +377,7 @@ impl Directory {
                     deadline_ms: now.mono_ms + self.ttl_ms,
                     shift: root.shift_len,
                     kept_alive: false,
-                    key,
+                    spki: spki::spki_in(root.payload).unwrap_or_default(),
                     ts: root.timestamp,
                     signed: Signed::new(root.signature, root.payload),
                     announced_ms: now.mono_ms,
@@ -376,14 +397,7 @@ impl Directory {
     /// A new registration `root` of the client in slot `s` from `src` (see
     /// [`Self::register`]); its address is indexed again by the caller. Returns whether it
     /// is news.
-    fn reregister(
-        &mut self,
-        now: Now,
-        s: u32,
-        key: VerifyingKey,
-        src: SocketAddr,
-        root: &Root<'_>,
-    ) -> bool {
+    fn reregister(&mut self, now: Now, s: u32, src: SocketAddr, root: &Root<'_>) -> bool {
         let Some(&Client { addr, .. }) = self.clients.get(s) else {
             return false;
         };
@@ -398,10 +412,10 @@ impl Directory {
         c.addr = src;
         c.last_seen_ms = now.mono_ms;
         c.shift = root.shift_len;
-        c.key = key;
         if news {
             c.ts = ts;
             c.signed = Signed::new(root.signature, root.payload);
+            c.spki = spki::spki_in(root.payload).unwrap_or_default();
         }
         // A client that never kept alive moves to the back of the eviction order.
         self.never_kept_alive.update(s, seen_key(&self.clients));
@@ -589,7 +603,8 @@ mod tests {
     fn register(d: &mut Directory, now: Now, n: u8, ts: u64, k: &VerifyingKey) -> bool {
         let bytes = root_bytes(ts);
         let root = Root::parse(&bytes).unwrap();
-        d.register(now, fp(n), k.clone(), addr(n), &root)
+        let _ = k; // the key is read from the registration's certificate
+        d.register(now, fp(n), addr(n), &root)
     }
 
     fn remote(home: &str, ts: u64, n: u8, k: &VerifyingKey) -> Remote {
@@ -610,7 +625,7 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_client_record_stays_small() {
-        assert_eq!(std::mem::size_of::<Option<Client>>(), 160);
+        assert_eq!(std::mem::size_of::<Option<Client>>(), 128);
         assert_eq!(std::mem::size_of::<Signed>(), 24);
     }
 
