@@ -5,6 +5,7 @@
 //! peers' DirRecords do to it, its digest and its pages. It never checks signatures and
 //! never sends.
 
+mod arena;
 mod heap;
 mod records;
 pub(in crate::core::udp) mod slab;
@@ -17,21 +18,22 @@ pub(super) use records::{Refresh, Verdict};
 pub(super) use unlisted::Binding;
 
 use super::config::UdpConfig;
-use super::remote::{RemoteTable, Signed};
+use super::remote::RemoteTable;
 use crate::core::Now;
 use crate::identity::VerifyingKey;
 use crate::wire::name::cut_utf8;
 use crate::wire::tcp::dir::{DirRecord, RecordBody};
 use crate::wire::udp::LookupStatus;
 use crate::wire::{Fingerprint, Root};
+use arena::{Arena, Stored};
 use heap::SlotHeap;
 use slab::{Slab, SlotIndex};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use unlisted::Unlisted;
 
-/// One online client registered here: a fixed-size record (128 bytes on 64-bit targets)
-/// in the directory's slab, plus its registration's heap bytes.
+/// One online client registered here: a fixed-size record (112 bytes on 64-bit targets)
+/// in the directory's slab, plus its registration in the directory's arena.
 #[derive(Debug, Clone)]
 pub(super) struct Client {
     /// Its fingerprint (the key of the directory's index).
@@ -52,8 +54,9 @@ pub(super) struct Client {
     spki: [u16; 2],
     /// The signed timestamp of the registration held (Unix s).
     pub(super) ts: u64,
-    /// That registration's signature and payload, for records and directory pages.
-    signed: Signed,
+    /// Where that registration's signature and payload are in the directory's arena, for
+    /// records and directory pages.
+    signed: Stored,
     /// `last_seen_ms` as last announced to peers (registration or refresh record).
     announced_ms: u64,
 }
@@ -61,8 +64,8 @@ pub(super) struct Client {
 impl Client {
     /// The key of its certificate, read from its registration (`None` if it does not
     /// parse, which a certificate that passed admission does).
-    pub(super) fn key(&self) -> Option<VerifyingKey> {
-        spki::key_at(self.signed.payload(), self.spki)
+    fn key(&self, arena: &Arena) -> Option<VerifyingKey> {
+        spki::key_at(arena.get(self.signed).1, self.spki)
     }
 
     /// A record (hops 0) of kind `body` about this client, its age taken at `now`.
@@ -115,8 +118,10 @@ pub(super) enum PunchVia {
     Nowhere,
 }
 
-/// The directory's bounds on its local tables (docs/PROTOCOL.md §5.11).
+/// The directory's bounds on its local tables (docs/PROTOCOL.md §5.11) and the TTL.
 struct Limits {
+    /// A local client's time to live without a keepalive, ms (docs/PROTOCOL.md §5.10).
+    ttl_ms: u64,
     /// Most local clients.
     max_clients: usize,
     /// Most offline fingerprints remembered.
@@ -125,18 +130,19 @@ struct Limits {
 
 /// The directory of local and remote clients. The local clients are records in one slab,
 /// found by fingerprint and by address through two slot indexes, ordered by deadline and
-/// (those that never kept alive) by registration time in two slot heaps: no allocation
-/// per client but its key's and its registration's bytes (docs/CAPACITY.md, "Memory per
-/// client").
+/// (those that never kept alive) by registration time in two slot heaps, their
+/// registrations in an arena of size classes: no allocation of its own per client
+/// (docs/CAPACITY.md, "Memory per client").
 pub(super) struct Directory {
     /// This server's alias: the home shown for local clients (at most 255 bytes).
     alias: String,
     /// This server's node uid: the home of local clients in federation.
     uid: [u8; 16],
-    ttl_ms: u64,
     limits: Limits,
     /// The local clients.
     clients: Slab<Client>,
+    /// Their registrations.
+    arena: Arena,
     /// Their slots by fingerprint.
     by_fp: SlotIndex,
     /// Their slots by address.
@@ -159,12 +165,13 @@ impl Directory {
         Directory {
             alias: cut_utf8(&cfg.identity.alias, 255).to_string(),
             uid,
-            ttl_ms: cfg.timers.ttl_ms,
             limits: Limits {
+                ttl_ms: cfg.timers.ttl_ms,
                 max_clients: cfg.tables.max_clients,
                 max_offline: cfg.tables.max_offline,
             },
             clients: Slab::default(),
+            arena: Arena::default(),
             by_fp: SlotIndex::default(),
             by_addr: SlotIndex::default(),
             expiry: SlotHeap::default(),
@@ -234,7 +241,7 @@ impl Directory {
         src: &SocketAddr,
     ) -> Option<(Fingerprint, Option<VerifyingKey>)> {
         match self.slot_at(src) {
-            Some(s) => self.clients.get(s).map(|c| (c.fp, c.key())),
+            Some(s) => self.clients.get(s).map(|c| (c.fp, c.key(&self.arena))),
             None => self
                 .unlisted
                 .at(now, src)
@@ -370,16 +377,17 @@ impl Directory {
             Some(s) => (self.reregister(now, s, src, root), s),
             None => {
                 self.offline.remove(&fp);
+                let signed = self.arena.store(root.signature, root.payload);
                 let s = self.clients.insert(Client {
                     fp,
                     addr: src,
                     last_seen_ms: now.mono_ms,
-                    deadline_ms: now.mono_ms + self.ttl_ms,
+                    deadline_ms: now.mono_ms + self.limits.ttl_ms,
                     shift: root.shift_len,
                     kept_alive: false,
                     spki: spki::spki_in(root.payload).unwrap_or_default(),
                     ts: root.timestamp,
-                    signed: Signed::new(root.signature, root.payload),
+                    signed: signed.unwrap_or_default(),
                     announced_ms: now.mono_ms,
                 });
                 self.by_fp.insert(&Some(fp), s, fp_of(&self.clients));
@@ -414,7 +422,11 @@ impl Directory {
         c.shift = root.shift_len;
         if news {
             c.ts = ts;
-            c.signed = Signed::new(root.signature, root.payload);
+            self.arena.free(c.signed);
+            c.signed = self
+                .arena
+                .store(root.signature, root.payload)
+                .unwrap_or_default();
             c.spki = spki::spki_in(root.payload).unwrap_or_default();
         }
         // A client that never kept alive moves to the back of the eviction order.
@@ -429,7 +441,9 @@ impl Directory {
         self.by_addr.remove(&Some(addr), s, addr_of(&self.clients));
         self.expiry.remove(s, deadline_key(&self.clients));
         self.never_kept_alive.remove(s, seen_key(&self.clients));
-        self.clients.remove(s)
+        let c = self.clients.remove(s)?;
+        self.arena.free(c.signed);
+        Some(c)
     }
 
     /// Takes local client `fp` out of the directory (TTL, eviction, its address taken by
@@ -461,7 +475,7 @@ impl Directory {
             if c.deadline_ms > now.mono_ms {
                 return None;
             }
-            let real = c.last_seen_ms + self.ttl_ms;
+            let real = c.last_seen_ms + self.limits.ttl_ms;
             if real > now.mono_ms {
                 c.deadline_ms = real;
                 self.expiry.update(s, deadline_key(&self.clients));
@@ -534,7 +548,7 @@ fn secs(ms: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::udp::remote::Remote;
+    use crate::core::udp::remote::{Remote, Signed};
     use crate::core::udp::{TableBounds, UdpIdentity, UdpTimers};
     use crate::identity::{Identity, KeyAlgorithm};
     use crate::wire::udp::root::PARAM_TO_SERVER;
@@ -625,8 +639,8 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_client_record_stays_small() {
-        assert_eq!(std::mem::size_of::<Option<Client>>(), 128);
-        assert_eq!(std::mem::size_of::<Signed>(), 24);
+        assert_eq!(std::mem::size_of::<Option<Client>>(), 112);
+        assert_eq!(std::mem::size_of::<Stored>(), 8);
     }
 
     #[test]

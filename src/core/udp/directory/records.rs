@@ -52,7 +52,8 @@ impl Directory {
         let s = self.slot(&fp)?;
         let c = self.clients.get_mut(s)?;
         c.announced_ms = c.last_seen_ms;
-        Some(local_record(&self.alias, self.uid, now, fp, c))
+        let signed = self.arena.get(c.signed);
+        Some(local_record(&self.alias, self.uid, now, fp, c, signed))
     }
 
     /// The refresh pass: hands `push` a refresh record (kind 2) for each local client
@@ -102,7 +103,7 @@ impl Directory {
             Some(r) if r.ts > ts => Verdict::Unchanged,
             Some(r) if r.ts == ts && r.home_uid == home && r.addr == addr => {
                 // The registration we hold: only a refresh.
-                Verdict::Refreshed(self.remote.touch(&fp, seen_ms, self.ttl_ms))
+                Verdict::Refreshed(self.remote.touch(&fp, seen_ms, self.limits.ttl_ms))
             }
             Some(r) if r.ts == ts && r.home_uid != home && home < r.home_uid => Verdict::Unchanged,
             Some(_) => Verdict::Install { moved },
@@ -140,7 +141,7 @@ impl Directory {
     ) -> Refresh {
         let held = self.remote.get(&fp);
         if held.is_some_and(|r| r.ts == ts) {
-            return Refresh::Moved(self.remote.touch(&fp, seen_ms, self.ttl_ms));
+            return Refresh::Moved(self.remote.touch(&fp, seen_ms, self.limits.ttl_ms));
         }
         let known = held.is_some_and(|r| r.ts > ts) || self.client(&fp).is_some_and(|c| c.ts >= ts);
         if known {
@@ -212,7 +213,11 @@ impl Directory {
         let mut records = 0;
         for fp in &page {
             let written = if let Some(c) = self.client(fp) {
-                push_frame(&local_record(&self.alias, self.uid, now, *fp, c), out)
+                let signed = self.arena.get(c.signed);
+                push_frame(
+                    &local_record(&self.alias, self.uid, now, *fp, c, signed),
+                    out,
+                )
             } else if let Some(r) = self.remote.get(fp) {
                 push_frame(&remote_record(now, *fp, r), out)
             } else {
@@ -229,13 +234,14 @@ impl Directory {
 }
 
 /// The registration record (kind 1, hops 0, home = this server: `uid`, shown as `alias`)
-/// of local client `c`.
+/// of local client `c`, whose registration is `signed` (signature, payload).
 fn local_record<'a>(
     alias: &'a str,
     uid: [u8; 16],
     now: Now,
     fp: Fingerprint,
     c: &'a Client,
+    signed: (&'a [u8], &'a [u8]),
 ) -> DirRecord<'a> {
     c.record(
         now,
@@ -244,8 +250,8 @@ fn local_record<'a>(
             addr: c.addr,
             home_uid: uid,
             home: alias,
-            signature: c.signed.signature(),
-            payload: c.signed.payload(),
+            signature: signed.0,
+            payload: signed.1,
         }),
     )
 }
