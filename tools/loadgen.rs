@@ -24,8 +24,8 @@ use rendezvous::wire::tcp::{
     self, emit_count, parse_count, ContactFields, Hello, Role, ServerCommand, StatusFrame,
     COUNT_LEN, SERVER_RECORD_LEN,
 };
-use rendezvous::wire::udp::root::{PARAM_FROM_SERVER, PARAM_TO_SERVER};
-use rendezvous::wire::udp::{LookupAnswer, LookupStatus, OkInfo, Payload};
+use rendezvous::wire::udp::root::{signed_message, PARAM_FROM_SERVER, PARAM_TO_SERVER};
+use rendezvous::wire::udp::{LookupAnswer, LookupStatus, OkInfo, Payload, Register, COOKIE_LEN};
 use rendezvous::wire::{Fingerprint, PacketType, Root, RootHeader};
 use socket2::{SockAddr, SockRef};
 use std::net::{SocketAddr, UdpSocket};
@@ -63,6 +63,18 @@ enum Cmd {
         target: SocketAddr,
         #[arg(long, default_value_t = 1_000_000)]
         count: u32,
+    },
+    /// Registers `count` distinct fresh Ed25519 identities at a loopback `target`, each
+    /// from its own source address (127.1.0.0 upwards), `window` registrations in flight,
+    /// and leaves them registered (the sockets close; the server keeps each client until
+    /// its TTL): what `scripts/memory` measures the RSS per client with.
+    Clients {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 100_000)]
+        count: u32,
+        #[arg(long, default_value_t = 256)]
+        window: usize,
     },
     /// Streams AskForUpdate from `target` (role 1) and times it; with --pid, reports the
     /// server's peak memory (VmHWM) before and after.
@@ -132,6 +144,11 @@ fn main() -> Result<()> {
         Cmd::Keepalive(l) => keepalive(&l),
         Cmd::Lookup(l) => lookup(&l),
         Cmd::Fill { target, count } => fill(target, count),
+        Cmd::Clients {
+            target,
+            count,
+            window,
+        } => many_clients(target, count, window),
         Cmd::Stream { target, pid } => stream(target, pid),
         Cmd::TcpSender {
             listen,
@@ -506,5 +523,124 @@ fn sink(listen: SocketAddr, secs: u64) -> Result<()> {
             let _ = replies.send_to_with_flags(reply, &SockAddr::from(from), libc::MSG_DONTWAIT);
         }
     }
+    Ok(())
+}
+
+/// One registration in flight for `loadgen clients`.
+struct Pending {
+    sock: UdpSocket,
+    id: Identity,
+    /// When the last datagram went (resent after a second without an answer).
+    sent: Instant,
+    /// The cookie, once the server sent one.
+    cookie: Option<[u8; COOKIE_LEN]>,
+}
+
+/// A registration of `id` at the current time, with `cookie` when there is one (without,
+/// the signature is left out: the server asks for a cookie before it looks at it).
+fn registration(id: &Identity, cookie: Option<&[u8; COOKIE_LEN]>) -> Result<Vec<u8>> {
+    let p = Payload::Register(Register::listed(id.cert_der(), cookie));
+    let mut body = vec![0u8; p.buffer_len()];
+    let n = p.emit(&mut body)?;
+    body.truncate(n);
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let sig = match cookie {
+        Some(_) => id.sign(&signed_message(ts, &body)),
+        None => vec![0; 64],
+    };
+    Ok(RootHeader {
+        params: PARAM_TO_SERVER,
+        shift_len: None,
+        packet_type: PacketType::Register,
+        signature: &sig,
+        timestamp: ts,
+    }
+    .to_vec(&body)?)
+}
+
+/// Opens the socket of client `i` (source 127.1.0.0 + i) and sends its first datagram.
+fn start_client(target: SocketAddr, i: u32) -> Result<Pending> {
+    let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(127, 1, 0, 0)) + i);
+    let sock = UdpSocket::bind((ip, 0))?;
+    sock.connect(target)?;
+    sock.set_nonblocking(true)?;
+    let id = Identity::generate(KeyAlgorithm::Ed25519, &format!("clients {i}"))?;
+    sock.send(&registration(&id, None)?)?;
+    Ok(Pending {
+        sock,
+        id,
+        sent: Instant::now(),
+        cookie: None,
+    })
+}
+
+/// `loadgen clients`: see [`Cmd::Clients`]. Gives up on a client after 10 resends.
+fn many_clients(target: SocketAddr, count: u32, window: usize) -> Result<()> {
+    if !target.ip().is_loopback() || target.is_ipv6() {
+        bail!("clients registers from 127.1.0.0 upwards: the target must be IPv4 loopback");
+    }
+    if count > 16_000_000 {
+        bail!("--count must be at most 16000000");
+    }
+    let start = Instant::now();
+    let (mut next, mut done, mut refused, mut resent) = (0u32, 0u64, 0u64, 0u64);
+    let mut flight: Vec<Pending> = Vec::with_capacity(window);
+    let mut buf = [0u8; RX_LEN];
+    let cert_len = Identity::generate(KeyAlgorithm::Ed25519, "clients 0")?
+        .cert_der()
+        .len();
+    while next < count || !flight.is_empty() {
+        while flight.len() < window.max(1) && next < count {
+            flight.push(start_client(target, next)?);
+            next += 1;
+        }
+        let mut k = 0;
+        let mut progress = false;
+        while k < flight.len() {
+            let p = &mut flight[k];
+            let Ok(n) = p.sock.recv(&mut buf) else {
+                if p.sent.elapsed() > Duration::from_secs(1) {
+                    resent += 1;
+                    if resent > 10 * u64::from(count).max(1) {
+                        bail!("no answers from {target}");
+                    }
+                    p.sock.send(&registration(&p.id, p.cookie.as_ref())?)?;
+                    p.sent = Instant::now();
+                }
+                k += 1;
+                continue;
+            };
+            progress = true;
+            let answer = Root::parse(&buf[..n])
+                .ok()
+                .and_then(|r| Payload::parse(r.packet_type, r.payload).ok());
+            match answer {
+                Some(Payload::Cookie(c)) => {
+                    p.cookie = Some(c);
+                    p.sock.send(&registration(&p.id, Some(&c))?)?;
+                    p.sent = Instant::now();
+                    k += 1;
+                }
+                Some(Payload::Ok(_)) => {
+                    done += 1;
+                    flight.swap_remove(k);
+                }
+                Some(Payload::Error(_)) => {
+                    refused += 1;
+                    flight.swap_remove(k);
+                }
+                _ => k += 1,
+            }
+        }
+        if !progress {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    println!(
+        "clients: registered={done} refused={refused} resent={resent} cert_der_bytes={cert_len} secs={:.1}",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

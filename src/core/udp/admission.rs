@@ -6,6 +6,7 @@
 
 use super::config::UdpConfig;
 use super::cookie::CookieJar;
+use super::directory::slab::SlotIndex;
 use super::emit::{wire_detail, Refusal};
 use super::fresh::{packet_digest, FreshTable};
 use super::limits::{is_loopback, prefix_of, site_of, Buckets};
@@ -52,17 +53,27 @@ impl From<Refusal> for Rejected {
 }
 
 /// Verified certificates by fingerprint, at most `cap`, the oldest inserted evicted first
-/// (docs/PROTOCOL.md §5.4).
+/// (docs/PROTOCOL.md §5.4): a ring of `cap` slots indexed by fingerprint, about 90 bytes a
+/// certificate plus its key's heap bytes.
 #[derive(Debug)]
 struct CertCache {
-    certs: HashMap<Fingerprint, VerifiedCertificate>,
-    order: VecDeque<Fingerprint>,
+    /// The ring: grows to `cap`, then the slot at `next` is the oldest and is reused.
+    certs: Vec<VerifiedCertificate>,
+    /// Ring slots by fingerprint.
+    index: SlotIndex,
+    /// The next slot to fill once the ring is full.
+    next: usize,
     cap: usize,
     /// Certificates refused, with the error and the Unix second until which it stands
     /// (a time-dependent refusal for 60 s, any other for good): a refused certificate sent
     /// again costs a lookup, not a signature check (docs/PROTOCOL.md §5.11).
     rejected: HashMap<Fingerprint, (IdentityError, u64)>,
     rejected_order: VecDeque<Fingerprint>,
+}
+
+/// Reads the fingerprint of a ring slot (the key of [`CertCache::index`]).
+fn fp_at(certs: &[VerifiedCertificate]) -> impl Fn(u32) -> Option<Fingerprint> + '_ {
+    |s| certs.get(s as usize).map(|c| c.fingerprint)
 }
 
 /// A registration costs this many tokens from its /24 or /64 bucket and 1 from its IPv6
@@ -76,6 +87,24 @@ const SITE_SHARE: u32 = PER_PREFIX as u32;
 const TIMED_REFUSAL_S: u64 = 60;
 
 impl CertCache {
+    /// An empty cache of at most `cap` certificates (and `cap` refusals).
+    fn new(cap: usize) -> Self {
+        CertCache {
+            certs: Vec::new(),
+            index: SlotIndex::default(),
+            next: 0,
+            cap,
+            rejected: HashMap::new(),
+            rejected_order: VecDeque::new(),
+        }
+    }
+
+    /// The slot of certificate `fp`.
+    fn slot(&self, fp: &Fingerprint) -> Option<u32> {
+        let certs = &self.certs;
+        self.index.find(&Some(*fp), fp_at(certs))
+    }
+
     /// The key of certificate `cert` (whose fingerprint is `fp`): from the cache while the
     /// cached certificate is in date at `now`, else verified (self-signed, valid at `now`)
     /// and cached.
@@ -88,19 +117,21 @@ impl CertCache {
         self.key_or(now, fp, cert, None)
     }
 
-    /// Whether [`Self::key`] of `fp` at `now` would answer from the cache.
-    /// The key of certificate `fp` while the cache holds it in date at `now`.
-    fn cached_key(&self, now: Now, fp: &Fingerprint) -> Option<&VerifyingKey> {
-        let vc = self.certs.get(fp)?;
-        vc.is_valid_at(now.unix_s).then_some(&vc.key)
+    /// The cached certificate `fp` while it is in date at `now`.
+    fn cached(&self, now: Now, fp: &Fingerprint) -> Option<&VerifiedCertificate> {
+        let vc = self.slot(fp).and_then(|s| self.certs.get(s as usize))?;
+        vc.is_valid_at(now.unix_s).then_some(vc)
     }
 
+    /// The key of certificate `fp` while the cache holds it in date at `now`.
+    fn cached_key(&self, now: Now, fp: &Fingerprint) -> Option<&VerifyingKey> {
+        self.cached(now, fp).map(|vc| &vc.key)
+    }
+
+    /// Whether [`Self::key`] of `fp` at `now` would answer from the cache (the
+    /// certificate, or its refusal).
     fn known(&self, now: Now, fp: &Fingerprint) -> bool {
-        let cached = self
-            .certs
-            .get(fp)
-            .is_some_and(|vc| vc.is_valid_at(now.unix_s));
-        cached || self.rejected.get(fp).is_some_and(|r| now.unix_s < r.1)
+        self.cached(now, fp).is_some() || self.rejected.get(fp).is_some_and(|r| now.unix_s < r.1)
     }
 
     /// [`Self::key`], with the verdict of the full check when a batch made it already
@@ -112,7 +143,7 @@ impl CertCache {
         cert: &[u8],
         verdict: Option<Result<VerifiedCertificate, IdentityError>>,
     ) -> Result<VerifyingKey, IdentityError> {
-        if let Some(vc) = self.certs.get(&fp).filter(|vc| vc.is_valid_at(now.unix_s)) {
+        if let Some(vc) = self.cached(now, &fp) {
             return Ok(vc.key.clone());
         }
         if let Some(&(e, until)) = self.rejected.get(&fp) {
@@ -157,21 +188,34 @@ impl CertCache {
         }
     }
 
+    /// Caches `vc` (whose fingerprint is `fp`): in place of the entry of `fp` if there is
+    /// one, else in a new slot or, the ring full, in place of the oldest.
     fn insert(&mut self, fp: Fingerprint, vc: VerifiedCertificate) {
         if self.cap == 0 {
             return;
         }
-        while self.certs.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.certs.remove(&old);
-                }
-                None => break,
-            }
+        let vc = VerifiedCertificate {
+            fingerprint: fp,
+            ..vc
+        };
+        if let Some(s) = self.slot(&fp) {
+            self.certs[s as usize] = vc;
+            return;
         }
-        if self.certs.insert(fp, vc).is_none() {
-            self.order.push_back(fp);
-        }
+        let s = if self.certs.len() < self.cap {
+            self.certs.push(vc);
+            self.certs.len() - 1
+        } else {
+            let s = self.next % self.certs.len();
+            self.next = s + 1;
+            let old = self.certs[s].fingerprint;
+            let certs = &self.certs;
+            self.index.remove(&Some(old), s as u32, fp_at(certs));
+            self.certs[s] = vc;
+            s
+        };
+        let certs = &self.certs;
+        self.index.insert(&Some(fp), s as u32, fp_at(certs));
     }
 }
 
@@ -208,13 +252,7 @@ impl Admission {
                 cfg.limits.register_per_s.saturating_mul(2 * SITE_SHARE),
                 cfg.limits.max_entries,
             ),
-            certs: CertCache {
-                certs: HashMap::new(),
-                order: VecDeque::new(),
-                cap: cfg.tables.max_cert_cache,
-                rejected: HashMap::new(),
-                rejected_order: VecDeque::new(),
-            },
+            certs: CertCache::new(cfg.tables.max_cert_cache),
             fresh: FreshTable::new(cfg),
             scratch: Box::new([0; MAX_DATAGRAM]),
             batch: Prepass::default(),
@@ -523,13 +561,7 @@ mod tests {
     /// refusal is checked again after 60 s.
     #[test]
     fn refused_certificates_are_remembered() {
-        let mut c = CertCache {
-            certs: HashMap::new(),
-            order: VecDeque::new(),
-            cap: 2,
-            rejected: HashMap::new(),
-            rejected_order: VecDeque::new(),
-        };
+        let mut c = CertCache::new(2);
         let good = Identity::generate(KeyAlgorithm::Ed25519, "good").unwrap();
         let now = start();
         let garbage = [0x30, 0x03, 1, 2, 3];

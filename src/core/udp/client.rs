@@ -88,7 +88,7 @@ impl UdpCore {
             self.go_offline(now, other);
         }
         let new = self.directory.client(&a.fp).is_none();
-        let news = self.directory.register(now, a.fp, a.key, req.src, root);
+        let news = self.directory.register(now, a.fp, req.src, root);
         self.counters.registrations += 1;
         tracing::debug!(fingerprint = %a.fp, addr = %ClientAddr(req.src), new, "client registered");
         if news {
@@ -136,7 +136,7 @@ impl UdpCore {
     /// the key of the client the source speaks for; then [`Self::route_relay`].
     pub(super) fn relay(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
         let directory = &self.directory;
-        let Some((from, key)) = directory.speaker(now, &req.src) else {
+        let Some((from, key)) = directory.speaker_key(now, &req.src) else {
             let why = "register before relaying";
             return self.emitter.refuse(out, req, status::FORBIDDEN, why);
         };
@@ -156,7 +156,7 @@ impl UdpCore {
         let online = |fp: &Fingerprint| directory.client(fp).is_some();
         match self
             .admission
-            .check_relay(now, root, from, Some(key), online)
+            .check_relay(now, root, from, key.as_ref(), online)
         {
             Ok(digest) => self.route_relay(now, req, from, relay, (root.timestamp, digest), out),
             Err(r) => self.emitter.reject(out, req, r),
@@ -225,7 +225,7 @@ impl UdpCore {
     /// for an online target naming the asker at the lookup's source: sent here, or
     /// forwarded to its home server. Allocates nothing.
     pub(super) fn lookup(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
-        let Some((asker, _)) = self.directory.speaker(now, &req.src) else {
+        let Some(asker) = self.directory.speaker(now, &req.src) else {
             let why = "register before looking up";
             return self.emitter.refuse(out, req, status::FORBIDDEN, why);
         };
@@ -295,7 +295,7 @@ impl UdpCore {
     /// with an empty payload (400) gets the events queued for the client it speaks for,
     /// there, in its registration's layout.
     pub(super) fn fetch(&mut self, now: Now, req: Req, root: &Root<'_>, out: &mut Out<'_>) {
-        let Some((fp, _)) = self.directory.speaker(now, &req.src) else {
+        let Some(fp) = self.directory.speaker(now, &req.src) else {
             let why = "register before fetching";
             return self.emitter.refuse(out, req, status::FORBIDDEN, why);
         };

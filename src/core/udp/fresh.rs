@@ -4,26 +4,53 @@
 //! and never decides what a refusal says on the wire.
 
 use super::config::UdpConfig;
+use super::directory::slab::{Slab, SlotIndex};
 use crate::core::Now;
 use crate::wire::{Fingerprint, PacketType};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 /// Most signed packets accepted per fingerprint with one timestamp.
 const MAX_SAME_SECOND: usize = 64;
 
 /// Per-fingerprint freshness state: the newest accepted signed timestamp and the digests
-/// of the packets accepted with exactly that timestamp.
-#[derive(Debug, Default)]
+/// of the packets accepted with exactly that timestamp. 56 bytes, a slot of the table's
+/// slab; a second digest in one second costs a heap allocation.
+#[derive(Debug)]
 struct Fresh {
+    fp: Fingerprint,
     last_ts: u64,
-    digests: Vec<u64>,
+    digests: Digests,
 }
 
-/// The freshness table: at most 2 x `max_clients` fingerprints (at least 16).
+/// The digests accepted at one timestamp: the first inline (the usual case: one signed
+/// packet a second), more in a boxed slice (16 bytes either way; a push copies the slice,
+/// at most [`MAX_SAME_SECOND`] digests).
+#[derive(Debug)]
+enum Digests {
+    One(u64),
+    Many(Box<[u64]>),
+}
+
+impl Digests {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Digests::One(d) => std::slice::from_ref(d),
+            Digests::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, digest: u64) {
+        let more = [self.as_slice(), &[digest]].concat();
+        *self = Digests::Many(more.into_boxed_slice());
+    }
+}
+
+/// The freshness table: at most 2 x `max_clients` fingerprints (at least 16), in a slab
+/// indexed by fingerprint (about 67 bytes each at a million).
 #[derive(Debug)]
 pub(super) struct FreshTable {
-    map: HashMap<Fingerprint, Fresh>,
+    entries: Slab<Fresh>,
+    index: SlotIndex,
     cap: usize,
     /// [`UdpConfig::accept_replayed`]: no window, and state kept however old.
     accept_replayed: bool,
@@ -35,7 +62,8 @@ impl FreshTable {
     /// An empty table for `cfg` (its `tables.max_clients`, `timers.freshness_s`, `accept_replayed`).
     pub(super) fn new(cfg: &UdpConfig) -> Self {
         FreshTable {
-            map: HashMap::with_capacity(cfg.tables.max_clients.min(1 << 16)),
+            entries: Slab::default(),
+            index: SlotIndex::default(),
             cap: cfg.tables.max_clients.saturating_mul(2).max(16),
             accept_replayed: cfg.accept_replayed,
             freshness_s: cfg.timers.freshness_s,
@@ -67,20 +95,48 @@ impl FreshTable {
         }
     }
 
+    /// The state of `fp`, by its slot.
+    fn slot(&self, fp: &Fingerprint) -> Option<u32> {
+        let entries = &self.entries;
+        self.index
+            .find(fp, |s| entries.get(s).map_or(NO_FP, |f| f.fp))
+    }
+
+    fn get(&self, fp: &Fingerprint) -> Option<&Fresh> {
+        self.entries.get(self.slot(fp)?)
+    }
+
+    /// Fingerprints held.
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    fn retain(&mut self, mut keep: impl FnMut(&Fresh) -> bool) {
+        let entries = &mut self.entries;
+        self.index.retain(|s| {
+            let kept = entries.get(s).is_some_and(&mut keep);
+            if !kept {
+                entries.remove(s);
+            }
+            kept
+        });
+    }
+
     /// Checks `ts`/`digest` against the state of `fp` without changing it.
     ///
     /// # Errors
     /// The reason (a 409 detail) when the packet is older than the newest accepted, a
     /// replay, or one too many in one second.
     pub(super) fn check(&self, fp: &Fingerprint, ts: u64, digest: u64) -> Result<(), &'static str> {
-        match self.map.get(fp) {
+        match self.get(fp) {
             None => Ok(()),
             Some(f) if ts > f.last_ts => Ok(()),
             Some(f) if ts < f.last_ts => {
                 Err("older than the last packet accepted for this fingerprint")
             }
-            Some(f) if f.digests.contains(&digest) => Err("replayed packet"),
-            Some(f) if f.digests.len() >= MAX_SAME_SECOND => {
+            Some(f) if f.digests.as_slice().contains(&digest) => Err("replayed packet"),
+            Some(f) if f.digests.as_slice().len() >= MAX_SAME_SECOND => {
                 Err("too many signed packets in one second")
             }
             Some(_) => Ok(()),
@@ -96,34 +152,48 @@ impl FreshTable {
         fp: &Fingerprint,
         online: impl Fn(&Fingerprint) -> bool,
     ) -> bool {
-        if self.map.contains_key(fp) || self.map.len() < self.cap {
+        if self.len() < self.cap || self.slot(fp).is_some() {
             return true;
         }
         self.sweep(now);
-        if self.map.len() < self.cap {
+        if self.len() < self.cap {
             return true;
         }
-        self.map.retain(|k, _| online(k));
-        self.map.len() < self.cap
+        self.retain(|f| online(&f.fp));
+        self.len() < self.cap
     }
 
     /// Records an accepted signed packet; the caller has made room with
     /// [`Self::make_room`].
     pub(super) fn record(&mut self, fp: Fingerprint, ts: u64, digest: u64) {
-        let f = self.map.entry(fp).or_default();
+        let Some(f) = self.slot(&fp).and_then(|s| self.entries.get_mut(s)) else {
+            let s = self.entries.insert(Fresh {
+                fp,
+                last_ts: ts,
+                digests: Digests::One(digest),
+            });
+            let entries = &self.entries;
+            self.index
+                .insert(&fp, s, |s| entries.get(s).map_or(NO_FP, |f| f.fp));
+            return;
+        };
         if ts > f.last_ts {
             f.last_ts = ts;
-            f.digests.clear();
+            f.digests = Digests::One(digest);
+        } else {
+            f.digests.push(digest);
         }
-        f.digests.push(digest);
     }
 
     /// Drops the entries whose newest timestamp has left the window.
     pub(super) fn sweep(&mut self, now: Now) {
         let oldest = self.horizon(now);
-        self.map.retain(|_, f| f.last_ts >= oldest);
+        self.retain(|f| f.last_ts >= oldest);
     }
 }
+
+/// The key read for a free slot (never asked for: the index holds used slots only).
+const NO_FP: Fingerprint = Fingerprint([0; 32]);
 
 /// Digest of `(type, payload)` for replay detection: the first 8 bytes of SHA-256 (the
 /// signature bytes are left out: ECDSA lets anyone re-encode them).
@@ -199,7 +269,7 @@ mod tests {
         assert!(t.make_room(now(1000), &Fingerprint([3; 32]), |_| true));
         // At 1063 the window starts at 1003: entries 0, 1 and 2 go.
         assert!(t.make_room(now(1063), &new, |_| true));
-        assert_eq!(t.map.len(), 13);
+        assert_eq!(t.len(), 13);
         for i in 16..19u8 {
             t.record(Fingerprint([i; 32]), 1063, 1);
         }
@@ -208,7 +278,7 @@ mod tests {
             "all online, all fresh"
         );
         assert!(t.make_room(now(1063), &new, |fp| fp.0[0] != 5));
-        assert_eq!(t.map.len(), 15);
+        assert_eq!(t.len(), 15);
     }
 
     #[test]

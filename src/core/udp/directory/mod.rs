@@ -5,7 +5,11 @@
 //! peers' DirRecords do to it, its digest and its pages. It never checks signatures and
 //! never sends.
 
+mod arena;
+mod heap;
 mod records;
+pub(in crate::core::udp) mod slab;
+mod spki;
 mod unlisted;
 
 pub use records::DirectoryPage;
@@ -14,20 +18,26 @@ pub(super) use records::{Refresh, Verdict};
 pub(super) use unlisted::Binding;
 
 use super::config::UdpConfig;
-use super::remote::{RemoteTable, Signed};
+use super::remote::RemoteTable;
 use crate::core::Now;
 use crate::identity::VerifyingKey;
 use crate::wire::name::cut_utf8;
 use crate::wire::tcp::dir::{DirRecord, RecordBody};
 use crate::wire::udp::LookupStatus;
 use crate::wire::{Fingerprint, Root};
-use std::collections::{BTreeSet, HashMap};
+use arena::{Arena, Stored};
+use heap::SlotHeap;
+use slab::{Slab, SlotIndex};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use unlisted::Unlisted;
 
-/// One online client registered here.
+/// One online client registered here: a fixed-size record (112 bytes on 64-bit targets)
+/// in the directory's slab, plus its registration in the directory's arena.
 #[derive(Debug, Clone)]
 pub(super) struct Client {
+    /// Its fingerprint (the key of the directory's index).
+    fp: Fingerprint,
     /// Its reflexive address (the source of its registration).
     pub(super) addr: SocketAddr,
     /// Monotonic ms: its last registration or keepalive.
@@ -39,17 +49,25 @@ pub(super) struct Client {
     /// Whether it sent a keepalive since it registered (clients that never did are evicted
     /// first).
     kept_alive: bool,
-    /// The key of its certificate, to check its relays.
-    pub(super) key: VerifyingKey,
+    /// Where the key of its certificate is in `signed`'s payload (its SubjectPublicKeyInfo,
+    /// byte offsets), to check its relays; `[0, 0]` when it was not found.
+    spki: [u16; 2],
     /// The signed timestamp of the registration held (Unix s).
     pub(super) ts: u64,
-    /// That registration's signature and payload, for records and directory pages.
-    signed: Signed,
+    /// Where that registration's signature and payload are in the directory's arena, for
+    /// records and directory pages.
+    signed: Stored,
     /// `last_seen_ms` as last announced to peers (registration or refresh record).
     announced_ms: u64,
 }
 
 impl Client {
+    /// The key of its certificate, read from its registration (`None` if it does not
+    /// parse, which a certificate that passed admission does).
+    fn key(&self, arena: &Arena) -> Option<VerifyingKey> {
+        spki::key_at(arena.get(self.signed).1, self.spki)
+    }
+
     /// A record (hops 0) of kind `body` about this client, its age taken at `now`.
     pub(super) fn record<'a>(
         &self,
@@ -100,22 +118,40 @@ pub(super) enum PunchVia {
     Nowhere,
 }
 
-/// The directory of local and remote clients.
+/// The directory's bounds on its local tables (docs/PROTOCOL.md §5.11) and the TTL.
+struct Limits {
+    /// A local client's time to live without a keepalive, ms (docs/PROTOCOL.md §5.10).
+    ttl_ms: u64,
+    /// Most local clients.
+    max_clients: usize,
+    /// Most offline fingerprints remembered.
+    max_offline: usize,
+}
+
+/// The directory of local and remote clients. The local clients are records in one slab,
+/// found by fingerprint and by address through two slot indexes, ordered by deadline and
+/// (those that never kept alive) by registration time in two slot heaps, their
+/// registrations in an arena of size classes: no allocation of its own per client
+/// (docs/CAPACITY.md, "Memory per client").
 pub(super) struct Directory {
     /// This server's alias: the home shown for local clients (at most 255 bytes).
     alias: String,
     /// This server's node uid: the home of local clients in federation.
     uid: [u8; 16],
-    ttl_ms: u64,
-    max_clients: usize,
-    max_offline: usize,
-    clients: HashMap<Fingerprint, Client>,
-    by_addr: HashMap<SocketAddr, Fingerprint>,
-    /// `(deadline, fingerprint)`: one element per local client.
-    expiry: BTreeSet<(u64, Fingerprint)>,
-    /// `(last registration ms, fingerprint)` of the local clients that never sent a
-    /// keepalive: the eviction candidates, the longest silent first.
-    never_kept_alive: BTreeSet<(u64, Fingerprint)>,
+    limits: Limits,
+    /// The local clients.
+    clients: Slab<Client>,
+    /// Their registrations.
+    arena: Arena,
+    /// Their slots by fingerprint.
+    by_fp: SlotIndex,
+    /// Their slots by address.
+    by_addr: SlotIndex,
+    /// By `(deadline, fingerprint)`: every local client.
+    expiry: SlotHeap,
+    /// By `(last registration ms, fingerprint)`: the local clients that never sent a
+    /// keepalive, the eviction candidates, the longest silent first.
+    never_kept_alive: SlotHeap,
     /// Offline fingerprints and when they were last seen (monotonic ms).
     offline: HashMap<Fingerprint, u64>,
     remote: RemoteTable,
@@ -126,17 +162,20 @@ pub(super) struct Directory {
 impl Directory {
     /// An empty directory with the bounds and alias of `cfg`, for the server `uid`.
     pub(super) fn new(cfg: &UdpConfig, uid: [u8; 16]) -> Self {
-        let cap = cfg.tables.max_clients.min(1 << 16);
         Directory {
             alias: cut_utf8(&cfg.identity.alias, 255).to_string(),
             uid,
-            ttl_ms: cfg.timers.ttl_ms,
-            max_clients: cfg.tables.max_clients,
-            max_offline: cfg.tables.max_offline,
-            clients: HashMap::with_capacity(cap),
-            by_addr: HashMap::with_capacity(cap),
-            expiry: BTreeSet::new(),
-            never_kept_alive: BTreeSet::new(),
+            limits: Limits {
+                ttl_ms: cfg.timers.ttl_ms,
+                max_clients: cfg.tables.max_clients,
+                max_offline: cfg.tables.max_offline,
+            },
+            clients: Slab::default(),
+            arena: Arena::default(),
+            by_fp: SlotIndex::default(),
+            by_addr: SlotIndex::default(),
+            expiry: SlotHeap::default(),
+            never_kept_alive: SlotHeap::default(),
             offline: HashMap::new(),
             remote: RemoteTable::new(cfg.tables.max_remote),
             unlisted: Unlisted::new(cfg.timers.ttl_ms, cfg.tables.max_clients),
@@ -146,7 +185,7 @@ impl Directory {
     /// Bounds the local clients at `max_clients`. Lowered below the clients online, none is
     /// dropped: new registrations are refused until expiries bring the count under it.
     pub(super) fn set_max_clients(&mut self, max_clients: usize) {
-        self.max_clients = max_clients;
+        self.limits.max_clients = max_clients;
     }
 
     /// Number of local clients.
@@ -155,8 +194,21 @@ impl Directory {
     }
 
     /// The local client `fp`.
+    #[inline]
     pub(super) fn client(&self, fp: &Fingerprint) -> Option<&Client> {
-        self.clients.get(fp)
+        self.clients.get(self.slot(fp)?)
+    }
+
+    /// The slot of local client `fp`.
+    #[inline]
+    fn slot(&self, fp: &Fingerprint) -> Option<u32> {
+        self.by_fp.find(&Some(*fp), fp_of(&self.clients))
+    }
+
+    /// The slot of the local client listed at `src`.
+    #[inline]
+    fn slot_at(&self, src: &SocketAddr) -> Option<u32> {
+        self.by_addr.find(&Some(*src), addr_of(&self.clients))
     }
 
     /// The remote entries.
@@ -167,19 +219,33 @@ impl Directory {
     /// The fingerprint whose directory address is `src`, if any (listed registrations
     /// only; see [`Self::speaker`]).
     pub(super) fn at(&self, src: &SocketAddr) -> Option<Fingerprint> {
-        self.by_addr.get(src).copied()
+        self.clients.get(self.slot_at(src)?).map(|c| c.fp)
     }
 
     /// Whom `src` speaks for at `now`: the fingerprint whose directory address it is, else
-    /// the one a live unlisted registration bound it to; with that client's key.
-    pub(super) fn speaker(
+    /// the one a live unlisted registration bound it to. Allocates nothing.
+    #[inline]
+    pub(super) fn speaker(&self, now: Now, src: &SocketAddr) -> Option<Fingerprint> {
+        match self.slot_at(src) {
+            Some(s) => self.clients.get(s).map(|c| c.fp),
+            None => self.unlisted.at(now, src).map(|b| b.fp),
+        }
+    }
+
+    /// [`Self::speaker`] with that client's key (to check a relay): read from the listed
+    /// client's registration, or the unlisted binding's (cloned); `None` for the key when
+    /// it does not parse.
+    pub(super) fn speaker_key(
         &self,
         now: Now,
         src: &SocketAddr,
-    ) -> Option<(Fingerprint, &VerifyingKey)> {
-        match self.by_addr.get(src) {
-            Some(fp) => self.clients.get(fp).map(|c| (*fp, &c.key)),
-            None => self.unlisted.at(now, src).map(|b| (b.fp, &b.key)),
+    ) -> Option<(Fingerprint, Option<VerifyingKey>)> {
+        match self.slot_at(src) {
+            Some(s) => self.clients.get(s).map(|c| (c.fp, c.key(&self.arena))),
+            None => self
+                .unlisted
+                .at(now, src)
+                .map(|b| (b.fp, Some(b.key.clone()))),
         }
     }
 
@@ -192,7 +258,7 @@ impl Directory {
     /// §5.5).
     #[inline]
     pub(super) fn is_bound(&self, now: Now, src: &SocketAddr) -> bool {
-        self.by_addr.contains_key(src) || self.unlisted.at(now, src).is_some()
+        self.slot_at(src).is_some() || self.unlisted.at(now, src).is_some()
     }
 
     /// Binds `src` to `fp` by an unlisted registration accepted at `now` (key `key`, layout
@@ -208,7 +274,7 @@ impl Directory {
         key: VerifyingKey,
         shift: Option<u8>,
     ) {
-        if !self.by_addr.contains_key(&src) {
+        if self.slot_at(&src).is_none() {
             self.unlisted.bind(now, src, fp, key, shift);
         }
     }
@@ -232,16 +298,16 @@ impl Directory {
     /// of `src`; false when there is neither.
     #[inline]
     pub(super) fn keepalive(&mut self, now: Now, src: &SocketAddr) -> bool {
-        let Some(fp) = self.by_addr.get(src) else {
+        let Some(s) = self.slot_at(src) else {
             return self.unlisted.keepalive(now, src);
         };
-        let Some(c) = self.clients.get_mut(fp) else {
+        if self.clients.get(s).is_some_and(|c| !c.kept_alive) {
+            self.never_kept_alive.remove(s, seen_key(&self.clients));
+        }
+        let Some(c) = self.clients.get_mut(s) else {
             return false;
         };
-        if !c.kept_alive {
-            self.never_kept_alive.remove(&(c.last_seen_ms, *fp));
-            c.kept_alive = true;
-        }
+        c.kept_alive = true;
         c.last_seen_ms = now.mono_ms;
         true
     }
@@ -249,7 +315,7 @@ impl Directory {
     /// Where a lookup of `target` at `now` finds it (docs/PROTOCOL.md §5.6).
     pub(super) fn locate(&self, now: Now, target: &Fingerprint) -> Located<'_> {
         let age_s = |seen: u64| secs(now.mono_ms.saturating_sub(seen));
-        if let Some(c) = self.clients.get(target) {
+        if let Some(c) = self.client(target) {
             return Located {
                 status: LookupStatus::Online {
                     addr: c.addr,
@@ -284,14 +350,17 @@ impl Directory {
     /// Whether `fp` fits (docs/PROTOCOL.md §5.11): when full, the client that never kept
     /// alive and registered longest ago is chosen to make room.
     pub(super) fn room_for(&self, fp: &Fingerprint) -> Room {
-        if self.clients.contains_key(fp) || self.clients.len() < self.max_clients {
+        if self.clients.len() < self.limits.max_clients || self.slot(fp).is_some() {
             return Room::Free;
         }
-        let victim = self.never_kept_alive.first().map(|&(_, f)| f);
-        victim.map_or(Room::Full, Room::Evict)
+        let victim = self
+            .never_kept_alive
+            .peek()
+            .and_then(|s| self.clients.get(s));
+        victim.map_or(Room::Full, |c| Room::Evict(c.fp))
     }
 
-    /// Binds `fp` (key `key`) to `src` for registration `root`, accepted at `now`: a new
+    /// Binds `fp` to `src` for registration `root`, accepted at `now`: a new
     /// client, or a known one refreshed (moved, when `src` is another address). A remote
     /// entry of `fp` goes: it is ours now; so does an unlisted binding of `src`. The caller
     /// has made room ([`Self::room_for`]) and taken any other fingerprint bound to `src`
@@ -301,73 +370,93 @@ impl Directory {
         &mut self,
         now: Now,
         fp: Fingerprint,
-        key: VerifyingKey,
         src: SocketAddr,
         root: &Root<'_>,
     ) -> bool {
-        let ts = root.timestamp;
-        let news = match self.clients.get_mut(&fp) {
-            Some(c) => {
-                let news = ts > c.ts || (ts == c.ts && c.addr != src);
-                if c.addr != src {
-                    self.by_addr.remove(&c.addr);
-                }
-                if !c.kept_alive {
-                    self.never_kept_alive.remove(&(c.last_seen_ms, fp));
-                    self.never_kept_alive.insert((now.mono_ms, fp));
-                }
-                c.addr = src;
-                c.last_seen_ms = now.mono_ms;
-                c.shift = root.shift_len;
-                c.key = key;
-                if news {
-                    c.ts = ts;
-                    c.signed = Signed::new(root.signature, root.payload);
-                }
-                news
-            }
+        let (news, s) = match self.slot(&fp) {
+            Some(s) => (self.reregister(now, s, src, root), s),
             None => {
-                let deadline = now.mono_ms + self.ttl_ms;
                 self.offline.remove(&fp);
-                let client = Client {
+                let signed = self.arena.store(root.signature, root.payload);
+                let s = self.clients.insert(Client {
+                    fp,
                     addr: src,
                     last_seen_ms: now.mono_ms,
-                    deadline_ms: deadline,
+                    deadline_ms: now.mono_ms + self.limits.ttl_ms,
                     shift: root.shift_len,
                     kept_alive: false,
-                    key,
-                    ts,
-                    signed: Signed::new(root.signature, root.payload),
+                    spki: spki::spki_in(root.payload).unwrap_or_default(),
+                    ts: root.timestamp,
+                    signed: signed.unwrap_or_default(),
                     announced_ms: now.mono_ms,
-                };
-                self.clients.insert(fp, client);
-                self.expiry.insert((deadline, fp));
-                self.never_kept_alive.insert((now.mono_ms, fp));
-                true
+                });
+                self.by_fp.insert(&Some(fp), s, fp_of(&self.clients));
+                self.expiry.push(s, deadline_key(&self.clients));
+                self.never_kept_alive.push(s, seen_key(&self.clients));
+                (true, s)
             }
         };
         self.remote.remove(&fp);
         self.unlisted.remove(&src);
-        self.by_addr.insert(src, fp);
+        self.by_addr.insert(&Some(src), s, addr_of(&self.clients));
         news
+    }
+
+    /// A new registration `root` of the client in slot `s` from `src` (see
+    /// [`Self::register`]); its address is indexed again by the caller. Returns whether it
+    /// is news.
+    fn reregister(&mut self, now: Now, s: u32, src: SocketAddr, root: &Root<'_>) -> bool {
+        let Some(&Client { addr, .. }) = self.clients.get(s) else {
+            return false;
+        };
+        if addr != src {
+            self.by_addr.remove(&Some(addr), s, addr_of(&self.clients));
+        }
+        let Some(c) = self.clients.get_mut(s) else {
+            return false;
+        };
+        let ts = root.timestamp;
+        let news = ts > c.ts || (ts == c.ts && c.addr != src);
+        c.addr = src;
+        c.last_seen_ms = now.mono_ms;
+        c.shift = root.shift_len;
+        if news {
+            c.ts = ts;
+            self.arena.free(c.signed);
+            c.signed = self
+                .arena
+                .store(root.signature, root.payload)
+                .unwrap_or_default();
+            c.spki = spki::spki_in(root.payload).unwrap_or_default();
+        }
+        // A client that never kept alive moves to the back of the eviction order.
+        self.never_kept_alive.update(s, seen_key(&self.clients));
+        news
+    }
+
+    /// Takes the client in slot `s` out of the slab, its indexes and its heaps.
+    fn unlink(&mut self, s: u32) -> Option<Client> {
+        let &Client { fp, addr, .. } = self.clients.get(s)?;
+        self.by_fp.remove(&Some(fp), s, fp_of(&self.clients));
+        self.by_addr.remove(&Some(addr), s, addr_of(&self.clients));
+        self.expiry.remove(s, deadline_key(&self.clients));
+        self.never_kept_alive.remove(s, seen_key(&self.clients));
+        let c = self.clients.remove(s)?;
+        self.arena.free(c.signed);
+        Some(c)
     }
 
     /// Takes local client `fp` out of the directory (TTL, eviction, its address taken by
     /// another fingerprint) and remembers it as offline (forgetting an arbitrary offline
     /// fingerprint when that table is full). Returns the client, for its expiry record.
     pub(super) fn go_offline(&mut self, now: Now, fp: Fingerprint) -> Option<Client> {
-        let c = self.clients.remove(&fp)?;
-        self.by_addr.remove(&c.addr);
-        self.expiry.remove(&(c.deadline_ms, fp));
-        if !c.kept_alive {
-            self.never_kept_alive.remove(&(c.last_seen_ms, fp));
-        }
-        if self.offline.len() >= self.max_offline {
+        let c = self.unlink(self.slot(&fp)?)?;
+        if self.offline.len() >= self.limits.max_offline {
             if let Some(k) = self.offline.keys().next().copied() {
                 self.offline.remove(&k);
             }
         }
-        if self.max_offline > 0 {
+        if self.limits.max_offline > 0 {
             self.offline.insert(fp, c.last_seen_ms.min(now.mono_ms));
         }
         Some(c)
@@ -377,19 +466,21 @@ impl Directory {
     /// expiry record); `None` when no deadline is due. A client heard from since its
     /// deadline was set gets a later deadline instead.
     pub(super) fn pop_expired(&mut self, now: Now) -> Option<(Fingerprint, Client)> {
-        while let Some(&(deadline, fp)) = self.expiry.first() {
-            if deadline > now.mono_ms {
+        while let Some(s) = self.expiry.peek() {
+            let Some(c) = self.clients.get_mut(s) else {
+                // Cannot happen: `unlink` takes a client out of the heap.
+                self.expiry.remove(s, deadline_key(&self.clients));
+                continue;
+            };
+            if c.deadline_ms > now.mono_ms {
                 return None;
             }
-            self.expiry.pop_first();
-            let Some(c) = self.clients.get_mut(&fp) else {
-                continue; // cannot happen: `go_offline` removes a client's element
-            };
-            let real = c.last_seen_ms + self.ttl_ms;
+            let real = c.last_seen_ms + self.limits.ttl_ms;
             if real > now.mono_ms {
                 c.deadline_ms = real;
-                self.expiry.insert((real, fp));
+                self.expiry.update(s, deadline_key(&self.clients));
             } else {
+                let fp = c.fp;
                 return self.go_offline(now, fp).map(|c| (fp, c));
             }
         }
@@ -403,11 +494,45 @@ impl Directory {
 
     /// The earliest deadline of a local or remote entry, monotonic ms.
     pub(super) fn next_deadline(&self) -> Option<u64> {
-        let local = self.expiry.first().map(|&(d, _)| d);
+        let local = self.expiry.peek().and_then(|s| self.clients.get(s));
+        let local = local.map(|c| c.deadline_ms);
         [local, self.remote.next_deadline()]
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+/// Reads the fingerprint of a slot (the key of `by_fp`).
+fn fp_of(clients: &Slab<Client>) -> impl Fn(u32) -> Option<Fingerprint> + '_ {
+    |s| clients.get(s).map(|c| c.fp)
+}
+
+/// Reads the address of a slot (the key of `by_addr`).
+fn addr_of(clients: &Slab<Client>) -> impl Fn(u32) -> Option<SocketAddr> + '_ {
+    |s| clients.get(s).map(|c| c.addr)
+}
+
+/// The expiry order: `(deadline ms, fingerprint)`.
+fn deadline_key(clients: &Slab<Client>) -> impl Fn(u32) -> (u64, Fingerprint) + '_ {
+    order_key(clients, |c| c.deadline_ms)
+}
+
+/// The eviction order of clients that never kept alive: `(last registration ms,
+/// fingerprint)`.
+fn seen_key(clients: &Slab<Client>) -> impl Fn(u32) -> (u64, Fingerprint) + '_ {
+    order_key(clients, |c| c.last_seen_ms)
+}
+
+/// An order of the slots by `(ms(client), fingerprint)` (a free slot, never in a heap,
+/// last).
+fn order_key(
+    clients: &Slab<Client>,
+    ms: fn(&Client) -> u64,
+) -> impl Fn(u32) -> (u64, Fingerprint) + '_ {
+    move |s| {
+        let last = (u64::MAX, Fingerprint([0xFF; 32]));
+        clients.get(s).map_or(last, |c| (ms(c), c.fp))
     }
 }
 
@@ -423,7 +548,7 @@ fn secs(ms: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::udp::remote::Remote;
+    use crate::core::udp::remote::{Remote, Signed};
     use crate::core::udp::{TableBounds, UdpIdentity, UdpTimers};
     use crate::identity::{Identity, KeyAlgorithm};
     use crate::wire::udp::root::PARAM_TO_SERVER;
@@ -492,7 +617,8 @@ mod tests {
     fn register(d: &mut Directory, now: Now, n: u8, ts: u64, k: &VerifyingKey) -> bool {
         let bytes = root_bytes(ts);
         let root = Root::parse(&bytes).unwrap();
-        d.register(now, fp(n), k.clone(), addr(n), &root)
+        let _ = k; // the key is read from the registration's certificate
+        d.register(now, fp(n), addr(n), &root)
     }
 
     fn remote(home: &str, ts: u64, n: u8, k: &VerifyingKey) -> Remote {
@@ -507,6 +633,36 @@ mod tests {
             key: k.clone(),
             signed: Signed::new(&[1], &[2]),
         }
+    }
+
+    /// The record sizes docs/CAPACITY.md ("Memory per client") adds up.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_client_record_stays_small() {
+        assert_eq!(std::mem::size_of::<Option<Client>>(), 112);
+        assert_eq!(std::mem::size_of::<Stored>(), 8);
+    }
+
+    #[test]
+    fn removed_clients_leave_no_trace_and_their_slots_are_reused() {
+        let k = key();
+        let mut d = directory(10, 10);
+        for n in 1..=3 {
+            register(&mut d, at(0), n, 5, &k);
+        }
+        assert!(d.go_offline(at(10), fp(2)).is_some());
+        assert!(d.go_offline(at(10), fp(2)).is_none(), "once");
+        assert_eq!((d.at(&addr(2)), d.len()), (None, 2));
+        assert_eq!(d.clients.free.len(), 1);
+        register(&mut d, at(20), 4, 5, &k);
+        assert_eq!(d.clients.free.len(), 0, "slot reused");
+        assert_eq!(d.at(&addr(4)), Some(fp(4)));
+        assert_eq!(d.room_for(&fp(9)), Room::Free);
+        // Expiry order survives the reuse: 1 and 3 at 1000, then 4 at 1020.
+        let gone: Vec<_> =
+            std::iter::from_fn(|| d.pop_expired(at(1_020)).map(|(f, _)| f)).collect();
+        assert_eq!(gone, [fp(1), fp(3), fp(4)]);
+        assert_eq!(d.next_deadline(), None);
     }
 
     #[test]

@@ -49,9 +49,11 @@ impl Directory {
         now: Now,
         fp: Fingerprint,
     ) -> Option<DirRecord<'_>> {
-        let c = self.clients.get_mut(&fp)?;
+        let s = self.slot(&fp)?;
+        let c = self.clients.get_mut(s)?;
         c.announced_ms = c.last_seen_ms;
-        Some(local_record(&self.alias, self.uid, now, fp, c))
+        let signed = self.arena.get(c.signed);
+        Some(local_record(&self.alias, self.uid, now, fp, c, signed))
     }
 
     /// The refresh pass: hands `push` a refresh record (kind 2) for each local client
@@ -62,11 +64,11 @@ impl Directory {
         now: Now,
         mut push: impl FnMut(&DirRecord<'_>) -> bool,
     ) -> bool {
-        for (fp, c) in self.clients.iter_mut() {
+        for (_, c) in self.clients.iter_mut() {
             if c.last_seen_ms <= c.announced_ms {
                 continue;
             }
-            if !push(&c.record(now, *fp, RecordBody::Refresh)) {
+            if !push(&c.record(now, c.fp, RecordBody::Refresh)) {
                 return false;
             }
             c.announced_ms = c.last_seen_ms;
@@ -91,7 +93,7 @@ impl Directory {
             return Verdict::Unchanged; // our own record coming back, or stale news of us
         }
         let mut moved = false;
-        if let Some(c) = self.clients.get(&fp) {
+        if let Some(c) = self.client(&fp) {
             if c.ts > ts || (c.ts == ts && home < self.uid) {
                 return Verdict::Unchanged;
             }
@@ -101,7 +103,7 @@ impl Directory {
             Some(r) if r.ts > ts => Verdict::Unchanged,
             Some(r) if r.ts == ts && r.home_uid == home && r.addr == addr => {
                 // The registration we hold: only a refresh.
-                Verdict::Refreshed(self.remote.touch(&fp, seen_ms, self.ttl_ms))
+                Verdict::Refreshed(self.remote.touch(&fp, seen_ms, self.limits.ttl_ms))
             }
             Some(r) if r.ts == ts && r.home_uid != home && home < r.home_uid => Verdict::Unchanged,
             Some(_) => Verdict::Install { moved },
@@ -123,8 +125,8 @@ impl Directory {
     ) -> Result<(), Full> {
         self.remote.insert(fp, entry)?;
         if moved {
-            if let Some(c) = self.clients.remove(&fp) {
-                self.by_addr.remove(&c.addr);
+            if let Some(s) = self.slot(&fp) {
+                self.unlink(s);
             }
         }
         Ok(())
@@ -139,10 +141,9 @@ impl Directory {
     ) -> Refresh {
         let held = self.remote.get(&fp);
         if held.is_some_and(|r| r.ts == ts) {
-            return Refresh::Moved(self.remote.touch(&fp, seen_ms, self.ttl_ms));
+            return Refresh::Moved(self.remote.touch(&fp, seen_ms, self.limits.ttl_ms));
         }
-        let known =
-            held.is_some_and(|r| r.ts > ts) || self.clients.get(&fp).is_some_and(|c| c.ts >= ts);
+        let known = held.is_some_and(|r| r.ts > ts) || self.client(&fp).is_some_and(|c| c.ts >= ts);
         if known {
             Refresh::Known
         } else {
@@ -167,7 +168,7 @@ impl Directory {
         let mut entries: Vec<(&Fingerprint, SocketAddr)> = self
             .clients
             .iter()
-            .map(|(fp, c)| (fp, c.addr))
+            .map(|(_, c)| (&c.fp, c.addr))
             .chain(self.remote.iter().map(|(fp, r)| (fp, r.addr)))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -196,7 +197,8 @@ impl Directory {
         let mut candidates = 0usize;
         let keys = self
             .clients
-            .keys()
+            .iter()
+            .map(|(_, c)| &c.fp)
             .chain(self.remote.iter().map(|(fp, _)| fp));
         for fp in keys.filter(|fp| above(fp)) {
             candidates += 1;
@@ -210,8 +212,12 @@ impl Directory {
         let page = page.into_sorted_vec();
         let mut records = 0;
         for fp in &page {
-            let written = if let Some(c) = self.clients.get(fp) {
-                push_frame(&local_record(&self.alias, self.uid, now, *fp, c), out)
+            let written = if let Some(c) = self.client(fp) {
+                let signed = self.arena.get(c.signed);
+                push_frame(
+                    &local_record(&self.alias, self.uid, now, *fp, c, signed),
+                    out,
+                )
             } else if let Some(r) = self.remote.get(fp) {
                 push_frame(&remote_record(now, *fp, r), out)
             } else {
@@ -228,13 +234,14 @@ impl Directory {
 }
 
 /// The registration record (kind 1, hops 0, home = this server: `uid`, shown as `alias`)
-/// of local client `c`.
+/// of local client `c`, whose registration is `signed` (signature, payload).
 fn local_record<'a>(
     alias: &'a str,
     uid: [u8; 16],
     now: Now,
     fp: Fingerprint,
     c: &'a Client,
+    signed: (&'a [u8], &'a [u8]),
 ) -> DirRecord<'a> {
     c.record(
         now,
@@ -243,8 +250,8 @@ fn local_record<'a>(
             addr: c.addr,
             home_uid: uid,
             home: alias,
-            signature: c.signed.signature(),
-            payload: c.signed.payload(),
+            signature: signed.0,
+            payload: signed.1,
         }),
     )
 }
