@@ -322,6 +322,19 @@ mod tests {
     use crate::wire::udp::root::{signed_message, PARAM_TO_SERVER};
     use crate::wire::RootHeader;
 
+    /// A new admission state and the time now (monotonic 1000 s in).
+    fn fresh() -> (Admission, Now) {
+        let unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let now = Now {
+            mono_ms: 1_000_000,
+            unix_s,
+        };
+        (Admission::new(&UdpConfig::default(), [7; 32]), now)
+    }
+
     fn register(id: &Identity, cert: &[u8], ts: u64, cookie: [u8; 16]) -> Vec<u8> {
         let mut p = u16::try_from(cert.len()).unwrap().to_be_bytes().to_vec();
         p.extend_from_slice(cert);
@@ -342,14 +355,7 @@ mod tests {
     /// bad signatures one by one; each verdict goes to its own datagram, once.
     #[test]
     fn verdicts_of_a_batch() {
-        let mut a = Admission::new(&UdpConfig::default(), [7; 32]);
-        let now = Now {
-            mono_ms: 1_000_000,
-            unix_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        };
+        let (mut a, now) = fresh();
         let ed = |_| Identity::generate(KeyAlgorithm::Ed25519, "p").unwrap();
         let ids: Vec<Identity> = (0..3).map(ed).collect();
         let p256 = Identity::generate(KeyAlgorithm::EcdsaP256, "p").unwrap();
@@ -411,14 +417,7 @@ mod tests {
     /// worker checks it outside the lock; a forged one is refused as one at a time would.
     #[test]
     fn cached_certificates_get_their_packet_signature_checked() {
-        let mut a = Admission::new(&UdpConfig::default(), [7; 32]);
-        let now = Now {
-            mono_ms: 1_000_000,
-            unix_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        };
+        let (mut a, now) = fresh();
         let ed = Identity::generate(KeyAlgorithm::Ed25519, "p").unwrap();
         let p256 = Identity::generate(KeyAlgorithm::EcdsaP256, "p").unwrap();
         for id in [&ed, &p256] {
