@@ -177,18 +177,6 @@ impl Node {
         self.udp.lock().handle_datagram(now, src, data, out);
     }
 
-    /// Handles datagrams received together (a recvmmsg batch), as
-    /// [`UdpCore::handle_batch`]: as one at a time, with first Ed25519 registrations
-    /// verified in one batch (docs/PROTOCOL.md §5.2, "Batch verification").
-    pub fn handle_batch<'d>(
-        &mut self,
-        now: Now,
-        datagrams: impl IntoIterator<Item = (SocketAddr, &'d [u8])>,
-        out: &mut Out<'_>,
-    ) {
-        self.udp.lock().handle_batch(now, datagrams, out);
-    }
-
     /// A TCP connection was accepted from `addr` as `conn`.
     pub fn handle_accept(&mut self, now: Now, conn: ConnId, addr: SocketAddr) {
         self.tcp.handle_accept(now.mono_ms, conn, addr);

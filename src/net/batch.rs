@@ -5,7 +5,7 @@
 //! the replies once the lock is released (docs/PROTOCOL.md §7, "Workers").
 
 use super::mmsg::{recv_batch, send_batch, RecvBatch, SendBatch, BATCH};
-use crate::core::udp::UdpCore;
+use crate::core::udp::{BatchChecks, UdpCore};
 use crate::core::Now;
 use mio::net::UdpSocket;
 use parking_lot::Mutex;
@@ -161,10 +161,14 @@ impl Batch {
             }
             let datagrams = &datagrams[..k];
             let now = clock();
-            // The signature checks of new registrations run between two holds of the lock
-            // (docs/PROTOCOL.md §7, "Workers"): the other workers go on meanwhile.
-            let mut checks = udp.lock().gather_batch(now, datagrams);
-            checks.verify();
+            // The signature checks of registrations run between two holds of the lock
+            // (docs/PROTOCOL.md §7, "Workers"): the other workers go on meanwhile. A batch
+            // without registrations takes the lock once.
+            let mut checks = BatchChecks::default();
+            if BatchChecks::wanted(datagrams) {
+                checks = udp.lock().gather_batch(now, datagrams);
+                checks.verify();
+            }
             let mut core = udp.lock();
             core.handle_verified(now, datagrams, checks, &mut |dst, bytes| {
                 tx.hold(dst, bytes)

@@ -104,15 +104,24 @@ pub struct RemoteView<'a> {
 /// The signature checks of a batch of registrations (docs/PROTOCOL.md §5.2, "Batch
 /// verification"): gathered by [`UdpCore::gather_batch`], checked by [`Self::verify`]
 /// (no server state: a worker runs it without the UDP plane's lock), used by
-/// [`UdpCore::handle_verified`].
-#[derive(Debug)]
+/// [`UdpCore::handle_verified`]. The default has none: for a batch without registrations.
+#[derive(Debug, Default)]
 pub struct BatchChecks(admission::Prepass);
 
 impl BatchChecks {
-    /// Checks every gathered signature (two per registration: the certificate's
-    /// self-signature and the packet's), in one Ed25519 batch, or each alone when the
-    /// batch fails; with fewer than two registrations, none here (each is checked when
-    /// handled). About 20 us a signature in a batch on this machine (docs/CAPACITY.md).
+    /// Whether `batch` has a datagram whose type byte says registration: only then can
+    /// [`UdpCore::gather_batch`] find anything to check (a peek at one byte each, no
+    /// parse).
+    pub fn wanted(batch: &[(SocketAddr, &[u8])]) -> bool {
+        let register = Some(PacketType::Register);
+        batch.iter().any(|(_, d)| Root::peek_type(d) == register)
+    }
+
+    /// Checks every gathered signature: a first registration's two (the certificate's
+    /// self-signature and the packet's) in one Ed25519 batch when there are at least two
+    /// such registrations, else (or when the batch fails) each alone with ring; a
+    /// re-registration's one, with the cached certificate's key, alone. About 20 us a
+    /// signature in a batch on this machine (docs/CAPACITY.md).
     pub fn verify(&mut self) {
         self.0.verify();
     }
@@ -450,9 +459,9 @@ impl UdpCore {
     }
 
     /// The first step of a batch of datagrams `(source, bytes)` received together at
-    /// `now`, taken under the loop's lock: picks the Ed25519 registrations whose
-    /// certificate is not cached (and that pass the window, the cookie and, as a guess, the
-    /// rate) and returns their signatures to check. [`BatchChecks::verify`] then checks
+    /// `now`, taken under the loop's lock: picks the registrations that pass the window,
+    /// the cookie and, as a guess, the rate (Ed25519 ones whose certificate is not cached,
+    /// and any whose certificate is) and returns their signatures to check. [`BatchChecks::verify`] then checks
     /// them without the lock, and [`Self::handle_verified`] handles the batch with the
     /// verdicts (docs/PROTOCOL.md §5.2, "Batch verification", and §7, "Workers"). Reads
     /// the admission state; changes nothing. Allocates only for registrations.

@@ -201,6 +201,19 @@ impl<'a> Root<'a> {
         })
     }
 
+    /// The type byte of `buf` read where [`Self::parse`] reads it (offset 1, or 2 in the
+    /// shifted layout), without parsing the rest: a filter for batch work that only some
+    /// types need. `None` when `buf` is shorter than that or its params byte has reserved
+    /// bits; [`Self::parse`] still decides whether the packet is valid.
+    pub fn peek_type(buf: &[u8]) -> Option<PacketType> {
+        let params = *buf.first()?;
+        if params & !PARAM_KNOWN != 0 {
+            return None;
+        }
+        let at = if params & PARAM_SHIFTED != 0 { 2 } else { 1 };
+        buf.get(at).map(|&t| PacketType::from(t))
+    }
+
     /// True when params bit 0x01 (sent by a server) is set.
     pub fn from_server(&self) -> bool {
         self.params & PARAM_FROM_SERVER != 0
@@ -393,6 +406,24 @@ mod tests {
         assert_eq!(Root::parse(&[0u8; 1401]), Err(WireError::TooLarge));
         let r = Root::parse(&[2, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
         assert_eq!(r.packet_type, PacketType::Unknown(200));
+    }
+
+    /// The peek reads the type byte where parse does, in both layouts, and nothing from
+    /// a short datagram or one with reserved params bits.
+    #[test]
+    fn peek_type_agrees_with_parse() {
+        let plain = [2, 5, 0, 2, b'S', b'G', 1, 2, 3, 4, 5, 6, 7, 8, b'P'];
+        let shifted = [
+            6, 2, 2, 0xAA, 0xBB, 0, 1, 0xCC, 0xDD, b'S', 0xEE, 0xFF, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2,
+        ];
+        for bytes in [&plain[..], &shifted[..]] {
+            let parsed = Root::parse(bytes).unwrap().packet_type;
+            assert_eq!(Root::peek_type(bytes), Some(parsed));
+        }
+        assert_eq!(Root::peek_type(&shifted), Some(PacketType::Register));
+        assert_eq!(Root::peek_type(&[]), None);
+        assert_eq!(Root::peek_type(&[6, 2]), None);
+        assert_eq!(Root::peek_type(&[0x08, 2]), None);
     }
 }
 

@@ -225,6 +225,9 @@ impl Admission {
     /// may get as far as its signatures and whose certificate is not cached.
     fn gather(&mut self, now: Now, index: usize, src: SocketAddr, data: &[u8]) {
         // The type byte is after params (and the shift length): parse only registrations.
+        if Root::peek_type(data) != Some(PacketType::Register) {
+            return;
+        }
         let Ok(root) = Root::parse(data) else { return };
         if root.packet_type != PacketType::Register || root.from_server() {
             return;
