@@ -55,11 +55,15 @@ fn is_list(a: &Arg) -> bool {
 /// setting refuses (naming the file, line and key); a variable with a bad value.
 pub(crate) fn layered(argv: Vec<OsString>) -> Result<Vec<OsString>> {
     let cmd = serve_command();
-    let given = cmd
+    // `--help` and `--version` stop even an error-ignoring parse: the real parse prints them
+    // (an empty `ArgMatches` in their place made debug builds panic on the first id asked).
+    let Ok(given) = cmd
         .clone()
         .ignore_errors(true)
         .try_get_matches_from(&argv[1..])
-        .unwrap_or_default();
+    else {
+        return Ok(argv);
+    };
     let file = match given.get_one::<std::path::PathBuf>("config") {
         Some(path) => Some(read_file(path)?),
         None => None,
