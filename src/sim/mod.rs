@@ -249,6 +249,16 @@ impl Net {
             .sum()
     }
 
+    /// Bytes that arrived over connections from a host of `from` at a host of `to`, since
+    /// the start: one direction of [`Self::bytes_between`] (what `to` received).
+    pub fn bytes_sent(&self, from: &[HostId], to: &[HostId]) -> u64 {
+        self.link_bytes
+            .iter()
+            .filter(|((a, b), _)| from.contains(a) && to.contains(b))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     fn is_cut(&self, a: HostId, b: HostId) -> bool {
         self.cuts.contains(&(a.min(b), a.max(b)))
     }

@@ -3,7 +3,9 @@
 //! [`StoreEvent`] (docs/PROTOCOL.md §8.8). The store thread is a loop around it; tests
 //! drive it synchronously. It does no I/O of its own beyond the store's.
 
+use super::request::IdFilter;
 use super::{Change, ContactPage, Snapshot, Store, StoreError, StoreEvent, StoreRequest};
+use crate::federation::reconcile::record_id;
 use crate::wire::tcp::{emit_server_record, ContactFields, SERVER_RECORD_LEN};
 use std::collections::HashMap;
 
@@ -17,6 +19,8 @@ const DIGEST_PAGE: usize = 4096;
 pub struct Executor {
     store: Box<dyn Store>,
     snapshots: HashMap<u64, Box<dyn Snapshot>>,
+    /// The id filters of filtered snapshots (docs/PROTOCOL.md §8.20), by stream id.
+    filters: HashMap<u64, IdFilter>,
 }
 
 impl Executor {
@@ -25,6 +29,7 @@ impl Executor {
         Executor {
             store,
             snapshots: HashMap::new(),
+            filters: HashMap::new(),
         }
     }
 
@@ -60,6 +65,8 @@ impl Executor {
             }
             StoreRequest::Barrier { tag } => StoreEvent::BarrierDone { tag },
             StoreRequest::Snapshot { stream, owner } => self.open(stream, owner.as_deref()),
+            StoreRequest::FilteredSnapshot { stream, only } => self.open_filtered(stream, only),
+            StoreRequest::Ids { tag } => answer(tag, ids(self.store.as_ref(), tag)),
             StoreRequest::NextPage { stream, max } => return self.next_page(stream, max),
             StoreRequest::Digest { tag } => answer(tag, digest(self.store.as_ref(), tag)),
             StoreRequest::Cursor { tag, peer } => answer(tag, self.cursor(tag, &peer)),
@@ -68,6 +75,7 @@ impl Executor {
             }
             StoreRequest::CloseStream { stream } => {
                 self.snapshots.remove(&stream);
+                self.filters.remove(&stream);
                 return None;
             }
         })
@@ -89,16 +97,35 @@ impl Executor {
         }
     }
 
+    /// Opens a snapshot of every contact for `stream` that keeps only the records whose
+    /// ids are in `only`; its count is the filter's size.
+    fn open_filtered(&mut self, stream: u64, only: IdFilter) -> StoreEvent {
+        match self.store.snapshot() {
+            Ok(s) => {
+                let count = only.0.len() as u64;
+                self.snapshots.insert(stream, s);
+                self.filters.insert(stream, only);
+                StoreEvent::SnapshotReady { stream, count }
+            }
+            Err(e) => failed(stream, &e),
+        }
+    }
+
     /// The next page of `stream`'s snapshot; the snapshot is dropped after its last page
     /// or a read error.
     fn next_page(&mut self, stream: u64, max: usize) -> Option<StoreEvent> {
         let snap = self.snapshots.get_mut(&stream)?;
         // About 100 bytes of text per contact: a guess that saves most regrowth.
         let mut contacts = ContactPage::with_capacity(max, max.saturating_mul(100));
-        Some(match snap.next_packed(max, &mut contacts) {
+        let read = match self.filters.get(&stream) {
+            Some(only) => filtered_page(snap.as_mut(), max, only, &mut contacts),
+            None => snap.next_packed(max, &mut contacts),
+        };
+        Some(match read {
             Ok(more) => {
                 if !more {
                     self.snapshots.remove(&stream);
+                    self.filters.remove(&stream);
                 }
                 StoreEvent::Page {
                     stream,
@@ -108,6 +135,7 @@ impl Executor {
             }
             Err(e) => {
                 self.snapshots.remove(&stream);
+                self.filters.remove(&stream);
                 failed(stream, &e)
             }
         })
@@ -130,6 +158,56 @@ impl Executor {
             })
             .collect();
         Ok(StoreEvent::JournalPage { tag, entries, read })
+    }
+}
+
+/// Reads `snap` until `max` contacts whose record ids are in `only` are in `out`, or the
+/// snapshot ends (returns whether more follow).
+fn filtered_page(
+    snap: &mut dyn Snapshot,
+    max: usize,
+    only: &IdFilter,
+    out: &mut ContactPage,
+) -> Result<bool, StoreError> {
+    let mut page = ContactPage::default();
+    loop {
+        page.clear();
+        let more = snap.next_packed(DIGEST_PAGE, &mut page)?;
+        for c in page.iter() {
+            let fields = ContactFields {
+                username: c.username,
+                contact: c.contact,
+                phone: c.phone,
+            };
+            if only.0.contains(&record_id(c.clock, &fields)) {
+                out.push(c.username, c.contact, c.phone, c.clock);
+            }
+        }
+        if !more || out.len() >= max {
+            return Ok(more);
+        }
+    }
+}
+
+/// Every contact's `(clock, record id)` from one snapshot (docs/PROTOCOL.md §8.20).
+fn ids(store: &dyn Store, tag: u64) -> Result<StoreEvent, StoreError> {
+    let mut snap = store.snapshot()?;
+    let mut items = Vec::with_capacity(usize::try_from(snap.count()).unwrap_or(0));
+    let mut page = ContactPage::default();
+    loop {
+        page.clear();
+        let more = snap.next_packed(DIGEST_PAGE, &mut page)?;
+        for c in page.iter() {
+            let fields = ContactFields {
+                username: c.username,
+                contact: c.contact,
+                phone: c.phone,
+            };
+            items.push((c.clock, record_id(c.clock, &fields)));
+        }
+        if !more {
+            return Ok(StoreEvent::Ids { tag, items });
+        }
     }
 }
 

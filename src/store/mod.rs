@@ -282,6 +282,6 @@ pub mod sqlite;
 pub use executor::Executor;
 pub use memory::MemoryStore;
 pub use page::{ContactPage, ContactRef};
-pub use request::{StoreEvent, StoreRequest};
+pub use request::{IdFilter, StoreEvent, StoreRequest};
 #[cfg(feature = "net")]
 pub use sqlite::SqliteStore;

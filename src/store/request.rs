@@ -3,6 +3,20 @@
 //! [`super::Executor`] (docs/PROTOCOL.md §8.8). Plain data: no I/O, no core types.
 
 use super::{Contact, ContactPage, JournalRead, Write};
+use crate::federation::reconcile::{Item, RecordId};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The record ids a filtered snapshot keeps (docs/PROTOCOL.md §8.20): shared, not copied,
+/// between the core and the store thread; its `Debug` shows only its size.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdFilter(pub Arc<HashSet<RecordId>>);
+
+impl std::fmt::Debug for IdFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IdFilter({} ids)", self.0.len())
+    }
+}
 
 /// A request for the store, carried out in the order issued (docs/PROTOCOL.md §8.8): a
 /// snapshot, barrier or read queued behind a write batch runs only after that batch
@@ -29,6 +43,22 @@ pub enum StoreRequest {
         /// Only the contacts of this username (an authenticated client's ListAll,
         /// docs/PROTOCOL.md §8.18); `None`: every contact.
         owner: Option<String>,
+    },
+    /// Open a consistent snapshot of every contact whose record id is in `only`, for a
+    /// push after a reconciliation (docs/PROTOCOL.md §8.20); answered and paged as
+    /// [`StoreRequest::Snapshot`], its count being the filter's size.
+    FilteredSnapshot {
+        /// Stream id, echoed back.
+        stream: u64,
+        /// The ids to keep.
+        only: IdFilter,
+    },
+    /// List every contact's Lamport clock and record id from one snapshot, for a
+    /// reconciliation (docs/PROTOCOL.md §8.20): answered with [`StoreEvent::Ids`]. About
+    /// 36 bytes a contact while the list is held.
+    Ids {
+        /// Echoed back.
+        tag: u64,
     },
     /// Read the next page of a stream's snapshot.
     NextPage {
@@ -70,8 +100,8 @@ pub enum StoreRequest {
 
 impl StoreRequest {
     /// Every value of [`Self::kind`].
-    pub const KINDS: [&'static str; 8] = [
-        "apply", "barrier", "snapshot", "page", "digest", "cursor", "journal", "close",
+    pub const KINDS: [&'static str; 9] = [
+        "apply", "barrier", "snapshot", "page", "digest", "cursor", "journal", "close", "ids",
     ];
 
     /// The request's kind in one word (a metric label value; one of [`Self::KINDS`]).
@@ -79,7 +109,8 @@ impl StoreRequest {
         match self {
             StoreRequest::Apply { .. } => "apply",
             StoreRequest::Barrier { .. } => "barrier",
-            StoreRequest::Snapshot { .. } => "snapshot",
+            StoreRequest::Snapshot { .. } | StoreRequest::FilteredSnapshot { .. } => "snapshot",
+            StoreRequest::Ids { .. } => "ids",
             StoreRequest::NextPage { .. } => "page",
             StoreRequest::Digest { .. } => "digest",
             StoreRequest::Cursor { .. } => "cursor",
@@ -152,7 +183,14 @@ pub enum StoreEvent {
         /// Entries (with `more`), or the journal no longer holds / never held `since`.
         read: JournalRead,
     },
-    /// A read (stream, digest, cursor or journal page) failed.
+    /// The record ids asked for with [`StoreRequest::Ids`].
+    Ids {
+        /// The tag.
+        tag: u64,
+        /// Every contact's `(clock, record id)`, in (username, contact) order.
+        items: Vec<Item>,
+    },
+    /// A read (stream, digest, cursor, journal page or ids) failed.
     StreamFailed {
         /// Stream id or tag.
         stream: u64,

@@ -60,6 +60,7 @@ mod nat;
 mod nodelist;
 mod openssl_identity;
 mod partition;
+mod reconcile;
 mod rejoin;
 mod reload;
 mod replay;

@@ -19,14 +19,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
 }
 
-fn sa(s: &str) -> SocketAddr {
+pub(crate) fn sa(s: &str) -> SocketAddr {
     s.parse().expect("test address")
 }
 
@@ -99,13 +99,13 @@ impl Client {
 
 /// A host whose clients need not prove a key (`--open-contacts`): the scenarios here are
 /// about federation, and write contacts as the design notes' client role does.
-fn open(mut spec: HostSpec) -> HostSpec {
+pub(crate) fn open(mut spec: HostSpec) -> HostSpec {
     spec.tcp.open_contacts = true;
     spec
 }
 
 /// A client-role TCP connection's hello.
-fn client_hello() -> Vec<u8> {
+pub(crate) fn client_hello() -> Vec<u8> {
     let mut b = vec![0u8; 257];
     Hello {
         role: Role::Client,
@@ -128,7 +128,7 @@ fn update_frame(user: &str, contact: &str, phone: &str) -> Vec<u8> {
 }
 
 /// Writes contacts at host `h` as a client would, and closes.
-fn write_contacts(net: &mut Net, h: HostId, contacts: &[(&str, &str, &str)]) -> ExtConn {
+pub(crate) fn write_contacts(net: &mut Net, h: HostId, contacts: &[(&str, &str, &str)]) -> ExtConn {
     let c = net.open(h, sa("203.0.113.200:40000"));
     let mut bytes = client_hello();
     for (u, k, p) in contacts {
@@ -140,13 +140,13 @@ fn write_contacts(net: &mut Net, h: HostId, contacts: &[(&str, &str, &str)]) -> 
 
 /// What `status` compares across servers: contacts, directory and node list.
 #[derive(Debug, PartialEq, Eq)]
-struct Digests {
-    contacts: (u64, Vec<u8>),
-    directory: (u64, [u8; 64]),
-    nodes: (usize, [u8; 64]),
+pub(crate) struct Digests {
+    pub(crate) contacts: (u64, Vec<u8>),
+    pub(crate) directory: (u64, [u8; 64]),
+    pub(crate) nodes: (usize, [u8; 64]),
 }
 
-fn digests(net: &mut Net, h: HostId) -> Digests {
+pub(crate) fn digests(net: &mut Net, h: HostId) -> Digests {
     let contacts = net.contacts_digest(h);
     let node = net.node(h);
     Digests {
@@ -156,7 +156,7 @@ fn digests(net: &mut Net, h: HostId) -> Digests {
     }
 }
 
-fn all_equal(net: &mut Net, hosts: &[HostId]) -> bool {
+pub(crate) fn all_equal(net: &mut Net, hosts: &[HostId]) -> bool {
     let d: Vec<Digests> = hosts.iter().map(|&h| digests(net, h)).collect();
     d.iter().all(|x| *x == d[0])
 }
@@ -252,9 +252,9 @@ fn same_seed_same_run() {
 }
 
 /// Contacts as a map `(user, contact) -> (clock, phone)`.
-type Contacts = BTreeMap<(String, String), (u32, String)>;
+pub(crate) type Contacts = BTreeMap<(String, String), (u32, String)>;
 
-fn dump(net: &mut Net, h: HostId) -> Contacts {
+pub(crate) fn dump(net: &mut Net, h: HostId) -> Contacts {
     net.contacts(h)
         .into_iter()
         .map(|c| ((c.username, c.contact), (c.clock, c.phone)))
@@ -262,7 +262,7 @@ fn dump(net: &mut Net, h: HostId) -> Contacts {
 }
 
 /// Last-writer-wins (docs/PROTOCOL.md §8.9): the higher clock, then the larger phone.
-fn merge(a: &Contacts, b: &Contacts) -> Contacts {
+pub(crate) fn merge(a: &Contacts, b: &Contacts) -> Contacts {
     let mut out = a.clone();
     for (k, v) in b {
         let keep = match out.get(k) {
@@ -275,7 +275,7 @@ fn merge(a: &Contacts, b: &Contacts) -> Contacts {
 }
 
 /// `(user, contact, phone)` triples: `user`, contacts `c000000..`, phones from `phone(k)`.
-fn recs(
+pub(crate) fn recs(
     user: &str,
     keys: impl IntoIterator<Item = usize>,
     phone: impl Fn(usize) -> String,
@@ -285,7 +285,7 @@ fn recs(
         .collect()
 }
 
-fn write_recs(net: &mut Net, h: HostId, recs: &[(String, String, String)]) {
+pub(crate) fn write_recs(net: &mut Net, h: HostId, recs: &[(String, String, String)]) {
     let view: Vec<(&str, &str, &str)> = recs
         .iter()
         .map(|(u, c, p)| (u.as_str(), c.as_str(), p.as_str()))
@@ -294,7 +294,7 @@ fn write_recs(net: &mut Net, h: HostId, recs: &[(String, String, String)]) {
 }
 
 /// The status text of host `h` (command 6, docs/PROTOCOL.md §8.6), asked as a client.
-fn status(net: &mut Net, h: HostId) -> String {
+pub(crate) fn status(net: &mut Net, h: HostId) -> String {
     let c = net.open(h, sa("203.0.113.201:40001"));
     let mut bytes = client_hello();
     let ask = ClientCommand::Status;
@@ -324,13 +324,13 @@ fn status(net: &mut Net, h: HostId) -> String {
     text.expect("the status text")
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Journal lines and full-push records host `h` received from its peers since it started.
-fn received(net: &mut Net, h: HostId) -> (u64, u64) {
+pub(crate) fn received(net: &mut Net, h: HostId) -> (u64, u64) {
     status(net, h)
         .lines()
         .filter(|l| l.starts_with("received_from="))

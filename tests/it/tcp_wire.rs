@@ -247,6 +247,8 @@ fn server_command_fixtures() {
         ("12 0002 aabb", ServerCommand::Forward(&[0xaa, 0xbb])),
         ("14", ServerCommand::AuthChallenge),
         ("15 0001 09", ServerCommand::AuthProof(&[9])),
+        ("16 0002 6100", ServerCommand::Reconcile(&[0x61, 0])),
+        ("16 0000", ServerCommand::Reconcile(&[])),
         (
             "13 0000000000000007 0000000000000064 00001000",
             ServerCommand::JournalSince {
@@ -288,13 +290,14 @@ fn command_bytes_per_role() {
         .filter(|&b| is_command(Role::Client, b))
         .collect();
     assert_eq!(client_all, [1, 2, 5, 6, 20, 21]);
-    // Frames that carry their own length: node list (10-12), directory, forward, proof.
+    // Frames that carry their own length: node list (10-12), directory, forward, proof,
+    // reconcile (22).
     let all: Vec<u8> = (0..=255u8)
         .filter(|&b| is_command(Role::Server, b))
         .collect();
     assert_eq!(
         all,
-        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]
     );
     for b in 0..=255u8 {
         let known = is_command(Role::Client, b);
@@ -1130,6 +1133,24 @@ fn length_prefixed_frames_are_bounded_and_checked() {
         command_len(Role::Server, &hex("12 1001")),
         Err(WireError::BadLength)
     );
+    // A reconciliation message (22) may be up to 60,000 bytes, not one more.
+    let mut rec = hex("16 ea60");
+    rec.extend([0x61u8; 60_000]);
+    assert_eq!(command_len(Role::Server, &rec), Ok(Some(60_003)));
+    assert_eq!(
+        ServerCommand::parse(&rec),
+        Ok(ServerCommand::Reconcile(&rec[3..]))
+    );
+    assert_eq!(command_len(Role::Server, &rec[..60_002]), Ok(None));
+    assert_eq!(
+        command_len(Role::Server, &hex("16 ea61")),
+        Err(WireError::BadLength)
+    );
+    let (long, mut buf) = (vec![0u8; 60_001], vec![0u8; 70_000]);
+    assert_eq!(
+        ServerCommand::Reconcile(&long).emit(&mut buf),
+        Err(WireError::BadLength)
+    );
     // A directory request carries nothing.
     assert_eq!(command_len(Role::Server, &hex("11 0001 00")), Ok(Some(4)));
     assert_eq!(
@@ -1137,7 +1158,7 @@ fn length_prefixed_frames_are_bounded_and_checked() {
         Err(WireError::BadLength)
     );
     // None of them exists for a client (21, the proof, does: docs/PROTOCOL.md §8.18).
-    for b in [0x10, 0x11, 0x12, 0x13, 0x0a] {
+    for b in [0x10, 0x11, 0x12, 0x13, 0x0a, 0x16] {
         assert_eq!(
             command_len(Role::Client, &[b, 0, 0]),
             Err(WireError::UnknownCommand)

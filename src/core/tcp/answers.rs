@@ -28,6 +28,8 @@ enum LinkAnswer {
     DirRecord(Vec<u8>),
     /// The end of a DirRequest's answer.
     DirEnd,
+    /// A Reconcile's answer: the peer's message (empty: busy).
+    Reconcile(Vec<u8>),
     /// A refusal, a malformed piece or a piece nobody asked for: drop the link.
     Drop(String),
 }
@@ -49,6 +51,7 @@ impl LinkAnswer {
             (AnswerPiece::NodeListDiff(frame), _) => LinkAnswer::NodeDiff(frame.to_vec()),
             (AnswerPiece::DirRecord(body), _) => LinkAnswer::DirRecord(body.to_vec()),
             (AnswerPiece::DirEnd(_), _) => LinkAnswer::DirEnd,
+            (AnswerPiece::Reconcile(m), _) => LinkAnswer::Reconcile(m.to_vec()),
             (other, _) => LinkAnswer::Drop(format!("unexpected answer: {}", describe(other))),
         }
     }
@@ -116,6 +119,7 @@ impl TcpCore {
                     .push_back(TcpAction::PeerRecord { conn, body });
             }
             LinkAnswer::DirEnd => {}
+            LinkAnswer::Reconcile(msg) => return self.reconcile_answer(now_ms, conn, &msg),
             LinkAnswer::Drop(why) => {
                 let peer = self.conns.get(&conn).map(|c| c.addr);
                 tracing::warn!(?peer, why, "closing the link");

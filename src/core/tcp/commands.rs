@@ -268,7 +268,10 @@ impl TcpCore {
                 clock,
                 fields,
             } => self.journal_update(now_ms, conn, line, clock, &fields),
-            ServerCommand::JournalMark { line } => self.journal_mark(conn, line),
+            ServerCommand::JournalMark { line } => {
+                self.end_session(conn);
+                self.journal_mark(conn, line);
+            }
             ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
             ServerCommand::DirRecord(body) => self.dir_record(conn, body),
             ServerCommand::DirRequest => self.dir_request(conn),
@@ -278,6 +281,7 @@ impl TcpCore {
                 since,
                 limit,
             } => self.journal_since(conn, journal_id, since, limit),
+            ServerCommand::Reconcile(msg) => self.reconcile_in(now_ms, conn, msg),
         }
     }
 

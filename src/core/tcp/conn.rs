@@ -130,6 +130,9 @@ pub(super) enum Answer {
     Directory(DirAnswer),
     /// The answer to a JournalSince of `limit` lines, once the store has read them.
     Since { tag: u64, limit: u32 },
+    /// The answer to the first message of a reconciliation, once our record ids are read
+    /// (docs/PROTOCOL.md §8.20).
+    Reconcile { tag: u64 },
     /// ListAll (client) or AskForUpdate (server) streamed from a snapshot, or a full push
     /// of our contacts on a link.
     Stream(Stream),
@@ -308,6 +311,7 @@ impl Answer {
             Answer::Since { limit, .. } => {
                 1 + 4 + *limit as usize * tcp::MAX_COMMAND_LEN // <= 2.2 MB (limit <= 4096)
             }
+            Answer::Reconcile { .. } => 3 + tcp::MAX_RECONCILE_LEN,
             _ => 16,
         }
     }
@@ -329,6 +333,7 @@ impl Answer {
             Answer::Barrier { done: false, .. }
             | Answer::Status { .. }
             | Answer::Since { .. }
+            | Answer::Reconcile { .. }
             | Answer::Cursor { line: None, .. } => return Step::Wait,
             Answer::Directory(d) => return d.write(conn, out, ctx),
             Answer::Mark { link } => return super::journal::write_mark(*link, out, ctx),

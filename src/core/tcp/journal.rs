@@ -6,11 +6,12 @@
 use super::config::TcpConfig;
 use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
+use super::reconcile::{ReconcileNote, Reconciles, RECONCILE_GAP};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
 use crate::wire::status;
 use crate::wire::tcp::answer::AnswerPiece;
-use crate::wire::tcp::{self, ContactFields, Role, ServerCommand};
+use crate::wire::tcp::{self, ContactFields, ServerCommand};
 use std::collections::{BTreeMap, HashMap};
 
 /// Our journal, and what we hold of peers' journals.
@@ -27,6 +28,8 @@ pub(super) struct Journal {
     /// Per peer name (its hello name): journal lines and full-push records received on
     /// connections it opened, since start; at most 1024 names.
     pub(super) received: BTreeMap<String, (u64, u64)>,
+    /// Reconciliations in progress: our links', and the one we answer (§8.20).
+    pub(super) recon: Reconciles,
 }
 
 /// Where a link this server opened stands in pushing our journal to its peer.
@@ -36,8 +39,11 @@ pub(super) enum Phase {
     AwaitCursor,
     /// Sending journal lines after `since`; `asked` when a page is on its way.
     Paging { since: u64, asked: bool },
-    /// The journal no longer holds the peer's cursor: pushing a whole snapshot; `mark` is
-    /// our journal head when it was taken.
+    /// The peer is far behind, or the journal no longer holds its cursor: comparing
+    /// record ids with it (docs/PROTOCOL.md §8.20).
+    Reconcile,
+    /// Pushing the records the peer lacks from one snapshot; `mark` is our journal head
+    /// when our ids (or the snapshot) were read.
     FullPush { mark: Option<u64> },
     /// Caught up: every new line is pushed as it is made.
     Live,
@@ -54,8 +60,15 @@ pub(super) struct LinkJournal {
     pub(super) confirmed_line: u64,
     /// Journal lines sent on this link since the server started.
     pub(super) entries_sent: u64,
-    /// Snapshot records (full pushes) sent on this link since the server started.
+    /// Snapshot records (pushes after a reconciliation) sent on this link since the
+    /// server started.
     pub(super) records_sent: u64,
+    /// What the link's reconciliations found.
+    pub(super) recon: ReconcileNote,
+    /// Bytes written on the link's connections since the server started.
+    pub(super) bytes_sent: u64,
+    /// Bytes read from the link's connections (the peer's answers) since start.
+    pub(super) bytes_received: u64,
 }
 
 impl LinkJournal {
@@ -67,6 +80,9 @@ impl LinkJournal {
             confirmed_line: 0,
             entries_sent: 0,
             records_sent: 0,
+            recon: ReconcileNote::default(),
+            bytes_sent: 0,
+            bytes_received: 0,
         }
     }
 }
@@ -148,9 +164,13 @@ impl TcpCore {
             return;
         };
         if let Some(l) = self.links.get_mut(i) {
-            l.journal.phase = Phase::FullPush {
-                mark: Some(self.journal.head),
+            // After a reconciliation the mark is when our ids were read: records changed
+            // since are not in the push, but in the lines after it.
+            let mark = match l.journal.phase {
+                Phase::FullPush { mark: Some(m) } => m,
+                _ => self.journal.head,
             };
+            l.journal.phase = Phase::FullPush { mark: Some(mark) };
             l.journal.records_sent += count;
         }
     }
@@ -211,7 +231,8 @@ pub(super) fn cursor_key(id: u64) -> String {
 
 impl TcpCore {
     /// The peer's cursor came (the answer to our CursorQuery on link `i`): push our journal
-    /// lines after `since`.
+    /// lines after `since`, or reconcile when that is more than [`RECONCILE_GAP`] lines
+    /// (docs/PROTOCOL.md §8.20).
     pub(super) fn start_journal_push(&mut self, i: usize, since: u64) {
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::Paging {
@@ -222,6 +243,9 @@ impl TcpCore {
             l.journal.confirmed_line = since;
             // A full exchange with the peer is under way: the link is healthy.
             l.backoff_ms = self.cfg.timers.backoff_min_ms;
+        }
+        if self.journal.head.saturating_sub(since) > RECONCILE_GAP {
+            return self.start_reconcile(i);
         }
         self.next_page(i);
     }
@@ -245,7 +269,7 @@ impl TcpCore {
         let conn = *conn;
         match read {
             JournalRead::Entries { more } => self.write_page(i, conn, entries, more),
-            JournalRead::Gone | JournalRead::Beyond => self.start_full_push(i, conn),
+            JournalRead::Gone | JournalRead::Beyond => self.start_reconcile(i),
         }
     }
 
@@ -277,18 +301,6 @@ impl TcpCore {
             l.journal.pushed_line = since;
             l.journal.phase = Phase::Live;
         }
-    }
-
-    /// The journal no longer holds (or never held) the peer's cursor: push everything
-    /// from one snapshot on link `i`, then mark and page what came since.
-    fn start_full_push(&mut self, i: usize, conn: ConnId) {
-        if let Some(l) = self.links.get_mut(i) {
-            l.journal.phase = Phase::FullPush { mark: None };
-        }
-        let id = self.out.next_tag;
-        self.reads.push_streams.insert(id, i);
-        self.open_stream_with_id(conn, Role::Server, (false, None), id);
-        self.push_answer(conn, Answer::Mark { link: i });
     }
 
     /// JournalSince (19): at most `limit` lines after `since`, from one store read.

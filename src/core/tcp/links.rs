@@ -204,6 +204,7 @@ impl TcpCore {
     /// Link `i` went down: redial after the backoff, which doubles up to its maximum.
     pub(super) fn link_down(&mut self, now_ms: u64, i: usize) {
         self.log_link_down(now_ms, i);
+        self.journal.recon.links.remove(&i);
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::AwaitCursor;
             l.dir.push = DirPush::Idle;

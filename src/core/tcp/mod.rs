@@ -22,6 +22,7 @@
 //! | `contacts` | the Lamport clock and the write batch (§8.8, §8.9) |
 //! | `stream` | ListAll / AskForUpdate / full pushes streamed from snapshots |
 //! | `journal` | our journal pushed on links, and JournalSince answers (§8.10) |
+//! | `reconcile` | catch-up by range-based reconciliation of record ids (§8.20) |
 //! | `received` | peers' journals received: cursors, lines held, copies dropped |
 //! | `links` | peer links: connect, backoff, heartbeats, dropping silent links |
 //! | `directory` | directory records and forwards over links (§8.16) |
@@ -49,6 +50,7 @@ mod nodes;
 mod outbox;
 mod peering;
 mod received;
+mod reconcile;
 mod secure;
 mod status;
 mod stream;
@@ -280,6 +282,7 @@ impl TcpCore {
         }
         self.reads.stream_waiters.retain(|w| *w != conn);
         self.batch.waiters.retain(|w| *w != conn);
+        self.end_session(conn);
         self.wake_stream_waiters(now_ms);
     }
 
@@ -320,6 +323,9 @@ impl TcpCore {
         }
         c.input.last_in_ms = now_ms;
         c.input.buf.extend_from_slice(data);
+        if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+            l.journal.bytes_received += data.len() as u64;
+        }
         self.clock.refill(now_ms);
         self.parse(now_ms, conn);
     }
@@ -341,6 +347,7 @@ impl TcpCore {
             StoreEvent::JournalPage { tag, entries, read } => {
                 self.on_journal_page(tag, &entries, read);
             }
+            StoreEvent::Ids { tag, items } => self.on_ids(now_ms, tag, &items),
             StoreEvent::StreamFailed { stream, error } => self.on_read_failed(stream, &error),
         }
         // A stream that ended frees its slot; an applied batch frees room for writes.
@@ -411,6 +418,9 @@ impl TcpCore {
             return;
         };
         c.out.consumed(now_ms, n);
+        if let Some(l) = c.link.and_then(|i| self.links.get_mut(i)) {
+            l.journal.bytes_sent += n as u64;
+        }
         self.pump(conn);
         if let Some(i) = self.conns.get(&conn).and_then(|c| c.link) {
             self.next_page(i);
@@ -456,6 +466,7 @@ impl TcpCore {
             self.out.actions.push_back(TcpAction::Close(id));
         }
         self.link_timeouts(now_ms);
+        self.reconcile_retries(now_ms);
     }
 
     /// The next time (ms) [`Self::handle_timeout`] has work.
@@ -470,6 +481,6 @@ impl TcpCore {
             }
         });
         let links = self.links.iter().filter_map(Link::deadline);
-        conns.chain(links).min()
+        conns.chain(links).chain(self.reconcile_deadline()).min()
     }
 }

@@ -5,6 +5,7 @@
 
 use super::conn::Answer;
 use super::directory::DirDest;
+use super::reconcile::IdsFor;
 use super::{ConnId, StoreRequest, TcpAction};
 use std::collections::{HashMap, VecDeque};
 
@@ -36,6 +37,8 @@ pub(super) struct Reads {
     pub(super) dir_pages: HashMap<u64, DirDest>,
     /// JournalSince reads (tag -> connection).
     pub(super) since_reads: HashMap<u64, ConnId>,
+    /// Record-id reads for reconciliations (tag -> a link, or the one we answer).
+    pub(super) ids_reads: HashMap<u64, IdsFor>,
     /// Connections whose next command opens a stream while every stream slot is taken
     /// ([`super::TcpBounds::max_streams`]), in the order they came; parsed again as slots
     /// free.
@@ -84,6 +87,9 @@ impl Reads {
             }
             Answer::Since { tag, .. } => {
                 self.since_reads.remove(tag);
+            }
+            Answer::Reconcile { tag } => {
+                self.ids_reads.remove(tag);
             }
             Answer::Ready(_) | Answer::Refusal(_) | Answer::Mark { .. } => {}
         }

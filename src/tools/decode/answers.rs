@@ -211,6 +211,9 @@ fn piece_line(piece: &AnswerPiece<'_>, bytes: &[u8], line: &mut Line) {
         AnswerPiece::Nonce(n) => {
             line.word("nonce", hex(n));
         }
+        AnswerPiece::Reconcile(m) => {
+            line.num("len", m.len() as u64);
+        }
         AnswerPiece::Malformed { kind, error } => {
             if kind == PieceKind::StatusText {
                 // The text as far as it reads, to show what is wrong with it.

@@ -244,6 +244,9 @@ fn server_command_fields(parsed: &ServerCommand<'_>, line: &mut Line) {
                 .num("limit", limit);
         }
         ServerCommand::AuthProof(body) => auth_proof_fields(body, line),
+        ServerCommand::Reconcile(m) => {
+            line.num("len", m.len() as u64);
+        }
         ServerCommand::AskForUpdate
         | ServerCommand::Barrier
         | ServerCommand::Status

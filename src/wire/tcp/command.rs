@@ -26,6 +26,7 @@
 //!                                       10-12 node-list frames (nodelist.rs)
 //!                                       16 DirRecord, 17 DirRequest, 18 Forward,
 //!                                       21 AuthProof     [len u16][body len]     3 + len
+//!                                       22 Reconcile     [len u16][message len]  3 + len
 //!   frame lengths include the command byte; fields = contact fields (contact.rs)
 //! ```
 //!
@@ -96,6 +97,16 @@ pub const CMD_AUTH_CHALLENGE: u8 = 20;
 /// `[cert_len u16][certificate][sig_len u16][signature]` (docs/PROTOCOL.md §8.18,
 /// [`super::auth::ClientProof`]).
 pub const CMD_AUTH_PROOF: u8 = 21;
+/// Byte 22, server role: `[len u16][message]`, one message of a range-based set
+/// reconciliation of contacts (negentropy protocol version 1, at most
+/// [`MAX_RECONCILE_LEN`] bytes); answered with `[22][len u16][message]`, or
+/// `[22][len u16 = 0]` when the acceptor is reconciling with another server
+/// (docs/PROTOCOL.md §8.20).
+pub const CMD_RECONCILE: u8 = 22;
+/// The longest reconciliation message, in bytes: 60,000, both ways (docs/PROTOCOL.md
+/// §8.20). A frame is at most 60,003 bytes, within the 64 KiB of unparsed input a
+/// connection may hold (§8.11).
+pub const MAX_RECONCILE_LEN: usize = 60_000;
 
 /// Body of a HeartBeat, in bytes: health (1) + clock (4) = 5 (docs/PROTOCOL.md §8.4).
 pub const HEARTBEAT_LEN: usize = 5;
@@ -181,6 +192,7 @@ pub fn command_name(role: Role, command: u8) -> Option<&'static str> {
         (_, CMD_DIR_REQUEST) => "dir-request",
         (_, CMD_FORWARD) => "forward",
         (_, CMD_JOURNAL_SINCE) => "journal-since",
+        (_, CMD_RECONCILE) => "reconcile",
         _ => return None,
     })
 }
@@ -202,12 +214,29 @@ fn is_node_list_frame(command: u8) -> bool {
 }
 
 /// True when `command` is a command of `role`: one of fixed length ([`body_len`]), the
-/// AuthProof (21) of either role, or, for the server role, a node-list frame (10-12) or a
-/// length-prefixed frame (16-18).
+/// AuthProof (21) of either role, or, for the server role, a node-list frame (10-12), a
+/// length-prefixed frame (16-18) or a Reconcile (22).
 pub fn is_command(role: Role, command: u8) -> bool {
     body_len(role, command).is_some()
         || command == CMD_AUTH_PROOF
-        || (role == Role::Server && (is_node_list_frame(command) || is_var_frame(command)))
+        || (role == Role::Server
+            && (is_node_list_frame(command) || is_var_frame(command) || command == CMD_RECONCILE))
+}
+
+/// Length of the `[22][len u16][message]` frame at the start of `buf` (a Reconcile, or
+/// its answer): `Ok(None)` when more bytes are needed.
+///
+/// # Errors
+/// [`WireError::BadLength`] for a message over [`MAX_RECONCILE_LEN`].
+pub(crate) fn reconcile_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    let Some(b) = buf.get(1..3) else {
+        return Ok(None);
+    };
+    let len = usize::from(BigEndian::read_u16(b));
+    if len > MAX_RECONCILE_LEN {
+        return Err(WireError::BadLength);
+    }
+    Ok((buf.len() >= 3 + len).then_some(3 + len))
 }
 
 /// Length of the `[cmd][len u16][body]` frame at the start of `buf`: `Ok(None)` when more
@@ -250,6 +279,7 @@ pub fn command_len(role: Role, buf: &[u8]) -> Result<Option<usize>, WireError> {
     match (role, command) {
         (Role::Server, c) if is_node_list_frame(c) => nodelist::frame_len(buf),
         (Role::Server, c) if is_var_frame(c) => var_frame_len(buf),
+        (Role::Server, CMD_RECONCILE) => reconcile_frame_len(buf),
         (Role::Client, CMD_AUTH_PROOF) => var_frame_len(buf),
         _ => Err(WireError::UnknownCommand),
     }
@@ -427,10 +457,13 @@ pub enum ServerCommand<'a> {
         /// The most lines wanted.
         limit: u32,
     },
+    /// 22 `[len u16][message]`: a reconciliation message (0 to [`MAX_RECONCILE_LEN`]
+    /// bytes, read by [`crate::federation::reconcile`]).
+    Reconcile(&'a [u8]),
 }
 
 impl<'a> ServerCommand<'a> {
-    /// The command byte: 1-6, 10-21.
+    /// The command byte: 1-6, 10-22.
     pub fn command_byte(&self) -> u8 {
         match self {
             ServerCommand::Update { .. } => CMD_UPDATE,
@@ -449,6 +482,7 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::JournalSince { .. } => CMD_JOURNAL_SINCE,
             ServerCommand::AuthChallenge => CMD_AUTH_CHALLENGE,
             ServerCommand::AuthProof(_) => CMD_AUTH_PROOF,
+            ServerCommand::Reconcile(_) => CMD_RECONCILE,
         }
     }
 
@@ -472,6 +506,13 @@ impl<'a> ServerCommand<'a> {
         }
         if is_var_frame(command) {
             return Self::parse_var(command, body);
+        }
+        if command == CMD_RECONCILE {
+            return match reconcile_frame_len(frame)? {
+                None => Err(WireError::Truncated),
+                Some(n) if n < frame.len() => Err(WireError::TrailingData),
+                Some(_) => Ok(ServerCommand::Reconcile(&frame[3..])),
+            };
         }
         let len = body_len(Role::Server, command).ok_or(WireError::UnknownCommand)?;
         exact(body, len)?;
@@ -538,7 +579,8 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::NodeList(f) => f.len(),
             ServerCommand::DirRecord(b)
             | ServerCommand::Forward(b)
-            | ServerCommand::AuthProof(b) => 3 + b.len(),
+            | ServerCommand::AuthProof(b)
+            | ServerCommand::Reconcile(b) => 3 + b.len(),
             ServerCommand::DirRequest => 3,
             _ => 1 + body_len(Role::Server, self.command_byte()).unwrap_or(0),
         }
@@ -558,6 +600,7 @@ impl<'a> ServerCommand<'a> {
             {
                 Err(WireError::BadLength)
             }
+            ServerCommand::Reconcile(b) if b.len() > MAX_RECONCILE_LEN => Err(WireError::BadLength),
             ServerCommand::NodeList(f) if ServerCommand::parse(f) != Ok(*self) => {
                 Err(WireError::BadLength)
             }
@@ -609,8 +652,10 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::NodeList(f) => buf.copy_from_slice(f),
             ServerCommand::DirRecord(b)
             | ServerCommand::Forward(b)
-            | ServerCommand::AuthProof(b) => {
-                BigEndian::write_u16(&mut body[..2], b.len() as u16); // <= 4096, checked
+            | ServerCommand::AuthProof(b)
+            | ServerCommand::Reconcile(b) => {
+                // <= 4096 or <= 60,000 (a Reconcile), checked
+                BigEndian::write_u16(&mut body[..2], b.len() as u16);
                 body[2..].copy_from_slice(b);
             }
             ServerCommand::DirRequest => BigEndian::write_u16(body, 0),

@@ -18,6 +18,7 @@
 //! 19 JournalSince        [13][count u32], then count x [0d][line u64][clock u32][fields]
 //! 20 AuthChallenge       [14][nonce 32]
 //! 21 AuthProof           [07][status u16 = 200][request u8][len u8][detail]
+//! 22 Reconcile           [16][len u16][message], len 0: busy, ask again later
 //! in place of any answer: a status frame other than 200, then the acceptor closes
 //! (refused hellos and commands, and a store failure while streaming)
 //! ```
@@ -72,7 +73,7 @@ pub use reader::{AnswerReader, Outcome, Piece};
 use super::{
     ClientCommand, Role, ServerCommand, CMD_ASK_FOR_UPDATE, CMD_AUTH_CHALLENGE, CMD_AUTH_PROOF,
     CMD_BARRIER, CMD_CURSOR_QUERY, CMD_DIR_REQUEST, CMD_HEARTBEAT, CMD_JOURNAL_SINCE, CMD_LIST_ALL,
-    CMD_NODE_LIST, CMD_NODE_LIST_HASH, CMD_STATUS_REQUEST, NONCE_LEN,
+    CMD_NODE_LIST, CMD_NODE_LIST_HASH, CMD_RECONCILE, CMD_STATUS_REQUEST, NONCE_LEN,
 };
 
 /// The most requests an [`AnswerReader`] tracks awaiting their answers: 65,536.
@@ -119,11 +120,13 @@ pub enum Asked {
     AuthChallenge,
     /// Command 21, both roles: a status frame (200 when the proof holds).
     AuthProof,
+    /// Server command 22: the acceptor's reconciliation message.
+    Reconcile,
 }
 
 impl Asked {
     /// Every kind of request, in declaration order (for property tests and fuzzing).
-    pub const ALL: [Asked; 12] = [
+    pub const ALL: [Asked; 13] = [
         Asked::ListAll,
         Asked::AskForUpdate,
         Asked::HeartBeat,
@@ -136,6 +139,7 @@ impl Asked {
         Asked::JournalSince,
         Asked::AuthChallenge,
         Asked::AuthProof,
+        Asked::Reconcile,
     ];
 
     /// What a command of `role` asks, by its command byte: `None` for a command that gets
@@ -155,6 +159,7 @@ impl Asked {
             (Role::Server, CMD_JOURNAL_SINCE) => Asked::JournalSince,
             (_, CMD_AUTH_CHALLENGE) => Asked::AuthChallenge,
             (_, CMD_AUTH_PROOF) => Asked::AuthProof,
+            (Role::Server, CMD_RECONCILE) => Asked::Reconcile,
             _ => return None,
         })
     }

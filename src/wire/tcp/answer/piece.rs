@@ -19,6 +19,7 @@
 //! JournalCount   [13][count u32]                                JournalSince
 //! JournalLine    [0d][line u64][clock u32][fields 532]          JournalSince, one line
 //! Nonce          [20][nonce 32]                                 AuthChallenge
+//! Reconcile      [16][len u16][message len]                     Reconcile (0 bytes: busy)
 //! ```
 
 use super::{
@@ -89,6 +90,10 @@ pub enum AnswerPiece<'a> {
     },
     /// The answer to an AuthChallenge: the nonce to sign (docs/PROTOCOL.md §8.17).
     Nonce(&'a [u8; NONCE_LEN]),
+    /// The answer to a Reconcile: the acceptor's reconciliation message (0 to 60,000
+    /// bytes, without `[22][len]`); empty when the acceptor is busy reconciling with
+    /// another server (docs/PROTOCOL.md §8.20).
+    Reconcile(&'a [u8]),
     /// A piece whose bytes were framed (their length is known, so the stream goes on) but
     /// whose content is malformed: a record or line with a bad field, a status frame or
     /// status text that is not UTF-8, a hash whose length byte is not 64, an end frame
@@ -135,13 +140,15 @@ pub enum PieceKind {
     JournalLine,
     /// [`AnswerPiece::Nonce`].
     Nonce,
+    /// [`AnswerPiece::Reconcile`].
+    Reconcile,
 }
 
 impl PieceKind {
     /// The piece's name as this project's tools show it: `status`, `count`,
     /// `client-record`, `server-record`, `update-clock`, `no-update-clock`, `status-text`,
     /// `cursor`, `node-list-hash`, `node-list-diff`, `dir-record`, `dir-end`,
-    /// `journal-count`, `journal-line`, `nonce`.
+    /// `journal-count`, `journal-line`, `nonce`, `reconcile`.
     pub fn name(self) -> &'static str {
         match self {
             PieceKind::Status => "status",
@@ -159,6 +166,7 @@ impl PieceKind {
             PieceKind::JournalCount => "journal-count",
             PieceKind::JournalLine => "journal-line",
             PieceKind::Nonce => "nonce",
+            PieceKind::Reconcile => "reconcile",
         }
     }
 }
@@ -182,6 +190,7 @@ impl AnswerPiece<'_> {
             AnswerPiece::JournalCount(_) => PieceKind::JournalCount,
             AnswerPiece::JournalLine { .. } => PieceKind::JournalLine,
             AnswerPiece::Nonce(_) => PieceKind::Nonce,
+            AnswerPiece::Reconcile(_) => PieceKind::Reconcile,
             AnswerPiece::Malformed { kind, .. } => *kind,
         }
     }
@@ -214,6 +223,7 @@ impl AnswerPiece<'_> {
             AnswerPiece::JournalCount(_) => JOURNAL_COUNT_LEN,
             AnswerPiece::JournalLine { .. } => MAX_COMMAND_LEN,
             AnswerPiece::Nonce(_) => NONCE_ANSWER_LEN,
+            AnswerPiece::Reconcile(m) => 3 + m.len(),
         }
     }
 
@@ -223,7 +233,7 @@ impl AnswerPiece<'_> {
     /// [`WireError::BufferTooSmall`] when `buf` is shorter than [`Self::buffer_len`];
     /// [`WireError::NameTooLong`] or [`WireError::InteriorNul`] for contact fields that do
     /// not fit; [`WireError::BadLength`] for a status text over 1 MiB, a DirRecord body over
-    /// 4096 bytes or a NodeListDiff that is not one whole frame 12; a malformed piece's own
+    /// 4096 bytes, a reconciliation message over 60,000 bytes or a NodeListDiff that is not one whole frame 12; a malformed piece's own
     /// error (it cannot be written). Nothing is written on error.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         match *self {
@@ -264,6 +274,7 @@ impl AnswerPiece<'_> {
             }
             .emit(buf),
             AnswerPiece::Nonce(n) => emit_tagged(CMD_AUTH_CHALLENGE, n, buf),
+            AnswerPiece::Reconcile(m) => ServerCommand::Reconcile(m).emit(buf),
             AnswerPiece::Malformed { error, .. } => Err(error),
         }
     }

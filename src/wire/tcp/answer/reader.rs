@@ -18,14 +18,14 @@ use super::{
     NONCE_ANSWER_LEN, STATUS_TEXT_HEADER_LEN, UPDATE_CLOCK_ANSWER_LEN,
 };
 use crate::wire::status::OK;
-use crate::wire::tcp::command::var_frame_len;
+use crate::wire::tcp::command::{reconcile_frame_len, var_frame_len};
 use crate::wire::tcp::dir::parse_dir_end;
 use crate::wire::tcp::nodelist::{self, HASH_LEN};
 use crate::wire::tcp::{
     parse_client_record, parse_server_record, ServerCommand, StatusFrame, CLIENT_RECORD_LEN,
     CMD_AUTH_CHALLENGE, CMD_CURSOR_QUERY, CMD_DIR_RECORD, CMD_DIR_REQUEST, CMD_JOURNAL_SINCE,
-    CMD_JOURNAL_UPDATE, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH, CMD_STATUS, CMD_STATUS_REQUEST,
-    CMD_UPDATE_CLOCK, MAX_COMMAND_LEN, SERVER_RECORD_LEN,
+    CMD_JOURNAL_UPDATE, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH, CMD_RECONCILE, CMD_STATUS,
+    CMD_STATUS_REQUEST, CMD_UPDATE_CLOCK, MAX_COMMAND_LEN, SERVER_RECORD_LEN,
 };
 use crate::wire::WireError;
 use byteorder::{BigEndian, ByteOrder};
@@ -260,6 +260,7 @@ impl<T> AnswerReader<T> {
             Asked::NodeListHash => hash_step(buf),
             Asked::NodeList => diff_step(buf),
             Asked::DirRequest => dir_step(buf),
+            Asked::Reconcile => reconcile_step(buf),
             Asked::Barrier | Asked::AuthProof => Err(WireError::UnexpectedAnswer),
         }
     }
@@ -319,6 +320,19 @@ impl<T> AnswerReader<T> {
         let piece = malformed_as(PieceKind::JournalLine, piece);
         Ok(Step::new(piece, MAX_COMMAND_LEN, Effect::Item))
     }
+}
+
+/// The `[22][len u16][message]` answer to a Reconcile.
+fn reconcile_step(buf: &[u8]) -> Result<Option<Step<'_>>, WireError> {
+    expect_first(buf, CMD_RECONCILE)?;
+    let Some(n) = reconcile_frame_len(buf)? else {
+        return Ok(None);
+    };
+    Ok(Step::new(
+        AnswerPiece::Reconcile(&buf[3..n]),
+        n,
+        Effect::Done,
+    ))
 }
 
 /// A big-endian u32 at `at`, if there.

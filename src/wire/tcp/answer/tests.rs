@@ -504,7 +504,7 @@ fn what_each_command_asks() {
         .map(|b| Asked::of_command(Role::Server, b))
         .collect();
     let answered = server.iter().filter(|a| a.is_some()).count();
-    assert_eq!(answered, 11);
+    assert_eq!(answered, 12);
     assert_eq!(Asked::of_command(Role::Client, 4), None);
     assert_eq!(Asked::of_command(Role::Client, 6), Some(Asked::Status));
 }

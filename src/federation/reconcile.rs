@@ -1,0 +1,271 @@
+//! Range-based set reconciliation of contacts (docs/PROTOCOL.md §8.20): two servers find
+//! the records one holds and the other lacks by comparing fingerprints of ranges of their
+//! record ids and recursing only into ranges that differ, so d differences among n
+//! records cost O(d log n) bytes. The protocol is negentropy's (version 1, the
+//! `negentropy` crate); this module gives each record its id and wraps the two roles.
+//!
+//! A record's id is SHA-256 of its 536-byte server-role Update body, `[clock u32]
+//! [username 256][contactname 256][phone 20]` (the bytes `contacts_sha512` hashes, §8.5),
+//! and its negentropy timestamp is its Lamport clock, so recent changes share the top of
+//! the ordering and a small difference touches few ranges. Two versions of one contact
+//! are two ids: each side sends what it holds, and last-writer-wins (§8.9) keeps the
+//! newer. No I/O: the ids come from the store, the messages go through frame 22.
+
+use crate::wire::tcp::{ContactFields, MAX_RECONCILE_LEN, SERVER_RECORD_LEN};
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use sha2::{Digest, Sha256};
+
+/// A record's id: SHA-256 of its 536-byte server-role Update body (32 bytes).
+pub type RecordId = [u8; 32];
+
+/// One record as reconciliation sees it: its Lamport clock and its id.
+pub type Item = (u32, RecordId);
+
+/// Why a reconciliation failed: a message that is not negentropy version 1, is cut short,
+/// or breaks the protocol's order (the peer's fault: the connection is refused with 400
+/// or the link dropped), or a set that cannot be indexed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reconciliation: {0}")]
+pub struct ReconcileError(String);
+
+impl From<negentropy::Error> for ReconcileError {
+    fn from(e: negentropy::Error) -> Self {
+        ReconcileError(e.to_string())
+    }
+}
+
+/// The id of the record `(clock, fields)`: SHA-256 over its 536-byte server-role Update
+/// body (docs/PROTOCOL.md §8.20). Fields that do not fit their wire sizes (never stored)
+/// hash as empty fields would not: their id is SHA-256 of the bytes that fit, so such a
+/// record is still one id.
+pub fn record_id(clock: u32, fields: &ContactFields<'_>) -> RecordId {
+    let mut rec = [0u8; SERVER_RECORD_LEN];
+    let body = match crate::wire::tcp::emit_server_record(clock, fields, &mut rec) {
+        Ok(_) => &rec[1..],
+        Err(_) => fields.username.as_bytes(),
+    };
+    Sha256::digest(body).into()
+}
+
+/// The negentropy index of `items` (any order; sorted by clock, then id).
+fn storage(items: &[Item]) -> Result<NegentropyStorageVector, ReconcileError> {
+    let mut s = NegentropyStorageVector::with_capacity(items.len());
+    for &(clock, id) in items {
+        s.insert(u64::from(clock), Id::from_byte_array(id))?;
+    }
+    s.seal()?;
+    Ok(s)
+}
+
+/// The side that starts a reconciliation (the server pushing to a peer, on the link it
+/// opened): it sends the first message, reads each answer, and learns the ids it holds
+/// that the peer lacks ([`Self::have`]) and how many the peer holds that it lacks.
+pub struct Initiator {
+    neg: Negentropy<'static, NegentropyStorageVector>,
+    /// Records in our set.
+    len: usize,
+    first: Vec<u8>,
+    have: Vec<RecordId>,
+    need: u64,
+    rounds: u32,
+}
+
+impl std::fmt::Debug for Initiator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Initiator")
+            .field("have", &self.have.len())
+            .field("need", &self.need)
+            .field("rounds", &self.rounds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Initiator {
+    /// An initiator over `items` (our records), with its first message (at most
+    /// [`MAX_RECONCILE_LEN`] bytes).
+    ///
+    /// # Errors
+    /// [`ReconcileError`] if the set cannot be indexed (not expected: ids are fixed-size).
+    pub fn new(items: &[Item]) -> Result<Self, ReconcileError> {
+        let mut neg = Negentropy::owned(storage(items)?, MAX_RECONCILE_LEN as u64)?;
+        let first = neg.initiate()?;
+        Ok(Initiator {
+            neg,
+            len: items.len(),
+            first,
+            have: Vec::new(),
+            need: 0,
+            rounds: 0,
+        })
+    }
+
+    /// The first message, to send (again, after a busy answer: the responder keeps no
+    /// state between messages).
+    pub fn first(&self) -> &[u8] {
+        &self.first
+    }
+
+    /// Reads the peer's answer: `Ok(Some(message))` to send next, `Ok(None)` when the
+    /// reconciliation is complete.
+    ///
+    /// # Errors
+    /// [`ReconcileError`] for an answer that is not a valid negentropy message.
+    pub fn step(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, ReconcileError> {
+        self.rounds += 1;
+        let mut have = Vec::new();
+        let mut need = Vec::new();
+        let next = self.neg.reconcile_with_ids(answer, &mut have, &mut need)?;
+        self.have.extend(have.iter().map(|id| id.to_bytes()));
+        self.need += need.len() as u64;
+        Ok(next)
+    }
+
+    /// Records in our set.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty set.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Ids we hold that the peer lacks (found so far).
+    pub fn have(&self) -> &[RecordId] {
+        &self.have
+    }
+
+    /// How many ids the peer holds that we lack (found so far): its own link brings them.
+    pub fn need(&self) -> u64 {
+        self.need
+    }
+
+    /// Answers read so far (round trips).
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+}
+
+/// The side that answers (the acceptor of a link): stateless between messages but for
+/// its index of ids.
+pub struct Responder {
+    neg: Negentropy<'static, NegentropyStorageVector>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder").finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// A responder over `items` (our records).
+    ///
+    /// # Errors
+    /// [`ReconcileError`] if the set cannot be indexed (not expected).
+    pub fn new(items: &[Item]) -> Result<Self, ReconcileError> {
+        Ok(Responder {
+            neg: Negentropy::owned(storage(items)?, MAX_RECONCILE_LEN as u64)?,
+        })
+    }
+
+    /// The answer to one message of the initiator (at most [`MAX_RECONCILE_LEN`] bytes).
+    ///
+    /// # Errors
+    /// [`ReconcileError`] for a message that is not a valid negentropy message.
+    pub fn answer(&mut self, message: &[u8]) -> Result<Vec<u8>, ReconcileError> {
+        Ok(self.neg.reconcile(message)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(range: std::ops::Range<u32>) -> Vec<Item> {
+        range
+            .map(|i| {
+                let fields = ContactFields {
+                    username: "user",
+                    contact: &format!("c{i}"),
+                    phone: "555",
+                };
+                // Leak-free: record_id copies what it hashes.
+                (i, record_id(i, &fields))
+            })
+            .collect()
+    }
+
+    /// Runs a whole reconciliation; returns (have, need, bytes both ways, rounds).
+    fn run(ours: &[Item], theirs: &[Item]) -> (Vec<RecordId>, u64, usize, u32) {
+        let mut a = Initiator::new(ours).unwrap();
+        let mut b = Responder::new(theirs).unwrap();
+        let mut msg = a.first().to_vec();
+        let mut bytes = 0;
+        loop {
+            assert!(msg.len() <= MAX_RECONCILE_LEN);
+            bytes += msg.len();
+            let ans = b.answer(&msg).unwrap();
+            assert!(ans.len() <= MAX_RECONCILE_LEN);
+            bytes += ans.len();
+            match a.step(&ans).unwrap() {
+                Some(next) => msg = next,
+                None => break,
+            }
+        }
+        let mut have = a.have().to_vec();
+        have.sort_unstable();
+        (have, a.need(), bytes, a.rounds())
+    }
+
+    #[test]
+    fn equal_sets_agree_in_one_round_of_a_few_bytes() {
+        let s = items(0..10_000);
+        let (have, need, bytes, rounds) = run(&s, &s);
+        assert!(have.is_empty());
+        assert_eq!(need, 0);
+        assert_eq!(rounds, 1);
+        assert!(bytes < 1000, "{bytes} bytes");
+    }
+
+    #[test]
+    fn differences_both_ways_are_found_exactly() {
+        let ours = items(0..5_000);
+        let mut theirs = items(100..5_000);
+        theirs.extend(items(7_000..7_050));
+        let (have, need, _, _) = run(&ours, &theirs);
+        let mut want: Vec<RecordId> = items(0..100).into_iter().map(|(_, id)| id).collect();
+        want.sort_unstable();
+        assert_eq!(have, want);
+        assert_eq!(need, 50);
+    }
+
+    #[test]
+    fn an_empty_peer_lacks_everything() {
+        let ours = items(0..3_000);
+        let (have, need, _, _) = run(&ours, &[]);
+        assert_eq!(have.len(), 3_000);
+        assert_eq!(need, 0);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut b = Responder::new(&items(0..10)).unwrap();
+        assert!(b.answer(&[]).is_err(), "empty");
+        assert!(b.answer(&[0x10, 0x00]).is_err(), "another protocol");
+        let mut a = Initiator::new(&items(0..10)).unwrap();
+        assert!(a.step(&[0x10]).is_err());
+        // Arbitrary bytes after the version byte: an answer or an error, never a panic.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..400 {
+            let mut msg = vec![0x61];
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                msg.push(x as u8);
+            }
+            let _ = b.answer(&msg);
+        }
+    }
+}
