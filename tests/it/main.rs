@@ -6,7 +6,8 @@
 //!   arbitrary input);
 //! - the I/O-free core on a virtual clock: `core_scenarios`, `core_batch` (batches against
 //!   one datagram at a time), `tcp_core`, `directory`,
-//!   `nodelist`, `journal`, `store`; `unlisted` (there and on the real binary);
+//!   `nodelist`, `nodelist_props` (the exchange between many servers, random topologies
+//!   and interleavings), `journal`, `store`; `unlisted` (there and on the real binary);
 //! - whole servers on the in-memory network (`rendezvous::sim`): `sim` (the
 //!   five-servers-in-a-line and partition-and-heal scenarios, default names, slow links);
 //! - identities: `ca_bundle`, `openssl_identity`;
@@ -58,6 +59,7 @@ mod logs;
 mod metrics;
 mod nat;
 mod nodelist;
+mod nodelist_props;
 mod openssl_identity;
 mod partition;
 mod reconcile;
