@@ -140,6 +140,9 @@ impl TcpCore {
         c.name = name.to_string();
         c.auth.required = role == Role::Server && !configured && !proved;
         c.auth.proved = proved;
+        if proved {
+            c.auth.uid = c.auth.transport.key().map(crate::core::node::node_uid);
+        }
         true
     }
 
@@ -291,7 +294,8 @@ impl TcpCore {
             return;
         }
         self.clock.observe(clock);
-        self.batch.merge(to_contact(fields, clock));
+        let from = self.conns.get(&conn).and_then(|c| c.auth.uid);
+        self.batch.merge(to_contact(fields, clock), from);
         self.stats.peer_updates += 1;
         self.count_received(conn, false);
     }

@@ -10,6 +10,7 @@ use super::stream::Stream;
 use super::{ConnId, TcpAction, TcpCore};
 use crate::wire::status;
 use crate::wire::tcp::answer::{AnswerPiece, AnswerReader, Asked};
+use crate::wire::tcp::nodelist::Uid;
 use crate::wire::tcp::{self, Role, ServerCommand, StatusFrame};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -68,6 +69,9 @@ pub(super) struct Auth {
     pub(super) required: bool,
     /// It has proved its node key.
     pub(super) proved: bool,
+    /// The node uid it proved (AuthProof, or a TLS key the node list publishes): where
+    /// the records it pushes come from (docs/PROTOCOL.md §8.10, "not sent back").
+    pub(super) uid: Option<Uid>,
     /// The nonce we sent it (AuthChallenge), until it answers.
     pub(super) nonce: Option<[u8; tcp::NONCE_LEN]>,
     /// A client's proof is being checked (by the UDP plane's certificate cache): its

@@ -7,6 +7,7 @@ use super::conn::Answer;
 use super::{ConnId, StoreRequest, TcpCore};
 use crate::store::{Contact, Write};
 use crate::wire::status;
+use crate::wire::tcp::nodelist::Uid;
 use crate::wire::tcp::{self, ContactFields};
 use std::collections::{HashMap, VecDeque};
 
@@ -41,11 +42,11 @@ pub(super) struct Batch {
     pub(super) writes: Vec<Write>,
     /// Merges in the batch being built so far (the index of the next one among them).
     pub(super) merges: usize,
-    /// The batch's merges with their index among its merges, to journal and push those
-    /// that changed state.
-    pub(super) forward: Vec<(usize, Contact)>,
+    /// The batch's merges with their index among its merges and the server they came
+    /// from (`None`: a client of ours), to journal and push those that changed state.
+    pub(super) forward: Vec<(usize, Contact, Option<Uid>)>,
     /// Per batch sent to the store (by its number): its merges, as `forward`.
-    pub(super) by_seq: HashMap<u64, Vec<(usize, Contact)>>,
+    pub(super) by_seq: HashMap<u64, Vec<(usize, Contact, Option<Uid>)>>,
     /// The next batch number (from 1).
     pub(super) next_seq: u64,
     /// A batch failed: writes are not durable (every barrier is 503 until a restart).
@@ -143,8 +144,8 @@ impl Batch {
     /// Queues a merge; once the store says it changed state, it gets the next journal line
     /// and is pushed on every live link (multi-hop; an unchanged record goes no further,
     /// so a flood ends).
-    pub(super) fn merge(&mut self, contact: Contact) {
-        self.forward.push((self.merges, contact.clone()));
+    pub(super) fn merge(&mut self, contact: Contact, from: Option<Uid>) {
+        self.forward.push((self.merges, contact.clone(), from));
         self.merges += 1;
         self.held += 1;
         self.writes.push(Write::Merge(contact));
@@ -219,7 +220,7 @@ impl TcpCore {
             let detail = "Lamport clock exhausted: no more writes";
             return self.fail(conn, status::SERVICE_UNAVAILABLE, tcp::CMD_UPDATE, detail);
         };
-        self.batch.merge(to_contact(fields, next));
+        self.batch.merge(to_contact(fields, next), None);
         self.stats.client_updates += 1;
     }
 
@@ -277,11 +278,15 @@ impl TcpCore {
             return;
         };
         self.batch.held = self.batch.held.saturating_sub(records.len());
-        for (i, contact) in records {
+        // Which server each link reaches, once per batch (a record is not pushed back to
+        // the server it came from).
+        let uids = self.link_uids();
+        for (i, contact, from) in records {
             if changed.get(i).copied().unwrap_or(false) {
                 self.journal.head += 1;
+                self.journal.sources.push(self.journal.head, from);
                 self.stats.forwarded += 1;
-                self.push_live(self.journal.head, &contact);
+                self.push_live(self.journal.head, &contact, from, &uids);
             }
         }
     }

@@ -12,7 +12,8 @@ use crate::store::{Contact, JournalRead};
 use crate::wire::status;
 use crate::wire::tcp::answer::AnswerPiece;
 use crate::wire::tcp::{self, ContactFields, ServerCommand};
-use std::collections::{BTreeMap, HashMap};
+use crate::wire::tcp::nodelist::Uid;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Our journal, and what we hold of peers' journals.
 #[derive(Debug, Default)]
@@ -30,6 +31,42 @@ pub(super) struct Journal {
     pub(super) received: BTreeMap<String, (u64, u64)>,
     /// Reconciliations in progress: our links', and the one we answer (§8.20).
     pub(super) recon: Reconciles,
+    /// The server each recent line came from, so it is not pushed back there.
+    pub(super) sources: LineSources,
+}
+
+/// The server each of our newest journal lines came from (`None`: a client of ours, or
+/// unknown), at most [`LineSources::CAP`] lines: older lines, and lines from before a
+/// restart, are pushed to every peer as before (docs/PROTOCOL.md §8.10, "not sent back").
+#[derive(Debug, Default)]
+pub(super) struct LineSources {
+    /// The line of `from[0]`.
+    first: u64,
+    from: VecDeque<Option<Uid>>,
+}
+
+impl LineSources {
+    /// Lines remembered: 65,536 (17 bytes each, about 1.1 MB).
+    const CAP: usize = 1 << 16;
+
+    /// Line `line` (the next after the last pushed, or a new start) came from `from`.
+    pub(super) fn push(&mut self, line: u64, from: Option<Uid>) {
+        if self.first + self.from.len() as u64 != line {
+            self.from.clear();
+            self.first = line;
+        }
+        self.from.push_back(from);
+        if self.from.len() > Self::CAP {
+            self.from.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Where line `line` came from, if remembered.
+    pub(super) fn get(&self, line: u64) -> Option<Uid> {
+        let i = usize::try_from(line.checked_sub(self.first)?).ok()?;
+        self.from.get(i).copied().flatten()
+    }
 }
 
 /// Where a link this server opened stands in pushing our journal to its peer.
@@ -69,6 +106,8 @@ pub(super) struct LinkJournal {
     pub(super) bytes_sent: u64,
     /// Bytes read from the link's connections (the peer's answers) since start.
     pub(super) bytes_received: u64,
+    /// Journal lines not pushed on this link because its peer sent them to us.
+    pub(super) not_sent_back: u64,
 }
 
 impl LinkJournal {
@@ -83,13 +122,30 @@ impl LinkJournal {
             recon: ReconcileNote::default(),
             bytes_sent: 0,
             bytes_received: 0,
+            not_sent_back: 0,
         }
     }
 }
 
 impl TcpCore {
-    /// Pushes journal line `line` on every link that is live (caught up).
-    pub(super) fn push_live(&mut self, line: u64, contact: &Contact) {
+    /// The node uid of the server each link reaches, by link index: the entry our node
+    /// list locates at the link's address (`None`: none located there).
+    pub(super) fn link_uids(&self) -> Vec<Option<Uid>> {
+        self.links
+            .iter()
+            .map(|l| self.located(l.addr).next().map(|e| *e.uid()))
+            .collect()
+    }
+
+    /// Pushes journal line `line` on every link that is live (caught up), but the one to
+    /// `from`, the server it came from (`uids`: [`Self::link_uids`]).
+    pub(super) fn push_live(
+        &mut self,
+        line: u64,
+        contact: &Contact,
+        from: Option<Uid>,
+        uids: &[Option<Uid>],
+    ) {
         // Emitted once (when some link is live), copied to every live link.
         if !self.links.iter().any(|l| l.journal.phase == Phase::Live) {
             return;
@@ -99,8 +155,13 @@ impl TcpCore {
             return;
         }
         let mut overfull = Vec::new();
-        for l in &mut self.links {
+        for (i, l) in self.links.iter_mut().enumerate() {
             if l.journal.phase != Phase::Live {
+                continue;
+            }
+            if from.is_some() && uids.get(i).copied().flatten() == from {
+                l.journal.pushed_line = line; // it holds the line: it sent it to us
+                l.journal.not_sent_back += 1;
                 continue;
             }
             let LinkState::Up { conn, .. } = l.state else {
@@ -276,6 +337,7 @@ impl TcpCore {
     /// Writes a page of our journal on link `i` (connection `conn`); asks for the next one,
     /// or, caught up, marks it and goes live.
     fn write_page(&mut self, i: usize, conn: ConnId, entries: &[(u64, Contact)], more: bool) {
+        let peer = self.link_uids().get(i).copied().flatten();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -284,10 +346,14 @@ impl TcpCore {
             return;
         };
         for (line, contact) in entries {
-            c.out.command(&journal_update(*line, contact));
-            l.journal.entries_sent += 1;
             since = *line;
             l.journal.pushed_line = *line;
+            if peer.is_some() && self.journal.sources.get(*line) == peer {
+                l.journal.not_sent_back += 1; // it sent us this line's record
+                continue;
+            }
+            c.out.command(&journal_update(*line, contact));
+            l.journal.entries_sent += 1;
         }
         if more {
             l.journal.phase = Phase::Paging {

@@ -257,6 +257,7 @@ impl TcpCore {
         };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.auth.proved = true;
+            c.auth.uid = Some(*entry.uid());
             c.name = entry.alias().to_string();
         }
         let changed = self.nodes.merge(std::slice::from_ref(&entry));

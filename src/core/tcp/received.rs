@@ -171,7 +171,8 @@ impl TcpCore {
         }
         self.journal.note_line(id, line);
         self.clock.observe(clock);
-        self.batch.merge(to_contact(fields, clock));
+        let from = self.conns.get(&conn).and_then(|c| c.auth.uid);
+        self.batch.merge(to_contact(fields, clock), from);
         self.batch.writes.push(Write::Cursor {
             peer: cursor_key(id),
             journal_id: id,
