@@ -31,6 +31,12 @@ pub struct HostSpec {
     /// The TCP plane's tunables; its identity (name, node entry, signer, seed) and peering
     /// are set by the host.
     pub tcp: TcpConfig,
+    /// Journal lines the store keeps (`None`: the default, 1,000,000).
+    pub journal_keep: Option<u64>,
+    /// Contacts the store holds at start, as a server restarted on a data directory that
+    /// holds them (each gets a line of the host's journal; the clock starts at the
+    /// highest). Shared, not copied, between the hosts given the same list.
+    pub preload: Arc<Vec<crate::store::Contact>>,
 }
 
 impl HostSpec {
@@ -58,6 +64,22 @@ fn derive(seed: &[u8; 32], label: &[u8]) -> [u8; 32] {
     h.update(seed);
     h.update(label);
     h.finalize().into()
+}
+
+/// Writes `contacts` into `store` in batches, with the clock at the highest of theirs.
+fn preload(store: &mut Executor, contacts: &[crate::store::Contact]) {
+    use crate::store::Write;
+    for chunk in contacts.chunks(65_536) {
+        let mut batch: Vec<Write> = chunk.iter().cloned().map(Write::Merge).collect();
+        if let Some(max) = chunk.iter().map(|c| c.clock).max() {
+            batch.push(Write::Clock(max));
+        }
+        let mut changed = Vec::new();
+        store
+            .store_mut()
+            .apply(&batch, &mut changed)
+            .expect("a RAM store applies");
+    }
 }
 
 impl Host {
@@ -99,7 +121,11 @@ impl Host {
             },
             ..spec.udp
         };
-        let store = Executor::new(Box::new(MemoryStore::new()));
+        let mut store = Executor::new(Box::new(match spec.journal_keep {
+            Some(keep) => MemoryStore::with_keep(keep),
+            None => MemoryStore::new(),
+        }));
+        preload(&mut store, &spec.preload);
         let stored = Stored::read(store.store()).expect("a RAM store reads");
         let udp = UdpCore::new(udp_cfg, derive(&seed, b"udp"), now);
         let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)

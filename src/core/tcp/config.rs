@@ -138,6 +138,9 @@ pub struct TcpTimers {
     /// A connection whose pending output made no progress for this long is dropped
     /// (default 120 000).
     pub stall_ms: u64,
+    /// Each live link reconciles with its peer this long after it came up or last did
+    /// (anti-entropy, docs/PROTOCOL.md §8.20; default 120 000; 0: never).
+    pub anti_entropy_ms: u64,
 }
 
 impl Default for TcpTimers {
@@ -148,6 +151,7 @@ impl Default for TcpTimers {
             backoff_min_ms: 250,
             backoff_max_ms: 30_000,
             stall_ms: 120_000,
+            anti_entropy_ms: 120_000,
         }
     }
 }

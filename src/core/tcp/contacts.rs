@@ -278,17 +278,18 @@ impl TcpCore {
             return;
         };
         self.batch.held = self.batch.held.saturating_sub(records.len());
-        // Which server each link reaches, once per batch (a record is not pushed back to
-        // the server it came from).
-        let uids = self.link_uids();
+        // Whom each link reaches, once per batch (docs/PROTOCOL.md §8.10, "relays").
+        let relay = self.relay();
         for (i, contact, from) in records {
             if changed.get(i).copied().unwrap_or(false) {
                 self.journal.head += 1;
                 self.journal.sources.push(self.journal.head, from);
                 self.stats.forwarded += 1;
-                self.push_live(self.journal.head, &contact, from, &uids);
+                let src = self.source(from);
+                self.push_live(self.journal.head, &contact, src, &relay);
             }
         }
+        self.drop_stale_ids();
     }
 
     /// Batch `seq` failed: from now on every barrier is 503.

@@ -5,15 +5,16 @@
 
 use super::config::TcpConfig;
 use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
-use super::links::LinkState;
+use super::links::{LinkState, MAX_LINKS};
 use super::reconcile::{ReconcileNote, Reconciles, RECONCILE_GAP};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
 use crate::wire::status;
 use crate::wire::tcp::answer::AnswerPiece;
-use crate::wire::tcp::{self, ContactFields, ServerCommand};
 use crate::wire::tcp::nodelist::Uid;
+use crate::wire::tcp::{self, ContactFields, ServerCommand};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 
 /// Our journal, and what we hold of peers' journals.
 #[derive(Debug, Default)]
@@ -108,6 +109,49 @@ pub(super) struct LinkJournal {
     pub(super) bytes_received: u64,
     /// Journal lines not pushed on this link because its peer sent them to us.
     pub(super) not_sent_back: u64,
+    /// Journal lines not pushed on this link because the server they came from links to
+    /// its peer itself (meshed).
+    pub(super) left_to_origin: u64,
+}
+
+/// Where a line's record came from (docs/PROTOCOL.md §8.10, "relays").
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Source {
+    /// The peer that sent it (`None`: a client of ours, or unknown).
+    from: Option<Uid>,
+    /// That peer is a located server of our node list.
+    located: bool,
+}
+
+/// Whom our lines go to: see [`TcpCore::relay`].
+#[derive(Debug)]
+pub(super) struct Relay {
+    /// By link index: the node uid of the server the link reaches, if located.
+    uids: Vec<Option<Uid>>,
+    /// Mesh on, and at most [`MAX_LINKS`] located servers: each links to every other.
+    meshed: bool,
+}
+
+impl Relay {
+    /// True when a line from `src` is not pushed on link `i` (counted in `journal`): its
+    /// peer sent the record to us, or, meshed, the located server that sent it links to
+    /// that peer itself. Anything a link so misses is found by the next reconciliation
+    /// (docs/PROTOCOL.md §8.20, "anti-entropy").
+    fn withhold(&self, i: usize, src: Source, journal: &mut LinkJournal) -> bool {
+        let Some(from) = src.from else {
+            return false;
+        };
+        let peer = self.uids.get(i).copied().flatten();
+        if peer == Some(from) {
+            journal.not_sent_back += 1;
+            true
+        } else if self.meshed && src.located && peer.is_some() {
+            journal.left_to_origin += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl LinkJournal {
@@ -123,29 +167,46 @@ impl LinkJournal {
             bytes_sent: 0,
             bytes_received: 0,
             not_sent_back: 0,
+            left_to_origin: 0,
         }
     }
 }
 
 impl TcpCore {
-    /// The node uid of the server each link reaches, by link index: the entry our node
-    /// list locates at the link's address (`None`: none located there).
-    pub(super) fn link_uids(&self) -> Vec<Option<Uid>> {
-        self.links
+    /// Whom our lines go to (docs/PROTOCOL.md §8.10, "relays"): the server each link
+    /// reaches, and whether every located server links to every other.
+    pub(super) fn relay(&self) -> Relay {
+        let uids = self
+            .links
             .iter()
             .map(|l| self.located(l.addr).next().map(|e| *e.uid()))
-            .collect()
+            .collect();
+        let located = self
+            .nodes
+            .entries()
+            .iter()
+            .filter(|e| e.location().parse::<SocketAddr>().is_ok())
+            .count();
+        Relay {
+            uids,
+            meshed: !self.cfg.peering.no_mesh && located <= MAX_LINKS,
+        }
     }
 
-    /// Pushes journal line `line` on every link that is live (caught up), but the one to
-    /// `from`, the server it came from (`uids`: [`Self::link_uids`]).
-    pub(super) fn push_live(
-        &mut self,
-        line: u64,
-        contact: &Contact,
-        from: Option<Uid>,
-        uids: &[Option<Uid>],
-    ) {
+    /// The server a record came from, and whether it is a located server of our node
+    /// list (so, meshed, it links to every other located server itself).
+    pub(super) fn source(&self, from: Option<Uid>) -> Source {
+        let located = from.is_some_and(|u| {
+            self.nodes
+                .get(&u)
+                .is_some_and(|e| e.location().parse::<SocketAddr>().is_ok())
+        });
+        Source { from, located }
+    }
+
+    /// Pushes journal line `line` on every link that is live (caught up), unless `relay`
+    /// withholds it from that link's peer (`source`: where its record came from).
+    pub(super) fn push_live(&mut self, line: u64, contact: &Contact, src: Source, relay: &Relay) {
         // Emitted once (when some link is live), copied to every live link.
         if !self.links.iter().any(|l| l.journal.phase == Phase::Live) {
             return;
@@ -159,9 +220,8 @@ impl TcpCore {
             if l.journal.phase != Phase::Live {
                 continue;
             }
-            if from.is_some() && uids.get(i).copied().flatten() == from {
-                l.journal.pushed_line = line; // it holds the line: it sent it to us
-                l.journal.not_sent_back += 1;
+            if relay.withhold(i, src, &mut l.journal) {
+                l.journal.pushed_line = line;
                 continue;
             }
             let LinkState::Up { conn, .. } = l.state else {
@@ -337,7 +397,11 @@ impl TcpCore {
     /// Writes a page of our journal on link `i` (connection `conn`); asks for the next one,
     /// or, caught up, marks it and goes live.
     fn write_page(&mut self, i: usize, conn: ConnId, entries: &[(u64, Contact)], more: bool) {
-        let peer = self.link_uids().get(i).copied().flatten();
+        let relay = self.relay();
+        let sources: Vec<Source> = entries
+            .iter()
+            .map(|(line, _)| self.source(self.journal.sources.get(*line)))
+            .collect();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -345,11 +409,10 @@ impl TcpCore {
         let Phase::Paging { mut since, .. } = l.journal.phase else {
             return;
         };
-        for (line, contact) in entries {
+        for ((line, contact), src) in entries.iter().zip(sources) {
             since = *line;
             l.journal.pushed_line = *line;
-            if peer.is_some() && self.journal.sources.get(*line) == peer {
-                l.journal.not_sent_back += 1; // it sent us this line's record
+            if relay.withhold(i, src, &mut l.journal) {
                 continue;
             }
             c.out.command(&journal_update(*line, contact));

@@ -347,7 +347,7 @@ impl TcpCore {
             StoreEvent::JournalPage { tag, entries, read } => {
                 self.on_journal_page(tag, &entries, read);
             }
-            StoreEvent::Ids { tag, items } => self.on_ids(now_ms, tag, &items),
+            StoreEvent::Ids { tag, items } => self.on_ids(now_ms, tag, items),
             StoreEvent::StreamFailed { stream, error } => self.on_read_failed(stream, &error),
         }
         // A stream that ended frees its slot; an applied batch frees room for writes.
@@ -467,6 +467,7 @@ impl TcpCore {
         }
         self.link_timeouts(now_ms);
         self.reconcile_retries(now_ms);
+        self.anti_entropy(now_ms);
     }
 
     /// The next time (ms) [`Self::handle_timeout`] has work.

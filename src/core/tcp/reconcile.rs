@@ -68,6 +68,9 @@ pub(super) struct Session {
 pub(super) struct Reconciles {
     pub(super) links: HashMap<usize, LinkRecon>,
     pub(super) session: Option<Session>,
+    /// The last ids read, with our journal head then: reused while nothing has changed
+    /// (a server reconciling with many peers reads its ids once).
+    cache: Option<(u64, Arc<Vec<Item>>)>,
 }
 
 /// What a link's last reconciliation found, for `status` (docs/PROTOCOL.md §8.5).
@@ -83,6 +86,8 @@ pub(super) struct ReconcileNote {
     pub(super) missing: u64,
     /// Bytes of reconciliation messages both ways, in the last one.
     pub(super) bytes: u64,
+    /// When the last anti-entropy reconciliation started (ms; 0: none yet).
+    pub(super) at_ms: u64,
 }
 
 /// The frame `[22][len u16][message]` (a Reconcile, or its answer; empty: busy).
@@ -120,20 +125,49 @@ impl TcpCore {
         }
     }
 
-    /// Asks the store for our ids, for link `i`.
+    /// Asks the store for our ids, for link `i` (or takes them from the cache).
     fn read_ids(&mut self, i: usize) {
+        if let Some(items) = self.cached_ids() {
+            return self.initiate(i, &items);
+        }
         self.flush_batch();
         let tag = self.out.tag();
         self.reads.ids_reads.insert(tag, IdsFor::Link(i));
         self.out.request(StoreRequest::Ids { tag });
     }
 
+    /// Drops the cached ids once our journal moved past them (they would never be used).
+    pub(super) fn drop_stale_ids(&mut self) {
+        let head = self.journal.head;
+        if self
+            .journal
+            .recon
+            .cache
+            .as_ref()
+            .is_some_and(|(h, _)| *h != head)
+        {
+            self.journal.recon.cache = None;
+        }
+    }
+
+    /// The cached ids, when nothing was written since they were read: our journal head is
+    /// the same and no write waits in a batch.
+    fn cached_ids(&self) -> Option<Arc<Vec<Item>>> {
+        let (head, items) = self.journal.recon.cache.as_ref()?;
+        let idle = self.batch.writes.is_empty() && self.batch.by_seq.is_empty();
+        (idle && *head == self.journal.head).then(|| Arc::clone(items))
+    }
+
     /// Our ids, read for `tag`: start a link's reconciliation or answer the first message
     /// of the one we answer.
-    pub(super) fn on_ids(&mut self, now_ms: u64, tag: u64, items: &[Item]) {
+    pub(super) fn on_ids(&mut self, now_ms: u64, tag: u64, items: Vec<Item>) {
+        // Read after every batch before it and before any after it: our head now is the
+        // head they show.
+        let items = Arc::new(items);
+        self.journal.recon.cache = Some((self.journal.head, Arc::clone(&items)));
         match self.reads.ids_reads.remove(&tag) {
-            Some(IdsFor::Link(i)) => self.initiate(i, items),
-            Some(IdsFor::Session(conn)) => self.respond_first(now_ms, conn, tag, items),
+            Some(IdsFor::Link(i)) => self.initiate(i, &items),
+            Some(IdsFor::Session(conn)) => self.respond_first(now_ms, conn, tag, &items),
             None => {}
         }
     }
@@ -308,14 +342,40 @@ impl TcpCore {
         }
     }
 
-    /// The next busy retry due (ms).
+    /// The next busy retry or anti-entropy reconciliation due (ms).
     pub(super) fn reconcile_deadline(&self) -> Option<u64> {
-        self.journal
+        let retries = self
+            .journal
             .recon
             .links
             .values()
-            .filter_map(|r| r.retry_at_ms)
-            .min()
+            .filter_map(|r| r.retry_at_ms);
+        let every = self.cfg.timers.anti_entropy_ms;
+        let due = self
+            .links
+            .iter()
+            .filter(|l| every > 0 && l.journal.phase == Phase::Live)
+            .map(|l| l.journal.recon.at_ms.max(l.up_since_ms) + every);
+        retries.chain(due).min()
+    }
+
+    /// Anti-entropy: each live link whose last reconciliation (or coming up) is
+    /// [`super::TcpTimers::anti_entropy_ms`] old reconciles again, so a record a link
+    /// missed (a relay withheld while the server it came from could not reach the peer)
+    /// is found within that time (docs/PROTOCOL.md §8.20).
+    pub(super) fn anti_entropy(&mut self, now_ms: u64) {
+        let every = self.cfg.timers.anti_entropy_ms;
+        if every == 0 {
+            return;
+        }
+        for i in 0..self.links.len() {
+            let l = &mut self.links[i];
+            let due = l.journal.recon.at_ms.max(l.up_since_ms) + every;
+            if l.journal.phase == Phase::Live && now_ms >= due {
+                l.journal.recon.at_ms = now_ms;
+                self.start_reconcile(i);
+            }
+        }
     }
 
     /// Reconcile (22) from a peer on `conn`: answered from our ids; busy while we answer
@@ -352,10 +412,13 @@ impl TcpCore {
     /// Starts answering `conn`'s reconciliation: our ids are read after every write
     /// accepted so far, then `msg` is answered.
     fn open_session(&mut self, now_ms: u64, conn: ConnId, msg: &[u8]) {
-        self.flush_batch();
+        let cached = self.cached_ids();
         let tag = self.out.tag();
-        self.reads.ids_reads.insert(tag, IdsFor::Session(conn));
-        self.out.request(StoreRequest::Ids { tag });
+        if cached.is_none() {
+            self.flush_batch();
+            self.reads.ids_reads.insert(tag, IdsFor::Session(conn));
+            self.out.request(StoreRequest::Ids { tag });
+        }
         self.journal.recon.session = Some(Session {
             conn,
             responder: None,
@@ -364,6 +427,9 @@ impl TcpCore {
             last_ms: now_ms,
         });
         self.push_answer(conn, Answer::Reconcile { tag });
+        if let Some(items) = cached {
+            self.respond_first(now_ms, conn, tag, &items);
+        }
     }
 
     /// Our ids for the reconciliation we answer on `conn`: answer its first message.
