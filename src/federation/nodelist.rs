@@ -38,12 +38,52 @@
 //! a diff (a hash is answered by a hash, a list by a diff, a diff by nothing, and a sync is
 //! started by the opener's timer), so no frame can start a chain of replies, and the next
 //! hash exchange matches.
+//!
+//! # An entry beating an owner's own
+//!
+//! A server takes no entry for its own uid but its own, so an entry for its uid that beats
+//! its own (a stale one of an earlier run, see [`reissue`]) would stay in every other list
+//! and the hashes would never match. So the owner re-issues its entry just above it
+//! ([`reissue`], docs/PROTOCOL.md §8.15 "own uid"): a new entry, the greatest for its uid,
+//! which reaches every list as any change does. Each re-issue goes above a distinct entry
+//! that beat the owner's, so they are finitely many (at most [`REISSUE_REACH`] in a run).
 
 use crate::wire::tcp::nodelist::{
     NodeEntry, NodeListFrame, Uid, COUNT_LEN, HASH_FRAME_LEN, HASH_LEN, MAX_ENTRIES, MAX_ENTRY_LEN,
 };
 use core::cmp::Ordering;
 use sha2::{Digest, Sha512};
+
+/// How far above its version at start (the Unix seconds at start, or above its stored
+/// entry) a server re-issues its own entry: one hour (docs/PROTOCOL.md §8.15 "own uid").
+pub const REISSUE_REACH: u64 = 3600;
+
+/// The owner's re-issue rule (docs/PROTOCOL.md §8.15 "own uid"): when the greatest entry of
+/// `seen` for `own`'s uid beats `own` and its version is below `start + REISSUE_REACH`
+/// (`start` the version of `own` at start; saturating), `own` again with that version + 1
+/// (alias, location and key kept), which beats it. `None` otherwise: nothing beats `own`,
+/// or the winner is out of reach (the owner keeps `own` and ignores it, as every other
+/// entry for its uid). The version cannot overflow: it is below `u64::MAX` before the + 1.
+///
+/// The reach bounds the re-issues of one run to `REISSUE_REACH` (each raises the version
+/// by at least 1), so two running servers sharing one node key, which outbid each other,
+/// stop after at most that many; a stale entry of a restart after the clock stepped back
+/// by up to an hour is replaced (further back only from the stored list, at start).
+pub fn reissue(own: &NodeEntry, start: u64, seen: &[NodeEntry]) -> Option<NodeEntry> {
+    let winner = seen.iter().filter(|e| e.uid() == own.uid()).max()?;
+    let reach = start.saturating_add(REISSUE_REACH);
+    if winner <= own || winner.version() >= reach {
+        return None;
+    }
+    NodeEntry::new(
+        *own.uid(),
+        winner.version() + 1,
+        own.alias(),
+        own.location(),
+        own.public_key(),
+    )
+    .ok()
+}
 
 /// `entries` sorted by uid with one per uid, the greatest (the duplicate rule); no cap.
 fn winners(entries: &[NodeEntry]) -> Vec<&NodeEntry> {
@@ -324,6 +364,51 @@ mod tests {
         assert!(l.merge(&[entry(2, 5, "y")]).is_empty());
         assert_eq!(l.get(&[2; 16]), Some(&entry(2, 5, "y")));
         assert_eq!(l.get(&[3; 16]), None);
+    }
+
+    #[test]
+    fn reissue_goes_just_above_the_greatest_winner_within_reach() {
+        let own = entry(1, 5, "new");
+        // Equal version, bytewise larger rest: beats ours; so does a higher version.
+        let stale = [entry(1, 5, "old-name"), entry(1, 7, "a"), entry(2, 99, "x")];
+        let again = reissue(&own, 5, &stale).unwrap();
+        assert_eq!(
+            again,
+            NodeEntry::new([1; 16], 8, "new", own.location(), own.public_key()).unwrap()
+        );
+        assert!(again > stale[1]);
+        assert_eq!(reissue(&own, 5, &stale[..1]).unwrap().version(), 6);
+        // Nothing beats ours, or only other uids.
+        assert_eq!(
+            reissue(
+                &own,
+                5,
+                &[entry(1, 4, "zzz"), own.clone(), stale[2].clone()]
+            ),
+            None
+        );
+        // Out of reach: start + REISSUE_REACH or above.
+        let far = entry(1, 5 + REISSUE_REACH, "a");
+        assert_eq!(reissue(&own, 5, std::slice::from_ref(&far)), None);
+        assert_eq!(
+            reissue(&own, 6, &[far]).unwrap().version(),
+            6 + REISSUE_REACH
+        );
+    }
+
+    #[test]
+    fn reissue_never_overflows() {
+        let own = entry(1, u64::MAX - 1, "a");
+        let top = entry(1, u64::MAX, "b");
+        assert_eq!(
+            reissue(&own, u64::MAX - 1, std::slice::from_ref(&top)),
+            None
+        );
+        let own = entry(1, u64::MAX - 2, "a");
+        let near = entry(1, u64::MAX - 1, "b");
+        let again = reissue(&own, u64::MAX - 2, &[near]).unwrap();
+        assert_eq!(again.version(), u64::MAX);
+        assert_eq!(reissue(&again, u64::MAX - 2, &[top]), None);
     }
 
     #[test]

@@ -2886,3 +2886,133 @@ fn at_the_total_cap_the_busiest_address_makes_room() {
     assert!(n.closed(10));
     assert!((2..=8).all(|c| !n.closed(c)), "no one else was closed");
 }
+
+/// Node `i` of `m` lets a peer at [`PEER`] in, which sends it `entries` as its node list.
+fn teach(m: &mut Mesh, i: usize, entries: Vec<NodeEntry>) {
+    let t = m.conn_id();
+    m.nodes[i].accept(t, PEER);
+    m.nodes[i].send(t, &hello(1, "teacher"));
+    let list = NodeList::from_entries(entries)
+        .list_frame()
+        .to_vec()
+        .unwrap();
+    m.nodes[i].send(t, &list);
+    assert_eq!(m.nodes[i].read(t)[0], 12, "a diff answers the list");
+}
+
+/// An identified mesh where node 1 also lets in a peer at [`PEER`].
+fn mesh_with_teacher(links: &[(usize, usize)]) -> Mesh {
+    let mut m = identified_mesh(2, links, true);
+    m.set_node(1, 0, |c| {
+        c.peering
+            .allow_peers
+            .push(Cidr::parse("198.51.100.0/24").unwrap())
+    });
+    m
+}
+
+/// Node 0's entry, and a stale one for its uid beating it: the same version, and a longer
+/// alias (a restart within the second under another `--alias`).
+fn own_and_stale(m: &Mesh) -> (NodeEntry, NodeEntry) {
+    let own = m.nodes[0].config.identity.node.clone().unwrap();
+    let stale = NodeEntry::new(
+        *own.uid(),
+        own.version(),
+        "node0 before its restart",
+        own.location(),
+        own.public_key(),
+    )
+    .unwrap();
+    assert!(stale > own);
+    (own, stale)
+}
+
+/// Both lists equal, holding node 0's entry re-issued one version above `stale` (alias,
+/// location and key kept), and node 0's store holding its list.
+fn assert_outbid(m: &Mesh, own: &NodeEntry, stale: &NodeEntry) {
+    let again = NodeEntry::new(
+        *own.uid(),
+        stale.version() + 1,
+        own.alias(),
+        own.location(),
+        own.public_key(),
+    )
+    .unwrap();
+    for n in &m.nodes {
+        assert_eq!(n.core.node_list().get(own.uid()), Some(&again));
+    }
+    let lists: Vec<_> = m.nodes.iter().map(|n| n.core.node_list().hash()).collect();
+    assert_eq!(lists[0], lists[1], "the lists agree");
+    let stored = m.nodes[0].store().node_list().unwrap();
+    assert_eq!(stored, m.nodes[0].core.node_list().canonical_bytes());
+}
+
+/// docs/PROTOCOL.md §8.15 "own uid": node 1 learns, from a peer, a stale entry for node 0's
+/// uid that beats node 0's own. Its change spreads on its link to node 0: in that one
+/// exchange node 0 re-issues its entry above the stale one and answers it in the diff;
+/// both lists agree before any heartbeat, and the next heartbeats find equal hashes.
+#[test]
+fn a_stale_entry_for_our_uid_is_outbid_within_one_exchange() {
+    let mut m = mesh_with_teacher(&[(1, 0)]);
+    m.run_until(1_000);
+    let (own, stale) = own_and_stale(&m);
+    teach(&mut m, 1, vec![stale.clone()]);
+    assert_eq!(m.nodes[1].core.node_list().get(own.uid()), Some(&stale));
+    m.run(); // no time passes: no heartbeat
+    assert_outbid(&m, &own, &stale);
+    m.run_until(30_000);
+    assert_outbid(&m, &own, &stale);
+    assert_eq!(
+        m.nodes[0].core.stats().errors + m.nodes[1].core.stats().errors,
+        0
+    );
+}
+
+/// The same as the opener: node 0 links to node 1, which learned the stale entry; node 0's
+/// next heartbeat brings it in node 1's diff, node 0 re-issues and spreads its hash at once,
+/// and its list carries the re-issued entry to node 1 (no second heartbeat needed).
+#[test]
+fn a_stale_entry_for_our_uid_in_a_diff_is_outbid_at_once() {
+    let mut m = mesh_with_teacher(&[(0, 1)]);
+    m.run_until(1_000);
+    let (own, stale) = own_and_stale(&m);
+    teach(&mut m, 1, vec![stale.clone()]);
+    m.run();
+    assert_eq!(m.nodes[0].core.node_list().get(own.uid()), Some(&own));
+    assert_eq!(m.nodes[1].core.node_list().get(own.uid()), Some(&stale));
+    let t = m.nodes[0].core.poll_timeout().expect("a heartbeat is due");
+    m.advance_to(t);
+    assert_outbid(&m, &own, &stale);
+}
+
+/// At start (docs/PROTOCOL.md §8.15 "own entry"): a stored list holding a greater entry
+/// for our uid (ours from an earlier run) makes us start one version above it.
+#[test]
+fn a_greater_stored_own_entry_is_started_above() {
+    let (own, _) = identity(0);
+    let old = NodeEntry::new(
+        *own.uid(),
+        own.version() + 41,
+        "old",
+        "198.51.100.9:1",
+        own.public_key(),
+    )
+    .unwrap();
+    let (other, _) = identity(1);
+    let stored = NodeList::from_entries(vec![old, other.clone()]).canonical_bytes();
+    let cfg = TcpConfig {
+        identity: TcpIdentity {
+            node: Some(own.clone()),
+            ..TcpIdentity::default()
+        },
+        ..open()
+    };
+    let core = TcpCore::new(cfg, 0, 0).with_nodes(&stored, 0);
+    let mine = core.node_list().get(own.uid()).unwrap();
+    assert_eq!(mine.version(), own.version() + 42);
+    assert_eq!(
+        (mine.alias(), mine.location()),
+        (own.alias(), own.location())
+    );
+    assert_eq!(core.node_list().get(other.uid()), Some(&other));
+}

@@ -6,7 +6,7 @@ use super::config::{canonical_ip, NodeSigner};
 use super::conn::{status_bytes, Answer};
 use super::links::{Link, LinkState, MAX_LINKS};
 use super::{ConnId, TcpCore};
-use crate::federation::nodelist::NodeList;
+use crate::federation::nodelist::{self as list, NodeList};
 use crate::store::Write;
 use crate::wire::status;
 use crate::wire::tcp;
@@ -20,7 +20,10 @@ use std::net::{IpAddr, SocketAddr};
 impl TcpCore {
     /// Adds the node list the store kept (its canonical bytes, [`crate::store::Store::
     /// node_list`]) at start, and links to the servers in it (unless `no_mesh`). Our own
-    /// entry is always the one configured; bytes that do not parse are ignored (logged).
+    /// entry is the one configured, unless the stored list holds a greater one for our uid
+    /// (ours from an earlier run: a restart within the second under another alias or
+    /// location, or after the clock stepped back): then it starts just above that one
+    /// (docs/PROTOCOL.md §8.15 "own entry"). Bytes that do not parse are ignored (logged).
     pub fn with_nodes(mut self, canonical: &[u8], now_ms: u64) -> Self {
         if canonical.is_empty() {
             return self;
@@ -30,6 +33,7 @@ impl TcpCore {
         frame.extend_from_slice(canonical);
         match NodeListFrame::parse(&frame) {
             Ok(NodeListFrame::List(entries)) => {
+                self.start_above_stored(&entries);
                 let own = self.own_uid();
                 let entries: Vec<NodeEntry> = entries
                     .into_iter()
@@ -41,6 +45,74 @@ impl TcpCore {
             _ => tracing::warn!("the stored node list does not parse; starting without it"),
         }
         self
+    }
+
+    /// At start: when `stored` holds an entry for our uid greater than our configured one,
+    /// our entry (configured and in the list) becomes ours with that version + 1 (saturating
+    /// at `u64::MAX`; should ours still lose there, it is kept and the greater one ignored,
+    /// as every entry for our uid that is not ours). Not bounded by
+    /// [`list::REISSUE_REACH`]: only we write our uid's entries to our stored list.
+    fn start_above_stored(&mut self, stored: &[NodeEntry]) {
+        let Some(own) = self.cfg.identity.node.as_ref() else {
+            return;
+        };
+        let Some(old) = stored.iter().filter(|e| e.uid() == own.uid()).max() else {
+            return;
+        };
+        if old <= own {
+            return;
+        }
+        let version = old.version().saturating_add(1);
+        let Ok(again) = NodeEntry::new(
+            *own.uid(),
+            version,
+            own.alias(),
+            own.location(),
+            own.public_key(),
+        ) else {
+            return;
+        };
+        if again > *old {
+            tracing::info!(version, "our stored entry was greater: starting above it");
+        } else {
+            tracing::warn!("our stored entry is at the greatest version: ours may lose to it");
+        }
+        self.nodes.merge(std::slice::from_ref(&again));
+        self.cfg.identity.node = Some(again);
+    }
+
+    /// Our entry as it stands: the one in our list (re-issued, §8.15 "own uid"), else the
+    /// one we started with.
+    fn own_entry(&self) -> Option<&NodeEntry> {
+        let start = self.cfg.identity.node.as_ref()?;
+        self.nodes.get(start.uid()).or(Some(start))
+    }
+
+    /// When `seen` (a peer's list or diff) holds an entry for our uid that beats ours, within
+    /// reach: our entry re-issued just above it, in our list ([`list::reissue`],
+    /// docs/PROTOCOL.md §8.15 "own uid"). Returns whether it was; the caller stores the list
+    /// and spreads the new hash, as after any change.
+    fn reissue_own(&mut self, seen: &[NodeEntry]) -> bool {
+        let (Some(own), Some(start)) = (self.own_entry(), self.cfg.identity.node.as_ref()) else {
+            return false;
+        };
+        let beaten = seen.iter().any(|e| e.supersedes(own));
+        match list::reissue(own, start.version(), seen) {
+            Some(again) => {
+                let version = again.version();
+                tracing::info!(
+                    version,
+                    "a peer holds an entry for our uid beating ours: re-issued ours above it"
+                );
+                self.nodes.merge(&[again]);
+                true
+            }
+            None if beaten => {
+                tracing::warn!("a peer holds an entry for our uid beating ours, out of re-issue reach; ignored");
+                false
+            }
+            None => false,
+        }
     }
 
     /// The node list as it stands (for status and tests).
@@ -116,19 +188,16 @@ impl TcpCore {
             let detail = "node list with duplicate uids";
             return self.fail(conn, status::BAD_REQUEST, tcp::CMD_NODE_LIST, detail);
         }
-        if let Some(e) = entries.iter().find(|e| self.is_own_uid_forged(e)) {
-            tracing::warn!(
-                alias = e.alias(),
-                "a peer sent a newer entry for our own uid; ignored"
-            );
-        }
+        // Before the diff, so that it carries our re-issued entry (§8.15 "own uid").
+        let reissued = self.reissue_own(&entries);
         let entries = self.without_forged(entries);
         let changed = self.nodes.merge(&entries);
         let diff = self.nodes.diff_for(&entries);
         if let Ok(d) = NodeListFrame::Diff(diff).to_vec() {
             self.push_answer(conn, Answer::Ready(d));
         }
-        self.nodes_changed(now_ms, changed.len());
+        self.stats.nodes_learned += changed.len() as u64;
+        self.list_changed(now_ms, reissued || !changed.is_empty());
     }
 
     /// On a link: the peer's hash answering ours; when the lists differ, send ours whole
@@ -146,19 +215,19 @@ impl TcpCore {
         }
     }
 
-    /// On a link: the peer's diff, merged.
+    /// On a link: the peer's diff, merged (and our entry re-issued above one for our uid
+    /// that beats it, §8.15 "own uid").
     pub(super) fn merge_nodes(&mut self, now_ms: u64, entries: Vec<NodeEntry>) {
+        let reissued = self.reissue_own(&entries);
         let entries = self.without_forged(entries);
         let changed = self.nodes.merge(&entries);
-        self.nodes_changed(now_ms, changed.len());
+        self.stats.nodes_learned += changed.len() as u64;
+        self.list_changed(now_ms, reissued || !changed.is_empty());
     }
 
-    /// An entry for our own uid that is not ours: only we change our entry.
+    /// An entry for our own uid that is not ours as it stands: only we change our entry.
     fn is_own_uid_forged(&self, e: &NodeEntry) -> bool {
-        self.cfg
-            .identity
-            .node
-            .as_ref()
+        self.own_entry()
             .is_some_and(|own| own.uid() == e.uid() && own != e)
     }
 
@@ -175,10 +244,15 @@ impl TcpCore {
     /// learned (unless `--no-mesh`) and tell every live link our new hash, so the change
     /// spreads hop by hop.
     pub(super) fn nodes_changed(&mut self, now_ms: u64, changed: usize) {
-        if changed == 0 {
+        self.stats.nodes_learned += changed as u64;
+        self.list_changed(now_ms, changed > 0);
+    }
+
+    /// [`Self::nodes_changed`] without the count: nothing unless `changed`.
+    fn list_changed(&mut self, now_ms: u64, changed: bool) {
+        if !changed {
             return;
         }
-        self.stats.nodes_learned += changed as u64;
         self.batch
             .writes
             .push(Write::NodeList(self.nodes.canonical_bytes()));
@@ -323,10 +397,9 @@ impl TcpCore {
         conn: ConnId,
         nonce: &[u8; tcp::NONCE_LEN],
     ) {
-        let (Some(signer), Some(node)) = (
-            self.cfg.identity.signer.clone(),
-            self.cfg.identity.node.clone(),
-        ) else {
+        let (Some(signer), Some(node)) =
+            (self.cfg.identity.signer.clone(), self.own_entry().cloned())
+        else {
             return;
         };
         let body = proof_body(&signer, &node, nonce);
