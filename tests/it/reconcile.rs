@@ -7,8 +7,10 @@
 
 use crate::sim::{all_equal, field, open, recs, status, write_recs};
 use rendezvous::core::tcp::Cidr;
+use rendezvous::federation::reconcile::{record_id, Initiator, Item, Responder};
 use rendezvous::sim::{HostId, HostSpec, Net};
 use rendezvous::store::Contact;
+use rendezvous::wire::tcp::ContactFields;
 use std::sync::Arc;
 
 /// Bytes of one server-role record on the wire (an Update of a full push, §8.4).
@@ -299,4 +301,324 @@ fn a_healed_cut_the_journal_lost_is_reconciled_in_proportion_to_the_differences(
         "{:.2} heartbeat intervals",
         h.heartbeats
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bytes against differences: the reconciliation alone (federation::reconcile)
+// ---------------------------------------------------------------------------------------
+
+/// `n` records' ids as a server holds them, and the same list with `d` of its records
+/// replaced by newer versions (new clocks, new ids): `2 d` differences.
+fn two_sides(n: usize, d: usize) -> (Vec<Item>, Vec<Item>) {
+    let id = |k: usize, clock: u32| {
+        let fields = ContactFields {
+            username: "shared",
+            contact: &format!("c{k:07}"),
+            phone: &format!("+{clock:09}"),
+        };
+        (clock, record_id(clock, &fields))
+    };
+    let ours: Vec<Item> = (0..n).map(|k| id(k, k as u32 + 1)).collect();
+    let mut theirs = ours.clone();
+    // Every (n / d)-th record changed on their side, with clocks above every other.
+    for (j, k) in (0..n).step_by((n / d.max(1)).max(1)).take(d).enumerate() {
+        theirs[k] = id(k, (n + 1 + j) as u32);
+    }
+    (ours, theirs)
+}
+
+/// Bytes of a whole reconciliation of `ours` against `theirs` both ways, its rounds, and
+/// how many records each side found the other lacked.
+fn reconcile_bytes(ours: &[Item], theirs: &[Item]) -> (u64, u32, usize, u64) {
+    let mut a = Initiator::new(ours).expect("index");
+    let mut b = Responder::new(theirs).expect("index");
+    let mut msg = a.first().to_vec();
+    let mut bytes = 0u64;
+    loop {
+        bytes += 3 + msg.len() as u64; // frame 22
+        let answer = b.answer(&msg).expect("answer");
+        bytes += 3 + answer.len() as u64;
+        match a.step(&answer).expect("step") {
+            Some(next) => msg = next,
+            None => return (bytes, a.rounds(), a.have().len(), a.need()),
+        }
+    }
+}
+
+/// The bytes of reconciliation grow with the differences d, not with the list n: about
+/// O(d log n) (docs/PROTOCOL.md §8.20). With `RDV_RECONCILE_PLOT=FILE` it runs n =
+/// 100,000 and writes the plot of bytes against d (docs/reconcile-bytes.svg).
+#[test]
+fn reconciliation_bytes_follow_the_differences_not_the_list() {
+    let plot = std::env::var("RDV_RECONCILE_PLOT").ok();
+    let n = if plot.is_some() { 100_000 } else { 20_000 };
+    let ds: &[usize] = if plot.is_some() {
+        &[1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000]
+    } else {
+        &[1, 10, 100, 1_000]
+    };
+    let copy = n as u64 * RECORD_LEN;
+    let mut rows = Vec::new();
+    for &d in ds {
+        let (ours, theirs) = two_sides(n, d);
+        let (bytes, rounds, have, need) = reconcile_bytes(&ours, &theirs);
+        assert_eq!(
+            (have, need),
+            (d, d as u64),
+            "d = {d}: every difference found"
+        );
+        let pushed = bytes + d as u64 * RECORD_LEN;
+        eprintln!(
+            "reconcile: n {n}, d {d}: {bytes} bytes of messages in {rounds} rounds ({:.1} a difference); with the {d} records pushed {pushed} = {:.4} of a copy",
+            bytes as f64 / (2 * d) as f64,
+            pushed as f64 / copy as f64
+        );
+        rows.push((d, bytes, pushed, rounds));
+    }
+    // O(d log n): a single difference costs a few hundred bytes, not the list.
+    let one = rows[0].1;
+    assert!(one < 4_000, "one difference cost {one} bytes");
+    // Spread over the list, a difference costs the ids of the smallest range that holds it
+    // (up to 32 ids of 32 bytes, shared with its neighbours) and the fingerprints above
+    // it: 1,000 a side cost at most about a record (537) each, and nothing like the list.
+    let (d, bytes, pushed, _) = *rows.iter().find(|r| r.0 == 1_000).expect("d = 1000");
+    assert!(
+        bytes / (2 * d as u64) <= 600,
+        "{bytes} bytes for {d} differences a side"
+    );
+    if n == 100_000 {
+        assert!(
+            pushed as f64 <= 0.05 * copy as f64,
+            "1%: {pushed} of {copy}"
+        );
+    }
+    if let Some(path) = plot {
+        write_plot(std::path::Path::new(&path), n, &rows, copy);
+    }
+}
+
+/// The plot of reconciliation bytes, and with the records pushed, against the differences
+/// (log-log), beside one full copy.
+fn write_plot(path: &std::path::Path, n: usize, rows: &[(usize, u64, u64, u32)], copy: u64) {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (760, 480)).into_drawing_area();
+    root.fill(&WHITE).expect("fill");
+    let x_max = rows.last().map_or(10, |r| r.0) as f64 * 1.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Reconciliation of {n} contacts: bytes against differences a side"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(
+            (0.7f64..x_max).log_scale(),
+            (100f64..copy as f64 * 2.0).log_scale(),
+        )
+        .expect("chart");
+    chart
+        .configure_mesh()
+        .x_desc("records changed on each side (d)")
+        .y_desc("bytes between the two servers")
+        .draw()
+        .expect("mesh");
+    let series = [
+        (
+            "messages (frames 22)",
+            BLUE,
+            rows.iter()
+                .map(|r| (r.0 as f64, r.1 as f64))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "messages + the d records pushed",
+            RED,
+            rows.iter().map(|r| (r.0 as f64, r.2 as f64)).collect(),
+        ),
+        (
+            "one full copy",
+            BLACK,
+            vec![(0.7, copy as f64), (x_max, copy as f64)],
+        ),
+    ];
+    for (name, color, pts) in series {
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .expect("series")
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .expect("legend");
+    root.present().expect("write the plot");
+}
+
+// ---------------------------------------------------------------------------------------
+// Simulation at scale
+// ---------------------------------------------------------------------------------------
+
+/// How the servers of a scenario are linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// Mesh on: each dials s0 and links to every server it learns (a full mesh).
+    Mesh,
+    /// `--no-mesh`, each server peered both ways with its neighbours in a chain and with
+    /// two more drawn from the seed: a random connected graph.
+    Graph,
+    /// `--no-mesh`, a line: s0 - s1 - ... each peered both ways with its neighbours.
+    Line,
+}
+
+/// The peers of server `i` of `servers` in `topo` (both ends name each edge).
+fn peers_of(topo: Topology, servers: usize, seed: u64) -> Vec<Vec<HostId>> {
+    let mut peers = vec![Vec::new(); servers];
+    let edge = |a: usize, b: usize, peers: &mut Vec<Vec<HostId>>| {
+        if a != b && !peers[a].contains(&b) {
+            peers[a].push(b);
+            peers[b].push(a);
+        }
+    };
+    match topo {
+        Topology::Mesh => (1..servers).for_each(|i| peers[i].push(0)),
+        Topology::Line => (1..servers).for_each(|i| edge(i - 1, i, &mut peers)),
+        Topology::Graph => {
+            (1..servers).for_each(|i| edge(i - 1, i, &mut peers));
+            let mut x = seed | 1;
+            for a in 0..servers {
+                for _ in 0..2 {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    edge(a, (x >> 33) as usize % servers, &mut peers);
+                }
+            }
+        }
+    }
+    peers
+}
+
+/// Resident memory of this process, in bytes (`/proc/self/statm`).
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// One scenario's figures.
+struct Row {
+    bytes_per_change: f64,
+    rounds: u64,
+    heal_ms: u64,
+    mem_per_copy: u64,
+}
+
+/// `servers` servers linked as `topo`, preloaded with `n` contacts; a partition into
+/// halves held 30 s while 1% of the records change on each side; the heal measured
+/// until every server's contacts, directory and node list digests are equal.
+fn scenario(seed: u64, topo: Topology, servers: usize, n: usize) -> Row {
+    let list = contacts(n);
+    let rss0 = rss();
+    let mut net = Net::new(seed, crate::sim::unix_now());
+    for (i, peers) in peers_of(topo, servers, seed).into_iter().enumerate() {
+        net.add_host(HostSpec {
+            preload: Arc::clone(&list),
+            no_mesh: topo != Topology::Mesh,
+            ..server(&format!("s{i}"), &peers)
+        });
+    }
+    let all: Vec<HostId> = (0..servers).collect();
+    run_checking(&mut net, 600_000, |net| all_equal(net, &all)).expect("the network links up");
+    net.run_for(10_000);
+    let mem_per_copy = rss().saturating_sub(rss0) / servers as u64;
+    let (left, right) = all.split_at(servers / 2);
+    net.partition(left, right);
+    let d = (n / 100).max(1);
+    write_recs(
+        &mut net,
+        left[0],
+        &recs("shared", 0..d, |k| format!("L{k:09}")),
+    );
+    write_recs(
+        &mut net,
+        right[0],
+        &recs("shared", d..2 * d, |k| format!("R{k:09}")),
+    );
+    run_checking(&mut net, 600_000, |net| {
+        all_equal(net, left) && all_equal(net, right)
+    })
+    .expect("each side converges on its own");
+    net.run_for(30_000);
+    let before = net.bytes_between(left, right);
+    net.heal_all();
+    let heal_ms = run_checking(&mut net, 600_000, |net| all_equal(net, &all))
+        .expect("the network converges after the heal");
+    let bytes = net.bytes_between(left, right) - before;
+    let rounds = all
+        .iter()
+        .map(|&h| {
+            let text = status(&mut net, h);
+            text.lines()
+                .filter_map(|l| field(l, "last_reconcile_rounds")?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .max()
+        .unwrap_or(0);
+    Row {
+        bytes_per_change: bytes as f64 / (2 * d) as f64,
+        rounds,
+        heal_ms,
+        mem_per_copy,
+    }
+}
+
+/// Issue 13's simulation: servers in meshes, random graphs and lines, 1% of the records
+/// changed on both sides of a partition; prints a row per scenario (docs/CAPACITY.md,
+/// "Federation"). Bounded here (10 servers, 3,000 contacts); `RDV_SIM_SCALE=full` runs
+/// 50 servers with 100,000 contacts and 5 with 1,000,000 (minutes, GBs of RAM).
+#[test]
+fn federation_at_scale() {
+    let full = std::env::var("RDV_SIM_SCALE").is_ok_and(|v| v == "full");
+    let runs: &[(Topology, usize, usize)] = if full {
+        &[
+            (Topology::Mesh, 50, 100_000),
+            (Topology::Graph, 50, 100_000),
+            (Topology::Line, 50, 100_000),
+            (Topology::Mesh, 5, 1_000_000),
+            (Topology::Line, 5, 1_000_000),
+        ]
+    } else {
+        &[
+            (Topology::Mesh, 10, 3_000),
+            (Topology::Graph, 10, 3_000),
+            (Topology::Line, 6, 3_000),
+        ]
+    };
+    eprintln!("sim: | topology | servers | contacts | bytes across the cut per changed record | reconciliation rounds (most) | heal to equal digests (ms, heartbeat intervals) | memory per server copy |");
+    for (k, &(topo, servers, n)) in runs.iter().enumerate() {
+        let row = scenario(50 + k as u64, topo, servers, n);
+        eprintln!(
+            "sim: | {topo:?} | {servers} | {n} | {:.0} | {} | {} ({:.2}) | {:.1} MB |",
+            row.bytes_per_change,
+            row.rounds,
+            row.heal_ms,
+            row.heal_ms as f64 / 5_000.0,
+            row.mem_per_copy as f64 / 1e6
+        );
+        // A changed record crosses the cut in a few copies, never as the list: at most
+        // 20 records' worth of bytes each (a full copy would be 100 x that at 1%).
+        assert!(
+            row.bytes_per_change <= 20.0 * RECORD_LEN as f64,
+            "{topo:?}: {:.0} bytes a changed record",
+            row.bytes_per_change
+        );
+    }
 }

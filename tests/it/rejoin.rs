@@ -8,9 +8,9 @@
 //! directory and port and must end with the same contacts as A and B, and its peers must
 //! have caught it up from C's persisted cursors on their journals: the journal lines and
 //! records sent to C after the restart are at most twice the changes made while C was
-//! down, and the records are at most those changes (500 > 256 lines behind: the senders
-//! reconcile, §8.20, and push only what C lacks; never the whole list). C's own journal id
-//! survives the crash.
+//! down, and the records are at most those changes (a sender more than 4096 lines ahead
+//! reconciles, §8.20, and pushes only what C lacks; never the whole list). C's own journal
+//! id survives the crash.
 //!
 //! Two variants: the default (where servers may also link to every server learned from
 //! the node list, so A links to C too and both A and B push to it: every link toward C is
@@ -534,9 +534,9 @@ fn rejoin(variant: &str, extra: &[String]) {
         heads_after, heads_before,
         "A's and B's journals grew after C's restart (C sent them changes they lacked)"
     );
-    // More than 256 lines behind, the senders reconcile (docs/PROTOCOL.md §8.20) and push
-    // only the records C lacks; at most 256 behind, they page the journal. Either way C
-    // gets what it missed, never the whole list.
+    // More than 4096 lines behind, the senders reconcile (docs/PROTOCOL.md §8.20) and
+    // push only the records C lacks; at most 4096 behind, they page the journal. Either
+    // way C gets what it missed, never the whole list.
     let got = entries + records;
     assert!(
         records <= CHANGES_WHILE_DOWN,

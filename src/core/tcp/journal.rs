@@ -6,7 +6,7 @@
 use super::config::TcpConfig;
 use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::{LinkState, MAX_LINKS};
-use super::reconcile::{ReconcileNote, Reconciles, RECONCILE_GAP};
+use super::reconcile::{ReconcileNote, Reconciles, NEW_PEER_GAP, RECONCILE_GAP};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
 use crate::wire::status;
@@ -352,8 +352,8 @@ pub(super) fn cursor_key(id: u64) -> String {
 
 impl TcpCore {
     /// The peer's cursor came (the answer to our CursorQuery on link `i`): push our journal
-    /// lines after `since`, or reconcile when that is more than [`RECONCILE_GAP`] lines
-    /// (docs/PROTOCOL.md §8.20).
+    /// lines after `since`, or reconcile when that is more than [`RECONCILE_GAP`] lines,
+    /// or [`NEW_PEER_GAP`] for a peer that holds none of them (docs/PROTOCOL.md §8.20).
     pub(super) fn start_journal_push(&mut self, i: usize, since: u64) {
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::Paging {
@@ -365,7 +365,8 @@ impl TcpCore {
             // A full exchange with the peer is under way: the link is healthy.
             l.backoff_ms = self.cfg.timers.backoff_min_ms;
         }
-        if self.journal.head.saturating_sub(since) > RECONCILE_GAP {
+        let gap = self.journal.head.saturating_sub(since);
+        if gap > RECONCILE_GAP || (since == 0 && gap > NEW_PEER_GAP) {
             return self.start_reconcile(i);
         }
         self.next_page(i);

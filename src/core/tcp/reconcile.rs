@@ -20,8 +20,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A link whose peer is more than this many lines of our journal behind reconciles
-/// instead of paging the lines (docs/PROTOCOL.md §8.20).
-pub(super) const RECONCILE_GAP: u64 = 256;
+/// instead of paging the lines (docs/PROTOCOL.md §8.20): past it, what other servers may
+/// already have sent the peer outweighs the reconciliation's messages (about a record's
+/// size a difference).
+pub(super) const RECONCILE_GAP: u64 = 4096;
+/// A new peer (its cursor is 0: it holds none of our journal) reconciles past this many
+/// lines: it is joining, and another server may be filling it already.
+pub(super) const NEW_PEER_GAP: u64 = 256;
 /// After a busy answer, ask again this much later (ms).
 pub(super) const BUSY_RETRY_MS: u64 = 250;
 /// A reconciliation we answer whose initiator has sent nothing for this long (ms) is
