@@ -622,3 +622,90 @@ fn federation_at_scale() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Frame 22 from a peer: refusals and one reconciliation at a time
+// ---------------------------------------------------------------------------------------
+
+/// `[22][len u16][message]`.
+fn reconcile_frame(message: &[u8]) -> Vec<u8> {
+    let mut f = vec![22];
+    f.extend(u16::try_from(message.len()).expect("short").to_be_bytes());
+    f.extend_from_slice(message);
+    f
+}
+
+/// A server-role connection to host 0 from `from` (inside `--allow-peer`), hello sent.
+fn peer_conn(net: &mut Net, from: &str) -> rendezvous::sim::ExtConn {
+    let c = net.open(0, crate::sim::sa(from));
+    net.write(c, &crate::sim::server_hello("tester"));
+    c
+}
+
+/// A message that is not negentropy version 1 is 400 (request 22) and close; nothing of
+/// the server's state is held for it.
+#[test]
+fn a_malformed_reconcile_message_is_refused() {
+    let list = contacts(100);
+    let mut net = preloaded_mesh(61, 1, &list, None);
+    for bad in [vec![0x10, 0, 0], vec![], vec![0x7f]] {
+        let c = peer_conn(&mut net, "192.0.2.200:40000");
+        net.write(c, &reconcile_frame(&bad));
+        net.run_for(200);
+        let got = net.read(c);
+        assert_eq!(crate::sim::status_code(&got), Some(400), "{bad:?}: {got:?}");
+        assert_eq!(got.get(3), Some(&22), "request 22");
+        assert!(net.is_closed(c), "{bad:?}: closed after the refusal");
+    }
+    // The server still answers a good one at once: nothing was left held.
+    let c = peer_conn(&mut net, "192.0.2.201:40000");
+    let init = Initiator::new(&[]).expect("index");
+    net.write(c, &reconcile_frame(init.first()));
+    net.run_for(200);
+    let got = net.read(c);
+    assert_eq!(got.first(), Some(&22), "an answer: {got:?}");
+    assert!(got.len() > 3, "not busy: {got:?}");
+}
+
+/// While one server's reconciliation is answered, another's first message is answered
+/// busy (`[22][0000]`); once the first ends with its JournalMark, the other is answered.
+#[test]
+fn a_second_reconciliation_is_told_busy_until_the_first_ends() {
+    let list = contacts(1_000);
+    let mut net = preloaded_mesh(62, 1, &list, None);
+    let items: Vec<Item> = Vec::new();
+    let (a, b) = (
+        peer_conn(&mut net, "192.0.2.200:40000"),
+        peer_conn(&mut net, "192.0.2.201:40000"),
+    );
+    // a: a cursor query (so that its JournalMark is taken), then its first message.
+    let mut first_a = vec![14];
+    first_a.extend(7u64.to_be_bytes());
+    first_a.extend(reconcile_frame(
+        Initiator::new(&items).expect("index").first(),
+    ));
+    net.write(a, &first_a);
+    net.run_for(200);
+    let got_a = net.read(a);
+    assert_eq!(
+        got_a.get(..9),
+        Some(&[14, 0, 0, 0, 0, 0, 0, 0, 0][..]),
+        "cursor 0"
+    );
+    assert_eq!(got_a.get(9), Some(&22), "then the answer: {got_a:?}");
+    assert!(got_a.len() > 12, "answered, not busy: {got_a:?}");
+    let b_first = reconcile_frame(Initiator::new(&items).expect("index").first());
+    net.write(b, &b_first);
+    net.run_for(200);
+    assert_eq!(net.read(b), vec![22, 0, 0], "busy");
+    // a ends its reconciliation: b is answered next time.
+    let mut mark = vec![15];
+    mark.extend(0u64.to_be_bytes());
+    net.write(a, &mark);
+    net.run_for(200);
+    net.write(b, &b_first);
+    net.run_for(200);
+    let got_b = net.read(b);
+    assert_eq!(got_b.first(), Some(&22));
+    assert!(got_b.len() > 3, "answered, not busy: {got_b:?}");
+}

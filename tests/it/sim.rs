@@ -543,7 +543,7 @@ fn a_slow_link_delays_what_crosses_it() {
 }
 
 /// A server-role hello from the sim's test code.
-fn server_hello(name: &str) -> Vec<u8> {
+pub(crate) fn server_hello(name: &str) -> Vec<u8> {
     let mut b = vec![0u8; 257];
     Hello {
         role: Role::Server,
@@ -562,7 +562,7 @@ fn dir_record_frame(rec: &DirRecord<'_>) -> Vec<u8> {
 }
 
 /// The first status frame's code in `bytes`, if it starts with one.
-fn status_code(bytes: &[u8]) -> Option<u16> {
+pub(crate) fn status_code(bytes: &[u8]) -> Option<u16> {
     (bytes.first() == Some(&7) && bytes.len() >= 3)
         .then(|| u16::from_be_bytes([bytes[1], bytes[2]]))
 }

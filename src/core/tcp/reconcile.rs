@@ -437,7 +437,8 @@ impl TcpCore {
         }
     }
 
-    /// Our ids for the reconciliation we answer on `conn`: answer its first message.
+    /// Our ids for the reconciliation we answer on `conn`: answer its first message (busy,
+    /// should that reconciliation have been given up meanwhile).
     fn respond_first(&mut self, now_ms: u64, conn: ConnId, tag: u64, items: &[Item]) {
         let Some(s) = self
             .journal
@@ -446,7 +447,7 @@ impl TcpCore {
             .as_mut()
             .filter(|s| s.conn == conn && s.tag == tag)
         else {
-            return;
+            return self.fill_first(conn, tag, Answer::Ready(frame(&[])));
         };
         s.last_ms = now_ms;
         let answer = Responder::new(items).and_then(|mut r| {
@@ -472,6 +473,11 @@ impl TcpCore {
                 ))
             }
         };
+        self.fill_first(conn, tag, filled);
+    }
+
+    /// Puts `filled` in place of the answer to the first message (`tag`) on `conn`.
+    fn fill_first(&mut self, conn: ConnId, tag: u64, filled: Answer) {
         if let Some(c) = self.conns.get_mut(&conn) {
             if let Some(a) = c
                 .answers
