@@ -289,6 +289,7 @@ impl TcpCore {
                 self.push_live(self.journal.head, &contact, src, &relay);
             }
         }
+        self.mark_withheld();
         self.drop_stale_ids();
     }
 

@@ -112,6 +112,9 @@ pub(super) struct LinkJournal {
     /// Journal lines not pushed on this link because the server they came from links to
     /// its peer itself (meshed).
     pub(super) left_to_origin: u64,
+    /// The last line the peer was told of (a JournalUpdate or a JournalMark): lines
+    /// withheld past it are marked at the next heartbeat, so its cursor keeps up.
+    pub(super) told_line: u64,
 }
 
 /// Where a line's record came from (docs/PROTOCOL.md §8.10, "relays").
@@ -168,6 +171,7 @@ impl LinkJournal {
             bytes_received: 0,
             not_sent_back: 0,
             left_to_origin: 0,
+            told_line: 0,
         }
     }
 }
@@ -236,6 +240,7 @@ impl TcpCore {
                 PushRoom::Room => {
                     c.out.extend_from_slice(&rec);
                     l.journal.pushed_line = line;
+                    l.journal.told_line = line;
                     l.journal.entries_sent += 1;
                 }
             }
@@ -248,6 +253,27 @@ impl TcpCore {
             );
             self.note_conn_closing(conn, "more than 2 MiB behind with the journal");
             self.out.actions.push_back(TcpAction::Close(conn));
+        }
+    }
+
+    /// Lines withheld from a live link's peer (it sent them, or their origin sends them)
+    /// still move its cursor: a JournalMark after each batch that withheld some, so a
+    /// reconnect resumes after them (docs/PROTOCOL.md §8.10).
+    pub(super) fn mark_withheld(&mut self) {
+        for l in &mut self.links {
+            let j = &mut l.journal;
+            if j.phase != Phase::Live || j.pushed_line <= j.told_line {
+                continue;
+            }
+            let LinkState::Up { conn, .. } = l.state else {
+                continue;
+            };
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.out.command(&ServerCommand::JournalMark {
+                    line: j.pushed_line,
+                });
+                j.told_line = j.pushed_line;
+            }
         }
     }
 
@@ -308,6 +334,7 @@ pub(super) fn write_mark(i: usize, out: &mut Output, ctx: &mut PumpCtx<'_>) -> S
     };
     out.command(&ServerCommand::JournalMark { line: mark });
     l.journal.pushed_line = mark;
+    l.journal.told_line = mark;
     l.journal.phase = Phase::Paging {
         since: mark,
         asked: true,
@@ -361,6 +388,7 @@ impl TcpCore {
                 asked: false,
             };
             l.journal.pushed_line = since;
+            l.journal.told_line = since;
             l.journal.confirmed_line = since;
             // A full exchange with the peer is under way: the link is healthy.
             l.backoff_ms = self.cfg.timers.backoff_min_ms;
@@ -417,6 +445,7 @@ impl TcpCore {
                 continue;
             }
             c.out.command(&journal_update(*line, contact));
+            l.journal.told_line = *line;
             l.journal.entries_sent += 1;
         }
         if more {
@@ -429,6 +458,7 @@ impl TcpCore {
             // Caught up: mark it, and push every new line from now on.
             c.out.command(&ServerCommand::JournalMark { line: since });
             l.journal.pushed_line = since;
+            l.journal.told_line = since;
             l.journal.phase = Phase::Live;
         }
     }

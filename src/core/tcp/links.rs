@@ -356,6 +356,7 @@ impl TcpCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+
         // HeartBeat, then a barrier, so that an absent UpdateClock is seen.
         c.out.command(&ServerCommand::HeartBeat {
             health,
