@@ -4,7 +4,9 @@
 //! drive it synchronously. It does no I/O of its own beyond the store's.
 
 use super::request::IdFilter;
-use super::{Change, ContactPage, Snapshot, Store, StoreError, StoreEvent, StoreRequest};
+use super::{
+    Change, ContactPage, ContactRef, Snapshot, Store, StoreError, StoreEvent, StoreRequest,
+};
 use crate::federation::reconcile::record_id;
 use crate::wire::tcp::{emit_server_record, ContactFields, SERVER_RECORD_LEN};
 use std::collections::HashMap;
@@ -161,6 +163,15 @@ impl Executor {
     }
 }
 
+/// The wire fields of a stored contact.
+fn fields_of<'a>(c: &ContactRef<'a>) -> ContactFields<'a> {
+    ContactFields {
+        username: c.username,
+        contact: c.contact,
+        phone: c.phone,
+    }
+}
+
 /// Reads `snap` until `max` contacts whose record ids are in `only` are in `out`, or the
 /// snapshot ends (returns whether more follow).
 fn filtered_page(
@@ -174,12 +185,7 @@ fn filtered_page(
         page.clear();
         let more = snap.next_packed(DIGEST_PAGE, &mut page)?;
         for c in page.iter() {
-            let fields = ContactFields {
-                username: c.username,
-                contact: c.contact,
-                phone: c.phone,
-            };
-            if only.0.contains(&record_id(c.clock, &fields)) {
+            if only.0.contains(&record_id(c.clock, &fields_of(&c))) {
                 out.push(c.username, c.contact, c.phone, c.clock);
             }
         }
@@ -198,12 +204,7 @@ fn ids(store: &dyn Store, tag: u64) -> Result<StoreEvent, StoreError> {
         page.clear();
         let more = snap.next_packed(DIGEST_PAGE, &mut page)?;
         for c in page.iter() {
-            let fields = ContactFields {
-                username: c.username,
-                contact: c.contact,
-                phone: c.phone,
-            };
-            items.push((c.clock, record_id(c.clock, &fields)));
+            items.push((c.clock, record_id(c.clock, &fields_of(&c))));
         }
         if !more {
             return Ok(StoreEvent::Ids { tag, items });
@@ -237,12 +238,7 @@ fn digest(store: &dyn Store, tag: u64) -> Result<StoreEvent, StoreError> {
         page.clear();
         let more = snap.next_packed(DIGEST_PAGE, &mut page)?;
         for c in page.iter() {
-            let fields = ContactFields {
-                username: c.username,
-                contact: c.contact,
-                phone: c.phone,
-            };
-            if emit_server_record(c.clock, &fields, &mut rec).is_ok() {
+            if emit_server_record(c.clock, &fields_of(&c), &mut rec).is_ok() {
                 h.update(&rec[1..]);
                 count += 1;
             }
