@@ -1,7 +1,8 @@
 //! Journals (docs/PROTOCOL.md §8.10): ours pushed on the links this server opened (the
-//! peer's cursor, pages of lines, a full push when the cursor is gone, live pushes), and
-//! peers' journals received on connections they opened (cursor queries, lines held to drop
-//! copies, JournalSince answers).
+//! peer's cursor, pages of lines, live pushes; lines withheld from the peer that sent
+//! their records, or left to their origin; a reconciliation, `reconcile.rs`, when the
+//! cursor is gone or far behind), and peers' journals received on connections they opened
+//! (cursor queries, lines held to drop copies, JournalSince answers).
 
 use super::config::TcpConfig;
 use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
