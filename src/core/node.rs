@@ -353,14 +353,24 @@ impl Node {
                     self.tcp.client_verified(now.mono_ms, conn, r);
                 }
                 TcpAction::Forward { conn, body } => self.forward(now, conn, &body, out),
-                TcpAction::DirectoryPage { tag, after, max } => {
+                TcpAction::DirectoryIds { tag } => {
+                    let items = self.udp.lock().directory_ids();
+                    self.tcp.handle_directory_ids(now.mono_ms, tag, &items);
+                }
+                TcpAction::DirectoryPage {
+                    tag,
+                    after,
+                    max,
+                    only,
+                } => {
                     self.frames.clear();
-                    let page = self.udp.lock().directory_page(
-                        now,
-                        after.map(Fingerprint),
-                        max,
-                        &mut self.frames,
-                    );
+                    let udp = self.udp.lock();
+                    let after = after.map(Fingerprint);
+                    let page = match &only {
+                        Some(o) => udp.directory_page_of(now, after, max, &o.0, &mut self.frames),
+                        None => udp.directory_page(now, after, max, &mut self.frames),
+                    };
+                    drop(udp);
                     self.tcp.handle_directory_page(
                         tag,
                         &self.frames,

@@ -18,8 +18,12 @@ use sha2::{Digest, Sha256};
 /// A record's id: SHA-256 of its 536-byte server-role Update body (32 bytes).
 pub type RecordId = [u8; 32];
 
-/// One record as reconciliation sees it: its Lamport clock and its id.
+/// One record as reconciliation sees it: its Lamport clock (a contact) or its signed
+/// timestamp in Unix seconds (a directory entry), and its id.
 pub type Item = (u32, RecordId);
+
+/// A directory entry as reconciliation sees it: `(timestamp, id, fingerprint)`.
+pub type DirItem = (u32, RecordId, [u8; 32]);
 
 /// Why a reconciliation failed: a message that is not negentropy version 1, is cut short,
 /// or breaks the protocol's order (the peer's fault: the connection is refused with 400
@@ -47,6 +51,44 @@ pub fn record_id(clock: u32, fields: &ContactFields<'_>) -> RecordId {
     Sha256::digest(body).into()
 }
 
+/// The id of a directory entry (docs/PROTOCOL.md §8.20): SHA-256 over `[fingerprint 32]
+/// [timestamp u64][home uid 16][family u8][address 16][port u16]` (the address as a
+/// DirRecord carries it, IPv4 in the first 4 bytes): what the entry is, not its age or
+/// hops, so two servers that hold the same registration from the same home at the same
+/// address hold the same id.
+pub fn dir_record_id(
+    fingerprint: &[u8; 32],
+    timestamp: u64,
+    home_uid: &[u8; 16],
+    addr: std::net::SocketAddr,
+) -> RecordId {
+    let mut h = Sha256::new();
+    h.update(fingerprint);
+    h.update(timestamp.to_be_bytes());
+    h.update(home_uid);
+    let mut a = [0u8; 16];
+    let family = match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            a[..4].copy_from_slice(&v4.octets());
+            4u8
+        }
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => {
+                a[..4].copy_from_slice(&v4.octets());
+                4
+            }
+            None => {
+                a = v6.octets();
+                6
+            }
+        },
+    };
+    h.update([family]);
+    h.update(a);
+    h.update(addr.port().to_be_bytes());
+    h.finalize().into()
+}
+
 /// The negentropy index of `items` (any order; sorted by clock, then id).
 fn storage(items: &[Item]) -> Result<NegentropyStorageVector, ReconcileError> {
     let mut s = NegentropyStorageVector::with_capacity(items.len());
@@ -66,7 +108,7 @@ pub struct Initiator {
     len: usize,
     first: Vec<u8>,
     have: Vec<RecordId>,
-    need: u64,
+    need: Vec<RecordId>,
     rounds: u32,
 }
 
@@ -94,7 +136,7 @@ impl Initiator {
             len: items.len(),
             first,
             have: Vec::new(),
-            need: 0,
+            need: Vec::new(),
             rounds: 0,
         })
     }
@@ -116,7 +158,7 @@ impl Initiator {
         let mut need = Vec::new();
         let next = self.neg.reconcile_with_ids(answer, &mut have, &mut need)?;
         self.have.extend(have.iter().map(|id| id.to_bytes()));
-        self.need += need.len() as u64;
+        self.need.extend(need.iter().map(|id| id.to_bytes()));
         Ok(next)
     }
 
@@ -135,9 +177,14 @@ impl Initiator {
         &self.have
     }
 
-    /// How many ids the peer holds that we lack (found so far): its own link brings them.
+    /// How many ids the peer holds that we lack (found so far).
     pub fn need(&self) -> u64 {
-        self.need
+        self.need.len() as u64
+    }
+
+    /// The ids the peer holds that we lack (found so far).
+    pub fn need_ids(&self) -> &[RecordId] {
+        &self.need
     }
 
     /// Answers read so far (round trips).

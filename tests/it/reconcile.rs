@@ -597,7 +597,8 @@ fn scenario(seed: u64, topo: Topology, servers: usize, n: usize) -> Row {
 /// Issue 13's simulation: servers in meshes, random graphs and lines, 1% of the records
 /// changed on both sides of a partition; prints a row per scenario (docs/CAPACITY.md,
 /// "Federation"). Bounded here (10 servers, 3,000 contacts); `RDV_SIM_SCALE=full` runs
-/// 50 servers with 100,000 contacts and 5 with 1,000,000 (minutes, GBs of RAM).
+/// 50 servers with 100,000 contacts and 5 with 1,000,000 (minutes, GBs of RAM);
+/// `RDV_SIM_ONLY=K` runs the K-th row alone, so its memory column is its own.
 #[test]
 fn federation_at_scale() {
     let full = std::env::var("RDV_SIM_SCALE").is_ok_and(|v| v == "full");
@@ -617,7 +618,14 @@ fn federation_at_scale() {
         ]
     };
     eprintln!("sim: | topology | servers | contacts | links across the cut (each way) | bytes across the cut per changed record | reconciliation rounds (most) | heal to equal digests (ms, heartbeat intervals) | memory per server copy |");
+    // RDV_SIM_ONLY=K runs the K-th scenario alone (its own process: the memory column).
+    let only: Option<usize> = std::env::var("RDV_SIM_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for (k, &(topo, servers, n)) in runs.iter().enumerate() {
+        if only.is_some_and(|o| o != k) {
+            continue;
+        }
         let row = scenario(50 + k as u64, topo, servers, n);
         eprintln!(
             "sim: | {topo:?} | {servers} | {n} | {} | {:.0} | {} | {} ({:.2}) | {:.1} MB |",
@@ -636,6 +644,11 @@ fn federation_at_scale() {
             _ => 1.25 * row.cut_links as f64,
         } * RECORD_LEN as f64;
         assert!(
+            row.heal_ms <= 10_000,
+            "{topo:?}: equal digests {} ms after the heal, over 2 heartbeat intervals",
+            row.heal_ms
+        );
+        assert!(
             row.bytes_per_change <= bound,
             "{topo:?}: {:.0} bytes a changed record, bound {bound:.0} ({} links across)",
             row.bytes_per_change,
@@ -648,10 +661,15 @@ fn federation_at_scale() {
 // Frame 22 from a peer: refusals and one reconciliation at a time
 // ---------------------------------------------------------------------------------------
 
-/// `[22][len u16][message]`.
+/// `[22][len u16][set 1: contacts][message]`.
 fn reconcile_frame(message: &[u8]) -> Vec<u8> {
     let mut f = vec![22];
-    f.extend(u16::try_from(message.len()).expect("short").to_be_bytes());
+    f.extend(
+        u16::try_from(1 + message.len())
+            .expect("short")
+            .to_be_bytes(),
+    );
+    f.push(1);
     f.extend_from_slice(message);
     f
 }
@@ -663,15 +681,23 @@ fn peer_conn(net: &mut Net, from: &str) -> rendezvous::sim::ExtConn {
     c
 }
 
-/// A message that is not negentropy version 1 is 400 (request 22) and close; nothing of
+/// A message that is not negentropy version 1, or a body that names no set (1 contacts, 2
+/// the directory), is 400 (request 22) and close; nothing of
 /// the server's state is held for it.
 #[test]
 fn a_malformed_reconcile_message_is_refused() {
     let list = contacts(100);
     let mut net = preloaded_mesh(61, 1, &list, None);
-    for bad in [vec![0x10, 0, 0], vec![], vec![0x7f]] {
+    let unknown_set = vec![22, 0, 2, 9, 0x61];
+    let no_set = vec![22, 0, 0];
+    let messages: [&[u8]; 3] = [&[0x10, 0, 0], &[], &[0x7f]];
+    let frames = messages
+        .into_iter()
+        .map(reconcile_frame)
+        .chain([unknown_set, no_set]);
+    for bad in frames {
         let c = peer_conn(&mut net, "192.0.2.200:40000");
-        net.write(c, &reconcile_frame(&bad));
+        net.write(c, &bad);
         net.run_for(200);
         let got = net.read(c);
         assert_eq!(crate::sim::status_code(&got), Some(400), "{bad:?}: {got:?}");
@@ -685,7 +711,7 @@ fn a_malformed_reconcile_message_is_refused() {
     net.run_for(200);
     let got = net.read(c);
     assert_eq!(got.first(), Some(&22), "an answer: {got:?}");
-    assert!(got.len() > 3, "not busy: {got:?}");
+    assert!(got.len() > 4, "not busy: {got:?}");
 }
 
 /// While one server's reconciliation is answered, another's first message is answered
@@ -718,7 +744,7 @@ fn a_second_reconciliation_is_told_busy_until_the_first_ends() {
     let b_first = reconcile_frame(Initiator::new(&items).expect("index").first());
     net.write(b, &b_first);
     net.run_for(200);
-    assert_eq!(net.read(b), vec![22, 0, 0], "busy");
+    assert_eq!(net.read(b), vec![22, 0, 1, 1], "busy: set 1, no message");
     // a ends its reconciliation: b is answered next time.
     let mut mark = vec![15];
     mark.extend(0u64.to_be_bytes());
@@ -728,5 +754,73 @@ fn a_second_reconciliation_is_told_busy_until_the_first_ends() {
     net.run_for(200);
     let got_b = net.read(b);
     assert_eq!(got_b.first(), Some(&22));
-    assert!(got_b.len() > 3, "answered, not busy: {got_b:?}");
+    assert!(got_b.len() > 4, "answered, not busy: {got_b:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Directories
+// ---------------------------------------------------------------------------------------
+
+/// Bytes of host `h`'s answer to a DirRequest (every entry once, and the end frame): one
+/// copy of its directory on the wire.
+fn directory_copy(net: &mut Net, h: HostId) -> u64 {
+    let c = net.open(h, crate::sim::sa("192.0.2.210:40000"));
+    let mut ask = crate::sim::server_hello("counter");
+    ask.extend([17, 0, 0]);
+    net.write(c, &ask);
+    let mut got = Vec::new();
+    run_checking(net, 10_000, |net| {
+        got.extend(net.read(c));
+        got.len() >= 7 && got[got.len() - 7..got.len() - 4] == [17, 0, 4]
+    })
+    .expect("the directory answer");
+    net.close(c);
+    got.len() as u64
+}
+
+/// A server joining a mesh of 3 whose directories hold `RDV_SIM_CLIENTS` clients (60 by
+/// default) receives about one copy of the directory: the links reconcile directories
+/// (docs/PROTOCOL.md §8.20), where each link used to bring two whole copies (the answer to
+/// its DirRequest and the peer's full push).
+#[test]
+fn a_joiner_receives_each_directory_entry_about_once() {
+    let k: usize = std::env::var("RDV_SIM_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut net = Net::new(71, crate::sim::unix_now());
+    net.add_host(server("s0", &[]));
+    net.add_host(server("s1", &[0]));
+    net.add_host(server("s2", &[0]));
+    let mesh = [0, 1, 2];
+    for i in 0..k {
+        let net24 = ["198.51.100", "203.0.113"][i % 2];
+        let addr = format!("{net24}.{}:{}", 1 + (i / 2) % 250, 40_000 + i);
+        let c = crate::sim::Client::new(&format!("c{i}"), &addr);
+        c.register(&mut net, i % 3);
+        net.run_for(40); // within the registration rate of a network (§5.9)
+    }
+    run_checking(&mut net, 120_000, |net| {
+        mesh.iter()
+            .all(|&h| net.node(h).udp().directory_digest().0 == k as u64)
+    })
+    .expect("every directory holds every client");
+    let copy = directory_copy(&mut net, 0);
+    let j = net.add_host(server("joiner", &[0]));
+    let all = [0, 1, 2, j];
+    run_checking(&mut net, 120_000, |net| all_equal(net, &all)).expect("the joiner converges");
+    run_checking(&mut net, 120_000, |net| {
+        all.iter().all(|&h| links_live(net, h))
+    })
+    .expect("every link live after the join");
+    let into = net.bytes_sent(&mesh, &[j]);
+    let ratio = into as f64 / copy as f64;
+    let sent = link_sum(&mut net, 0, "dir_last_sent");
+    eprintln!(
+        "join, directory: mesh of 3, {k} clients: {into} bytes into the joiner, one copy {copy}: {ratio:.2} x (s0's links pushed {sent} entries in their last reconciliations)"
+    );
+    assert!(
+        ratio <= 1.3,
+        "{ratio:.2} copies of the directory into the joiner"
+    );
 }

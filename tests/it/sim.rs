@@ -31,13 +31,13 @@ pub(crate) fn sa(s: &str) -> SocketAddr {
 }
 
 /// A client the test plays: an identity and the public address it sends from.
-struct Client {
+pub(crate) struct Client {
     id: Identity,
     addr: SocketAddr,
 }
 
 impl Client {
-    fn new(name: &str, addr: &str) -> Client {
+    pub(crate) fn new(name: &str, addr: &str) -> Client {
         Client {
             id: Identity::generate(KeyAlgorithm::Ed25519, name).expect("identity"),
             addr: sa(addr),
@@ -57,7 +57,7 @@ impl Client {
     }
 
     /// Registers at host `h` through the cookie challenge; panics unless it ends with OK.
-    fn register(&self, net: &mut Net, h: HostId) {
+    pub(crate) fn register(&self, net: &mut Net, h: HostId) {
         let cert = self.id.cert_der();
         let first = self.send(
             net,

@@ -1569,6 +1569,9 @@ impl Mesh {
                             .core
                             .handle_directory_page(tag, &[], 0, None, false);
                     }
+                    TcpAction::DirectoryIds { tag } => {
+                        self.nodes[i].core.handle_directory_ids(now, tag, &[]);
+                    }
                     TcpAction::PeerRecord { .. }
                     | TcpAction::Forward { .. }
                     | TcpAction::VerifyClient { .. } => {}
@@ -1712,12 +1715,14 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     let (a, b) = (p.opener.1, p.acceptor.1);
     assert_eq!(m.nodes[0].pending(a), 0, "delivered");
     // What node 1 sends back: its cursor for node 0's journal, 0 (it holds none of it);
-    // its node-list hash (of an empty list: no node identity here); its directory, empty
-    // (`[17][len 4][count 0]`).
+    // its node-list hash (of an empty list: no node identity here); the answer to the
+    // reconciliation of directories, both empty (docs/PROTOCOL.md §8.20): `[22][len 6]`,
+    // set 2, then negentropy version 1 (`61`): up to the end (bound timestamp 0 = infinity,
+    // no id prefix) an id list (mode 2) of 0 ids.
     let out = m.nodes[1].core.output(b).to_vec();
     let mut want = vec![14, 0, 0, 0, 0, 0, 0, 0, 0];
     want.extend(empty_node_hash_frame());
-    want.extend([17, 0, 4, 0, 0, 0, 0]);
+    want.extend([22, 0, 6, 2, 0x61, 0, 0, 2, 0]);
     assert_eq!(out, want);
 
     // What node 0 said: its hello (role 1, its name), then CursorQuery with its journal id.
@@ -1748,9 +1753,16 @@ fn a_link_opens_with_hello_and_cursor_query_exact_bytes() {
     let mut want = hello(1, "node0");
     want.push(14);
     want.extend(solo.store().journal_id().unwrap().to_be_bytes());
-    // Then its node-list hash and a directory request (`[17][len 0]`).
+    // Then its node-list hash; its directory's ids are asked of the UDP plane, and the
+    // reconciliation of directories (§8.20) starts once they come: two empty ones here,
+    // `[22][len 6]`, set 2, negentropy version 1, an id list of 0 ids up to the end.
     want.extend(empty_node_hash_frame());
-    want.extend([17, 0, 0]);
+    assert_eq!(solo.core.output(9), &want[..]);
+    let Some(TcpAction::DirectoryIds { tag }) = solo.actions().into_iter().next() else {
+        panic!("the directory's ids are asked for");
+    };
+    solo.core.handle_directory_ids(0, tag, &[]);
+    want.extend([22, 0, 6, 2, 0x61, 0, 0, 2, 0]);
     assert_eq!(solo.core.output(9), &want[..]);
 }
 
@@ -1919,16 +1931,16 @@ fn link_down_reconnects_with_backoff_reset_after_a_completed_catch_up() {
         .collect();
     let gaps: Vec<u64> = tries.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(tries[0], 0, "the first try is at start");
-    assert_eq!(
-        gaps,
-        [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
-    );
-    assert_eq!(*tries.last().unwrap(), 91_750);
+    // Doubling up to 5 s, one heartbeat interval (docs/PROTOCOL.md §8.10).
+    assert_eq!(gaps[..6], [250, 500, 1_000, 2_000, 4_000, 5_000]);
+    assert!(gaps[6..].iter().all(|&g| g == 5_000), "{gaps:?}");
+    let last = *tries.last().unwrap();
+    assert_eq!(last, 97_750);
 
-    // The peer comes back: the next try (at 121 750) connects and catches up.
+    // The peer comes back: the next try (5 s later) connects and catches up.
     m.nodes[1].reachable = true;
-    m.run_until(121_750);
-    assert_eq!(m.connects.last(), Some(&(121_750, 0, 0, true)));
+    m.run_until(last + 5_000);
+    assert_eq!(m.connects.last(), Some(&(last + 5_000, 0, 0, true)));
     assert!(m.nodes[0].core.link_up(0));
 
     // Lost after a completed catch-up: the backoff starts again at 250 ms.

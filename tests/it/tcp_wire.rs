@@ -249,6 +249,7 @@ fn server_command_fixtures() {
         ("15 0001 09", ServerCommand::AuthProof(&[9])),
         ("16 0002 6100", ServerCommand::Reconcile(&[0x61, 0])),
         ("16 0000", ServerCommand::Reconcile(&[])),
+        ("17 0000", ServerCommand::DirWant(&[])),
         (
             "13 0000000000000007 0000000000000064 00001000",
             ServerCommand::JournalSince {
@@ -291,13 +292,13 @@ fn command_bytes_per_role() {
         .collect();
     assert_eq!(client_all, [1, 2, 5, 6, 20, 21]);
     // Frames that carry their own length: node list (10-12), directory, forward, proof,
-    // reconcile (22).
+    // reconcile (22), directory wants (23).
     let all: Vec<u8> = (0..=255u8)
         .filter(|&b| is_command(Role::Server, b))
         .collect();
     assert_eq!(
         all,
-        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]
+        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
     );
     for b in 0..=255u8 {
         let known = is_command(Role::Client, b);

@@ -143,6 +143,9 @@ impl TcpCore {
         if proved {
             c.auth.uid = c.auth.transport.key().map(crate::core::node::node_uid);
         }
+        if role == Role::Server {
+            self.redial_now(now_ms, addr);
+        }
         true
     }
 
@@ -272,7 +275,7 @@ impl TcpCore {
                 fields,
             } => self.journal_update(now_ms, conn, line, clock, &fields),
             ServerCommand::JournalMark { line } => {
-                self.end_session(conn);
+                self.end_session(conn, super::reconcile::Set::Contacts);
                 self.journal_mark(conn, line);
             }
             ServerCommand::NodeList(frame) => self.node_list_command(now_ms, conn, frame),
@@ -284,7 +287,8 @@ impl TcpCore {
                 since,
                 limit,
             } => self.journal_since(conn, journal_id, since, limit),
-            ServerCommand::Reconcile(msg) => self.reconcile_in(now_ms, conn, msg),
+            ServerCommand::Reconcile(body) => self.reconcile_in(now_ms, conn, body),
+            ServerCommand::DirWant(ids) => self.dir_want(conn, ids),
         }
     }
 

@@ -133,7 +133,8 @@ pub struct TcpTimers {
     /// Reconnect backoff after a failed or lost link: starts here, doubles... (default
     /// 250)
     pub backoff_min_ms: u64,
-    /// ... up to here (default 30 000).
+    /// ... up to here (default 5 000, one heartbeat interval: a healed partition is
+    /// crossed within about two intervals, docs/PROTOCOL.md §8.10).
     pub backoff_max_ms: u64,
     /// A connection whose pending output made no progress for this long is dropped
     /// (default 120 000).
@@ -149,7 +150,7 @@ impl Default for TcpTimers {
             hello_timeout_ms: 10_000,
             heartbeat_ms: 5_000,
             backoff_min_ms: 250,
-            backoff_max_ms: 30_000,
+            backoff_max_ms: 5_000,
             stall_ms: 120_000,
             anti_entropy_ms: 120_000,
         }

@@ -5,9 +5,24 @@
 
 use super::conn::{Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::LinkState;
+use super::reconcile::{ReconcileNote, Set};
 use super::{ConnId, TcpAction, TcpCore};
+use crate::federation::reconcile::RecordId;
 use crate::wire::tcp::answer::{AnswerPiece, Asked};
 use crate::wire::tcp::ServerCommand;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The fingerprints a directory page keeps (a push or a DirWant answer after a
+/// reconciliation, docs/PROTOCOL.md §8.20): shared, not copied; its `Debug` shows its size.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FpFilter(pub Arc<HashSet<[u8; 32]>>);
+
+impl std::fmt::Debug for FpFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FpFilter({} fingerprints)", self.0.len())
+    }
+}
 
 /// Directory records asked per page (a full directory goes out in pages as the reader
 /// drains them).
@@ -22,25 +37,32 @@ pub(super) enum DirDest {
     Push(usize),
 }
 
-/// A full push of our directory on a link this server opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A push of our directory on a link this server opened: the entries its peer lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum DirPush {
     /// None under way.
     Idle,
-    /// Paging: `after` the last fingerprint sent; `asked` when a page is on its way.
+    /// Paging: `after` the last fingerprint sent; `asked` when a page is on its way; only
+    /// the entries in `only` (all when `None`).
     Paging {
         after: Option<[u8; 32]>,
         asked: bool,
+        only: Option<FpFilter>,
     },
 }
 
 /// A link's directory pushes.
 #[derive(Debug)]
 pub(super) struct LinkDir {
-    /// The full push of our directory after (re)connecting.
+    /// The push of what the peer lacks, after a reconciliation.
     pub(super) push: DirPush,
-    /// Directory records sent on this link (live and full pushes) since the server started.
+    /// Directory records sent on this link (live and pushes) since the server started.
     pub(super) sent: u64,
+    /// What the link's reconciliations of directories found (docs/PROTOCOL.md §8.20).
+    pub(super) recon: ReconcileNote,
+    /// The ids to ask for once the push ends (its DirWant frames close the peer's side of
+    /// the reconciliation, so they go after the entries pushed).
+    pub(super) wants: Option<Vec<RecordId>>,
 }
 
 /// The answer to a DirRequest (17) in a connection's queue: pages of DirRecord frames
@@ -59,6 +81,23 @@ pub(super) struct DirAnswer {
     pub(super) count: u32,
     /// Frames read and not yet written.
     pub(super) buffered: Vec<u8>,
+    /// Only these entries (a DirWant's); `None`: all (a DirRequest's).
+    pub(super) only: Option<FpFilter>,
+}
+
+impl DirAnswer {
+    /// An answer not started, of the entries in `only` (all when `None`).
+    pub(super) fn new(tag: u64, only: Option<FpFilter>) -> Self {
+        DirAnswer {
+            tag,
+            after: None,
+            asked: false,
+            more: true,
+            count: 0,
+            buffered: Vec::new(),
+            only,
+        }
+    }
 }
 
 impl DirAnswer {
@@ -85,6 +124,7 @@ impl DirAnswer {
             tag: self.tag,
             after: self.after,
             max: DIR_PAGE,
+            only: self.only.clone(),
         });
         Step::Wait
     }
@@ -219,9 +259,13 @@ impl TcpCore {
         let LinkState::Up { conn, .. } = l.state else {
             return;
         };
-        if !matches!(l.dir.push, DirPush::Paging { asked: true, .. }) {
+        let DirPush::Paging {
+            asked: true, only, ..
+        } = &l.dir.push
+        else {
             return;
-        }
+        };
+        let only = only.clone();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.out.extend_from_slice(frames);
             l.dir.sent += count as u64;
@@ -230,19 +274,26 @@ impl TcpCore {
             DirPush::Paging {
                 after: last,
                 asked: false,
+                only,
             }
         } else {
             DirPush::Idle
         };
+        if l.dir.push == DirPush::Idle {
+            if let Some(wants) = l.dir.wants.take() {
+                self.send_wants(conn, &wants);
+            }
+        }
         self.next_dir_page(i);
     }
 
-    /// Starts the full push of our directory on link `i` (it opened).
-    pub(super) fn start_dir_push(&mut self, i: usize) {
+    /// Starts pushing our directory on link `i` (it opened): the entries in `only`, or all.
+    pub(super) fn start_dir_push(&mut self, i: usize, only: Option<FpFilter>) {
         if let Some(l) = self.links.get_mut(i) {
             l.dir.push = DirPush::Paging {
                 after: None,
                 asked: false,
+                only,
             };
         }
         self.next_dir_page(i);
@@ -256,22 +307,35 @@ impl TcpCore {
         let DirPush::Paging {
             after,
             asked: false,
-        } = l.dir.push
+            only,
+        } = &l.dir.push
         else {
             return;
         };
+        let (after, only) = (*after, only.clone());
         if self.link_room(i).is_none() {
             return;
         }
         let l = &mut self.links[i];
-        l.dir.push = DirPush::Paging { after, asked: true };
+        l.dir.push = DirPush::Paging {
+            after,
+            asked: true,
+            only: only.clone(),
+        };
         let tag = self.out.tag();
         self.reads.dir_pages.insert(tag, DirDest::Push(i));
         self.out.actions.push_back(TcpAction::DirectoryPage {
             tag,
             after,
             max: DIR_PAGE,
+            only,
         });
+    }
+
+    /// Link `i` opened: its directory is reconciled with its peer's (docs/PROTOCOL.md
+    /// §8.20), which pushes what the peer lacks and asks for what we lack.
+    pub(super) fn start_dir_reconcile(&mut self, i: usize) {
+        self.start_reconcile(i, Set::Directory);
     }
 
     /// DirRecord (16) from a peer: for the UDP core.
@@ -287,15 +351,7 @@ impl TcpCore {
     pub(super) fn dir_request(&mut self, conn: ConnId) {
         let tag = self.out.tag();
         self.reads.dir_pages.insert(tag, DirDest::Answer(conn));
-        let answer = DirAnswer {
-            tag,
-            after: None,
-            asked: false,
-            more: true,
-            count: 0,
-            buffered: Vec::new(),
-        };
-        self.push_answer(conn, Answer::Directory(answer));
+        self.push_answer(conn, Answer::Directory(DirAnswer::new(tag, None)));
     }
 
     /// Forward (18) from a peer: for the UDP core.

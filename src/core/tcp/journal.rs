@@ -7,7 +7,7 @@
 use super::config::TcpConfig;
 use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::{LinkState, MAX_LINKS};
-use super::reconcile::{ReconcileNote, Reconciles, NEW_PEER_GAP, RECONCILE_GAP};
+use super::reconcile::{ReconcileNote, Reconciles, Set, NEW_PEER_GAP, RECONCILE_GAP};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
 use crate::store::{Contact, JournalRead};
 use crate::wire::status;
@@ -137,6 +137,13 @@ pub(super) struct Relay {
 }
 
 impl Relay {
+    /// True when the peers of our links link to us themselves (meshed: a server linked to
+    /// learns the linker's entry and links back, docs/PROTOCOL.md §8.10): what a peer holds
+    /// and we lack, its own link pushes.
+    pub(super) fn links_back(&self) -> bool {
+        self.meshed
+    }
+
     /// True when a line from `src` is not pushed on link `i` (counted in `journal`): its
     /// peer sent the record to us, or, meshed, the located server that sent it links to
     /// that peer itself. Anything a link so misses is found by the next reconciliation
@@ -396,7 +403,7 @@ impl TcpCore {
         }
         let gap = self.journal.head.saturating_sub(since);
         if gap > RECONCILE_GAP || (since == 0 && gap > NEW_PEER_GAP) {
-            return self.start_reconcile(i);
+            return self.start_reconcile(i, Set::Contacts);
         }
         self.next_page(i);
     }
@@ -420,7 +427,7 @@ impl TcpCore {
         let conn = *conn;
         match read {
             JournalRead::Entries { more } => self.write_page(i, conn, entries, more),
-            JournalRead::Gone | JournalRead::Beyond => self.start_reconcile(i),
+            JournalRead::Gone | JournalRead::Beyond => self.start_reconcile(i, Set::Contacts),
         }
     }
 

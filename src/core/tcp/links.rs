@@ -79,6 +79,8 @@ impl Link {
             dir: LinkDir {
                 push: DirPush::Idle,
                 sent: 0,
+                recon: Default::default(),
+                wants: None,
             },
             learned,
             retired: false,
@@ -174,8 +176,8 @@ impl TcpCore {
         }
     }
 
-    /// A link's opening requests: cursor query, node list hash, directory request, and the
-    /// full push of our directory.
+    /// A link's opening requests: cursor query, node list hash, and the reconciliation of
+    /// our directories (docs/PROTOCOL.md §8.10, §8.20).
     pub(super) fn link_start(&mut self, now_ms: u64, peer: usize, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -185,15 +187,27 @@ impl TcpCore {
             journal_id: self.journal.id,
         });
         c.expect(Asked::CursorQuery, 0);
-        // Compare node lists (§8.15), and ask for the peer's whole directory (§8.16); our
-        // own goes to it as a full push, paged.
+        // Compare node lists (§8.15), and reconcile directories (§8.20): each side gets
+        // the entries it lacks, whichever link dropped.
         if let Ok(h) = self.nodes.hash_frame().to_vec() {
             c.ask_node_hash(&h);
         }
-        c.out.command(&ServerCommand::DirRequest);
-        c.expect(Asked::DirRequest, 0);
         self.link_opened(now_ms, peer);
-        self.start_dir_push(peer);
+        self.start_dir_reconcile(peer);
+    }
+
+    /// A server connected to us from `addr`: a link of ours to that address that is down
+    /// waiting out its backoff is redialled at once, since the peer is reachable again
+    /// (a healed partition is crossed as soon as either side's redial gets through,
+    /// docs/PROTOCOL.md §8.10).
+    pub(super) fn redial_now(&mut self, now_ms: u64, addr: SocketAddr) {
+        let ip = super::config::canonical_ip(addr.ip());
+        for l in &mut self.links {
+            let down = matches!(l.state, LinkState::Down { retry_ms } if retry_ms > now_ms);
+            if down && !l.retired && super::config::canonical_ip(l.addr.ip()) == ip {
+                l.state = LinkState::Down { retry_ms: now_ms };
+            }
+        }
     }
 
     /// Connecting to peer `peer` failed: retry after the backoff.
@@ -204,10 +218,11 @@ impl TcpCore {
     /// Link `i` went down: redial after the backoff, which doubles up to its maximum.
     pub(super) fn link_down(&mut self, now_ms: u64, i: usize) {
         self.log_link_down(now_ms, i);
-        self.journal.recon.links.remove(&i);
+        self.forget_link_recon(i);
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::AwaitCursor;
             l.dir.push = DirPush::Idle;
+            l.dir.wants = None;
             // A retired link is not redialled.
             let retry_ms = match l.retired {
                 true => u64::MAX,

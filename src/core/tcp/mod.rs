@@ -59,6 +59,7 @@ mod stream;
 pub use crate::store::{StoreEvent, StoreRequest};
 pub use clients::owner_name;
 pub use config::{Cidr, NodeSigner, Peering, SignFn, TcpBounds, TcpConfig, TcpIdentity, TcpTimers};
+pub use directory::FpFilter;
 pub use gauges::{ConnsByRole, LinkGauge, LinkStatus, TcpGauges};
 
 use crate::federation::nodelist::NodeList;
@@ -137,6 +138,14 @@ pub enum TcpAction {
         after: Option<[u8; 32]>,
         /// Most records.
         max: usize,
+        /// Only the entries with these fingerprints (`None`: all).
+        only: Option<FpFilter>,
+    },
+    /// Read every directory entry's `(timestamp, id, fingerprint)` and report them with
+    /// [`TcpCore::handle_directory_ids`] (a reconciliation, docs/PROTOCOL.md §8.20).
+    DirectoryIds {
+        /// Echo it back.
+        tag: u64,
     },
 }
 
@@ -282,7 +291,7 @@ impl TcpCore {
         }
         self.reads.stream_waiters.retain(|w| *w != conn);
         self.batch.waiters.retain(|w| *w != conn);
-        self.end_session(conn);
+        self.end_sessions(conn);
         self.wake_stream_waiters(now_ms);
     }
 

@@ -334,7 +334,28 @@ impl UdpCore {
         max: usize,
         out: &mut Vec<u8>,
     ) -> DirectoryPage {
-        self.directory.page(now, after, max, out)
+        self.directory.page(now, after, max, None, out)
+    }
+
+    /// As [`Self::directory_page`], of the entries whose fingerprints are in `only`
+    /// (a push after a reconciliation, docs/PROTOCOL.md §8.20).
+    pub fn directory_page_of(
+        &self,
+        now: Now,
+        after: Option<Fingerprint>,
+        max: usize,
+        only: &std::collections::HashSet<[u8; 32]>,
+        out: &mut Vec<u8>,
+    ) -> DirectoryPage {
+        self.directory.page(now, after, max, Some(only), out)
+    }
+
+    /// Every directory entry's `(timestamp, id, fingerprint)`, local and remote, for a
+    /// reconciliation of directories (docs/PROTOCOL.md §8.20): the id is
+    /// [`crate::federation::reconcile::dir_record_id`]. O(n), one SHA-256 of 75 bytes an
+    /// entry; 68 bytes an entry returned.
+    pub fn directory_ids(&self) -> Vec<crate::federation::reconcile::DirItem> {
+        self.directory.ids()
     }
 
     /// Events queued for `fp`.

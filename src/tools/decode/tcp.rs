@@ -247,6 +247,9 @@ fn server_command_fields(parsed: &ServerCommand<'_>, line: &mut Line) {
         ServerCommand::Reconcile(m) => {
             line.num("len", m.len() as u64);
         }
+        ServerCommand::DirWant(ids) => {
+            line.num("ids", (ids.len() / 32) as u64);
+        }
         ServerCommand::AskForUpdate
         | ServerCommand::Barrier
         | ServerCommand::Status

@@ -26,7 +26,8 @@
 //!                                       10-12 node-list frames (nodelist.rs)
 //!                                       16 DirRecord, 17 DirRequest, 18 Forward,
 //!                                       21 AuthProof     [len u16][body len]     3 + len
-//!                                       22 Reconcile     [len u16][message len]  3 + len
+//!                                       22 Reconcile     [len u16][set u8][message]  3 + len
+//!                                       23 DirWant       [len u16][ids 32 x k]   3 + len
 //!   frame lengths include the command byte; fields = contact fields (contact.rs)
 //! ```
 //!
@@ -97,16 +98,21 @@ pub const CMD_AUTH_CHALLENGE: u8 = 20;
 /// `[cert_len u16][certificate][sig_len u16][signature]` (docs/PROTOCOL.md §8.18,
 /// [`super::auth::ClientProof`]).
 pub const CMD_AUTH_PROOF: u8 = 21;
-/// Byte 22, server role: `[len u16][message]`, one message of a range-based set
-/// reconciliation of contacts (negentropy protocol version 1, at most
-/// [`MAX_RECONCILE_LEN`] bytes); answered with `[22][len u16][message]`, or
-/// `[22][len u16 = 0]` when the acceptor is reconciling with another server
-/// (docs/PROTOCOL.md §8.20).
+/// Byte 22, server role: `[len u16][set u8][message]`, one message of a range-based set
+/// reconciliation (set 1 contacts, 2 the directory; negentropy protocol version 1, at
+/// most [`MAX_RECONCILE_LEN`] bytes in all); answered with `[22][len u16][set u8]
+/// [message]`, or `[22][len u16 = 1][set]` when the acceptor is reconciling that set
+/// with another server (docs/PROTOCOL.md §8.20).
 pub const CMD_RECONCILE: u8 = 22;
-/// The longest reconciliation message, in bytes: 60,000, both ways (docs/PROTOCOL.md
-/// §8.20). A frame is at most 60,003 bytes, within the 64 KiB of unparsed input a
-/// connection may hold (§8.11).
+/// The longest reconciliation body (set byte and message), in bytes: 60,000, both ways
+/// (docs/PROTOCOL.md §8.20). A frame is at most 60,003 bytes, within the 64 KiB of
+/// unparsed input a connection may hold (§8.11).
 pub const MAX_RECONCILE_LEN: usize = 60_000;
+/// Byte 23, server role: `[len u16][ids]`, "send me the directory entries with these
+/// ids" (32 bytes each, at most 128; ids of the acceptor's directory reconciliation on
+/// this connection); answered as a DirRequest, DirRecord frames then `[17][len u16 = 4]
+/// [count u32]` (docs/PROTOCOL.md §8.20).
+pub const CMD_DIR_WANT: u8 = 23;
 
 /// Body of a HeartBeat, in bytes: health (1) + clock (4) = 5 (docs/PROTOCOL.md §8.4).
 pub const HEARTBEAT_LEN: usize = 5;
@@ -193,15 +199,16 @@ pub fn command_name(role: Role, command: u8) -> Option<&'static str> {
         (_, CMD_FORWARD) => "forward",
         (_, CMD_JOURNAL_SINCE) => "journal-since",
         (_, CMD_RECONCILE) => "reconcile",
+        (_, CMD_DIR_WANT) => "dir-want",
         _ => return None,
     })
 }
 
-/// True for the server-role frames `[cmd][len u16][body]` (16, 17, 18, 21).
+/// True for the server-role frames `[cmd][len u16][body]` (16, 17, 18, 21, 23).
 fn is_var_frame(command: u8) -> bool {
     matches!(
         command,
-        CMD_DIR_RECORD | CMD_DIR_REQUEST | CMD_FORWARD | CMD_AUTH_PROOF
+        CMD_DIR_RECORD | CMD_DIR_REQUEST | CMD_FORWARD | CMD_AUTH_PROOF | CMD_DIR_WANT
     )
 }
 
@@ -457,13 +464,15 @@ pub enum ServerCommand<'a> {
         /// The most lines wanted.
         limit: u32,
     },
-    /// 22 `[len u16][message]`: a reconciliation message (0 to [`MAX_RECONCILE_LEN`]
-    /// bytes, read by [`crate::federation::reconcile`]).
+    /// 22 `[len u16][body]`: a reconciliation body, `[set u8][message]` (0 to
+    /// [`MAX_RECONCILE_LEN`] bytes; the message read by [`crate::federation::reconcile`]).
     Reconcile(&'a [u8]),
+    /// 23 `[len u16][ids]`: directory entry ids wanted, 32 bytes each (at most 128).
+    DirWant(&'a [u8]),
 }
 
 impl<'a> ServerCommand<'a> {
-    /// The command byte: 1-6, 10-22.
+    /// The command byte: 1-6, 10-23.
     pub fn command_byte(&self) -> u8 {
         match self {
             ServerCommand::Update { .. } => CMD_UPDATE,
@@ -483,6 +492,7 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::AuthChallenge => CMD_AUTH_CHALLENGE,
             ServerCommand::AuthProof(_) => CMD_AUTH_PROOF,
             ServerCommand::Reconcile(_) => CMD_RECONCILE,
+            ServerCommand::DirWant(_) => CMD_DIR_WANT,
         }
     }
 
@@ -532,6 +542,8 @@ impl<'a> ServerCommand<'a> {
             CMD_DIR_RECORD => Ok(ServerCommand::DirRecord(rest)),
             CMD_FORWARD => Ok(ServerCommand::Forward(rest)),
             CMD_AUTH_PROOF => Ok(ServerCommand::AuthProof(rest)),
+            CMD_DIR_WANT if len % 32 == 0 => Ok(ServerCommand::DirWant(rest)),
+            CMD_DIR_WANT => Err(WireError::BadLength),
             _ if len == 0 => Ok(ServerCommand::DirRequest),
             _ => Err(WireError::BadLength),
         }
@@ -580,6 +592,7 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::DirRecord(b)
             | ServerCommand::Forward(b)
             | ServerCommand::AuthProof(b)
+            | ServerCommand::DirWant(b)
             | ServerCommand::Reconcile(b) => 3 + b.len(),
             ServerCommand::DirRequest => 3,
             _ => 1 + body_len(Role::Server, self.command_byte()).unwrap_or(0),
@@ -596,10 +609,12 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::DirRecord(b)
             | ServerCommand::Forward(b)
             | ServerCommand::AuthProof(b)
+            | ServerCommand::DirWant(b)
                 if b.len() > MAX_VAR_BODY =>
             {
                 Err(WireError::BadLength)
             }
+            ServerCommand::DirWant(b) if b.len() % 32 != 0 => Err(WireError::BadLength),
             ServerCommand::Reconcile(b) if b.len() > MAX_RECONCILE_LEN => Err(WireError::BadLength),
             ServerCommand::NodeList(f) if ServerCommand::parse(f) != Ok(*self) => {
                 Err(WireError::BadLength)
@@ -653,6 +668,7 @@ impl<'a> ServerCommand<'a> {
             ServerCommand::DirRecord(b)
             | ServerCommand::Forward(b)
             | ServerCommand::AuthProof(b)
+            | ServerCommand::DirWant(b)
             | ServerCommand::Reconcile(b) => {
                 // <= 4096 or <= 60,000 (a Reconcile), checked
                 BigEndian::write_u16(&mut body[..2], b.len() as u16);

@@ -6,12 +6,13 @@
 use super::{age_u32, Client, Directory};
 use crate::core::udp::remote::{Full, Remote};
 use crate::core::Now;
+use crate::federation::reconcile::{dir_record_id, DirItem};
 use crate::wire::tcp::dir::MAX_RECORD_HOPS;
 use crate::wire::tcp::dir::{DirRecord, RecordBody, Registration};
 use crate::wire::udp::emit_addr;
 use crate::wire::Fingerprint;
 use sha2::{Digest, Sha512};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::net::SocketAddr;
 
 /// What a peer's registration record (kind 1) would do to the directory.
@@ -183,15 +184,33 @@ impl Directory {
         (entries.len() as u64, h.finalize().into())
     }
 
-    /// One directory page: see [`crate::core::udp::UdpCore::directory_page`].
+    /// Every entry's `(timestamp, id, fingerprint)` for a reconciliation: see
+    /// [`crate::core::udp::UdpCore::directory_ids`].
+    pub(in crate::core::udp) fn ids(&self) -> Vec<DirItem> {
+        let local = self.clients.iter().map(|(_, c)| {
+            let id = dir_record_id(&c.fp.0, c.ts, &self.uid, c.addr);
+            (u32::try_from(c.ts).unwrap_or(u32::MAX), id, c.fp.0)
+        });
+        let remote = self.remote.iter().map(|(fp, r)| {
+            let id = dir_record_id(&fp.0, r.ts, &r.home_uid, r.addr);
+            (u32::try_from(r.ts).unwrap_or(u32::MAX), id, fp.0)
+        });
+        local.chain(remote).collect()
+    }
+
+    /// One directory page, of the entries in `only` when given: see
+    /// [`crate::core::udp::UdpCore::directory_page`].
     pub(in crate::core::udp) fn page(
         &self,
         now: Now,
         after: Option<Fingerprint>,
         max: usize,
+        only: Option<&HashSet<[u8; 32]>>,
         out: &mut Vec<u8>,
     ) -> DirectoryPage {
-        let above = |fp: &Fingerprint| after.map_or(true, |a| *fp > a);
+        let above = |fp: &Fingerprint| {
+            after.map_or(true, |a| *fp > a) && only.map_or(true, |o| o.contains(&fp.0))
+        };
         let total = self.clients.len() + self.remote.len();
         let mut page: BinaryHeap<Fingerprint> = BinaryHeap::with_capacity(max.min(total));
         let mut candidates = 0usize;

@@ -18,7 +18,8 @@
 //! 19 JournalSince        [13][count u32], then count x [0d][line u64][clock u32][fields]
 //! 20 AuthChallenge       [14][nonce 32]
 //! 21 AuthProof           [07][status u16 = 200][request u8][len u8][detail]
-//! 22 Reconcile           [16][len u16][message], len 0: busy, ask again later
+//! 22 Reconcile           [16][len u16][set u8][message], message empty: busy
+//! 23 DirWant             as DirRequest: [10][len u16][record] ... [11][len u16 = 4][count u32]
 //! in place of any answer: a status frame other than 200, then the acceptor closes
 //! (refused hellos and commands, and a store failure while streaming)
 //! ```
@@ -72,8 +73,8 @@ pub use reader::{AnswerReader, Outcome, Piece};
 
 use super::{
     ClientCommand, Role, ServerCommand, CMD_ASK_FOR_UPDATE, CMD_AUTH_CHALLENGE, CMD_AUTH_PROOF,
-    CMD_BARRIER, CMD_CURSOR_QUERY, CMD_DIR_REQUEST, CMD_HEARTBEAT, CMD_JOURNAL_SINCE, CMD_LIST_ALL,
-    CMD_NODE_LIST, CMD_NODE_LIST_HASH, CMD_RECONCILE, CMD_STATUS_REQUEST, NONCE_LEN,
+    CMD_BARRIER, CMD_CURSOR_QUERY, CMD_DIR_REQUEST, CMD_DIR_WANT, CMD_HEARTBEAT, CMD_JOURNAL_SINCE,
+    CMD_LIST_ALL, CMD_NODE_LIST, CMD_NODE_LIST_HASH, CMD_RECONCILE, CMD_STATUS_REQUEST, NONCE_LEN,
 };
 
 /// The most requests an [`AnswerReader`] tracks awaiting their answers: 65,536.
@@ -155,7 +156,7 @@ impl Asked {
             (Role::Server, CMD_CURSOR_QUERY) => Asked::CursorQuery,
             (Role::Server, CMD_NODE_LIST_HASH) => Asked::NodeListHash,
             (Role::Server, CMD_NODE_LIST) => Asked::NodeList,
-            (Role::Server, CMD_DIR_REQUEST) => Asked::DirRequest,
+            (Role::Server, CMD_DIR_REQUEST | CMD_DIR_WANT) => Asked::DirRequest,
             (Role::Server, CMD_JOURNAL_SINCE) => Asked::JournalSince,
             (_, CMD_AUTH_CHALLENGE) => Asked::AuthChallenge,
             (_, CMD_AUTH_PROOF) => Asked::AuthProof,
