@@ -236,11 +236,18 @@ pub fn is_command(role: Role, command: u8) -> bool {
 /// # Errors
 /// [`WireError::BadLength`] for a message over [`MAX_RECONCILE_LEN`].
 pub(crate) fn reconcile_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    prefixed_len(buf, MAX_RECONCILE_LEN)
+}
+
+/// Length of the `[cmd][len u16][body]` frame at the start of `buf` whose body may be at
+/// most `max` bytes: `Ok(None)` when more bytes are needed; [`WireError::BadLength`] past
+/// `max`.
+fn prefixed_len(buf: &[u8], max: usize) -> Result<Option<usize>, WireError> {
     let Some(b) = buf.get(1..3) else {
         return Ok(None);
     };
     let len = usize::from(BigEndian::read_u16(b));
-    if len > MAX_RECONCILE_LEN {
+    if len > max {
         return Err(WireError::BadLength);
     }
     Ok((buf.len() >= 3 + len).then_some(3 + len))
@@ -252,14 +259,7 @@ pub(crate) fn reconcile_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError
 /// # Errors
 /// [`WireError::BadLength`] for a body over [`MAX_VAR_BODY`].
 pub(crate) fn var_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
-    let Some(b) = buf.get(1..3) else {
-        return Ok(None);
-    };
-    let len = usize::from(BigEndian::read_u16(b));
-    if len > MAX_VAR_BODY {
-        return Err(WireError::BadLength);
-    }
-    Ok((buf.len() >= 3 + len).then_some(3 + len))
+    prefixed_len(buf, MAX_VAR_BODY)
 }
 
 /// Length of the next complete frame at the start of `buf` for a connection of `role`,

@@ -159,17 +159,16 @@ impl TcpCore {
     /// Asks for our ids of `set`, for link `i` (contacts: from the store, or the cache;
     /// the directory: from the UDP core).
     fn read_ids(&mut self, i: usize, set: Set) {
+        if set == Set::Contacts {
+            if let Some(items) = self.cached_ids() {
+                return self.initiate(i, set, &items, None);
+            }
+            self.flush_batch();
+        }
         let tag = self.out.tag();
         self.reads.ids_reads.insert(tag, IdsFor::Link(i, set));
         match set {
-            Set::Contacts => {
-                if let Some(items) = self.cached_ids() {
-                    self.reads.ids_reads.remove(&tag);
-                    return self.initiate(i, set, &items, None);
-                }
-                self.flush_batch();
-                self.out.request(StoreRequest::Ids { tag });
-            }
+            Set::Contacts => self.out.request(StoreRequest::Ids { tag }),
             Set::Directory => self.out.actions.push_back(TcpAction::DirectoryIds { tag }),
         }
     }
