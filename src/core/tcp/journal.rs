@@ -4,6 +4,7 @@
 //! cursor is gone or far behind), and peers' journals received on connections they opened
 //! (cursor queries, lines held to drop copies, JournalSince answers).
 
+use super::config::canonical_ip;
 use super::config::TcpConfig;
 use super::conn::{status_bytes, Answer, Output, PumpCtx, PushRoom, Step};
 use super::links::{LinkState, MAX_LINKS};
@@ -15,7 +16,7 @@ use crate::wire::tcp::answer::AnswerPiece;
 use crate::wire::tcp::nodelist::Uid;
 use crate::wire::tcp::{self, ContactFields, ServerCommand};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Our journal, and what we hold of peers' journals.
 #[derive(Debug, Default)]
@@ -187,18 +188,28 @@ impl LinkJournal {
 impl TcpCore {
     /// Whom our lines go to (docs/PROTOCOL.md §8.10, "relays"): the server each link
     /// reaches, and whether every located server links to every other.
+    ///
+    /// Once per applied batch: one pass over the node list (by address, the first uid in
+    /// uid order, as the TLS checks locate a server), then a lookup per link.
     pub(super) fn relay(&self) -> Relay {
+        let own = self.cfg.identity.node.as_ref().map(|n| *n.uid());
+        let mut at: HashMap<(IpAddr, u16), Uid> = HashMap::new();
+        let mut located = 0;
+        for e in self.nodes.entries() {
+            let Ok(a) = e.location().parse::<SocketAddr>() else {
+                continue;
+            };
+            located += 1;
+            if Some(*e.uid()) != own {
+                at.entry((canonical_ip(a.ip()), a.port()))
+                    .or_insert(*e.uid());
+            }
+        }
         let uids = self
             .links
             .iter()
-            .map(|l| self.located(l.addr).next().map(|e| *e.uid()))
+            .map(|l| at.get(&(canonical_ip(l.addr.ip()), l.addr.port())).copied())
             .collect();
-        let located = self
-            .nodes
-            .entries()
-            .iter()
-            .filter(|e| e.location().parse::<SocketAddr>().is_ok())
-            .count();
         Relay {
             uids,
             meshed: !self.cfg.peering.no_mesh && located <= MAX_LINKS,

@@ -111,7 +111,7 @@ impl TcpCore {
     }
 
     /// The servers other than us that the node list locates at `addr`.
-    pub(super) fn located(&self, addr: SocketAddr) -> impl Iterator<Item = &NodeEntry> + '_ {
+    fn located(&self, addr: SocketAddr) -> impl Iterator<Item = &NodeEntry> + '_ {
         let own = self.cfg.identity.node.as_ref().map(|n| *n.uid());
         let same = move |l: SocketAddr| {
             canonical_ip(l.ip()) == canonical_ip(addr.ip()) && l.port() == addr.port()
