@@ -1,8 +1,9 @@
 //! The node list (docs/PROTOCOL.md §8.15): the servers this server knows of, as a value
-//! ([`NodeList`]), its SHA-512 hash, the merge rule for two entries with one uid, the diff a
+//! ([`NodeList`]), its SHA-512 hash, the merge rule for two entries with one uid, the
+//! entries a reconciliation moves ([`NodeList::items`], [`NodeList::with_ids`]), the diff a
 //! server answers a full list with ([`NodeList::diff_for`]) and a pure simulation of one
-//! sync between two lists ([`sync`]). The bytes (entries, canonical form, frames 10-12) are
-//! [`crate::wire::tcp::nodelist`]'s.
+//! sync between two lists ([`sync`]). The bytes (entries, canonical form, frames 10-12 and
+//! 24) are [`crate::wire::tcp::nodelist`]'s.
 //!
 //! What it never does: I/O, reading a clock, liveness (a node in the list may be down;
 //! liveness is tracked elsewhere), or judging whether an entry is true (entries are not
@@ -31,13 +32,17 @@
 //! The canonical form is a function of the set of entries alone (one entry per uid, sorted
 //! by uid, fixed-width integers and length-prefixed fields), so two servers holding the
 //! same set hash equal whatever the order of arrival or formatting. Merging keeps, per uid,
-//! the maximum under one total order (and, at the cap, the lowest uids), so after B merges
-//! A's whole list B holds the join of both lists, and the diff carries exactly the entries
-//! of that join which A lacks or holds in a losing form, so A's merge of the diff yields the
-//! same join and the hashes are equal after one round. Nothing is ever sent in reaction to
-//! a diff (a hash is answered by a hash, a list by a diff, a diff by nothing, and a sync is
-//! started by the opener's timer), so no frame can start a chain of replies, and the next
-//! hash exchange matches.
+//! the maximum under one total order (and, at the cap, the lowest uids). A reconciliation
+//! tells the opener A exactly the entries it holds that B lacks and those B holds that A
+//! lacks (two versions of one uid are two ids, so each side learns the other's version);
+//! A's NodeSync gives B the first, and B's diff answers with the second, so after B merges
+//! the sync B holds the join of both lists, and after A merges the diff A holds it too
+//! (an entry of the join is in A's list, or in B's and so wanted): the hashes are equal
+//! after one round. Nothing is ever sent in reaction to a diff (a hash is answered by a
+//! hash, a reconciliation message by one, a sync by a diff, a diff by nothing, and a sync
+//! is started by the opener's timer or a change of its list), so no frame can start a
+//! chain of replies, and the next hash exchange matches. A whole list (11, from servers of
+//! earlier versions) is merged and answered with [`NodeList::diff_for`], to the same end.
 //!
 //! # An entry beating an owner's own
 //!
@@ -48,11 +53,21 @@
 //! which reaches every list as any change does. Each re-issue goes above a distinct entry
 //! that beat the owner's, so they are finitely many (at most [`REISSUE_REACH`] in a run).
 
+use crate::federation::reconcile::{
+    node_id_parts, node_item, node_record_id, Initiator, Item, ReconcileError, Responder,
+};
 use crate::wire::tcp::nodelist::{
-    NodeEntry, NodeListFrame, Uid, COUNT_LEN, HASH_FRAME_LEN, HASH_LEN, MAX_ENTRIES, MAX_ENTRY_LEN,
+    EntryId, NodeEntry, NodeListFrame, Uid, COUNT_LEN, HASH_FRAME_LEN, HASH_LEN, MAX_ENTRIES,
+    MAX_ENTRY_LEN,
 };
 use core::cmp::Ordering;
 use sha2::{Digest, Sha512};
+
+/// A node list of at most this many entries is sent whole (NodeList, 11) when the hashes
+/// differ, not reconciled (docs/PROTOCOL.md §8.15, "exchange"): a server that joins knows
+/// itself and a few peers, and its whole list (about 80 bytes an entry) costs less than the
+/// ids of the peer's list (32 bytes each) that a reconciliation would bring it and ask back.
+pub const WHOLE_LIST_MAX: usize = 32;
 
 /// How far above its version at start (the Unix seconds at start, or above its stored
 /// entry) a server re-issues its own entry: one hour (docs/PROTOCOL.md §8.15 "own uid").
@@ -263,6 +278,59 @@ impl NodeList {
         NodeListFrame::Hash(self.hash())
     }
 
+    /// The entries as reconciliation sees them, in list order: `(version, id)` each
+    /// ([`crate::federation::reconcile::node_item`]; docs/PROTOCOL.md §8.20, set 3).
+    pub fn items(&self) -> Vec<Item> {
+        self.entries.iter().map(node_item).collect()
+    }
+
+    /// The entries whose ids ([`crate::federation::reconcile::node_record_id`]) are in
+    /// `ids`, in list order: what a NodeSync's want asks for (ids not in the list, or of
+    /// entries superseded since, are skipped).
+    pub fn with_ids(&self, ids: &[EntryId]) -> Vec<NodeEntry> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let wanted: std::collections::HashSet<&EntryId> = ids.iter().collect();
+        self.entries
+            .iter()
+            .filter(|e| wanted.contains(&node_record_id(e)))
+            .cloned()
+            .collect()
+    }
+
+    /// What a reconciliation's findings move (docs/PROTOCOL.md §8.15, "exchange"): of
+    /// `have` (ids of ours the peer lacks), our entries as they stand, but not those the
+    /// peer holds a newer version of (an id of `need` for the same uid and a higher
+    /// version); of `need` (ids of the peer's that we lack), those but of versions below
+    /// ours for their uid (ids name their uid and version:
+    /// [`crate::federation::reconcile::node_id_parts`]). Returns (entries to send, ids to
+    /// want); equal versions of one uid are both sent and wanted (the merge's order picks).
+    pub fn sync_parts(&self, have: &[EntryId], need: &[EntryId]) -> (Vec<NodeEntry>, Vec<EntryId>) {
+        let newest_needed: std::collections::HashMap<Uid, u64> = need
+            .iter()
+            .map(node_id_parts)
+            .fold(Default::default(), |mut m, (uid, v)| {
+                let slot = m.entry(uid).or_insert(v);
+                *slot = (*slot).max(v);
+                m
+            });
+        let send = self
+            .with_ids(have)
+            .into_iter()
+            .filter(|e| newest_needed.get(e.uid()).map_or(true, |&v| v <= e.version()))
+            .collect();
+        let want = need
+            .iter()
+            .filter(|id| {
+                let (uid, v) = node_id_parts(id);
+                self.get(&uid).map_or(true, |e| e.version() <= v)
+            })
+            .copied()
+            .collect();
+        (send, want)
+    }
+
     /// The NodeList frame (11) of this list: `0x0b` followed by the canonical form.
     pub fn list_frame(&self) -> NodeListFrame {
         NodeListFrame::List(self.entries.clone())
@@ -288,12 +356,13 @@ fn hex(bytes: &[u8]) -> String {
 /// What one [`sync`] cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncStats {
-    /// Full-list rounds (a NodeList and its NodeListDiff): 0 when the hashes already
-    /// matched, 1 otherwise; more would be a loop.
+    /// Exchanges that found the lists different (a reconciliation, then a NodeSync and its
+    /// NodeListDiff): 0 when the hashes already matched, 1 otherwise; more would be a loop.
     pub rounds: u32,
-    /// Entries sent, in lists and diffs together.
+    /// Entries sent, in syncs and diffs together.
     pub entries_sent: usize,
-    /// Frames sent by both sides: 2 per hash exchange, 2 per round.
+    /// Frames sent by both sides: 2 per hash exchange, 2 per reconciliation round trip,
+    /// 2 per NodeSync and its diff.
     pub frames_sent: u32,
     /// Bytes of those frames.
     pub bytes_sent: usize,
@@ -302,14 +371,21 @@ pub struct SyncStats {
 /// Rounds after which [`sync`] gives up (a loop; never reached).
 const SYNC_ROUND_LIMIT: u32 = 8;
 
-/// Runs the node list sync between opener `a` and acceptor `b`, in memory, as a driver
-/// that syncs until the hashes match would: hash exchange; if the hashes differ, A's full
-/// list, B's merge and diff, A's merge; then the hash exchange again. Stops when the
-/// hashes match (or after 8 rounds, which would be a loop; the properties in the tests
-/// show it never happens).
+/// Runs the node list sync between opener `a` and acceptor `b`, in memory, as two servers
+/// do it (docs/PROTOCOL.md §8.15): hash exchange; if the hashes differ, a reconciliation
+/// of the lists (frame 22, set 3: A initiates, B answers each message from its list), A's
+/// NodeSync of the entries B lacks and the ids A lacks ([`NodeList::sync_parts`]), B's
+/// merge and its diff of the entries wanted, A's merge (or, when A's list holds at most
+/// [`WHOLE_LIST_MAX`] entries, A's whole list, B's merge and its diff); then the hash
+/// exchange again. Stops when the hashes match
+/// (or after 8 rounds, which would be a loop; the properties in the tests show it never
+/// happens).
 ///
-/// A first sync of two different lists costs one round and 6 frames (hashes, list and diff,
-/// hashes); a second costs 2 frames, the hashes only.
+/// A first sync of two different lists costs one round: 2 hash frames, 2 a reconciliation
+/// round trip (one for lists of under a few hundred entries that differ little), the
+/// NodeSync and its diff, and 2 hash frames; a second costs the 2 hash frames only. Its
+/// bytes grow with the differences, not the lists: one changed entry of 4096 costs a few
+/// hundred bytes beside the entry (docs/CAPACITY.md, "Federation").
 pub fn sync(a: &mut NodeList, b: &mut NodeList) -> SyncStats {
     let mut stats = SyncStats::default();
     loop {
@@ -319,14 +395,55 @@ pub fn sync(a: &mut NodeList, b: &mut NodeList) -> SyncStats {
             return stats;
         }
         stats.rounds += 1;
-        let list = a.entries();
-        b.merge(list);
-        let diff = b.diff_for(list);
+        if a.len() <= WHOLE_LIST_MAX {
+            whole_list(a, b, &mut stats);
+            continue;
+        }
+        let Ok((have, need)) = reconcile_lists(a, b, &mut stats) else {
+            return stats;
+        };
+        let (entries, want) = a.sync_parts(&have, &need);
+        b.merge(&entries);
+        let diff = b.with_ids(&want);
+        let sync = NodeListFrame::Sync { entries, want };
         stats.frames_sent += 2;
-        stats.entries_sent += list.len() + diff.len();
-        stats.bytes_sent += 1 + a.canonical_len();
-        stats.bytes_sent += 1 + COUNT_LEN + diff.iter().map(NodeEntry::encoded_len).sum::<usize>();
+        stats.entries_sent += sync.entries().len() + diff.len();
+        stats.bytes_sent += sync.buffer_len() + NodeListFrame::Diff(diff.clone()).buffer_len();
         a.merge(&diff);
+    }
+}
+
+/// A's whole list (11) to B, B's merge and its diff (12), A's merge.
+fn whole_list(a: &mut NodeList, b: &mut NodeList, stats: &mut SyncStats) {
+    let list = a.entries();
+    b.merge(list);
+    let diff = b.diff_for(list);
+    stats.frames_sent += 2;
+    stats.entries_sent += list.len() + diff.len();
+    stats.bytes_sent += 1 + a.canonical_len();
+    stats.bytes_sent += 1 + COUNT_LEN + diff.iter().map(NodeEntry::encoded_len).sum::<usize>();
+    a.merge(&diff);
+}
+
+/// One reconciliation of `a`'s list (initiating) with `b`'s (answering), its messages
+/// counted in `stats` as frames 22 (`[22][len u16][set 3][message]`): the ids A holds
+/// that B lacks, and those B holds that A lacks.
+fn reconcile_lists(
+    a: &NodeList,
+    b: &NodeList,
+    stats: &mut SyncStats,
+) -> Result<(Vec<EntryId>, Vec<EntryId>), ReconcileError> {
+    let mut init = Initiator::new(&a.items())?;
+    let mut responder = Responder::new(&b.items())?;
+    let mut msg = init.first().to_vec();
+    loop {
+        let answer = responder.answer(&msg)?;
+        stats.frames_sent += 2;
+        stats.bytes_sent += 2 * 4 + msg.len() + answer.len();
+        match init.step(&answer)? {
+            Some(next) => msg = next,
+            None => return Ok((init.have().to_vec(), init.need_ids().to_vec())),
+        }
     }
 }
 

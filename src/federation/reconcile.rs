@@ -1,5 +1,5 @@
-//! Range-based set reconciliation of contacts (docs/PROTOCOL.md §8.20): two servers find
-//! the records one holds and the other lacks by comparing fingerprints of ranges of their
+//! Range-based set reconciliation of contacts, directory entries and node-list entries
+//! (docs/PROTOCOL.md §8.20): two servers find the records one holds and the other lacks by comparing fingerprints of ranges of their
 //! record ids and recursing only into ranges that differ, so d differences among n
 //! records cost O(d log n) bytes. The protocol is negentropy's (version 1, the
 //! `negentropy` crate); this module gives each record its id and wraps the two roles.
@@ -11,6 +11,7 @@
 //! are two ids: each side sends what it holds, and last-writer-wins (§8.9) keeps the
 //! newer. No I/O: the ids come from the store, the messages go through frame 22.
 
+use crate::wire::tcp::nodelist::{NodeEntry, Uid, MAX_ENTRY_LEN};
 use crate::wire::tcp::{ContactFields, MAX_RECONCILE_LEN, SERVER_RECORD_LEN};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use sha2::{Digest, Sha256};
@@ -87,6 +88,39 @@ pub fn dir_record_id(
     h.update(a);
     h.update(addr.port().to_be_bytes());
     h.finalize().into()
+}
+
+/// The id of a node-list entry (docs/PROTOCOL.md §8.15, §8.20): `[uid 16][version u64]
+/// [the first 8 bytes of SHA-256 of its canonical bytes]`, so two versions of one server's
+/// entry are two ids, and an id says whose entry it is and which version: a side that
+/// holds a newer version of an entry the other lacks neither asks for the older nor sends
+/// it ([`node_id_parts`]).
+pub fn node_record_id(entry: &NodeEntry) -> RecordId {
+    let mut buf = [0u8; MAX_ENTRY_LEN];
+    // Cannot fail: the buffer holds the longest entry.
+    let n = entry.emit(&mut buf).unwrap_or(0);
+    let digest = Sha256::digest(&buf[..n]);
+    let mut id = [0u8; 32];
+    id[..16].copy_from_slice(entry.uid());
+    id[16..24].copy_from_slice(&entry.version().to_be_bytes());
+    id[24..].copy_from_slice(&digest[..8]);
+    id
+}
+
+/// The uid and version a node-list entry's id names ([`node_record_id`]).
+pub fn node_id_parts(id: &RecordId) -> (Uid, u64) {
+    let mut uid = [0u8; 16];
+    uid.copy_from_slice(&id[..16]);
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&id[16..24]);
+    (uid, u64::from_be_bytes(v))
+}
+
+/// A node-list entry as reconciliation sees it: its version as the timestamp (saturating
+/// at `u32::MAX`: a version is Unix seconds, or a few above) and its id.
+pub fn node_item(entry: &NodeEntry) -> Item {
+    let version = u32::try_from(entry.version()).unwrap_or(u32::MAX);
+    (version, node_record_id(entry))
 }
 
 /// The negentropy index of `items` (any order; sorted by clock, then id).

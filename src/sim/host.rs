@@ -37,6 +37,10 @@ pub struct HostSpec {
     /// holds them (each gets a line of the host's journal; the clock starts at the
     /// highest). Shared, not copied, between the hosts given the same list.
     pub preload: Arc<Vec<crate::store::Contact>>,
+    /// Node-list entries the store holds at start, as a server restarted on a data
+    /// directory that knew those servers (their locations are not dialled unless a host
+    /// listens there and the mesh is on).
+    pub nodes: Vec<NodeEntry>,
 }
 
 impl HostSpec {
@@ -80,6 +84,19 @@ fn preload(store: &mut Executor, contacts: &[crate::store::Contact]) {
             .apply(&batch, &mut changed)
             .expect("a RAM store applies");
     }
+}
+
+/// Writes `entries` into `store` as its node list.
+fn preload_nodes(store: &mut Executor, entries: &[NodeEntry]) {
+    if entries.is_empty() {
+        return;
+    }
+    let list = crate::federation::NodeList::from_entries(entries.to_vec());
+    let batch = [crate::store::Write::NodeList(list.canonical_bytes())];
+    store
+        .store_mut()
+        .apply(&batch, &mut Vec::new())
+        .expect("a RAM store applies");
 }
 
 impl Host {
@@ -126,6 +143,7 @@ impl Host {
             None => MemoryStore::new(),
         }));
         preload(&mut store, &spec.preload);
+        preload_nodes(&mut store, &spec.nodes);
         let stored = Stored::read(store.store()).expect("a RAM store reads");
         let udp = UdpCore::new(udp_cfg, derive(&seed, b"udp"), now);
         let tcp = TcpCore::new(tcp_cfg, stored.clock, now.mono_ms)

@@ -60,6 +60,7 @@ mod metrics;
 mod nat;
 mod nodelist;
 mod nodelist_props;
+mod nodelist_sync;
 mod openssl_identity;
 mod partition;
 mod reconcile;

@@ -7,7 +7,7 @@
 //! "need more" / `Truncated`, arbitrary bytes never panic, and 4097 entries are refused.
 
 use proptest::prelude::*;
-use rendezvous::federation::nodelist::{sync, NodeList, SyncStats};
+use rendezvous::federation::nodelist::{sync, NodeList, SyncStats, WHOLE_LIST_MAX};
 use rendezvous::wire::tcp::nodelist::{
     frame_len, has_duplicate_uids, NodeEntry, NodeListFrame, CMD_NODE_LIST, CMD_NODE_LIST_DIFF,
     CMD_NODE_LIST_HASH, HASH_FRAME_LEN, MAX_ENTRIES, MAX_FRAME_LEN,
@@ -408,6 +408,7 @@ proptest! {
         prop_assert_eq!(&la, &union);
         prop_assert_eq!(&lb, &union);
         if differed {
+            // Lists this short are sent whole: hashes, the list and its diff, hashes.
             prop_assert_eq!(first.rounds, 1);
             prop_assert_eq!(first.frames_sent, 6);
         } else {
@@ -504,6 +505,52 @@ fn sync_identical_and_empty_lists() {
     let s = sync(&mut full, &mut empty);
     assert_eq!((s.rounds, s.entries_sent), (1, 2));
     assert_eq!(empty, full);
+}
+
+/// Two lists of 33 to 120 servers (past [`WHOLE_LIST_MAX`], so reconciled): each uid is
+/// held by A, B or both, at versions 1 to 3 (one version of a uid is one entry).
+fn arb_large_pair() -> impl Strategy<Value = (Vec<NodeEntry>, Vec<NodeEntry>)> {
+    prop::collection::vec((0u8..3, 1u64..4, 1u64..4), 33..120).prop_map(|uids| {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for (i, (held, va, vb)) in uids.into_iter().enumerate() {
+            let e = |v: u64| node(uid_n(i as u16), v, &format!("n{i}"), "h:1", &[1]);
+            if held != 1 {
+                a.push(e(va));
+            }
+            if held != 0 {
+                b.push(e(vb));
+            }
+        }
+        (a, b)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Lists past [`WHOLE_LIST_MAX`] are reconciled: one round, equal to their merge
+    /// after it, and only the winning version of each uid that differs moves (an older
+    /// version is neither sent nor asked for), so the entries sent are exactly the uids
+    /// the lists differ on.
+    #[test]
+    fn long_lists_reconcile_moving_only_the_winners((a, b) in arb_large_pair()) {
+        prop_assume!(a.len() > WHOLE_LIST_MAX);
+        let union = NodeList::from_entries([a.clone(), b.clone()].concat());
+        let (mut la, mut lb) = (NodeList::from_entries(a), NodeList::from_entries(b));
+        let differ = union
+            .entries()
+            .iter()
+            .filter(|e| la.get(e.uid()) != Some(*e) || lb.get(e.uid()) != Some(*e))
+            .count();
+        let s = sync(&mut la, &mut lb);
+        prop_assert_eq!(&la, &union);
+        prop_assert_eq!(&lb, &union);
+        prop_assert_eq!(s.rounds, u32::from(differ > 0));
+        prop_assert_eq!(s.entries_sent, differ);
+        prop_assert!(s.frames_sent >= 2 + 4 * u32::from(differ > 0));
+        prop_assert_eq!(sync(&mut la, &mut lb).rounds, 0);
+    }
 }
 
 #[test]
@@ -658,7 +705,17 @@ fn largest_frame() {
             .unwrap()
         })
         .collect();
-    let frame = NodeListFrame::Diff(big);
+    // The largest list or diff: 3,244,037 bytes.
+    let diff = NodeListFrame::Diff(big.clone());
+    let bytes = diff.to_vec().unwrap();
+    assert_eq!(bytes.len(), 3_244_037);
+    assert_eq!(frame_len(&bytes), Ok(Some(bytes.len())));
+    assert_eq!(NodeListFrame::parse(&bytes), Ok(diff));
+    // The largest frame: a NodeSync of those entries, wanting 4096 ids.
+    let frame = NodeListFrame::Sync {
+        entries: big,
+        want: vec![[7; 32]; MAX_ENTRIES],
+    };
     let bytes = frame.to_vec().unwrap();
     assert_eq!(bytes.len(), MAX_FRAME_LEN);
     assert_eq!(frame_len(&bytes), Ok(Some(MAX_FRAME_LEN)));

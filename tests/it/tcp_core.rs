@@ -2384,7 +2384,10 @@ fn lying_lengths_are_refused_from_the_header_and_change_nothing() {
         n.send(7, &bytes);
         assert_eq!(n.pending(7), 0, "{what}: no answer yet");
         let budget = n.core.read_budget(7);
-        assert!(budget <= 3_244_037 - bytes.len(), "{what}: {budget}");
+        assert!(
+            budget <= rendezvous::wire::tcp::MAX_FRAME_LEN - bytes.len(),
+            "{what}: {budget}"
+        );
         println!("{what}: waits, {budget} more bytes may be read");
     }
 }

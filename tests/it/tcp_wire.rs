@@ -292,13 +292,13 @@ fn command_bytes_per_role() {
         .collect();
     assert_eq!(client_all, [1, 2, 5, 6, 20, 21]);
     // Frames that carry their own length: node list (10-12), directory, forward, proof,
-    // reconcile (22), directory wants (23).
+    // reconcile (22), directory wants (23), node sync (24).
     let all: Vec<u8> = (0..=255u8)
         .filter(|&b| is_command(Role::Server, b))
         .collect();
     assert_eq!(
         all,
-        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
+        [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]
     );
     for b in 0..=255u8 {
         let known = is_command(Role::Client, b);

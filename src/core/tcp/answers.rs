@@ -110,7 +110,11 @@ impl TcpCore {
                     l.journal.confirmed_line = l.journal.confirmed_line.max(confirms);
                 }
             }
-            LinkAnswer::NodeHash(h) => self.peer_node_hash(conn, &h),
+            LinkAnswer::NodeHash(h) => {
+                if let Some(i) = link {
+                    self.peer_node_hash(i, conn, &h);
+                }
+            }
             LinkAnswer::NodeDiff(frame) => return self.peer_node_diff(now_ms, conn, &frame),
             LinkAnswer::DirRecord(body) => {
                 self.stats.dir_records_in += 1;

@@ -51,6 +51,8 @@ pub(super) struct Link {
     pub(super) retired: bool,
     /// What its log lines need.
     pub(super) notes: LinkNotes,
+    /// Its last reconciliation of node lists (docs/PROTOCOL.md §8.15).
+    pub(super) nodes_recon: super::reconcile::ReconcileNote,
 }
 
 /// What a link's log lines need (docs/OPERATIONS.md §6): why this server is closing it,
@@ -85,6 +87,7 @@ impl Link {
             learned,
             retired: false,
             notes: LinkNotes::default(),
+            nodes_recon: Default::default(),
         }
     }
 }

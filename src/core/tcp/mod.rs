@@ -305,12 +305,13 @@ impl TcpCore {
                 // from a link of ours or a peer that needs no proof or has given it.
                 let peer = c.role == Some(tcp::Role::Server);
                 let trusted = c.link.is_some() || (peer && (!c.auth.required || c.auth.proved));
-                let cap = match c.input.buf.first() {
-                    Some(&(tcp::CMD_NODE_LIST | tcp::CMD_NODE_LIST_DIFF)) if trusted => {
-                        tcp::MAX_FRAME_LEN
-                    }
-                    _ => 64 * 1024,
-                };
+                let cap =
+                    match c.input.buf.first() {
+                        Some(
+                            &(tcp::CMD_NODE_LIST | tcp::CMD_NODE_LIST_DIFF | tcp::CMD_NODE_SYNC),
+                        ) if trusted => tcp::MAX_FRAME_LEN,
+                        _ => 64 * 1024,
+                    };
                 cap.saturating_sub(c.input.buf.len())
             }
             _ => 0,

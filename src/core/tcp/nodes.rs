@@ -12,7 +12,7 @@ use crate::wire::status;
 use crate::wire::tcp;
 use crate::wire::tcp::answer::{AnswerPiece, Asked};
 use crate::wire::tcp::auth::{self, AuthProof};
-use crate::wire::tcp::nodelist::{self, NodeEntry, NodeListFrame, Uid, HASH_LEN};
+use crate::wire::tcp::nodelist::{self, EntryId, NodeEntry, NodeListFrame, Uid, HASH_LEN};
 use crate::wire::tcp::ServerCommand;
 use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
@@ -171,6 +171,9 @@ impl TcpCore {
                 }
             }
             NodeListFrame::List(entries) => self.node_list_in(now_ms, conn, entries),
+            NodeListFrame::Sync { entries, want } => {
+                self.node_sync_in(now_ms, conn, entries, &want);
+            }
             NodeListFrame::Diff(_) => {
                 self.fail(
                     conn,
@@ -200,19 +203,44 @@ impl TcpCore {
         self.list_changed(now_ms, reissued || !changed.is_empty());
     }
 
-    /// On a link: the peer's hash answering ours; when the lists differ, send ours whole
-    /// (it answers with the diff).
-    pub(super) fn peer_node_hash(&mut self, conn: ConnId, hash: &[u8; HASH_LEN]) {
+    /// A peer's NodeSync (24), after its reconciliation of our lists: the entries we lacked,
+    /// merged, and the ids it lacks, answered with a diff (12) of those entries as they
+    /// stand, and of our entry when the sync made us re-issue it (§8.15 "own uid").
+    fn node_sync_in(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        entries: Vec<NodeEntry>,
+        want: &[EntryId],
+    ) {
+        if nodelist::has_duplicate_uids(&entries) {
+            let detail = "node sync with duplicate uids";
+            return self.fail(conn, status::BAD_REQUEST, tcp::CMD_NODE_SYNC, detail);
+        }
+        let reissued = self.reissue_own(&entries);
+        let entries = self.without_forged(entries);
+        let changed = self.nodes.merge(&entries);
+        let mut diff = self.nodes.with_ids(want);
+        if let Some(own) = self.own_entry().filter(|_| reissued).cloned() {
+            if !diff.contains(&own) {
+                diff.push(own);
+            }
+        }
+        if let Ok(d) = NodeListFrame::Diff(diff).to_vec() {
+            self.push_answer(conn, Answer::Ready(d));
+        }
+        self.stats.nodes_learned += changed.len() as u64;
+        self.list_changed(now_ms, reissued || !changed.is_empty());
+    }
+
+    /// On link `i` (connection `conn`): the peer's hash answering ours; when the lists
+    /// differ, reconcile them, or send ours whole when it is short (docs/PROTOCOL.md §8.15:
+    /// the NodeSync or NodeList that follows is answered with a diff).
+    pub(super) fn peer_node_hash(&mut self, i: usize, conn: ConnId, hash: &[u8; HASH_LEN]) {
         if *hash == self.nodes.hash() {
             return;
         }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if let Ok(list) = self.nodes.list_frame().to_vec() {
-            c.out.extend_from_slice(&list);
-            c.expect(Asked::NodeList, 0);
-        }
+        self.reconcile_nodes(i, conn);
     }
 
     /// On a link: the peer's diff, merged (and our entry re-issued above one for our uid

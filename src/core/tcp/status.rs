@@ -145,10 +145,11 @@ fn link_line(l: &Link, now_ms: u64) -> String {
     let j = &l.journal;
     let r = &j.recon;
     format!(
-        "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={} journal={phase} pushed_line={} confirmed_line={} entries_sent={} records_sent={} directory_sent={} learned={} not_sent_back={} left_to_origin={} bytes_sent={} bytes_received={} reconciliations={} last_reconcile_rounds={} last_reconcile_sent={} last_reconcile_missing={} last_reconcile_bytes={} dir_reconciliations={} dir_last_sent={} dir_last_missing={}\n",
+        "peer={} state={state} last_heartbeat_ms_ago={hb} peer_clock={} journal={phase} pushed_line={} confirmed_line={} entries_sent={} records_sent={} directory_sent={} learned={} not_sent_back={} left_to_origin={} bytes_sent={} bytes_received={} reconciliations={} last_reconcile_rounds={} last_reconcile_sent={} last_reconcile_missing={} last_reconcile_bytes={} dir_reconciliations={} dir_last_sent={} dir_last_missing={} nodes_reconciliations={} nodes_last_sent={} nodes_last_missing={} nodes_last_bytes={}\n",
         l.addr, l.peer_clock, j.pushed_line, j.confirmed_line, j.entries_sent, j.records_sent, l.dir.sent, l.learned,
         j.not_sent_back, j.left_to_origin, j.bytes_sent, j.bytes_received, r.count, r.rounds, r.sent, r.missing, r.bytes,
-        l.dir.recon.count, l.dir.recon.sent, l.dir.recon.missing
+        l.dir.recon.count, l.dir.recon.sent, l.dir.recon.missing,
+        l.nodes_recon.count, l.nodes_recon.sent, l.nodes_recon.missing, l.nodes_recon.bytes
     )
 }
 

@@ -312,7 +312,7 @@ fn auth_proof_fields(body: &[u8], line: &mut Line) {
     }
 }
 
-/// Fields of a node-list frame (10, 11, 12).
+/// Fields of a node-list frame (10, 11, 12, 24).
 pub(super) fn node_list_fields(frame: &[u8], line: &mut Line) {
     match NodeListFrame::parse(frame) {
         Ok(NodeListFrame::Hash(h)) => {
@@ -322,6 +322,12 @@ pub(super) fn node_list_fields(frame: &[u8], line: &mut Line) {
             line.num("count", e.len() as u64);
             let aliases: Vec<&str> = e.iter().map(NodeEntry::alias).collect();
             line.text("aliases", aliases.join(","));
+        }
+        Ok(NodeListFrame::Sync { entries, want }) => {
+            line.num("count", entries.len() as u64);
+            let aliases: Vec<&str> = entries.iter().map(NodeEntry::alias).collect();
+            line.text("aliases", aliases.join(","));
+            line.num("want", want.len() as u64);
         }
         Err(e) => {
             line.malformed(e);

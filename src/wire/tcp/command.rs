@@ -42,7 +42,7 @@
 
 use super::contact::{ContactFields, CLIENT_UPDATE_LEN, SERVER_UPDATE_LEN};
 use super::hello::Role;
-use super::nodelist::{self, CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
+use super::nodelist::{self, CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH, CMD_NODE_SYNC};
 use crate::wire::bytes::{exact, room};
 use crate::wire::WireError;
 use byteorder::{BigEndian, ByteOrder};
@@ -99,7 +99,7 @@ pub const CMD_AUTH_CHALLENGE: u8 = 20;
 /// [`super::auth::ClientProof`]).
 pub const CMD_AUTH_PROOF: u8 = 21;
 /// Byte 22, server role: `[len u16][set u8][message]`, one message of a range-based set
-/// reconciliation (set 1 contacts, 2 the directory; negentropy protocol version 1, at
+/// reconciliation (set 1 contacts, 2 the directory, 3 the node list; negentropy version 1, at
 /// most [`MAX_RECONCILE_LEN`] bytes in all); answered with `[22][len u16][set u8]
 /// [message]`, or `[22][len u16 = 1][set]` when the acceptor is reconciling that set
 /// with another server (docs/PROTOCOL.md §8.20).
@@ -123,7 +123,7 @@ pub const JOURNAL_UPDATE_LEN: usize = 8 + SERVER_UPDATE_LEN;
 /// Body of a JournalSince: journal id (8) + since (8) + limit (4) = 20 bytes.
 pub const JOURNAL_SINCE_LEN: usize = 20;
 /// The longest fixed-length opener frame of either role (a JournalUpdate), command byte
-/// included: 545. Frames 10-12, 16-18 and 21 carry their own length ([`MAX_FRAME_LEN`]).
+/// included: 545. Frames 10-12, 16-18, 21-24 carry their own length ([`MAX_FRAME_LEN`]).
 pub const MAX_COMMAND_LEN: usize = 1 + JOURNAL_UPDATE_LEN;
 /// Length of an authentication nonce, in bytes: 32 (docs/PROTOCOL.md §8.17).
 pub const NONCE_LEN: usize = 32;
@@ -136,8 +136,8 @@ pub const MAX_SINCE_LIMIT: u32 = 4096;
 /// The longest body of a length-prefixed frame (16, 17, 18, 21), in bytes: 4096
 /// (docs/PROTOCOL.md §8.11).
 pub const MAX_VAR_BODY: usize = 4096;
-/// The longest frame an opener may send, in bytes: a NodeList of 4096 entries of 792 bytes
-/// (3,244,037); every other frame is at most [`MAX_VAR_BODY`] + 3.
+/// The longest frame an opener may send, in bytes: a NodeSync of 4096 entries of 792 bytes
+/// and 4096 ids (3,375,111); every frame but 11, 12 and 24 is at most 60,003.
 pub const MAX_FRAME_LEN: usize = nodelist::MAX_FRAME_LEN;
 
 /// HeartBeat health: ok (docs/PROTOCOL.md §8.4).
@@ -191,6 +191,7 @@ pub fn command_name(role: Role, command: u8) -> Option<&'static str> {
         (_, CMD_NODE_LIST_HASH) => "node-list-hash",
         (_, CMD_NODE_LIST) => "node-list",
         (_, CMD_NODE_LIST_DIFF) => "node-list-diff",
+        (_, CMD_NODE_SYNC) => "node-sync",
         (_, CMD_JOURNAL_UPDATE) => "journal-update",
         (_, CMD_CURSOR_QUERY) => "cursor-query",
         (_, CMD_JOURNAL_MARK) => "journal-mark",
@@ -212,16 +213,16 @@ fn is_var_frame(command: u8) -> bool {
     )
 }
 
-/// True for the node-list frames (10, 11, 12).
+/// True for the node-list frames (10, 11, 12, 24).
 fn is_node_list_frame(command: u8) -> bool {
     matches!(
         command,
-        CMD_NODE_LIST_HASH | CMD_NODE_LIST | CMD_NODE_LIST_DIFF
+        CMD_NODE_LIST_HASH | CMD_NODE_LIST | CMD_NODE_LIST_DIFF | CMD_NODE_SYNC
     )
 }
 
 /// True when `command` is a command of `role`: one of fixed length ([`body_len`]), the
-/// AuthProof (21) of either role, or, for the server role, a node-list frame (10-12), a
+/// AuthProof (21) of either role, or, for the server role, a node-list frame (10-12, 24), a
 /// length-prefixed frame (16-18) or a Reconcile (22).
 pub fn is_command(role: Role, command: u8) -> bool {
     body_len(role, command).is_some()
@@ -267,7 +268,7 @@ pub(crate) fn var_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
 /// first `n` bytes are one whole frame (command byte included; at most [`MAX_FRAME_LEN`]).
 ///
 /// Fixed-length commands: reads only the command byte. Frames 16-18 and 21 (21 in both
-/// roles): `[cmd][len u16]` then `len` bytes. Frames 10-12: [`nodelist::frame_len`]. A frame's length never
+/// roles): `[cmd][len u16]` then `len` bytes. Frames 10-12 and 24: [`nodelist::frame_len`]. A frame's length never
 /// depends on anything but these length fields.
 ///
 /// # Errors
@@ -442,7 +443,7 @@ pub enum ServerCommand<'a> {
         /// Line number.
         line: u64,
     },
-    /// 10, 11 or 12: a node-list sync frame, whole (command byte included), to be read by
+    /// 10, 11, 12 or 24: a node-list sync frame, whole (command byte included), to be read by
     /// [`nodelist::NodeListFrame::parse`].
     NodeList(&'a [u8]),
     /// 16 `[len u16][body]`: one directory record; `body` is the record (0 to 4096 bytes).
@@ -472,7 +473,7 @@ pub enum ServerCommand<'a> {
 }
 
 impl<'a> ServerCommand<'a> {
-    /// The command byte: 1-6, 10-23.
+    /// The command byte: 1-6, 10-24.
     pub fn command_byte(&self) -> u8 {
         match self {
             ServerCommand::Update { .. } => CMD_UPDATE,

@@ -47,7 +47,7 @@ pub use contact::{
 };
 pub use hello::{hello_len, Hello, Role, HELLO_LEN, ROLE_CLIENT, ROLE_SERVER};
 /// The node-list command bytes 10, 11, 12, with the other command bytes.
-pub use nodelist::{CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH};
+pub use nodelist::{CMD_NODE_LIST, CMD_NODE_LIST_DIFF, CMD_NODE_LIST_HASH, CMD_NODE_SYNC};
 pub use status::{
     StatusFrame, CMD_STATUS, DETAIL_DRAINING, MAX_STATUS_LEN, REQUEST_HELLO, REQUEST_UNKNOWN,
 };

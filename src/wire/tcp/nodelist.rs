@@ -1,6 +1,6 @@
 //! The node-list codec (docs/PROTOCOL.md §8.15): the canonical encoding of one entry and
 //! of a list, the order on entries that decides every conflict ([`NodeEntry`]'s `Ord`), and
-//! the three server-role frames 10-12 that carry the sync ([`NodeListFrame`],
+//! the four server-role frames 10-12 and 24 that carry the sync ([`NodeListFrame`],
 //! [`frame_len`]).
 //!
 //! What it owns: bytes and their bounds. What it never does: hold or merge a list, hash it,
@@ -23,15 +23,25 @@
 //! 10 NodeListHash  [0x0a][hash_len u8 = 64][hash 64]     66 bytes
 //! 11 NodeList      [0x0b][count u32][entry]*count       5 + entries; count <= 4096
 //! 12 NodeListDiff  [0x0c][count u32][entry]*count       5 + entries; count <= 4096
+//! 24 NodeSync      [0x18][count u32][entry]*count[want u16][id 32]*want
+//!                                                       7 + entries + 32 x want;
+//!                                                       count, want <= 4096
 //!
 //! opener A                                      acceptor B
 //!   10 NodeListHash (A's)          ->
 //!                                  <-   10 NodeListHash (B's)        the answer to 10
-//!   only if the two hashes differ:
-//!   11 NodeList (all of A's)       ->           B merges it
-//!                                  <-   12 NodeListDiff              the answer to 11
-//!   A merges the diff; nothing answers a diff.
+//!   only if the two hashes differ, a reconciliation of the lists (frame 22, set 3),
+//!   then:
+//!   24 NodeSync (what B lacks, and  ->          B merges the entries
+//!      the ids of what A lacks)
+//!                                  <-   12 NodeListDiff              the answer to 24:
+//!                                                                    the entries wanted
+//!   A merges the diff; nothing answers a diff. A whole NodeList (11) is answered with
+//!   the diff against it (servers of earlier versions send it instead of 22 and 24).
 //! ```
+//!
+//! An entry's id (what the reconciliation compares and a NodeSync asks for) is SHA-256 of
+//! its canonical bytes: `crate::federation::reconcile::node_record_id`.
 //!
 //! `alias` is the server's name (at most 255 bytes, may be empty; not NUL-padded: the
 //! length says where it ends). `location` is where it listens, `HOST:PORT` as text (at most
@@ -79,8 +89,23 @@ pub const CMD_NODE_LIST: u8 = 11;
 pub const CMD_NODE_LIST_DIFF: u8 = 12;
 /// Length of a NodeListHash frame, command byte and length byte included: 66.
 pub const HASH_FRAME_LEN: usize = 2 + HASH_LEN;
-/// The longest NodeList or NodeListDiff frame: 1 + 4 + 4096 x 792 = 3,244,037 bytes.
-pub const MAX_FRAME_LEN: usize = 1 + COUNT_LEN + MAX_ENTRIES * MAX_ENTRY_LEN;
+/// Server-role command 24: NodeSync `[count u32][entries][want u16][ids 32 x want]`,
+/// after a reconciliation of the node lists: the entries the acceptor lacks and the ids of
+/// those the opener lacks; answered with a NodeListDiff of the entries wanted
+/// (docs/PROTOCOL.md §8.15).
+pub const CMD_NODE_SYNC: u8 = 24;
+/// Length of an entry's id, as a NodeSync asks for it, in bytes: 32 (SHA-256).
+pub const ENTRY_ID_LEN: usize = 32;
+/// Length of a NodeSync's count of ids wanted, in bytes: 2.
+pub const WANT_LEN: usize = 2;
+/// The longest node-list frame, a NodeSync of 4096 entries of 792 bytes and 4096 ids:
+/// 1 + 4 + 4096 x 792 + 2 + 4096 x 32 = 3,375,111 bytes (a NodeList or NodeListDiff is at
+/// most 3,244,037).
+pub const MAX_FRAME_LEN: usize =
+    1 + COUNT_LEN + MAX_ENTRIES * MAX_ENTRY_LEN + WANT_LEN + MAX_ENTRIES * ENTRY_ID_LEN;
+
+/// An entry's id: SHA-256 of its canonical bytes (32 bytes).
+pub type EntryId = [u8; ENTRY_ID_LEN];
 
 /// Byte offsets within an encoded entry (smoltcp's `mod field`).
 mod field {
@@ -315,7 +340,8 @@ pub fn has_duplicate_uids(entries: &[NodeEntry]) -> bool {
     uids.windows(2).any(|w| w[0] == w[1])
 }
 
-/// One frame of the node list sync (server role, commands 10-12; docs/PROTOCOL.md §8.15).
+/// One frame of the node list sync (server role, commands 10-12 and 24; docs/PROTOCOL.md
+/// §8.15).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeListFrame {
     /// 10 `[hash_len u8][hash 64]`: the sender's list hash; sent by the opener, and
@@ -325,29 +351,41 @@ pub enum NodeListFrame {
     /// [`NodeListFrame::Diff`].
     List(Vec<NodeEntry>),
     /// 12 `[count u32][entries]`: the acceptor's answer to a list, the entries the opener
-    /// lacks or holds in a losing form; never answered.
+    /// lacks or holds in a losing form, or to a sync, the entries wanted; never answered.
     Diff(Vec<NodeEntry>),
+    /// 24 `[count u32][entries][want u16][ids 32 x want]`: the opener's entries the
+    /// acceptor lacks and the ids of the acceptor's entries the opener lacks, as a
+    /// reconciliation found them; answered with a [`NodeListDiff`](NodeListFrame::Diff) of
+    /// the entries wanted.
+    Sync {
+        /// Entries the acceptor lacks (at most 4096).
+        entries: Vec<NodeEntry>,
+        /// Ids of the entries the opener lacks (at most 4096).
+        want: Vec<EntryId>,
+    },
 }
 
 impl NodeListFrame {
-    /// The command byte: 10, 11 or 12.
+    /// The command byte: 10, 11, 12 or 24.
     pub fn command_byte(&self) -> u8 {
         match self {
             NodeListFrame::Hash(_) => CMD_NODE_LIST_HASH,
             NodeListFrame::List(_) => CMD_NODE_LIST,
             NodeListFrame::Diff(_) => CMD_NODE_LIST_DIFF,
+            NodeListFrame::Sync { .. } => CMD_NODE_SYNC,
         }
     }
 
-    /// The entries a List or Diff carries, as sent (empty for a Hash).
+    /// The entries a List, Diff or Sync carries, as sent (empty for a Hash).
     pub fn entries(&self) -> &[NodeEntry] {
         match self {
             NodeListFrame::Hash(_) => &[],
             NodeListFrame::List(e) | NodeListFrame::Diff(e) => e,
+            NodeListFrame::Sync { entries, .. } => entries,
         }
     }
 
-    /// True when the List or Diff carries two entries for one uid: it parsed, and merging
+    /// True when the List, Diff or Sync carries two entries for one uid: it parsed, and merging
     /// it keeps the greater, but a caller may refuse it with 400 instead.
     pub fn has_duplicate_uids(&self) -> bool {
         has_duplicate_uids(self.entries())
@@ -358,10 +396,11 @@ impl NodeListFrame {
     ///
     /// # Errors
     /// [`WireError::Truncated`] for an empty or short frame (a hash under 64 bytes, a list
-    /// ending inside its count or an entry), [`WireError::TrailingData`] for bytes after the
-    /// hash or the last entry; [`WireError::UnknownCommand`] for a first byte other than
-    /// 10, 11 or 12; [`WireError::BadLength`] for a count over 4096 (checked before any
-    /// entry) or an entry whose key length is 0; [`WireError::BadUtf8`] for an alias or
+    /// ending inside its count or an entry, a sync inside its ids), [`WireError::
+    /// TrailingData`] for bytes after the hash, the last entry or the last id;
+    /// [`WireError::UnknownCommand`] for a first byte other than 10, 11, 12 or 24;
+    /// [`WireError::BadLength`] for a count or want over 4096 (checked before any entry
+    /// or id) or an entry whose key length is 0; [`WireError::BadUtf8`] for an alias or
     /// location that is not UTF-8.
     pub fn parse(frame: &[u8]) -> Result<Self, WireError> {
         let (&command, body) = frame.split_first().ok_or(WireError::Truncated)?;
@@ -382,24 +421,39 @@ impl NodeListFrame {
                 }
             }
             CMD_NODE_LIST | CMD_NODE_LIST_DIFF => {
-                let entries = parse_entries(body)?;
+                let (entries, rest) = parse_entries(body)?;
+                if !rest.is_empty() {
+                    return Err(WireError::TrailingData);
+                }
                 Ok(if command == CMD_NODE_LIST {
                     NodeListFrame::List(entries)
                 } else {
                     NodeListFrame::Diff(entries)
                 })
             }
+            CMD_NODE_SYNC => {
+                let (entries, rest) = parse_entries(body)?;
+                let want = parse_want(rest)?;
+                Ok(NodeListFrame::Sync { entries, want })
+            }
             _ => Err(WireError::UnknownCommand),
         }
     }
 
-    /// Bytes [`Self::emit`] writes: 66 for a Hash, 5 + the entries' lengths otherwise.
+    /// Bytes [`Self::emit`] writes: 66 for a Hash, 5 + the entries' lengths for a List or
+    /// Diff, 7 + the entries' lengths + 32 a wanted id for a Sync.
     pub fn buffer_len(&self) -> usize {
+        let entries = 1
+            + COUNT_LEN
+            + self
+                .entries()
+                .iter()
+                .map(NodeEntry::encoded_len)
+                .sum::<usize>();
         match self {
             NodeListFrame::Hash(_) => HASH_FRAME_LEN,
-            NodeListFrame::List(e) | NodeListFrame::Diff(e) => {
-                1 + COUNT_LEN + e.iter().map(NodeEntry::encoded_len).sum::<usize>()
-            }
+            NodeListFrame::List(_) | NodeListFrame::Diff(_) => entries,
+            NodeListFrame::Sync { want, .. } => entries + WANT_LEN + want.len() * ENTRY_ID_LEN,
         }
     }
 
@@ -407,12 +461,16 @@ impl NodeListFrame {
     /// length.
     ///
     /// # Errors
-    /// [`WireError::BadLength`] for a List or Diff of more than 4096 entries;
-    /// [`WireError::BufferTooSmall`] when `buf` is shorter than [`Self::buffer_len`].
-    /// Nothing is written on error.
+    /// [`WireError::BadLength`] for a List, Diff or Sync of more than 4096 entries, or a
+    /// Sync wanting more than 4096 ids; [`WireError::BufferTooSmall`] when `buf` is
+    /// shorter than [`Self::buffer_len`]. Nothing is written on error.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let entries = self.entries();
-        if entries.len() > MAX_ENTRIES {
+        let want: &[EntryId] = match self {
+            NodeListFrame::Sync { want, .. } => want,
+            _ => &[],
+        };
+        if entries.len() > MAX_ENTRIES || want.len() > MAX_ENTRIES {
             return Err(WireError::BadLength);
         }
         let n = self.buffer_len();
@@ -430,13 +488,22 @@ impl NodeListFrame {
         for e in entries {
             p += e.emit(&mut buf[p..])?;
         }
+        if let NodeListFrame::Sync { want, .. } = self {
+            BigEndian::write_u16(&mut buf[p..p + WANT_LEN], want.len() as u16);
+            p += WANT_LEN;
+            for id in want {
+                buf[p..p + ENTRY_ID_LEN].copy_from_slice(id);
+                p += ENTRY_ID_LEN;
+            }
+        }
         Ok(n)
     }
 
     /// The frame as a new vector.
     ///
     /// # Errors
-    /// [`WireError::BadLength`] for a List or Diff of more than 4096 entries.
+    /// [`WireError::BadLength`] for a List, Diff or Sync of more than 4096 entries, or a
+    /// Sync wanting more than 4096 ids.
     pub fn to_vec(&self) -> Result<Vec<u8>, WireError> {
         let mut v = vec![0u8; self.buffer_len()];
         self.emit(&mut v)?;
@@ -444,8 +511,8 @@ impl NodeListFrame {
     }
 }
 
-/// Reads `[count u32][entries]` filling exactly `body`.
-fn parse_entries(body: &[u8]) -> Result<Vec<NodeEntry>, WireError> {
+/// Reads `[count u32][entries]` at the start of `body`; returns them and the bytes after.
+fn parse_entries(body: &[u8]) -> Result<(Vec<NodeEntry>, &[u8]), WireError> {
     let count = read_count(body)?.ok_or(WireError::Truncated)?;
     let mut entries = Vec::with_capacity(count.min(body.len() / MIN_ENTRY_LEN));
     let mut rest = &body[COUNT_LEN..];
@@ -454,10 +521,37 @@ fn parse_entries(body: &[u8]) -> Result<Vec<NodeEntry>, WireError> {
         entries.push(e);
         rest = &rest[n..];
     }
-    if !rest.is_empty() {
-        return Err(WireError::TrailingData);
+    Ok((entries, rest))
+}
+
+/// Reads `[want u16][ids 32 x want]` filling exactly `body` (a NodeSync's tail).
+fn parse_want(body: &[u8]) -> Result<Vec<EntryId>, WireError> {
+    let want = read_want(body)?.ok_or(WireError::Truncated)?;
+    let ids = &body[WANT_LEN..];
+    match ids.len().cmp(&(want * ENTRY_ID_LEN)) {
+        Ordering::Less => Err(WireError::Truncated),
+        Ordering::Greater => Err(WireError::TrailingData),
+        Ordering::Equal => Ok(ids
+            .chunks_exact(ENTRY_ID_LEN)
+            .map(|c| {
+                let mut id = [0u8; ENTRY_ID_LEN];
+                id.copy_from_slice(c);
+                id
+            })
+            .collect()),
     }
-    Ok(entries)
+}
+
+/// The want count at the start of `body`: `Ok(None)` when under 2 bytes.
+fn read_want(body: &[u8]) -> Result<Option<usize>, WireError> {
+    let Some(b) = body.get(..WANT_LEN) else {
+        return Ok(None);
+    };
+    let want = usize::from(BigEndian::read_u16(b));
+    if want > MAX_ENTRIES {
+        return Err(WireError::BadLength);
+    }
+    Ok(Some(want))
 }
 
 /// The count at the start of `body`: `Ok(None)` when under 4 bytes.
@@ -472,19 +566,19 @@ fn read_count(body: &[u8]) -> Result<Option<usize>, WireError> {
     Ok(Some(count))
 }
 
-/// Length of the node-list frame (10, 11 or 12) at the start of a stream buffer:
+/// Length of the node-list frame (10, 11, 12 or 24) at the start of a stream buffer:
 /// `Ok(None)` when more bytes are needed, `Ok(Some(n))` when the first `n` bytes are one
-/// whole frame (2 + hash_len for a hash, 66 when well formed; 5 to [`MAX_FRAME_LEN`] for a
-/// list or diff).
+/// whole frame (2 + hash_len for a hash, 66 when well formed; 5 to 3,244,037 for a list or
+/// diff; 7 to [`MAX_FRAME_LEN`] for a sync).
 ///
-/// Reads only length bytes (the command, the count, and each entry's three length bytes),
-/// never an entry's content: a frame with a malformed entry still has a length, and
+/// Reads only length bytes (the command, the count, each entry's three length bytes and a
+/// sync's want count), never an entry's content: a frame with a malformed entry still has a length, and
 /// [`NodeListFrame::parse`] refuses it. A list's length is bounded, so a reader never
 /// buffers more than [`MAX_FRAME_LEN`] bytes for one frame.
 ///
 /// # Errors
-/// [`WireError::UnknownCommand`] for a first byte other than 10, 11 or 12;
-/// [`WireError::BadLength`] for a count over 4096 (as soon as the count is in).
+/// [`WireError::UnknownCommand`] for a first byte other than 10, 11, 12 or 24;
+/// [`WireError::BadLength`] for a count or want over 4096 (as soon as it is in).
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     let Some(&command) = buf.first() else {
         return Ok(None);
@@ -500,23 +594,40 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
             Ok((buf.len() >= n).then_some(n))
         }
         CMD_NODE_LIST | CMD_NODE_LIST_DIFF => {
-            let Some(count) = read_count(&buf[1..])? else {
+            let p = entries_end(buf)?;
+            Ok(p.filter(|&p| buf.len() >= p))
+        }
+        CMD_NODE_SYNC => {
+            let Some(p) = entries_end(buf)? else {
                 return Ok(None);
             };
-            let mut p = 1 + COUNT_LEN;
-            for _ in 0..count {
-                p += UID_LEN + 8;
-                for _ in 0..3 {
-                    let Some(&len) = buf.get(p) else {
-                        return Ok(None);
-                    };
-                    p += 1 + usize::from(len);
-                }
-            }
-            Ok((buf.len() >= p).then_some(p))
+            let Some(want) = read_want(buf.get(p..).unwrap_or_default())? else {
+                return Ok(None);
+            };
+            let n = p + WANT_LEN + want * ENTRY_ID_LEN;
+            Ok((buf.len() >= n).then_some(n))
         }
         _ => Err(WireError::UnknownCommand),
     }
+}
+
+/// Where the entries of the list, diff or sync frame at the start of `buf` end (an
+/// offset from the command byte): `Ok(None)` while a length byte is still to come.
+fn entries_end(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    let Some(count) = read_count(&buf[1..])? else {
+        return Ok(None);
+    };
+    let mut p = 1 + COUNT_LEN;
+    for _ in 0..count {
+        p += UID_LEN + 8;
+        for _ in 0..3 {
+            let Some(&len) = buf.get(p) else {
+                return Ok(None);
+            };
+            p += 1 + usize::from(len);
+        }
+    }
+    Ok(Some(p))
 }
 
 /// Entries for the tests of this codec and of the list logic that uses it.
@@ -584,6 +695,54 @@ mod tests {
         let mut nokey = bytes[..ENTRY_FIXED_LEN + 3 + 3 - 1].to_vec();
         nokey.push(0);
         assert_eq!(NodeEntry::parse(&nokey), Err(WireError::BadLength));
+    }
+
+    #[test]
+    fn a_sync_frames_parses_and_emits_back() {
+        let f = NodeListFrame::Sync {
+            entries: vec![entry(1, 2, "a"), entry(2, 7, "")],
+            want: vec![[9; ENTRY_ID_LEN], [8; ENTRY_ID_LEN]],
+        };
+        let bytes = f.to_vec().unwrap();
+        assert_eq!(bytes[0], CMD_NODE_SYNC);
+        assert_eq!(bytes.len(), f.buffer_len());
+        assert_eq!(NodeListFrame::parse(&bytes), Ok(f.clone()));
+        // Every prefix needs more bytes; the whole frame is one frame, whatever follows.
+        for cut in 0..bytes.len() {
+            assert_eq!(frame_len(&bytes[..cut]), Ok(None), "{cut}");
+            assert!(NodeListFrame::parse(&bytes[..cut]).is_err(), "{cut}");
+        }
+        let mut more = bytes.clone();
+        more.extend_from_slice(&[CMD_NODE_LIST_HASH, 64]);
+        assert_eq!(frame_len(&more), Ok(Some(bytes.len())));
+        assert_eq!(
+            NodeListFrame::parse(&more[..bytes.len() + 1]),
+            Err(WireError::TrailingData)
+        );
+        let empty = NodeListFrame::Sync {
+            entries: vec![],
+            want: vec![],
+        };
+        assert_eq!(empty.to_vec().unwrap(), [CMD_NODE_SYNC, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_sync_wanting_over_4096_ids_is_refused_from_its_count() {
+        let mut bytes = vec![CMD_NODE_SYNC, 0, 0, 0, 0];
+        bytes.extend_from_slice(&4097u16.to_be_bytes());
+        assert_eq!(frame_len(&bytes), Err(WireError::BadLength));
+        assert_eq!(NodeListFrame::parse(&bytes), Err(WireError::BadLength));
+        let f = NodeListFrame::Sync {
+            entries: vec![],
+            want: vec![[0; ENTRY_ID_LEN]; MAX_ENTRIES + 1],
+        };
+        assert_eq!(f.to_vec(), Err(WireError::BadLength));
+        let most = NodeListFrame::Sync {
+            entries: vec![],
+            want: vec![[0; ENTRY_ID_LEN]; MAX_ENTRIES],
+        };
+        assert!(most.buffer_len() <= MAX_FRAME_LEN);
+        assert_eq!(MAX_FRAME_LEN, 3_375_111);
     }
 
     proptest! {

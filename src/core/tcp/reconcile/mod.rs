@@ -1,14 +1,16 @@
-//! Catch-up by range-based set reconciliation (docs/PROTOCOL.md §8.20), of two sets:
-//! contacts and the directory. A link whose peer is far behind our journal, or new, or
+//! Catch-up by range-based set reconciliation (docs/PROTOCOL.md §8.20), of three sets:
+//! contacts, the directory and the node list. A link whose peer is far behind our journal, or new, or
 //! whose cursor the journal no longer covers, compares contact ids with the peer and
 //! pushes only the records the peer lacks, then marks and pages the lines since; every
 //! link that opens compares directory ids and pushes (and asks for) only the entries one
 //! side lacks. A server answers one reconciliation of each set at a time, so a joining
 //! server fills from one peer and finds nothing missing at the others; and it starts its
 //! own only while it answers none of that set, so it never compares a half-filled set.
-//! `session` is the answering side; `dir` what the directory's reconciliation moves.
+//! `session` is the answering side; `dir` what the directory's reconciliation moves;
+//! `nodes` the node lists' (set 3), both sides.
 
 mod dir;
+mod nodes;
 mod session;
 
 pub(super) use dir::FpMap;
@@ -44,17 +46,20 @@ pub(super) enum Set {
     Contacts,
     /// The directory (set 2): ids of the entries, local and remote.
     Directory,
+    /// The node list (set 3): ids of its entries.
+    Nodes,
 }
 
 impl Set {
-    /// Both sets.
-    pub(super) const ALL: [Set; 2] = [Set::Contacts, Set::Directory];
+    /// The three sets.
+    pub(super) const ALL: [Set; 3] = [Set::Contacts, Set::Directory, Set::Nodes];
 
-    /// The set byte: 1 or 2.
+    /// The set byte: 1, 2 or 3.
     pub(super) fn byte(self) -> u8 {
         match self {
             Set::Contacts => 1,
             Set::Directory => 2,
+            Set::Nodes => 3,
         }
     }
 
@@ -63,6 +68,7 @@ impl Set {
         match b {
             1 => Some(Set::Contacts),
             2 => Some(Set::Directory),
+            3 => Some(Set::Nodes),
             _ => None,
         }
     }
@@ -90,6 +96,8 @@ pub(super) struct LinkRecon {
     retry_at_ms: Option<u64>,
     /// The directory: our entries' fingerprints by id, to push those the peer lacks.
     fps: Option<FpMap>,
+    /// The node list: the lists were found to differ again while this one ran.
+    again: bool,
 }
 
 /// Reconciliations in progress: our links', and the ones we answer.
@@ -149,6 +157,7 @@ impl TcpCore {
             mark: 0,
             retry_at_ms,
             fps: None,
+            again: false,
         };
         self.journal.recon.links.insert((i, set), r);
         if retry_at_ms.is_none() {
@@ -157,8 +166,12 @@ impl TcpCore {
     }
 
     /// Asks for our ids of `set`, for link `i` (contacts: from the store, or the cache;
-    /// the directory: from the UDP core).
+    /// the directory: from the UDP core; the node list: at once, from it).
     fn read_ids(&mut self, i: usize, set: Set) {
+        if set == Set::Nodes {
+            let items = self.nodes.items();
+            return self.initiate(i, set, &items, None);
+        }
         if set == Set::Contacts {
             if let Some(items) = self.cached_ids() {
                 return self.initiate(i, set, &items, None);
@@ -170,6 +183,7 @@ impl TcpCore {
         match set {
             Set::Contacts => self.out.request(StoreRequest::Ids { tag }),
             Set::Directory => self.out.actions.push_back(TcpAction::DirectoryIds { tag }),
+            Set::Nodes => {} // read at once, above
         }
     }
 
@@ -245,7 +259,7 @@ impl TcpCore {
         };
         let reconciling = match set {
             Set::Contacts => l.journal.phase == Phase::Reconcile,
-            Set::Directory => self.journal.recon.links.contains_key(&(i, set)),
+            Set::Directory | Set::Nodes => self.journal.recon.links.contains_key(&(i, set)),
         };
         reconciling.then_some(conn)
     }
@@ -264,6 +278,7 @@ impl TcpCore {
         Some(match set {
             Set::Contacts => &mut l.journal.recon,
             Set::Directory => &mut l.dir.recon,
+            Set::Nodes => &mut l.nodes_recon,
         })
     }
 
@@ -340,6 +355,7 @@ impl TcpCore {
         match set {
             Set::Contacts => self.push_contacts(i, conn, &init, r.mark),
             Set::Directory => self.move_entries(i, conn, &init, r.fps.as_ref()),
+            Set::Nodes => self.sync_nodes(conn, &init, r.again),
         }
     }
 

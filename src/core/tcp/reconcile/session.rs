@@ -54,9 +54,12 @@ impl TcpCore {
             .split_first()
             .and_then(|(&b, m)| Some((Set::of(b)?, m)))
         else {
-            let detail = "malformed command: a reconciliation names set 1 or 2";
+            let detail = "malformed command: a reconciliation names set 1, 2 or 3";
             return self.fail(conn, status::BAD_REQUEST, cmd, detail);
         };
+        if set == Set::Nodes {
+            return self.answer_nodes(conn, msg);
+        }
         if let Some(s) = self.journal.recon.sessions.get(&set) {
             let other = s.conn;
             let held =
@@ -92,6 +95,8 @@ impl TcpCore {
         let cached = match set {
             Set::Contacts => self.cached_ids(),
             Set::Directory => None,
+            // Answered without a session (`answer_nodes`); were it not, from the list.
+            Set::Nodes => Some(std::sync::Arc::new(self.nodes.items())),
         };
         let tag = self.out.tag();
         if cached.is_none() {
@@ -102,6 +107,7 @@ impl TcpCore {
                     self.out.request(StoreRequest::Ids { tag });
                 }
                 Set::Directory => self.out.actions.push_back(TcpAction::DirectoryIds { tag }),
+                Set::Nodes => {}
             }
         }
         let session = Session {

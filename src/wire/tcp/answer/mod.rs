@@ -74,7 +74,8 @@ pub use reader::{AnswerReader, Outcome, Piece};
 use super::{
     ClientCommand, Role, ServerCommand, CMD_ASK_FOR_UPDATE, CMD_AUTH_CHALLENGE, CMD_AUTH_PROOF,
     CMD_BARRIER, CMD_CURSOR_QUERY, CMD_DIR_REQUEST, CMD_DIR_WANT, CMD_HEARTBEAT, CMD_JOURNAL_SINCE,
-    CMD_LIST_ALL, CMD_NODE_LIST, CMD_NODE_LIST_HASH, CMD_RECONCILE, CMD_STATUS_REQUEST, NONCE_LEN,
+    CMD_LIST_ALL, CMD_NODE_LIST, CMD_NODE_LIST_HASH, CMD_NODE_SYNC, CMD_RECONCILE,
+    CMD_STATUS_REQUEST, NONCE_LEN,
 };
 
 /// The most requests an [`AnswerReader`] tracks awaiting their answers: 65,536.
@@ -111,7 +112,7 @@ pub enum Asked {
     CursorQuery,
     /// Server command 10: the acceptor's node-list hash.
     NodeListHash,
-    /// Server command 11: a NodeListDiff.
+    /// Server command 11 or 24: a NodeListDiff.
     NodeList,
     /// Server command 17: DirRecord frames, then the end frame.
     DirRequest,
@@ -155,7 +156,7 @@ impl Asked {
             (Role::Server, CMD_ASK_FOR_UPDATE) => Asked::AskForUpdate,
             (Role::Server, CMD_CURSOR_QUERY) => Asked::CursorQuery,
             (Role::Server, CMD_NODE_LIST_HASH) => Asked::NodeListHash,
-            (Role::Server, CMD_NODE_LIST) => Asked::NodeList,
+            (Role::Server, CMD_NODE_LIST | CMD_NODE_SYNC) => Asked::NodeList,
             (Role::Server, CMD_DIR_REQUEST | CMD_DIR_WANT) => Asked::DirRequest,
             (Role::Server, CMD_JOURNAL_SINCE) => Asked::JournalSince,
             (_, CMD_AUTH_CHALLENGE) => Asked::AuthChallenge,
