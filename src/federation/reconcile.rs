@@ -193,6 +193,14 @@ impl Initiator {
         let next = self.neg.reconcile_with_ids(answer, &mut have, &mut need)?;
         self.have.extend(have.iter().map(|id| id.to_bytes()));
         self.need.extend(need.iter().map(|id| id.to_bytes()));
+        if next.is_none() {
+            // A range the message limit cut is compared again in a later round, and its
+            // ids reported again (negentropy 0.5): each id once.
+            for ids in [&mut self.have, &mut self.need] {
+                ids.sort_unstable();
+                ids.dedup();
+            }
+        }
         Ok(next)
     }
 
@@ -206,7 +214,7 @@ impl Initiator {
         self.len == 0
     }
 
-    /// Ids we hold that the peer lacks (found so far).
+    /// Ids we hold that the peer lacks (found so far; each once, sorted, once complete).
     pub fn have(&self) -> &[RecordId] {
         &self.have
     }
@@ -216,7 +224,8 @@ impl Initiator {
         self.need.len() as u64
     }
 
-    /// The ids the peer holds that we lack (found so far).
+    /// The ids the peer holds that we lack (found so far; each once, sorted, once
+    /// complete).
     pub fn need_ids(&self) -> &[RecordId] {
         &self.need
     }
@@ -327,6 +336,36 @@ mod tests {
         let (have, need, _, _) = run(&ours, &[]);
         assert_eq!(have.len(), 3_000);
         assert_eq!(need, 0);
+    }
+
+    #[test]
+    fn disjoint_sets_past_a_frame_report_each_id_once() {
+        // Every id differs and the ids do not fit one 60,000-byte message: several rounds,
+        // each id still reported once (`have`, `need`).
+        let ours = items(0..5_000);
+        let theirs: Vec<Item> = items(10_000..15_000)
+            .into_iter()
+            .map(|(c, id)| (c - 10_000, id))
+            .collect();
+        let (have, need, _, rounds) = run(&ours, &theirs);
+        assert!(rounds > 1, "{rounds} rounds");
+        let mut unique = have.clone();
+        unique.dedup();
+        assert_eq!((have.len(), unique.len(), need), (5_000, 5_000, 5_000));
+        // Node-list entries, every one a version apart: negentropy reports ids of a range
+        // the message limit cut again in a later round.
+        let entry = |i: u64, v: u64| {
+            let mut uid = [0x5a; 16];
+            uid[..8].copy_from_slice(&i.to_be_bytes());
+            NodeEntry::new(uid, v, format!("node{i:04}"), format!("h:{i}"), vec![7; 32]).unwrap()
+        };
+        let ours: Vec<Item> = (0..4094).map(|i| node_item(&entry(i, 2))).collect();
+        let theirs: Vec<Item> = (0..4094).map(|i| node_item(&entry(i, 1))).collect();
+        let (have, need, _, rounds) = run(&ours, &theirs);
+        assert!(rounds > 1, "{rounds} rounds");
+        let mut unique = have.clone();
+        unique.dedup();
+        assert_eq!((have.len(), unique.len(), need), (4094, 4094, 4094));
     }
 
     #[test]
