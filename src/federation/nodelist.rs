@@ -318,7 +318,11 @@ impl NodeList {
         let send = self
             .with_ids(have)
             .into_iter()
-            .filter(|e| newest_needed.get(e.uid()).map_or(true, |&v| v <= e.version()))
+            .filter(|e| {
+                newest_needed
+                    .get(e.uid())
+                    .map_or(true, |&v| v <= e.version())
+            })
             .collect();
         let want = need
             .iter()

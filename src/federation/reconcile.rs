@@ -1,15 +1,16 @@
 //! Range-based set reconciliation of contacts, directory entries and node-list entries
-//! (docs/PROTOCOL.md §8.20): two servers find the records one holds and the other lacks by comparing fingerprints of ranges of their
-//! record ids and recursing only into ranges that differ, so d differences among n
-//! records cost O(d log n) bytes. The protocol is negentropy's (version 1, the
+//! (docs/PROTOCOL.md §8.20): two servers find the records one holds and the other lacks
+//! by comparing fingerprints of ranges of their record ids and recursing only into ranges
+//! that differ, so d differences among n records cost O(d log n) bytes. The protocol is negentropy's (version 1, the
 //! `negentropy` crate); this module gives each record its id and wraps the two roles.
 //!
-//! A record's id is SHA-256 of its 536-byte server-role Update body, `[clock u32]
-//! [username 256][contactname 256][phone 20]` (the bytes `contacts_sha512` hashes, §8.5),
-//! and its negentropy timestamp is its Lamport clock, so recent changes share the top of
+//! A record's id is `[key 20][clock u32][digest 8]`: which contact (SHA-256 of its
+//! username and contactname fields), its Lamport clock, and which version (SHA-256 of its
+//! 536-byte server-role Update body, the bytes `contacts_sha512` hashes, §8.5); its
+//! negentropy timestamp is its Lamport clock, so recent changes share the top of
 //! the ordering and a small difference touches few ranges. Two versions of one contact
-//! are two ids: each side sends what it holds, and last-writer-wins (§8.9) keeps the
-//! newer. No I/O: the ids come from the store, the messages go through frame 22.
+//! are two ids: each side sends what it holds but versions older than the other side's
+//! ([`without_stale`]), and last-writer-wins (§8.9) keeps the newer. No I/O: the ids come from the store, the messages go through frame 22.
 
 use crate::wire::tcp::nodelist::{NodeEntry, Uid, MAX_ENTRY_LEN};
 use crate::wire::tcp::{ContactFields, MAX_RECONCILE_LEN, SERVER_RECORD_LEN};
@@ -39,17 +40,46 @@ impl From<negentropy::Error> for ReconcileError {
     }
 }
 
-/// The id of the record `(clock, fields)`: SHA-256 over its 536-byte server-role Update
-/// body (docs/PROTOCOL.md §8.20). Fields that do not fit their wire sizes (never stored)
-/// hash as empty fields would not: their id is SHA-256 of the bytes that fit, so such a
-/// record is still one id.
+/// The id of the record `(clock, fields)` (docs/PROTOCOL.md §8.20): `[key 20][clock u32]
+/// [digest 8]`, the key the first 20 bytes of SHA-256 over its username and contactname
+/// fields (256 bytes each, NUL-padded: which contact), the digest the first 8 bytes of
+/// SHA-256 over its 536-byte server-role Update body (which version). Two versions of one
+/// contact are two ids, and an id says which contact and which clock, so a side that holds
+/// a newer version does not push its older one ([`without_stale`]). Fields that do not fit
+/// their wire sizes (never stored) hash as the bytes that fit, so such a record is still
+/// one id.
 pub fn record_id(clock: u32, fields: &ContactFields<'_>) -> RecordId {
     let mut rec = [0u8; SERVER_RECORD_LEN];
-    let body = match crate::wire::tcp::emit_server_record(clock, fields, &mut rec) {
-        Ok(_) => &rec[1..],
-        Err(_) => fields.username.as_bytes(),
+    let (key, body) = match crate::wire::tcp::emit_server_record(clock, fields, &mut rec) {
+        Ok(_) => (&rec[5..517], &rec[1..]),
+        Err(_) => (fields.username.as_bytes(), fields.username.as_bytes()),
     };
-    Sha256::digest(body).into()
+    let mut id = [0u8; 32];
+    id[..20].copy_from_slice(&Sha256::digest(key)[..20]);
+    id[20..24].copy_from_slice(&clock.to_be_bytes());
+    id[24..].copy_from_slice(&Sha256::digest(body)[..8]);
+    id
+}
+
+/// Of `have` (ids of contacts we hold that the peer lacks), those the peer holds no newer
+/// version of: no id of `need` (the peer's that we lack) names the same contact with a
+/// higher clock ([`record_id`]). Last-writer-wins (§8.9) would drop the older on arrival;
+/// this keeps it off the wire. Equal clocks are kept (the phone field decides there).
+pub fn without_stale(have: &[RecordId], need: &[RecordId]) -> Vec<RecordId> {
+    let mut newest: std::collections::HashMap<&[u8], u32> =
+        std::collections::HashMap::with_capacity(need.len());
+    for id in need {
+        let clock = u32::from_be_bytes([id[20], id[21], id[22], id[23]]);
+        let slot = newest.entry(&id[..20]).or_insert(clock);
+        *slot = (*slot).max(clock);
+    }
+    have.iter()
+        .filter(|id| {
+            let clock = u32::from_be_bytes([id[20], id[21], id[22], id[23]]);
+            newest.get(&id[..20]).map_or(true, |&n| n <= clock)
+        })
+        .copied()
+        .collect()
 }
 
 /// The id of a directory entry (docs/PROTOCOL.md §8.20): SHA-256 over `[fingerprint 32]
@@ -366,6 +396,28 @@ mod tests {
         let mut unique = have.clone();
         unique.dedup();
         assert_eq!((have.len(), unique.len(), need), (4094, 4094, 4094));
+    }
+
+    #[test]
+    fn versions_older_than_the_peers_are_not_pushed() {
+        let rec = |contact: &str, clock: u32, phone: &str| {
+            let fields = ContactFields {
+                username: "u",
+                contact,
+                phone,
+            };
+            record_id(clock, &fields)
+        };
+        // a: we hold 3, the peer 5 (ours stale); b: we hold 7, the peer 2 (theirs stale);
+        // c: equal clocks, other phones (both kept: the phone decides); d: only ours.
+        let have = [rec("a", 3, "1"), rec("b", 7, "1"), rec("c", 4, "1"), rec("d", 1, "1")];
+        let need = [rec("a", 5, "1"), rec("b", 2, "1"), rec("c", 4, "2")];
+        assert_eq!(without_stale(&have, &need), have[1..]);
+        assert_eq!(without_stale(&have, &[]), have);
+        // The id names its contact and clock; two versions differ.
+        assert_eq!(rec("a", 3, "1")[..20], rec("a", 5, "2")[..20]);
+        assert_eq!(rec("a", 3, "1")[20..24], 3u32.to_be_bytes());
+        assert_ne!(rec("a", 3, "1"), rec("a", 3, "2"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::journal::Phase;
 use super::links::LinkState;
 use super::stream::{Stream, StreamState};
 use super::{ConnId, StoreRequest, TcpAction, TcpCore};
-use crate::federation::reconcile::{Initiator, Item};
+use crate::federation::reconcile::{without_stale, Initiator, Item};
 use crate::store::IdFilter;
 use crate::wire::tcp::answer::{AnswerPiece, Asked};
 use crate::wire::tcp::Role;
@@ -359,16 +359,18 @@ impl TcpCore {
         }
     }
 
-    /// Pushes the contacts the peer lacks from one snapshot (none: mark at once), then
-    /// marks at `mark` and pages the lines since.
+    /// Pushes the contacts the peer lacks from one snapshot (none: mark at once), but
+    /// those it holds a newer version of, then marks at `mark` and pages the lines since.
     fn push_contacts(&mut self, i: usize, conn: ConnId, init: &Initiator, mark: u64) {
         if let Some(l) = self.links.get_mut(i) {
             l.journal.phase = Phase::FullPush { mark: Some(mark) };
         }
-        if !init.have().is_empty() {
+        // Not the versions the peer holds a newer one of: it would drop them.
+        let have = without_stale(init.have(), init.need_ids());
+        if !have.is_empty() {
             // The peer lacks all we hold (it is new): one plain snapshot, no filter.
-            let only = (init.have().len() < init.len())
-                .then(|| IdFilter(Arc::new(init.have().iter().copied().collect())));
+            let only =
+                (have.len() < init.len()).then(|| IdFilter(Arc::new(have.into_iter().collect())));
             self.push_snapshot(i, conn, only);
         }
         self.push_answer(conn, Answer::Mark { link: i });
