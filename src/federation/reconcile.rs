@@ -410,7 +410,12 @@ mod tests {
         };
         // a: we hold 3, the peer 5 (ours stale); b: we hold 7, the peer 2 (theirs stale);
         // c: equal clocks, other phones (both kept: the phone decides); d: only ours.
-        let have = [rec("a", 3, "1"), rec("b", 7, "1"), rec("c", 4, "1"), rec("d", 1, "1")];
+        let have = [
+            rec("a", 3, "1"),
+            rec("b", 7, "1"),
+            rec("c", 4, "1"),
+            rec("d", 1, "1"),
+        ];
         let need = [rec("a", 5, "1"), rec("b", 2, "1"), rec("c", 4, "2")];
         assert_eq!(without_stale(&have, &need), have[1..]);
         assert_eq!(without_stale(&have, &[]), have);
