@@ -9,10 +9,12 @@ What it decodes (byte layouts: docs/PROTOCOL.md; code: src/wire/):
     relayed event, lookup, lookup answer, error, fetch, cookie.
   * TCP: the stream reassembled across segments (pinfo.desegment_offset/desegment_len), the
     hello (role, name), the opener's commands of both roles (client 1, 2, 5, 6; server 1-6,
-    10-21, length-prefixed ones included: node-list frames, DirRecord, DirRequest, Forward,
-    AuthProof) and the acceptor's answers (counts, records, UpdateClock, the status frame 7,
-    the Status text, the cursor answer, node-list hash and diff, directory records and the
-    closing count, JournalSince answers, nonces).
+    10-24, length-prefixed ones included: node-list frames, DirRecord, DirRequest, Forward,
+    AuthProof, Reconcile, DirWant, NodeSync) and the acceptor's answers (counts, records,
+    UpdateClock, the status frame 7, the Status text, the cursor answer, node-list hash and
+    diff (to a NodeList or a NodeSync), directory records and the closing count (to a
+    DirRequest or a DirWant), JournalSince answers, nonces, Reconcile answers and busy).
+    Reconcile messages (negentropy v1) are shown as opaque bytes: set, length, version byte.
     Direction: a segment sent to the configured port comes from the opener (the side that
     connected and drives the connection); one sent from it is an answer. When neither or
     both ports are the configured one ("Decode As" on another port), the side that sent the
@@ -66,8 +68,11 @@ local NAME_LEN = 256 -- fixed text field of the TCP plane
 local PHONE_LEN = 20
 local HELLO_LEN = 1 + NAME_LEN
 local CONTACT_LEN = 2 * NAME_LEN + PHONE_LEN -- 532
-local MAX_VAR_BODY = 4096 -- body of frames 16-18 and 21
-local MAX_NODES = 4096 -- entries of a node list
+local MAX_VAR_BODY = 4096 -- body of frames 16-18, 21 and 23
+local MAX_NODES = 4096 -- entries of a node list, and ids a NodeSync wants
+local MAX_RECONCILE_BODY = 60000 -- set byte and message of a Reconcile (22), both ways
+local ID_LEN = 32 -- a DirWant's and a NodeSync's ids
+local NEGENTROPY_V1 = 0x61 -- first byte of a negentropy protocol version 1 message
 local MAX_STATUS_TEXT = 1048576 -- a Status answer longer than this is implausible
 local MAX_SIGNED_LEN = 1388 -- signature + payload of a directory registration record
 local ROLE_SERVER, ROLE_CLIENT = 1, 2
@@ -89,6 +94,7 @@ local HEALTH_NAMES = { [1] = "ok", [2] = "degraded", [3] = "draining" }
 local EVENT_CODES = { [1] = "punch request" }
 local DIR_KINDS = { [1] = "registration", [2] = "refresh", [3] = "expiry" }
 local FORWARD_KINDS = { [1] = "punch request", [2] = "relayed event" }
+local RECONCILE_SETS = { [1] = "contacts", [2] = "directory", [3] = "node list" }
 local DIRECTIONS = { [1] = "opener -> acceptor (commands)", [2] = "acceptor -> opener (answers)" }
 
 -- Command names by role (docs/PROTOCOL.md §8.3, §8.4; 1-4 from the design notes, 5 and up the project's).
@@ -101,7 +107,8 @@ local SERVER_COMMANDS = {
     [5] = "Barrier", [6] = "Status", [10] = "NodeListHash", [11] = "NodeList",
     [12] = "NodeListDiff", [13] = "JournalUpdate", [14] = "CursorQuery", [15] = "JournalMark",
     [16] = "DirRecord", [17] = "DirRequest", [18] = "Forward", [19] = "JournalSince",
-    [20] = "AuthChallenge", [21] = "AuthProof",
+    [20] = "AuthChallenge", [21] = "AuthProof", [22] = "Reconcile", [23] = "DirWant",
+    [24] = "NodeSync",
 }
 -- Fixed frame lengths (command byte included) by role; the others carry their own lengths.
 local CLIENT_FRAME_LEN = { [1] = 1 + CONTACT_LEN, [2] = 1, [5] = 1, [6] = 1, [20] = 1 }
@@ -113,7 +120,7 @@ local ANSWER_NAMES = {
     [0] = "Count", [1] = "Record", [3] = "UpdateClock", [6] = "Status text",
     [7] = "Status frame", [10] = "NodeListHash", [12] = "NodeListDiff",
     [13] = "JournalUpdate", [14] = "Cursor", [16] = "DirRecord", [17] = "Directory end",
-    [19] = "JournalSince count", [20] = "Nonce",
+    [19] = "JournalSince count", [20] = "Nonce", [22] = "Reconcile",
 }
 
 -- ---------------------------------------------------------------------------------------
@@ -258,7 +265,11 @@ local f = {
     hash = ProtoField.bytes("rendezvous.nodelist.hash", "Node list hash", base.NONE,
         "NodeListHash: SHA-512 of the canonical node list"),
     node_count = ProtoField.uint32("rendezvous.nodelist.count", "Entries", base.DEC, nil, nil,
-        "NodeList / NodeListDiff: number of entries (at most 4096)"),
+        "NodeList / NodeListDiff / NodeSync: number of entries (at most 4096)"),
+    node_want = ProtoField.uint16("rendezvous.nodelist.want", "Ids wanted", base.DEC, nil, nil,
+        "NodeSync: number of entry ids wanted (at most 4096)"),
+    node_want_id = ProtoField.bytes("rendezvous.nodelist.want_id", "Wanted entry id", base.NONE,
+        "NodeSync: the id of an entry the opener lacks (uid 16, version u64, 8 bytes of SHA-256)"),
     node = ProtoField.none("rendezvous.node", "Node entry",
         "One node-list entry: uid, version, alias, location, key"),
     node_uid = ProtoField.bytes("rendezvous.node.uid", "Uid", base.NONE,
@@ -278,7 +289,8 @@ local f = {
     node_key = ProtoField.bytes("rendezvous.node.key", "Public key", base.NONE,
         "The node's public key, raw (Ed25519: 32 bytes)"),
     body_len = ProtoField.uint16("rendezvous.len", "Body length", base.DEC, nil, nil,
-        "Length of the body of a DirRecord, DirRequest, Forward or AuthProof frame (at most 4096)"),
+        "Length of the body of a DirRecord, DirRequest, Forward, AuthProof or DirWant frame (at "
+        .. "most 4096), or of a Reconcile frame (set and message, at most 60000)"),
     dir_kind = ProtoField.uint8("rendezvous.dir.kind", "Record kind", base.DEC, DIR_KINDS, nil,
         "DirRecord: 1 registration, 2 refresh, 3 expiry"),
     hops = ProtoField.uint8("rendezvous.hops", "Hops", base.DEC, nil, nil,
@@ -299,6 +311,23 @@ local f = {
         "Forward: id for duplicate suppression"),
     nonce = ProtoField.bytes("rendezvous.nonce", "Nonce", base.NONE,
         "AuthChallenge answer: 32 bytes to sign"),
+    dir_want_count = ProtoField.uint16("rendezvous.dir.want_count", "Ids wanted", base.DEC, nil,
+        nil, "DirWant: number of directory entry ids (len / 32, at most 128)"),
+    dir_want_id = ProtoField.bytes("rendezvous.dir.want_id", "Wanted entry id", base.NONE,
+        "DirWant: the id of a directory entry wanted (32 bytes, SHA-256)"),
+    reconcile_set = ProtoField.uint8("rendezvous.reconcile.set", "Set", base.DEC, RECONCILE_SETS,
+        nil, "Reconcile: the set reconciled: 1 contacts, 2 directory, 3 node list"),
+    reconcile_message_len = ProtoField.uint16("rendezvous.reconcile.message_len",
+        "Message length", base.DEC, nil, nil,
+        "Reconcile: length of the negentropy message (len - 1; 0 in a busy answer)"),
+    reconcile_message = ProtoField.bytes("rendezvous.reconcile.message", "Message", base.NONE,
+        "Reconcile: the negentropy protocol message, opaque"),
+    reconcile_version = ProtoField.uint8("rendezvous.reconcile.version", "Negentropy version",
+        base.HEX, { [NEGENTROPY_V1] = "negentropy v1" }, nil,
+        "Reconcile: the message's first byte, its protocol version (0x61: version 1)"),
+    reconcile_busy = ProtoField.bool("rendezvous.reconcile.busy", "Busy", base.NONE, nil, nil,
+        "Reconcile answer of the set byte alone: the acceptor is reconciling that set with "
+        .. "another server (ask again later)"),
     auth_sig_len = ProtoField.uint8("rendezvous.auth.sig_len", "Signature length", base.DEC, nil,
         nil, "AuthProof: length of the Ed25519 signature (u8)"),
 }
@@ -836,12 +865,13 @@ end
 -- Framing results: ("ok", n) a whole frame of n bytes; ("more", n|nil) more bytes needed
 -- (n = the frame's length when known); ("bad", text) no frame can be delimited here.
 
---- `[cmd][len u16][body]`.
-local function var_frame_len(tvb, off, avail)
+--- `[cmd][len u16][body]`, the body at most `max` bytes (default 4096).
+local function var_frame_len(tvb, off, avail, max)
+    max = max or MAX_VAR_BODY
     if avail < 3 then return "more", 3 end
     local len = tvb(off + 1, 2):uint()
-    if len > MAX_VAR_BODY then
-        return "bad", string.format("body length %d over 4096", len)
+    if len > max then
+        return "bad", string.format("body length %d over %d", len, max)
     end
     if avail < 3 + len then return "more", 3 + len end
     return "ok", 3 + len
@@ -856,8 +886,9 @@ local function hash_frame_len(tvb, off, avail)
 end
 
 --- NodeList / NodeListDiff `[cmd][count u32][entries]`, each entry
---- `[uid 16][version u64][alias_len][alias][location_len][location][key_len][key]`.
-local function list_frame_len(tvb, off, avail)
+--- `[uid 16][version u64][alias_len][alias][location_len][location][key_len][key]`; a
+--- NodeSync (`sync`) then `[want u16][ids 32 x want]`.
+local function list_frame_len(tvb, off, avail, sync)
     if avail < 5 then return "more", 5 end
     local count = tvb(off + 1, 4):uint()
     if count > MAX_NODES then
@@ -870,6 +901,14 @@ local function list_frame_len(tvb, off, avail)
             if avail < p + 1 then return "more", nil end
             p = p + 1 + tvb(off + p, 1):uint()
         end
+    end
+    if sync then
+        if avail < p + 2 then return "more", p + 2 end
+        local want = tvb(off + p, 2):uint()
+        if want > MAX_NODES then
+            return "bad", string.format("NodeSync wanting %d ids (at most 4096)", want)
+        end
+        p = p + 2 + ID_LEN * want
     end
     if avail < p then return "more", p end
     return "ok", p
@@ -896,9 +935,11 @@ local function opener_frame_len(tvb, off, avail, role, hello)
     if role == ROLE_SERVER then
         if cmd == 10 then return hash_frame_len(tvb, off, avail) end
         if cmd == 11 or cmd == 12 then return list_frame_len(tvb, off, avail) end
-        if cmd == 16 or cmd == 17 or cmd == 18 or cmd == 21 then
+        if cmd == 24 then return list_frame_len(tvb, off, avail, true) end
+        if cmd == 16 or cmd == 17 or cmd == 18 or cmd == 21 or cmd == 23 then
             return var_frame_len(tvb, off, avail)
         end
+        if cmd == 22 then return var_frame_len(tvb, off, avail, MAX_RECONCILE_BODY) end
     elseif cmd == 21 then
         return var_frame_len(tvb, off, avail)
     end
@@ -939,6 +980,7 @@ local function answer_frame_len(tvb, off, avail, role, b)
     if b == 10 then return hash_frame_len(tvb, off, avail) end
     if b == 12 then return list_frame_len(tvb, off, avail) end
     if b == 16 or b == 17 then return var_frame_len(tvb, off, avail) end
+    if b == 22 then return var_frame_len(tvb, off, avail, MAX_RECONCILE_BODY) end
     return "bad", string.format("unknown answer byte %d", b)
 end
 
@@ -986,6 +1028,20 @@ local function node_list(r)
     for _ = 1, count do node_entry(r) end
     r:done()
     return string.format("%d entries", count)
+end
+
+--- `[count u32][entries][want u16][ids 32 x want]` of a NodeSync (24).
+local function node_sync(r)
+    local cr = r:add(f.node_count, 4, "count")
+    local count = cr:uint()
+    if count > MAX_NODES then r:fail(cr, "node list of more than 4096 entries") end
+    for _ = 1, count do node_entry(r) end
+    local wr = r:add(f.node_want, 2, "want")
+    local want = wr:uint()
+    if want > MAX_NODES then r:fail(wr, "a NodeSync wanting more than 4096 ids") end
+    for _ = 1, want do r:add(f.node_want_id, ID_LEN, "wanted id") end
+    r:done()
+    return string.format("%d entries, %d ids wanted", count, want)
 end
 
 --- `[hash_len u8][hash]`.
@@ -1065,6 +1121,56 @@ local function var_body(r, fn)
     if inner.bad then r.bad = true end
     r.pos = r.pos + len
     return res or ""
+end
+
+--- `[len u16][ids 32 x k]` of a DirWant (23): len a multiple of 32, at most 4096.
+local function dir_want(r)
+    local lr = r:add(f.body_len, 2, "len")
+    local len = lr:uint()
+    if len > MAX_VAR_BODY then r:fail(lr, string.format("DirWant of %d bytes (at most 4096)", len)) end
+    local k = math.floor(len / ID_LEN)
+    r.tree:add(f.dir_want_count, k):set_generated()
+    for _ = 1, k do r:add(f.dir_want_id, ID_LEN, "wanted id") end
+    if len % ID_LEN ~= 0 then
+        r:fail(r.tvb(r.pos, math.min(len % ID_LEN, r:left())),
+            string.format("DirWant length %d is not a multiple of 32", len))
+    end
+    return string.format("%d ids", k)
+end
+
+--- `[len u16][set u8][message]` of a Reconcile (22) and of its answer (`answer`): the
+--- set, and the negentropy message as opaque bytes with its length and version byte. An
+--- answer of the set byte alone is busy.
+local function reconcile(r, answer)
+    local lr = r:add(f.body_len, 2, "len")
+    local len = lr:uint()
+    if len > MAX_RECONCILE_BODY then
+        r:fail(lr, string.format("Reconcile of %d bytes (at most 60000)", len))
+    end
+    if len == 0 then r:fail(lr, "a Reconcile carries a set byte (len 0)") end
+    local sr = r:take(1, "set")
+    local set = sr:uint()
+    r.tree:add(f.reconcile_set, sr)
+    if not RECONCILE_SETS[set] then r:flag(sr, "reconcile set must be 1, 2 or 3, not " .. set) end
+    local n = len - 1
+    r.tree:add(f.reconcile_message_len, n):set_generated()
+    local head = string.format("set %d (%s)", set, RECONCILE_SETS[set] or "unknown")
+    if n == 0 then
+        if answer then
+            r.tree:add(f.reconcile_busy, sr, true):set_generated()
+            return head .. " busy"
+        end
+        r:fail(lr, "a Reconcile without a message")
+    end
+    local mr, mi = r:add(f.reconcile_message, n, "message")
+    local vr = mr(0, 1)
+    mi:add(f.reconcile_version, vr)
+    if vr:uint() ~= NEGENTROPY_V1 then
+        r:flag(vr, string.format("not a negentropy version 1 message (first byte 0x%02x, not 0x61)",
+            vr:uint()))
+    end
+    r:done()
+    return string.format("%s, %d-byte message", head, n)
 end
 
 --- AuthProof body: `[node entry][sig_len u8][signature]`.
@@ -1149,6 +1255,9 @@ local server_command = {
     end,
     [20] = function() return "" end,
     [21] = function(r) return var_body(r, auth_proof) end,
+    [22] = function(r) return reconcile(r, false) end,
+    [23] = dir_want,
+    [24] = node_sync,
 }
 
 --- Answers from the acceptor (after the first byte, except the count which has none).
@@ -1201,6 +1310,7 @@ local answers = {
         r:add(f.nonce, 32, "nonce")
         return ""
     end,
+    [22] = function(r) return reconcile(r, true) end,
 }
 
 -- ---------------------------------------------------------------------------------------
@@ -1289,16 +1399,18 @@ local ASKS = {
     [ROLE_SERVER] = {
         [2] = "heartbeat", [4] = "list", [5] = "status", [6] = "text", [10] = "hash",
         [11] = "diff", [14] = "cursor", [17] = "dir", [19] = "journal", [20] = "nonce",
-        [21] = "status",
+        [21] = "status", [22] = "reconcile", [23] = "dir", [24] = "diff",
     },
 }
 -- The first byte of the one-frame answers.
-local ANSWER_BYTE = { heartbeat = 3, text = 6, hash = 10, diff = 12, cursor = 14, nonce = 20 }
+local ANSWER_BYTE = {
+    heartbeat = 3, text = 6, hash = 10, diff = 12, cursor = 14, nonce = 20, reconcile = 22,
+}
 local ASKED_NAMES = {
     list = "a ListAll or AskForUpdate", status = "a Barrier or AuthProof", text = "a Status",
-    heartbeat = "a HeartBeat", hash = "a NodeListHash", diff = "a NodeList",
-    cursor = "a CursorQuery", dir = "a DirRequest", journal = "a JournalSince",
-    nonce = "an AuthChallenge",
+    heartbeat = "a HeartBeat", hash = "a NodeListHash", diff = "a NodeList or NodeSync",
+    cursor = "a CursorQuery", dir = "a DirRequest or DirWant", journal = "a JournalSince",
+    nonce = "an AuthChallenge", reconcile = "a Reconcile",
 }
 
 --- The request whose answer is due, if any.

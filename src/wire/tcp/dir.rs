@@ -722,4 +722,7 @@ mod tests {
 }
 
 #[cfg(test)]
-crate::wire::fixtures::check::fixture_test!(frames_of(&[16, 17, 18], &["dir-record", "dir-end"]));
+crate::wire::fixtures::check::fixture_test!(frames_of(
+    &[16, 17, 18, 23],
+    &["dir-record", "dir-end"]
+));

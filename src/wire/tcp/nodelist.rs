@@ -766,6 +766,6 @@ mod tests {
 
 #[cfg(test)]
 crate::wire::fixtures::check::fixture_test!(frames_of(
-    &[10, 11, 21],
+    &[10, 11, 21, 24],
     &["node-list-hash", "node-list-diff"]
 ));

@@ -6,8 +6,8 @@
 //! what the dissector shows in its frame, through one table ([`MAPPING`]) from the
 //! fixtures' field names to the dissector's. No frame is marked malformed but those made
 //! malformed on purpose from fixtures (a datagram cut by one byte, an unknown command, an
-//! answer that is not the one due); a ListAll count whose first byte is not 0 reads as a
-//! count, as the answer codec reads it.
+//! answer that is not the one due) or from bytes out of the bounds of frames 22-24; a
+//! ListAll count whose first byte is not 0 reads as a count, as the answer codec reads it.
 //!
 //! The codecs are the contract (their tests read and emit the same fixtures); where the
 //! dissector shows something else, the dissector is wrong.
@@ -71,6 +71,7 @@ const PIECES: &[(&str, &str)] = &[
     ("dir-end", "17"),
     ("journal-count", "19"),
     ("nonce", "20"),
+    ("reconcile", "22"),
     ("no-update-clock", ""),
 ];
 
@@ -133,6 +134,50 @@ const MAPPING: &[(&str, &str, &str, Shows)] = &[
         "health",
         "rendezvous.health",
         Shows::Number(&[("ok", "1"), ("degraded", "2"), ("draining", "3")]),
+    ),
+    // NodeSync (24): entries, then the ids wanted (docs/PROTOCOL.md §8.15).
+    (
+        "tcp/server/node-sync",
+        "count",
+        "rendezvous.nodelist.count",
+        Shows::Same,
+    ),
+    (
+        "tcp/server/node-sync",
+        "want",
+        "rendezvous.nodelist.want",
+        Shows::Same,
+    ),
+    (
+        "tcp/server/node-sync",
+        "id",
+        "rendezvous.nodelist.want_id",
+        Shows::Same,
+    ),
+    // DirWant (23) and Reconcile (22), and its answer (§8.20).
+    (
+        "tcp/server/dir-want",
+        "want",
+        "rendezvous.dir.want_count",
+        Shows::Same,
+    ),
+    (
+        "tcp/server/dir-want",
+        "id",
+        "rendezvous.dir.want_id",
+        Shows::Same,
+    ),
+    (
+        "tcp/",
+        "set",
+        "rendezvous.reconcile.set",
+        Shows::Number(&[("contacts", "1"), ("directory", "2"), ("node-list", "3")]),
+    ),
+    (
+        "tcp/",
+        "message",
+        "rendezvous.reconcile.message",
+        Shows::Same,
     ),
     (
         "tcp/server/node-list",
@@ -412,7 +457,9 @@ struct Capture {
 
 /// The pcap of every fixture, then frames made from fixtures: two malformed on purpose
 /// (a lookup cut by one byte; a client hello, then command 9), one answer that is not the
-/// answer due (a cursor where a nonce is due), and a count whose first byte is not 0.
+/// answer due (a cursor where a nonce is due), a count whose first byte is not 0, the
+/// answers to a Reconcile, a DirWant and a NodeSync asked in a row, and frames 22-24 out
+/// of bounds (malformed on purpose).
 fn capture() -> Capture {
     let mut pcap = Pcap::new();
     let mut frames = Vec::new();
@@ -446,6 +493,46 @@ fn capture() -> Capture {
     c.send(&mut pcap, true, &named("tcp/hello/client"));
     c.send(&mut pcap, true, &named("tcp/client/list-all"));
     let big_count = c.send(&mut pcap, false, &0x0100_0000u32.to_be_bytes());
+    // The answers to a Reconcile, a DirWant and a NodeSync asked in a row, each framed by
+    // what was asked (busy; DirRecord frames then the end, as to a DirRequest; the diff, as
+    // to a NodeList): `exchanges()` pairs those answers with 22, 17 and 11.
+    let mut c = Connection::open(&mut pcap, client + 4);
+    c.send(&mut pcap, true, &named("tcp/hello/server"));
+    for name in [
+        "tcp/server/reconcile",
+        "tcp/server/dir-want",
+        "tcp/server/node-sync",
+    ] {
+        let f = fixtures::named(name).expect("fixture");
+        frames.push((c.send(&mut pcap, true, &f.bytes()), f));
+    }
+    for name in [
+        "tcp/answer/reconcile/busy",
+        "tcp/answer/directory",
+        "tcp/answer/node-list-diff",
+    ] {
+        let f = fixtures::named(name).expect("fixture");
+        frames.push((c.send(&mut pcap, false, &f.bytes()), f));
+    }
+    // Frames 22-24 out of bounds, each on a server connection of its own: a Reconcile
+    // over 60,000 bytes, of set 4, without a message; a DirWant whose length is not a
+    // multiple of 32, one over 4096; a NodeSync of 4097 entries, one wanting 4097 ids.
+    let mut dir_want_33 = vec![23, 0, 33];
+    dir_want_33.extend([0xd1; 33]);
+    let bad: [&[u8]; 7] = [
+        &[22, 0xea, 0x61, 1, 0x61],
+        &[22, 0, 6, 4, 0x61, 0, 0, 2, 0],
+        &[22, 0, 1, 1],
+        &dir_want_33,
+        &[23, 0x10, 0x20],
+        &[24, 0, 0, 0x10, 0x01],
+        &[24, 0, 0, 0, 0, 0x10, 0x01],
+    ];
+    for (k, bytes) in (5..).zip(bad) {
+        let mut c = Connection::open(&mut pcap, client + k);
+        c.send(&mut pcap, true, &named("tcp/hello/server"));
+        on_purpose.insert(c.send(&mut pcap, true, bytes));
+    }
     Capture {
         bytes: pcap.bytes,
         frames,
