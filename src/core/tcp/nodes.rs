@@ -192,15 +192,10 @@ impl TcpCore {
             return self.fail(conn, status::BAD_REQUEST, tcp::CMD_NODE_LIST, detail);
         }
         // Before the diff, so that it carries our re-issued entry (§8.15 "own uid").
-        let reissued = self.reissue_own(&entries);
-        let entries = self.without_forged(entries);
-        let changed = self.nodes.merge(&entries);
+        let (entries, merged) = self.merge_sent(entries);
         let diff = self.nodes.diff_for(&entries);
-        if let Ok(d) = NodeListFrame::Diff(diff).to_vec() {
-            self.push_answer(conn, Answer::Ready(d));
-        }
-        self.stats.nodes_learned += changed.len() as u64;
-        self.list_changed(now_ms, reissued || !changed.is_empty());
+        self.answer_diff(conn, diff);
+        self.list_changed(now_ms, merged.changed());
     }
 
     /// A peer's NodeSync (24), after its reconciliation of our lists: the entries we lacked,
@@ -217,20 +212,34 @@ impl TcpCore {
             let detail = "node sync with duplicate uids";
             return self.fail(conn, status::BAD_REQUEST, tcp::CMD_NODE_SYNC, detail);
         }
-        let reissued = self.reissue_own(&entries);
-        let entries = self.without_forged(entries);
-        let changed = self.nodes.merge(&entries);
+        let (_, merged) = self.merge_sent(entries);
         let mut diff = self.nodes.with_ids(want);
-        if let Some(own) = self.own_entry().filter(|_| reissued).cloned() {
+        if let Some(own) = self.own_entry().filter(|_| merged.reissued).cloned() {
             if !diff.contains(&own) {
                 diff.push(own);
             }
         }
+        self.answer_diff(conn, diff);
+        self.list_changed(now_ms, merged.changed());
+    }
+
+    /// Answers `conn` with the NodeListDiff (12) of `diff`.
+    fn answer_diff(&mut self, conn: ConnId, diff: Vec<NodeEntry>) {
         if let Ok(d) = NodeListFrame::Diff(diff).to_vec() {
             self.push_answer(conn, Answer::Ready(d));
         }
-        self.stats.nodes_learned += changed.len() as u64;
-        self.list_changed(now_ms, reissued || !changed.is_empty());
+    }
+
+    /// Entries a peer sent (a list, sync or diff), merged: first our entry re-issued above
+    /// one for our uid that beats it (§8.15 "own uid"), then the entries but those forged
+    /// for our uid. Returns the entries merged and what changed; the caller stores the
+    /// list and spreads its hash ([`Self::list_changed`]).
+    fn merge_sent(&mut self, entries: Vec<NodeEntry>) -> (Vec<NodeEntry>, Merged) {
+        let reissued = self.reissue_own(&entries);
+        let entries = self.without_forged(entries);
+        let learned = self.nodes.merge(&entries).len();
+        self.stats.nodes_learned += learned as u64;
+        (entries, Merged { reissued, learned })
     }
 
     /// On link `i` (connection `conn`): the peer's hash answering ours; when the lists
@@ -246,11 +255,8 @@ impl TcpCore {
     /// On a link: the peer's diff, merged (and our entry re-issued above one for our uid
     /// that beats it, §8.15 "own uid").
     pub(super) fn merge_nodes(&mut self, now_ms: u64, entries: Vec<NodeEntry>) {
-        let reissued = self.reissue_own(&entries);
-        let entries = self.without_forged(entries);
-        let changed = self.nodes.merge(&entries);
-        self.stats.nodes_learned += changed.len() as u64;
-        self.list_changed(now_ms, reissued || !changed.is_empty());
+        let (_, merged) = self.merge_sent(entries);
+        self.list_changed(now_ms, merged.changed());
     }
 
     /// An entry for our own uid that is not ours as it stands: only we change our entry.
@@ -437,6 +443,21 @@ impl TcpCore {
         c.out.command(&ServerCommand::AuthProof(&body));
         c.expect(Asked::AuthProof, 0);
         self.link_start(now_ms, peer, conn);
+    }
+}
+
+/// What merging a peer's entries did to our node list.
+struct Merged {
+    /// Our entry was re-issued above one for our uid that beat it.
+    reissued: bool,
+    /// Entries that changed (new, or a greater version).
+    learned: usize,
+}
+
+impl Merged {
+    /// True when our list changed.
+    fn changed(&self) -> bool {
+        self.reissued || self.learned > 0
     }
 }
 
