@@ -511,9 +511,32 @@ struct Row {
     /// Links between the two sides, counted each way (a link each way per peering).
     cut_links: usize,
     bytes_per_change: f64,
+    /// The most copies of the changed records (545-byte journal lines) that crossed one
+    /// link across the cut, both ways together.
+    most_per_link: f64,
     rounds: u64,
     heal_ms: u64,
     mem_per_copy: u64,
+}
+
+/// Bytes between each pair of hosts across the cut, both ways: `(a, b, bytes)`.
+fn pair_bytes(net: &Net, left: &[HostId], right: &[HostId]) -> Vec<(HostId, HostId, u64)> {
+    let mut v = Vec::new();
+    for &a in left {
+        for &b in right {
+            v.push((a, b, net.bytes_between(&[a], &[b])));
+        }
+    }
+    v
+}
+
+/// Links (connections) between hosts `a` and `b`: one per peering either way; in a mesh,
+/// each dials the other.
+fn links_between(topo: Topology, peering: &[Vec<HostId>], a: HostId, b: HostId) -> usize {
+    match topo {
+        Topology::Mesh => 2,
+        _ => usize::from(peering[a].contains(&b)) + usize::from(peering[b].contains(&a)),
+    }
 }
 
 /// `servers` servers linked as `topo`, preloaded with `n` contacts; a partition into
@@ -524,6 +547,7 @@ fn scenario(seed: u64, topo: Topology, servers: usize, n: usize) -> Row {
     let rss0 = rss();
     let mut net = Net::new(seed, crate::sim::unix_now());
     let peering = peers_of(topo, servers, seed);
+    let peering_of = peering.clone();
     let half = servers / 2;
     let cut_links = match topo {
         // Every server links to every other: a link each way between each pair.
@@ -564,10 +588,20 @@ fn scenario(seed: u64, topo: Topology, servers: usize, n: usize) -> Row {
     .expect("each side converges on its own");
     net.run_for(30_000);
     let before = net.bytes_between(left, right);
+    let pairs_before = pair_bytes(&net, left, right);
     net.heal_all();
     let heal_ms = run_checking(&mut net, 600_000, |net| all_equal(net, &all))
         .expect("the network converges after the heal");
     let bytes = net.bytes_between(left, right) - before;
+    let changes = (2 * d * 545) as f64;
+    let most_per_link = pair_bytes(&net, left, right)
+        .iter()
+        .zip(&pairs_before)
+        .map(|(&(a, b, after), &(_, _, before))| {
+            let links = links_between(topo, &peering_of, a, b).max(1);
+            (after - before) as f64 / changes / links as f64
+        })
+        .fold(0.0, f64::max);
     let rounds = all
         .iter()
         .map(|&h| {
@@ -582,6 +616,7 @@ fn scenario(seed: u64, topo: Topology, servers: usize, n: usize) -> Row {
     Row {
         cut_links,
         bytes_per_change: bytes as f64 / (2 * d) as f64,
+        most_per_link,
         rounds,
         heal_ms,
         mem_per_copy,
@@ -611,7 +646,7 @@ fn federation_at_scale() {
             (Topology::Line, 6, 3_000),
         ]
     };
-    eprintln!("sim: | topology | servers | contacts | links across the cut (each way) | bytes across the cut per changed record | reconciliation rounds (most) | heal to equal digests (ms, heartbeat intervals) | memory per server copy |");
+    eprintln!("sim: | topology | servers | contacts | links across the cut (each way) | bytes across the cut per changed record | most copies on one link | reconciliation rounds (most) | heal to equal digests (ms, heartbeat intervals) | memory per server copy |");
     // RDV_SIM_ONLY=K runs the K-th scenario alone (its own process: the memory column).
     let only: Option<usize> = std::env::var("RDV_SIM_ONLY")
         .ok()
@@ -622,9 +657,10 @@ fn federation_at_scale() {
         }
         let row = scenario(50 + k as u64, topo, servers, n);
         eprintln!(
-            "sim: | {topo:?} | {servers} | {n} | {} | {:.0} | {} | {} ({:.2}) | {:.1} MB |",
+            "sim: | {topo:?} | {servers} | {n} | {} | {:.0} | {:.2} | {} | {} ({:.2}) | {:.1} MB |",
             row.cut_links,
             row.bytes_per_change,
+            row.most_per_link,
             row.rounds,
             row.heal_ms,
             row.heal_ms as f64 / 5_000.0,
@@ -641,6 +677,13 @@ fn federation_at_scale() {
             row.heal_ms <= 10_000,
             "{topo:?}: equal digests {} ms after the heal, over 2 heartbeat intervals",
             row.heal_ms
+        );
+        // And no link across carries a change more than once (both ways together; 10% for
+        // the links' reopening, which is about 2% of the changes here).
+        assert!(
+            row.most_per_link <= 1.1,
+            "{topo:?}: {:.2} copies of the changes crossed one link",
+            row.most_per_link
         );
         assert!(
             row.bytes_per_change <= bound,
