@@ -15,6 +15,8 @@
 //!   `identity/verify_self_signed/<alg>` (the full certificate check),
 //!   `identity/verify_signature/<alg>` (one Root signature over `timestamp || payload`),
 //!   for Ed25519, ECDSA P-256 and RSA-2048 (RSA only when the openssl command is there).
+//! - `reconcile/record_id`: a contact's reconciliation id, beside `reconcile/sha256_body`
+//!   (SHA-256 of its 536-byte record, the id before it named contact and clock).
 //!
 //! Throughput is in bytes (the packet or frame, or the certificate). The server core's
 //! handling of keepalive, lookup, register and relay is in `benches/core.rs`.
@@ -530,6 +532,31 @@ fn identity_benches(c: &mut Criterion, ids: &Identities, ts: u64) {
     g.finish();
 }
 
+/// `reconcile/record_id`: a contact's reconciliation id, as the store computes one per
+/// contact each time it reads the ids (docs/PROTOCOL.md §8.20); beside it
+/// `reconcile/sha256_body`, SHA-256 of the 536-byte server-role body, what an id cost
+/// before it named its contact and clock (the baseline of the same run).
+fn reconcile_benches(c: &mut Criterion) {
+    use rendezvous::federation::reconcile::record_id;
+    use rendezvous::wire::tcp::{emit_server_record, ContactFields, SERVER_RECORD_LEN};
+    use sha2::{Digest, Sha256};
+    let fields = ContactFields {
+        username: "alice",
+        contact: "bob",
+        phone: "+15550100",
+    };
+    let mut rec = [0u8; SERVER_RECORD_LEN];
+    emit_server_record(11, &fields, &mut rec).expect("fits");
+    let mut g = c.benchmark_group("reconcile");
+    g.bench_function("record_id", |bn| {
+        bn.iter(|| black_box(record_id(black_box(11), black_box(&fields))))
+    });
+    g.bench_function("sha256_body", |bn| {
+        bn.iter(|| black_box(Sha256::digest(black_box(&rec[1..]))))
+    });
+    g.finish();
+}
+
 /// Every bench of this file.
 fn benches(c: &mut Criterion) {
     let ids = Identities::new();
@@ -538,6 +565,7 @@ fn benches(c: &mut Criterion) {
     tcp_benches(c, &ids, ts);
     answer_benches(c);
     identity_benches(c, &ids, ts);
+    reconcile_benches(c);
 }
 
 criterion_group!(wire_benches, benches);

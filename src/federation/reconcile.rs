@@ -5,9 +5,9 @@
 //! `negentropy` crate); this module gives each record its id and wraps the two roles.
 //!
 //! A record's id is `[key 20][clock u32][digest 8]`: which contact (SHA-256 of its
-//! username and contactname fields), its Lamport clock, and which version (SHA-256 of its
-//! 536-byte server-role Update body, the bytes `contacts_sha512` hashes, §8.5); its
-//! negentropy timestamp is its Lamport clock, so recent changes share the top of
+//! username and contactname fields), its Lamport clock, and which version (SHA-256 of the
+//! key hash, the clock and the phone field); its negentropy timestamp is its Lamport
+//! clock, so recent changes share the top of
 //! the ordering and a small difference touches few ranges. Two versions of one contact
 //! are two ids: each side sends what it holds but versions older than the other side's
 //! ([`without_stale`]), and last-writer-wins (§8.9) keeps the newer. No I/O: the ids come from the store, the messages go through frame 22.
@@ -41,23 +41,31 @@ impl From<negentropy::Error> for ReconcileError {
 }
 
 /// The id of the record `(clock, fields)` (docs/PROTOCOL.md §8.20): `[key 20][clock u32]
-/// [digest 8]`, the key the first 20 bytes of SHA-256 over its username and contactname
-/// fields (256 bytes each, NUL-padded: which contact), the digest the first 8 bytes of
-/// SHA-256 over its 536-byte server-role Update body (which version). Two versions of one
-/// contact are two ids, and an id says which contact and which clock, so a side that holds
-/// a newer version does not push its older one ([`without_stale`]). Fields that do not fit
-/// their wire sizes (never stored) hash as the bytes that fit, so such a record is still
-/// one id.
+/// [digest 8]`. The key is the first 20 bytes of SHA-256 over its username and
+/// contactname fields (256 bytes each, NUL-padded: which contact); the digest the first 8
+/// bytes of SHA-256 over that whole key hash, the clock and the 20-byte phone field
+/// (which version: with the key and clock, the phone is all a record holds). Two versions
+/// of one contact are two ids, and an id says which contact and which clock, so a side
+/// that holds a newer version does not push its older one ([`without_stale`]). One pass
+/// of SHA-256 over the record's 512 bytes of names, and one over 56 bytes. Fields that do
+/// not fit their wire sizes (never stored) hash as the bytes that fit, so such a record is
+/// still one id.
 pub fn record_id(clock: u32, fields: &ContactFields<'_>) -> RecordId {
     let mut rec = [0u8; SERVER_RECORD_LEN];
-    let (key, body) = match crate::wire::tcp::emit_server_record(clock, fields, &mut rec) {
-        Ok(_) => (&rec[5..517], &rec[1..]),
-        Err(_) => (fields.username.as_bytes(), fields.username.as_bytes()),
+    let (names, phone) = match crate::wire::tcp::emit_server_record(clock, fields, &mut rec) {
+        Ok(_) => (&rec[5..517], &rec[517..]),
+        Err(_) => (fields.username.as_bytes(), fields.phone.as_bytes()),
     };
+    let key = Sha256::digest(names);
+    let digest = Sha256::new()
+        .chain_update(key)
+        .chain_update(clock.to_be_bytes())
+        .chain_update(phone)
+        .finalize();
     let mut id = [0u8; 32];
-    id[..20].copy_from_slice(&Sha256::digest(key)[..20]);
+    id[..20].copy_from_slice(&key[..20]);
     id[20..24].copy_from_slice(&clock.to_be_bytes());
-    id[24..].copy_from_slice(&Sha256::digest(body)[..8]);
+    id[24..].copy_from_slice(&digest[..8]);
     id
 }
 
