@@ -285,18 +285,21 @@ impl NodeList {
     }
 
     /// The entries whose ids ([`crate::federation::reconcile::node_record_id`]) are in
-    /// `ids`, in list order: what a NodeSync's want asks for (ids not in the list, or of
-    /// entries superseded since, are skipped).
+    /// `ids`, in list order, each once: what a NodeSync's want asks for. An id names its
+    /// uid, so each is looked up by uid and checked whole (ids not in the list, or of
+    /// entries superseded since, are skipped): O(k log n) for k ids, not a hash of every
+    /// entry.
     pub fn with_ids(&self, ids: &[EntryId]) -> Vec<NodeEntry> {
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        let wanted: std::collections::HashSet<&EntryId> = ids.iter().collect();
-        self.entries
+        let mut found: Vec<NodeEntry> = ids
             .iter()
-            .filter(|e| wanted.contains(&node_record_id(e)))
-            .cloned()
-            .collect()
+            .filter_map(|id| {
+                let (uid, _) = node_id_parts(id);
+                self.get(&uid).filter(|e| node_record_id(e) == *id).cloned()
+            })
+            .collect();
+        found.sort_unstable_by(|a, b| a.uid().cmp(b.uid()));
+        found.dedup();
+        found
     }
 
     /// What a reconciliation's findings move (docs/PROTOCOL.md §8.15, "exchange"): of
@@ -456,6 +459,19 @@ mod tests {
     use super::*;
     use crate::wire::tcp::nodelist::test_entries::{arb_entry, entry};
     use proptest::prelude::*;
+
+    #[test]
+    fn with_ids_finds_each_entry_once_and_not_a_superseded_version() {
+        let list = NodeList::from_entries(vec![entry(1, 2, "a"), entry(2, 5, "b")]);
+        let id = |e: &NodeEntry| node_record_id(e);
+        let (v2, old, b) = (entry(1, 2, "a"), entry(1, 1, "a"), entry(2, 5, "b"));
+        assert_eq!(list.with_ids(&[id(&b), id(&v2), id(&b)]), [v2.clone(), b]);
+        assert!(list.with_ids(&[id(&old)]).is_empty(), "superseded: skipped");
+        assert!(
+            list.with_ids(&[id(&entry(9, 1, "z"))]).is_empty(),
+            "unknown: skipped"
+        );
+    }
 
     #[test]
     fn cap_keeps_lowest_uids() {
