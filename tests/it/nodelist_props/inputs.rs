@@ -123,6 +123,29 @@ pub(super) fn base_b(k: u8) -> NodeEntry {
     NodeEntry::new([0x80 + k; 16], 1000, "b", "h:1", vec![1]).unwrap()
 }
 
+/// The servers' own entries at `versions`, and their stored lists without entries beating
+/// an owner's own unless `stale`.
+pub(super) fn owns_and_stored(
+    versions: &[u64],
+    stored: Vec<Vec<NodeEntry>>,
+    stale: bool,
+) -> (Vec<NodeEntry>, Vec<Vec<NodeEntry>>) {
+    let owns: Vec<NodeEntry> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| own_entry(i, v))
+        .collect();
+    let stored = stored
+        .into_iter()
+        .map(|l| {
+            l.into_iter()
+                .filter(|e| stale || respects_owners(e, &owns))
+                .collect()
+        })
+        .collect();
+    (owns, stored)
+}
+
 /// One time in five, big lists: which of the `n` servers hold the `BASE_B` entries
 /// (all hold the `BASE_A` ones); and whether short lists are sent whole, as the servers
 /// do, or reconciled like long ones (half the time each).
@@ -173,19 +196,7 @@ pub(super) fn arb_scenario(stale: bool) -> impl Strategy<Value = Scenario> {
             )
         })
         .prop_map(move |(versions, stored, tree, extra, steps, picks, big)| {
-            let owns: Vec<NodeEntry> = versions
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| own_entry(i, v))
-                .collect();
-            let mut stored: Vec<Vec<NodeEntry>> = stored
-                .into_iter()
-                .map(|l| {
-                    l.into_iter()
-                        .filter(|e| stale || respects_owners(e, &owns))
-                        .collect()
-                })
-                .collect();
+            let (owns, mut stored) = owns_and_stored(&versions, stored, stale);
             let whole_max = whole_max(&big);
             let big = add_big(&mut stored, big);
             let mut links = Vec::new();

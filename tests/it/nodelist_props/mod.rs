@@ -373,15 +373,7 @@ fn arb_pair_scenario(stale: bool) -> impl Strategy<Value = Scenario> {
         arb_big(2),
     )
         .prop_map(move |(versions, stored, steps, picks, big)| {
-            let owns: Vec<NodeEntry> = (0..2).map(|i| own_entry(i, versions[i])).collect();
-            let mut stored: Vec<Vec<NodeEntry>> = stored
-                .into_iter()
-                .map(|l| {
-                    l.into_iter()
-                        .filter(|e| stale || respects_owners(e, &owns))
-                        .collect()
-                })
-                .collect();
+            let (owns, mut stored) = owns_and_stored(&versions, stored, stale);
             let whole_max = whole_max(&big);
             let big = add_big(&mut stored, big);
             let mut all = vec![Step::Open(0), Step::Open(1)];
@@ -413,15 +405,7 @@ fn arb_in_flight_scenario() -> impl Strategy<Value = Scenario> {
         arb_big(3),
     )
         .prop_map(|(versions, stored, third, steps, picks, big)| {
-            let owns: Vec<NodeEntry> = (0..3).map(|i| own_entry(i, versions[i])).collect();
-            let mut stored: Vec<Vec<NodeEntry>> = stored
-                .into_iter()
-                .map(|l| {
-                    l.into_iter()
-                        .filter(|e| respects_owners(e, &owns))
-                        .collect()
-                })
-                .collect();
+            let (owns, mut stored) = owns_and_stored(&versions, stored, false);
             let whole_max = whole_max(&big);
             let big = add_big(&mut stored, big);
             let mut links = vec![(0, 1), (0, 2)];

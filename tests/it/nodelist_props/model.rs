@@ -301,6 +301,28 @@ impl Net {
         }
     }
 
+    /// `TcpCore::merge_sent`: entries a peer sent, merged at server `s` (its entry
+    /// re-issued first when one beats it, forged entries of its uid left out). Returns the
+    /// entries merged, whether it re-issued, and the changes (re-issue included).
+    pub(super) fn merge_sent(
+        &mut self,
+        s: usize,
+        entries: Vec<NodeEntry>,
+    ) -> (Vec<NodeEntry>, bool, usize) {
+        let reissued = self.reissue_own(s, &entries);
+        let entries = self.without_forged(s, entries);
+        let changed = self.servers[s].merge(&entries).len() + usize::from(reissued);
+        (entries, reissued, changed)
+    }
+
+    /// `TcpCore::answer_diff`: the acceptor of link `l` answers with the diff.
+    pub(super) fn answer_diff(&mut self, l: usize, diff: Vec<NodeEntry>) {
+        self.sent.diffs += 1;
+        self.links[l]
+            .answers
+            .extend(bytes(&NodeListFrame::Diff(diff)));
+    }
+
     /// Server `s` merges `entries` (other entries of its own uid ignored), first
     /// re-issuing its own entry above one that beats it if `reissue` (`merge_nodes`: a
     /// diff; not an AuthProof, where an entry for our uid is refused).
@@ -386,33 +408,21 @@ impl Net {
             }
             Frame::Nodes(NodeListFrame::Sync { entries, want }) => {
                 assert!(!has_duplicate_uids(&entries), "a sync a server sent");
-                let reissued = self.reissue_own(s, &entries);
-                let entries = self.without_forged(s, entries);
-                let changed = self.servers[s].merge(&entries);
-                let changed = changed.len() + usize::from(reissued);
+                let (_, reissued, changed) = self.merge_sent(s, entries);
                 let mut diff = self.servers[s].list.with_ids(&want);
                 let own = &self.servers[s].own;
                 if reissued && !diff.contains(own) {
                     diff.push(own.clone());
                 }
-                self.sent.diffs += 1;
-                self.links[l]
-                    .answers
-                    .extend(bytes(&NodeListFrame::Diff(diff)));
+                self.answer_diff(l, diff);
                 self.nodes_changed(s, changed);
                 return;
             }
             Frame::Nodes(NodeListFrame::List(entries)) => {
                 assert!(!has_duplicate_uids(&entries), "a list a server sent");
-                let reissued = self.reissue_own(s, &entries);
-                let entries = self.without_forged(s, entries);
-                let changed = self.servers[s].merge(&entries);
-                let changed = changed.len() + usize::from(reissued);
+                let (entries, _, changed) = self.merge_sent(s, entries);
                 let diff = self.servers[s].list.diff_for(&entries);
-                self.sent.diffs += 1;
-                self.links[l]
-                    .answers
-                    .extend(bytes(&NodeListFrame::Diff(diff)));
+                self.answer_diff(l, diff);
                 self.nodes_changed(s, changed);
                 return;
             }
