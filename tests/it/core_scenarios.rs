@@ -6,11 +6,12 @@
 //! decoded, and each test asserts the exact replies (destination, layout, payload).
 //!
 //! Every datagram that passes through [`Net::send`] is also checked against the rules that
-//! hold whatever the scenario (docs/PROTOCOL.md §2.5, §4.2, §5.5):
+//! hold whatever the scenario (docs/PROTOCOL.md §2.5, §4.2, §5.5, §11.4):
 //! - every datagram out is a well-formed, unsigned server packet (params 0x01) of at most
-//!   1400 bytes;
+//!   1400 bytes, or a well-formed STUN response to a STUN request;
 //! - no reply to a source that has not passed the address check is larger than the request
-//!   that caused it, and nothing is sent to an unchecked address other than that source;
+//!   that caused it (a STUN answer: under 3 times it), and nothing is sent to an unchecked
+//!   address other than that source;
 //! - after `handle_timeout(now)` the core has no work left at or before `now`.
 
 use std::collections::HashSet;
@@ -22,6 +23,7 @@ use rendezvous::core::udp::{QueueBounds, RateLimits, TableBounds, UdpConfig, Udp
 use rendezvous::core::Now;
 use rendezvous::identity::{Identity, KeyAlgorithm};
 use rendezvous::wire::status;
+use rendezvous::wire::stun::{classify, Stun, BINDING_SUCCESS};
 use rendezvous::wire::udp::root::{
     signed_message, PARAM_FROM_SERVER, PARAM_SHIFTED, PARAM_TO_SERVER,
 };
@@ -68,6 +70,9 @@ pub(crate) enum Reply {
     },
     /// Type 7 (the detail text is kept in [`Sent::detail`], not compared).
     Error { status: u16, request_type: u8 },
+    /// A STUN response to a STUN request (docs/PROTOCOL.md §11; its contents are checked in
+    /// tests/it/stun.rs): the message type, 0x0101 or 0x0111.
+    Stun { message_type: u16 },
 }
 
 /// One datagram the core sent.
@@ -113,6 +118,20 @@ pub(crate) fn error(status: u16, request_type: u8) -> Reply {
 }
 
 /// Decodes a datagram from the server, asserting the invariants of every server packet.
+/// Decodes a STUN response with the wire module (a malformed one fails the test).
+fn decode_stun(dst: SocketAddr, bytes: &[u8]) -> Sent {
+    let msg = Stun::parse(bytes).unwrap_or_else(|e| panic!("server sent a malformed STUN: {e}"));
+    Sent {
+        dst,
+        shift: None,
+        reply: Reply::Stun {
+            message_type: msg.message_type(),
+        },
+        detail: String::new(),
+        len: bytes.len(),
+    }
+}
+
 fn decode(dst: SocketAddr, bytes: &[u8]) -> Sent {
     assert!(bytes.len() <= MAX_DATAGRAM, "datagram over 1400 bytes");
     let root = Root::parse(bytes).unwrap_or_else(|e| panic!("server sent an unparsable root: {e}"));
@@ -374,15 +393,30 @@ impl Net {
                     *dst, src_c,
                     "datagram to an address that never passed the address check"
                 );
+                // docs/PROTOCOL.md §4 and §11.4: no reply larger than its request, but a
+                // STUN Binding answer, which stays under 3 times its request.
+                let bound_ok = match classify(bytes) {
+                    Some(_) => b.len() < 3 * bytes.len(),
+                    None => b.len() <= bytes.len(),
+                };
                 assert!(
-                    b.len() <= bytes.len(),
+                    bound_ok,
                     "amplification: {}-byte reply to a {}-byte request from unchecked {src}",
                     b.len(),
                     bytes.len()
                 );
             }
         }
-        out.iter().map(|(d, b)| decode(*d, b)).collect()
+        let stun = classify(bytes).is_some();
+        out.iter()
+            .map(|(d, b)| {
+                if stun {
+                    decode_stun(*d, b)
+                } else {
+                    decode(*d, b)
+                }
+            })
+            .collect()
     }
 
     /// The advised keepalive, as the OK should carry it.
@@ -1594,6 +1628,32 @@ fn datagram() -> impl Strategy<Value = Vec<u8>> {
                 v
             }),
     ]
+}
+
+/// The input CI's random seed found (stop 20): `datagram()` can build `[0, 1, 0, 0]` and 16
+/// more bytes, an RFC 3489 Binding request, which the server answers with MAPPED-ADDRESS
+/// (32 bytes, 1.6 times; docs/PROTOCOL.md §11.4). The harness holds it to STUN's bound.
+#[test]
+fn classic_stun_request_from_a_stranger_is_answered_under_three_times() {
+    let mut net = Net::new();
+    let mut req = vec![0u8; 20];
+    req[1] = 1;
+    let got = net.send(addr("198.51.100.5:1000"), &req);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].dst, addr("198.51.100.5:1000"));
+    assert_eq!(
+        got[0].reply,
+        Reply::Stun {
+            message_type: BINDING_SUCCESS
+        }
+    );
+    assert_eq!(got[0].len, 32);
+    // Anything else of 20 bytes from the stranger (here a Root keepalive-shaped header) gets
+    // nothing larger than itself.
+    req[1] = 0;
+    for s in net.send(addr("198.51.100.5:1000"), &req) {
+        assert!(s.len <= 20, "{s:?}");
+    }
 }
 
 proptest! {
