@@ -769,7 +769,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(
-        cmd in prop_oneof![Just(10u8), Just(11u8), Just(12u8), any::<u8>()],
+        cmd in prop_oneof![Just(10u8), Just(11u8), Just(12u8), Just(24u8), any::<u8>()],
         count in prop_oneof![0u32..4, Just(4096), Just(4097), any::<u32>()],
         rest in prop::collection::vec(any::<u8>(), 0..400),
     ) {

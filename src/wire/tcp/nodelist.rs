@@ -432,6 +432,10 @@ impl NodeListFrame {
                 })
             }
             CMD_NODE_SYNC => {
+                // The want count is judged before any entry, as [`frame_len`] judges it.
+                if let Some(p) = entries_end(frame)? {
+                    read_want(frame.get(p..).unwrap_or_default())?;
+                }
                 let (entries, rest) = parse_entries(body)?;
                 let want = parse_want(rest)?;
                 Ok(NodeListFrame::Sync { entries, want })
@@ -743,6 +747,27 @@ mod tests {
         };
         assert!(most.buffer_len() <= MAX_FRAME_LEN);
         assert_eq!(MAX_FRAME_LEN, 3_375_111);
+    }
+
+    /// The want count is judged before the entries, by the parser as by [`frame_len`]: an
+    /// entry whose alias is not UTF-8, then a want of 4097, is BadLength from both (found by
+    /// tests/it/nodelist.rs `arbitrary_bytes_never_panic`).
+    #[test]
+    fn a_sync_wanting_over_4096_ids_is_refused_before_its_entries_are_read() {
+        let mut bytes = NodeListFrame::Sync {
+            entries: vec![entry(1, 2, "a")],
+            want: vec![],
+        }
+        .to_vec()
+        .unwrap();
+        let alias = 1 + COUNT_LEN + UID_LEN + 8 + 1;
+        assert_eq!(bytes[alias], b'a');
+        bytes[alias] = 0xff;
+        assert_eq!(NodeListFrame::parse(&bytes), Err(WireError::BadUtf8));
+        let n = bytes.len();
+        bytes[n - WANT_LEN..].copy_from_slice(&4097u16.to_be_bytes());
+        assert_eq!(frame_len(&bytes), Err(WireError::BadLength));
+        assert_eq!(NodeListFrame::parse(&bytes), Err(WireError::BadLength));
     }
 
     proptest! {
