@@ -5,7 +5,7 @@
 //! core puts in its peer outbox goes to each of its neighbours only, through one FIFO of
 //! messages in flight (so each link keeps its order, as TCP does); `WantDirectory` is
 //! answered at once with the neighbours' `directory_page`s. Clients build real, signed
-//! registrations (cookie round trip) as in tests/it/core_scenarios.rs, and every datagram a
+//! registrations (cookie round trip) as in tests/it/core_scenarios/, and every datagram a
 //! core sends is decoded with the wire module.
 //!
 //! This file holds the harness (clients, decoded datagrams, the federation of cores); the
