@@ -432,11 +432,16 @@ impl NodeListFrame {
                 })
             }
             CMD_NODE_SYNC => {
-                // The want count is judged before any entry, as [`frame_len`] judges it.
-                if let Some(p) = entries_end(frame)? {
-                    read_want(frame.get(p..).unwrap_or_default())?;
-                }
-                let (entries, rest) = parse_entries(body)?;
+                // An oversized want count wins over a bad entry, as in [`frame_len`]; the
+                // framing is scanned again only when an entry was bad.
+                let (entries, rest) = parse_entries(body).map_err(|e| {
+                    match entries_end(frame) {
+                        Ok(Some(p)) => read_want(frame.get(p..).unwrap_or_default()).err(),
+                        Ok(None) => None,
+                        Err(framing) => Some(framing),
+                    }
+                    .unwrap_or(e)
+                })?;
                 let want = parse_want(rest)?;
                 Ok(NodeListFrame::Sync { entries, want })
             }
