@@ -396,6 +396,7 @@ impl Net {
             });
         let after = self.checked_addrs();
         let src_c = canonical_addr(src);
+        let stun = classify(bytes).is_some();
         for (dst, b) in &out {
             if !before.contains(dst) && !after.contains(dst) {
                 assert_eq!(
@@ -404,9 +405,10 @@ impl Net {
                 );
                 // docs/PROTOCOL.md §4 and §11.4: no reply larger than its request, but a
                 // STUN Binding answer, which stays under 3 times its request.
-                let bound_ok = match classify(bytes) {
-                    Some(_) => b.len() < 3 * bytes.len(),
-                    None => b.len() <= bytes.len(),
+                let bound_ok = if stun {
+                    b.len() < 3 * bytes.len()
+                } else {
+                    b.len() <= bytes.len()
                 };
                 assert!(
                     bound_ok,
@@ -416,7 +418,6 @@ impl Net {
                 );
             }
         }
-        let stun = classify(bytes).is_some();
         out.iter()
             .map(|(d, b)| {
                 if stun {
