@@ -184,6 +184,8 @@ fn link_count(net: &mut Net, h: HostId) -> usize {
 /// What a heal cost: bytes across the cut, over the changed records' size; heartbeat
 /// intervals from the heal to equal digests everywhere.
 struct Heal {
+    /// Records changed on each side of the cut.
+    changed_a_side: usize,
     bytes: u64,
     over_changed: f64,
     over_copy: f64,
@@ -237,6 +239,7 @@ fn heal(net: &mut Net, n: usize, d: usize) -> Heal {
     }
     let changed = (2 * d as u64).max(1) * RECORD_LEN;
     Heal {
+        changed_a_side: d,
         bytes,
         over_changed: bytes as f64 / changed as f64,
         over_copy: bytes as f64 / (n as u64 * RECORD_LEN) as f64,
@@ -256,7 +259,7 @@ fn links_idle(net: &mut Net, hosts: &[HostId]) -> bool {
 
 /// Runs [`heal`] on a preloaded mesh of 4 (`keep`: the journal's bound), 1% changed a
 /// side, and prints its figures under `label`.
-fn heal_figures(seed: u64, keep: Option<u64>, label: &str) -> (usize, Heal) {
+fn heal_figures(seed: u64, keep: Option<u64>, label: &str) -> (Arc<Vec<Contact>>, Heal) {
     let n = contacts_n();
     let d = (n / 100).max(1);
     let list = contacts(n);
@@ -271,7 +274,7 @@ fn heal_figures(seed: u64, keep: Option<u64>, label: &str) -> (usize, Heal) {
         "{:.2} heartbeat intervals",
         h.heartbeats
     );
-    (n, h)
+    (list, h)
 }
 
 /// A cut healed while the journal covers the gap (1% changed, at most 4096 lines a side):
@@ -281,11 +284,9 @@ fn heal_figures(seed: u64, keep: Option<u64>, label: &str) -> (usize, Heal) {
 /// carry it to the 2 servers across (docs/CAPACITY.md "Federation").
 #[test]
 fn a_healed_cut_the_journal_covers_costs_two_lines_a_change() {
-    let (n, h) = heal_figures(41, None, "journal covers");
-    let list = contacts(n);
-    let reopening = heal(&mut preloaded_mesh(41, 4, &list, None), n, 0).bytes;
-    let d = (n / 100).max(1) as u64;
-    let per_change = h.bytes.saturating_sub(reopening) as f64 / (2 * d) as f64;
+    let (list, h) = heal_figures(41, None, "journal covers");
+    let reopening = heal(&mut preloaded_mesh(41, 4, &list, None), list.len(), 0).bytes;
+    let per_change = h.bytes.saturating_sub(reopening) as f64 / (2 * h.changed_a_side) as f64;
     eprintln!(
         "heal, nothing changed: {reopening} bytes across the cut (the links' reopening); beyond it {per_change:.1} bytes a change, {:.4} journal lines of {JOURNAL_LINE_LEN} bytes",
         per_change / JOURNAL_LINE_LEN as f64
@@ -306,7 +307,8 @@ fn a_healed_cut_the_journal_covers_costs_two_lines_a_change() {
 /// reconcile, and the bytes follow the differences, not the list.
 #[test]
 fn a_healed_cut_the_journal_lost_is_reconciled_in_proportion_to_the_differences() {
-    let (n, h) = heal_figures(42, Some(4), "journal trimmed");
+    let (list, h) = heal_figures(42, Some(4), "journal trimmed");
+    let n = list.len();
     // The bound is for 100,000 contacts and 1% changed (RDV_SIM_CONTACTS=100000);
     // on a smaller list the reconnects' fixed bytes weigh more.
     if n >= 100_000 {
